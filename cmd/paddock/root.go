@@ -1,0 +1,20 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newRootCommand builds the paddock command tree. Each subcommand lives in
+// its own file as newXxxCommand() + xxxAction().
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "paddock",
+		Short:         "Run virtual machines on KVM from one YAML file",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newVersionCommand(),
+	)
+	return root
+}
