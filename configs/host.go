@@ -1,0 +1,61 @@
+package configs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Host holds facts about the host that bound a VM config. A zero field is
+// unknown, and Validate skips the checks that need it.
+type Host struct {
+	MemoryBytes uint64 // physical RAM (MemTotal)
+	MaxVCPUs    int    // KVM_CAP_MAX_VCPUS; filled by the machine package
+}
+
+// meminfoPath is where HostFacts reads the host's RAM.
+const meminfoPath = "/proc/meminfo"
+
+// HostFacts reads what it can learn without KVM: physical RAM from
+// /proc/meminfo. MaxVCPUs is left 0 for the caller that opens /dev/kvm.
+func HostFacts() (Host, error) {
+	f, err := os.Open(meminfoPath)
+	if err != nil {
+		return Host{}, fmt.Errorf("host facts: %w", err)
+	}
+	defer f.Close()
+	total, err := parseMemTotal(f)
+	if err != nil {
+		return Host{}, fmt.Errorf("host facts: %s: %w", meminfoPath, err)
+	}
+	return Host{MemoryBytes: total}, nil
+}
+
+// parseMemTotal returns MemTotal, in bytes, from /proc/meminfo text
+// ("MemTotal:       24589456 kB").
+func parseMemTotal(r io.Reader) (uint64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "MemTotal:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected MemTotal line %q", sc.Text())
+		}
+		kb, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil || kb > 1<<53 {
+			return 0, fmt.Errorf("unexpected MemTotal value %q", f[0])
+		}
+		return kb * 1024, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no MemTotal line")
+}

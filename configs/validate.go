@@ -1,0 +1,250 @@
+package configs
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Validate checks every field of a VM whose defaults are filled and reports
+// all problems, joined, in file order; each is an *Error. Beyond
+// ValidateStructure it checks the files the VM names (kernel and initrd are
+// readable, non-empty regular files; console.log's directory exists) and the
+// limits host gives (zero fields of host are unknown and not checked).
+func (vm *VM) Validate(host Host) error {
+	c := &checker{vm: vm}
+	c.structure()
+	c.files()
+	c.host(host)
+	return c.result()
+}
+
+// ValidateStructure checks the values alone, without touching the file
+// system or the host: name form, cpus and memory ranges, kernel set,
+// cmdline form, enum fields, the libvirt URI form. It suits configs meant
+// for another machine, and tests.
+func (vm *VM) ValidateStructure() error {
+	c := &checker{vm: vm}
+	c.structure()
+	return c.result()
+}
+
+// checker collects the problems of one VM, at most one per field.
+type checker struct {
+	vm   *VM
+	errs []*Error
+	bad  map[string]bool // fields already reported
+}
+
+// add records a problem with field unless one is already recorded.
+func (c *checker) add(field, format string, args ...any) {
+	if c.bad[field] {
+		return
+	}
+	if c.bad == nil {
+		c.bad = map[string]bool{}
+	}
+	c.bad[field] = true
+	c.errs = append(c.errs, c.vm.Errorf(field, format, args...).(*Error))
+}
+
+// result joins the problems sorted by position, so they read in file order.
+func (c *checker) result() error {
+	slices.SortStableFunc(c.errs, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
+	errs := make([]error, len(c.errs))
+	for i, e := range c.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// structure checks every field's value on its own.
+func (c *checker) structure() {
+	vm := c.vm
+	switch {
+	case vm.Name == "":
+		c.add("name", "must be set: a DNS label such as %q", "web-1")
+	case !validName(vm.Name):
+		c.add("name", "must be a DNS label (at most %d lowercase letters, digits and '-', starting and ending with a letter or digit), got %q", MaxNameLen, vm.Name)
+	}
+	if vm.CPUs < 1 || vm.CPUs > MaxCPUs {
+		c.add("cpus", "must be between 1 and %d, got %d", MaxCPUs, vm.CPUs)
+	}
+	switch {
+	case vm.Memory < MinMemory:
+		c.add("memory", "must be at least %s, got %s", MinMemory, vm.Memory)
+	case vm.Memory > MaxMemory:
+		c.add("memory", "must be at most %s, got %s", ByteSize(MaxMemory), vm.Memory)
+	case vm.Memory%MemoryAlign != 0:
+		c.add("memory", "must be a whole number of MiB, got %s", vm.Memory)
+	}
+	if vm.Kernel == "" {
+		c.add("kernel", "must be set: the path of a Linux kernel (bzImage or ELF vmlinux)")
+	}
+	c.cmdline()
+	switch vm.Console.Mode {
+	case ConsoleStdio, ConsoleLog:
+	case ConsoleNone:
+		if vm.Console.Log != "" {
+			c.add("console.log", "is set but console.mode is none: use mode log or stdio to log the console")
+		}
+	default:
+		c.add("console.mode", "must be one of %s, %s, %s; got %q", ConsoleStdio, ConsoleLog, ConsoleNone, vm.Console.Mode)
+	}
+	switch vm.OnReboot {
+	case RebootExit, RebootRestart:
+	default:
+		c.add("on_reboot", "must be one of %s, %s; got %q", RebootExit, RebootRestart, vm.OnReboot)
+	}
+	switch vm.Backend {
+	case BackendNative, BackendLibvirt:
+	default:
+		c.add("backend", "must be one of %s, %s; got %q", BackendNative, BackendLibvirt, vm.Backend)
+	}
+	if vm.Libvirt.URI != "" {
+		if err := checkLibvirtURI(vm.Libvirt.URI); err != nil {
+			c.add("libvirt.uri", "%w", err)
+		}
+	}
+}
+
+// cmdline checks the kernel command line's length and characters.
+func (c *checker) cmdline() {
+	s := c.vm.Cmdline
+	if len(s) > MaxCmdlineLen {
+		c.add("cmdline", "is %d bytes long; the kernel takes at most %d", len(s), MaxCmdlineLen)
+		return
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case b == 0:
+			c.add("cmdline", "must not contain a NUL byte (byte %d)", i)
+		case b == '\n' || b == '\r':
+			c.add("cmdline", "must not contain a line break (byte %d); for a long command line use a folded block, `cmdline: >`", i)
+		case b < 0x20 && b != '\t' || b == 0x7f:
+			c.add("cmdline", "must not contain control character %#02x (byte %d)", b, i)
+		default:
+			continue
+		}
+		return
+	}
+}
+
+// files checks the files the VM names; fields with a structural problem
+// are skipped.
+func (c *checker) files() {
+	vm := c.vm
+	if vm.Kernel != "" {
+		if err := checkReadable(vm.Kernel); err != nil {
+			c.add("kernel", "%w", err)
+		}
+	}
+	if vm.Initrd != "" {
+		if err := checkReadable(vm.Initrd); err != nil {
+			c.add("initrd", "%w", err)
+		}
+	}
+	if vm.Console.Log != "" {
+		if err := checkLogPath(vm.Console.Log); err != nil {
+			c.add("console.log", "%w", err)
+		}
+	}
+}
+
+// host checks the VM against the host's limits, where known.
+func (c *checker) host(h Host) {
+	vm := c.vm
+	if h.MaxVCPUs > 0 && vm.CPUs > h.MaxVCPUs {
+		c.add("cpus", "must be at most %d, the most vCPUs KVM supports on this host, got %d", h.MaxVCPUs, vm.CPUs)
+	}
+	if h.MemoryBytes > 0 && uint64(vm.Memory) > h.MemoryBytes {
+		c.add("memory", "must be at most the host's RAM (%s), got %s", ByteSize(h.MemoryBytes).approx(), vm.Memory)
+	}
+}
+
+// validName reports whether s is a DNS label (RFC 1123): 1 to 63 of a-z,
+// 0-9 and '-', not starting or ending with '-'.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkReadable checks that path is a non-empty regular file we can open.
+// It does not open anything but regular files: opening a FIFO would block.
+func checkReadable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	switch {
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory, not a file", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", path)
+	case fi.Size() == 0:
+		return fmt.Errorf("%s is empty", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	return f.Close()
+}
+
+// checkLogPath checks that a console log can be created or appended at
+// path: its directory exists, and path itself is not a directory.
+func checkLogPath(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", dir, pathErr(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s is a directory, not a file", path)
+	}
+	return nil
+}
+
+// checkLibvirtURI checks the form of a libvirt connection URI,
+// driver[+transport]://[user@][host][:port]/path[?params], without
+// connecting.
+func checkLibvirtURI(s string) error {
+	const form = "must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system"
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(s, "://") {
+		return fmt.Errorf("%s, got %q", form, s)
+	}
+	driver, transport, hasTransport := strings.Cut(u.Scheme, "+")
+	if driver == "" || strings.ContainsAny(driver, "+.-") {
+		return fmt.Errorf("%s, got %q: bad driver %q", form, s, driver)
+	}
+	if hasTransport {
+		switch transport {
+		case "unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext":
+		default:
+			return fmt.Errorf("%q: unknown transport %q: want unix, ssh, libssh, libssh2, tcp, tls or ext", s, transport)
+		}
+	}
+	if u.Path == "" || u.Path == "/" {
+		return fmt.Errorf("%q has no path, such as /system or /session", s)
+	}
+	return nil
+}

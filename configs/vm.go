@@ -1,0 +1,159 @@
+// Package configs is the VM YAML schema: the types one YAML file decodes
+// into, strict decoding with file:line:column positions, defaults and
+// validation.
+//
+// The pipeline is Load (or Parse) -> FillDefaults -> Validate. Load rejects
+// what is not YAML or not this schema (unknown fields, wrong types, duplicate
+// keys, several documents); Validate checks values, files and host limits.
+// Both report every problem they find, joined with errors.Join; each problem
+// is an *Error printed as `FILE:LINE:COL: FIELD.PATH: problem`.
+//
+// Field paths are the YAML keys joined with dots: "cpus", "console.mode",
+// "libvirt.uri".
+package configs
+
+// Defaults filled by FillDefaults.
+const (
+	DefaultCPUs       = 1
+	DefaultMemory     = 512 * MiB
+	DefaultCmdline    = "console=ttyS0"
+	DefaultLibvirtURI = "qemu:///system"
+)
+
+// Limits checked by Validate.
+const (
+	// MaxCPUs is the largest vCPU count: x86 xAPIC IDs are 8 bits and 0xff
+	// is the broadcast ID, so 255 CPUs (IDs 0..254) is what the MP and ACPI
+	// MADT tables paddock writes can describe.
+	MaxCPUs = 255
+	// MinMemory is the smallest guest RAM. Below it no current x86-64 Linux
+	// kernel with an initramfs gets to init: the decompressed kernel, its
+	// early page tables and the unpacked initramfs alone take tens of MiB.
+	MinMemory = 32 * MiB
+	// MaxMemory bounds guest RAM when the host is unknown: 1 TiB is the
+	// 40-bit guest-physical address space QEMU also defaults to, and keeps
+	// memory layout arithmetic far from overflow.
+	MaxMemory = 1 * TiB
+	// MemoryAlign is the granularity of guest RAM: sizes must be whole MiB,
+	// so the memory layout never has to round a user's request.
+	MemoryAlign = MiB
+	// MaxCmdlineLen is the longest kernel command line in bytes: the x86
+	// kernel's COMMAND_LINE_SIZE is 2048 including the terminating NUL.
+	MaxCmdlineLen = 2047
+	// MaxNameLen is the longest VM name: one DNS label.
+	MaxNameLen = 63
+)
+
+// VM is one virtual machine as described by its YAML file.
+//
+// A VM returned by Load or Parse remembers where each field was written, for
+// Position and Errorf; a VM built in Go has no positions and its messages
+// carry only field paths.
+type VM struct {
+	// Name identifies the VM: a DNS label, used for state directories, tap
+	// device names and the guest hostname. Required.
+	Name string `yaml:"name" json:"name"`
+	// CPUs is the number of vCPUs. Default 1.
+	CPUs int `yaml:"cpus" json:"cpus"`
+	// Memory is guest RAM, a whole number of MiB. Default 512MiB.
+	Memory ByteSize `yaml:"memory" json:"memory"`
+	// Kernel is the absolute path of the Linux kernel (bzImage or ELF
+	// vmlinux): Load resolves relative paths against the YAML file's
+	// directory and expands ~. Required.
+	Kernel string `yaml:"kernel" json:"kernel"`
+	// Initrd is the absolute path of an initial ramdisk, or empty.
+	Initrd string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
+	// Cmdline is the kernel command line. Default "console=ttyS0".
+	Cmdline string `yaml:"cmdline" json:"cmdline"`
+	// Console says where the guest's serial console goes.
+	Console Console `yaml:"console" json:"console"`
+	// OnReboot says what a guest reboot does. Default exit.
+	OnReboot RebootAction `yaml:"on_reboot" json:"on_reboot"`
+	// Backend chooses the hypervisor. Default native.
+	Backend Backend `yaml:"backend" json:"backend"`
+	// Libvirt configures the libvirt backend; ignored by the native one.
+	Libvirt Libvirt `yaml:"libvirt,omitempty" json:"libvirt,omitzero"`
+
+	// src records where fields were written; nil for a VM built in Go.
+	src *source
+}
+
+// Console says where the guest's serial console goes. In YAML it is either
+// a mapping {mode, log} or the mode alone: `console: log`.
+type Console struct {
+	// Mode is stdio, log or none. Default stdio.
+	Mode ConsoleMode `yaml:"mode" json:"mode"`
+	// Log is an absolute file path console output is appended to, or empty
+	// (then mode log uses the VM's state directory).
+	Log string `yaml:"log,omitempty" json:"log,omitempty"`
+}
+
+// ConsoleMode is where console output goes.
+type ConsoleMode string
+
+// Console modes.
+const (
+	// ConsoleStdio connects the console to the terminal, interactively.
+	ConsoleStdio ConsoleMode = "stdio"
+	// ConsoleLog writes console output only to the log file.
+	ConsoleLog ConsoleMode = "log"
+	// ConsoleNone discards console output.
+	ConsoleNone ConsoleMode = "none"
+)
+
+// RebootAction is what happens when the guest reboots.
+type RebootAction string
+
+// Reboot actions.
+const (
+	// RebootExit stops the VM: paddock exits as if the guest powered off.
+	RebootExit RebootAction = "exit"
+	// RebootRestart boots the VM again from its kernel.
+	RebootRestart RebootAction = "restart"
+)
+
+// Backend is the hypervisor that runs the VM.
+type Backend string
+
+// Backends.
+const (
+	// BackendNative is paddock's own VMM on /dev/kvm.
+	BackendNative Backend = "native"
+	// BackendLibvirt runs the VM as a libvirt domain.
+	BackendLibvirt Backend = "libvirt"
+)
+
+// Libvirt configures the libvirt backend.
+type Libvirt struct {
+	// URI is the libvirt connection URI, e.g. qemu:///system or
+	// qemu+ssh://user@host/system. Default qemu:///system when the backend
+	// is libvirt.
+	URI string `yaml:"uri,omitempty" json:"uri,omitempty"`
+}
+
+// FillDefaults sets every field the YAML file left out to its default. A
+// field written explicitly keeps its value, even a zero one (`cpus: 0` stays
+// 0 for Validate to report); for a VM built in Go, zero means "not set".
+func (vm *VM) FillDefaults() {
+	if vm.CPUs == 0 && !vm.written("cpus") {
+		vm.CPUs = DefaultCPUs
+	}
+	if vm.Memory == 0 && !vm.written("memory") {
+		vm.Memory = DefaultMemory
+	}
+	if vm.Cmdline == "" && !vm.written("cmdline") {
+		vm.Cmdline = DefaultCmdline
+	}
+	if vm.Console.Mode == "" && !vm.written("console.mode") {
+		vm.Console.Mode = ConsoleStdio
+	}
+	if vm.OnReboot == "" && !vm.written("on_reboot") {
+		vm.OnReboot = RebootExit
+	}
+	if vm.Backend == "" && !vm.written("backend") {
+		vm.Backend = BackendNative
+	}
+	if vm.Backend == BackendLibvirt && vm.Libvirt.URI == "" && !vm.written("libvirt.uri") {
+		vm.Libvirt.URI = DefaultLibvirtURI
+	}
+}
