@@ -1,0 +1,289 @@
+package kvm
+
+import "strconv"
+
+// Cap is a KVM capability (KVM_CAP_*), the argument of CheckExtension and
+// EnableCap.
+type Cap uint32
+
+// String returns the capability's Go name, such as "CapIRQChip",
+// or "Cap(N)" for a value this package does not name.
+func (v Cap) String() string {
+	switch v {
+	case CapIRQChip:
+		return "CapIRQChip"
+	case CapHLT:
+		return "CapHLT"
+	case CapUserMemory:
+		return "CapUserMemory"
+	case CapSetTSSAddr:
+		return "CapSetTSSAddr"
+	case CapVAPIC:
+		return "CapVAPIC"
+	case CapExtCPUID:
+		return "CapExtCPUID"
+	case CapClockSource:
+		return "CapClockSource"
+	case CapNrVCPUs:
+		return "CapNrVCPUs"
+	case CapNrMemslots:
+		return "CapNrMemslots"
+	case CapPIT:
+		return "CapPIT"
+	case CapNopIODelay:
+		return "CapNopIODelay"
+	case CapMPState:
+		return "CapMPState"
+	case CapCoalescedMMIO:
+		return "CapCoalescedMMIO"
+	case CapSyncMMU:
+		return "CapSyncMMU"
+	case CapUserNMI:
+		return "CapUserNMI"
+	case CapSetGuestDebug:
+		return "CapSetGuestDebug"
+	case CapReinjectControl:
+		return "CapReinjectControl"
+	case CapIRQRouting:
+		return "CapIRQRouting"
+	case CapIRQInjectStatus:
+		return "CapIRQInjectStatus"
+	case CapMCE:
+		return "CapMCE"
+	case CapIRQFD:
+		return "CapIRQFD"
+	case CapPIT2:
+		return "CapPIT2"
+	case CapSetBootCPUID:
+		return "CapSetBootCPUID"
+	case CapPITState2:
+		return "CapPITState2"
+	case CapIOEventFD:
+		return "CapIOEventFD"
+	case CapSetIdentityMapAddr:
+		return "CapSetIdentityMapAddr"
+	case CapAdjustClock:
+		return "CapAdjustClock"
+	case CapInternalErrorData:
+		return "CapInternalErrorData"
+	case CapVCPUEvents:
+		return "CapVCPUEvents"
+	case CapIntrShadow:
+		return "CapIntrShadow"
+	case CapDebugRegs:
+		return "CapDebugRegs"
+	case CapEnableCap:
+		return "CapEnableCap"
+	case CapXSave:
+		return "CapXSave"
+	case CapXCRS:
+		return "CapXCRS"
+	case CapAsyncPF:
+		return "CapAsyncPF"
+	case CapTSCControl:
+		return "CapTSCControl"
+	case CapGetTSCKHz:
+		return "CapGetTSCKHz"
+	case CapMaxVCPUs:
+		return "CapMaxVCPUs"
+	case CapOneReg:
+		return "CapOneReg"
+	case CapTSCDeadlineTimer:
+		return "CapTSCDeadlineTimer"
+	case CapSyncRegs:
+		return "CapSyncRegs"
+	case CapKVMClockCtrl:
+		return "CapKVMClockCtrl"
+	case CapSignalMSI:
+		return "CapSignalMSI"
+	case CapReadonlyMem:
+		return "CapReadonlyMem"
+	case CapIRQFDResample:
+		return "CapIRQFDResample"
+	case CapDeviceCtrl:
+		return "CapDeviceCtrl"
+	case CapExtEmulCPUID:
+		return "CapExtEmulCPUID"
+	case CapIOAPICPolarityIgnored:
+		return "CapIOAPICPolarityIgnored"
+	case CapEnableCapVM:
+		return "CapEnableCapVM"
+	case CapIOEventFDNoLength:
+		return "CapIOEventFDNoLength"
+	case CapVMAttributes:
+		return "CapVMAttributes"
+	case CapCheckExtensionVM:
+		return "CapCheckExtensionVM"
+	case CapDisableQuirks:
+		return "CapDisableQuirks"
+	case CapX86SMM:
+		return "CapX86SMM"
+	case CapMultiAddressSpace:
+		return "CapMultiAddressSpace"
+	case CapGuestDebugHWBPs:
+		return "CapGuestDebugHWBPs"
+	case CapGuestDebugHWWPs:
+		return "CapGuestDebugHWWPs"
+	case CapSplitIRQChip:
+		return "CapSplitIRQChip"
+	case CapIOEventFDAnyLength:
+		return "CapIOEventFDAnyLength"
+	case CapVCPUAttributes:
+		return "CapVCPUAttributes"
+	case CapMaxVCPUID:
+		return "CapMaxVCPUID"
+	case CapX2APICAPI:
+		return "CapX2APICAPI"
+	case CapMSIDevID:
+		return "CapMSIDevID"
+	case CapImmediateExit:
+		return "CapImmediateExit"
+	case CapX86DisableExits:
+		return "CapX86DisableExits"
+	case CapGetMSRFeatures:
+		return "CapGetMSRFeatures"
+	case CapNestedState:
+		return "CapNestedState"
+	case CapMSRPlatformInfo:
+		return "CapMSRPlatformInfo"
+	case CapCoalescedPIO:
+		return "CapCoalescedPIO"
+	case CapExceptionPayload:
+		return "CapExceptionPayload"
+	case CapManualDirtyLogProtect2:
+		return "CapManualDirtyLogProtect2"
+	case CapPMUEventFilter:
+		return "CapPMUEventFilter"
+	case CapHaltPoll:
+		return "CapHaltPoll"
+	case CapSmallerMaxPhyAddr:
+		return "CapSmallerMaxPhyAddr"
+	case CapStealTime:
+		return "CapStealTime"
+	case CapX86UserSpaceMSR:
+		return "CapX86UserSpaceMSR"
+	case CapX86MSRFilter:
+		return "CapX86MSRFilter"
+	case CapEnforcePVFeatureCPUID:
+		return "CapEnforcePVFeatureCPUID"
+	case CapDirtyLogRing:
+		return "CapDirtyLogRing"
+	case CapX86BusLockExit:
+		return "CapX86BusLockExit"
+	case CapSetGuestDebug2:
+		return "CapSetGuestDebug2"
+	case CapSregs2:
+		return "CapSregs2"
+	case CapExitHypercall:
+		return "CapExitHypercall"
+	case CapBinaryStatsFD:
+		return "CapBinaryStatsFD"
+	case CapExitOnEmulationFailure:
+		return "CapExitOnEmulationFailure"
+	case CapVMGPABits:
+		return "CapVMGPABits"
+	case CapXSave2:
+		return "CapXSave2"
+	case CapSysAttributes:
+		return "CapSysAttributes"
+	case CapPMUCapability:
+		return "CapPMUCapability"
+	case CapDisableQuirks2:
+		return "CapDisableQuirks2"
+	case CapVMTSCControl:
+		return "CapVMTSCControl"
+	case CapSystemEventData:
+		return "CapSystemEventData"
+	case CapX86TripleFaultEvent:
+		return "CapX86TripleFaultEvent"
+	case CapX86NotifyVMExit:
+		return "CapX86NotifyVMExit"
+	case CapVMDisableNXHugePages:
+		return "CapVMDisableNXHugePages"
+	case CapDirtyLogRingAcqRel:
+		return "CapDirtyLogRingAcqRel"
+	}
+	return "Cap(" + strconv.FormatUint(uint64(v), 10) + ")"
+}
+
+// String returns the exit reason's Go name, such as "ExitIO",
+// or "ExitReason(N)" for a value this package does not name.
+func (v ExitReason) String() string {
+	switch v {
+	case ExitUnknown:
+		return "ExitUnknown"
+	case ExitException:
+		return "ExitException"
+	case ExitIO:
+		return "ExitIO"
+	case ExitHypercall:
+		return "ExitHypercall"
+	case ExitDebug:
+		return "ExitDebug"
+	case ExitHLT:
+		return "ExitHLT"
+	case ExitMMIO:
+		return "ExitMMIO"
+	case ExitIRQWindowOpen:
+		return "ExitIRQWindowOpen"
+	case ExitShutdown:
+		return "ExitShutdown"
+	case ExitFailEntry:
+		return "ExitFailEntry"
+	case ExitIntr:
+		return "ExitIntr"
+	case ExitSetTPR:
+		return "ExitSetTPR"
+	case ExitTPRAccess:
+		return "ExitTPRAccess"
+	case ExitNMI:
+		return "ExitNMI"
+	case ExitInternalError:
+		return "ExitInternalError"
+	case ExitSystemEvent:
+		return "ExitSystemEvent"
+	case ExitIOAPICEOI:
+		return "ExitIOAPICEOI"
+	case ExitHyperV:
+		return "ExitHyperV"
+	case ExitX86RDMSR:
+		return "ExitX86RDMSR"
+	case ExitX86WRMSR:
+		return "ExitX86WRMSR"
+	case ExitDirtyRingFull:
+		return "ExitDirtyRingFull"
+	case ExitAPResetHold:
+		return "ExitAPResetHold"
+	case ExitX86BusLock:
+		return "ExitX86BusLock"
+	case ExitXen:
+		return "ExitXen"
+	case ExitNotify:
+		return "ExitNotify"
+	case ExitMemoryFault:
+		return "ExitMemoryFault"
+	}
+	return "ExitReason(" + strconv.FormatUint(uint64(v), 10) + ")"
+}
+
+// String returns the state's Go name, such as "MPStateRunnable",
+// or "MPState(N)" for a value this package does not name.
+func (v MPState) String() string {
+	switch v {
+	case MPStateRunnable:
+		return "MPStateRunnable"
+	case MPStateUninitialized:
+		return "MPStateUninitialized"
+	case MPStateInitReceived:
+		return "MPStateInitReceived"
+	case MPStateHalted:
+		return "MPStateHalted"
+	case MPStateSipiReceived:
+		return "MPStateSipiReceived"
+	case MPStateAPResetHold:
+		return "MPStateAPResetHold"
+	case MPStateSuspended:
+		return "MPStateSuspended"
+	}
+	return "MPState(" + strconv.FormatUint(uint64(v), 10) + ")"
+}
