@@ -1,0 +1,229 @@
+// Package boot loads a Linux x86-64 kernel into guest memory for a direct
+// boot, without firmware: a bzImage through the 64-bit boot protocol
+// (Documentation/arch/x86/boot.rst) or an ELF vmlinux through its PVH entry
+// point (Xen's hvm_start_info, Linux arch/x86/platform/pvh). It writes the
+// kernel, the initrd, the command line and the boot structures (zero page or
+// start_info, GDT, page tables) and returns the boot vCPU's register state as
+// plain data; the machine turns it into KVM state. The package never touches
+// KVM itself.
+//
+// Kernel files are untrusted: every size and address read from them is
+// checked against the file and against guest RAM before use.
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Memory is guest-physical memory as the loader sees it.
+type Memory interface {
+	// Slice returns the host view of guest-physical [gpa, gpa+n); error if any part is not guest RAM.
+	Slice(gpa, n uint64) ([]byte, error)
+}
+
+// Config says what to boot and describes the guest's physical memory.
+type Config struct {
+	KernelPath string      // bzImage or ELF vmlinux with a PVH note; format detected from content, never the name
+	InitrdPath string      // optional
+	Cmdline    string      // kernel command line, without the terminating NUL
+	E820       []E820Entry // the guest's physical memory map, supplied by the machine (RAM + reserved ranges)
+	RSDP       uint64      // guest-physical address of the ACPI RSDP (0 = none)
+}
+
+// Protocol is the boot protocol a kernel was loaded with.
+type Protocol int
+
+// The supported boot protocols.
+const (
+	// ProtocolBzImage64 is the 64-bit boot protocol of a bzImage: long mode,
+	// identity-mapped paging, RSI = zero page.
+	ProtocolBzImage64 Protocol = iota + 1
+	// ProtocolPVH is the PVH entry of an ELF vmlinux: 32-bit flat protected
+	// mode, paging off, RBX = hvm_start_info.
+	ProtocolPVH
+)
+
+// String names the protocol for logs.
+func (p Protocol) String() string {
+	switch p {
+	case ProtocolBzImage64:
+		return "bzImage (64-bit boot protocol)"
+	case ProtocolPVH:
+		return "PVH"
+	}
+	return fmt.Sprintf("Protocol(%d)", int(p))
+}
+
+// Segment is a segment register's hidden state, laid out the way KVM's
+// struct kvm_segment wants it. Limit is the effective byte limit
+// (0xFFFFFFFF for a flat 4 GiB segment): the GDT descriptor holds Limit>>12
+// when G is set. Type is the 4-bit descriptor type. DPL reports a non-zero
+// privilege level; every boot segment is ring 0, so it is always false.
+type Segment struct {
+	Base     uint64
+	Limit    uint32
+	Selector uint16
+	Type     uint8
+	Present  bool
+	DPL      bool
+	DB       bool
+	S        bool
+	L        bool
+	G        bool
+}
+
+// Entry is the boot vCPU's initial state plus facts about the load.
+// General-purpose registers not listed are zero.
+type Entry struct {
+	Protocol Protocol
+	// Boot vCPU register state:
+	RIP, RSP, RSI, RBX, RFLAGS uint64
+	CR0, CR3, CR4, EFER        uint64
+	GDTBase                    uint64
+	GDTLimit                   uint16
+	IDTBase                    uint64
+	IDTLimit                   uint16
+	CS, DS, TR                 Segment // DS is loaded into DS, ES, FS, GS and SS
+	// Facts for logs and tests:
+	KernelStart, KernelEnd, InitrdAddr, InitrdSize, CmdlineAddr, ParamsAddr uint64
+}
+
+// Control-register and EFER bits the loader sets.
+const (
+	cr0PE   = 1 << 0  // protected mode
+	cr0ET   = 1 << 4  // extension type; hardwired to 1 on every x86-64 CPU
+	cr0PG   = 1 << 31 // paging
+	cr4PAE  = 1 << 5
+	eferLME = 1 << 8
+	eferLMA = 1 << 10
+	rflags1 = 1 << 1 // reserved, always 1
+)
+
+// Load writes the kernel named by cfg.KernelPath (and the initrd, command
+// line and boot structures) into mem and returns the boot vCPU's state.
+// The format is detected from the file's content: a bzImage header ("HdrS"
+// at 0x202) or an ELF file with a PVH entry note. Errors name the file and
+// the problem; nothing in a kernel or initrd file can make Load panic or
+// allocate more than the file's own size.
+func Load(mem Memory, cfg Config) (*Entry, error) {
+	f, err := os.Open(cfg.KernelPath)
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("kernel %s: not a regular file", cfg.KernelPath)
+	}
+	return loadKernel(mem, cfg, f, st.Size())
+}
+
+// loadKernel is Load on an open kernel image of the given size.
+func loadKernel(mem Memory, cfg Config, kernel io.ReaderAt, size int64) (*Entry, error) {
+	l, err := newLoader(mem, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var magic [0x206]byte
+	n, err := kernel.ReadAt(magic[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, l.errorf("read: %w", err)
+	}
+	switch {
+	case n >= len(magic) && string(magic[0x202:0x206]) == "HdrS":
+		return l.loadBzImage(kernel, size)
+	case n >= 4 && string(magic[:4]) == "\x7fELF":
+		return l.loadPVH(kernel, size)
+	}
+	return nil, l.errorf("not a Linux kernel (no bzImage header and not an ELF file)")
+}
+
+// loader carries one Load call's inputs.
+type loader struct {
+	mem  Memory
+	cfg  Config
+	ram  spans // E820 RAM, sorted and merged
+	path string
+}
+
+func newLoader(mem Memory, cfg Config) (*loader, error) {
+	ram, err := checkE820(cfg.E820)
+	if err != nil {
+		return nil, err
+	}
+	if !ram.contains(span{LowStart, LowEnd}) {
+		return nil, fmt.Errorf("boot: e820 map: the loader's low-memory area %#x-%#x is not RAM", LowStart, LowEnd-1)
+	}
+	if cfg.RSDP != 0 && cfg.RSDP < LowEnd && cfg.RSDP+36 > LowStart {
+		return nil, fmt.Errorf("boot: RSDP at %#x lies inside the loader's low-memory area %#x-%#x", cfg.RSDP, LowStart, LowEnd-1)
+	}
+	return &loader{mem: mem, cfg: cfg, ram: ram, path: cfg.KernelPath}, nil
+}
+
+// errorf returns an error about the kernel file.
+func (l *loader) errorf(format string, args ...any) error {
+	return fmt.Errorf("kernel %s: "+format, append([]any{l.path}, args...)...)
+}
+
+// slice returns guest memory [gpa, gpa+n), with the area named in the error.
+func (l *loader) slice(gpa, n uint64, what string) ([]byte, error) {
+	b, err := l.mem.Slice(gpa, n)
+	if err != nil {
+		return nil, fmt.Errorf("boot: %s at %#x (%d bytes): %w", what, gpa, n, err)
+	}
+	if uint64(len(b)) != n {
+		return nil, fmt.Errorf("boot: %s at %#x: guest memory returned %d bytes, want %d", what, gpa, len(b), n)
+	}
+	return b, nil
+}
+
+// zeroed returns guest memory [gpa, gpa+n) cleared to zero.
+func (l *loader) zeroed(gpa, n uint64, what string) ([]byte, error) {
+	b, err := l.slice(gpa, n, what)
+	if err != nil {
+		return nil, err
+	}
+	clear(b)
+	return b, nil
+}
+
+// writeCmdline checks the command line against max (bytes, NUL excluded)
+// and writes it NUL-terminated at CmdlineAddr. limitName says where max
+// comes from, for the error.
+func (l *loader) writeCmdline(max uint64, limitName string) error {
+	c := l.cfg.Cmdline
+	for i := 0; i < len(c); i++ {
+		if c[i] == 0 {
+			return fmt.Errorf("boot: cmdline contains a NUL byte at offset %d", i)
+		}
+	}
+	max = min(max, CmdlineMax-1)
+	if uint64(len(c)) > max {
+		return fmt.Errorf("boot: cmdline is %d bytes; kernel %s accepts at most %d (%s)", len(c), l.path, max, limitName)
+	}
+	b, err := l.slice(CmdlineAddr, uint64(len(c))+1, "command line")
+	if err != nil {
+		return err
+	}
+	copy(b, c)
+	b[len(c)] = 0
+	return nil
+}
+
+// readFull fills dst from r at off, naming the file part on failure.
+func (l *loader) readFull(r io.ReaderAt, dst []byte, off int64, what string) error {
+	n, err := r.ReadAt(dst, off)
+	if n == len(dst) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return l.errorf("truncated: %s at file offset %#x needs %d bytes, only %d there", what, off, len(dst), n)
+	}
+	return l.errorf("read %s at file offset %#x: %w", what, off, err)
+}
