@@ -24,13 +24,22 @@ func libvirtFields() []string { return []string{"uri"} }
 // decoder turns a YAML node tree into a VM, collecting every problem rather
 // than stopping at the first.
 type decoder struct {
-	dir  string  // absolute directory relative paths are resolved against
-	src  *source // positions of the fields decoded so far
-	errs []error
+	dir     string  // absolute directory relative paths are resolved against
+	src     *source // positions of the fields decoded so far
+	errs    []error // at most maxProblems
+	dropped int     // problems beyond maxProblems
 }
+
+// maxProblems bounds the problems decoding reports: past it, the file is
+// likely not a VM config at all.
+const maxProblems = 25
 
 // errorf records a problem about field at n's position.
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
+	if len(d.errs) >= maxProblems {
+		d.dropped++
+		return
+	}
 	d.errs = append(d.errs, &Error{
 		File: d.src.file, Line: n.Line, Column: n.Column,
 		Field: field, Err: fmt.Errorf(format, args...),
@@ -111,8 +120,11 @@ func (d *decoder) fields(n *yaml.Node, prefix string, known []string, set func(k
 			continue
 		}
 		field := k.Value
+		if len(field) > maxQuoted { // an absurd key; keep messages short
+			field = strings.ToValidUTF8(field[:maxQuoted], "") + "..."
+		}
 		if prefix != "" {
-			field = prefix + "." + k.Value
+			field = prefix + "." + field
 		}
 		if k.ShortTag() == "!!merge" {
 			d.errorf(k, field, "merge keys are not supported: write the fields out")

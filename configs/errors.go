@@ -4,7 +4,24 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
+
+// maxQuoted is how much of a user's value a message quotes.
+const maxQuoted = 60
+
+// quote returns s quoted for a message, cut after maxQuoted bytes: a
+// message repeats a bad value, but not a megabyte of it.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "..."
+}
 
 // Error is one problem with a VM config, located in its file. It prints as
 // `FILE:LINE:COL: FIELD: problem`; parts that are unknown are left out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -80,6 +81,9 @@ func Parse(data []byte, path string) (*VM, error) {
 	if root != nil {
 		d.src.root = pos{root.Line, root.Column}
 		d.decodeVM(root, vm)
+	}
+	if d.dropped > 0 {
+		d.errs = append(d.errs, &Error{File: name, Err: fmt.Errorf("%d more problems not shown", d.dropped)})
 	}
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
@@ -218,40 +222,47 @@ func syntaxError(err error, data []byte, name string) error {
 	// and comment lines may follow it): look on.
 	last := line
 	if strings.Contains(msg, "tab character") {
-		last = bytes.Count(data, []byte("\n")) + 1
+		last = math.MaxInt
 	}
-	for l := line; l <= last; l++ {
-		if col := tabIndent(data, l); col > 0 {
-			e.Line, e.Column = l, col
-			e.Err = fmt.Errorf("invalid YAML: %s: YAML indentation must use spaces, not tabs", msg)
-			break
-		}
+	if l, col := tabIndent(data, line, last); col > 0 {
+		e.Line, e.Column = l, col
+		e.Err = fmt.Errorf("invalid YAML: %s: YAML indentation must use spaces, not tabs", msg)
 	}
 	return e
 }
 
-// tabIndent returns the 1-based column of a tab in the indentation of line
-// (1-based) of data, or 0 if there is none.
-func tabIndent(data []byte, line int) int {
-	if line < 1 {
-		return 0
+// tabIndent finds the first line from first to last (1-based) of data
+// whose indentation holds a tab, and returns it with the tab's 1-based
+// column; col is 0 if there is none.
+func tabIndent(data []byte, first, last int) (line, col int) {
+	if first < 1 {
+		return 0, 0
 	}
-	for i := 1; i < line; i++ {
-		nl := bytes.IndexByte(data, '\n')
+	line, start := 1, 0
+	for line < first {
+		nl := bytes.IndexByte(data[start:], '\n')
 		if nl < 0 {
-			return 0
+			return 0, 0
 		}
-		data = data[nl+1:]
+		start += nl + 1
+		line++
 	}
-	for i, c := range data {
-		if c == '\t' {
-			return i + 1
+	for ; line <= last && start <= len(data); line++ {
+		end := bytes.IndexByte(data[start:], '\n')
+		if end < 0 {
+			end = len(data) - start
 		}
-		if c != ' ' {
-			break
+		for i, c := range data[start : start+end] {
+			if c == '\t' {
+				return line, i + 1
+			}
+			if c != ' ' {
+				break
+			}
 		}
+		start += end + 1
 	}
-	return 0
+	return 0, 0
 }
 
 // isNull reports whether n is an explicit or implicit null (`key:`, `~`).
@@ -288,9 +299,9 @@ func describe(n *yaml.Node) string {
 	case "!!bool":
 		return "the boolean " + n.Value
 	case "!!int", "!!float":
-		return "the number " + n.Value
+		return "the number " + n.Value // a YAML number is short
 	case "!!binary":
 		return "binary data"
 	}
-	return strconv.Quote(n.Value)
+	return quote(n.Value)
 }

@@ -71,8 +71,10 @@ func (c *checker) structure() {
 	switch {
 	case vm.Name == "":
 		c.add("name", "must be set: a DNS label such as %q", "web-1")
+	case len(vm.Name) > MaxNameLen:
+		c.add("name", "must be a DNS label of at most %d characters, got %d", MaxNameLen, len(vm.Name))
 	case !validName(vm.Name):
-		c.add("name", "must be a DNS label (at most %d lowercase letters, digits and '-', starting and ending with a letter or digit), got %q", MaxNameLen, vm.Name)
+		c.add("name", "must be a DNS label (at most %d lowercase letters, digits and '-', starting and ending with a letter or digit), got %s", MaxNameLen, quote(vm.Name))
 	}
 	if vm.CPUs < 1 || vm.CPUs > MaxCPUs {
 		c.add("cpus", "must be between 1 and %d, got %d", MaxCPUs, vm.CPUs)
@@ -96,17 +98,17 @@ func (c *checker) structure() {
 			c.add("console.log", "is set but console.mode is none: use mode log or stdio to log the console")
 		}
 	default:
-		c.add("console.mode", "must be one of %s, %s, %s; got %q", ConsoleStdio, ConsoleLog, ConsoleNone, vm.Console.Mode)
+		c.add("console.mode", "must be one of %s, %s, %s; got %s", ConsoleStdio, ConsoleLog, ConsoleNone, quote(string(vm.Console.Mode)))
 	}
 	switch vm.OnReboot {
 	case RebootExit, RebootRestart:
 	default:
-		c.add("on_reboot", "must be one of %s, %s; got %q", RebootExit, RebootRestart, vm.OnReboot)
+		c.add("on_reboot", "must be one of %s, %s; got %s", RebootExit, RebootRestart, quote(string(vm.OnReboot)))
 	}
 	switch vm.Backend {
 	case BackendNative, BackendLibvirt:
 	default:
-		c.add("backend", "must be one of %s, %s; got %q", BackendNative, BackendLibvirt, vm.Backend)
+		c.add("backend", "must be one of %s, %s; got %s", BackendNative, BackendLibvirt, quote(string(vm.Backend)))
 	}
 	if vm.Libvirt.URI != "" {
 		if err := checkLibvirtURI(vm.Libvirt.URI); err != nil {
@@ -230,21 +232,21 @@ func checkLibvirtURI(s string) error {
 	const form = "must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system"
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(s, "://") {
-		return fmt.Errorf("%s, got %q", form, s)
+		return fmt.Errorf("%s, got %s", form, quote(s))
 	}
 	driver, transport, hasTransport := strings.Cut(u.Scheme, "+")
 	if driver == "" || strings.ContainsAny(driver, "+.-") {
-		return fmt.Errorf("%s, got %q: bad driver %q", form, s, driver)
+		return fmt.Errorf("%s, got %s: bad driver %s", form, quote(s), quote(driver))
 	}
 	if hasTransport {
 		switch transport {
 		case "unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext":
 		default:
-			return fmt.Errorf("%q: unknown transport %q: want unix, ssh, libssh, libssh2, tcp, tls or ext", s, transport)
+			return fmt.Errorf("%s: unknown transport %s: want unix, ssh, libssh, libssh2, tcp, tls or ext", quote(s), quote(transport))
 		}
 	}
 	if u.Path == "" || u.Path == "/" {
-		return fmt.Errorf("%q has no path, such as /system or /session", s)
+		return fmt.Errorf("%s has no path, such as /system or /session", quote(s))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -65,7 +66,20 @@ func TestValidateErrors(t *testing.T) {
 		{"name ends with dash", "name: web-\nkernel: vmlinuz\n", Host{},
 			f + `:1:7: name: must be a DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit), got "web-"`},
 		{"name too long", "name: " + strings.Repeat("a", 64) + "\nkernel: vmlinuz\n", Host{},
-			f + `:1:7: name: must be a DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit), got "` + strings.Repeat("a", 64) + `"`},
+			f + `:1:7: name: must be a DNS label of at most 63 characters, got 64`},
+		{"long value quoted short", ok + "backend: " + strings.Repeat("b", 100) + "\n", Host{},
+			f + `:3:10: backend: must be one of native, libvirt; got "` + strings.Repeat("b", 60) + `"...`},
+		{"long key quoted short", ok + strings.Repeat("k", 100) + ": 1\n", Host{},
+			f + ":3:1: " + strings.Repeat("k", 60) + "...: unknown field; " + known},
+		{"too many problems", ok + strings.Repeat("x: 1\n", 30), Host{},
+			strings.Repeat(f+":3:1: x: unknown field; "+known+"\n", 1) +
+				func() string {
+					var b strings.Builder
+					for line := 4; line <= 27; line++ {
+						b.WriteString(f + ":" + strconv.Itoa(line) + ":1: x: duplicate key: already set on line 3\n")
+					}
+					return b.String()
+				}() + f + ": 5 more problems not shown"},
 		{"cpus 0", ok + "cpus: 0\n", Host{},
 			f + ":3:7: cpus: must be between 1 and 255, got 0"},
 		{"cpus 300", ok + "cpus: 300\n", Host{},

@@ -1,0 +1,71 @@
+package configs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FuzzParse checks that no input makes Parse panic, that every problem it
+// reports is an *Error naming the file, and that a config that decodes and
+// passes the structural checks survives a round trip through yaml.Marshal.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("examples/*.yaml")
+	more, _ := filepath.Glob("testdata/*.yaml")
+	for _, p := range append(seeds, more...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{
+		"name: a\ncpus: 2\nmemory: 1.5GiB\nkernel: k\nconsole: {mode: log, log: l}\nbackend: libvirt\nlibvirt: {uri: 'qemu:///system'}\n",
+		"name: &a x\nkernel: *a\n<<: {cpus: 1}\n",
+		"a: &a [*a]\n",
+		"- 1\n- 2\n",
+		"name: a\n---\nname: b\n",
+		"name: \"\\0\"\nkernel: !!binary aGk=\n",
+		"cmdline: >\n  a\n  b\n",
+		"\tname: a\n",
+		"{name: x, kernel: y, cpus: 0x10}",
+		"memory: 99999999999999999999999EiB\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		vm, err := Parse(data, "fuzz.yaml")
+		if err != nil {
+			for _, p := range Problems(err) {
+				if p.File != "fuzz.yaml" || p.Err == nil {
+					t.Fatalf("problem without the file: %#v", p)
+				}
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error is no *Error: %v", err)
+			}
+			return
+		}
+		vm.FillDefaults()
+		if err := vm.ValidateStructure(); err != nil {
+			return
+		}
+		out, err := yaml.Marshal(vm)
+		if err != nil {
+			t.Fatalf("Marshal: %v", err)
+		}
+		back, err := Parse(out, "fuzz.yaml")
+		if err != nil {
+			t.Fatalf("Parse of marshalled config:\n%s\n%v", out, err)
+		}
+		back.src, vm.src = nil, nil
+		if !reflect.DeepEqual(back, vm) {
+			t.Fatalf("round trip:\n got %+v\nwant %+v", *back, *vm)
+		}
+	})
+}

@@ -1,0 +1,48 @@
+package configs
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseMemTotal(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     uint64
+		err      string
+	}{
+		{"real", "MemTotal:       24589456 kB\nMemFree:        1000 kB\n", 24589456 * 1024, ""},
+		{"not first", "MemFree: 1 kB\nMemTotal: 2048 kB\n", 2048 * 1024, ""},
+		{"missing", "MemFree: 1 kB\n", 0, "no MemTotal line"},
+		{"empty", "", 0, "no MemTotal line"},
+		{"no unit", "MemTotal: 2048\n", 0, `unexpected MemTotal line "MemTotal: 2048"`},
+		{"other unit", "MemTotal: 2048 MB\n", 0, `unexpected MemTotal line "MemTotal: 2048 MB"`},
+		{"not a number", "MemTotal: lots kB\n", 0, `unexpected MemTotal value "lots"`},
+		{"absurd", "MemTotal: 99999999999999999999 kB\n", 0, `unexpected MemTotal value "99999999999999999999"`},
+	}
+	for _, tt := range tests {
+		got, err := parseMemTotal(strings.NewReader(tt.in))
+		gotErr := ""
+		if err != nil {
+			gotErr = err.Error()
+		}
+		if got != tt.want || gotErr != tt.err {
+			t.Errorf("%s: parseMemTotal = %d, %q; want %d, %q", tt.name, got, gotErr, tt.want, tt.err)
+		}
+	}
+}
+
+func TestHostFacts(t *testing.T) {
+	h, err := HostFacts()
+	if err != nil {
+		t.Fatalf("HostFacts: %v", err)
+	}
+	// Any machine that runs these tests has more RAM than the smallest VM
+	// and less than an absurd amount.
+	if h.MemoryBytes < uint64(MinMemory) || h.MemoryBytes > 1<<50 {
+		t.Errorf("HostFacts().MemoryBytes = %d, not a plausible RAM size", h.MemoryBytes)
+	}
+	if h.MaxVCPUs != 0 {
+		t.Errorf("HostFacts().MaxVCPUs = %d, want 0 (left to the machine package)", h.MaxVCPUs)
+	}
+}
