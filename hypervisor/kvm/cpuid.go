@@ -36,7 +36,3 @@ type cpuid2Header struct {
 	Nent uint32
 	_    uint32
 }
-
-// maxCPUIDEntries bounds the buffer grown on E2BIG. KVM's own limit
-// (KVM_MAX_CPUID_ENTRIES) is 256.
-const maxCPUIDEntries = 4096

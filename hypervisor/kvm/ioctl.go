@@ -33,8 +33,15 @@ type msrListHeader struct {
 	NMSRs uint32
 }
 
-// maxMSRIndices bounds the buffer grown on E2BIG; KVM lists a few hundred.
-const maxMSRIndices = 1 << 16
+// Initial and largest buffer sizes of the list ioctls, which grow the
+// buffer on E2BIG. KVM lists a few hundred MSRs and at most
+// KVM_MAX_CPUID_ENTRIES (256) CPUID entries.
+const (
+	initialMSRIndices = 256
+	maxMSRIndices     = 1 << 16
+	initialCPUID      = 64
+	maxCPUIDEntries   = 4096
+)
 
 // getMSRs reads MSRs with KVM_GET_MSRS on fd (a vCPU, or /dev/kvm for
 // feature MSRs). See VCPU.MSRs.
@@ -69,10 +76,10 @@ func msrError(op, detail string, index uint32, n, total int) error {
 }
 
 // getMSRIndexList issues KVM_GET_MSR_INDEX_LIST or
-// KVM_GET_MSR_FEATURE_INDEX_LIST, growing the buffer to the size the
-// kernel asks for on E2BIG.
-func getMSRIndexList(fd int, req uintptr) ([]uint32, error) {
-	n := 256
+// KVM_GET_MSR_FEATURE_INDEX_LIST with room for n indices at first, growing
+// the buffer to the size the kernel asks for on E2BIG.
+func getMSRIndexList(fd int, req uintptr, n int) ([]uint32, error) {
+	n = max(n, 1)
 	for {
 		arg := newFlexArg[msrListHeader, uint32](n)
 		arg.header().NMSRs = uint32(n)
@@ -91,9 +98,10 @@ func getMSRIndexList(fd int, req uintptr) ([]uint32, error) {
 }
 
 // getCPUID issues KVM_GET_SUPPORTED_CPUID, KVM_GET_EMULATED_CPUID or
-// KVM_GET_CPUID2, growing the buffer on E2BIG.
-func getCPUID(fd int, req uintptr) ([]CPUIDEntry, error) {
-	n := 64
+// KVM_GET_CPUID2 with room for n entries at first, growing the buffer on
+// E2BIG.
+func getCPUID(fd int, req uintptr, n int) ([]CPUIDEntry, error) {
+	n = max(n, 1)
 	for {
 		arg := newFlexArg[cpuid2Header, CPUIDEntry](n)
 		arg.header().Nent = uint32(n)

@@ -87,21 +87,21 @@ func (s *System) VCPUMmapSize() (int, error) {
 // SupportedCPUID returns the CPUID leaves KVM can present to a guest
 // (KVM_GET_SUPPORTED_CPUID): the starting point of a guest's CPUID.
 func (s *System) SupportedCPUID() ([]CPUIDEntry, error) {
-	e, err := getCPUID(s.fd, kvmGetSupportedCPUID)
+	e, err := getCPUID(s.fd, kvmGetSupportedCPUID, initialCPUID)
 	return e, wrapDetail("KVM_GET_SUPPORTED_CPUID", s.path, err)
 }
 
 // EmulatedCPUID returns the CPUID features KVM emulates in software
 // (KVM_GET_EMULATED_CPUID): usable, but slow.
 func (s *System) EmulatedCPUID() ([]CPUIDEntry, error) {
-	e, err := getCPUID(s.fd, kvmGetEmulatedCPUID)
+	e, err := getCPUID(s.fd, kvmGetEmulatedCPUID, initialCPUID)
 	return e, wrapDetail("KVM_GET_EMULATED_CPUID", s.path, err)
 }
 
 // MSRIndexList returns the MSRs a VMM should save and restore with
 // VCPU.MSRs and VCPU.SetMSRs (KVM_GET_MSR_INDEX_LIST).
 func (s *System) MSRIndexList() ([]uint32, error) {
-	l, err := getMSRIndexList(s.fd, kvmGetMSRIndexList)
+	l, err := getMSRIndexList(s.fd, kvmGetMSRIndexList, initialMSRIndices)
 	return l, wrapDetail("KVM_GET_MSR_INDEX_LIST", s.path, err)
 }
 
@@ -109,7 +109,7 @@ func (s *System) MSRIndexList() ([]uint32, error) {
 // IA32_ARCH_CAPABILITIES) that FeatureMSRs can read
 // (KVM_GET_MSR_FEATURE_INDEX_LIST; needs CapGetMSRFeatures).
 func (s *System) FeatureMSRIndexList() ([]uint32, error) {
-	l, err := getMSRIndexList(s.fd, kvmGetMSRFeatureIndexList)
+	l, err := getMSRIndexList(s.fd, kvmGetMSRFeatureIndexList, initialMSRIndices)
 	return l, wrapDetail("KVM_GET_MSR_FEATURE_INDEX_LIST", s.path, err)
 }
 

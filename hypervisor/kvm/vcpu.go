@@ -269,7 +269,7 @@ func (c *VCPU) SetCPUID2(entries []CPUIDEntry) error {
 
 // CPUID2 returns the CPUID leaves set with SetCPUID2 (KVM_GET_CPUID2).
 func (c *VCPU) CPUID2() ([]CPUIDEntry, error) {
-	entries, err := getCPUID(c.fd, kvmGetCPUID2)
+	entries, err := getCPUID(c.fd, kvmGetCPUID2, initialCPUID)
 	return entries, c.wrap("KVM_GET_CPUID2", err)
 }
 
