@@ -15,6 +15,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCommand(),
+		newValidateCommand(),
 	)
 	return root
 }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paddock-vm/paddock/configs"
+)
+
+func newValidateCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE",
+		Short: "Check a VM YAML file without running it",
+		Long: `Load a VM YAML file, fill in the defaults and check every field, the files
+it names and this host's memory. Every problem is reported, one per line,
+as FILE:LINE:COLUMN: FIELD: problem. "-f -" reads standard input (relative
+paths in it are then relative to the current directory).
+
+With --json, standard output gets one JSON object: {"file", "valid",
+"config"} with the resolved config (defaults filled, paths absolute, memory
+in bytes) when the file is valid, {"file", "valid", "problems"} when not.
+
+Exit status: 0 the file is valid, 1 it is not or cannot be read.`,
+		Example: `  paddock validate -f configs/examples/hello.yaml
+  paddock validate -f vm.yaml --json`,
+		Args: cobra.NoArgs,
+		RunE: validateAction,
+	}
+	cmd.Flags().StringP("file", "f", "", "VM YAML file to check (- for standard input)")
+	cmd.Flags().Bool("json", false, "print the result as one JSON object on standard output")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func validateAction(cmd *cobra.Command, _ []string) error {
+	file, err := cmd.Flags().GetString("file")
+	if err != nil {
+		return err
+	}
+	asJSON, err := cmd.Flags().GetBool("json")
+	if err != nil {
+		return err
+	}
+	if file == "" {
+		return errors.New("validate: -f needs a file name (or - for standard input)")
+	}
+	name := file
+	var vm *configs.VM
+	if file == "-" {
+		name = "<stdin>"
+		vm, err = configs.Read(cmd.InOrStdin(), name)
+	} else {
+		vm, err = configs.Load(file)
+	}
+	if err == nil {
+		vm.FillDefaults()
+		host, herr := configs.HostFacts()
+		if herr != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; host memory not checked\n", herr)
+		}
+		err = vm.Validate(host)
+	}
+	if asJSON {
+		if werr := writeValidateJSON(cmd.OutOrStdout(), name, vm, err); werr != nil {
+			return werr
+		}
+	} else if err == nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", name)
+	} else {
+		for _, p := range configs.Problems(err) {
+			fmt.Fprintln(cmd.ErrOrStderr(), p)
+		}
+	}
+	if err != nil {
+		return &exitError{code: 1} // the problems are printed already
+	}
+	return nil
+}
+
+// validateReport is what `paddock validate --json` prints.
+type validateReport struct {
+	File     string            `json:"file"`
+	Valid    bool              `json:"valid"`
+	Config   *configs.VM       `json:"config,omitempty"`
+	Problems []validateProblem `json:"problems,omitempty"`
+}
+
+// validateProblem is one problem in a validateReport; zero line and column
+// mean unknown.
+type validateProblem struct {
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// writeValidateJSON prints the report for a config that vm and problems
+// (nil when valid) describe.
+func writeValidateJSON(w io.Writer, name string, vm *configs.VM, problems error) error {
+	r := validateReport{File: name, Valid: problems == nil}
+	if problems == nil {
+		r.Config = vm
+	}
+	for _, p := range configs.Problems(problems) {
+		r.Problems = append(r.Problems, validateProblem{Line: p.Line, Column: p.Column, Field: p.Field, Message: p.Err.Error()})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("validate: write JSON: %w", err)
+	}
+	return nil
+}
