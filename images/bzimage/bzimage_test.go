@@ -14,56 +14,14 @@ import (
 
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/debian"
+	"github.com/paddock-vm/paddock/images/internal/elftest"
 )
 
-// note encodes one ELF note.
-func note(name string, typ uint32, desc []byte) []byte {
-	var b bytes.Buffer
-	le := binary.LittleEndian
-	binary.Write(&b, le, uint32(len(name)+1))
-	binary.Write(&b, le, uint32(len(desc)))
-	binary.Write(&b, le, typ)
-	b.WriteString(name)
-	b.WriteByte(0)
-	for b.Len()%4 != 0 {
-		b.WriteByte(0)
-	}
-	b.Write(desc)
-	for b.Len()%4 != 0 {
-		b.WriteByte(0)
-	}
-	return b.Bytes()
-}
-
-// makeELF builds a minimal ELF64 x86-64 executable whose only program
-// header is a PT_NOTE segment holding notes.
-func makeELF(class byte, machine uint16, notes []byte) []byte {
-	le := binary.LittleEndian
-	const ehsize, phsize = 64, 56
-	b := make([]byte, ehsize+phsize, ehsize+phsize+len(notes))
-	copy(b, "\x7fELF")
-	b[4], b[5], b[6] = class, 1, 1 // class, little-endian, version
-	le.PutUint16(b[16:], 2)        // ET_EXEC
-	le.PutUint16(b[18:], machine)
-	le.PutUint32(b[20:], 1)
-	le.PutUint64(b[32:], ehsize) // e_phoff
-	le.PutUint16(b[52:], ehsize)
-	le.PutUint16(b[54:], phsize)
-	le.PutUint16(b[56:], 1) // e_phnum
-	ph := b[ehsize:]
-	le.PutUint32(ph[0:], 4) // PT_NOTE
-	le.PutUint64(ph[8:], ehsize+phsize)
-	le.PutUint64(ph[32:], uint64(len(notes)))
-	le.PutUint64(ph[40:], uint64(len(notes)))
-	return append(b, notes...)
-}
-
-func pvhELF(entry uint32) []byte {
-	var d [4]byte
-	binary.LittleEndian.PutUint32(d[:], entry)
-	notes := append(note("Xen", 6, []byte("linux\x00")), note("GNU", 18, []byte{1, 2, 3, 4})...)
-	return makeELF(2, 62, append(notes, note("Xen", xenElfnotePhys32Entry, d[:])...))
-}
+var (
+	note    = elftest.Note
+	makeELF = elftest.Exec
+	pvhELF  = elftest.PVHExec
+)
 
 // makeBzImage builds a bzImage-shaped file: setup sectors with a setup
 // header, then the protected-mode code holding payload and its size word.

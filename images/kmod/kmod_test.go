@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,44 +12,10 @@ import (
 
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/debian"
+	"github.com/paddock-vm/paddock/images/internal/elftest"
 )
 
-// makeModule builds a minimal ELF64 relocatable file with a .modinfo
-// section holding the given NUL-separated key=value strings.
-func makeModule(modinfo ...string) []byte {
-	le := binary.LittleEndian
-	info := []byte(strings.Join(modinfo, "\x00") + "\x00")
-	shstr := []byte("\x00.modinfo\x00.shstrtab\x00")
-	const ehsize, shsize = 64, 64
-	infoOff := uint64(ehsize)
-	strOff := infoOff + uint64(len(info))
-	shOff := (strOff + uint64(len(shstr)) + 7) &^ 7
-	b := make([]byte, shOff+3*shsize)
-	copy(b, "\x7fELF")
-	b[4], b[5], b[6] = 2, 1, 1
-	le.PutUint16(b[16:], 1) // ET_REL
-	le.PutUint16(b[18:], 62)
-	le.PutUint32(b[20:], 1)
-	le.PutUint64(b[40:], shOff)
-	le.PutUint16(b[52:], ehsize)
-	le.PutUint16(b[58:], shsize)
-	le.PutUint16(b[60:], 3) // e_shnum
-	le.PutUint16(b[62:], 2) // e_shstrndx
-	copy(b[infoOff:], info)
-	copy(b[strOff:], shstr)
-	section := func(i int, name uint32, off, size uint64) {
-		s := b[shOff+uint64(i)*shsize:]
-		le.PutUint32(s[0:], name)
-		le.PutUint32(s[4:], 1) // SHT_PROGBITS (3 for strtab below)
-		le.PutUint64(s[24:], off)
-		le.PutUint64(s[32:], size)
-		le.PutUint64(s[48:], 1)
-	}
-	section(1, 1, infoOff, uint64(len(info)))
-	section(2, 10, strOff, uint64(len(shstr)))
-	le.PutUint32(b[shOff+2*shsize+4:], 3) // SHT_STRTAB
-	return b
-}
+var makeModule = elftest.Module
 
 // fakeTree writes modules (path -> depends) under a temporary modules dir.
 func fakeTree(t *testing.T, mods map[string]string) string {
