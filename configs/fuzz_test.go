@@ -69,3 +69,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseByteSize checks that ParseByteSize never panics and that what it
+// accepts prints (String) to text it reads back to the same size.
+func FuzzParseByteSize(f *testing.F) {
+	for _, s := range []string{"0", "512MiB", "1.5GiB", "1G", "15.5E", "0.1KiB", "18446744073709551615", "4 kb", "lots"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseByteSize(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseByteSize(b.String())
+		if err != nil || back != b {
+			t.Fatalf("ParseByteSize(%q) = %d, String %q reads back as %d, %v", s, uint64(b), b.String(), uint64(back), err)
+		}
+	})
+}

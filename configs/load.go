@@ -39,12 +39,20 @@ func Load(path string) (*VM, error) {
 func Read(r io.Reader, path string) (*VM, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
-		return nil, &Error{File: path, Err: fmt.Errorf("read: %w", pathErr(err))}
+		return nil, &Error{File: displayName(path), Err: fmt.Errorf("read: %w", pathErr(err))}
 	}
 	if len(data) > MaxFileSize {
-		return nil, &Error{File: path, Err: fmt.Errorf("larger than %s: not a VM config", ByteSize(MaxFileSize))}
+		return nil, &Error{File: displayName(path), Err: fmt.Errorf("larger than %s: not a VM config", ByteSize(MaxFileSize))}
 	}
 	return Parse(data, path)
+}
+
+// displayName is how messages name the config at path.
+func displayName(path string) string {
+	if path == "" {
+		return "<input>"
+	}
+	return path
 }
 
 // pathErr drops the operation and path from a *fs.PathError, for messages
@@ -61,10 +69,7 @@ func pathErr(err error) error {
 // (empty: "<input>") and its directory anchors relative paths (empty or a
 // bare file name: the current directory).
 func Parse(data []byte, path string) (*VM, error) {
-	name := path
-	if name == "" {
-		name = "<input>"
-	}
+	name := displayName(path)
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
 		return nil, &Error{File: name, Err: fmt.Errorf("resolve the config's directory: %w", err)}

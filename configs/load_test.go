@@ -283,3 +283,30 @@ func TestMarshalRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoadValidate measures the config's share of `paddock run`
+// start-up: load, default and validate the hello example (whose kernel
+// files are temp files here).
+func BenchmarkLoadValidate(b *testing.B) {
+	dir := b.TempDir()
+	for _, f := range []string{"vmlinuz", "initrd.img"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data := "name: hello\ncpus: 2\nmemory: 512MiB\nkernel: vmlinuz\ninitrd: initrd.img\ncmdline: console=ttyS0\nconsole: stdio\non_reboot: exit\n"
+	path := filepath.Join(dir, "hello.yaml")
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		vm, err := Load(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		vm.FillDefaults()
+		if err := vm.Validate(Host{MemoryBytes: 1 << 34}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

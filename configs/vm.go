@@ -48,7 +48,9 @@ const (
 //
 // A VM returned by Load or Parse remembers where each field was written, for
 // Position and Errorf; a VM built in Go has no positions and its messages
-// carry only field paths.
+// carry only field paths. Read VM files with Load or Parse, not with
+// yaml.Unmarshal, which knows neither the strict rules nor the shorthands;
+// yaml.Marshal writes a VM that Parse reads back.
 type VM struct {
 	// Name identifies the VM: a DNS label, used for state directories, tap
 	// device names and the guest hostname. Required.
