@@ -51,7 +51,7 @@ func stubProgram(v byte) program {
 // allPrograms lists every program the tests run.
 func allPrograms() []program {
 	return []program{exitProgram, haltProgram, spinProgram, windowProgram, ioeventProgram, ioeventMMIOProgram,
-		irqProgram(nil), irqProgram(pitSetup), stubProgram(0x30), stubProgram(0x0F), benchProgram}
+		irqProgram(nil), irqProgram(pitSetup), stubProgram(0x30), stubProgram(0x0F), benchProgram, readonlyProgram}
 }
 
 // TestProgramsDisassemble checks every hand-encoded guest program against

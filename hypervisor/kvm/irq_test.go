@@ -97,11 +97,11 @@ func defaultRoutes() []RoutingEntry {
 func TestInterrupts(t *testing.T) {
 	tests := []struct {
 		name   string
-		setup  []insn                              // guest code before it reports ready
-		before func(t *testing.T, g *testGuest)    // host setup before the guest runs
-		fire   func(t *testing.T, g *testGuest)    // after the guest is ready and halted
-		vector byte                                // expected vector
-		after  func(t *testing.T, g *testGuest)    // once the vector arrived
+		setup  []insn                           // guest code before it reports ready
+		before func(t *testing.T, g *testGuest) // host setup before the guest runs
+		fire   func(t *testing.T, g *testGuest) // after the guest is ready and halted
+		vector byte                             // expected vector
+		after  func(t *testing.T, g *testGuest) // once the vector arrived
 	}{{
 		name: "IRQLine to the PIC",
 		fire: func(t *testing.T, g *testGuest) {
