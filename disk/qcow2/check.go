@@ -1,0 +1,545 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// RepairMode selects what Check repairs.
+type RepairMode int
+
+const (
+	// RepairNone only reports.
+	RepairNone RepairMode = iota
+	// RepairLeaks lowers refcounts that exceed the references (always
+	// safe: those clusters only become free).
+	RepairLeaks
+	// RepairAll also rebuilds the refcount structures when refcounts are
+	// too low, fixes COPIED flags, and clears the corrupt bit once the
+	// image is consistent.
+	RepairAll
+)
+
+// CheckResult is the outcome of Check, with the same counters as
+// `qemu-img check`.
+type CheckResult struct {
+	Corruptions        int
+	Leaks              int
+	CheckErrors        int
+	CorruptionsFixed   int
+	LeaksFixed         int
+	ImageEndOffset     int64
+	TotalClusters      int64 // guest clusters
+	AllocatedClusters  int64
+	FragmentedClusters int64
+	CompressedClusters int64
+	// Messages has one line per problem found or fixed.
+	Messages []string
+}
+
+// maxCheckClusters bounds the in-memory reference table of a check.
+const maxCheckClusters = 1 << 28
+
+// refTable counts references per host cluster during a check.
+type refTable struct {
+	refs []uint32
+	res  *CheckResult
+	cs   int64
+}
+
+// inc counts one reference to each cluster in [off, off+n).
+func (r *refTable) inc(off, n int64, what string) {
+	if n <= 0 {
+		return
+	}
+	first, last := off/r.cs, (off+n-1)/r.cs
+	for c := first; c <= last; c++ {
+		if c >= int64(len(r.refs)) {
+			r.res.Corruptions++
+			r.res.Messages = append(r.res.Messages, fmt.Sprintf("ERROR %s at %#x is past the end of the file", what, c*r.cs))
+			return
+		}
+		if r.refs[c] < ^uint32(0) {
+			r.refs[c]++
+		}
+	}
+}
+
+func (r *refTable) errorf(format string, args ...any) {
+	r.res.Corruptions++
+	r.res.Messages = append(r.res.Messages, "ERROR "+fmt.Sprintf(format, args...))
+}
+
+// Check verifies that every cluster's refcount equals the number of
+// references to it and that the active tables' COPIED flags are exact,
+// optionally repairing. It waits for in-flight requests and flushes
+// first. Repairs need a writable image.
+func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
+	img.flushMu.Lock()
+	defer img.flushMu.Unlock()
+	img.gate.Lock()
+	defer img.gate.Unlock()
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if err := img.usable(); err != nil {
+		return nil, err
+	}
+	if mode != RepairNone {
+		if err := img.writable(); err != nil {
+			return nil, err
+		}
+	}
+	if !img.ro {
+		if err := img.flushLocked(true); err != nil {
+			return nil, err
+		}
+	}
+	res := &CheckResult{}
+	r, err := img.countRefs(res, true)
+	if err != nil {
+		return nil, err
+	}
+	low := img.compareRefs(r)
+	copiedBad := img.checkCopied(res, false)
+	if mode == RepairNone || res.Corruptions+res.Leaks == 0 {
+		return res, nil
+	}
+	switch {
+	case mode == RepairAll && low > 0:
+		if _, err := img.rebuildRefcountsLocked(); err != nil {
+			return res, err
+		}
+		res.Messages = append(res.Messages, "Rebuilt the refcount structures")
+		img.checkCopied(res, true)
+	case res.Leaks > 0:
+		if _, err := img.fixLeaks(r); err != nil {
+			return res, err
+		}
+		if mode == RepairAll && copiedBad > 0 {
+			img.checkCopied(res, true)
+		}
+	case mode == RepairAll && copiedBad > 0:
+		img.checkCopied(res, true)
+	}
+	if err := img.flushLocked(false); err != nil {
+		return res, err
+	}
+	// Check again: what was fixed is what is gone.
+	after := &CheckResult{}
+	r2, err := img.countRefs(after, true)
+	if err != nil {
+		return res, err
+	}
+	img.compareRefs(r2)
+	img.checkCopied(after, false)
+	res.LeaksFixed = max(0, res.Leaks-after.Leaks)
+	res.CorruptionsFixed = max(0, res.Corruptions-after.Corruptions)
+	if mode == RepairAll && after.Corruptions == 0 && img.hdr.IncompatibleFeatures&(IncompatCorrupt|IncompatDirty) != 0 {
+		img.hdr.IncompatibleFeatures &^= IncompatCorrupt | IncompatDirty
+		if err := img.writeHeaderLocked(); err != nil {
+			return res, err
+		}
+		if err := img.sync(); err != nil {
+			return res, err
+		}
+		img.broken = nil
+	}
+	return res, nil
+}
+
+// countRefs walks every structure that references clusters and counts the
+// references. withRefStructs includes the refcount table and blocks
+// themselves (a rebuild leaves them out: it replaces them).
+func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, error) {
+	g := &img.g
+	n := alignUp(img.fileSize, g.cs) / g.cs
+	if n > maxCheckClusters {
+		return nil, img.errf(ErrUnsupported, "file too large to check (%d clusters)", n)
+	}
+	r := &refTable{refs: make([]uint32, n), res: res, cs: g.cs}
+	r.inc(0, g.cs, "header")
+	res.TotalClusters = (img.Size() + g.cs - 1) / g.cs
+	// Active L1 tree, with statistics.
+	r.inc(int64(img.hdr.L1TableOffset), int64(len(img.l1))*8, "L1 table")
+	if err := img.countTree(r, img.l1, true); err != nil {
+		return nil, err
+	}
+	for _, s := range img.snaps {
+		r.inc(int64(s.l1Offset), int64(s.l1Size)*8, fmt.Sprintf("L1 table of snapshot %q", s.name))
+		l1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
+		if err != nil {
+			res.CheckErrors++
+			res.Messages = append(res.Messages, err.Error())
+			continue
+		}
+		if err := img.countTree(r, l1, false); err != nil {
+			return nil, err
+		}
+	}
+	if img.hdr.NbSnapshots > 0 {
+		r.inc(int64(img.hdr.SnapshotsOffset), img.snapTableLen, "snapshot table")
+	}
+	if withRefStructs {
+		r.inc(int64(img.hdr.RefcountTableOffset), int64(img.hdr.RefcountTableClusters)*g.cs, "refcount table")
+		for bi, e := range img.rt {
+			off := int64(e & rtOffsetMask)
+			if off == 0 {
+				continue
+			}
+			if off%g.cs != 0 {
+				r.errorf("refcount block %d at %#x is not cluster aligned", bi, off)
+				continue
+			}
+			r.inc(off, g.cs, fmt.Sprintf("refcount block %d", bi))
+		}
+	}
+	if err := img.countBitmaps(r); err != nil {
+		res.CheckErrors++
+		res.Messages = append(res.Messages, err.Error())
+	}
+	for i := len(r.refs) - 1; i >= 0; i-- {
+		if r.refs[i] != 0 {
+			res.ImageEndOffset = int64(i+1) * g.cs
+			break
+		}
+	}
+	return r, nil
+}
+
+// countTree counts the L2 tables and data clusters reachable from l1.
+// active adds the allocation statistics.
+func (img *Image) countTree(r *refTable, l1 []uint64, active bool) error {
+	g := &img.g
+	res := r.res
+	var prevHost int64 = -1
+	for l1i, l1e := range l1 {
+		off := int64(l1e & l1OffsetMask)
+		if off == 0 {
+			continue
+		}
+		if off%g.cs != 0 {
+			r.errorf("L1 entry %d (%#016x) is not cluster aligned", l1i, l1e)
+			continue
+		}
+		if off >= img.fileSize {
+			r.errorf("L2 table at %#x is past the end of the file", off)
+			continue
+		}
+		r.inc(off, g.cs, "L2 table")
+		t, err := img.l2Table(l1e)
+		if err != nil {
+			res.CheckErrors++
+			res.Messages = append(res.Messages, err.Error())
+			continue
+		}
+		t.pin++
+		for i := int64(0); i < g.l2Entries; i++ {
+			gc := int64(l1i)*g.l2Entries + i
+			le := g.readL2Entry(t.data, i)
+			if err := g.validateL2(le, gc); err != nil {
+				r.errorf("%v", err)
+				continue
+			}
+			switch {
+			case isCompressed(le.e):
+				coff, n := g.compressedRange(le.e)
+				first, count := g.compressedClusters(le.e)
+				_ = coff
+				for c := first; c < first+count; c++ {
+					r.inc(c*g.cs, 1, "compressed cluster")
+				}
+				if active {
+					res.AllocatedClusters++
+					res.CompressedClusters++
+					if prevHost >= 0 && coff != prevHost {
+						res.FragmentedClusters++
+					}
+					prevHost = coff + n
+				}
+			case hostCluster(le.e) != 0:
+				h := hostCluster(le.e)
+				r.inc(h, g.cs, "data cluster")
+				if active {
+					res.AllocatedClusters++
+					if prevHost >= 0 && h != prevHost {
+						res.FragmentedClusters++
+					}
+					prevHost = h + g.cs
+				}
+			}
+		}
+		t.pin--
+	}
+	return nil
+}
+
+// countBitmaps counts the clusters of persistent dirty bitmaps, when the
+// bitmaps extension is marked consistent (autoclear bit 0).
+func (img *Image) countBitmaps(r *refTable) error {
+	if img.hdr.AutoclearFeatures&AutoclearBitmaps == 0 {
+		return nil
+	}
+	var be bitmapsExt
+	found := false
+	for _, e := range img.exts {
+		if e.Type == extBitmaps {
+			var err error
+			if be, err = parseBitmapsExt(e.Data); err != nil {
+				return img.errf(err, "bitmaps extension")
+			}
+			found = true
+		}
+	}
+	if !found {
+		return nil
+	}
+	g := &img.g
+	if be.dirSize > 64<<20 || be.dirOffset%uint64(g.cs) != 0 || int64(be.dirOffset+be.dirSize) > img.fileSize {
+		return img.errf(ErrFormat, "bitmap directory at %#x (%d bytes) is invalid", be.dirOffset, be.dirSize)
+	}
+	r.inc(int64(be.dirOffset), int64(be.dirSize), "bitmap directory")
+	dir := make([]byte, be.dirSize)
+	if err := img.readFull(dir, int64(be.dirOffset)); err != nil {
+		return img.errf(err, "read bitmap directory")
+	}
+	for off, i := 0, uint32(0); i < be.nbBitmaps; i++ {
+		if off+24 > len(dir) {
+			return img.errf(ErrFormat, "bitmap directory entry %d is truncated", i)
+		}
+		tOff := int64(binary.BigEndian.Uint64(dir[off:]))
+		tSize := int64(binary.BigEndian.Uint32(dir[off+8:]))
+		nameLen := int(binary.BigEndian.Uint16(dir[off+18:]))
+		extra := int(binary.BigEndian.Uint32(dir[off+20:]))
+		off += int(alignUp(int64(24+extra+nameLen), 8))
+		if tOff%g.cs != 0 || tOff+tSize*8 > img.fileSize {
+			return img.errf(ErrFormat, "bitmap table %d at %#x is invalid", i, tOff)
+		}
+		r.inc(tOff, tSize*8, "bitmap table")
+		tbl, err := img.readTable(tOff, tSize, "bitmap table")
+		if err != nil {
+			return err
+		}
+		for _, e := range tbl {
+			if d := int64(e & l2OffsetMask); d != 0 {
+				r.inc(d, g.cs, "bitmap data")
+			}
+		}
+	}
+	return nil
+}
+
+// compareRefs compares the stored refcounts with the counted references,
+// reporting leaks and corruptions. It returns the number of clusters
+// whose refcount is too low.
+func (img *Image) compareRefs(r *refTable) int {
+	g := &img.g
+	res := r.res
+	low := 0
+	n := max(int64(len(r.refs)), img.allocEnd)
+	for c := int64(0); c < n; c++ {
+		var want uint64
+		if c < int64(len(r.refs)) {
+			want = uint64(r.refs[c])
+		}
+		have, err := img.refcount(c)
+		if err != nil {
+			res.CheckErrors++
+			res.Messages = append(res.Messages, err.Error())
+			// Skip the rest of this block.
+			c = (c/g.refPerBlock+1)*g.refPerBlock - 1
+			continue
+		}
+		switch {
+		case have < want:
+			low++
+			r.errorf("cluster %d refcount=%d reference=%d", c, have, want)
+		case have > want:
+			res.Leaks++
+			res.Messages = append(res.Messages, fmt.Sprintf("Leaked cluster %d refcount=%d reference=%d", c, have, want))
+		}
+	}
+	return low
+}
+
+// fixLeaks lowers refcounts to the counted references where they exceed
+// them.
+func (img *Image) fixLeaks(r *refTable) (int, error) {
+	fixed := 0
+	n := max(int64(len(r.refs)), img.allocEnd)
+	for c := int64(0); c < n; c++ {
+		var want uint64
+		if c < int64(len(r.refs)) {
+			want = uint64(r.refs[c])
+		}
+		have, err := img.refcount(c)
+		if err != nil {
+			return fixed, err
+		}
+		if have > want {
+			if err := img.setRefcount(c, want); err != nil {
+				return fixed, err
+			}
+			fixed++
+		}
+	}
+	return fixed, nil
+}
+
+// checkCopied verifies (and with fix, corrects) the COPIED flags of the
+// active L1 and L2 tables: set exactly when the refcount is 1. It returns
+// the number of wrong flags.
+func (img *Image) checkCopied(res *CheckResult, fix bool) int {
+	g := &img.g
+	bad := 0
+	for l1i, l1e := range img.l1 {
+		off := int64(l1e & l1OffsetMask)
+		if off == 0 || off%g.cs != 0 || off >= img.fileSize {
+			continue
+		}
+		rc, err := img.refcount(off / g.cs)
+		if err != nil {
+			continue
+		}
+		if (rc == 1) != (l1e&oflagCopied != 0) {
+			bad++
+			img.copiedMessage(res, fix, fmt.Sprintf("OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d", l1i, l1e, rc))
+			if fix {
+				img.l1[l1i] ^= oflagCopied
+				img.markL1Dirty(int64(l1i))
+			}
+		}
+		t, err := img.l2Table(img.l1[l1i])
+		if err != nil {
+			continue
+		}
+		for i := int64(0); i < g.l2Entries; i++ {
+			le := g.readL2Entry(t.data, i)
+			h := hostCluster(le.e)
+			if isCompressed(le.e) || h == 0 || h%g.cs != 0 {
+				continue
+			}
+			rc, err := img.refcount(h / g.cs)
+			if err != nil {
+				continue
+			}
+			if (rc == 1) != (le.e&oflagCopied != 0) {
+				bad++
+				img.copiedMessage(res, fix, fmt.Sprintf("OFLAG_COPIED data cluster: l2_entry=%x refcount=%d", le.e, rc))
+				if fix {
+					le.e ^= oflagCopied
+					g.writeL2Entry(t.data, i, le)
+					img.l2c.setDirty(t)
+				}
+			}
+		}
+	}
+	if !fix {
+		res.Corruptions += bad
+	}
+	return bad
+}
+
+func (img *Image) copiedMessage(res *CheckResult, fix bool, s string) {
+	if fix {
+		res.Messages = append(res.Messages, "Repairing "+s)
+	} else {
+		res.Messages = append(res.Messages, "ERROR "+s)
+	}
+}
+
+// rebuildRefcountsLocked replaces the refcount table and blocks with new
+// ones computed from the references, placed after the end of the file,
+// and switches the header to them in one sector write (which also clears
+// the dirty bit). Precondition: mu is held; no request is running.
+func (img *Image) rebuildRefcountsLocked() (*CheckResult, error) {
+	g := &img.g
+	res := &CheckResult{}
+	r, err := img.countRefs(res, false)
+	if err != nil {
+		return res, err
+	}
+	refs := r.refs
+	start := alignUp(img.fileSize, g.cs) / g.cs
+	var tableClusters, nBlocks int64 = 1, 0
+	var blockIdx []int64
+	for {
+		end := start + tableClusters + nBlocks
+		nIdx := (end + g.refPerBlock - 1) / g.refPerBlock
+		blockIdx = blockIdx[:0]
+		for bi := int64(0); bi < nIdx; bi++ {
+			lo, hi := bi*g.refPerBlock, (bi+1)*g.refPerBlock
+			used := hi > start && lo < end
+			for c := lo; !used && c < hi && c < int64(len(refs)); c++ {
+				used = refs[c] != 0
+			}
+			if used {
+				blockIdx = append(blockIdx, bi)
+			}
+		}
+		t2 := max(1, (nIdx*8+g.cs-1)/g.cs)
+		if t2 == tableClusters && int64(len(blockIdx)) == nBlocks {
+			break
+		}
+		tableClusters, nBlocks = t2, int64(len(blockIdx))
+	}
+	if tableClusters*g.cs > maxRefTableBytes {
+		return res, img.errf(ErrUnsupported, "refcount table would exceed %d bytes", maxRefTableBytes)
+	}
+	end := start + tableClusters + nBlocks
+	if err := img.growFile(end * g.cs); err != nil {
+		return res, err
+	}
+	rt := make([]uint64, tableClusters*g.cs/8)
+	for k, bi := range blockIdx {
+		off := (start + tableClusters + int64(k)) * g.cs
+		rt[bi] = uint64(off)
+		blk := make([]byte, g.cs)
+		for i := int64(0); i < g.refPerBlock; i++ {
+			c := bi*g.refPerBlock + i
+			var v uint64
+			if c < int64(len(refs)) {
+				v = uint64(refs[c])
+			}
+			if c >= start && c < end {
+				v = 1
+			}
+			if v > g.maxRefcount() {
+				return res, img.errf(ErrUnsupported, "cluster %d has %d references, more than %d-bit refcounts hold", c, v, g.refBits)
+			}
+			refcountSet(blk, i, g.refOrder, v)
+		}
+		if err := img.writeMeta(blk, off, "refcount block"); err != nil {
+			return res, err
+		}
+	}
+	tbuf := make([]byte, len(rt)*8)
+	for i, v := range rt {
+		binary.BigEndian.PutUint64(tbuf[i*8:], v)
+	}
+	if err := img.writeMeta(tbuf, start*g.cs, "refcount table"); err != nil {
+		return res, err
+	}
+	if err := img.sync(); err != nil {
+		return res, err
+	}
+	img.hdr.RefcountTableOffset = uint64(start * g.cs)
+	img.hdr.RefcountTableClusters = uint32(tableClusters)
+	img.hdr.IncompatibleFeatures &^= IncompatDirty
+	if err := img.writeHeaderLocked(); err != nil {
+		return res, err
+	}
+	if err := img.sync(); err != nil {
+		return res, err
+	}
+	img.rt = rt
+	img.rtDirtyLo, img.rtDirtyHi = 0, 0
+	img.rbc.clear()
+	img.pendingFree = nil
+	img.freeHint = 0
+	img.allocEnd = end
+	img.noteWritten((end - 1) * g.cs)
+	if img.compCursor != 0 {
+		img.compCursor = 0
+	}
+	return res, nil
+}

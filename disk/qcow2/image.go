@@ -1,0 +1,622 @@
+// Package qcow2 reads and writes QEMU's qcow2 disk image format, versions 2
+// and 3, as specified in QEMU's docs/interop/qcow2.txt: every cluster size
+// from 512 B to 2 MiB, every refcount width, backing chains, zlib and zstd
+// compressed clusters, zero clusters, extended L2 entries (subclusters),
+// internal snapshots with VM state, and consistency checking and repair.
+//
+// # Concurrency
+//
+// An Image is safe for concurrent use by many goroutines (the queues of a
+// virtio-blk device). Metadata (L1, cached L2 tables, refcounts) is guarded
+// by one mutex that is never held across guest data I/O. A guest cluster
+// whose mapping is being changed is marked in flight; other requests that
+// need to change the same cluster wait for it. Host clusters freed while
+// requests may still read them are reused only after those requests
+// finish (see Image.gate).
+//
+// # Crash safety
+//
+// paddock never uses lazy refcounts and never sets the dirty bit. Metadata
+// is written back in dependency order, with a write barrier (fdatasync)
+// between the steps:
+//
+//  1. guest data and new or increased refcounts;
+//  2. L2 tables (new mappings);
+//  3. the L1 table and header fields that point to new tables;
+//  4. only then are decreased refcounts applied (clusters freed).
+//
+// A reference therefore never becomes durable before the refcount that
+// accounts for it, and a cluster is never reused while a durable table may
+// still point to it. A crash (process kill or power loss) at any point can
+// leak clusters (a refcount higher than the references), which `check -r
+// leaks` repairs, but never leaves a reference to a free cluster or a
+// mapping to unwritten data. Flush makes every completed write durable.
+package qcow2
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrUnsupported: the image uses a feature paddock does not implement
+	// (encryption, external data files, unknown incompatible features).
+	ErrUnsupported = errors.New("unsupported qcow2 feature")
+	// ErrCorrupt: the image is marked corrupt, or paddock found metadata
+	// that would make a write destroy data.
+	ErrCorrupt = errors.New("qcow2 image is corrupt")
+	// ErrReadOnly: a write to an image opened read-only.
+	ErrReadOnly = errors.New("image is read-only")
+	// ErrClosed: use after Close.
+	ErrClosed = errors.New("image is closed")
+)
+
+// Default cache sizes: the L2 cache covers 256 GiB of guest space with 64
+// KiB clusters, like QEMU's default on Linux.
+const (
+	defaultL2CacheBytes  = 32 << 20
+	defaultRefCacheBytes = 4 << 20
+	maxBackingDepth      = 256
+	fileGrowChunk        = 8 << 20
+)
+
+// Options control Open.
+type Options struct {
+	// ReadOnly opens the image and its file read-only.
+	ReadOnly bool
+	// NoBacking skips opening the backing chain: unallocated ranges read
+	// as zeros. For metadata-only work (info, rebase -u).
+	NoBacking bool
+	// L2CacheBytes and RefcountCacheBytes size the metadata caches; zero
+	// picks the defaults (32 MiB and 4 MiB).
+	L2CacheBytes       int64
+	RefcountCacheBytes int64
+	// Storage, if set, is used instead of opening the file at path (path
+	// then only names the image in messages and anchors relative backing
+	// file names). Open takes ownership of it.
+	Storage Storage
+	// allowCorrupt lets check -r open an image marked corrupt for writing.
+	allowCorrupt bool
+}
+
+// layer is what an image reads unallocated ranges from: a backing qcow2
+// image or a raw file.
+type layer interface {
+	io.ReaderAt
+	Size() int64
+	Close() error
+}
+
+// Image is an open qcow2 image. See the package documentation for its
+// concurrency and crash-safety guarantees.
+type Image struct {
+	path string
+	f    Storage
+	ro   bool
+	g    geometry
+	opts Options
+
+	backing     layer
+	backingName string
+	backingFmt  string
+
+	size atomic.Int64 // virtual size
+
+	// gate is read-locked by every guest request for its whole duration
+	// and write-locked to wait for all requests to drain: before freed
+	// host clusters become reusable, and around snapshot operations.
+	gate sync.RWMutex
+	// flushMu serialises Flush and the structural operations.
+	flushMu sync.Mutex
+
+	// mu guards everything below.
+	mu   sync.Mutex
+	cond sync.Cond // signalled when in-flight clusters complete
+
+	hdr       Header
+	exts      []Extension
+	l1        []uint64
+	l1DirtyLo int64 // dirty L1 entry range [lo, hi); lo == hi: clean
+	l1DirtyHi int64
+	rt        []uint64 // refcount table
+	rtDirtyLo int64
+	rtDirtyHi int64
+	l2c       *tableCache
+	rbc       *tableCache
+	inflight  map[int64]struct{} // guest clusters whose mapping is changing
+	// pendingFree holds host clusters whose references were dropped from
+	// tables that may not be durable yet; their refcounts are decreased by
+	// the next flush, after the tables are on disk.
+	pendingFree  []int64
+	freeHint     int64 // no free cluster below this index
+	allocEnd     int64 // no cluster at or after this index is in use
+	fileSize     int64
+	zeroFrom     int64 // every byte at or after this offset reads as zero
+	compCursor   int64 // next byte for compressed data; 0: start a new cluster
+	snaps        []snapshotEntry
+	snapTableLen int64 // bytes of the stored snapshot table
+	broken       error // sticky: a metadata write failed
+	closed       bool
+
+	dec decompressor
+}
+
+// Open opens the qcow2 image at path and, unless opts.NoBacking, its
+// backing chain.
+func Open(path string, opts Options) (*Image, error) {
+	return openChain(path, opts, nil)
+}
+
+// openChain opens an image; chain holds the files already open above it,
+// to detect backing loops.
+func openChain(path string, opts Options, chain []os.FileInfo) (img *Image, err error) {
+	st := opts.Storage
+	if st == nil {
+		f, err := openStorage(path, opts.ReadOnly)
+		if err != nil {
+			return nil, fmt.Errorf("qcow2: open %w", err)
+		}
+		st = f
+		fi, err := f.f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("qcow2: %w", err)
+		}
+		for _, c := range chain {
+			if os.SameFile(c, fi) {
+				f.Close()
+				return nil, fmt.Errorf("qcow2: %s: %w: backing chain loops back to this file", path, ErrFormat)
+			}
+		}
+		chain = append(chain, fi)
+	}
+	img = &Image{path: path, f: st, ro: opts.ReadOnly, opts: opts}
+	img.cond.L = &img.mu
+	img.inflight = make(map[int64]struct{})
+	defer func() {
+		if err != nil {
+			img.closeFiles()
+		}
+	}()
+	if err := img.load(); err != nil {
+		return nil, err
+	}
+	if !opts.NoBacking && img.backingName != "" {
+		if len(chain) >= maxBackingDepth {
+			return nil, img.errf(ErrFormat, "backing chain deeper than %d files", maxBackingDepth)
+		}
+		b, err := openBacking(img.resolveBacking(), img.backingFmt, opts, chain)
+		if err != nil {
+			return nil, fmt.Errorf("qcow2: %s: backing file: %w", path, err)
+		}
+		img.backing = b
+	}
+	return img, nil
+}
+
+// errf formats an error naming the image file and wrapping err.
+func (img *Image) errf(err error, format string, args ...any) error {
+	return fmt.Errorf("qcow2: %s: %s: %w", img.path, fmt.Sprintf(format, args...), err)
+}
+
+// load reads and validates the header and the tables kept in memory.
+func (img *Image) load() error {
+	fsz, err := img.f.Size()
+	if err != nil {
+		return img.errf(err, "size")
+	}
+	img.fileSize = fsz
+	img.zeroFrom = fsz
+	first := make([]byte, 4096)
+	n, err := img.f.ReadAt(first, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return img.errf(err, "read header")
+	}
+	if n < 4 || string(first[:4]) != "QFI\xfb" {
+		return img.errf(ErrFormat, "not a qcow2 image (no QFI\\xfb magic)")
+	}
+	h, err := ParseHeader(first[:n])
+	if err != nil {
+		return img.errf(err, "header")
+	}
+	cs := h.clusterSize()
+	cluster0 := make([]byte, cs)
+	if _, err := img.f.ReadAt(cluster0, 0); err != nil && !errors.Is(err, io.EOF) {
+		return img.errf(err, "read header cluster")
+	}
+	if err := img.checkFeatures(&h, cluster0); err != nil {
+		return err
+	}
+	if err := h.validateLayout(fsz); err != nil {
+		return img.errf(err, "header")
+	}
+	img.hdr = h
+	img.g = newGeometry(&h)
+	img.size.Store(int64(h.Size))
+
+	extEndOff := int(cs)
+	if h.BackingFileOffset != 0 {
+		extEndOff = int(h.BackingFileOffset)
+	}
+	exts, err := ParseExtensions(cluster0, int(h.HeaderLength), extEndOff)
+	if err != nil {
+		return img.errf(err, "header extensions")
+	}
+	img.exts = exts
+	for _, e := range exts {
+		switch e.Type {
+		case extBackingFormat:
+			img.backingFmt = string(e.Data)
+		case extDataFile:
+			return img.errf(ErrUnsupported, "external data files are not supported")
+		case extCrypto:
+			return img.errf(ErrUnsupported, "encrypted images are not supported")
+		}
+	}
+	if h.BackingFileOffset != 0 {
+		img.backingName = string(cluster0[h.BackingFileOffset : h.BackingFileOffset+uint64(h.BackingFileSize)])
+	}
+
+	if img.l1, err = img.readTable(int64(h.L1TableOffset), int64(h.L1Size), "L1 table"); err != nil {
+		return err
+	}
+	rtEntries := int64(h.RefcountTableClusters) * cs / 8
+	if img.rt, err = img.readTable(int64(h.RefcountTableOffset), rtEntries, "refcount table"); err != nil {
+		return err
+	}
+	if img.snaps, err = img.readSnapshots(); err != nil {
+		return err
+	}
+	l2Bytes, refBytes := img.opts.L2CacheBytes, img.opts.RefcountCacheBytes
+	if l2Bytes <= 0 {
+		l2Bytes = defaultL2CacheBytes
+	}
+	if refBytes <= 0 {
+		refBytes = defaultRefCacheBytes
+	}
+	img.l2c = newTableCache(int(l2Bytes / cs))
+	img.rbc = newTableCache(int(refBytes / cs))
+	if img.ro {
+		return nil
+	}
+	return img.prepareWrite()
+}
+
+// checkFeatures refuses images paddock must not open.
+func (img *Image) checkFeatures(h *Header, cluster0 []byte) error {
+	if unknown := h.IncompatibleFeatures &^ incompatKnownMask; unknown != 0 {
+		return img.errf(ErrUnsupported, "unknown incompatible features: %s", img.featureNames(h, cluster0, 0, unknown))
+	}
+	if h.IncompatibleFeatures&IncompatDataFile != 0 {
+		return img.errf(ErrUnsupported, "external data files are not supported")
+	}
+	if h.CryptMethod != 0 {
+		return img.errf(ErrUnsupported, "encrypted images are not supported (crypt_method %d)", h.CryptMethod)
+	}
+	if h.CompressionType > CompressionZstd {
+		return img.errf(ErrUnsupported, "compression type %d", h.CompressionType)
+	}
+	if h.IncompatibleFeatures&IncompatCorrupt != 0 && !img.ro && !img.opts.allowCorrupt {
+		return img.errf(ErrCorrupt, "image is marked corrupt; open it read-only, or repair it with 'paddock image check -r all'")
+	}
+	return nil
+}
+
+// featureNames describes feature bits, using the image's feature name
+// table where it names them.
+func (img *Image) featureNames(h *Header, cluster0 []byte, kind byte, bits uint64) string {
+	var table []featureName
+	end := len(cluster0)
+	if h.BackingFileOffset != 0 && h.BackingFileOffset < uint64(end) {
+		end = int(h.BackingFileOffset)
+	}
+	if exts, err := ParseExtensions(cluster0, int(h.HeaderLength), end); err == nil {
+		for _, e := range exts {
+			if e.Type == extFeatureTable {
+				table = parseFeatureTable(e.Data)
+			}
+		}
+	}
+	var parts []string
+	for bit := 0; bit < 64; bit++ {
+		if bits&(1<<uint(bit)) == 0 {
+			continue
+		}
+		s := fmt.Sprintf("bit %d", bit)
+		for _, f := range table {
+			if f.kind == kind && int(f.bit) == bit && f.name != "" {
+				s += fmt.Sprintf(" (%q)", f.name)
+			}
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// readTable reads n big-endian 64-bit entries at off. The caller has
+// validated n against the caps and the file size.
+func (img *Image) readTable(off, n int64, what string) ([]uint64, error) {
+	buf := make([]byte, n*8)
+	if err := img.readFull(buf, off); err != nil {
+		return nil, img.errf(err, "read %s at %#x", what, off)
+	}
+	t := make([]uint64, n)
+	for i := range t {
+		t[i] = be64(buf[i*8:])
+	}
+	return t, nil
+}
+
+// readFull reads len(p) bytes at off; bytes past the end of the file read
+// as zeros only if at least one byte was read (a partial final cluster).
+func (img *Image) readFull(p []byte, off int64) error {
+	n, err := img.f.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if errors.Is(err, io.EOF) {
+		if n == 0 && len(p) > 0 {
+			return fmt.Errorf("offset %#x is past the end of the file: %w", off, io.ErrUnexpectedEOF)
+		}
+		clear(p[n:])
+		return nil
+	}
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readSnapshots reads and parses the snapshot table.
+func (img *Image) readSnapshots() ([]snapshotEntry, error) {
+	h := &img.hdr
+	if h.NbSnapshots == 0 {
+		return nil, nil
+	}
+	// Entries are variable-length: read the table entry by entry, so a
+	// hostile count cannot make paddock read 64 MiB up front.
+	var buf []byte
+	off := int64(h.SnapshotsOffset)
+	for i := uint32(0); i < h.NbSnapshots; i++ {
+		fixed := make([]byte, 40)
+		if err := img.readFull(fixed, off); err != nil {
+			return nil, img.errf(err, "read snapshot table entry %d at %#x", i, off)
+		}
+		extra := int64(be32(fixed[36:]))
+		idLen := int64(be16(fixed[12:]))
+		nameLen := int64(be16(fixed[14:]))
+		if extra > maxSnapshotExtra {
+			return nil, img.errf(ErrFormat, "snapshot %d has %d bytes of extra data (limit %d)", i, extra, maxSnapshotExtra)
+		}
+		total := alignUp(40+extra+idLen+nameLen, 8)
+		if int64(len(buf))+total > maxSnapshotTableBytes {
+			return nil, img.errf(ErrFormat, "snapshot table exceeds %d bytes", maxSnapshotTableBytes)
+		}
+		if off+total > img.fileSize+8 {
+			return nil, img.errf(ErrFormat, "snapshot table entry %d runs past the end of the file", i)
+		}
+		ent := make([]byte, total)
+		if err := img.readFull(ent, off); err != nil {
+			return nil, img.errf(err, "read snapshot table entry %d at %#x", i, off)
+		}
+		buf = append(buf, ent...)
+		off += total
+	}
+	img.snapTableLen = int64(len(buf))
+	snaps, _, err := parseSnapshotTable(buf, int(h.NbSnapshots))
+	if err != nil {
+		return nil, img.errf(err, "snapshot table")
+	}
+	for i, s := range snaps {
+		if s.l1Size > maxL1Bytes/8 {
+			return nil, img.errf(ErrFormat, "snapshot %q has an L1 table of %d entries", s.name, s.l1Size)
+		}
+		if err := checkTable("snapshot L1 table", s.l1Offset, uint64(s.l1Size)*8, uint64(img.g.cs), uint64(img.fileSize)); err != nil {
+			return nil, img.errf(err, "snapshot %d (%q)", i, s.name)
+		}
+	}
+	return snaps, nil
+}
+
+// resolveBacking returns the backing file path: relative names are
+// relative to the directory of this image, as in QEMU.
+func (img *Image) resolveBacking() string {
+	name := img.backingName
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(filepath.Dir(img.path), name)
+}
+
+// openBacking opens a backing file read-only: a qcow2 image, or a raw file.
+// format is the backing format from the header extension, or empty to
+// probe the file's contents.
+func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer, error) {
+	if strings.Contains(path, ":") && !fileExists(path) {
+		return nil, fmt.Errorf("%w: backing file %q uses a protocol or json: syntax paddock cannot open", ErrUnsupported, path)
+	}
+	if format == "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		var m [4]byte
+		_, rerr := f.ReadAt(m[:], 0)
+		f.Close()
+		if rerr == nil && string(m[:]) == "QFI\xfb" {
+			format = "qcow2"
+		} else {
+			format = "raw"
+		}
+	}
+	switch format {
+	case "qcow2":
+		return openChain(path, Options{
+			ReadOnly:           true,
+			L2CacheBytes:       opts.L2CacheBytes,
+			RefcountCacheBytes: opts.RefcountCacheBytes,
+		}, chain)
+	case "raw", "file", "host_device":
+		return openRawLayer(path)
+	}
+	return nil, fmt.Errorf("%w: backing file %s has format %q (only qcow2 and raw are supported)", ErrUnsupported, path, format)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// rawLayer is a raw backing file.
+type rawLayer struct {
+	f    *os.File
+	size int64
+}
+
+func openRawLayer(path string) (*rawLayer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &rawLayer{f: f, size: fi.Size()}, nil
+}
+
+func (r *rawLayer) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
+func (r *rawLayer) Size() int64                             { return r.size }
+func (r *rawLayer) Close() error                            { return r.f.Close() }
+
+// Size returns the virtual disk size in bytes.
+func (img *Image) Size() int64 { return img.size.Load() }
+
+// ReadOnly reports whether the image was opened read-only.
+func (img *Image) ReadOnly() bool { return img.ro }
+
+// ClusterSize returns the cluster size in bytes.
+func (img *Image) ClusterSize() int64 { return img.g.cs }
+
+// SubclusterSize returns the allocation granularity: the subcluster size
+// with extended L2 entries, otherwise the cluster size.
+func (img *Image) SubclusterSize() int64 { return img.g.unitSize }
+
+// Path returns the path the image was opened with.
+func (img *Image) Path() string { return img.path }
+
+// BackingFile returns the backing file name as stored and its format
+// (empty when the header does not record one).
+func (img *Image) BackingFile() (name, format string) { return img.backingName, img.backingFmt }
+
+// Close flushes and closes the image and its backing chain. On a writable
+// image it also trims unused space from the end of the file.
+func (img *Image) Close() error {
+	img.flushMu.Lock()
+	defer img.flushMu.Unlock()
+	img.gate.Lock()
+	defer img.gate.Unlock()
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.closed {
+		return nil
+	}
+	var err error
+	if !img.ro && img.broken == nil {
+		err = img.flushLocked(true)
+		if err == nil {
+			err = img.trimFileLocked()
+		}
+	}
+	img.closed = true
+	if cerr := img.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// closeFiles closes the storage and the backing chain.
+func (img *Image) closeFiles() error {
+	var err error
+	if img.backing != nil {
+		err = img.backing.Close()
+		img.backing = nil
+	}
+	if img.f != nil {
+		if cerr := img.f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	img.dec.close()
+	return err
+}
+
+// trimFileLocked shrinks the file to the end of the last used cluster, if
+// the file grew past it (allocation extends the file in chunks).
+// Precondition: mu is held and metadata is flushed.
+func (img *Image) trimFileLocked() error {
+	end := img.allocEnd * img.g.cs
+	if img.compCursor > end {
+		end = img.compCursor
+	}
+	if end <= 0 || img.fileSize <= end {
+		return nil
+	}
+	if err := img.f.Truncate(end); err != nil {
+		return img.errf(err, "trim file to %d bytes", end)
+	}
+	img.fileSize = end
+	return nil
+}
+
+// usable reports why the image cannot be used. Precondition: mu is held.
+func (img *Image) usable() error {
+	if img.closed {
+		return img.errf(ErrClosed, "use after close")
+	}
+	return img.broken
+}
+
+// writable reports why the image cannot be written. Precondition: mu is held.
+func (img *Image) writable() error {
+	if err := img.usable(); err != nil {
+		return err
+	}
+	if img.ro {
+		return img.errf(ErrReadOnly, "write")
+	}
+	return nil
+}
+
+// prepareWrite readies an image opened for writing: it repairs the
+// refcounts of an image left dirty by a lazy-refcounts writer, clears the
+// autoclear feature bits (paddock maintains none of their data, e.g.
+// bitmaps, so it must declare that data stale, as the spec requires), and
+// finds the end of the used clusters.
+func (img *Image) prepareWrite() error {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if img.hdr.IncompatibleFeatures&IncompatDirty != 0 {
+		if _, err := img.rebuildRefcountsLocked(); err != nil {
+			return err
+		}
+	}
+	if img.hdr.AutoclearFeatures != 0 {
+		img.hdr.AutoclearFeatures = 0
+		if err := img.writeHeaderLocked(); err != nil {
+			return err
+		}
+		if err := img.sync(); err != nil {
+			return err
+		}
+	}
+	return img.computeAllocEnd()
+}

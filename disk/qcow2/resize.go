@@ -1,0 +1,160 @@
+package qcow2
+
+import "encoding/binary"
+
+// Resize changes the virtual size. Shrinking discards everything past the
+// new end and needs allowShrink (like `qemu-img resize --shrink`); it is
+// refused while internal snapshots exist. The caller must not run
+// requests concurrently with a shrink that they might still address.
+func (img *Image) Resize(size int64, allowShrink bool) error {
+	img.flushMu.Lock()
+	defer img.flushMu.Unlock()
+	img.gate.Lock()
+	defer img.gate.Unlock()
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	if err := img.writable(); err != nil {
+		return err
+	}
+	g := &img.g
+	old := img.Size()
+	if size < 0 || uint64(size) > maxVirtualSize(g.clusterBits, g.l2Bits) {
+		return img.errf(ErrRange, "size %d is outside 0..%d for %d-byte clusters", size, maxVirtualSize(g.clusterBits, g.l2Bits), g.cs)
+	}
+	if size < old {
+		if !allowShrink {
+			return img.errf(ErrRange, "shrinking from %d to %d bytes discards data; allow it explicitly", old, size)
+		}
+		if len(img.snaps) > 0 {
+			return img.errf(errShrinkSnapshots, "resize")
+		}
+		if err := img.shrinkLocked(size); err != nil {
+			return err
+		}
+	}
+	// Snapshots without a recorded disk size implicitly have the current
+	// one: record it before it changes.
+	for _, s := range img.snaps {
+		if !s.hasDiskSize {
+			if err := img.writeSnapshotTableLocked(img.snaps); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	need := int64(l1EntriesFor(uint64(size), g.clusterBits, g.l2Bits))
+	if need > int64(len(img.l1)) {
+		if err := img.growL1Locked(need); err != nil {
+			return err
+		}
+	}
+	img.hdr.Size = uint64(size)
+	if err := img.writeHeaderLocked(); err != nil {
+		return err
+	}
+	if err := img.sync(); err != nil {
+		return err
+	}
+	img.size.Store(size)
+	return nil
+}
+
+// shrinkLocked unmaps every guest cluster at or after the one containing
+// byte size, frees L2 tables that map nothing below size, and makes the
+// change durable. Precondition: mu is held; no request is running.
+func (img *Image) shrinkLocked(size int64) error {
+	g := &img.g
+	firstGC := (size + g.cs - 1) / g.cs
+	for l1i := range img.l1 {
+		tableStart := int64(l1i) << g.l2Bits
+		if tableStart+g.l2Entries <= firstGC || img.l1[l1i]&l1OffsetMask == 0 {
+			continue
+		}
+		if tableStart >= firstGC {
+			// Whole table past the end: drop every mapping and the table.
+			t, err := img.l2Table(img.l1[l1i])
+			if err != nil {
+				return err
+			}
+			for i := int64(0); i < g.l2Entries; i++ {
+				img.freeEntryLater(g.readL2Entry(t.data, i))
+			}
+			img.freeLater(int64(img.l1[l1i]&l1OffsetMask) / g.cs)
+			img.l2c.remove(t)
+			img.l1[l1i] = 0
+			img.markL1Dirty(int64(l1i))
+			continue
+		}
+		t, err := img.writableL2(int64(l1i))
+		if err != nil {
+			return err
+		}
+		for i := firstGC - tableStart; i < g.l2Entries; i++ {
+			le := g.readL2Entry(t.data, i)
+			img.freeEntryLater(le)
+			g.writeL2Entry(t.data, i, l2Entry{})
+		}
+		img.l2c.setDirty(t)
+	}
+	// The new mappings must be durable before the header shrinks and the
+	// clusters are freed.
+	return img.flushLocked(true)
+}
+
+// growL1Locked moves the active L1 table to a larger copy with n entries.
+// Precondition: mu is held; no request is running.
+func (img *Image) growL1Locked(n int64) error {
+	g := &img.g
+	if n*8 > maxL1Bytes {
+		return img.errf(ErrRange, "L1 table of %d entries exceeds the 32 MiB limit", n)
+	}
+	// Dirty L2 tables and L1 entries go to their current places first.
+	if err := img.writeBackLocked(); err != nil {
+		return err
+	}
+	clusters := alignUp(n*8, g.cs) / g.cs
+	saved := img.freeHint
+	img.freeHint = img.allocEnd // contiguous, at the end
+	first, got, _, err := img.allocRun(clusters)
+	img.freeHint = min(saved, img.freeHint)
+	if err != nil {
+		return err
+	}
+	if got != clusters {
+		return img.errf(ErrCorrupt, "could not allocate %d contiguous clusters for the L1 table", clusters)
+	}
+	l1 := make([]uint64, n)
+	copy(l1, img.l1)
+	buf := make([]byte, clusters*g.cs)
+	for i, v := range l1 {
+		binary.BigEndian.PutUint64(buf[i*8:], v)
+	}
+	if _, err := img.writeRefBlocks(); err != nil {
+		return err
+	}
+	if err := img.writeMeta(buf, first*g.cs, "L1 table"); err != nil {
+		return err
+	}
+	if err := img.sync(); err != nil {
+		return err
+	}
+	oldOff, oldN := int64(img.hdr.L1TableOffset), int64(len(img.l1))
+	img.hdr.L1TableOffset = uint64(first * g.cs)
+	img.hdr.L1Size = uint32(n)
+	if err := img.writeHeaderLocked(); err != nil {
+		return err
+	}
+	if err := img.sync(); err != nil {
+		return err
+	}
+	img.l1 = l1
+	img.l1DirtyLo, img.l1DirtyHi = 0, 0
+	if oldN > 0 && oldOff != 0 {
+		for c := oldOff / g.cs; c < alignUp(oldOff+oldN*8, g.cs)/g.cs; c++ {
+			if _, err := img.addRefcount(c, -1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
