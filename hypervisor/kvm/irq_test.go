@@ -1,8 +1,13 @@
 package kvm
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // irqProgram initialises the master 8259A (vectors 0x20-0x27, only IR0 and
@@ -267,5 +272,79 @@ func TestIRQChipPICRoundTrip(t *testing.T) {
 	check(t, err)
 	if master.PIC().IRQBase == 0x70 {
 		t.Fatal("setting the slave PIC changed the master")
+	}
+}
+
+// TestAPStartup starts an application processor the way a guest kernel
+// does, with INIT and STARTUP IPIs (sent here as MSIs), and checks that its
+// first KVM_RUN returns EAGAIN and that it then runs from the SIPI page.
+func TestAPStartup(t *testing.T) {
+	g := newGuest(t, guestOptions{irqchip: true})
+	ap, err := g.vm.CreateVCPU(1)
+	check(t, err)
+	t.Cleanup(func() { ap.Close() })
+	g.load(haltProgram) // at 0x1000: SIPI vector 0x01
+	if s, err := ap.MPState(); err != nil || s != MPStateUninitialized {
+		t.Fatalf("AP MP state %v, %v; want MPStateUninitialized", s, err)
+	}
+
+	// On this host KVM delivers MSIs, INIT and STARTUP included, only to
+	// software-enabled local APICs (SignalMSI returns 0 otherwise).
+	apLAPIC, err := ap.LAPIC()
+	check(t, err)
+	apLAPIC.Set32(LAPICSVR, APICSVREnable|0xFF)
+	check(t, ap.SetLAPIC(apLAPIC))
+
+	type result struct {
+		eagain int
+		exit   ExitReason
+		io     IOExit
+		regs   Regs
+		err    error
+	}
+	tids := make(chan int, 1)
+	results := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tids <- unix.Gettid()
+		var r result
+		for {
+			err := ap.Run()
+			switch {
+			case err == nil:
+				r.exit, r.io = ap.ExitReason(), ap.IO()
+				r.regs, r.err = ap.Regs()
+				results <- r
+				return
+			case errors.Is(err, unix.EAGAIN):
+				r.eagain++
+			case errors.Is(err, unix.EINTR) && !ap.ImmediateExit():
+			default:
+				r.err = err
+				results <- r
+				return
+			}
+		}
+	}()
+	tid := <-tids
+	timer := time.AfterFunc(watchdog, func() { kick(ap, tid) })
+	defer timer.Stop()
+
+	dest := uint32(MSIAddressBase | 1<<MSIAddressDestShift) // APIC ID 1
+	for _, data := range []uint32{APICDeliveryINIT | MSIDataLevelAssert, APICDeliveryStartUp | 0x01} {
+		if n, err := g.vm.SignalMSI(dest, 0, data); err != nil || n <= 0 {
+			t.Fatalf("SignalMSI(%#x, data %#x) = %d, %v; want delivered", dest, data, n, err)
+		}
+	}
+	r := <-results
+	if r.err != nil {
+		t.Fatalf("AP: %v (after %d EAGAIN)", r.err, r.eagain)
+	}
+	if r.eagain == 0 {
+		t.Error("the AP's first KVM_RUN did not return EAGAIN")
+	}
+	if r.exit != ExitIO || r.io.Port != 0x10 || r.regs.RIP != 2 {
+		t.Fatalf("AP exit %v %+v at RIP %#x, want OUT to port 0x10 at CS:IP 0100:0002", r.exit, r.io, r.regs.RIP)
 	}
 }

@@ -1,6 +1,7 @@
 package kvm
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
@@ -34,25 +35,19 @@ func (c *VCPU) Fd() int { return c.fd }
 
 // Close unmaps kvm_run and closes the vCPU fd. Closing twice is a no-op.
 func (c *VCPU) Close() error {
-	var errs []error
+	var err error
 	c.closedOnce.Do(func() {
 		c.runMu.Lock()
 		defer c.runMu.Unlock()
+		var unmapErr error
 		if c.run != nil {
-			if err := unix.Munmap(c.run); err != nil {
-				errs = append(errs, wrapDetail("munmap kvm_run", c.name(), err))
-			}
+			unmapErr = wrapDetail("munmap kvm_run", c.name(), unix.Munmap(c.run))
 			c.run, c.hdr = nil, nil
 		}
-		if err := unix.Close(c.fd); err != nil {
-			errs = append(errs, wrapDetail("close", c.name(), err))
-		}
+		err = errors.Join(unmapErr, wrapDetail("close", c.name(), unix.Close(c.fd)))
 		c.fd = -1
 	})
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return err
 }
 
 // name identifies the vCPU in errors.

@@ -147,11 +147,11 @@ const (
 
 // MSR field values.
 const (
-	APICBaseBSP     = 1 << 8      // IA32_APIC_BASE: this is the bootstrap processor
-	APICBaseX2APIC  = 1 << 10     // IA32_APIC_BASE: x2APIC mode
-	APICBaseEnable  = 1 << 11     // IA32_APIC_BASE: APIC globally enabled
-	APICBaseDefault = 0xfee00000  // the architectural APIC MMIO base
-	APICBaseAddress = 0xffffff000 // IA32_APIC_BASE: mask of the base address
+	APICBaseBSP     = 1 << 8          // IA32_APIC_BASE: this is the bootstrap processor
+	APICBaseX2APIC  = 1 << 10         // IA32_APIC_BASE: x2APIC mode
+	APICBaseEnable  = 1 << 11         // IA32_APIC_BASE: APIC globally enabled
+	APICBaseDefault = 0xfee00000      // the architectural APIC MMIO base
+	APICBaseAddress = 0xffffffffff000 // IA32_APIC_BASE: mask of the base address (bits 51:12)
 
 	MiscEnableFastString = 1 << 0 // IA32_MISC_ENABLE: fast REP MOVS/STOS
 
