@@ -43,27 +43,52 @@ const (
 	maxCPUIDEntries   = 4096
 )
 
+// maxIOMSRs is how many MSRs one KVM_GET_MSRS or KVM_SET_MSRS may carry:
+// KVM refuses MAX_IO_MSRS (256) or more with E2BIG, so longer lists are
+// sent in batches.
+const maxIOMSRs = 255
+
 // getMSRs reads MSRs with KVM_GET_MSRS on fd (a vCPU, or /dev/kvm for
 // feature MSRs). See VCPU.MSRs.
 func getMSRs(fd int, detail string, indices []uint32) ([]MSREntry, error) {
-	if len(indices) == 0 {
-		return nil, nil
-	}
-	arg := newFlexArg[msrsHeader, MSREntry](len(indices))
-	arg.header().NMSRs = uint32(len(indices))
-	for i, idx := range indices {
-		arg.entries()[i].Index = idx
-	}
-	n, err := arg.ioctl(fd, kvmGetMSRs)
-	if err != nil {
-		return nil, wrapDetail("KVM_GET_MSRS", detail, err)
-	}
-	n = min(n, len(indices))
-	out := append([]MSREntry(nil), arg.entries()[:n]...)
-	if n < len(indices) {
-		return out, msrError("KVM_GET_MSRS", detail, indices[n], n, len(indices))
+	var out []MSREntry
+	for start := 0; start < len(indices); start += maxIOMSRs {
+		batch := indices[start:min(start+maxIOMSRs, len(indices))]
+		arg := newFlexArg[msrsHeader, MSREntry](len(batch))
+		arg.header().NMSRs = uint32(len(batch))
+		entries := arg.entries()
+		for i, idx := range batch {
+			entries[i].Index = idx
+		}
+		n, err := arg.ioctl(fd, kvmGetMSRs)
+		if err != nil {
+			return out, wrapDetail("KVM_GET_MSRS", detail, err)
+		}
+		n = min(n, len(batch))
+		out = append(out, entries[:n]...)
+		if n < len(batch) {
+			return out, msrError("KVM_GET_MSRS", detail, batch[n], start+n, len(indices))
+		}
 	}
 	return out, nil
+}
+
+// setMSRs writes MSRs with KVM_SET_MSRS on fd. See VCPU.SetMSRs.
+func setMSRs(fd int, detail string, msrs []MSREntry) error {
+	for start := 0; start < len(msrs); start += maxIOMSRs {
+		batch := msrs[start:min(start+maxIOMSRs, len(msrs))]
+		arg := newFlexArg[msrsHeader, MSREntry](len(batch))
+		arg.header().NMSRs = uint32(len(batch))
+		copy(arg.entries(), batch)
+		n, err := arg.ioctl(fd, kvmSetMSRs)
+		if err != nil {
+			return wrapDetail("KVM_SET_MSRS", detail, err)
+		}
+		if n < len(batch) {
+			return msrError("KVM_SET_MSRS", detail, batch[n].Index, start+n, len(msrs))
+		}
+	}
+	return nil
 }
 
 // msrError reports that KVM stopped at entry n of total, MSR index.

@@ -435,3 +435,37 @@ func TestClock(t *testing.T) {
 		t.Errorf("ClockRealtime set but Realtime is 0")
 	}
 }
+
+// TestMSRsBatches reads and writes more MSRs than one KVM_GET_MSRS may
+// carry (255) and checks the error of a refused MSR in a later batch names
+// its place in the whole list.
+func TestMSRsBatches(t *testing.T) {
+	g := newGuest(t, guestOptions{})
+	const n = 600
+	idx := make([]uint32, n)
+	set := make([]MSREntry, n)
+	for i := range idx {
+		idx[i] = MSRSysenterESP
+		set[i] = MSREntry{Index: MSRSysenterESP, Data: uint64(i)}
+	}
+	check(t, g.vcpu.SetMSRs(set))
+	got, err := g.vcpu.MSRs(idx)
+	check(t, err)
+	if len(got) != n || got[n-1].Data != n-1 {
+		t.Fatalf("read %d MSRs, last %+v; want %d, the last value written", len(got), got[len(got)-1], n)
+	}
+	idx[400] = 0xDEAD0000
+	got, err = g.vcpu.MSRs(idx)
+	var kerr *Error
+	if !errors.As(err, &kerr) || !errors.Is(err, ErrMSRRejected) || kerr.Detail != "vCPU 0, MSR 0xdead0000, entry 401 of 600" {
+		t.Fatalf("refused MSR in the second batch: %v", err)
+	}
+	if len(got) != 400 {
+		t.Fatalf("%d entries before the refused one, want 400", len(got))
+	}
+	set[300].Index = 0xDEAD0000
+	err = g.vcpu.SetMSRs(set)
+	if !errors.As(err, &kerr) || kerr.Detail != "vCPU 0, MSR 0xdead0000, entry 301 of 600" {
+		t.Fatalf("refused MSR write in the second batch: %v", err)
+	}
+}

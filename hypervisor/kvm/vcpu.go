@@ -226,10 +226,10 @@ func (c *VCPU) SetXSave(x XSave) error {
 	return c.wrap("KVM_SET_XSAVE", err)
 }
 
-// MSRs reads the MSRs listed in indices (KVM_GET_MSRS). KVM reads them in
-// order and stops at the first it refuses: then the entries read so far are
-// returned with an *Error whose cause is ErrMSRRejected and whose Detail
-// names the first MSR not read.
+// MSRs reads the MSRs listed in indices (KVM_GET_MSRS, in batches of at
+// most 255). KVM reads them in order and stops at the first it refuses:
+// then the entries read so far are returned with an *Error whose cause is
+// ErrMSRRejected and whose Detail names the first MSR not read.
 func (c *VCPU) MSRs(indices []uint32) ([]MSREntry, error) {
 	return getMSRs(c.fd, c.name(), indices)
 }
@@ -237,20 +237,7 @@ func (c *VCPU) MSRs(indices []uint32) ([]MSREntry, error) {
 // SetMSRs writes MSRs (KVM_SET_MSRS). If KVM stops early, the error's cause
 // is ErrMSRRejected and its Detail names the first MSR not written.
 func (c *VCPU) SetMSRs(entries []MSREntry) error {
-	if len(entries) == 0 {
-		return nil
-	}
-	arg := newFlexArg[msrsHeader, MSREntry](len(entries))
-	arg.header().NMSRs = uint32(len(entries))
-	copy(arg.entries(), entries)
-	n, err := arg.ioctl(c.fd, kvmSetMSRs)
-	if err != nil {
-		return c.wrap("KVM_SET_MSRS", err)
-	}
-	if n < len(entries) {
-		return msrError("KVM_SET_MSRS", c.name(), entries[n].Index, n, len(entries))
-	}
-	return nil
+	return setMSRs(c.fd, c.name(), entries)
 }
 
 // SetCPUID2 sets the CPUID leaves the guest sees (KVM_SET_CPUID2).

@@ -58,9 +58,9 @@ type Sregs struct {
 
 // FPU holds the x87 and SSE state in FXSAVE layout.
 // It mirrors struct kvm_fpu (KVM_GET_FPU, KVM_SET_FPU).
-// FTWX is the abridged tag word of FXSAVE. KVM_GET_FPU does not report
-// MXCSR (it reads as 0) and nothing beyond XMM0-15 travels here: save and
-// restore the SSE and AVX state with XSave and SetXSave.
+// FTWX is the abridged tag word of FXSAVE. KVM (Linux up to at least 6.18)
+// does not transfer MXCSR: KVM_GET_FPU reports 0 and KVM_SET_FPU ignores
+// it. Save and restore the SSE and AVX state with XSave and SetXSave.
 type FPU struct {
 	FPR        [8][16]byte
 	FCW        uint16
