@@ -288,3 +288,20 @@ func TestIOEventFDMMIO(t *testing.T) {
 		t.Errorf("eventfd of MMIO 0x20040 counted %d, want 1", n)
 	}
 }
+
+// TestSingleStep checks guest debugging: one instruction, then ExitDebug
+// with #DB at the next instruction.
+func TestSingleStep(t *testing.T) {
+	g := newGuest(t, guestOptions{})
+	g.load(exitProgram)
+	check(t, g.vcpu.SetGuestDebug(GuestDebug{Control: GuestDebugEnable | GuestDebugSingleStep}))
+	if r := g.run(t); r != ExitDebug {
+		g.fatalExit(t, r, "ExitDebug")
+	}
+	next := uint64(codeAddr + len(exitProgram.insns[0].code))
+	if d := g.vcpu.Debug(); d.Exception != VectorDB || d.PC != next {
+		t.Fatalf("debug exit %+v, want #DB at %#x", d, next)
+	}
+	check(t, g.vcpu.SetGuestDebug(GuestDebug{}))
+	g.expectOut(t, 0x10, 0x42)
+}
