@@ -46,8 +46,11 @@ func (c *tableCache) get(off int64) *cacheEntry {
 	return e
 }
 
-// insert adds a table. Precondition: off is not cached.
+// insert adds a table, replacing any entry at off.
 func (c *tableCache) insert(off int64, data []byte) *cacheEntry {
+	if old := c.m[off]; old != nil {
+		c.remove(old)
+	}
 	e := &cacheEntry{off: off, data: data}
 	c.m[off] = e
 	c.pushFront(e)

@@ -156,7 +156,7 @@ func Open(path string, opts Options) (*Image, error) {
 
 // openChain opens an image; chain holds the files already open above it,
 // to detect backing loops.
-func openChain(path string, opts Options, chain []os.FileInfo) (img *Image, err error) {
+func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err error) {
 	st := opts.Storage
 	if st == nil {
 		f, err := openStorage(path, opts.ReadOnly)
@@ -177,7 +177,7 @@ func openChain(path string, opts Options, chain []os.FileInfo) (img *Image, err 
 		}
 		chain = append(chain, fi)
 	}
-	img = &Image{path: path, f: st, ro: opts.ReadOnly, opts: opts}
+	img := &Image{path: path, f: st, ro: opts.ReadOnly, opts: opts}
 	img.cond.L = &img.mu
 	img.inflight = make(map[int64]struct{})
 	defer func() {

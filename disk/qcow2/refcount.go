@@ -97,10 +97,27 @@ func (img *Image) addRefcount(c int64, delta int64) (uint64, error) {
 	if err := img.setRefcount(c, uint64(nv)); err != nil {
 		return 0, err
 	}
-	if nv == 0 && img.compCursor != 0 && img.compCursor%img.g.cs != 0 && c == img.compCursor/img.g.cs {
-		img.compCursor = 0 // never pack into a cluster that may be reused
+	if nv == 0 {
+		img.forgetCluster(c)
 	}
 	return uint64(nv), nil
+}
+
+// forgetCluster drops what paddock remembers about a host cluster that
+// just became free: a cached table that lived there (it must not shadow
+// whatever the cluster is reused for), and the compressed-data cursor.
+// Precondition: mu is held.
+func (img *Image) forgetCluster(c int64) {
+	off := c * img.g.cs
+	if e := img.l2c.m[off]; e != nil && e.pin == 0 {
+		img.l2c.remove(e)
+	}
+	if e := img.rbc.m[off]; e != nil && e.pin == 0 {
+		img.rbc.remove(e)
+	}
+	if img.compCursor != 0 && img.compCursor%img.g.cs != 0 && c == img.compCursor/img.g.cs {
+		img.compCursor = 0 // never pack into a cluster that may be reused
+	}
 }
 
 // createRefBlock creates refcount block bi. No cluster in its range is in
