@@ -13,6 +13,8 @@
 //
 // Every failing ioctl is reported as an *Error naming the ioctl and wrapping
 // the errno, so callers can test errors.Is(err, unix.EINTR) or unix.EAGAIN.
+// Only VCPU.Run reports EINTR: the other ioctls retry it, since Go's
+// runtime signals its threads at any time.
 //
 // Raw system calls and unsafe.Pointer live only in the *_unsafe.go files.
 // The structures that mirror kernel structures say so in their doc comment;

@@ -6,31 +6,61 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The ioctl helpers below retry EINTR: Go's runtime signals its threads at
+// any time, and KVM returns EINTR from requests that did nothing yet (for
+// example KVM_CREATE_VM, while registering its MMU notifier). Only KVM_RUN
+// reports EINTR to its caller, through runIoctl. Every helper converts its
+// pointer to uintptr in the Syscall argument list, which keeps the pointee
+// alive and in place for the duration of the call.
+
 // ioctl issues request req on fd with an integer argument (or none) and
 // returns the kernel's non-negative result, or the errno.
 func ioctl(fd int, req, arg uintptr) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
-	if errno != 0 {
-		return -1, errno
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, arg)
+		if errno == unix.EINTR {
+			continue
+		}
+		return result(r, errno)
 	}
-	return int(r), nil
+}
+
+// runIoctl issues KVM_RUN once; EINTR is returned, not retried.
+func runIoctl(fd int) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), kvmRun, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // ioctlPtr issues request req on fd with a pointer to *p as argument.
 // Precondition: T mirrors the kernel structure req encodes; memory that
 // pointer fields of T refer to is kept alive by the caller.
 func ioctlPtr[T any](fd int, req uintptr, p *T) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(p)))
-	if errno != 0 {
-		return -1, errno
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(p)))
+		if errno == unix.EINTR {
+			continue
+		}
+		return result(r, errno)
 	}
-	return int(r), nil
 }
 
 // ioctlBytes issues request req on fd with buf's first byte as argument.
 // Precondition: len(buf) is at least the size the kernel reads or writes.
 func ioctlBytes(fd int, req uintptr, buf []byte) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+		if errno == unix.EINTR {
+			continue
+		}
+		return result(r, errno)
+	}
+}
+
+// result converts a raw system call result.
+func result(r uintptr, errno unix.Errno) (int, error) {
 	if errno != 0 {
 		return -1, errno
 	}
@@ -76,13 +106,15 @@ func (f *flexArg[H, E]) entries() []E {
 	return unsafe.Slice((*E)(p), f.n)
 }
 
-// ioctl issues request req on fd with the argument.
+// ioctl issues request req on fd with the argument, retrying EINTR.
 func (f *flexArg[H, E]) ioctl(fd int, req uintptr) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(&f.buf[0])))
-	if errno != 0 {
-		return -1, errno
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(&f.buf[0])))
+		if errno == unix.EINTR {
+			continue
+		}
+		return result(r, errno)
 	}
-	return int(r), nil
 }
 
 // UserspaceAddr returns the address of mem's first byte, for

@@ -57,9 +57,10 @@ func (c *VCPU) name() string { return fmt.Sprintf("vCPU %d", c.id) }
 // space; ExitReason then says why. Errors are returned wrapped, never
 // retried here: EINTR when a signal or SetImmediateExit interrupted the
 // call, EAGAIN when an application processor is not yet runnable. Callers
-// retry those deliberately.
+// retry those deliberately. (Every other ioctl of this package retries
+// EINTR itself.)
 func (c *VCPU) Run() error {
-	if _, err := ioctl(c.fd, kvmRun, 0); err != nil {
+	if err := runIoctl(c.fd); err != nil {
 		return &Error{Op: "KVM_RUN", Detail: c.name(), Err: err}
 	}
 	return nil
