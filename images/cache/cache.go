@@ -110,6 +110,11 @@ func (c *Cache) Ensure(ctx context.Context, key string, build func(tmp string) e
 	if err != nil {
 		return "", fmt.Errorf("cache: %w", err)
 	}
+	// MkdirTemp makes it 0700; entries are readable by all, like the cache.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", fmt.Errorf("cache: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", err

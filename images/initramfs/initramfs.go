@@ -50,6 +50,10 @@ type Spec struct {
 	Files []File
 	// Init is the /init script (mode 0755); empty if Files provide "init".
 	Init string
+	// Overlay marks an image meant to be concatenated after another one
+	// (the kernel unpacks concatenated archives in turn, later files
+	// replacing earlier ones): it gets no skeleton and needs no /init.
+	Overlay bool
 }
 
 // Modules selects kernel modules from an unpacked kernel package.
@@ -89,8 +93,10 @@ type File struct {
 // archive.
 func Write(ctx context.Context, w io.Writer, spec Spec) error {
 	b := &builder{w: cpio.NewWriter(w), seen: map[string]bool{}}
-	if err := b.skeleton(); err != nil {
-		return err
+	if !spec.Overlay {
+		if err := b.skeleton(); err != nil {
+			return err
+		}
 	}
 	if spec.Busybox != "" {
 		if err := b.busybox(ctx, spec.Busybox, spec.Applets); err != nil {
@@ -115,7 +121,7 @@ func Write(ctx context.Context, w io.Writer, spec Spec) error {
 			return err
 		}
 	}
-	if !b.seen["init"] {
+	if !b.seen["init"] && !spec.Overlay {
 		return fmt.Errorf("initramfs: no /init: set Spec.Init or add an init file")
 	}
 	if err := b.w.Close(); err != nil {
@@ -359,7 +365,7 @@ func (b *builder) modules(ctx context.Context, m *Modules) error {
 // spec builds (file contents, not timestamps), for use as a cache key.
 func (spec Spec) Digest() (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "initramfs v1\ninit %q\n", spec.Init)
+	fmt.Fprintf(h, "initramfs v1\ninit %q\noverlay %v\n", spec.Init, spec.Overlay)
 	if spec.Busybox != "" {
 		sum, err := fileDigest(spec.Busybox)
 		if err != nil {

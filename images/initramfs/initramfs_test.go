@@ -213,6 +213,26 @@ func TestWriteFileGzipAndCpioOracle(t *testing.T) {
 	}
 }
 
+func TestOverlay(t *testing.T) {
+	var buf bytes.Buffer
+	spec := Spec{Overlay: true, Files: []File{{Path: "usr/bin/tool", Mode: 0o755, Data: []byte("x")}}}
+	if err := Write(context.Background(), &buf, spec); err != nil {
+		t.Fatal(err)
+	}
+	img, order := readImage(t, &buf)
+	if got := strings.Join(order, " "); got != "usr usr/bin usr/bin/tool" {
+		t.Errorf("overlay entries %q, want only the file and its directories", got)
+	}
+	if img["usr/bin/tool"].hdr.Mode != 0o755 {
+		t.Errorf("mode %v", img["usr/bin/tool"].hdr.Mode)
+	}
+	full, _ := Spec{Files: spec.Files}.Digest()
+	over, _ := spec.Digest()
+	if full == over {
+		t.Error("Overlay does not change the digest")
+	}
+}
+
 func TestWriteErrors(t *testing.T) {
 	fakeBusybox := filepath.Join(t.TempDir(), "busybox")
 	os.WriteFile(fakeBusybox, []byte("#!/bin/sh\necho bin/sh sbin/insmod\n"), 0o755)

@@ -1,0 +1,76 @@
+#!/bin/sh
+# /init of the nested KVM lab's L1 VM (test/lab). Mounts the kernel file
+# systems, loads kvm-amd and the network modules, then runs the scenario's
+# steps listed in /lab/steps.list ("NNN NAME TIMEOUT INTERACTIVE") and
+# powers off. Everything the host harness parses is an "@@LAB key value"
+# line on the console.
+export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t proc proc /proc
+up=$(cut -d' ' -f1 /proc/uptime)
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+hostname lab
+ip link set lo up 2>/dev/null
+
+LAB_QUIET=0
+[ -f /lab/config ] && . /lab/config
+mark() {
+	[ "$LAB_QUIET" = 1 ] || echo "@@LAB $*"
+}
+mark l1.init "$up"
+
+release=$(uname -r)
+while read -r m; do
+	insmod "/lib/modules/$release/$m" || echo "@@LAB l1.insmod-failed $m"
+done < "/lib/modules/$release/paddock.load"
+if [ -c /dev/kvm ]; then
+	mark l1.kvm ok
+else
+	echo "@@LAB l1.kvm missing"
+fi
+mark l1.ready "$(cut -d' ' -f1 /proc/uptime)"
+
+# run_step N NAME TIMEOUT: run /lab/steps/N.sh in its own session with
+# stdin from /dev/null; a watchdog kills its whole process group after
+# TIMEOUT seconds.
+run_step() {
+	rm -f /run/lab-timeout
+	setsid sh "/lab/steps/$1.sh" < /dev/null &
+	pid=$!
+	(
+		sleep "$3" &
+		sp=$!
+		trap 'kill $sp 2>/dev/null; exit 0' TERM
+		wait $sp
+		: > /run/lab-timeout
+		kill -9 -$pid 2>/dev/null
+	) &
+	wd=$!
+	wait $pid
+	rc=$?
+	kill -TERM $wd 2>/dev/null
+	wait $wd
+	kill -9 -$pid 2>/dev/null
+	[ -f /run/lab-timeout ] && mark step.timeout "$2 $3"
+	return $rc
+}
+
+while read -r n name timeout interactive; do
+	mark step.begin "$name"
+	if [ "$interactive" = 1 ]; then
+		# The console becomes the step's controlling terminal.
+		setsid cttyhack sh "/lab/steps/$n.sh" < /dev/console
+		rc=$?
+	else
+		run_step "$n" "$name" "$timeout"
+		rc=$?
+	fi
+	mark step.end "$name $rc"
+done < /lab/steps.list
+
+mark l1.done "$(cut -d' ' -f1 /proc/uptime)"
+sync
+poweroff -f

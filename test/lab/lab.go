@@ -1,0 +1,310 @@
+// Package lab is paddock's nested KVM lab: it boots a QEMU-TCG virtual
+// machine ("L1") with emulated AMD-V, in which Debian's kvm-amd provides a
+// real SVM /dev/kvm, and runs scenario scripts there: paddock (and QEMU
+// as the peer to compare with) booting a stock Debian kernel as "L2".
+//
+// This host's own /dev/kvm cannot boot a stock kernel (see HOST.md); the
+// lab is how paddock is proven against real guests. Results leave L1 on
+// its serial console as "@@LAB key value" marker lines, which Run parses
+// into a Result with host timestamps.
+//
+// From tests, New(t) gives a Lab that skips the test when a tool is
+// missing and saves the transcript of failed runs; one built L1 image is
+// shared by all tests of a package, and one L1 boot can run several
+// scenarios' steps (Scenario.Steps).
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/paddock-vm/paddock/images/initramfs"
+)
+
+// Options configure a Lab.
+type Options struct {
+	Image   ImageOptions
+	Machine Machine
+	// BootTimeout bounds L1's boot up to l1.ready (modules loaded);
+	// default 3 minutes (TCG on a busy two-core machine).
+	BootTimeout time.Duration
+	// Echo, if set, receives every transcript line as it arrives.
+	Echo func(Line)
+}
+
+// DefaultBootTimeout is Options.BootTimeout's default.
+const DefaultBootTimeout = 3 * time.Minute
+
+// Lab boots L1 VMs. It is safe for concurrent use; each Run boots its own L1.
+type Lab struct {
+	opts Options
+
+	once  sync.Once
+	image *Image
+	err   error
+}
+
+// NewLab returns a Lab; the L1 image is built on first use.
+func NewLab(opts Options) *Lab {
+	if opts.BootTimeout == 0 {
+		opts.BootTimeout = DefaultBootTimeout
+	}
+	opts.Machine = opts.Machine.withDefaults()
+	return &Lab{opts: opts}
+}
+
+// Image returns the L1 image, building it on the first call.
+func (l *Lab) Image(ctx context.Context) (*Image, error) {
+	l.once.Do(func() { l.image, l.err = BuildImage(ctx, l.opts.Image) })
+	return l.image, l.err
+}
+
+// Close removes the lab's temporary files.
+func (l *Lab) Close() error {
+	if l.image != nil {
+		return l.image.Close()
+	}
+	return nil
+}
+
+// prepared is an L1 boot ready to start: its initramfs in a temporary
+// directory.
+type prepared struct {
+	dir    string
+	kernel string
+	initrd string
+	steps  []Step
+}
+
+// prepare builds the initramfs of one run.
+func (l *Lab) prepare(ctx context.Context, sc *Scenario) (*prepared, error) {
+	steps, err := sc.steps()
+	if err != nil {
+		return nil, err
+	}
+	im, err := l.Image(ctx)
+	if err != nil {
+		return nil, err
+	}
+	segs, err := im.segments(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "paddock-lab-run-")
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	p := &prepared{dir: dir, kernel: im.L1Vmlinux, initrd: filepath.Join(dir, "initrd.cpio"), steps: steps}
+	if l.opts.Machine.BootBzImage {
+		p.kernel = im.L1BzImage
+	}
+	var scen bytes.Buffer
+	if err := initramfs.Write(ctx, &scen, scenarioSpec(sc, steps)); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := concat(p.initrd, segs, &scen); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return p, nil
+}
+
+// scenarioSpec is the per-run segment: L1's /lab/config, the step list
+// and scripts, and the scenario's files.
+func scenarioSpec(sc *Scenario, steps []Step) initramfs.Spec {
+	quiet := 0
+	if sc.Quiet {
+		quiet = 1
+	}
+	spec := initramfs.Spec{Overlay: true, Files: []initramfs.File{
+		{Path: "lab/config", Data: []byte(fmt.Sprintf("LAB_QUIET=%d\n", quiet))},
+	}}
+	var list strings.Builder
+	for i, st := range steps {
+		n := fmt.Sprintf("%03d", i+1)
+		interactive := 0
+		if st.Interactive {
+			interactive = 1
+		}
+		secs := int((st.Timeout + time.Second - 1) / time.Second)
+		fmt.Fprintf(&list, "%s %s %d %d\n", n, st.Name, secs, interactive)
+		spec.Files = append(spec.Files, initramfs.File{Path: "lab/steps/" + n + ".sh", Mode: 0o755, Data: []byte(st.Script)})
+	}
+	spec.Files = append(spec.Files, initramfs.File{Path: "lab/steps.list", Data: []byte(list.String())})
+	for _, p := range sortedKeys(sc.Files) {
+		f := sc.Files[p]
+		mode := f.Mode
+		if mode == 0 && f.Link == "" {
+			mode = 0o644
+			if strings.HasSuffix(p, ".sh") {
+				mode = 0o755
+			}
+		}
+		spec.Files = append(spec.Files, initramfs.File{Path: p, Mode: mode, Data: f.Data, Source: f.Source, Target: f.Link})
+	}
+	return spec
+}
+
+// Run boots L1 with the scenario, streams and parses its console, and
+// returns when L1 powers off, a timeout expires (QEMU is then killed) or
+// ctx is done. The Result is returned even with an error, for its
+// transcript; the error's message ends with the transcript's tail.
+func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
+	p, err := l.prepare(ctx, &sc)
+	if err != nil {
+		return &Result{}, err
+	}
+	defer os.RemoveAll(p.dir)
+	cmd := l.opts.Machine.command(p.kernel, p.initrd, consolePipe)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return &Result{}, fmt.Errorf("lab: %w", err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return &Result{}, fmt.Errorf("lab: %w", err)
+	}
+	m := newMonitor(p.steps, l.opts.BootTimeout, l.opts.Echo)
+	overall := sc.timeout(l.opts.BootTimeout, p.steps)
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return m.res, fmt.Errorf("lab: start L1 QEMU: %w", err)
+	}
+	since := func() time.Duration { return time.Since(start) }
+	lines := make(chan Line, 256)
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); readLines(stdout, Console, since, lines) }()
+	go func() { defer readers.Done(); readLines(stderr, QEMUStderr, since, lines) }()
+	go func() { readers.Wait(); close(lines) }()
+
+	timer := time.NewTimer(overall)
+	defer timer.Stop()
+	arm := func() {
+		d := overall
+		if m.deadline != 0 && m.deadline < d {
+			d = m.deadline
+		}
+		timer.Reset(time.Until(start.Add(d)))
+	}
+	var runErr error
+	killed := false
+	kill := func(reason error) {
+		if killed {
+			return
+		}
+		killed = true
+		runErr = reason
+		m.note(since(), "%v: killing L1", reason)
+		if err := killGroup(cmd); err != nil {
+			m.note(since(), "%v", err)
+		}
+	}
+	done := ctx.Done()
+	for lines != nil {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				lines = nil
+				continue
+			}
+			m.line(line)
+			if !killed {
+				arm()
+			}
+		case <-timer.C:
+			now := since()
+			if why, expired := m.expired(now); expired {
+				kill(fmt.Errorf("lab: %w after %.0fs waiting for %s", ErrTimeout, now.Seconds(), why))
+			} else if now >= overall {
+				kill(fmt.Errorf("lab: %w: the run took longer than %v", ErrTimeout, overall))
+			} else {
+				arm()
+			}
+		case <-done:
+			done = nil
+			kill(fmt.Errorf("lab: %w", context.Cause(ctx)))
+		}
+	}
+	waitErr := cmd.Wait()
+	elapsed := since()
+	if waitErr != nil && !killed {
+		m.note(elapsed, "QEMU: %v", waitErr)
+	}
+	if err := m.finish(elapsed, waitErr == nil); runErr == nil {
+		runErr = err
+	}
+	if runErr != nil {
+		return m.res, &RunError{Err: runErr, Tail: m.res.Tail(40)}
+	}
+	return m.res, nil
+}
+
+// RunError is Run's error: what went wrong, and the last lines of the
+// transcript, which Error includes.
+type RunError struct {
+	Err  error
+	Tail string
+}
+
+func (e *RunError) Error() string {
+	return fmt.Sprintf("%v\n--- last lines of the L1 transcript ---\n%s", e.Err, e.Tail)
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Attach boots L1 with the scenario and connects its serial console to
+// stdin/stdout directly (QEMU's stdio chardev with signal=off, so Ctrl-C
+// and Ctrl-A reach the guest), for interactive use. Nothing is parsed. It
+// returns when L1 powers off (nil) or QEMU fails or ctx is done (error).
+func (l *Lab) Attach(ctx context.Context, sc Scenario, stdin io.Reader, stdout io.Writer) error {
+	p, err := l.prepare(ctx, &sc)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(p.dir)
+	cmd := l.opts.Machine.command(p.kernel, p.initrd, consoleTerminal)
+	var stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("lab: start L1 QEMU: %w", err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err = <-waited:
+	case <-ctx.Done():
+		killGroup(cmd)
+		<-waited
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("lab: L1 QEMU: %w\n%s", err, strings.TrimSpace(stderr.String()))
+		}
+		return fmt.Errorf("lab: %w", err)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]File) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,115 @@
+package lab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+)
+
+// Machine describes the L1 VM that QEMU emulates with TCG.
+type Machine struct {
+	// QEMU is the emulator binary (default qemu-system-x86_64 on PATH).
+	QEMU string
+	// CPUs and MemoryMiB size L1 (defaults 1 and 2048).
+	CPUs      int
+	MemoryMiB int
+	// Type is the QEMU machine type (default "pc"). "microvm" reaches
+	// /init about a second sooner on an idle host, but it has no HPET or
+	// ACPI PM timer: when TCG is slowed down by other load, the kernel's
+	// PIT calibration of the TSC fails and, with no other reference, L1
+	// hangs early in boot. "pc" falls back to the HPET.
+	Type string
+	// BootBzImage boots L1 from the Debian bzImage instead of its ELF
+	// vmlinux via PVH (which skips the kernel's XZ self-decompression,
+	// the slowest part of an emulated boot).
+	BootBzImage bool
+	// Cmdline is appended to L1's kernel command line.
+	Cmdline string
+}
+
+func (m Machine) withDefaults() Machine {
+	if m.QEMU == "" {
+		m.QEMU = "qemu-system-x86_64"
+	}
+	if m.CPUs == 0 {
+		m.CPUs = 1
+	}
+	if m.MemoryMiB == 0 {
+		m.MemoryMiB = 2048
+	}
+	if m.Type == "" {
+		m.Type = "pc"
+	}
+	return m
+}
+
+// consoleMode selects how L1's serial console is connected.
+type consoleMode int
+
+const (
+	// consolePipe: serial on QEMU's stdout, parsed by the harness.
+	consolePipe consoleMode = iota
+	// consoleTerminal: serial on the user's terminal (stdin included);
+	// signal=off so Ctrl-C and Ctrl-A go to the guest, not to QEMU.
+	consoleTerminal
+)
+
+// args returns QEMU's command line for L1.
+func (m Machine) args(kernel, initrd string, console consoleMode) []string {
+	machine := m.Type
+	if machine == "microvm" {
+		machine += ",x-option-roms=off,rtc=on"
+	}
+	cmdline := "console=ttyS0 panic=-1 quiet"
+	if m.Cmdline != "" {
+		cmdline += " " + m.Cmdline
+	}
+	args := []string{
+		"-accel", "tcg",
+		"-cpu", "EPYC,+svm",
+		"-smp", strconv.Itoa(m.CPUs),
+		"-m", strconv.Itoa(m.MemoryMiB),
+		"-M", machine,
+		"-nodefaults", "-no-user-config",
+		"-display", "none",
+		"-monitor", "none",
+		"-no-reboot",
+		"-kernel", kernel,
+		"-initrd", initrd,
+		"-append", cmdline,
+	}
+	switch console {
+	case consoleTerminal:
+		args = append(args, "-chardev", "stdio,id=c0,signal=off", "-serial", "chardev:c0")
+	default:
+		args = append(args, "-serial", "stdio")
+	}
+	return args
+}
+
+// command returns the L1 QEMU command, in its own process group (so that
+// killing the group kills QEMU and anything it started) and killed if the
+// harness dies.
+func (m Machine) command(kernel, initrd string, console consoleMode) *exec.Cmd {
+	cmd := exec.Command(m.QEMU, m.args(kernel, initrd, console)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: console == consolePipe, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = os.Environ()
+	return cmd
+}
+
+// killGroup kills the process group led by cmd's process.
+func killGroup(cmd *exec.Cmd) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if err != nil && err != syscall.ESRCH {
+		// Not a group leader (terminal mode): kill the process itself.
+		if err2 := cmd.Process.Kill(); err2 != nil && err2 != os.ErrProcessDone {
+			return fmt.Errorf("lab: kill QEMU (pid %d): %w", cmd.Process.Pid, err)
+		}
+	}
+	return nil
+}
