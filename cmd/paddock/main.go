@@ -5,7 +5,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+
+	"github.com/paddock-vm/paddock/configs"
 )
 
 func main() {
@@ -13,15 +16,29 @@ func main() {
 	if err == nil {
 		return
 	}
+	code := 1
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.err != nil {
-			fmt.Fprintf(os.Stderr, "paddock: %v\n", ee.err)
-		}
-		os.Exit(ee.code)
+		code, err = ee.code, ee.err
 	}
-	fmt.Fprintf(os.Stderr, "paddock: %v\n", err)
-	os.Exit(1)
+	if err != nil {
+		printError(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// printError prints err for the user: configuration problems one per line
+// (each names its file:line:column and field), anything else as one
+// "paddock: ..." line.
+func printError(w io.Writer, err error) {
+	var ce *configs.Error
+	if errors.As(err, &ce) {
+		for _, p := range configs.Problems(err) {
+			fmt.Fprintln(w, p)
+		}
+		return
+	}
+	fmt.Fprintf(w, "paddock: %v\n", err)
 }
 
 // exitError carries a specific process exit status out of a command.

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest"
 )
 
 func newValidateCommand() *cobra.Command {
@@ -62,6 +63,7 @@ func validateAction(cmd *cobra.Command, _ []string) error {
 		if herr != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; host memory not checked\n", herr)
 		}
+		host.MaxVCPUs = guest.MaxVCPUs()
 		err = vm.Validate(host)
 	}
 	if asJSON {

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest"
+)
+
+// Exit statuses of `paddock run` (documented in docs/cli.md).
+const (
+	exitPoweredOff = 0
+	exitFailed     = 1
+	exitCrashed    = 2
+	exitRebooted   = 3
+	exitInterrupt  = 130 // Ctrl-A X or SIGINT
+	exitTerminated = 143 // SIGTERM
+)
+
+func newRunCommand() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "run -f FILE",
+		Short: "Boot a VM from a YAML file in the foreground, with its console on the terminal",
+		Long: `Boot the VM a YAML file describes and attach its serial console to this
+terminal. Ctrl-A X quits (stopping the VM), Ctrl-A H lists the escapes.
+
+Exit status: 0 the guest powered off, 1 paddock could not start the VM,
+2 the guest crashed, 3 the guest rebooted (on_reboot: exit),
+130 quit with Ctrl-A X or SIGINT, 143 SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAction(cmd, file)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "VM description (YAML)")
+	_ = cmd.MarkFlagRequired("file")
+	return cmd
+}
+
+func runAction(cmd *cobra.Command, file string) error {
+	vm, err := loadValidVM(file)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+
+	// Signals stop the VM cleanly; the status says which.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	var status atomic.Int32
+	status.Store(exitInterrupt)
+	go func() {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGTERM {
+				status.Store(exitTerminated)
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	stderr := cmd.ErrOrStderr()
+	opts := guest.RunOptions{Console: cmd.OutOrStdout()}
+	if vm.Console.Mode == configs.ConsoleStdio {
+		restore, tty, err := rawTerminal(int(os.Stdin.Fd()))
+		if err != nil {
+			return err
+		}
+		defer restore()
+		var in io.Reader = cmd.InOrStdin()
+		if tty {
+			fmt.Fprintf(stderr, "paddock: console of %s (Ctrl-A X quits, Ctrl-A H help)\r\n", vm.Name)
+			in = &escapeReader{r: in, w: stderr, quit: cancel}
+		}
+		opts.Input = in
+	}
+	res, err := guest.Run(ctx, vm, opts)
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case guest.PoweredOff:
+		return nil
+	case guest.Rebooted:
+		return &exitError{code: exitRebooted, err: fmt.Errorf("VM %s rebooted (on_reboot: exit)", vm.Name)}
+	case guest.Crashed:
+		return &exitError{code: exitCrashed, err: fmt.Errorf("VM %s crashed: %s", vm.Name, res.Detail)}
+	default:
+		fmt.Fprintf(stderr, "\r\npaddock: VM %s stopped\r\n", vm.Name)
+		return &exitError{code: int(status.Load())}
+	}
+}
+
+// loadValidVM loads, defaults and validates a VM file against this host.
+func loadValidVM(file string) (*configs.VM, error) {
+	vm, err := configs.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	vm.FillDefaults()
+	host, err := configs.HostFacts()
+	if err != nil {
+		return nil, err
+	}
+	host.MaxVCPUs = guest.MaxVCPUs()
+	if err := vm.Validate(host); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}

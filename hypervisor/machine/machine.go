@@ -1,0 +1,439 @@
+// Package machine is paddock's native VMM: it turns a VM description into
+// a KVM virtual machine — guest memory, vCPUs with a sane CPUID, the
+// in-kernel interrupt controllers, the PC platform devices and a loaded
+// Linux kernel — and runs it until the guest powers off, resets or
+// crashes. One Machine is one VM; it is not reusable after Run returns.
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/paddock-vm/paddock/hypervisor/boot"
+	"github.com/paddock-vm/paddock/hypervisor/kvm"
+)
+
+// Config describes the machine to build.
+type Config struct {
+	CPUs    int
+	Memory  uint64 // bytes; at least MinMemory
+	Kernel  string // bzImage or ELF vmlinux with a PVH note
+	Initrd  string // optional
+	Cmdline string
+
+	// Console receives everything the guest writes to its first serial
+	// port. Nil discards it.
+	Console io.Writer
+	// ConsoleInput, if set, is fed to the first serial port as the guest
+	// reads it. The machine reads it from its own goroutine until it
+	// returns an error (close it to end the feed).
+	ConsoleInput io.Reader
+
+	// KVMPath is the KVM device; empty means /dev/kvm.
+	KVMPath string
+}
+
+// ExitReason says why a machine stopped running.
+type ExitReason int
+
+const (
+	// ExitPowerOff: the guest powered off (ACPI S5).
+	ExitPowerOff ExitReason = iota
+	// ExitReset: the guest asked for a reset (ACPI reset register, i8042,
+	// triple fault).
+	ExitReset
+	// ExitCrash: the guest or KVM failed in a way the VM cannot survive.
+	ExitCrash
+	// ExitStopped: the host stopped the machine (context cancelled).
+	ExitStopped
+)
+
+func (r ExitReason) String() string {
+	switch r {
+	case ExitPowerOff:
+		return "poweroff"
+	case ExitReset:
+		return "reset"
+	case ExitCrash:
+		return "crash"
+	case ExitStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("ExitReason(%d)", int(r))
+}
+
+// Exit is how and why a machine stopped.
+type Exit struct {
+	Reason ExitReason
+	Detail string // for crashes and triple faults: what happened, registers
+}
+
+// Machine is one running (or runnable) VM.
+type Machine struct {
+	cfg   Config
+	sys   *kvm.System
+	vm    *kvm.VM
+	mem   *Memory
+	vcpus []*vcpu
+	ports *portBus
+	mmio  *mmioBus
+	plat  *platform
+	entry *boot.Entry
+
+	// state is a runState; vCPU threads read it at every exit.
+	state atomic.Int32
+
+	// ctl guards the pause/stop handshake with the vCPU threads.
+	ctl     sync.Mutex
+	cond    *sync.Cond
+	parked  int // vCPUs waiting in checkpoint
+	running int // vCPU goroutines still alive
+
+	exitOnce sync.Once
+	exitCh   chan Exit
+	started  atomic.Bool
+	closed   bool
+}
+
+// New builds the machine described by cfg and loads its kernel. The vCPUs
+// do not run until Run. On error everything created so far is released.
+func New(cfg Config) (*Machine, error) {
+	if cfg.CPUs < 1 {
+		return nil, fmt.Errorf("machine: %d vCPUs: need at least 1", cfg.CPUs)
+	}
+	if cfg.Memory < MinMemory {
+		return nil, fmt.Errorf("machine: memory %d MiB is below the minimum of %d MiB", cfg.Memory>>20, MinMemory>>20)
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	path := cfg.KVMPath
+	if path == "" {
+		path = "/dev/kvm"
+	}
+	m := &Machine{cfg: cfg, ports: newPortBus(), mmio: &mmioBus{}, exitCh: make(chan Exit, 1)}
+	m.cond = sync.NewCond(&m.ctl)
+	built := false
+	defer func() {
+		if !built {
+			m.Close()
+		}
+	}()
+	var err error
+	if m.sys, err = kvm.Open(path); err != nil {
+		return nil, fmt.Errorf("machine: %w", err)
+	}
+	if err := m.checkHost(); err != nil {
+		return nil, err
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return nil, fmt.Errorf("machine: create VM: %w", err)
+	}
+	if err := m.setupMemory(); err != nil {
+		return nil, err
+	}
+	if err := m.setupInterrupts(); err != nil {
+		return nil, err
+	}
+	if m.plat, err = newPlatform(m); err != nil {
+		return nil, err
+	}
+	if err := m.loadKernel(); err != nil {
+		return nil, err
+	}
+	if err := m.createVCPUs(); err != nil {
+		return nil, err
+	}
+	built = true
+	return m, nil
+}
+
+// checkHost verifies the capabilities the machine depends on, so a host
+// without them fails with one clear message instead of a stray EINVAL.
+func (m *Machine) checkHost() error {
+	for _, c := range requiredCaps {
+		v, err := m.sys.CheckExtension(c)
+		if err != nil {
+			return fmt.Errorf("machine: check KVM capability %v: %w", c, err)
+		}
+		if v == 0 {
+			return fmt.Errorf("machine: this host's KVM lacks %v, which paddock needs", c)
+		}
+	}
+	maxCPUs, err := m.sys.CheckExtension(kvm.CapMaxVCPUs)
+	if err == nil && maxCPUs == 0 {
+		maxCPUs, err = m.sys.CheckExtension(kvm.CapNrVCPUs)
+	}
+	if err == nil && maxCPUs > 0 && m.cfg.CPUs > maxCPUs {
+		return fmt.Errorf("machine: %d vCPUs requested, this host's KVM allows at most %d", m.cfg.CPUs, maxCPUs)
+	}
+	return nil
+}
+
+func (m *Machine) setupMemory() error {
+	mem, err := newMemory(m.cfg.Memory)
+	if err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	m.mem = mem
+	for i, r := range mem.regions {
+		err := m.vm.SetUserMemoryRegion(kvm.MemoryRegion{
+			Slot:          uint32(i),
+			GuestPhysAddr: r.gpa,
+			MemorySize:    r.size,
+			UserspaceAddr: hostAddr(mem.maps[i]),
+		})
+		if err != nil {
+			return fmt.Errorf("machine: register guest RAM %#x+%#x: %w", r.gpa, r.size, err)
+		}
+	}
+	return nil
+}
+
+// setupInterrupts creates the in-kernel PIC, IOAPIC, LAPICs and PIT.
+// HOST.md: creating the irqchip after the memslots is much cheaper.
+func (m *Machine) setupInterrupts() error {
+	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	if err := m.vm.SetIdentityMapAddr(identityMapAddr); err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	if err := m.vm.CreateIRQChip(); err != nil {
+		return fmt.Errorf("machine: create interrupt controllers: %w", err)
+	}
+	if err := m.vm.CreatePIT2(kvm.PITSpeakerDummy); err != nil {
+		return fmt.Errorf("machine: create PIT: %w", err)
+	}
+	return nil
+}
+
+// loadKernel writes ACPI tables, the kernel, initrd and boot structures
+// into guest memory.
+func (m *Machine) loadKernel() error {
+	e820, err := e820Map(m.cfg.Memory)
+	if err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	rsdp, err := m.plat.writeACPI(m.mem)
+	if err != nil {
+		return fmt.Errorf("machine: ACPI tables: %w", err)
+	}
+	entry, err := boot.Load(m.mem, boot.Config{
+		KernelPath: m.cfg.Kernel,
+		InitrdPath: m.cfg.Initrd,
+		Cmdline:    m.cfg.Cmdline,
+		E820:       e820,
+		RSDP:       rsdp,
+	})
+	if err != nil {
+		return err
+	}
+	m.entry = entry
+	return nil
+}
+
+// Entry returns what the boot loader did: protocol, where the kernel,
+// initrd and command line went.
+func (m *Machine) Entry() *boot.Entry { return m.entry }
+
+func (m *Machine) createVCPUs() error {
+	supported, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	index, err := m.sys.MSRIndexList()
+	if err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	msrs := supportedBootMSRs(index)
+	for i := 0; i < m.cfg.CPUs; i++ {
+		k, err := m.vm.CreateVCPU(i)
+		if err != nil {
+			return fmt.Errorf("machine: create vCPU %d: %w", i, err)
+		}
+		v := &vcpu{m: m, k: k, index: i}
+		m.vcpus = append(m.vcpus, v)
+		if err := setupVCPU(k, cpuidFor(supported, i, m.cfg.CPUs), msrs); err != nil {
+			return fmt.Errorf("machine: vCPU %d: %w", i, err)
+		}
+	}
+	if err := setBootRegisters(m.vcpus[0].k, m.entry); err != nil {
+		return fmt.Errorf("machine: vCPU 0: %w", err)
+	}
+	return nil
+}
+
+// Run starts the vCPUs and blocks until the guest powers off, resets or
+// crashes, or ctx is cancelled (ExitStopped). It returns after every vCPU
+// thread has left KVM. A Machine runs once.
+func (m *Machine) Run(ctx context.Context) (Exit, error) {
+	if !m.started.CompareAndSwap(false, true) {
+		return Exit{}, errors.New("machine: Run called twice")
+	}
+	if m.cfg.ConsoleInput != nil {
+		m.plat.feedConsole(m.cfg.ConsoleInput)
+	}
+	m.ctl.Lock()
+	m.running = len(m.vcpus)
+	m.ctl.Unlock()
+	for _, v := range m.vcpus {
+		go v.loop()
+	}
+	var exit Exit
+	select {
+	case exit = <-m.exitCh:
+	case <-ctx.Done():
+		m.report(Exit{Reason: ExitStopped})
+		exit = <-m.exitCh
+	}
+	m.stopVCPUs()
+	if err := m.plat.flushConsole(); err != nil {
+		return exit, fmt.Errorf("machine: %w", err)
+	}
+	return exit, nil
+}
+
+// report records the first terminal event and tells every vCPU to stop.
+// Later reports are dropped. Safe from any goroutine.
+func (m *Machine) report(e Exit) {
+	m.exitOnce.Do(func() {
+		m.exitCh <- e
+		m.setState(stateStopped)
+	})
+}
+
+// setState publishes a new run state, wakes parked vCPUs and kicks
+// running ones so they notice.
+func (m *Machine) setState(s runState) {
+	m.ctl.Lock()
+	m.state.Store(int32(s))
+	m.cond.Broadcast()
+	m.ctl.Unlock()
+	for _, v := range m.vcpus {
+		v.kick()
+	}
+}
+
+// stopVCPUs waits until every vCPU goroutine has returned.
+func (m *Machine) stopVCPUs() {
+	m.setState(stateStopped)
+	m.ctl.Lock()
+	for m.running > 0 {
+		m.cond.Wait()
+	}
+	m.ctl.Unlock()
+}
+
+// vcpuDone is called by each vCPU goroutine as it returns.
+func (m *Machine) vcpuDone() {
+	m.ctl.Lock()
+	m.running--
+	m.cond.Broadcast()
+	m.ctl.Unlock()
+}
+
+// checkpoint is passed by a vCPU thread before every KVM_RUN. It returns
+// at once while the machine runs, parks the thread while it is paused, and
+// returns false once it is stopped.
+func (m *Machine) checkpoint(v *vcpu) bool {
+	if runState(m.state.Load()) == stateRunning {
+		return true
+	}
+	m.ctl.Lock()
+	defer m.ctl.Unlock()
+	for {
+		switch runState(m.state.Load()) {
+		case stateRunning:
+			return true
+		case stateStopped:
+			return false
+		}
+		// Tell a kvmclock guest it was stopped on purpose, so its
+		// watchdogs do not fire after resume. Fails harmlessly when the
+		// guest has not enabled kvmclock.
+		_ = v.k.KVMClockCtrl()
+		m.parked++
+		m.cond.Broadcast()
+		m.cond.Wait()
+		m.parked--
+	}
+}
+
+// Pause stops every vCPU and returns once none is executing guest code.
+func (m *Machine) Pause() error {
+	if !m.started.Load() {
+		return errors.New("machine: not running")
+	}
+	m.ctl.Lock()
+	switch runState(m.state.Load()) {
+	case stateStopped:
+		m.ctl.Unlock()
+		return errors.New("machine: stopped")
+	case statePaused:
+		m.ctl.Unlock()
+		return nil
+	}
+	m.ctl.Unlock()
+	m.setState(statePaused)
+	m.ctl.Lock()
+	defer m.ctl.Unlock()
+	for m.parked < m.running && runState(m.state.Load()) == statePaused {
+		m.cond.Wait()
+	}
+	if runState(m.state.Load()) == stateStopped {
+		return errors.New("machine: stopped while pausing")
+	}
+	return nil
+}
+
+// Resume lets paused vCPUs run again.
+func (m *Machine) Resume() error {
+	m.ctl.Lock()
+	s := runState(m.state.Load())
+	m.ctl.Unlock()
+	switch s {
+	case stateStopped:
+		return errors.New("machine: stopped")
+	case stateRunning:
+		return nil
+	}
+	m.setState(stateRunning)
+	return nil
+}
+
+// Paused reports whether the machine is paused.
+func (m *Machine) Paused() bool { return runState(m.state.Load()) == statePaused }
+
+// Memory returns the guest's RAM.
+func (m *Machine) Memory() *Memory { return m.mem }
+
+// Close releases the VM, its memory and devices. It must not be called
+// while Run is executing.
+func (m *Machine) Close() error {
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	var errs []error
+	if m.plat != nil {
+		errs = append(errs, m.plat.close())
+	}
+	for _, v := range m.vcpus {
+		errs = append(errs, v.k.Close())
+	}
+	if m.vm != nil {
+		errs = append(errs, m.vm.Close())
+	}
+	if m.mem != nil {
+		errs = append(errs, m.mem.Close())
+	}
+	if m.sys != nil {
+		errs = append(errs, m.sys.Close())
+	}
+	return errors.Join(errs...)
+}
