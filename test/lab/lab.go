@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/paddock-vm/paddock/images/initramfs"
@@ -38,6 +39,9 @@ type Options struct {
 	// BootTimeout bounds L1's boot up to l1.ready (modules loaded);
 	// default 3 minutes (TCG on a busy two-core machine).
 	BootTimeout time.Duration
+	// StepGrace is how long past a step's timeout the host waits for L1's
+	// own watchdog before killing L1; default 30s.
+	StepGrace time.Duration
 	// Echo, if set, receives every transcript line as it arrives.
 	Echo func(Line)
 }
@@ -47,8 +51,16 @@ const DefaultBootTimeout = 3 * time.Minute
 
 // Lab boots L1 VMs. It is safe for concurrent use; each Run boots its own L1.
 type Lab struct {
-	opts Options
+	opts   Options
+	shared *sharedImage
+	// tb, when set (New), receives failed runs' transcripts at cleanup.
+	tb   testing.TB
+	mu   sync.Mutex
+	runs []*Result
+}
 
+// sharedImage builds an Image once for every Lab that shares it.
+type sharedImage struct {
 	once  sync.Once
 	image *Image
 	err   error
@@ -59,20 +71,24 @@ func NewLab(opts Options) *Lab {
 	if opts.BootTimeout == 0 {
 		opts.BootTimeout = DefaultBootTimeout
 	}
+	if opts.StepGrace == 0 {
+		opts.StepGrace = defaultGrace
+	}
 	opts.Machine = opts.Machine.withDefaults()
-	return &Lab{opts: opts}
+	return &Lab{opts: opts, shared: &sharedImage{}}
 }
 
 // Image returns the L1 image, building it on the first call.
 func (l *Lab) Image(ctx context.Context) (*Image, error) {
-	l.once.Do(func() { l.image, l.err = BuildImage(ctx, l.opts.Image) })
-	return l.image, l.err
+	l.shared.once.Do(func() { l.shared.image, l.shared.err = BuildImage(ctx, l.opts.Image) })
+	return l.shared.image, l.shared.err
 }
 
-// Close removes the lab's temporary files.
+// Close removes the lab's temporary files. Labs from New share their image
+// for the process's lifetime and need no Close.
 func (l *Lab) Close() error {
-	if l.image != nil {
-		return l.image.Close()
+	if l.tb == nil && l.shared.image != nil {
+		return l.shared.image.Close()
 	}
 	return nil
 }
@@ -161,6 +177,14 @@ func scenarioSpec(sc *Scenario, steps []Step) initramfs.Spec {
 // ctx is done. The Result is returned even with an error, for its
 // transcript; the error's message ends with the transcript's tail.
 func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
+	res, err := l.run(ctx, sc)
+	l.mu.Lock()
+	l.runs = append(l.runs, res)
+	l.mu.Unlock()
+	return res, err
+}
+
+func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 	p, err := l.prepare(ctx, &sc)
 	if err != nil {
 		return &Result{}, err
@@ -176,12 +200,14 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		return &Result{}, fmt.Errorf("lab: %w", err)
 	}
 	m := newMonitor(p.steps, l.opts.BootTimeout, l.opts.Echo)
+	m.grace = l.opts.StepGrace
 	overall := sc.timeout(l.opts.BootTimeout, p.steps)
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return m.res, fmt.Errorf("lab: start L1 QEMU: %w", err)
 	}
+	m.res.QEMUPid = cmd.Process.Pid
 	since := func() time.Duration { return time.Since(start) }
 	lines := make(chan Line, 256)
 	var readers sync.WaitGroup
@@ -207,7 +233,7 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		}
 		killed = true
 		runErr = reason
-		m.note(since(), "%v: killing L1", reason)
+		m.note(since(), "%s: killing L1", strings.TrimPrefix(reason.Error(), "lab: "))
 		if err := killGroup(cmd); err != nil {
 			m.note(since(), "%v", err)
 		}

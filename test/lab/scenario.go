@@ -131,6 +131,8 @@ type Result struct {
 	ExitOK bool
 	// Elapsed is the run's host wall time, from QEMU's start to its exit.
 	Elapsed time.Duration
+	// QEMUPid is the L1 QEMU's process id (gone when Run returns).
+	QEMUPid int
 }
 
 // StepResult is one step of a run.
