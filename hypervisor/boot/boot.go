@@ -91,6 +91,17 @@ type Entry struct {
 	KernelStart, KernelEnd, InitrdAddr, InitrdSize, CmdlineAddr, ParamsAddr uint64
 }
 
+// String summarises the load for logs: protocol, entry point and where
+// the kernel, initrd and command line went.
+func (e *Entry) String() string {
+	s := fmt.Sprintf("%v: entry %#x, kernel %#x-%#x, cmdline at %#x, params at %#x",
+		e.Protocol, e.RIP, e.KernelStart, e.KernelEnd-1, e.CmdlineAddr, e.ParamsAddr)
+	if e.InitrdSize > 0 {
+		s += fmt.Sprintf(", initrd %#x-%#x (%s)", e.InitrdAddr, e.InitrdAddr+e.InitrdSize-1, mibString(e.InitrdSize))
+	}
+	return s
+}
+
 // Control-register and EFER bits the loader sets.
 const (
 	cr0PE   = 1 << 0  // protected mode

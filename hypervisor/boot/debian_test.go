@@ -82,30 +82,40 @@ func extractVmlinuz(deb, dir string) (string, error) {
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}
-	defer cmd.Wait()
-	tr := tar.NewReader(out)
+	path, err := copyVmlinuz(tar.NewReader(out), dir)
+	// The rest of the archive (the modules) is not needed: stop dpkg-deb
+	// rather than read it.
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err != nil {
+		return "", errors.New(deb + ": " + err.Error())
+	}
+	return path, nil
+}
+
+// copyVmlinuz writes the first boot/vmlinuz-* in the tar stream to dir.
+func copyVmlinuz(tr *tar.Reader, dir string) (string, error) {
 	for {
 		h, err := tr.Next()
 		if err != nil {
-			return "", errors.New("no boot/vmlinuz-* in " + deb + ": " + err.Error())
+			return "", errors.New("no boot/vmlinuz-*: " + err.Error())
 		}
 		name := strings.TrimPrefix(h.Name, "./")
 		if !strings.HasPrefix(name, "boot/vmlinuz-") {
 			continue
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", err
-		}
-		dst := filepath.Join(dir, filepath.Base(name))
-		tmp := dst + ".part"
 		data, err := io.ReadAll(tr)
 		if err != nil {
 			return "", err
 		}
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", err
 		}
-		return dst, os.Rename(tmp, dst)
+		dst := filepath.Join(dir, filepath.Base(name))
+		if err := os.WriteFile(dst+".part", data, 0o644); err != nil {
+			return "", err
+		}
+		return dst, os.Rename(dst+".part", dst)
 	}
 }
 

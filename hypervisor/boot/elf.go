@@ -23,6 +23,7 @@ const (
 	elfTypeExec    = 2
 	elfTypeDyn     = 3
 	maxNoteSegment = 1 << 20 // one note segment or section
+	maxLoadSegs    = 64      // PT_LOAD segments; a vmlinux has four or five
 )
 
 // elfProg is one ELF64 program header.

@@ -67,8 +67,9 @@ func (m *fakeMem) fill(v byte) {
 		if err != nil {
 			panic(err) // the region exists: a bug in fakeMem
 		}
-		for i := range b {
-			b[i] = v
+		b[0] = v
+		for n := 1; n < len(b); n *= 2 {
+			copy(b[n:], b[:n])
 		}
 	}
 }

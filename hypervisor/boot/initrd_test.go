@@ -2,6 +2,7 @@ package boot
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -65,6 +66,9 @@ func TestInitrdPlacement(t *testing.T) {
 			}
 			if e.InitrdAddr != c.wantAddr || e.InitrdSize != c.size {
 				t.Errorf("initrd at %#x size %#x, want %#x size %#x", e.InitrdAddr, e.InitrdSize, c.wantAddr, c.size)
+			}
+			if s := e.String(); !strings.Contains(s, fmt.Sprintf(", initrd %#x-%#x (", e.InitrdAddr, e.InitrdAddr+c.size-1)) {
+				t.Errorf("Entry.String() = %q does not give the initrd", s)
 			}
 			if e.InitrdAddr%pageSize != 0 {
 				t.Errorf("initrd at %#x is not page-aligned", e.InitrdAddr)

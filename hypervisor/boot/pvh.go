@@ -95,9 +95,13 @@ func (l *loader) loadPVH(r io.ReaderAt, size int64) (*Entry, error) {
 func (l *loader) checkSegments(f *elfFile, entry uint64) (span, error) {
 	kernel := span{start: ^uint64(0)}
 	entryLoaded := false
+	loads := 0
 	for _, p := range f.progs {
 		if p.typ != ptLoad || p.memsz == 0 {
 			continue
+		}
+		if loads++; loads > maxLoadSegs {
+			return span{}, l.errorf("ELF file has more than %d loadable segments; a kernel has a handful", maxLoadSegs)
 		}
 		seg := span{p.paddr, p.paddr + p.memsz}
 		switch {

@@ -97,6 +97,9 @@ func TestPVHEntryAndSegments(t *testing.T) {
 	if e.Protocol.String() != "PVH" {
 		t.Errorf("Protocol.String() = %q", e.Protocol)
 	}
+	if s := e.String(); s != "PVH: entry 0x1000040, kernel 0x1000000-0x1202fff, cmdline at 0x20000, params at 0x7000" {
+		t.Errorf("Entry.String() = %q", s)
+	}
 	checkGDT(t, mem, e)
 	for _, s := range spec.segs {
 		if got := mem.read(t, s.paddr, uint64(len(s.data))); !bytes.Equal(got, s.data) {
@@ -206,6 +209,11 @@ func TestPVHErrors(t *testing.T) {
 			le.PutUint64(b[elfHeaderSize+2*elfPhdrSize+32:], 1<<40) // p_filesz
 			return b
 		}, wantErr: "truncated: note segment 2"},
+		{name: "too many segments", mod: func(s *elfSpec) {
+			for i := 0; i < maxLoadSegs; i++ {
+				s.segs = append(s.segs, elfSeg{paddr: 0x2000000 + uint64(i)*pageSize, data: []byte{1}})
+			}
+		}, wantErr: "more than 64 loadable segments"},
 		{name: "no loadable segments", mod: func(s *elfSpec) { s.segs = nil; s.notes = []elfNote{pvhNote(0x1000000)} },
 			wantErr: "no loadable segments"},
 		{name: "cmdline over COMMAND_LINE_SIZE", cmdline: strings.Repeat("c", 2048),
