@@ -38,6 +38,7 @@ const (
 
 	featHTT         = 1 << 28 // leaf 1 EDX
 	featHypervisor  = 1 << 31 // leaf 1 ECX
+	featTSCDeadline = 1 << 24 // leaf 1 ECX
 	featCmpLegacy   = 1 << 1  // leaf 0x80000001 ECX
 	topoLevelSMT    = 1
 	topoLevelCore   = 2
@@ -73,8 +74,12 @@ func idBits(n int) uint32 {
 
 // cpuidFor returns the CPUID table for vCPU index (APIC ID index) of a
 // machine with n vCPUs, derived from KVM's supported table. The input is
-// not modified.
-func cpuidFor(supported []kvm.CPUIDEntry, index, n int) []kvm.CPUIDEntry {
+// not modified. tscDeadline says the in-kernel LAPIC has the TSC-deadline
+// timer (KVM_CAP_TSC_DEADLINE_TIMER): KVM does not list that feature in
+// its supported table because the LAPIC is emulated, so userspace sets it.
+// Without it Linux calibrates the LAPIC timer against the PIT, which is
+// slow and, nested, fails.
+func cpuidFor(supported []kvm.CPUIDEntry, index, n int, tscDeadline bool) []kvm.CPUIDEntry {
 	vendor := vendorOf(supported)
 	apicID := uint32(index)
 	count := uint32(min(n, 255))
@@ -86,6 +91,9 @@ func cpuidFor(supported []kvm.CPUIDEntry, index, n int) []kvm.CPUIDEntry {
 		case leafFeatures:
 			e.EBX = e.EBX&0x0000_FFFF | count<<16 | apicID<<24
 			e.ECX |= featHypervisor
+			if tscDeadline {
+				e.ECX |= featTSCDeadline
+			}
 			if n > 1 {
 				e.EDX |= featHTT
 			} else {

@@ -55,7 +55,7 @@ func TestCPUIDTopology(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/n=%d/cpu=%d", vendor, n, idx), func(t *testing.T) {
 					host := hostTable(vendor)
 					before := fmt.Sprint(host)
-					got := cpuidFor(host, idx, n)
+					got := cpuidFor(host, idx, n, n%2 == 0)
 					if fmt.Sprint(host) != before {
 						t.Fatal("cpuidFor modified its input")
 					}
@@ -74,6 +74,9 @@ func TestCPUIDTopology(t *testing.T) {
 					}
 					if l1.ECX&featHypervisor == 0 {
 						t.Error("hypervisor bit clear")
+					}
+					if dl := l1.ECX&featTSCDeadline != 0; dl != (n%2 == 0) {
+						t.Errorf("TSC deadline = %v, want %v", dl, n%2 == 0)
 					}
 					// Extended topology: SMT level 1 thread, core level n.
 					smt, core, end := find(t, got, 0xb, 0), find(t, got, 0xb, 1), find(t, got, 0xb, 2)
@@ -143,7 +146,7 @@ func TestCPUIDTopology(t *testing.T) {
 
 func TestCPUIDAddsKVMLeaf(t *testing.T) {
 	host := hostTable("AuthenticAMD")[:2]
-	got := cpuidFor(host, 0, 1)
+	got := cpuidFor(host, 0, 1, false)
 	if e := find(t, got, 0x4000_0000, 0); e.EAX != 0x4000_0001 {
 		t.Fatalf("added KVM leaf = %+v", e)
 	}
@@ -160,7 +163,7 @@ func TestCPUIDFromHostKVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := cpuidFor(sup, 3, 4)
+	got := cpuidFor(sup, 3, 4, true)
 	if apic := find(t, got, 1, 0).EBX >> 24; apic != 3 {
 		t.Fatalf("APIC ID = %d, want 3", apic)
 	}

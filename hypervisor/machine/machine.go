@@ -251,6 +251,10 @@ func (m *Machine) createVCPUs() error {
 		return fmt.Errorf("machine: %w", err)
 	}
 	msrs := supportedBootMSRs(index)
+	deadline, err := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer)
+	if err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
 	for i := 0; i < m.cfg.CPUs; i++ {
 		k, err := m.vm.CreateVCPU(i)
 		if err != nil {
@@ -258,7 +262,7 @@ func (m *Machine) createVCPUs() error {
 		}
 		v := &vcpu{m: m, k: k, index: i}
 		m.vcpus = append(m.vcpus, v)
-		if err := setupVCPU(k, cpuidFor(supported, i, m.cfg.CPUs), msrs); err != nil {
+		if err := setupVCPU(k, cpuidFor(supported, i, m.cfg.CPUs, deadline > 0), msrs); err != nil {
 			return fmt.Errorf("machine: vCPU %d: %w", i, err)
 		}
 	}

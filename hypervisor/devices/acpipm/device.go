@@ -43,11 +43,20 @@ const (
 
 // PM1 status and enable bits (the same positions in both registers).
 const (
+	tmrEn  = 0x0001 // TMR_EN
+	gblEn  = 0x0020 // GBL_EN
 	pwrbtn = 0x0100 // PWRBTN_STS / PWRBTN_EN
+	slpbtn = 0x0200 // SLPBTN_EN
+	rtcEn  = 0x0400 // RTC_EN
 	wakSts = 0x8000 // WAK_STS
-	// stsMask and enMask are the bits that exist; others read 0.
+	// stsMask is the status bits that exist; others read 0. Only the
+	// power button ever raises one.
 	stsMask = pwrbtn | wakSts
-	enMask  = pwrbtn
+	// enMask is the enable bits the guest can set and read back. ACPICA
+	// verifies each enable it writes (GBL_EN for the global lock, RTC_EN
+	// for the RTC's fixed event) and reports an error when it does not
+	// stick; only PWRBTN_EN has an event behind it here.
+	enMask = tmrEn | gblEn | pwrbtn | slpbtn | rtcEn
 )
 
 // PM1 control bits.

@@ -239,7 +239,7 @@ func TestSaveRestore(t *testing.T) {
 	if !q.sci.high() {
 		t.Fatal("pending power button event not restored onto the SCI")
 	}
-	for _, bad := range []State{{Status: 0x0001}, {Enable: 0x0001}, {Control: cntSlpEn}} {
+	for _, bad := range []State{{Status: 0x0001}, {Enable: 0x0002}, {Control: cntSlpEn}} {
 		if err := q.pm.Restore(bad); err == nil {
 			t.Fatalf("Restore accepted %+v", bad)
 		}
@@ -282,4 +282,21 @@ func FuzzPorts(f *testing.F) {
 func containsAt(port uint16, data []byte, target uint16, v byte) bool {
 	i := int(target) - int(port)
 	return i >= 0 && i < len(data) && data[i] == v
+}
+
+// TestEnablesStick replays what ACPICA does when it installs the global
+// lock and the RTC fixed-event handlers: it sets GBL_EN and RTC_EN and
+// reads PM1_EN back, reporting "Could not enable ... event" otherwise.
+// Neither enable raises the SCI: those events never happen here.
+func TestEnablesStick(t *testing.T) {
+	r := newRig(t)
+	for _, bit := range []uint16{gblEn, rtcEn, gblEn | rtcEn | pwrbtn} {
+		r.outw(DefaultEventPort+2, bit)
+		if got := r.inw(DefaultEventPort + 2); got != bit {
+			t.Errorf("PM1_EN reads %#04x after writing %#04x", got, bit)
+		}
+		if r.sci.high() {
+			t.Errorf("SCI raised by enabling %#04x with no event pending", bit)
+		}
+	}
 }
