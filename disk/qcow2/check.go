@@ -23,9 +23,14 @@ const (
 // CheckResult is the outcome of Check, with the same counters as
 // `qemu-img check`.
 type CheckResult struct {
-	Corruptions        int
-	Leaks              int
-	CheckErrors        int
+	Corruptions int
+	Leaks       int
+	CheckErrors int
+	// FlagErrors is the part of Corruptions that are COPIED flags not
+	// matching the refcount: harmless for data (paddock derives
+	// ownership from the refcount when the flag is clear), left by a
+	// crash during a snapshot operation, repaired by RepairAll.
+	FlagErrors         int
 	CorruptionsFixed   int
 	LeaksFixed         int
 	ImageEndOffset     int64
@@ -435,6 +440,7 @@ func (img *Image) checkCopied(res *CheckResult, fix bool) int {
 	}
 	if !fix {
 		res.Corruptions += bad
+		res.FlagErrors += bad
 	}
 	return bad
 }

@@ -143,36 +143,80 @@ func (img *Image) fileSizeSnapshot() int64 {
 	return img.fileSize
 }
 
-// compress encodes one cluster with the image's compression type. It
-// returns nil if compression does not save space.
-func compressCluster(data []byte, typ uint8) ([]byte, error) {
+// compressor encodes clusters, reusing encoders (a deflate or zstd
+// encoder costs far more to set up than to run on one cluster). Safe for
+// concurrent use.
+type compressor struct {
+	mu    sync.Mutex
+	flate []*flate.Writer
+	zstd  []*zstd.Encoder
+}
+
+// compress encodes one cluster with the given compression type. It
+// returns nil if compression does not save at least a sector.
+func (c *compressor) compress(data []byte, typ uint8) ([]byte, error) {
 	var out []byte
 	switch typ {
 	case CompressionZstd:
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
-		if err != nil {
-			return nil, err
+		c.mu.Lock()
+		var enc *zstd.Encoder
+		if k := len(c.zstd); k > 0 {
+			enc, c.zstd = c.zstd[k-1], c.zstd[:k-1]
+		}
+		c.mu.Unlock()
+		if enc == nil {
+			var err error
+			enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault))
+			if err != nil {
+				return nil, err
+			}
 		}
 		out = enc.EncodeAll(data, nil)
-		enc.Close()
+		c.mu.Lock()
+		c.zstd = append(c.zstd, enc)
+		c.mu.Unlock()
 	default:
 		var b bytes.Buffer
-		w, err := flate.NewWriter(&b, flate.DefaultCompression)
+		c.mu.Lock()
+		var w *flate.Writer
+		if k := len(c.flate); k > 0 {
+			w, c.flate = c.flate[k-1], c.flate[:k-1]
+		}
+		c.mu.Unlock()
+		if w == nil {
+			var err error
+			if w, err = flate.NewWriter(&b, flate.DefaultCompression); err != nil {
+				return nil, err
+			}
+		} else {
+			w.Reset(&b)
+		}
+		_, err := w.Write(data)
+		if err == nil {
+			err = w.Close()
+		}
+		c.mu.Lock()
+		c.flate = append(c.flate, w)
+		c.mu.Unlock()
 		if err != nil {
-			return nil, err
-		}
-		if _, err := w.Write(data); err != nil {
-			return nil, err
-		}
-		if err := w.Close(); err != nil {
 			return nil, err
 		}
 		out = b.Bytes()
 	}
-	if len(out) >= len(data)-512 {
+	if len(out) > len(data)-512 {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// close releases the pooled encoders.
+func (c *compressor) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.zstd {
+		e.Close()
+	}
+	c.zstd, c.flate = nil, nil
 }
 
 // WriteCompressed writes one whole cluster at the cluster-aligned guest
@@ -195,7 +239,7 @@ func (img *Image) WriteCompressed(p []byte, off int64) error {
 		data = make([]byte, g.cs)
 		copy(data, p)
 	}
-	comp, err := compressCluster(data, img.hdr.CompressionType)
+	comp, err := img.comp.compress(data, img.hdr.CompressionType)
 	if err != nil {
 		return img.errf(err, "compress cluster at %#x", off)
 	}

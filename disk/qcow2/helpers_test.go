@@ -28,6 +28,16 @@ func tempDir(t testing.TB) string {
 	return t.TempDir()
 }
 
+// scaled returns n, or a quarter of it (at least 1) under the race
+// detector or -short, to keep CI quick; crash and fuzz depth have their
+// own knobs.
+func scaled(n int) int {
+	if raceEnabled || testing.Short() {
+		return max(1, n/4)
+	}
+	return n
+}
+
 // needTool skips the test when an external oracle is not installed.
 func needTool(t testing.TB, name string) {
 	t.Helper()

@@ -145,7 +145,8 @@ type Image struct {
 	broken       error // sticky: a metadata write failed
 	closed       bool
 
-	dec decompressor
+	dec  decompressor
+	comp compressor
 }
 
 // Open opens the qcow2 image at path and, unless opts.NoBacking, its
@@ -556,6 +557,7 @@ func (img *Image) closeFiles() error {
 		}
 	}
 	img.dec.close()
+	img.comp.close()
 	return err
 }
 

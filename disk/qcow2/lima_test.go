@@ -109,7 +109,7 @@ func TestSecondReaderAgrees(t *testing.T) {
 				}
 				copy(m.data, src)
 			}
-			randomOps(t, img, m, r, 120, !tc.backing)
+			randomOps(t, img, m, r, scaled(120), !tc.backing)
 			if tc.snapshot {
 				if _, err := img.CreateSnapshot("s", SnapshotOptions{}); err != nil {
 					t.Fatal(err)

@@ -113,7 +113,7 @@ func TestWriteOracle(t *testing.T) {
 			}
 			m := &model{data: make([]byte, size)}
 			r := rand.New(rand.NewSource(int64(100 + i)))
-			randomOps(t, img, m, r, 300, true)
+			randomOps(t, img, m, r, scaled(300), true)
 			sameBytes(t, "paddock read-back", readAll(t, img, size), m.data)
 			if err := img.Close(); err != nil {
 				t.Fatal(err)
@@ -173,7 +173,7 @@ func TestWriteOracleBacking(t *testing.T) {
 			copy(m.data, want)
 			sameBytes(t, "through backing", readAll(t, img, o.Size), m.data)
 			r := rand.New(rand.NewSource(int64(i)))
-			randomOps(t, img, m, r, 200, false)
+			randomOps(t, img, m, r, scaled(200), false)
 			// Discard may expose backing data: refresh the model from
 			// paddock's view where qemu agrees is the test below.
 			got := readAll(t, img, o.Size)
@@ -217,7 +217,7 @@ func TestReopenPersists(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameBytes(t, fmt.Sprintf("round %d", round), readAll(t, img, img.Size()), m.data)
-		randomOps(t, img, m, rand.New(rand.NewSource(int64(round))), 100, true)
+		randomOps(t, img, m, rand.New(rand.NewSource(int64(round))), scaled(100), true)
 		if err := img.Close(); err != nil {
 			t.Fatal(err)
 		}

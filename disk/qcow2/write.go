@@ -318,7 +318,7 @@ func (img *Image) execute(pl *plan, p []byte, off int64) error {
 				if err := img.oldSegment(cp, us, ds, &segs); err != nil {
 					return err
 				}
-				segs = append(segs, segment{cp.host + ds, data[ds-cp.ws : de-cp.ws]})
+				segs = appendSegment(segs, segment{cp.host + ds, data[ds-cp.ws : de-cp.ws]})
 				if err := img.oldSegment(cp, de, ue, &segs); err != nil {
 					return err
 				}
@@ -332,6 +332,20 @@ func (img *Image) execute(pl *plan, p []byte, off int64) error {
 		}
 	}
 	return img.writeSegments(segs)
+}
+
+// appendSegment appends s, extending the previous segment instead when s
+// continues it both on disk and in memory.
+func appendSegment(segs []segment, s segment) []segment {
+	if k := len(segs) - 1; k >= 0 && len(s.buf) > 0 {
+		p := &segs[k]
+		n := len(p.buf)
+		if p.host+int64(n) == s.host && cap(p.buf) >= n+len(s.buf) && &p.buf[:n+1][n] == &s.buf[0] {
+			p.buf = p.buf[:n+len(s.buf)]
+			return segs
+		}
+	}
+	return append(segs, s)
 }
 
 // oldSegment appends a segment that rewrites bytes [a, b) of a planned
