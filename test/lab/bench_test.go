@@ -1,0 +1,121 @@
+package lab
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// EnvVMMs selects the VMMs BenchmarkBootToInit compares, comma-separated
+// ("qemu,paddock"); by default QEMU, plus paddock once its binary has a
+// `run` command.
+const EnvVMMs = "PADDOCK_LAB_VMMS"
+
+// benchVMMs returns the VMMs to compare.
+func benchVMMs(b *testing.B) []VMM {
+	all := map[string]VMM{"qemu": QEMU{}, "paddock": Paddock{}}
+	names := os.Getenv(EnvVMMs)
+	if names == "" {
+		names = "qemu"
+		if paddockCanRun(b) {
+			names += ",paddock"
+		} else {
+			b.Logf("paddock has no `run` command yet: comparing QEMU only (set %s=qemu,paddock to force)", EnvVMMs)
+		}
+	}
+	var vmms []VMM
+	for _, n := range strings.Split(names, ",") {
+		v, ok := all[strings.TrimSpace(n)]
+		if !ok {
+			b.Fatalf("%s: unknown VMM %q (have qemu, paddock)", EnvVMMs, n)
+		}
+		vmms = append(vmms, v)
+	}
+	return vmms
+}
+
+// paddockCanRun builds paddock and asks it for `run --help`.
+func paddockCanRun(b *testing.B) bool {
+	bin := os.Getenv(EnvPaddock)
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "paddock")
+		if err := BuildPaddock(context.Background(), bin); err != nil {
+			b.Logf("%v", err)
+			return false
+		}
+	}
+	return exec.Command(bin, "run", "--help").Run() == nil
+}
+
+// BenchmarkBootToInit boots the same stock Debian kernel (bzImage, and ELF
+// vmlinux via PVH) with the hello initrd under each VMM, in sequence in ONE
+// L1 run, and reports the L1 wall time from exec'ing the VMM to the guest's
+// /init marker ("<vmm>-<kernel>-s"), the guest kernel's own uptime at /init
+// ("<vmm>-<kernel>-uptime-s"), L1's own boot to /init ("l1-init-s") and,
+// when paddock runs, the ratio paddock/QEMU per kernel format. Only ratios
+// within one run are meaningful: everything is emulated.
+//
+//	go test ./test/lab -run '^$' -bench BootToInit -benchtime 1x
+func BenchmarkBootToInit(b *testing.B) {
+	l := New(b)
+	vmms := benchVMMs(b)
+	guests := []L2{HelloL2(false, "boot"), HelloL2(true, "boot")}
+	// A boot to /init takes seconds; the timeout only bounds a VMM that
+	// does not exit when the guest powers off.
+	sc, err := BootScenario(vmms, guests, 2*time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := l.Image(ctx); err != nil {
+		b.Fatal(err)
+	}
+	wall := map[string]float64{}
+	uptime := map[string]float64{}
+	l1 := 0.0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := l.Run(ctx, sc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if m, ok := res.Marker("l1.init"); ok {
+			l1 += m.At.Seconds()
+		}
+		for _, st := range sc.Steps {
+			r, _ := res.Step(st.Name)
+			if r.RC != 0 {
+				b.Errorf("%s: exit status %d (timed out: %v): the VMM did not exit cleanly after the guest powered off", st.Name, r.RC, r.TimedOut)
+			}
+			d, err := r.Between("vmm.exec", "l2.init")
+			if err != nil {
+				b.Errorf("%s: %v", st.Name, err)
+				continue
+			}
+			key := strings.ReplaceAll(st.Name, "/", "-")
+			wall[key] += d.Seconds()
+			if m, ok := r.Marker("l2.init"); ok {
+				if up, err := m.Float(); err == nil {
+					uptime[key] += up
+				}
+			}
+		}
+	}
+	b.StopTimer()
+	n := float64(b.N)
+	b.ReportMetric(l1/n, "l1-init-s")
+	for key, sum := range wall {
+		b.ReportMetric(sum/n, key+"-s")
+		b.ReportMetric(uptime[key]/n, key+"-uptime-s")
+	}
+	for _, g := range guests {
+		q, p := wall["qemu-"+g.Name], wall["paddock-"+g.Name]
+		if q > 0 && p > 0 {
+			b.ReportMetric(p/q, "paddock/qemu-"+g.Name)
+		}
+	}
+}
