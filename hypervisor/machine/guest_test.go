@@ -43,6 +43,7 @@ func buildGuest(t testing.TB, name string, defs map[string]int) string {
 	args := []string{"--64", "-I", src,
 		"--defsym", fmt.Sprintf("PM1A_CNT=%d", acpipm.DefaultControlPort),
 		"--defsym", fmt.Sprintf("S5_TYP=%d", acpipm.DefaultSleepTypeS5),
+		"--defsym", fmt.Sprintf("PM1A_EVT=%d", acpipm.DefaultEventPort),
 	}
 	for k, v := range defs {
 		args = append(args, "--defsym", fmt.Sprintf("%s=%d", k, v))
@@ -321,5 +322,25 @@ func TestPauseResume(t *testing.T) {
 	}
 	if err := r.m.Pause(); err == nil {
 		t.Fatal("Pause of a stopped machine succeeded")
+	}
+}
+
+func TestPowerButton(t *testing.T) {
+	r := start(t, Config{Kernel: buildGuest(t, "pwrbtn", nil)})
+	if !r.con.waitFor("armed\n", r.done) {
+		t.Fatalf("guest never armed its power button handler; console %q", r.con.String())
+	}
+	if err := r.m.PowerButton(); err != nil {
+		t.Fatal(err)
+	}
+	e := r.wait(t)
+	if e.Reason != ExitPowerOff {
+		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
+	}
+	if got, want := r.con.String(), "armed\nbutton\n"; got != want {
+		t.Fatalf("console = %q, want %q", got, want)
+	}
+	if err := r.m.PowerButton(); err == nil {
+		t.Fatal("PowerButton on a stopped machine succeeded")
 	}
 }

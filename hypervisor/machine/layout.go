@@ -32,6 +32,11 @@ const (
 	ACPIStart = 0xE_0000
 	acpiEnd   = 0x10_0000
 
+	// PCIIOStart and PCIIOSize bound the I/O-port window for PCI BARs,
+	// clear of the legacy devices and the ACPI blocks at 0x600.
+	PCIIOStart = 0xc000
+	PCIIOSize  = 0x4000
+
 	// PCIMMIO32Start and PCIMMIO32Size bound the 32-bit PCI BAR window.
 	PCIMMIO32Start = 0xC000_0000
 	PCIMMIO32Size  = 0x2000_0000

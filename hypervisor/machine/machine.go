@@ -410,6 +410,18 @@ func (m *Machine) Resume() error {
 	return nil
 }
 
+// PowerButton presses the ACPI power button: a guest with an ACPI power
+// button handler (systemd-logind, acpid) shuts down cleanly, and powers
+// off through S5, which ends Run with ExitPowerOff. Safe from any
+// goroutine; the guest may ignore it.
+func (m *Machine) PowerButton() error {
+	if runState(m.state.Load()) == stateStopped {
+		return errors.New("machine: stopped")
+	}
+	m.plat.pm.PressPowerButton()
+	return nil
+}
+
 // Paused reports whether the machine is paused.
 func (m *Machine) Paused() bool { return runState(m.state.Load()) == statePaused }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/boot/acpi"
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
 	"github.com/paddock-vm/paddock/hypervisor/devices/i8042"
+	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/rtc"
 	"github.com/paddock-vm/paddock/hypervisor/devices/serial"
 )
@@ -26,6 +27,7 @@ type platform struct {
 	serial *serial.Serial
 	kbd    *i8042.Controller
 	rtc    *rtc.RTC
+	pci    *pci.HostBridge
 	pm     *acpipm.PM
 
 	// stopFeed ends the console input feed.
@@ -60,6 +62,14 @@ func newPlatform(m *Machine) (*platform, error) {
 		p.close()
 		return nil, fmt.Errorf("machine: ACPI power management: %w", err)
 	}
+	if p.pci, err = pci.NewHostBridge(ECAMStart, onReset); err != nil {
+		p.close()
+		return nil, fmt.Errorf("machine: PCI host bridge: %w", err)
+	}
+	if err := m.mmio.register(ECAMStart, pci.ECAMSize, p.pci); err != nil {
+		p.close()
+		return nil, fmt.Errorf("machine: wire PCI ECAM: %w", err)
+	}
 	regs := []struct {
 		base uint16
 		n    int
@@ -73,6 +83,7 @@ func newPlatform(m *Machine) (*platform, error) {
 		{i8042.DataPort, 1, p.kbd, "i8042 data"},
 		{i8042.CommandPort, 1, p.kbd, "i8042 command"},
 		{rtc.IndexPort, 2, p.rtc, "CMOS RTC"},
+		{pci.ConfigAddressPort, pci.Ports, p.pci, "PCI configuration ports"},
 		{acpipm.DefaultEventPort, acpipm.EventBlockLen, p.pm, "ACPI PM1a event block"},
 		{acpipm.DefaultControlPort, acpipm.ControlBlockLen, p.pm, "ACPI PM1a control block"},
 		{acpipm.DefaultResetPort, acpipm.ResetLen, p.pm, "ACPI reset register"},
@@ -101,6 +112,17 @@ func (p *platform) acpiConfig() acpi.Config {
 		SleepTypeS5:   acpipm.DefaultSleepTypeS5,
 		HasRTC:        true,
 		HasI8042:      true,
+		PCI: &acpi.PCIHostBridge{
+			ECAMBase:   ECAMStart,
+			BusStart:   0,
+			BusEnd:     ECAMSize/pci.ECAMBusSize - 1,
+			IOBase:     PCIIOStart,
+			IOSize:     PCIIOSize,
+			MMIO32Base: PCIMMIO32Start,
+			MMIO32Size: PCIMMIO32Size,
+			MMIO64Base: pciMMIO64Start(p.m.cfg.Memory),
+			MMIO64Size: PCIMMIO64Size,
+		},
 	}
 }
 
