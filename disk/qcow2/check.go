@@ -57,6 +57,10 @@ func (r *refTable) inc(off, n int64, what string) {
 	if n <= 0 {
 		return
 	}
+	if off < 0 || off > int64(len(r.refs))*r.cs {
+		r.errorf("%s at %#x is past the end of the file", what, uint64(off))
+		return
+	}
 	first, last := off/r.cs, (off+n-1)/r.cs
 	for c := first; c <= last; c++ {
 		if c >= int64(len(r.refs)) {
@@ -299,7 +303,7 @@ func (img *Image) countBitmaps(r *refTable) error {
 		return nil
 	}
 	g := &img.g
-	if be.dirSize > 64<<20 || be.dirOffset%uint64(g.cs) != 0 || int64(be.dirOffset+be.dirSize) > img.fileSize {
+	if be.dirSize > 64<<20 || be.dirOffset%uint64(g.cs) != 0 || be.dirOffset > uint64(img.fileSize) || be.dirSize > uint64(img.fileSize)-be.dirOffset {
 		return img.errf(ErrFormat, "bitmap directory at %#x (%d bytes) is invalid", be.dirOffset, be.dirSize)
 	}
 	r.inc(int64(be.dirOffset), int64(be.dirSize), "bitmap directory")
@@ -316,7 +320,7 @@ func (img *Image) countBitmaps(r *refTable) error {
 		nameLen := int(binary.BigEndian.Uint16(dir[off+18:]))
 		extra := int(binary.BigEndian.Uint32(dir[off+20:]))
 		off += int(alignUp(int64(24+extra+nameLen), 8))
-		if tOff%g.cs != 0 || tOff+tSize*8 > img.fileSize {
+		if tOff <= 0 || tOff%g.cs != 0 || tOff > img.fileSize || tSize*8 > img.fileSize-tOff {
 			return img.errf(ErrFormat, "bitmap table %d at %#x is invalid", i, tOff)
 		}
 		r.inc(tOff, tSize*8, "bitmap table")

@@ -284,6 +284,15 @@ func (img *Image) WriteCompressed(p []byte, off int64) error {
 func (img *Image) allocBytes(n int64) (int64, error) {
 	g := &img.g
 	cur := img.compCursor
+	if cur != 0 && cur%g.cs != 0 {
+		// The current cluster takes one more reference only if its
+		// refcount has room (1-bit refcounts hold just one).
+		if rc, err := img.refcount(cur / g.cs); err != nil {
+			return 0, err
+		} else if rc >= img.g.maxRefcount() {
+			cur = 0
+		}
+	}
 	if cur != 0 && cur%g.cs != 0 && cur+n <= alignUp(cur, g.cs) {
 		// Fits in the current cluster.
 		if _, err := img.addRefcount(cur/g.cs, 1); err != nil {

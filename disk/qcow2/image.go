@@ -440,8 +440,17 @@ func (img *Image) resolveBacking() string {
 // format is the backing format from the header extension, or empty to
 // probe the file's contents.
 func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer, error) {
-	if strings.Contains(path, ":") && !fileExists(path) {
-		return nil, fmt.Errorf("%w: backing file %q uses a protocol or json: syntax paddock cannot open", ErrUnsupported, path)
+	fi, err := os.Stat(path)
+	if err != nil {
+		if strings.Contains(path, ":") {
+			return nil, fmt.Errorf("%w: backing file %q uses a protocol or json: syntax paddock cannot open", ErrUnsupported, path)
+		}
+		return nil, err
+	}
+	// Only files and block devices: opening a FIFO named by a hostile
+	// image would block forever.
+	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return nil, fmt.Errorf("%w: backing file %s is not a regular file or block device", ErrUnsupported, path)
 	}
 	if format == "" {
 		f, err := os.Open(path)
@@ -468,11 +477,6 @@ func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer,
 		return openRawLayer(path)
 	}
 	return nil, fmt.Errorf("%w: backing file %s has format %q (only qcow2 and raw are supported)", ErrUnsupported, path, format)
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // rawLayer is a raw backing file.

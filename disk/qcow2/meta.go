@@ -26,6 +26,9 @@ func (img *Image) l2Table(l1e uint64) (*cacheEntry, error) {
 	if off%img.g.cs != 0 || off >= img.fileSize {
 		return nil, img.errf(ErrCorrupt, "L1 entry %#016x points to an unaligned L2 table or past the end of the file", l1e)
 	}
+	if what := img.fixedMetadataAt(off); what != "" {
+		return nil, img.errf(ErrCorrupt, "L1 entry %#016x points to an L2 table overlapping %s", l1e, what)
+	}
 	buf := make([]byte, img.g.cs)
 	if err := img.readFull(buf, off); err != nil {
 		return nil, img.errf(err, "read L2 table at %#x", off)
@@ -34,6 +37,23 @@ func (img *Image) l2Table(l1e uint64) (*cacheEntry, error) {
 		return nil, err
 	}
 	return img.l2c.insert(off, buf), nil
+}
+
+// fixedMetadataAt names the header-referenced structure (header, active
+// L1 table, refcount table, snapshot table) overlapping the cluster at
+// off, or returns "". Precondition: mu is held.
+func (img *Image) fixedMetadataAt(off int64) string {
+	switch {
+	case off < img.g.cs:
+		return "the header"
+	case img.inRange(off, int64(img.hdr.L1TableOffset), int64(len(img.l1))*8):
+		return "the active L1 table"
+	case img.inRange(off, int64(img.hdr.RefcountTableOffset), int64(img.hdr.RefcountTableClusters)*img.g.cs):
+		return "the refcount table"
+	case img.hdr.NbSnapshots > 0 && img.inRange(off, int64(img.hdr.SnapshotsOffset), img.snapTableLen):
+		return "the snapshot table"
+	}
+	return ""
 }
 
 // makeRoom evicts entries until c has room for one more. Dirty L2 tables

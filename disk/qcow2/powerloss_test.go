@@ -2,12 +2,15 @@ package qcow2
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +31,9 @@ type memStorage struct {
 func (m *memStorage) ReadAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
 	if off >= int64(len(m.data)) {
 		return 0, io.EOF
 	}
@@ -41,6 +47,9 @@ func (m *memStorage) ReadAt(p []byte, off int64) (int, error) {
 func (m *memStorage) WriteAt(p []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
 	if end := off + int64(len(p)); end > int64(len(m.data)) {
 		m.data = append(m.data, make([]byte, end-int64(len(m.data)))...)
 	}
@@ -255,13 +264,11 @@ func powerLossRun(t *testing.T, o CreateOptions, seed int64, cutAt map[int]bool)
 			copy(durableModel, liveModel)
 			continue
 		case k == 1 && len(snapModels) > 0:
-			for name := range snapModels {
-				if err := img.DeleteSnapshot(name); err != nil {
-					t.Fatal(err)
-				}
-				delete(snapModels, name)
-				break
+			names := slices.Sorted(maps.Keys(snapModels)) // deterministic: the dry run must match
+			if err := img.DeleteSnapshot(names[0]); err != nil {
+				t.Fatal(err)
 			}
+			delete(snapModels, names[0])
 			acked = len(ops) - 1
 			copy(durableModel, liveModel)
 			continue

@@ -22,8 +22,11 @@ func (img *Image) refBlock(bi int64) (*cacheEntry, error) {
 	if e := img.rbc.get(off); e != nil {
 		return e, nil
 	}
-	if off%img.g.cs != 0 || off >= img.fileSize {
-		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x is unaligned or past the end of the file", bi, off)
+	if off <= 0 || off%img.g.cs != 0 || off >= img.fileSize {
+		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x is unaligned or past the end of the file", bi, uint64(off))
+	}
+	if what := img.fixedMetadataAt(off); what != "" {
+		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x overlaps %s", bi, off, what)
 	}
 	buf := make([]byte, img.g.cs)
 	if err := img.readFull(buf, off); err != nil {
@@ -451,10 +454,15 @@ func (img *Image) punchFreed(clusters []int64) {
 }
 
 // computeAllocEnd finds the end of the last used cluster from the
-// refcount table.
+// refcount table. Refcounts claiming clusters past the end of the file
+// (only a damaged image has them) are ignored, so they cannot make
+// allocation jump far beyond the file.
 func (img *Image) computeAllocEnd() error {
 	g := &img.g
 	img.allocEnd = 1
+	defer func() {
+		img.allocEnd = min(img.allocEnd, max(1, alignUp(img.fileSize, g.cs)/g.cs))
+	}()
 	for bi := int64(len(img.rt)) - 1; bi >= 0; bi-- {
 		e, err := img.refBlock(bi)
 		if err != nil {

@@ -554,19 +554,11 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 // QEMU's "overlap check" (main header, active tables, refcount table,
 // snapshot tables and cached tables). Precondition: mu is held.
 func (img *Image) checkDataTarget(h int64) error {
-	g := &img.g
-	what := ""
+	what := img.fixedMetadataAt(h)
 	switch {
-	case h < g.cs:
-		what = "the header"
+	case what != "":
 	case h >= img.fileSize:
 		what = "the space past the end of the file"
-	case img.inRange(h, int64(img.hdr.L1TableOffset), int64(len(img.l1))*8):
-		what = "the active L1 table"
-	case img.inRange(h, int64(img.hdr.RefcountTableOffset), int64(len(img.rt))*8):
-		what = "the refcount table"
-	case img.hdr.NbSnapshots > 0 && img.inRange(h, int64(img.hdr.SnapshotsOffset), img.snapTableLen):
-		what = "the snapshot table"
 	case img.l2c.m[h] != nil:
 		what = "an L2 table"
 	case img.rbc.m[h] != nil:
