@@ -14,7 +14,7 @@ import (
 // vmFields, consoleFields and libvirtFields list the keys of each mapping,
 // in the order docs/yaml.md documents them.
 func vmFields() []string {
-	return []string{"name", "cpus", "memory", "kernel", "initrd", "cmdline", "console", "on_reboot", "backend", "libvirt"}
+	return []string{"name", "labels", "cpus", "memory", "kernel", "initrd", "cmdline", "console", "on_reboot", "restart", "backend", "libvirt"}
 }
 
 func consoleFields() []string { return []string{"mode", "log"} }
@@ -67,6 +67,11 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 		case "on_reboot":
 			s, _ := d.scalar(field, v, "exit or restart")
 			vm.OnReboot = RebootAction(s)
+		case "restart":
+			s, _ := d.scalar(field, v, "no, on-failure or always")
+			vm.Restart = RestartPolicy(s)
+		case "labels":
+			vm.Labels = d.labels(field, v)
 		case "backend":
 			s, _ := d.scalar(field, v, "native or libvirt")
 			vm.Backend = Backend(s)
@@ -80,6 +85,45 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 			})
 		}
 	})
+}
+
+// labels decodes the labels mapping: keys and values are scalars, taken
+// as text (`tier: 1` is the label tier="1"). Key and value rules are
+// Validate's.
+func (d *decoder) labels(field string, v *yaml.Node) map[string]string {
+	if v.Kind != yaml.MappingNode {
+		d.errorf(v, field, "must be a mapping of names to values such as {tier: web}, got %s", describe(v))
+		return nil
+	}
+	labels := map[string]string{}
+	first := map[string]int{} // key -> line it was first set on
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := deref(v.Content[i]), deref(v.Content[i+1])
+		if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+			d.errorf(k, field, "label names must be plain text, got %s", describe(k))
+			continue
+		}
+		key, ok := d.scalar(field, k, "a label name")
+		if !ok {
+			continue
+		}
+		kf := field + "." + key
+		if line, dup := first[key]; dup {
+			d.errorf(k, kf, "duplicate label: already set on line %d", line)
+			continue
+		}
+		first[key] = k.Line
+		d.src.fields[kf] = pos{k.Line, k.Column}
+		if isNull(val) {
+			d.errorf(val, kf, "has no value: write one, or \"\" for an empty one")
+			continue
+		}
+		s, ok := d.scalar(kf, val, "a text value")
+		if ok {
+			labels[key] = s
+		}
+	}
+	return labels
 }
 
 // console decodes `console: MODE` or `console: {mode: MODE, log: PATH}`.

@@ -27,6 +27,7 @@ func TestFillDefaults(t *testing.T) {
 		Cmdline:  "console=ttyS0",
 		Console:  Console{Mode: ConsoleStdio},
 		OnReboot: RebootExit,
+		Restart:  RestartNo,
 		Backend:  BackendNative,
 		src:      vm.src,
 	}
@@ -54,6 +55,9 @@ func TestFillDefaultsKeepsExplicitValues(t *testing.T) {
 		{"native backend gets no URI", "backend: native", func(vm *VM) bool { return vm.Libvirt.URI == "" }},
 		{"explicit URI", "backend: libvirt\nlibvirt: {uri: 'test:///default'}", func(vm *VM) bool { return vm.Libvirt.URI == "test:///default" }},
 		{"restart", "on_reboot: restart", func(vm *VM) bool { return vm.OnReboot == RebootRestart }},
+		{"restart policy", "restart: on-failure", func(vm *VM) bool { return vm.Restart == RestartOnFailure }},
+		{"empty restart stays for Validate", `restart: ""`, func(vm *VM) bool { return vm.Restart == "" }},
+		{"labels", "labels: {tier: web, n: 1}", func(vm *VM) bool { return len(vm.Labels) == 2 && vm.Labels["tier"] == "web" && vm.Labels["n"] == "1" }},
 		{"null is unset", "cpus: ~\ncmdline:", func(vm *VM) bool { return vm.CPUs == 1 && vm.Cmdline == DefaultCmdline }},
 	}
 	for _, tt := range tests {

@@ -105,6 +105,12 @@ func (c *checker) structure() {
 	default:
 		c.add("on_reboot", "must be one of %s, %s; got %s", RebootExit, RebootRestart, quote(string(vm.OnReboot)))
 	}
+	switch vm.Restart {
+	case RestartNo, RestartOnFailure, RestartAlways:
+	default:
+		c.add("restart", "must be one of %s, %s, %s; got %s", RestartNo, RestartOnFailure, RestartAlways, quote(string(vm.Restart)))
+	}
+	c.labels()
 	switch vm.Backend {
 	case BackendNative, BackendLibvirt:
 	default:
@@ -115,6 +121,57 @@ func (c *checker) structure() {
 			c.add("libvirt.uri", "%w", err)
 		}
 	}
+}
+
+// labels checks label keys and values.
+func (c *checker) labels() {
+	labels := c.vm.Labels
+	if len(labels) > MaxLabels {
+		c.add("labels", "has %d labels; at most %d", len(labels), MaxLabels)
+		return
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		field := "labels." + k
+		if !validLabelKey(k) {
+			c.add(field, "label name must be 1 to %d letters, digits, '.', '_', '-' or '/', starting and ending with a letter or digit; got %s", MaxLabelKeyLen, quote(k))
+			continue
+		}
+		v := labels[k]
+		if len(v) > MaxLabelValueLen {
+			c.add(field, "value is %d bytes long; at most %d", len(v), MaxLabelValueLen)
+			continue
+		}
+		for i, r := range v {
+			if r < 0x20 || r == 0x7f {
+				c.add(field, "value must not contain control character %#02x (byte %d)", r, i)
+				break
+			}
+		}
+	}
+}
+
+// validLabelKey reports whether k is a label name: 1 to MaxLabelKeyLen of
+// A-Z, a-z, 0-9, '.', '_', '-' and '/', starting and ending with a letter
+// or digit.
+func validLabelKey(k string) bool {
+	if len(k) == 0 || len(k) > MaxLabelKeyLen {
+		return false
+	}
+	alnum := func(b byte) bool { return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' }
+	if !alnum(k[0]) || !alnum(k[len(k)-1]) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if b := k[i]; !alnum(b) && b != '.' && b != '_' && b != '-' && b != '/' {
+			return false
+		}
+	}
+	return true
 }
 
 // cmdline checks the kernel command line's length and characters.

@@ -49,7 +49,7 @@ func check(t *testing.T, dir, yaml string, host Host) string {
 
 func TestValidateErrors(t *testing.T) {
 	const ok = "name: hello\nkernel: vmlinuz\n"
-	const known = "known fields: name, cpus, memory, kernel, initrd, cmdline, console, on_reboot, backend, libvirt"
+	const known = "known fields: name, labels, cpus, memory, kernel, initrd, cmdline, console, on_reboot, restart, backend, libvirt"
 	const f = "$DIR/hello.yaml"
 	tests := []struct {
 		name string
@@ -196,6 +196,44 @@ func TestValidateErrors(t *testing.T) {
 		{"console log valid", ok + "console: {mode: log, log: console.log}\n", Host{}, ""},
 		{"bad on_reboot", ok + "on_reboot: reboot\n", Host{},
 			f + `:3:12: on_reboot: must be one of exit, restart; got "reboot"`},
+		{"bad restart", ok + "restart: sometimes\n", Host{},
+			f + `:3:10: restart: must be one of no, on-failure, always; got "sometimes"`},
+		{"restart as a YAML boolean", ok + "restart: false\n", Host{},
+			f + `:3:10: restart: must be one of no, on-failure, always; got "false"`},
+		{"restart a list", ok + "restart: [always]\n", Host{},
+			f + ":3:10: restart: must be no, on-failure or always, got a list"},
+		{"restart values", ok + "restart: no\n---\n", Host{}, ""},
+		{"restart on-failure", ok + "restart: on-failure\n", Host{}, ""},
+		{"restart always", ok + "restart: always\n", Host{}, ""},
+		{"labels valid", ok + "labels:\n  tier: web\n  app.example.com/owner: ops-team\n  replicas: 3\n  empty: \"\"\n", Host{}, ""},
+		{"labels not a mapping", ok + "labels: [web]\n", Host{},
+			f + ":3:9: labels: must be a mapping of names to values such as {tier: web}, got a list"},
+		{"label name with a space", ok + "labels:\n  my tier: web\n", Host{},
+			f + `:4:3: labels.my tier: label name must be 1 to 63 letters, digits, '.', '_', '-' or '/', starting and ending with a letter or digit; got "my tier"`},
+		{"label name starting with a dash", ok + "labels: {-x: 1}\n", Host{},
+			f + `:3:10: labels.-x: label name must be 1 to 63 letters, digits, '.', '_', '-' or '/', starting and ending with a letter or digit; got "-x"`},
+		{"label name too long", ok + "labels: {" + strings.Repeat("k", 64) + ": 1}\n", Host{},
+			f + `:3:10: labels.` + strings.Repeat("k", 64) + `: label name must be 1 to 63 letters, digits, '.', '_', '-' or '/', starting and ending with a letter or digit; got "` + strings.Repeat("k", 60) + `"...`},
+		{"label name not text", ok + "labels:\n  [a]: 1\n", Host{},
+			f + ":4:3: labels: label names must be plain text, got a list"},
+		{"label without a value", ok + "labels:\n  tier:\n", Host{},
+			f + `:4:8: labels.tier: has no value: write one, or "" for an empty one`},
+		{"label value a mapping", ok + "labels:\n  tier: {a: b}\n", Host{},
+			f + ":4:9: labels.tier: must be a text value, got a mapping"},
+		{"label value too long", ok + "labels:\n  tier: " + strings.Repeat("v", 256) + "\n", Host{},
+			f + ":4:3: labels.tier: value is 256 bytes long; at most 255"},
+		{"label value with a control character", ok + "labels:\n  tier: \"a\\tb\"\n", Host{},
+			f + ":4:3: labels.tier: value must not contain control character 0x09 (byte 1)"},
+		{"duplicate label", ok + "labels:\n  tier: a\n  tier: b\n", Host{},
+			f + ":5:3: labels.tier: duplicate label: already set on line 4"},
+		{"too many labels", ok + "labels:\n" + func() string {
+			var b strings.Builder
+			for i := 0; i < 65; i++ {
+				b.WriteString("  l" + strconv.Itoa(i) + ": x\n")
+			}
+			return b.String()
+		}(), Host{},
+			f + ":4:3: labels: has 65 labels; at most 64"},
 		{"bad backend", ok + "backend: qemu\n", Host{},
 			f + `:3:10: backend: must be one of native, libvirt; got "qemu"`},
 		{"libvirt not a mapping", ok + "libvirt: qemu:///system\n", Host{},

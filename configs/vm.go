@@ -42,6 +42,12 @@ const (
 	MaxCmdlineLen = 2047
 	// MaxNameLen is the longest VM name: one DNS label.
 	MaxNameLen = 63
+	// MaxLabels bounds how many labels one VM has.
+	MaxLabels = 64
+	// MaxLabelKeyLen and MaxLabelValueLen bound a label's key and value,
+	// in bytes.
+	MaxLabelKeyLen   = 63
+	MaxLabelValueLen = 255
 )
 
 // VM is one virtual machine as described by its YAML file.
@@ -55,6 +61,9 @@ type VM struct {
 	// Name identifies the VM: a DNS label, used for state directories, tap
 	// device names and the guest hostname. Required.
 	Name string `yaml:"name" json:"name"`
+	// Labels are free-form key/value pairs for people and tools (`paddock
+	// ls --label`); paddock gives them no meaning. Default none.
+	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
 	// CPUs is the number of vCPUs. Default 1.
 	CPUs int `yaml:"cpus" json:"cpus"`
 	// Memory is guest RAM, a whole number of MiB. Default 512MiB.
@@ -71,6 +80,9 @@ type VM struct {
 	Console Console `yaml:"console" json:"console"`
 	// OnReboot says what a guest reboot does. Default exit.
 	OnReboot RebootAction `yaml:"on_reboot" json:"on_reboot"`
+	// Restart says whether a managed VM's VMM boots the guest again after
+	// it crashes or stops by itself. Default no.
+	Restart RestartPolicy `yaml:"restart" json:"restart"`
 	// Backend chooses the hypervisor. Default native.
 	Backend Backend `yaml:"backend" json:"backend"`
 	// Libvirt configures the libvirt backend; ignored by the native one.
@@ -114,6 +126,22 @@ const (
 	RebootRestart RebootAction = "restart"
 )
 
+// RestartPolicy says when paddock boots a VM again after it ended without
+// being asked to (paddock stop and paddock kill never trigger a restart).
+type RestartPolicy string
+
+// Restart policies.
+const (
+	// RestartNo never restarts: a crash leaves the VM crashed.
+	RestartNo RestartPolicy = "no"
+	// RestartOnFailure restarts the VM after a crash, with a backoff.
+	RestartOnFailure RestartPolicy = "on-failure"
+	// RestartAlways restarts the VM whenever it ends by itself: after a
+	// crash, a power-off from inside the guest, or a reboot with
+	// on_reboot: exit.
+	RestartAlways RestartPolicy = "always"
+)
+
 // Backend is the hypervisor that runs the VM.
 type Backend string
 
@@ -151,6 +179,9 @@ func (vm *VM) FillDefaults() {
 	}
 	if vm.OnReboot == "" && !vm.written("on_reboot") {
 		vm.OnReboot = RebootExit
+	}
+	if vm.Restart == "" && !vm.written("restart") {
+		vm.Restart = RestartNo
 	}
 	if vm.Backend == "" && !vm.written("backend") {
 		vm.Backend = BackendNative
