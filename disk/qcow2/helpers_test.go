@@ -1,32 +1,25 @@
 package qcow2
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"io"
-	"math/rand"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/disk/internal/qemutest"
 )
 
-// tempDir returns a fresh directory for test images: on tmpfs when the
-// machine has one (the tests check formats, not the disk: fdatasync on a
-// real disk only makes them slow), else t.TempDir.
-func tempDir(t testing.TB) string {
-	t.Helper()
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		d, err := os.MkdirTemp("/dev/shm", "paddock-qcow2-test-")
-		if err == nil {
-			t.Cleanup(func() { os.RemoveAll(d) })
-			return d
-		}
-	}
-	return t.TempDir()
-}
+// Shared helpers (see disk/internal/qemutest).
+var (
+	tempDir       = qemutest.TempDir
+	needTool      = qemutest.NeedTool
+	run           = qemutest.Run
+	qemuImg       = qemutest.QemuImg
+	qemuIO        = qemutest.QemuIO
+	qemuCheck     = qemutest.Check
+	qemuRaw       = qemutest.Raw
+	readAll       = qemutest.ReadAll
+	sameBytes     = qemutest.SameBytes
+	fillPattern   = qemutest.FillPattern
+	writeRawImage = qemutest.WriteRawImage
+)
 
 // scaled returns n, or a quarter of it (at least 1) under the race
 // detector or -short, to keep CI quick; crash and fuzz depth have their
@@ -36,142 +29,4 @@ func scaled(n int) int {
 		return max(1, n/4)
 	}
 	return n
-}
-
-// needTool skips the test when an external oracle is not installed.
-func needTool(t testing.TB, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed (package qemu-utils)", name)
-	}
-}
-
-// run runs a command and fails the test if it fails.
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// qemuImg runs qemu-img.
-func qemuImg(t testing.TB, args ...string) string {
-	t.Helper()
-	needTool(t, "qemu-img")
-	return run(t, "qemu-img", args...)
-}
-
-// qemuIO runs qemu-io commands on a qcow2 image.
-func qemuIO(t testing.TB, path string, cmds ...string) {
-	t.Helper()
-	needTool(t, "qemu-io")
-	args := []string{"-f", "qcow2"}
-	for _, c := range cmds {
-		args = append(args, "-c", c)
-	}
-	out := run(t, "qemu-io", append(args, path)...)
-	if strings.Contains(out, "error") || strings.Contains(out, "failed") {
-		t.Fatalf("qemu-io %s: %s", path, out)
-	}
-}
-
-// qemuCheck runs `qemu-img check` and fails on corruptions or errors;
-// leaks are returned for the caller to judge.
-func qemuCheck(t testing.TB, path string) (leaks int) {
-	t.Helper()
-	needTool(t, "qemu-img")
-	out, err := exec.Command("qemu-img", "check", "--output=json", path).Output()
-	var r struct {
-		Corruptions int `json:"corruptions"`
-		Leaks       int `json:"leaks"`
-		CheckErrors int `json:"check-errors"`
-	}
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		human, _ := exec.Command("qemu-img", "check", path).CombinedOutput()
-		t.Fatalf("qemu-img check %s: %v (%v)\n%s\n%s", path, err, jerr, out, human)
-	}
-	if r.Corruptions != 0 || r.CheckErrors != 0 {
-		human, _ := exec.Command("qemu-img", "check", path).CombinedOutput()
-		t.Fatalf("qemu-img check %s: %d corruptions, %d check errors\n%s", path, r.Corruptions, r.CheckErrors, human)
-	}
-	return r.Leaks
-}
-
-// qemuRaw returns QEMU's view of an image's contents (convert to raw).
-func qemuRaw(t testing.TB, path string, extra ...string) []byte {
-	t.Helper()
-	out := filepath.Join(tempDir(t), "qemu.raw")
-	qemuImg(t, append(append([]string{"convert"}, extra...), "-O", "raw", path, out)...)
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// readAll reads a whole image through paddock.
-func readAll(t testing.TB, r io.ReaderAt, size int64) []byte {
-	t.Helper()
-	buf := make([]byte, size)
-	// Odd-sized chunks exercise unaligned reads.
-	for off := int64(0); off < size; {
-		n := min(size-off, 1<<20+4096+512)
-		if _, err := r.ReadAt(buf[off:off+n], off); err != nil && err != io.EOF {
-			t.Fatalf("ReadAt %#x+%d: %v", off, n, err)
-		}
-		off += n
-	}
-	return buf
-}
-
-// sameBytes fails with the first difference.
-func sameBytes(t testing.TB, what string, got, want []byte) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: length %d, want %d", what, len(got), len(want))
-	}
-	if bytes.Equal(got, want) {
-		return
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			end := min(i+16, len(got))
-			t.Fatalf("%s: first difference at %#x: got % x, want % x", what, i, got[i:end], want[i:end])
-		}
-	}
-}
-
-// fillPattern fills p with bytes derived from seed and position, so that
-// any misplaced block shows up.
-func fillPattern(p []byte, seed int64) {
-	r := rand.New(rand.NewSource(seed))
-	r.Read(p)
-}
-
-// writeRawImage writes a raw file of the given size with a mix of zero
-// runs, random data and compressible text, and returns its contents.
-func writeRawImage(t testing.TB, path string, size int64, seed int64) []byte {
-	t.Helper()
-	r := rand.New(rand.NewSource(seed))
-	buf := make([]byte, size)
-	for off := int64(0); off < size; {
-		n := min(size-off, int64(r.Intn(256<<10)+512))
-		switch r.Intn(4) {
-		case 0: // zeros
-		case 1:
-			r.Read(buf[off : off+n])
-		default:
-			s := fmt.Sprintf("paddock block at %#x seed %d; ", off, seed)
-			for i := int64(0); i < n; i++ {
-				buf[off+i] = s[i%int64(len(s))]
-			}
-		}
-		off += n
-	}
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return buf
 }

@@ -1,0 +1,223 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/paddock-vm/paddock/disk/qcow2"
+)
+
+// backingPath resolves a backing file name stored in the image at path.
+func backingPath(path, name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
+	return filepath.Join(filepath.Dir(path), name)
+}
+
+// CommitOptions control Commit.
+type CommitOptions struct {
+	// KeepTop leaves the committed data in the top image (qemu-img
+	// commit -d); by default the top image is emptied.
+	KeepTop bool
+	// Progress, if set, is called with bytes done and total.
+	Progress func(done, total int64)
+}
+
+// Commit writes everything stored in the qcow2 image at path into its
+// backing file, then empties the image (unless o.KeepTop), so the chain
+// reads the same as before.
+func Commit(ctx context.Context, path string, o CommitOptions) error {
+	top, err := qcow2.Open(path, qcow2.Options{NoBacking: true, ReadOnly: o.KeepTop})
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	name, format := top.BackingFile()
+	if name == "" {
+		return fmt.Errorf("disk: commit %s: the image has no backing file", path)
+	}
+	bpath := backingPath(path, name)
+	base, err := Open(bpath, Options{Format: format})
+	if err != nil {
+		return fmt.Errorf("disk: commit %s: backing file: %w", path, err)
+	}
+	defer base.Close()
+	if base.Size() < top.Size() {
+		if err := resizeImage(base, top.Size()); err != nil {
+			return fmt.Errorf("disk: commit %s: grow backing file %s: %w", path, bpath, err)
+		}
+	}
+	maps, err := top.Map(0, top.Size())
+	if err != nil {
+		return err
+	}
+	var total, done int64
+	for _, m := range maps {
+		if m.Kind != qcow2.KindUnallocated {
+			total += m.Length
+		}
+	}
+	buf := make([]byte, convertChunk)
+	for _, m := range maps {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("disk: commit %s: %w", path, err)
+		}
+		switch m.Kind {
+		case qcow2.KindUnallocated:
+			continue
+		case qcow2.KindZero:
+			if err := base.WriteZeroes(m.Offset, m.Length, false); err != nil {
+				return err
+			}
+		default:
+			for off := m.Offset; off < m.Offset+m.Length; off += convertChunk {
+				n := min(int64(convertChunk), m.Offset+m.Length-off)
+				if _, err := top.ReadAt(buf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+					return err
+				}
+				if _, err := base.WriteAt(buf[:n], off); err != nil {
+					return err
+				}
+			}
+		}
+		done += m.Length
+		if o.Progress != nil {
+			o.Progress(done, total)
+		}
+	}
+	if err := base.Flush(); err != nil {
+		return err
+	}
+	if o.KeepTop {
+		return nil
+	}
+	return top.MakeEmpty()
+}
+
+// resizeImage grows an image of either format.
+func resizeImage(img Image, size int64) error {
+	if q := Qcow2(img); q != nil {
+		return q.Resize(size, false)
+	}
+	if r, ok := img.(*Raw); ok {
+		return r.Resize(size)
+	}
+	return fmt.Errorf("%w: cannot resize %s images", ErrFormat, img.Capabilities().Format)
+}
+
+// Resize changes the size of the image at path.
+func Resize(path, format string, size int64, allowShrink bool) error {
+	img, err := Open(path, Options{Format: format})
+	if err != nil {
+		return err
+	}
+	defer img.Close()
+	if q := Qcow2(img); q != nil {
+		return q.Resize(size, allowShrink)
+	}
+	r := img.(*Raw)
+	if size < r.Size() && !allowShrink {
+		return fmt.Errorf("disk: %s: %w: shrinking from %d to %d bytes discards data; allow it explicitly", path, ErrRange, r.Size(), size)
+	}
+	return r.Resize(size)
+}
+
+// RebaseOptions control Rebase.
+type RebaseOptions struct {
+	// Unsafe only rewrites the backing file name (qemu-img rebase -u):
+	// for when the data of the old and new backing files are the same.
+	Unsafe bool
+	// Progress, if set, is called with bytes done and total.
+	Progress func(done, total int64)
+}
+
+// Rebase changes the backing file of the qcow2 image at path to
+// newBacking (format newFormat, detected if empty; "" newBacking removes
+// the backing file). In safe mode every range the image does not store
+// itself is compared between the old and new backing files and copied
+// into the image where they differ, so the disk reads the same before and
+// after.
+func Rebase(ctx context.Context, path, newBacking, newFormat string, o RebaseOptions) error {
+	if newBacking != "" && newFormat == "" {
+		f, err := Detect(backingPath(path, newBacking))
+		if err != nil {
+			return fmt.Errorf("disk: rebase %s: new backing file: %w", path, err)
+		}
+		newFormat = f
+	}
+	if o.Unsafe {
+		top, err := qcow2.Open(path, qcow2.Options{NoBacking: true})
+		if err != nil {
+			return err
+		}
+		if err := top.SetBacking(newBacking, newFormat); err != nil {
+			top.Close()
+			return err
+		}
+		return top.Close()
+	}
+	top, err := qcow2.Open(path, qcow2.Options{})
+	if err != nil {
+		return err
+	}
+	defer top.Close()
+	var nb Image
+	if newBacking != "" {
+		if nb, err = Open(backingPath(path, newBacking), Options{Format: newFormat, ReadOnly: true}); err != nil {
+			return fmt.Errorf("disk: rebase %s: new backing file: %w", path, err)
+		}
+		defer nb.Close()
+	}
+	maps, err := top.Map(0, top.Size())
+	if err != nil {
+		return err
+	}
+	var total, done int64
+	for _, m := range maps {
+		if m.Kind == qcow2.KindUnallocated {
+			total += m.Length
+		}
+	}
+	cs := top.ClusterSize()
+	oldBuf := make([]byte, cs)
+	newBuf := make([]byte, cs)
+	for _, m := range maps {
+		if m.Kind != qcow2.KindUnallocated {
+			continue
+		}
+		for off := m.Offset; off < m.Offset+m.Length; {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("disk: rebase %s: %w", path, err)
+			}
+			n := min(cs-off%cs, m.Offset+m.Length-off)
+			if _, err := top.ReadAt(oldBuf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			clear(newBuf[:n])
+			if nb != nil && off < nb.Size() {
+				if _, err := nb.ReadAt(newBuf[:n], off); err != nil && !errors.Is(err, io.EOF) {
+					return err
+				}
+			}
+			if !bytes.Equal(oldBuf[:n], newBuf[:n]) {
+				if _, err := top.WriteAt(oldBuf[:n], off); err != nil {
+					return err
+				}
+			}
+			off += n
+			done += n
+			if o.Progress != nil {
+				o.Progress(done, total)
+			}
+		}
+	}
+	if err := top.Flush(); err != nil {
+		return err
+	}
+	return top.SetBacking(newBacking, newFormat)
+}

@@ -1,0 +1,132 @@
+// Package disk is paddock's view of a virtual disk: the Image interface
+// that virtio-blk and the CLI use, Open with format detection, the raw
+// format, and the operations that work across formats (convert, commit,
+// rebase). The qcow2 format lives in disk/qcow2.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/paddock-vm/paddock/disk/qcow2"
+)
+
+// Formats.
+const (
+	FormatRaw   = "raw"
+	FormatQcow2 = "qcow2"
+)
+
+// Image is an open virtual disk. Implementations are safe for concurrent
+// use by several goroutines (one per virtio-blk queue).
+type Image interface {
+	// ReadAt and WriteAt follow io.ReaderAt and io.WriterAt; accesses
+	// past Size fail (reads return io.EOF with the bytes that exist).
+	io.ReaderAt
+	io.WriterAt
+	// Flush makes every write completed before the call durable.
+	Flush() error
+	// Discard says [off, off+n) is no longer needed. It is advisory:
+	// afterwards the range reads as zeros or as its old contents.
+	Discard(off, n int64) error
+	// WriteZeroes makes [off, off+n) read as zeros, cheaply where the
+	// format allows; unmap lets it release the storage too.
+	WriteZeroes(off, n int64, unmap bool) error
+	// Size is the virtual disk size in bytes.
+	Size() int64
+	// Capabilities says what the image can do.
+	Capabilities() Capabilities
+	Close() error
+}
+
+// Capabilities describe an open image to the device model.
+type Capabilities struct {
+	Format   string
+	ReadOnly bool
+	// DiscardGranularity is the unit Discard works in; 0 when discard
+	// does nothing.
+	DiscardGranularity int64
+	// ClusterSize is the allocation unit (the best I/O alignment); 0 for
+	// raw images.
+	ClusterSize int64
+}
+
+// Options control Open.
+type Options struct {
+	// Format is "raw", "qcow2", or empty to detect it from the file's
+	// first bytes. Set it for disks a guest can write: a guest that
+	// writes a qcow2 header into a raw disk must not make the host
+	// interpret it (and follow its backing file name) on the next start.
+	Format string
+	// ReadOnly opens without write access.
+	ReadOnly bool
+}
+
+// ErrFormat reports an unknown or mismatched format.
+var ErrFormat = errors.New("unknown disk image format")
+
+// Detect returns the format of the file at path from its contents, never
+// from its name: "qcow2" for the qcow2 magic, otherwise "raw".
+func Detect(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("disk: %w", err)
+	}
+	defer f.Close()
+	var m [4]byte
+	n, err := f.ReadAt(m[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("disk: read %s: %w", path, err)
+	}
+	if n == 4 && string(m[:]) == "QFI\xfb" {
+		return FormatQcow2, nil
+	}
+	return FormatRaw, nil
+}
+
+// Open opens the disk image at path.
+func Open(path string, o Options) (Image, error) {
+	format := o.Format
+	if format == "" {
+		var err error
+		if format, err = Detect(path); err != nil {
+			return nil, err
+		}
+	}
+	switch format {
+	case FormatQcow2:
+		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly})
+		if err != nil {
+			return nil, err
+		}
+		return &qcow2Image{img}, nil
+	case FormatRaw:
+		return OpenRaw(path, o.ReadOnly)
+	}
+	return nil, fmt.Errorf("disk: %s: %w %q (raw or qcow2)", path, ErrFormat, format)
+}
+
+// qcow2Image adapts *qcow2.Image to Image.
+type qcow2Image struct {
+	*qcow2.Image
+}
+
+func (q *qcow2Image) Capabilities() Capabilities {
+	return Capabilities{
+		Format:             FormatQcow2,
+		ReadOnly:           q.ReadOnly(),
+		DiscardGranularity: q.ClusterSize(),
+		ClusterSize:        q.ClusterSize(),
+	}
+}
+
+// Qcow2 returns the qcow2 image behind img, or nil if it is another
+// format.
+func Qcow2(img Image) *qcow2.Image {
+	if q, ok := img.(*qcow2Image); ok {
+		return q.Image
+	}
+	return nil
+}

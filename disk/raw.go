@@ -1,0 +1,248 @@
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrRange reports an access outside the disk.
+var ErrRange = errors.New("access outside the disk")
+
+// ErrReadOnly reports a write to a read-only image.
+var ErrReadOnly = errors.New("image is read-only")
+
+// Raw is a raw disk image: a regular file or a block device whose bytes
+// are the disk's bytes.
+type Raw struct {
+	f    *os.File
+	size int64
+	ro   bool
+	// discard is the hole-punching granularity, 0 if the file system
+	// cannot punch holes.
+	discard int64
+}
+
+// OpenRaw opens a raw image.
+func OpenRaw(path string, readOnly bool) (*Raw, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("disk: open %w", err)
+	}
+	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("disk: %s: size: %w", path, err)
+	}
+	r := &Raw{f: f, size: size, ro: readOnly}
+	var st unix.Statfs_t
+	if !readOnly && unix.Fstatfs(int(f.Fd()), &st) == nil && st.Bsize > 0 {
+		r.discard = st.Bsize
+	}
+	return r, nil
+}
+
+// CreateRaw creates a sparse raw image of size bytes at path, which must
+// not exist.
+func CreateRaw(path string, size int64) error {
+	if size < 0 {
+		return fmt.Errorf("disk: create %s: %w: negative size %d", path, ErrRange, size)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("disk: create %w", err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("disk: create %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func (r *Raw) path() string { return r.f.Name() }
+
+// ReadAt reads from the disk; past the end it returns io.EOF.
+func (r *Raw) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, fmt.Errorf("disk: %s: %w: read at %d", r.path(), ErrRange, off)
+	}
+	if off >= r.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	want := min(int64(len(p)), r.size-off)
+	n, err := r.f.ReadAt(p[:want], off)
+	if int64(n) < want {
+		if err == nil || errors.Is(err, io.EOF) {
+			// The file shrank under us: the rest reads as zeros.
+			clear(p[n:want])
+			n = int(want)
+		} else {
+			return n, fmt.Errorf("disk: %s: read at %#x: %w", r.path(), off, err)
+		}
+	}
+	if want < int64(len(p)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// WriteAt writes to the disk; the disk does not grow.
+func (r *Raw) WriteAt(p []byte, off int64) (int, error) {
+	if err := r.check(off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	n, err := r.f.WriteAt(p, off)
+	if err != nil {
+		return n, fmt.Errorf("disk: %s: write at %#x: %w", r.path(), off, err)
+	}
+	return n, nil
+}
+
+func (r *Raw) check(off, n int64) error {
+	if r.ro {
+		return fmt.Errorf("disk: %s: %w", r.path(), ErrReadOnly)
+	}
+	if off < 0 || n < 0 || off > r.size || n > r.size-off {
+		return fmt.Errorf("disk: %s: %w: %#x+%d (disk is %d bytes)", r.path(), ErrRange, off, n, r.size)
+	}
+	return nil
+}
+
+// Flush makes completed writes durable.
+func (r *Raw) Flush() error {
+	if r.ro {
+		return nil
+	}
+	for {
+		err := unix.Fdatasync(int(r.f.Fd()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("disk: %s: flush: %w", r.path(), err)
+		}
+		return nil
+	}
+}
+
+// Discard punches a hole where the file system supports it.
+func (r *Raw) Discard(off, n int64) error {
+	if err := r.check(off, n); err != nil {
+		return err
+	}
+	if r.discard == 0 || n == 0 {
+		return nil
+	}
+	err := unix.Fallocate(int(r.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		r.discard = 0 // advisory: nothing to do here
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("disk: %s: discard %#x+%d: %w", r.path(), off, n, err)
+	}
+	return nil
+}
+
+// WriteZeroes zeroes a range: by punching a hole (unmap) or zeroing it in
+// place where the file system can, else by writing zeros.
+func (r *Raw) WriteZeroes(off, n int64, unmap bool) error {
+	if err := r.check(off, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	mode := uint32(unix.FALLOC_FL_ZERO_RANGE | unix.FALLOC_FL_KEEP_SIZE)
+	if unmap {
+		mode = unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE
+	}
+	if err := unix.Fallocate(int(r.f.Fd()), mode, off, n); err == nil {
+		return nil
+	}
+	buf := make([]byte, min(n, 1<<20))
+	for n > 0 {
+		k := min(n, int64(len(buf)))
+		if _, err := r.f.WriteAt(buf[:k], off); err != nil {
+			return fmt.Errorf("disk: %s: write zeroes at %#x: %w", r.path(), off, err)
+		}
+		off += k
+		n -= k
+	}
+	return nil
+}
+
+// Size is the disk size.
+func (r *Raw) Size() int64 { return r.size }
+
+// Capabilities of a raw image.
+func (r *Raw) Capabilities() Capabilities {
+	return Capabilities{Format: FormatRaw, ReadOnly: r.ro, DiscardGranularity: r.discard}
+}
+
+// Close closes the file.
+func (r *Raw) Close() error { return r.f.Close() }
+
+// Resize changes the size of a raw file (not of a block device).
+func (r *Raw) Resize(size int64) error {
+	if r.ro {
+		return fmt.Errorf("disk: %s: %w", r.path(), ErrReadOnly)
+	}
+	if err := r.f.Truncate(size); err != nil {
+		return fmt.Errorf("disk: %s: resize: %w", r.path(), err)
+	}
+	r.size = size
+	return nil
+}
+
+// Extents lists the data and hole ranges of [off, off+n) with
+// SEEK_DATA/SEEK_HOLE; holes read as zeros.
+func (r *Raw) Extents(off, n int64) ([]Extent, error) {
+	var out []Extent
+	end := off + n
+	fd := int(r.f.Fd())
+	for off < end {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err != nil {
+			if errors.Is(err, unix.ENXIO) { // only a hole remains
+				out = append(out, Extent{Offset: off, Length: end - off, Zero: true})
+				return out, nil
+			}
+			// No SEEK_DATA support: report everything as data.
+			return []Extent{{Offset: off, Length: end - off, Data: true}}, nil
+		}
+		if data > off {
+			out = append(out, Extent{Offset: off, Length: min(data, end) - off, Zero: true})
+			off = min(data, end)
+			if off >= end {
+				break
+			}
+		}
+		hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+		if err != nil {
+			hole = end
+		}
+		hole = min(hole, end)
+		out = append(out, Extent{Offset: off, Length: hole - off, Data: true})
+		off = hole
+	}
+	return out, nil
+}
+
+// Extent is a range of a disk by allocation status.
+type Extent struct {
+	Offset, Length int64
+	// Data: stored; Zero: reads as zeros (a hole, a zero cluster or an
+	// unallocated range without backing data).
+	Data, Zero bool
+}
