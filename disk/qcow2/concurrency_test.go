@@ -57,7 +57,7 @@ func TestConcurrentIO(t *testing.T) {
 			}
 			nStripes := size / stripe
 			versions := make([]atomic.Int32, nStripes) // highest version started
-			final := make([]int32, nStripes)             // last version written (-1: zeroed)
+			final := make([]int32, nStripes)           // last version written (-1: zeroed)
 			const writers = 6
 			ops := scaled(1500)
 			plausible := func(buf []byte, off int64) error {
