@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/paddock-vm/paddock/disk/internal/qemutest"
+	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 )
 

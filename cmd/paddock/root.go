@@ -18,6 +18,7 @@ func newRootCommand() *cobra.Command {
 		newValidateCommand(),
 		newRunCommand(),
 		newDoctorCommand(),
+		newImageCommand(),
 	)
 	return root
 }

@@ -110,7 +110,8 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 	}
 	low := img.compareRefs(r)
 	copiedBad := img.checkCopied(res, false)
-	if mode == RepairNone || res.Corruptions+res.Leaks == 0 {
+	flagged := img.hdr.IncompatibleFeatures&(IncompatCorrupt|IncompatDirty) != 0
+	if mode == RepairNone || (res.Corruptions+res.Leaks == 0 && !(mode == RepairAll && flagged)) {
 		return res, nil
 	}
 	switch {

@@ -3,10 +3,10 @@ package qcow2
 import (
 	"testing"
 
-	"github.com/paddock-vm/paddock/disk/internal/qemutest"
+	"github.com/paddock-vm/paddock/disk/qemutest"
 )
 
-// Shared helpers (see disk/internal/qemutest).
+// Shared helpers (see disk/qemutest).
 var (
 	tempDir       = qemutest.TempDir
 	needTool      = qemutest.NeedTool

@@ -82,8 +82,9 @@ type Options struct {
 	// then only names the image in messages and anchors relative backing
 	// file names). Open takes ownership of it.
 	Storage Storage
-	// allowCorrupt lets check -r open an image marked corrupt for writing.
-	allowCorrupt bool
+	// Repair allows opening an image marked corrupt for writing, so that
+	// Check can repair it. Nothing else should set it.
+	Repair bool
 }
 
 // layer is what an image reads unallocated ranges from: a backing qcow2
@@ -304,7 +305,7 @@ func (img *Image) checkFeatures(h *Header, cluster0 []byte) error {
 	if h.CompressionType > CompressionZstd {
 		return img.errf(ErrUnsupported, "compression type %d", h.CompressionType)
 	}
-	if h.IncompatibleFeatures&IncompatCorrupt != 0 && !img.ro && !img.opts.allowCorrupt {
+	if h.IncompatibleFeatures&IncompatCorrupt != 0 && !img.ro && !img.opts.Repair {
 		return img.errf(ErrCorrupt, "image is marked corrupt; open it read-only, or repair it with 'paddock image check -r all'")
 	}
 	return nil
@@ -625,4 +626,54 @@ func (img *Image) prepareWrite() error {
 		}
 	}
 	return img.computeAllocEnd()
+}
+
+// Info summarises an image's header, for `image info`.
+type Info struct {
+	Version       int
+	Size          int64
+	ClusterSize   int64
+	RefcountBits  int
+	Compression   string // "zlib" or "zstd"
+	ExtendedL2    bool
+	LazyRefcounts bool
+	Corrupt       bool
+	Dirty         bool
+	BackingFile   string
+	BackingFormat string
+	// BackingPath is BackingFile resolved against the image's directory.
+	BackingPath string
+	Snapshots   []SnapshotInfo
+	// FileLength is the length of the image file (its apparent size).
+	FileLength int64
+}
+
+// Info describes the image.
+func (img *Image) Info() Info {
+	img.mu.Lock()
+	h := img.hdr
+	fl := img.fileSize
+	img.mu.Unlock()
+	in := Info{
+		Version:       int(h.Version),
+		Size:          img.Size(),
+		ClusterSize:   img.g.cs,
+		RefcountBits:  int(img.g.refBits),
+		Compression:   "zlib",
+		ExtendedL2:    img.g.extL2,
+		LazyRefcounts: h.CompatibleFeatures&CompatLazyRefcounts != 0,
+		Corrupt:       h.IncompatibleFeatures&IncompatCorrupt != 0,
+		Dirty:         h.IncompatibleFeatures&IncompatDirty != 0,
+		BackingFile:   img.backingName,
+		BackingFormat: img.backingFmt,
+		Snapshots:     img.Snapshots(),
+		FileLength:    fl,
+	}
+	if h.CompressionType == CompressionZstd {
+		in.Compression = "zstd"
+	}
+	if in.BackingFile != "" {
+		in.BackingPath = img.resolveBacking()
+	}
+	return in
 }
