@@ -76,7 +76,12 @@ func demoAction(cmd *cobra.Command, _ []string) error {
 	if logf != nil {
 		logf("booting L1 (QEMU TCG with AMD-V); paddock starts in a few seconds")
 	}
-	return l.Attach(cmd.Context(), sc, os.Stdin, os.Stdout)
+	return l.Attach(cmd.Context(), sc, lab.AttachOptions{
+		Stdin:      os.Stdin,
+		Stdout:     os.Stdout,
+		Terminal:   isTerminal(os.Stdin),
+		InputAfter: "@@LAB l2.init",
+	})
 }
 
 // checkoutFile returns the path of a file of this source checkout (found

@@ -244,7 +244,7 @@ func (im *Image) qemuSpec(ctx context.Context) (initramfs.Spec, error) {
 	if err != nil {
 		return initramfs.Spec{}, fmt.Errorf("lab: QEMU for L1: %w", err)
 	}
-	im.logf("collecting %s and its libraries for L1", bin)
+	im.logf("QEMU for L1: %s, its libraries and firmware", bin)
 	real, err := filepath.EvalSymlinks(bin)
 	if err != nil {
 		return initramfs.Spec{}, fmt.Errorf("lab: %w", err)

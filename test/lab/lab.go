@@ -291,21 +291,57 @@ func (e *RunError) Error() string {
 
 func (e *RunError) Unwrap() error { return e.Err }
 
+// AttachOptions connect L1's serial console to the user.
+type AttachOptions struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	// Terminal says Stdin is a terminal: QEMU then reads it itself (raw
+	// mode, signal=off, so Ctrl-C and Ctrl-A reach the guest, not QEMU).
+	Terminal bool
+	// InputAfter, for a non-terminal Stdin, holds the input back until the
+	// console has shown this text (e.g. "@@LAB l2.init": the nested
+	// guest's /init is running and its console buffers what it gets).
+	// Input sent earlier would meet L1's line discipline and an L2 serial
+	// port nobody reads yet.
+	InputAfter string
+}
+
 // Attach boots L1 with the scenario and connects its serial console to
-// stdin/stdout directly (QEMU's stdio chardev with signal=off, so Ctrl-C
-// and Ctrl-A reach the guest), for interactive use. Nothing is parsed. It
-// returns when L1 powers off (nil) or QEMU fails or ctx is done (error).
-func (l *Lab) Attach(ctx context.Context, sc Scenario, stdin io.Reader, stdout io.Writer) error {
+// the user, for interactive use or scripts. Nothing is parsed. It returns
+// when L1 powers off (nil), QEMU fails, or ctx is done.
+func (l *Lab) Attach(ctx context.Context, sc Scenario, ao AttachOptions) error {
 	p, err := l.prepare(ctx, &sc)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(p.dir)
-	cmd := l.opts.Machine.command(p.kernel, p.initrd, consoleTerminal)
+	mode := consolePipe
+	if ao.Terminal {
+		mode = consoleTerminal
+	}
+	cmd := l.opts.Machine.command(p.kernel, p.initrd, mode)
 	var stderr bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, &stderr
+	cmd.Stderr = &stderr
+	var gate *gatedInput
+	if ao.Terminal {
+		cmd.Stdin, cmd.Stdout = ao.Stdin, ao.Stdout
+	} else {
+		gate = &gatedInput{src: ao.Stdin, open: make(chan struct{})}
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+		gate.dst = in
+		cmd.Stdout = &watchWriter{w: ao.Stdout, want: []byte(ao.InputAfter), seen: gate.release}
+		if ao.InputAfter == "" {
+			gate.release()
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("lab: start L1 QEMU: %w", err)
+	}
+	if gate != nil {
+		go gate.copy()
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -324,6 +360,49 @@ func (l *Lab) Attach(ctx context.Context, sc Scenario, stdin io.Reader, stdout i
 		return fmt.Errorf("lab: %w", err)
 	}
 	return nil
+}
+
+// gatedInput copies src to dst once released, then closes dst.
+type gatedInput struct {
+	src  io.Reader
+	dst  io.WriteCloser
+	once sync.Once
+	open chan struct{}
+}
+
+func (g *gatedInput) release() { g.once.Do(func() { close(g.open) }) }
+
+func (g *gatedInput) copy() {
+	<-g.open
+	if g.src != nil {
+		io.Copy(g.dst, g.src)
+	}
+	g.dst.Close()
+}
+
+// watchWriter passes writes through and calls seen once the stream has
+// contained want (which may span writes).
+type watchWriter struct {
+	w    io.Writer
+	want []byte
+	seen func()
+	tail []byte
+	done bool
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	if !w.done && len(w.want) > 0 {
+		buf := append(w.tail, p...)
+		if bytes.Contains(buf, w.want) {
+			w.done = true
+			w.seen()
+		} else if keep := len(w.want) - 1; len(buf) > keep {
+			w.tail = append(w.tail[:0], buf[len(buf)-keep:]...)
+		} else {
+			w.tail = buf
+		}
+	}
+	return w.w.Write(p)
 }
 
 func sortedKeys(m map[string]File) []string {

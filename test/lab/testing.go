@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -20,6 +21,11 @@ const (
 	EnvLogs = "PADDOCK_LAB_LOGS"
 	// EnvEcho, set to 1, streams every transcript line to stderr.
 	EnvEcho = "PADDOCK_LAB_ECHO"
+	// EnvL1CPUs, EnvL1Machine and EnvL1BzImage (=1) override the L1
+	// machine of Labs from New (for measurements).
+	EnvL1CPUs    = "PADDOCK_LAB_L1_CPUS"
+	EnvL1Machine = "PADDOCK_LAB_L1_MACHINE"
+	EnvL1BzImage = "PADDOCK_LAB_L1_BZIMAGE"
 )
 
 // testImages is the one L1 image the tests of a package share: building it
@@ -41,7 +47,17 @@ func New(tb testing.TB) *Lab {
 	if missing := MissingTool(); missing != "" {
 		tb.Skip(missing)
 	}
-	l := NewLab(Options{})
+	var m Machine
+	if v := os.Getenv(EnvL1CPUs); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			tb.Fatalf("%s=%q: want a positive number", EnvL1CPUs, v)
+		}
+		m.CPUs = n
+	}
+	m.Type = os.Getenv(EnvL1Machine)
+	m.BootBzImage = os.Getenv(EnvL1BzImage) == "1"
+	l := NewLab(Options{Machine: m})
 	testImages.mu.Lock()
 	if testImages.shared == nil {
 		testImages.shared = l.shared
