@@ -355,3 +355,44 @@ func FuzzMonitor(f *testing.F) {
 		m.finish(time.Hour, true)
 	})
 }
+
+func TestWatchWriterAcrossWrites(t *testing.T) {
+	var out bytes.Buffer
+	seen := 0
+	w := &watchWriter{w: &out, want: []byte("@@LAB l2.init"), seen: func() { seen++ }}
+	for _, chunk := range []string{"boot noise @@L", "AB l2", ".in", "it 1.2\r\n", "@@LAB l2.init again"} {
+		if seen != 0 && chunk == ".in" {
+			t.Fatal("seen before the marker was complete")
+		}
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen != 1 {
+		t.Errorf("seen called %d times, want 1", seen)
+	}
+	if out.String() != "boot noise @@LAB l2.init 1.2\r\n@@LAB l2.init again" {
+		t.Errorf("output altered: %q", out.String())
+	}
+}
+
+func TestGatedInput(t *testing.T) {
+	r, w := io.Pipe()
+	g := &gatedInput{src: strings.NewReader("uname -a\n"), dst: w, open: make(chan struct{})}
+	go g.copy()
+	got := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- string(b)
+	}()
+	select {
+	case s := <-got:
+		t.Fatalf("input %q delivered before release", s)
+	default:
+	}
+	g.release()
+	g.release() // idempotent
+	if s := <-got; s != "uname -a\n" {
+		t.Errorf("delivered %q", s)
+	}
+}

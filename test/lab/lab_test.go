@@ -130,7 +130,7 @@ func TestHarnessFailures(t *testing.T) {
 		l.opts.StepGrace = 2 * time.Second
 		// Stop L1's watchdog (its sleep) so only the host can end the step.
 		script := "until killall -STOP sleep 2>/dev/null; do usleep 20000; done\necho '@@LAB stall.stopped'\nexec sleep 100000\n"
-		res, err := l.Run(context.Background(), Scenario{Steps: []Step{{Name: "stall", Script: script, Timeout: 5 * time.Second}}})
+		res, err := l.Run(context.Background(), Scenario{Steps: []Step{{Name: "stall", Script: script, Timeout: 15 * time.Second}}})
 		if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "step stall") {
 			t.Fatalf("error %v, want a timeout of step stall", err)
 		}
