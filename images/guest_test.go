@@ -3,7 +3,6 @@ package images
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,17 +55,13 @@ func TestPrepareAndInstallGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer initrd.Close()
-	r := cpio.NewReader(initrd)
+	entries, err := cpio.ReadAll(initrd, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
 	found := map[string]bool{}
-	for {
-		h, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		found[h.Name] = true
+	for _, e := range entries {
+		found[e.Name] = true
 	}
 	for _, want := range []string{"init", "bin/busybox", "bin/sh", "dev/console", "etc/paddock/scripts/facts.sh"} {
 		if !found[want] {

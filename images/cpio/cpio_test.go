@@ -441,3 +441,21 @@ func FuzzWriteRead(f *testing.F) {
 		}
 	})
 }
+
+func TestReadAll(t *testing.T) {
+	data := writeArchive(t, sample)
+	entries, err := ReadAll(bytes.NewReader(data), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Entry{}
+	for _, e := range entries {
+		byName[e.Name] = e
+	}
+	if string(byName["init"].Data) != "#!/bin/sh\necho hi\n" || byName["bin/sh"].Linkname != "busybox" || byName["bin/sh"].Data != nil {
+		t.Errorf("entries %+v", byName)
+	}
+	if _, err := ReadAll(bytes.NewReader(data), 10); err == nil || !strings.Contains(err.Error(), "exceeds 10 bytes") {
+		t.Errorf("limit: %v", err)
+	}
+}

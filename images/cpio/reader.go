@@ -170,3 +170,37 @@ func (r *Reader) skip(n int64) error {
 	}
 	return nil
 }
+
+// Entry is an archive member with its data, as ReadAll returns it.
+type Entry struct {
+	Header
+	Data []byte
+}
+
+// ReadAll reads a whole archive into memory (for small archives and
+// tests): every entry, trailers and padding skipped. It refuses archives
+// whose data exceeds maxBytes in total.
+func ReadAll(r io.Reader, maxBytes int64) ([]Entry, error) {
+	cr := NewReader(r)
+	var out []Entry
+	var total int64
+	for {
+		h, err := cr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		if total += h.Size; total > maxBytes {
+			return out, fmt.Errorf("cpio: archive data exceeds %d bytes at entry %q", maxBytes, h.Name)
+		}
+		var data []byte
+		if h.Mode.IsRegular() {
+			if data, err = io.ReadAll(cr); err != nil {
+				return out, err
+			}
+		}
+		out = append(out, Entry{Header: *h, Data: data})
+	}
+}

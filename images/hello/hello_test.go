@@ -3,7 +3,6 @@ package hello
 import (
 	"bytes"
 	"context"
-	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -39,18 +38,13 @@ func TestImage(t *testing.T) {
 	if err := initramfs.Write(context.Background(), &buf, spec); err != nil {
 		t.Fatal(err)
 	}
-	r := cpio.NewReader(&buf)
+	entries, err := cpio.ReadAll(&buf, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]string{}
-	for {
-		h, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(r)
-		got[h.Name] = string(b)
+	for _, e := range entries {
+		got[e.Name] = string(e.Data)
 	}
 	for _, name := range []string{"boot", "sha256", "extra"} {
 		if _, ok := got["etc/paddock/scripts/"+name+".sh"]; !ok {

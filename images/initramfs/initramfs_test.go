@@ -25,27 +25,20 @@ type entry struct {
 
 func readImage(t *testing.T, r io.Reader) (map[string]entry, []string) {
 	t.Helper()
-	cr := cpio.NewReader(r)
+	entries, err := cpio.ReadAll(r, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]entry{}
 	var order []string
-	for {
-		h, err := cr.Next()
-		if err == io.EOF {
-			return got, order
+	for _, e := range entries {
+		if _, dup := got[e.Name]; dup {
+			t.Errorf("%s appears twice", e.Name)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(cr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, dup := got[h.Name]; dup {
-			t.Errorf("%s appears twice", h.Name)
-		}
-		got[h.Name] = entry{*h, data}
-		order = append(order, h.Name)
+		got[e.Name] = entry{e.Header, e.Data}
+		order = append(order, e.Name)
 	}
+	return got, order
 }
 
 func hostBusybox(t *testing.T) string {

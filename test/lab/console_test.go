@@ -226,19 +226,14 @@ func TestScenarioSegment(t *testing.T) {
 	if err := initramfs.Write(context.Background(), &buf, scenarioSpec(&sc, steps)); err != nil {
 		t.Fatal(err)
 	}
-	r := cpio.NewReader(&buf)
+	entries, err := cpio.ReadAll(&buf, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]*cpio.Header{}
 	data := map[string]string{}
-	for {
-		h, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(r)
-		got[h.Name], data[h.Name] = h, string(b)
+	for _, e := range entries {
+		got[e.Name], data[e.Name] = &e.Header, string(e.Data)
 	}
 	if data["lab/steps.list"] != "001 first 2 0\n002 demo 300 1\n" {
 		t.Errorf("steps.list = %q", data["lab/steps.list"])
