@@ -1,5 +1,10 @@
 // Package guest manages paddock's VMs: it turns a validated VM spec into a
 // running VM on a hypervisor backend and follows it through its life.
+//
+// Managed VMs (Manager) live in a state directory (guest/store), each run
+// by its own detached VMM process (guest/vmm, started by Start) that
+// serves a control API (guest/api) the other commands use. Run boots a VM
+// in the foreground instead, with the same boot loop.
 package guest
 
 import (
@@ -9,6 +14,9 @@ import (
 	"os"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
@@ -53,7 +61,7 @@ type RunOptions struct {
 	// console log file). Nil: the console is not shown.
 	Console io.Writer
 	// Input is typed into the guest's console. Nil: no input. It is read
-	// by one goroutine for the whole run, across restarts.
+	// by one goroutine for the whole run, across restarts (console.Input).
 	Input io.Reader
 	// KVMPath overrides /dev/kvm (tests).
 	KVMPath string
@@ -63,76 +71,47 @@ type RunOptions struct {
 }
 
 // Run boots vm on the native backend in the foreground and blocks until it
-// powers off, crashes, reboots (restarting it when the spec asks for that)
-// or ctx is cancelled. Precondition: vm has been through FillDefaults and
-// Validate.
+// powers off, crashes, reboots (booting it again when on_reboot or the
+// restart policy say so) or ctx is cancelled. It runs the same boot loop
+// as a managed VM's VMM (vmm.Session). Precondition: vm has been through
+// FillDefaults and Validate.
 func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	if vm.Backend != configs.BackendNative {
 		return Result{}, fmt.Errorf("backend %q: foreground runs use the native backend", vm.Backend)
 	}
-	console, closeLog, err := consoleWriter(vm, opts.Console)
+	out, closeLog, err := consoleWriter(vm, opts.Console)
 	if err != nil {
 		return Result{}, err
 	}
 	defer closeLog()
 
-	var hub *inputHub
+	var input *console.Input
 	if opts.Input != nil {
-		hub = newInputHub(opts.Input)
+		input = console.NewInput()
+		defer input.Close()
+		input.Feed(opts.Input)
 	}
-	res := Result{}
-	for {
-		res.Boots++
-		exit, err := runOnce(ctx, vm, opts, console, hub, res.Boots-1)
-		if err != nil {
-			return res, err
-		}
-		switch exit.Reason {
-		case machine.ExitPowerOff:
-			res.Outcome = PoweredOff
-			return res, nil
-		case machine.ExitStopped:
-			res.Outcome = Stopped
-			return res, nil
-		case machine.ExitCrash:
-			res.Outcome, res.Detail = Crashed, exit.Detail
-			return res, nil
-		case machine.ExitReset:
-			res.Detail = exit.Detail
-			if vm.OnReboot != configs.RebootRestart {
-				res.Outcome = Rebooted
-				return res, nil
-			}
-		}
-	}
-}
-
-// runOnce builds one machine and runs it to its end.
-func runOnce(ctx context.Context, vm *configs.VM, opts RunOptions, console io.Writer, hub *inputHub, boot int) (machine.Exit, error) {
-	stop := make(chan struct{})
-	defer close(stop)
-	var input io.Reader
-	if hub != nil {
-		input = hub.reader(stop)
-	}
-	m, err := machine.New(machine.Config{
-		CPUs:         vm.CPUs,
-		Memory:       uint64(vm.Memory),
-		Kernel:       vm.Kernel,
-		Initrd:       vm.Initrd,
-		Cmdline:      vm.Cmdline,
-		Console:      console,
-		ConsoleInput: input,
-		KVMPath:      opts.KVMPath,
-	})
-	if err != nil {
-		return machine.Exit{}, fmt.Errorf("VM %s: %w", vm.Name, err)
-	}
-	defer m.Close()
+	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input}
 	if opts.OnBoot != nil {
-		opts.OnBoot(boot, m.Entry().Protocol.String())
+		o.OnBoot = func(boot int, m *machine.Machine) { opts.OnBoot(boot, m.Entry().Protocol.String()) }
 	}
-	return m.Run(ctx)
+	sess := vmm.NewSession(vm, o)
+	if err := sess.Boot(); err != nil {
+		return Result{}, err
+	}
+	r := sess.Run(ctx)
+	res := Result{Detail: r.Detail, Boots: r.Boots}
+	switch r.Reason {
+	case store.ExitPowerOff:
+		res.Outcome = PoweredOff
+	case store.ExitReboot:
+		res.Outcome = Rebooted
+	case store.ExitCrash:
+		res.Outcome = Crashed
+	default:
+		res.Outcome = Stopped
+	}
+	return res, nil
 }
 
 // consoleWriter combines the caller's console with the spec's console
@@ -158,61 +137,4 @@ func consoleWriter(vm *configs.VM, shown io.Writer) (io.Writer, func(), error) {
 		return ws[0], closeLog, nil
 	}
 	return io.MultiWriter(ws...), closeLog, nil
-}
-
-// inputHub reads the user's input with one goroutine for the whole run and
-// hands it to whichever machine is current, so a restart does not leave a
-// reader behind that swallows keystrokes.
-type inputHub struct {
-	ch chan []byte
-}
-
-func newInputHub(r io.Reader) *inputHub {
-	h := &inputHub{ch: make(chan []byte)}
-	go func() {
-		// The goroutine ends with the input (EOF or error); a blocking
-		// terminal read cannot be interrupted, so it is not tied to
-		// the run's lifetime.
-		defer close(h.ch)
-		for {
-			buf := make([]byte, 4096)
-			n, err := r.Read(buf)
-			if n > 0 {
-				h.ch <- buf[:n]
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return h
-}
-
-// reader returns a reader of the hub's input that ends (EOF) when stop is
-// closed.
-func (h *inputHub) reader(stop <-chan struct{}) io.Reader {
-	return &hubReader{h: h, stop: stop}
-}
-
-type hubReader struct {
-	h    *inputHub
-	stop <-chan struct{}
-	rest []byte
-}
-
-func (r *hubReader) Read(p []byte) (int, error) {
-	if len(r.rest) == 0 {
-		select {
-		case b, ok := <-r.h.ch:
-			if !ok {
-				return 0, io.EOF
-			}
-			r.rest = b
-		case <-r.stop:
-			return 0, io.EOF
-		}
-	}
-	n := copy(p, r.rest)
-	r.rest = r.rest[n:]
-	return n, nil
 }

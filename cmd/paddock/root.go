@@ -19,6 +19,19 @@ func newRootCommand() *cobra.Command {
 		newRunCommand(),
 		newDoctorCommand(),
 		newImageCommand(),
+		newCreateCommand(),
+		newStartCommand(),
+		newLsCommand(),
+		newConsoleCommand(),
+		newLogsCommand(),
+		newPauseCommand(),
+		newResumeCommand(),
+		newStopCommand(),
+		newKillCommand(),
+		newInspectCommand(),
+		newRmCommand(),
+		newUpCommand(),
+		newVMMCommand(),
 	)
 	return root
 }

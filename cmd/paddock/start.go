@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paddock-vm/paddock/guest/store"
+)
+
+func newStartCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "start NAME...",
+		Short: "Boot VMs in the background",
+		Long: `Boot each VM in its own detached VMM process and return once its guest
+runs. The console goes to the VM's console log (paddock logs) and to
+attached consoles (paddock console). If the VMM cannot start the guest
+(a kernel that went missing, no /dev/kvm, ...), the reason is printed and
+the VM keeps its previous state.
+
+Exit status: 0 every VM started, 1 a VM could not start, 2 usage, 3 no
+such VM, 4 a VM runs already, 5 another command is changing a VM.`,
+		Example: `  paddock start web
+  paddock start web db`,
+		Args: someVMs,
+		RunE: startAction,
+	}
+	return managed(cmd, store.StateCreated, store.StateStopped, store.StateCrashed)
+}
+
+func startAction(cmd *cobra.Command, names []string) error {
+	m, err := openManager()
+	if err != nil {
+		return err
+	}
+	return forEachVM(cmd, names, func(name string) error {
+		info, err := m.Start(cmd.Context(), name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: started (VMM pid %d)\n", name, info.PID)
+		return nil
+	})
+}

@@ -1,0 +1,65 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSocketPath is the longest path a sockaddr_un holds (108 bytes with
+// the terminating NUL).
+const maxSocketPath = 107
+
+// Listen creates the unix socket at path and listens on it. A path too
+// long for sockaddr_un (deep $PADDOCK_HOME) is reached through
+// /proc/self/fd. The socket file is not removed when the listener closes:
+// its owner removes it by name.
+func Listen(path string) (*net.UnixListener, error) {
+	var l *net.UnixListener
+	err := viaShortPath(path, func(p string) error {
+		var err error
+		l, err = net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("api: listen on %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	return l, nil
+}
+
+// dial connects to the unix socket at path.
+func dial(ctx context.Context, path string) (net.Conn, error) {
+	var c net.Conn
+	err := viaShortPath(path, func(p string) error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, "unix", p)
+		return err
+	})
+	return c, err
+}
+
+// viaShortPath calls f with path, or, when path is too long for a socket
+// address, with /proc/self/fd/N/BASE where N is an O_PATH descriptor of
+// path's directory, open for the duration of f.
+func viaShortPath(path string, f func(string) error) error {
+	if len(path) <= maxSocketPath {
+		return f(path)
+	}
+	dir := filepath.Dir(path)
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	short := fmt.Sprintf("/proc/self/fd/%d/%s", fd, filepath.Base(path))
+	if len(short) > maxSocketPath {
+		return fmt.Errorf("socket name %q is too long", filepath.Base(path))
+	}
+	return f(short)
+}

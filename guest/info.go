@@ -1,0 +1,133 @@
+package guest
+
+import (
+	"time"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/store"
+)
+
+// Info describes one managed VM: its state, derived from facts (is its
+// VMM alive, what did the VMM record), and the spec it runs.
+type Info struct {
+	Name   string            `json:"name"`
+	State  store.State       `json:"state"`
+	Labels map[string]string `json:"labels,omitempty"`
+	CPUs   int               `json:"cpus"`
+	Memory uint64            `json:"memory"` // bytes
+	// Backend is the hypervisor of the spec (native, libvirt).
+	Backend string `json:"backend"`
+
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	Source    string    `json:"source,omitempty"`
+
+	// Runtime facts of the VMM's run, while it runs.
+	PID       int       `json:"pid,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	BootedAt  time.Time `json:"booted_at,omitzero"`
+	// Uptime is the time since the current boot, in seconds.
+	Uptime   float64 `json:"uptime_seconds,omitempty"`
+	Boots    int     `json:"boots,omitempty"`
+	Restarts int     `json:"restarts,omitempty"`
+
+	// LastExit is how the latest run ended.
+	LastExit *store.Exit `json:"last_exit,omitempty"`
+	// StartError is why the latest start failed, if it did.
+	StartError string `json:"start_error,omitempty"`
+	// Problem explains facts paddock could not read (a broken vm.yaml
+	// or state.json); the rest of Info is then partial.
+	Problem string `json:"problem,omitempty"`
+
+	// Config and Paths are filled by Inspect only.
+	Config *configs.VM `json:"config,omitempty"`
+	Paths  *Paths      `json:"paths,omitempty"`
+}
+
+// Paths are the files of a VM.
+type Paths struct {
+	Dir        string `json:"dir"`
+	Config     string `json:"config"`
+	State      string `json:"state"`
+	ConsoleLog string `json:"console_log"`
+	VMMLog     string `json:"vmm_log"`
+	Socket     string `json:"socket"`
+}
+
+// List describes every VM, sorted by name. A VM whose VMM died is
+// cleaned up on the way (its end recorded as vmm-died).
+func (m *Manager) List() ([]*Info, error) {
+	names, err := m.store.Names()
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]*Info, 0, len(names))
+	for _, n := range names {
+		v, err := m.store.VM(n)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		info, err := m.info(v, false)
+		if err != nil {
+			return nil, err
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// Inspect describes one VM in full: Info with its resolved config and
+// its files.
+func (m *Manager) Inspect(name string) (*Info, error) {
+	v, err := m.vm(name)
+	if err != nil {
+		return nil, err
+	}
+	return m.info(v, true)
+}
+
+// info gathers a VM's facts.
+func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
+	in := &Info{Name: v.Name}
+	rec, h, err := facts(v)
+	if err != nil {
+		in.State, in.Problem = store.StateCrashed, err.Error()
+		return in, nil
+	}
+	if store.Stale(rec, h) {
+		reap(v)
+		if rec, h, err = facts(v); err != nil {
+			in.State, in.Problem = store.StateCrashed, err.Error()
+			return in, nil
+		}
+	}
+	in.State = store.Derive(rec, h)
+	in.CreatedAt, in.Source = rec.CreatedAt, rec.Source
+	in.LastExit, in.StartError = rec.Exit, rec.StartError
+	if in.State.Active() && rec.RunID == h.RunID {
+		in.PID, in.StartedAt, in.BootedAt = rec.PID, rec.StartedAt, rec.BootedAt
+		in.Boots, in.Restarts = rec.Boots, rec.Restarts
+		if (in.State == store.StateRunning || in.State == store.StatePaused) && !rec.BootedAt.IsZero() {
+			in.Uptime = time.Since(rec.BootedAt).Round(time.Second).Seconds()
+		}
+	}
+	vm, err := loadSpec(v)
+	if err != nil {
+		in.Problem = err.Error()
+	} else {
+		in.Labels, in.CPUs, in.Memory, in.Backend = vm.Labels, vm.CPUs, uint64(vm.Memory), string(vm.Backend)
+		if full {
+			in.Config = vm
+		}
+	}
+	if full {
+		in.Paths = &Paths{
+			Dir:        v.Dir,
+			Config:     v.Path(store.SpecFile),
+			State:      v.Path(store.RecordFile),
+			ConsoleLog: v.Path(store.ConsoleFile),
+			VMMLog:     v.Path(store.VMMLogFile),
+			Socket:     v.Path(store.SocketFile),
+		}
+	}
+	return in, nil
+}

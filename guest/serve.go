@@ -1,0 +1,33 @@
+package guest
+
+import (
+	"context"
+	"io"
+
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
+)
+
+// VMMConfig is what the hidden `paddock vmm` command passes to ServeVMM.
+type VMMConfig struct {
+	// Home is the state directory (empty: the default) and Name the VM.
+	Home, Name string
+	// Ready is the readiness pipe from Start, or nil when run by hand.
+	Ready io.WriteCloser
+	// Log receives the VMM's messages (its stderr).
+	Log io.Writer
+}
+
+// ServeVMM is the body of a VMM process: it runs the VM until it ends for
+// good (see vmm.Serve). SIGTERM and SIGINT shut the VM down through ACPI,
+// a second one kills it.
+func ServeVMM(ctx context.Context, c VMMConfig) error {
+	if c.Home == "" {
+		h, err := store.DefaultHome()
+		if err != nil {
+			return err
+		}
+		c.Home = h
+	}
+	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true})
+}

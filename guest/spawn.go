@@ -1,0 +1,138 @@
+package guest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
+)
+
+// ReadyFD is the descriptor number of the readiness pipe in a VMM
+// process (its first extra file).
+const ReadyFD = 3
+
+// spawn starts the VM's VMM as a detached process (its own session,
+// stdin /dev/null, stdout and stderr to vmm.log, the previous log kept as
+// vmm.log.1) and waits for its readiness message. prev is the VM's record
+// before the start, restored if the VMM dies before it could. Precondition:
+// the VM's lock is held and no VMM runs it.
+func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) error {
+	logPath := v.Path(store.VMMLogFile)
+	if _, err := os.Stat(logPath); err == nil {
+		if err := os.Rename(logPath, logPath+".1"); err != nil {
+			return fmt.Errorf("VM %s: keep the previous VMM log: %w", v.Name, err)
+		}
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("VM %s: VMM log: %w", v.Name, err)
+	}
+	defer logf.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fmt.Errorf("VM %s: %w", v.Name, err)
+	}
+	defer devnull.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("VM %s: readiness pipe: %w", v.Name, err)
+	}
+	defer r.Close()
+
+	argv := append(append([]string(nil), m.opts.VMMCommand...),
+		"--home", m.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD), v.Name)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
+	cmd.ExtraFiles = []*os.File{w} // fd 3 = ReadyFD
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return &StartError{Name: v.Name, Err: fmt.Errorf("run the VMM %s: %w", argv[0], err)}
+	}
+
+	msg, err := readReady(ctx, r, m.opts.StartTimeout)
+	switch {
+	case err == nil && msg.OK:
+		// The VMM lives on, in its own session. Reap it should it exit
+		// while this process still runs.
+		go cmd.Wait()
+		return nil
+	case err == nil:
+		cmd.Wait() // it exits right after reporting
+		return &StartError{Name: v.Name, Err: errors.New(msg.Error)}
+	}
+	// No message: the VMM died, or hangs.
+	if errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
+		cmd.Process.Kill()
+	}
+	werr := cmd.Wait()
+	why := fmt.Errorf("the VMM exited before the guest ran (%v)", describeWait(werr))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		why = fmt.Errorf("the VMM did not get the guest running within %s; killed it", m.opts.StartTimeout)
+	} else if ctx.Err() != nil {
+		why = fmt.Errorf("cancelled; killed the VMM: %w", ctx.Err())
+	}
+	var tail []string
+	if b, rerr := os.ReadFile(logPath); rerr == nil {
+		tail = console.TailLines(b, 10)
+	}
+	// Put the record back as it was, noting the failure.
+	if err := v.WaitRunUnlocked(exitGrace); err == nil {
+		prev.StartError = why.Error()
+		if prev.Phase != store.PhaseCreated {
+			prev.Phase = store.PhaseExited
+		}
+		os.Remove(v.Path(store.SocketFile))
+		_ = v.WriteRecord(prev)
+	}
+	return &StartError{Name: v.Name, Err: why, Log: tail}
+}
+
+// readReady reads the VMM's readiness message; an error means none came
+// (EOF: the VMM died; os.ErrDeadlineExceeded: timeout).
+func readReady(ctx context.Context, r *os.File, timeout time.Duration) (vmm.Ready, error) {
+	deadline := time.Now().Add(timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	if err := r.SetReadDeadline(deadline); err != nil {
+		return vmm.Ready{}, err
+	}
+	stop := context.AfterFunc(ctx, func() { r.SetReadDeadline(time.Now()) })
+	defer stop()
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil {
+		return vmm.Ready{}, err
+	}
+	var msg vmm.Ready
+	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &msg); err != nil {
+		return vmm.Ready{}, fmt.Errorf("bad readiness message %q: %w", line, err)
+	}
+	return msg, nil
+}
+
+// describeWait says how a process ended.
+func describeWait(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "killed by signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("exit status %d", ee.ExitCode())
+	}
+	return err.Error()
+}

@@ -1,0 +1,219 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock is a VM's mutation lock: every command that changes a VM (start,
+// stop, rm, cleaning up after a dead VMM) holds it, so of two concurrent
+// commands on one VM one proceeds and the other gets ErrBusy at once. It
+// is an flock(2) on the VM's lock file, released by Unlock or when the
+// process dies.
+type Lock struct {
+	f *os.File
+}
+
+// Lock takes the VM's mutation lock without waiting: ErrBusy if another
+// process holds it, ErrNotFound if the VM was removed meanwhile.
+func (v *VM) Lock() (*Lock, error) {
+	f, err := os.OpenFile(v.Path(LockFile), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("store: lock VM %s: %w", v.Name, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrBusy)
+		}
+		return nil, fmt.Errorf("store: lock VM %s: %w", v.Name, err)
+	}
+	// The VM may have been removed (its directory renamed away) between
+	// the open and the lock: then the lock guards a dead file.
+	if !sameFile(f, v.Path(LockFile)) {
+		f.Close()
+		return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Unlock releases the lock. Safe to call more than once.
+func (l *Lock) Unlock() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// sameFile reports whether the open file f is still the file at path.
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
+}
+
+// RunLock is the lock a VMM holds for its whole life on the VM's vmm.lock
+// file: while it is held the VMM is alive, whatever the process table
+// says (pids are reused; a lock dies with its process). It is an
+// open-file-description lock (F_OFD_SETLK), so it conflicts even with
+// other descriptions in the same process, and the file holds the holder's
+// pid and run id for readers.
+type RunLock struct {
+	f *os.File
+}
+
+// Holder is what a VM's run lock says about its VMM.
+type Holder struct {
+	// Alive: a VMM holds the run lock.
+	Alive bool
+	// PID and RunID identify the holder, as it wrote them; empty while a
+	// VMM is taking the lock.
+	PID   int
+	RunID string
+}
+
+// AcquireRunLock takes the VM's run lock for the calling VMM and records
+// its pid and runID in the lock file. It fails with ErrRunning if another
+// VMM holds it; it waits only for commands that briefly hold a read lock
+// while waiting for a previous VMM to exit (WaitRunUnlocked).
+func (v *VM) AcquireRunLock(runID string) (*RunLock, error) {
+	f, err := os.OpenFile(v.Path(RunLockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+	}
+	fd := int(f.Fd())
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLK, &lk); err != nil {
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EACCES) {
+			f.Close()
+			return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+		}
+		probe := unix.Flock_t{Type: unix.F_WRLCK}
+		if err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_GETLK, &probe); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+		}
+		if probe.Type == unix.F_WRLCK {
+			f.Close()
+			return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrRunning)
+		}
+		// Only readers waiting for an old VMM: they let go at once.
+		lk = unix.Flock_t{Type: unix.F_WRLCK}
+		if err := fcntlWait(fd, &lk); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+		}
+	}
+	if !sameFile(f, v.Path(RunLockFile)) {
+		f.Close()
+		return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
+	}
+	content := strconv.Itoa(os.Getpid()) + " " + runID + "\n"
+	if err := f.Truncate(0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+	}
+	if _, err := f.WriteAt([]byte(content), 0); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+	}
+	return &RunLock{f: f}, nil
+}
+
+// fcntlWait is F_OFD_SETLKW, retried when a signal interrupts it.
+func fcntlWait(fd int, lk *unix.Flock_t) error {
+	for {
+		err := unix.FcntlFlock(uintptr(fd), unix.F_OFD_SETLKW, lk)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// Release gives the run lock up; the VMM calls it last, after its final
+// record is written. Safe to call more than once.
+func (l *RunLock) Release() {
+	if l != nil && l.f != nil {
+		l.f.Close()
+		l.f = nil
+	}
+}
+
+// RunHolder reports whether a VMM holds the VM's run lock, and which.
+func (v *VM) RunHolder() (Holder, error) {
+	f, err := os.Open(v.Path(RunLockFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Holder{}, nil // never started
+		}
+		return Holder{}, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+	}
+	defer f.Close()
+	probe := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &probe); err != nil {
+		return Holder{}, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+	}
+	if probe.Type != unix.F_WRLCK {
+		return Holder{}, nil // free, or only a waiter's read lock
+	}
+	h := Holder{Alive: true}
+	buf := make([]byte, 128)
+	n, _ := f.ReadAt(buf, 0)
+	if pid, id, ok := strings.Cut(strings.TrimSpace(string(buf[:n])), " "); ok {
+		if p, err := strconv.Atoi(pid); err == nil && p > 0 {
+			h.PID, h.RunID = p, id
+		}
+	}
+	return h, nil
+}
+
+// ErrWaitTimeout: WaitRunUnlocked gave up.
+var ErrWaitTimeout = errors.New("timed out waiting for the VMM to exit")
+
+// WaitRunUnlocked blocks until no VMM holds the VM's run lock, or the
+// timeout passes (ErrWaitTimeout). It waits on the lock itself (a read
+// lock taken and dropped at once), not by polling. On a timeout the
+// waiting goroutine stays blocked until the VMM exits.
+func (v *VM) WaitRunUnlocked(timeout time.Duration) error {
+	f, err := os.Open(v.Path(RunLockFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer f.Close()
+		lk := unix.Flock_t{Type: unix.F_RDLCK}
+		done <- fcntlWait(int(f.Fd()), &lk)
+		// Closing f drops the read lock at once.
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("store: VM %s: wait for the VMM: %w", v.Name, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("store: VM %s: %w", v.Name, ErrWaitTimeout)
+	}
+}

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors the store reports, wrapped with the VM's name; test with
+// errors.Is.
+var (
+	// ErrNotFound: there is no VM of that name.
+	ErrNotFound = errors.New("no such VM")
+	// ErrExists: a VM of that name exists already.
+	ErrExists = errors.New("VM exists already")
+	// ErrBusy: another command holds the VM's lock.
+	ErrBusy = errors.New("another paddock command is changing this VM")
+	// ErrRunning: a VMM holds the VM's run lock.
+	ErrRunning = errors.New("a VMM is running this VM already")
+	// ErrBadName: the name cannot be a VM's.
+	ErrBadName = errors.New("not a VM name")
+)
+
+// Files of a VM directory.
+const (
+	SpecFile     = "vm.yaml"
+	RecordFile   = "state.json"
+	LockFile     = "lock"
+	RunLockFile  = "vmm.lock"
+	SocketFile   = "ctl.sock"
+	ConsoleFile  = "console.log"
+	VMMLogFile   = "vmm.log"
+	vmsDir       = "vms"
+	newPrefix    = ".new-"
+	trashPrefix  = ".trash-"
+	staleNewDirs = time.Hour
+)
+
+// Store is a home directory of managed VMs. Its methods are safe for
+// concurrent use, by any number of processes.
+type Store struct {
+	home string
+}
+
+// Open returns the store in home, creating the directory (mode 0700) if
+// needed, and removes what interrupted commands left behind: half-removed
+// VMs and half-created ones older than an hour.
+func Open(home string) (*Store, error) {
+	if !filepath.IsAbs(home) {
+		return nil, fmt.Errorf("store: home %q is not an absolute path", home)
+	}
+	s := &Store{home: home}
+	if err := os.MkdirAll(s.vms(), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	s.sweep()
+	return s, nil
+}
+
+// Home returns the store's home directory.
+func (s *Store) Home() string { return s.home }
+
+func (s *Store) vms() string { return filepath.Join(s.home, vmsDir) }
+
+// sweep removes leftovers of interrupted Create and Remove calls. Errors
+// are ignored: a leftover is harmless and the next Open tries again.
+func (s *Store) sweep() {
+	ents, err := os.ReadDir(s.vms())
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, trashPrefix):
+			os.RemoveAll(filepath.Join(s.vms(), name))
+		case strings.HasPrefix(name, newPrefix):
+			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleNewDirs {
+				os.RemoveAll(filepath.Join(s.vms(), name))
+			}
+		}
+	}
+}
+
+// Names returns the names of the VMs in the store, sorted.
+func (s *Store) Names() ([]string, error) {
+	ents, err := os.ReadDir(s.vms())
+	if err != nil {
+		return nil, fmt.Errorf("store: list VMs: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && ValidName(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// ValidName reports whether name can name a VM: a DNS label, as configs
+// requires (1 to 63 of a-z, 0-9 and '-', not starting or ending with '-').
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// VM is one VM's directory.
+type VM struct {
+	Name string
+	Dir  string
+}
+
+// Path returns the path of file in the VM's directory.
+func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
+
+// VM returns the VM called name; ErrNotFound if there is none.
+func (s *Store) VM(name string) (*VM, error) {
+	if !ValidName(name) {
+		return nil, fmt.Errorf("store: %q: %w", name, ErrBadName)
+	}
+	v := &VM{Name: name, Dir: filepath.Join(s.vms(), name)}
+	fi, err := os.Stat(v.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("store: VM %s: %w", name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("store: VM %s: %w", name, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("store: VM %s: %s is not a directory", name, v.Dir)
+	}
+	return v, nil
+}
+
+// Create adds the VM called name with the given spec (vm.yaml) and
+// record: the VM's directory is built aside and renamed into place, so
+// other commands see all of it or nothing, and of two concurrent Creates
+// of one name exactly one succeeds (the other gets ErrExists).
+func (s *Store) Create(name string, spec []byte, rec Record) (*VM, error) {
+	if !ValidName(name) {
+		return nil, fmt.Errorf("store: %q: %w", name, ErrBadName)
+	}
+	tmp, err := os.MkdirTemp(s.vms(), newPrefix+name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("store: create VM %s: %w", name, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create VM %s: %w", name, err)
+	}
+	data, err := rec.marshal()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{SpecFile, spec}, {RecordFile, data}, {LockFile, nil}} {
+		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
+			return nil, fmt.Errorf("store: create VM %s: %w", name, err)
+		}
+	}
+	if err := syncDir(tmp); err != nil {
+		return nil, err
+	}
+	final := filepath.Join(s.vms(), name)
+	if err := os.Rename(tmp, final); err != nil {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTDIR) {
+			return nil, fmt.Errorf("store: VM %s: %w", name, ErrExists)
+		}
+		return nil, fmt.Errorf("store: create VM %s: %w", name, err)
+	}
+	done = true
+	if err := syncDir(s.vms()); err != nil {
+		return nil, err
+	}
+	return &VM{Name: name, Dir: final}, nil
+}
+
+// writeSynced writes a new file and syncs it.
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Remove deletes the VM's directory and everything in it. The VM first
+// leaves vms/ in one rename, so no command sees it half-removed.
+// Precondition: the caller holds the VM's Lock and no VMM runs it.
+func (s *Store) Remove(v *VM) error {
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return fmt.Errorf("store: remove VM %s: %w", v.Name, err)
+	}
+	trash := filepath.Join(s.vms(), trashPrefix+v.Name+"-"+hex.EncodeToString(rnd[:]))
+	// rename(2) itself: os.Rename refuses directories as targets.
+	if err := unix.Renameat2(unix.AT_FDCWD, v.Dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
+		}
+		return fmt.Errorf("store: remove VM %s: rename %s to %s: %w", v.Name, v.Dir, trash, err)
+	}
+	if err := syncDir(s.vms()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		return fmt.Errorf("store: remove VM %s: delete its files: %w", v.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,444 @@
+package vmm
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/api"
+	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
+)
+
+// Sizes of a managed VM's console files.
+const (
+	// ConsoleLogSize is where console.log rotates to console.log.1.
+	ConsoleLogSize = 4 << 20
+	// TailLines is how many console and VMM log lines a crash record
+	// keeps.
+	TailLines = 20
+)
+
+// Config is what a VMM process needs.
+type Config struct {
+	// Home is the store's home directory and Name the VM to run.
+	Home, Name string
+	// Ready, if set, gets one JSON line (Ready) once the guest runs, or
+	// once starting failed, and is then closed: the readiness pipe of
+	// the `paddock start` that spawned the VMM.
+	Ready io.WriteCloser
+	// KVMPath overrides /dev/kvm.
+	KVMPath string
+	// Log receives the VMM's own messages (its stderr, vmm.log); nil
+	// discards them.
+	Log io.Writer
+	// Signals, if set, makes SIGTERM and SIGINT shut the VM down (ACPI
+	// power button, api.DefaultShutdownTimeout) and a second one kill it.
+	Signals bool
+	// Backoff paces restarts; zero means DefaultBackoff.
+	Backoff Backoff
+}
+
+// Ready is the message on the readiness pipe.
+type Ready struct {
+	OK    bool   `json:"ok"`
+	PID   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// StartError is a failure before the guest ran; the VM's record keeps its
+// previous state, with the error as start_error.
+type StartError struct{ Err error }
+
+func (e *StartError) Error() string { return e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// vmmProc is one VMM process's state.
+type vmmProc struct {
+	cfg   Config
+	vm    *store.VM
+	logf  func(format string, args ...any)
+	runID string
+
+	recMu sync.Mutex
+	rec   store.Record // what state.json says; guarded by recMu
+
+	readyOnce sync.Once
+}
+
+// Serve runs the VM called cfg.Name from the store in cfg.Home until it
+// ends for good, as the detached VMM process does: it takes the VM's run
+// lock, records every change in state.json, keeps the console in memory
+// and in console.log, serves the control API on ctl.sock, and on the way
+// out records how the VM ended and removes what it created. Errors before
+// the guest runs are *StartError; ctx cancellation kills the VM.
+func Serve(ctx context.Context, cfg Config) error {
+	p := &vmmProc{cfg: cfg}
+	logw := cfg.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	var logMu sync.Mutex
+	p.logf = func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...))
+	}
+	err := p.serve(ctx)
+	if err != nil {
+		p.logf("%v", err)
+		p.ready(Ready{Error: err.Error()})
+	}
+	return err
+}
+
+// ready sends the readiness message once and closes the pipe.
+func (p *vmmProc) ready(r Ready) {
+	p.readyOnce.Do(func() {
+		if p.cfg.Ready == nil {
+			return
+		}
+		b, _ := json.Marshal(r)
+		_, _ = p.cfg.Ready.Write(append(b, '\n'))
+		p.cfg.Ready.Close()
+	})
+}
+
+func (p *vmmProc) serve(ctx context.Context) error {
+	st, err := store.Open(p.cfg.Home)
+	if err != nil {
+		return &StartError{err}
+	}
+	v, err := st.VM(p.cfg.Name)
+	if err != nil {
+		return &StartError{err}
+	}
+	p.vm = v
+	p.runID = newRunID()
+	lock, err := v.AcquireRunLock(p.runID)
+	if err != nil {
+		return &StartError{err}
+	}
+	defer lock.Release()
+
+	prev, err := v.ReadRecord()
+	if err != nil {
+		p.logf("ignoring an unreadable record: %v", err)
+		prev = store.Record{CreatedAt: time.Now()}
+	}
+	rec := prev
+	rec.RunID, rec.PID, rec.Phase = p.runID, os.Getpid(), store.PhaseStarting
+	rec.StartedAt, rec.BootedAt, rec.Boots, rec.Restarts, rec.StartError = time.Now(), time.Time{}, 0, 0, ""
+	if err := p.write(rec); err != nil {
+		return &StartError{err}
+	}
+	p.logf("VMM for %s started (run %s)", v.Name, p.runID)
+
+	res, err := p.run(ctx)
+	if err != nil {
+		// Not started: keep the previous state, note why.
+		prev.StartError = err.Error()
+		if prev.Phase != store.PhaseCreated {
+			prev.Phase = store.PhaseExited
+		}
+		if werr := p.write(prev); werr != nil {
+			p.logf("%v", werr)
+		}
+		return &StartError{err}
+	}
+	return p.finish(res)
+}
+
+// run starts the VM and runs it to its end. An error means it never ran.
+func (p *vmmProc) run(ctx context.Context) (runResult, error) {
+	vm, err := configs.Load(p.vm.Path(store.SpecFile))
+	if err != nil {
+		return runResult{}, err
+	}
+	vm.FillDefaults()
+	host, err := configs.HostFacts()
+	if err != nil {
+		p.logf("host memory not checked: %v", err)
+	}
+	if err := vm.Validate(host); err != nil {
+		return runResult{}, err
+	}
+
+	var sinks []io.Writer
+	var logs []*console.LogFile
+	defer func() {
+		for _, l := range logs {
+			l.Close()
+		}
+	}()
+	if vm.Console.Mode != configs.ConsoleNone {
+		l, err := console.OpenLog(p.vm.Path(store.ConsoleFile), ConsoleLogSize)
+		if err != nil {
+			return runResult{}, err
+		}
+		logs = append(logs, l)
+		sinks = append(sinks, l)
+	}
+	if vm.Console.Log != "" {
+		f, err := os.OpenFile(vm.Console.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		if err != nil {
+			return runResult{}, fmt.Errorf("console.log: %w", err)
+		}
+		defer f.Close()
+		sinks = append(sinks, f)
+	}
+	hub := console.NewHub(console.DefaultHistory, sinks...)
+	input := console.NewInput()
+	defer input.Close()
+
+	sess := NewSession(vm, Options{
+		KVMPath:  p.cfg.KVMPath,
+		Console:  hub,
+		Input:    input,
+		OnChange: p.changed,
+		OnBoot: func(boot int, m *machine.Machine) {
+			p.logf("boot %d: %s", boot+1, m.Entry())
+		},
+		Logf:    p.logf,
+		Backoff: p.cfg.Backoff,
+	})
+	if err := sess.Boot(); err != nil {
+		return runResult{}, err
+	}
+
+	sock := p.vm.Path(store.SocketFile)
+	os.Remove(sock) // a dead VMM's; we hold the run lock
+	l, err := api.Listen(sock)
+	if err != nil {
+		return runResult{}, err
+	}
+	defer os.Remove(sock)
+	srv := api.NewServer(vm.Name, &controller{p: p, sess: sess, hub: hub, input: input, vm: vm})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	if p.cfg.Signals {
+		stopSignals := p.handleSignals(sess)
+		defer stopSignals()
+	}
+	// Run's first change of phase (running) writes the record and sends
+	// the readiness message (changed).
+	res := sess.Run(ctx)
+
+	// The guest is gone: end console clients, then the API.
+	input.Close()
+	hub.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := srv.Close(cctx); err != nil {
+		p.logf("control API: close: %v", err)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		p.logf("control API: %v", err)
+	}
+	if err := hub.Err(); err != nil {
+		p.logf("console log: %v", err)
+	}
+	return runResult{Result: res, history: hub.History()}, nil
+}
+
+// runResult is a session's end with the console history at that time.
+type runResult struct {
+	Result
+	history []byte
+}
+
+// handleSignals makes SIGTERM and SIGINT stop the VM: the first shuts it
+// down, the next kills it. It returns a function that stops handling.
+func (p *vmmProc) handleSignals(sess *Session) func() {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	quit := make(chan struct{})
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-quit:
+				return
+			case sig := <-ch:
+				n++
+				if n == 1 {
+					p.logf("%v: shutting the VM down", sig)
+					go sess.Shutdown(api.DefaultShutdownTimeout)
+				} else {
+					p.logf("%v: killing the VM", sig)
+					go sess.Kill()
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(quit)
+	}
+}
+
+// changed records a session change in state.json and, on the first
+// running phase, reports readiness.
+func (p *vmmProc) changed(s Snapshot) {
+	p.recMu.Lock()
+	rec := p.rec
+	rec.Phase, rec.Boots, rec.Restarts, rec.BootedAt = s.Phase, s.Boots, s.Restarts, s.BootedAt
+	if s.Phase == store.PhaseExited {
+		// finish writes the final record, with the exit.
+		rec.Phase = store.PhaseStopping
+	}
+	p.recMu.Unlock()
+	if err := p.write(rec); err != nil {
+		p.logf("%v", err)
+	}
+	if s.Phase == store.PhaseRunning {
+		p.ready(Ready{OK: true, PID: os.Getpid()})
+	}
+}
+
+// write replaces state.json and remembers what it says.
+func (p *vmmProc) write(rec store.Record) error {
+	p.recMu.Lock()
+	defer p.recMu.Unlock()
+	if err := p.vm.WriteRecord(rec); err != nil {
+		return err
+	}
+	p.rec = rec
+	return nil
+}
+
+// finish records how the VM ended.
+func (p *vmmProc) finish(res runResult) error {
+	p.recMu.Lock()
+	rec := p.rec
+	p.recMu.Unlock()
+	exit := &store.Exit{Reason: res.Reason, How: res.How, Detail: res.Detail, At: time.Now()}
+	if res.Reason.Failed() {
+		exit.ConsoleTail = console.TailLines(res.history, TailLines)
+	}
+	rec.Phase, rec.Exit = store.PhaseExited, exit
+	rec.Boots, rec.Restarts = res.Boots, res.Restarts
+	p.logf("VM %s ended: %s", p.vm.Name, DescribeExit(exit))
+	if err := p.write(rec); err != nil {
+		return err
+	}
+	return nil
+}
+
+// DescribeExit says in a few words how a run ended.
+func DescribeExit(e *store.Exit) string {
+	var s string
+	switch e.Reason {
+	case store.ExitPowerOff:
+		s = "the guest powered off"
+	case store.ExitReboot:
+		s = "the guest rebooted (on_reboot: exit)"
+	case store.ExitCrash:
+		s = "the guest crashed"
+	case store.ExitStop:
+		switch e.How {
+		case api.StopACPI:
+			s = "stopped: the guest shut down after the ACPI power button"
+		case api.StopForced:
+			s = "stopped: forced off after the guest ignored the ACPI power button"
+		case api.StopCancelled:
+			s = "stopped while waiting to restart"
+		default:
+			s = "stopped"
+		}
+	case store.ExitKill:
+		s = "killed"
+	case store.ExitVMMDied:
+		s = "the VMM process died"
+	default:
+		s = string(e.Reason)
+	}
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// newRunID returns a random id for one VMM run.
+func newRunID() string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand does not fail on Linux; fall back to the clock.
+		return fmt.Sprintf("%x", time.Now().UnixNano())
+	}
+	return hex.EncodeToString(b)
+}
+
+// controller is the API's view of the VMM.
+type controller struct {
+	p     *vmmProc
+	sess  *Session
+	hub   *console.Hub
+	input *console.Input
+	vm    *configs.VM
+}
+
+var _ api.Controller = (*controller)(nil)
+
+func (c *controller) Status() api.Status {
+	s := c.sess.Snapshot()
+	c.p.recMu.Lock()
+	started := c.p.rec.StartedAt
+	c.p.recMu.Unlock()
+	state := string(s.Phase)
+	if s.Phase == store.PhaseExited {
+		state = string(store.StateStopping)
+	}
+	return api.Status{
+		Name: c.vm.Name, State: state, PID: os.Getpid(), RunID: c.p.runID,
+		StartedAt: started, BootedAt: s.BootedAt, Boots: s.Boots, Restarts: s.Restarts,
+		CPUs: c.vm.CPUs, Memory: uint64(c.vm.Memory), Protocol: s.Protocol,
+		ConsoleClients: c.hub.Subscribers(),
+	}
+}
+
+func (c *controller) Pause() (api.Status, error) {
+	if err := c.sess.Pause(); err != nil {
+		return api.Status{}, err
+	}
+	return c.Status(), nil
+}
+
+func (c *controller) Resume() (api.Status, error) {
+	if err := c.sess.Resume(); err != nil {
+		return api.Status{}, err
+	}
+	return c.Status(), nil
+}
+
+func (c *controller) Shutdown(timeout time.Duration) (api.StopResult, error) {
+	return c.sess.Shutdown(timeout)
+}
+
+func (c *controller) Kill() (api.StopResult, error) { return c.sess.Kill() }
+
+func (c *controller) Output(history bool, tail int) *console.Subscriber {
+	return c.hub.Subscribe(history, tail)
+}
+
+func (c *controller) History() []byte { return c.hub.History() }
+
+func (c *controller) Input() io.Writer { return c.input }
+
+// IsStartError reports whether err is a failure before the guest ran.
+func IsStartError(err error) bool {
+	var se *StartError
+	return errors.As(err, &se)
+}
