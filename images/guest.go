@@ -91,18 +91,21 @@ func PrepareGuest(ctx context.Context, opts GuestOptions) (*Guest, error) {
 }
 
 // CachedInitramfs builds spec into the cache (uncompressed), keyed by name
-// and the spec's content digest, and returns the image's path.
+// and the spec's content digest ("initramfs/NAME-DIGEST"), marks it used
+// and returns the image's path.
 func CachedInitramfs(ctx context.Context, c *cache.Cache, name string, spec initramfs.Spec) (string, error) {
 	digest, err := spec.Digest()
 	if err != nil {
 		return "", err
 	}
-	dir, err := c.Ensure(ctx, "initramfs/"+name+"-"+digest[:32], func(tmp string) error {
+	key := "initramfs/" + name + "-" + digest[:32]
+	dir, err := c.Ensure(ctx, key, func(tmp string) error {
 		return initramfs.WriteFile(ctx, filepath.Join(tmp, InitrdName), spec, false)
 	})
 	if err != nil {
 		return "", err
 	}
+	c.Touch(key) // for cache.Prune
 	return filepath.Join(dir, InitrdName), nil
 }
 

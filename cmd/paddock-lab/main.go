@@ -9,13 +9,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 func main() {
-	err := newRootCommand().Execute()
+	// A signal cancels the context: the lab then kills QEMU and removes
+	// its temporary files before paddock-lab exits.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
 	if err == nil {
 		return
 	}

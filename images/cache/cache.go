@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -263,4 +265,45 @@ func WriteAtomic(path string, perm fs.FileMode, write func(f *os.File) error) er
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// Touch marks entry key as used now; Prune keeps recently used entries.
+func (c *Cache) Touch(key string) {
+	now := time.Now()
+	_ = os.Chtimes(c.Path(key), now, now)
+}
+
+// Prune removes the complete entries under dir (a slash-separated key
+// prefix) whose name starts with namePrefix and that were neither built
+// nor touched within maxAge. It is for entries that accumulate, like
+// builds of a binary under development. Each removal takes the entry's
+// lock, so it never races a builder of the same key.
+func (c *Cache) Prune(dir, namePrefix string, maxAge time.Duration) error {
+	keys, err := c.Entries(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range keys {
+		if !strings.HasPrefix(path.Base(k), namePrefix) {
+			continue
+		}
+		p := c.Path(k)
+		fi, err := os.Stat(p)
+		if err != nil || time.Since(fi.ModTime()) < maxAge {
+			continue
+		}
+		unlock, err := lock(context.Background(), p+".lock")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, fmt.Errorf("cache: prune %s: %w", k, err))
+		} else {
+			_ = os.Remove(p + ".lock")
+		}
+		unlock()
+	}
+	return errors.Join(errs...)
 }

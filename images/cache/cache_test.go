@@ -226,3 +226,36 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Errorf("temporary files left: %v", ents)
 	}
 }
+
+func TestPrune(t *testing.T) {
+	c := New(t.TempDir())
+	ctx := context.Background()
+	for _, k := range []string{"bin/paddock-old", "bin/paddock-new", "bin/other-old"} {
+		if _, err := c.Ensure(ctx, k, func(string) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-48 * time.Hour)
+	for _, k := range []string{"bin/paddock-old", "bin/other-old"} {
+		if err := os.Chtimes(c.Path(k), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Prune("bin", "paddock-", 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]bool{"bin/paddock-old": false, "bin/paddock-new": true, "bin/other-old": true} {
+		if _, ok := c.Lookup(k); ok != want {
+			t.Errorf("%s present=%v, want %v", k, ok, want)
+		}
+	}
+	// Touch keeps an entry.
+	os.Chtimes(c.Path("bin/paddock-new"), old, old)
+	c.Touch("bin/paddock-new")
+	if err := c.Prune("bin", "paddock-", 24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Lookup("bin/paddock-new"); !ok {
+		t.Error("a touched entry was pruned")
+	}
+}

@@ -85,10 +85,8 @@ type Image struct {
 	base  string
 	guest string
 
-	mu       sync.Mutex
-	lazy     map[string]string // segment name -> cpio path
-	tmp      string            // directory for the built paddock binary
-	buildDur map[string]time.Duration
+	mu   sync.Mutex
+	lazy map[string]string // segment name -> cpio path
 }
 
 // BuildImage prepares the kernel, the guest and the base segments.
@@ -104,7 +102,7 @@ func BuildImage(ctx context.Context, opts ImageOptions) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	im := &Image{Guest: g, L1Vmlinux: g.Vmlinux, L1BzImage: g.Vmlinuz, opts: opts, cache: c, lazy: map[string]string{}, buildDur: map[string]time.Duration{}}
+	im := &Image{Guest: g, L1Vmlinux: g.Vmlinux, L1BzImage: g.Vmlinuz, opts: opts, cache: c, lazy: map[string]string{}}
 
 	ix, err := kmod.Open(g.Kernel.ModulesDir)
 	if err != nil {
@@ -143,62 +141,31 @@ func (im *Image) logf(format string, args ...any) {
 	}
 }
 
-// tempDir returns the image's temporary directory, creating it.
-// Precondition: im.mu is held.
-func (im *Image) tempDir() (string, error) {
-	if im.tmp == "" {
-		dir, err := os.MkdirTemp("", "paddock-lab-image-")
-		if err != nil {
-			return "", fmt.Errorf("lab: %w", err)
-		}
-		im.tmp = dir
-	}
-	return im.tmp, nil
-}
+// Close releases the image. Everything it built lives in the cache, so
+// there is nothing to remove; it exists so callers need not know that.
+func (im *Image) Close() error { return nil }
 
-// Close removes the image's temporary files (the built paddock binary).
-func (im *Image) Close() error {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	if im.tmp != "" {
-		err := os.RemoveAll(im.tmp)
-		im.tmp = ""
-		return err
-	}
-	return nil
-}
-
-// segment returns the cpio of a lazily built segment, building it once
-// per Image: into the cache, or (cached=false, for contents that change
-// with every edit, like paddock itself) into the image's temporary
-// directory.
-func (im *Image) segment(ctx context.Context, name string, cached bool, spec func(context.Context) (initramfs.Spec, error)) (string, error) {
+// segment returns the cpio of a lazily built segment, building it (into
+// the cache) once per Image.
+func (im *Image) segment(ctx context.Context, name string, spec func(context.Context) (initramfs.Spec, func(), error)) (string, error) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
 	if p, ok := im.lazy[name]; ok {
 		return p, nil
 	}
-	start := time.Now()
-	s, err := spec(ctx)
+	s, cleanup, err := spec(ctx)
 	if err != nil {
 		return "", err
 	}
-	s.Overlay = true
-	var p string
-	if cached {
-		p, err = images.CachedInitramfs(ctx, im.cache, "lab-"+name, s)
-	} else {
-		var dir string
-		if dir, err = im.tempDir(); err == nil {
-			p = filepath.Join(dir, name+".cpio")
-			err = initramfs.WriteFile(ctx, p, s, false)
-		}
+	if cleanup != nil {
+		defer cleanup()
 	}
+	s.Overlay = true
+	p, err := images.CachedInitramfs(ctx, im.cache, "lab-"+name, s)
 	if err != nil {
 		return "", err
 	}
 	im.lazy[name] = p
-	im.buildDur[name] = time.Since(start)
 	return p, nil
 }
 
@@ -207,8 +174,8 @@ func (im *Image) segment(ctx context.Context, name string, cached bool, spec fun
 func (im *Image) segments(ctx context.Context, sc *Scenario) ([]string, error) {
 	segs := []string{im.base, im.guest}
 	if sc.WithVmlinux {
-		p, err := im.segment(ctx, "vmlinux", true, func(context.Context) (initramfs.Spec, error) {
-			return initramfs.Spec{Files: []initramfs.File{{Path: GuestVmlinux, Source: im.Guest.Vmlinux, Mode: 0o644}}}, nil
+		p, err := im.segment(ctx, "vmlinux", func(context.Context) (initramfs.Spec, func(), error) {
+			return initramfs.Spec{Files: []initramfs.File{{Path: GuestVmlinux, Source: im.Guest.Vmlinux, Mode: 0o644}}}, nil, nil
 		})
 		if err != nil {
 			return nil, err
@@ -216,16 +183,20 @@ func (im *Image) segments(ctx context.Context, sc *Scenario) ([]string, error) {
 		segs = append(segs, p)
 	}
 	if sc.WithQEMU {
-		p, err := im.segment(ctx, "qemu", true, im.qemuSpec)
+		p, err := im.segment(ctx, "qemu", im.qemuSpec)
 		if err != nil {
 			return nil, err
 		}
 		segs = append(segs, p)
 	}
 	if sc.WithPaddock {
-		p, err := im.segment(ctx, "paddock", false, im.paddockSpec)
+		p, err := im.segment(ctx, "paddock", im.paddockSpec)
 		if err != nil {
 			return nil, err
+		}
+		// Every edit of paddock makes a new entry: drop stale ones.
+		if err := im.cache.Prune("initramfs", "lab-paddock-", 24*time.Hour); err != nil {
+			im.logf("%v", err)
 		}
 		segs = append(segs, p)
 	}
@@ -235,29 +206,29 @@ func (im *Image) segments(ctx context.Context, sc *Scenario) ([]string, error) {
 // qemuSpec copies the host's QEMU, the libraries ldd lists (at the paths
 // it lists them, so the binary's interpreter and search path work
 // unchanged) and the firmware.
-func (im *Image) qemuSpec(ctx context.Context) (initramfs.Spec, error) {
+func (im *Image) qemuSpec(ctx context.Context) (initramfs.Spec, func(), error) {
 	bin := im.opts.QEMU
 	if bin == "" {
 		bin = "qemu-system-x86_64"
 	}
 	bin, err := exec.LookPath(bin)
 	if err != nil {
-		return initramfs.Spec{}, fmt.Errorf("lab: QEMU for L1: %w", err)
+		return initramfs.Spec{}, nil, fmt.Errorf("lab: QEMU for L1: %w", err)
 	}
 	im.logf("QEMU for L1: %s, its libraries and firmware", bin)
 	real, err := filepath.EvalSymlinks(bin)
 	if err != nil {
-		return initramfs.Spec{}, fmt.Errorf("lab: %w", err)
+		return initramfs.Spec{}, nil, fmt.Errorf("lab: %w", err)
 	}
 	files := []initramfs.File{{Path: QEMUPath, Source: real, Mode: 0o755}}
 	libs, err := sharedLibraries(ctx, real)
 	if err != nil {
-		return initramfs.Spec{}, err
+		return initramfs.Spec{}, nil, err
 	}
 	for _, l := range libs {
 		src, err := filepath.EvalSymlinks(l)
 		if err != nil {
-			return initramfs.Spec{}, fmt.Errorf("lab: library %s: %w", l, err)
+			return initramfs.Spec{}, nil, fmt.Errorf("lab: library %s: %w", l, err)
 		}
 		files = append(files, initramfs.File{Path: l, Source: src, Mode: 0o755})
 	}
@@ -275,9 +246,9 @@ func (im *Image) qemuSpec(ctx context.Context) (initramfs.Spec, error) {
 		files = append(files, initramfs.File{Path: filepath.Join(QEMUDataDir, fw), Source: src, Mode: 0o644})
 	}
 	if found == 0 {
-		return initramfs.Spec{}, fmt.Errorf("lab: none of the QEMU firmware files %v is in %s", QEMUFirmware, data)
+		return initramfs.Spec{}, nil, fmt.Errorf("lab: none of the QEMU firmware files %v is in %s", QEMUFirmware, data)
 	}
-	return initramfs.Spec{Files: files}, nil
+	return initramfs.Spec{Files: files}, nil, nil
 }
 
 // sharedLibraries returns the absolute paths `ldd bin` lists, the dynamic
@@ -310,24 +281,32 @@ func parseLdd(out string) []string {
 	return libs
 }
 
-// paddockSpec builds the static paddock binary (or takes $PADDOCK_LAB_PADDOCK).
-func (im *Image) paddockSpec(ctx context.Context) (initramfs.Spec, error) {
+// paddockSpec builds the static paddock binary (or takes
+// $PADDOCK_LAB_PADDOCK); the cleanup removes the build directory once the
+// segment is in the cache.
+func (im *Image) paddockSpec(ctx context.Context) (initramfs.Spec, func(), error) {
 	bin := os.Getenv(EnvPaddock)
+	var cleanup func()
 	if bin == "" {
-		dir, err := im.tempDir()
+		dir, err := os.MkdirTemp("", "paddock-lab-build-")
 		if err != nil {
-			return initramfs.Spec{}, err
+			return initramfs.Spec{}, nil, fmt.Errorf("lab: %w", err)
 		}
+		cleanup = func() { os.RemoveAll(dir) }
 		bin = filepath.Join(dir, "paddock")
 		im.logf("building a static paddock for L1")
 		if err := BuildPaddock(ctx, bin); err != nil {
-			return initramfs.Spec{}, err
+			cleanup()
+			return initramfs.Spec{}, nil, err
 		}
 	}
 	if err := debian.CheckStatic(bin); err != nil {
-		return initramfs.Spec{}, fmt.Errorf("lab: paddock for L1: %w", err)
+		if cleanup != nil {
+			cleanup()
+		}
+		return initramfs.Spec{}, nil, fmt.Errorf("lab: paddock for L1: %w", err)
 	}
-	return initramfs.Spec{Files: []initramfs.File{{Path: PaddockPath, Source: bin, Mode: 0o755}}}, nil
+	return initramfs.Spec{Files: []initramfs.File{{Path: PaddockPath, Source: bin, Mode: 0o755}}}, cleanup, nil
 }
 
 // BuildPaddock builds ./cmd/paddock of the module containing the current
