@@ -66,6 +66,20 @@ func (m *Memory) Alloc(n, align uint64) uint64 {
 	return a
 }
 
+// Mark returns the allocator's position, for Release.
+func (m *Memory) Mark() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.next
+}
+
+// Release frees every allocation made after Mark returned mark.
+func (m *Memory) Release(mark uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.next = mark
+}
+
 // Reset frees every allocation (the memory keeps its contents).
 func (m *Memory) Reset() {
 	m.mu.Lock()

@@ -1,0 +1,479 @@
+// Package blk is virtio-blk (virtio v1.2 section 5.2) on a disk.Image
+// (qcow2 or raw): read, write, flush, discard, write-zeroes and get-id
+// requests, a read-only mode, and several request queues. Requests run
+// on goroutines of the device, several at a time per queue, never on the
+// vCPU thread that notified the queue; every failure reaches the guest
+// as an IOERR or UNSUPP status.
+package blk
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
+)
+
+// Feature bits (VIRTIO_BLK_F_*).
+const (
+	FeatureSizeMax     uint64 = 1 << 1
+	FeatureSegMax      uint64 = 1 << 2
+	FeatureGeometry    uint64 = 1 << 4
+	FeatureRO          uint64 = 1 << 5
+	FeatureBlkSize     uint64 = 1 << 6
+	FeatureFlush       uint64 = 1 << 9
+	FeatureTopology    uint64 = 1 << 10
+	FeatureConfigWCE   uint64 = 1 << 11
+	FeatureMQ          uint64 = 1 << 12
+	FeatureDiscard     uint64 = 1 << 13
+	FeatureWriteZeroes uint64 = 1 << 14
+)
+
+// Request types (VIRTIO_BLK_T_*).
+const (
+	typeIn          = 0
+	typeOut         = 1
+	typeFlush       = 4
+	typeGetID       = 8
+	typeDiscard     = 11
+	typeWriteZeroes = 13
+)
+
+// Request status (VIRTIO_BLK_S_*).
+const (
+	statusOK     = 0
+	statusIOErr  = 1
+	statusUnsupp = 2
+)
+
+// Geometry and limits the device advertises.
+const (
+	// SectorSize is virtio-blk's unit of addressing.
+	SectorSize = 512
+	// SerialLen is the size of a GET_ID answer (VIRTIO_BLK_ID_BYTES).
+	SerialLen = 20
+	// DefaultQueueSize is each request queue's size.
+	DefaultQueueSize = 256
+	// MaxQueues bounds the request queues.
+	MaxQueues = 16
+	// SizeMax is the largest data segment the driver may use.
+	SizeMax = 4 << 20
+	// MaxDiscardSectors bounds one discard or write-zeroes segment
+	// (2 GiB).
+	MaxDiscardSectors = 1 << 22
+	// MaxDiscardSegments bounds the segments of one discard or
+	// write-zeroes request.
+	MaxDiscardSegments = 32
+	// inFlight bounds the requests one queue runs at the same time.
+	inFlight = 32
+
+	headerLen  = 16
+	segmentLen = 16
+	configLen  = 60
+)
+
+// CacheMode says how guest flushes relate to host durability.
+type CacheMode string
+
+// Cache modes.
+const (
+	// CacheWriteback (the default) tells the guest the disk has a
+	// volatile write cache; a guest flush makes its writes durable
+	// (fdatasync through the image's metadata).
+	CacheWriteback CacheMode = "writeback"
+	// CacheWritethrough makes every write durable before it completes;
+	// the guest sees no write cache.
+	CacheWritethrough CacheMode = "writethrough"
+	// CacheUnsafe ignores guest flushes: fast, and a host crash loses
+	// data. For scratch VMs only.
+	CacheUnsafe CacheMode = "unsafe"
+)
+
+// Config configures a virtio-blk device.
+type Config struct {
+	// Image is the disk. The device does not close it.
+	Image disk.Image
+	// ReadOnly presents the disk read-only (it is also read-only when
+	// the image is).
+	ReadOnly bool
+	// Serial is the GET_ID answer, at most SerialLen bytes.
+	Serial string
+	// Cache is the cache mode (default CacheWriteback).
+	Cache CacheMode
+	// Queues is the number of request queues (default 1).
+	Queues int
+	// QueueSize is each queue's size (default DefaultQueueSize).
+	QueueSize uint16
+	// GuardFormat refuses guest writes that would put a qcow2 header at
+	// the start of the disk: set it for raw images whose format was
+	// detected rather than configured, so that a guest cannot make the
+	// host read the image as qcow2 (and open a backing file the guest
+	// names) next time.
+	GuardFormat bool
+	// Name identifies the disk in messages.
+	Name string
+	// Logf reports host I/O errors. Nil discards.
+	Logf func(format string, args ...any)
+}
+
+// Device is a virtio-blk device.
+type Device struct {
+	cfg      Config
+	ro       bool
+	capacity uint64 // in sectors
+	features uint64
+	config   [configLen]byte
+	logf     func(format string, args ...any)
+	group    virtio.Group
+	chains   sync.Pool
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// Stats count the device's requests.
+type Stats struct {
+	Reads, Writes, Flushes, Discards, WriteZeroes, GetIDs uint64
+	ReadBytes, WriteBytes                                 uint64
+	Errors, Unsupported                                   uint64
+}
+
+// New returns a virtio-blk device for cfg.
+func New(cfg Config) (*Device, error) {
+	if cfg.Image == nil {
+		return nil, errors.New("virtio-blk: no disk image")
+	}
+	if len(cfg.Serial) > SerialLen {
+		return nil, fmt.Errorf("virtio-blk: %s: serial %q is longer than %d bytes", cfg.Name, cfg.Serial, SerialLen)
+	}
+	switch cfg.Cache {
+	case "":
+		cfg.Cache = CacheWriteback
+	case CacheWriteback, CacheWritethrough, CacheUnsafe:
+	default:
+		return nil, fmt.Errorf("virtio-blk: %s: unknown cache mode %q", cfg.Name, cfg.Cache)
+	}
+	if cfg.Queues == 0 {
+		cfg.Queues = 1
+	}
+	if cfg.Queues < 1 || cfg.Queues > MaxQueues {
+		return nil, fmt.Errorf("virtio-blk: %s: %d queues; want 1 to %d", cfg.Name, cfg.Queues, MaxQueues)
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.QueueSize < 4 || cfg.QueueSize&(cfg.QueueSize-1) != 0 || cfg.QueueSize > virtio.MaxQueueSize {
+		return nil, fmt.Errorf("virtio-blk: %s: queue size %d is not a power of two from 4 to %d", cfg.Name, cfg.QueueSize, virtio.MaxQueueSize)
+	}
+	caps := cfg.Image.Capabilities()
+	d := &Device{
+		cfg:      cfg,
+		ro:       cfg.ReadOnly || caps.ReadOnly,
+		capacity: uint64(cfg.Image.Size()) / SectorSize,
+		logf:     cfg.Logf,
+	}
+	if d.logf == nil {
+		d.logf = func(string, ...any) {}
+	}
+	d.chains.New = func() any { return new(virtio.Chain) }
+	d.features = FeatureSizeMax | FeatureSegMax | FeatureBlkSize | FeatureTopology
+	if cfg.Cache != CacheWritethrough {
+		d.features |= FeatureFlush
+	}
+	if cfg.Queues > 1 {
+		d.features |= FeatureMQ
+	}
+	if d.ro {
+		d.features |= FeatureRO
+	} else {
+		d.features |= FeatureDiscard | FeatureWriteZeroes
+	}
+	d.buildConfig(caps)
+	return d, nil
+}
+
+// buildConfig fills struct virtio_blk_config.
+func (d *Device) buildConfig(caps disk.Capabilities) {
+	c := d.config[:]
+	le := binary.LittleEndian
+	le.PutUint64(c[0:], d.capacity)
+	le.PutUint32(c[8:], SizeMax)
+	le.PutUint32(c[12:], uint32(d.cfg.QueueSize)-2) // seg_max: room for header and status
+	le.PutUint32(c[20:], SectorSize)                // blk_size
+	// Topology: 512-byte logical and physical blocks; the optimal I/O
+	// size is the image's allocation unit.
+	le.PutUint16(c[26:], 1)
+	if caps.ClusterSize >= SectorSize {
+		le.PutUint32(c[28:], uint32(min(caps.ClusterSize/SectorSize, 1<<20)))
+	}
+	if d.cfg.Cache != CacheWritethrough {
+		c[32] = 1 // writeback
+	}
+	le.PutUint16(c[34:], uint16(d.cfg.Queues))
+	le.PutUint32(c[36:], MaxDiscardSectors)
+	le.PutUint32(c[40:], MaxDiscardSegments)
+	align := uint32(1)
+	if caps.DiscardGranularity >= SectorSize {
+		align = uint32(min(caps.DiscardGranularity/SectorSize, 1<<20))
+	}
+	le.PutUint32(c[44:], align)
+	le.PutUint32(c[48:], MaxDiscardSectors)
+	le.PutUint32(c[52:], MaxDiscardSegments)
+	c[56] = 1 // write_zeroes_may_unmap
+}
+
+// Type implements virtio.Device.
+func (d *Device) Type() virtio.DeviceID { return virtio.IDBlock }
+
+// Features implements virtio.Device.
+func (d *Device) Features() uint64 { return d.features }
+
+// QueueSizes implements virtio.Device.
+func (d *Device) QueueSizes() []uint16 {
+	s := make([]uint16, d.cfg.Queues)
+	for i := range s {
+		s[i] = d.cfg.QueueSize
+	}
+	return s
+}
+
+// ReadConfig implements virtio.Device.
+func (d *Device) ReadConfig(offset int, data []byte) {
+	for i := range data {
+		if o := offset + i; o >= 0 && o < configLen {
+			data[i] = d.config[o]
+		} else {
+			data[i] = 0
+		}
+	}
+}
+
+// WriteConfig implements virtio.Device: the configuration is read-only
+// (no VIRTIO_BLK_F_CONFIG_WCE).
+func (d *Device) WriteConfig(offset int, data []byte) {}
+
+// Activate implements virtio.Device: one dispatcher per enabled queue.
+func (d *Device) Activate(env virtio.Env) error {
+	for _, q := range env.Queues {
+		if q == nil {
+			continue
+		}
+		d.group.Go(q, func() { d.serve(q, env) })
+	}
+	return nil
+}
+
+// Reset implements virtio.Device: it returns after every request taken
+// from a queue has completed.
+func (d *Device) Reset() { d.group.Stop() }
+
+// Stats returns the request counters.
+func (d *Device) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stats
+}
+
+// serve takes q's requests and runs up to inFlight of them at once.
+func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, inFlight)
+	for {
+		c := d.chains.Get().(*virtio.Chain)
+		ok, err := q.Next(c, nil)
+		if err != nil {
+			env.Fail(err)
+		}
+		if !ok || err != nil {
+			d.chains.Put(c)
+			return
+		}
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := d.handle(c)
+			if err != nil {
+				env.Fail(err)
+			} else {
+				q.Push(c.Head, n)
+				q.Notify()
+			}
+			d.chains.Put(c)
+			<-slots
+		}()
+	}
+}
+
+// handle runs one request and writes its status. It returns the bytes
+// written into the chain's writable buffers, or an error when the chain
+// cannot carry a status at all.
+func (d *Device) handle(c *virtio.Chain) (uint32, error) {
+	if c.WriteLen() == 0 {
+		return 0, fmt.Errorf("virtio-blk: %s: request %d has no writable status byte: %w", d.cfg.Name, c.Head, virtio.ErrChain)
+	}
+	dataIn := c.WriteLen() - 1 // the last writable byte is the status
+	var hdr [headerLen]byte
+	status, written := byte(statusIOErr), uint64(0)
+	if c.ReadAt(hdr[:], 0) == headerLen {
+		typ := binary.LittleEndian.Uint32(hdr[0:])
+		sector := binary.LittleEndian.Uint64(hdr[8:])
+		status, written = d.execute(c, typ, sector, dataIn)
+	}
+	c.WriteAt([]byte{status}, c.WriteLen()-1)
+	return uint32(written + 1), nil
+}
+
+// execute runs a request whose header was read; it returns the status and
+// how many data bytes it wrote for the guest.
+func (d *Device) execute(c *virtio.Chain, typ uint32, sector, dataIn uint64) (byte, uint64) {
+	dataOut := c.ReadLen() - headerLen
+	switch typ {
+	case typeIn:
+		st := d.count(d.read(c, sector, dataIn), func(s *Stats) { s.Reads++; s.ReadBytes += dataIn })
+		if st != statusOK {
+			return st, 0
+		}
+		return st, dataIn
+	case typeOut:
+		return d.count(d.write(c, sector, dataOut), func(s *Stats) { s.Writes++; s.WriteBytes += dataOut }), 0
+	case typeFlush:
+		return d.count(d.flush(), func(s *Stats) { s.Flushes++ }), 0
+	case typeGetID:
+		n := min(dataIn, SerialLen)
+		var id [SerialLen]byte
+		copy(id[:], d.cfg.Serial)
+		c.WriteAt(id[:n], 0)
+		d.count(statusOK, func(s *Stats) { s.GetIDs++ })
+		return statusOK, n
+	case typeDiscard, typeWriteZeroes:
+		st := d.discard(c, typ == typeWriteZeroes, dataOut)
+		return d.count(st, func(s *Stats) {
+			if typ == typeDiscard {
+				s.Discards++
+			} else {
+				s.WriteZeroes++
+			}
+		}), 0
+	}
+	return d.count(statusUnsupp, nil), 0
+}
+
+// count records a request's outcome and returns its status.
+func (d *Device) count(status byte, ok func(*Stats)) byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case status == statusUnsupp:
+		d.stats.Unsupported++
+	case status != statusOK:
+		d.stats.Errors++
+	case ok != nil:
+		ok(&d.stats)
+	}
+	return status
+}
+
+// inRange checks that n bytes from sector are whole sectors on the disk.
+func (d *Device) inRange(sector, n uint64) bool {
+	return n%SectorSize == 0 && sector <= d.capacity && n/SectorSize <= d.capacity-sector
+}
+
+// read serves VIRTIO_BLK_T_IN straight into the guest's buffers.
+func (d *Device) read(c *virtio.Chain, sector, n uint64) byte {
+	if !d.inRange(sector, n) {
+		return statusIOErr
+	}
+	off := int64(sector * SectorSize)
+	for _, b := range virtio.Slices(nil, c.Writable, 0, n) {
+		if _, err := d.cfg.Image.ReadAt(b, off); err != nil {
+			d.logf("virtio-blk %s: read %d bytes at %#x: %v", d.cfg.Name, len(b), off, err)
+			return statusIOErr
+		}
+		off += int64(len(b))
+	}
+	return statusOK
+}
+
+// write serves VIRTIO_BLK_T_OUT straight from the guest's buffers.
+func (d *Device) write(c *virtio.Chain, sector, n uint64) byte {
+	if d.ro || !d.inRange(sector, n) {
+		return statusIOErr
+	}
+	bufs := virtio.Slices(nil, c.Readable, headerLen, n)
+	if d.cfg.GuardFormat && sector == 0 && n > 0 {
+		var magic [4]byte
+		c.ReadAt(magic[:], headerLen)
+		if string(magic[:]) == "QFI\xfb" {
+			d.logf("virtio-blk %s: refused a guest write of a qcow2 header to sector 0 of a raw disk whose format was detected (set the disk's format to allow it)", d.cfg.Name)
+			return statusIOErr
+		}
+	}
+	off := int64(sector * SectorSize)
+	for _, b := range bufs {
+		if _, err := d.cfg.Image.WriteAt(b, off); err != nil {
+			d.logf("virtio-blk %s: write %d bytes at %#x: %v", d.cfg.Name, len(b), off, err)
+			return statusIOErr
+		}
+		off += int64(len(b))
+	}
+	if d.cfg.Cache == CacheWritethrough {
+		return d.flush()
+	}
+	return statusOK
+}
+
+// flush serves VIRTIO_BLK_T_FLUSH.
+func (d *Device) flush() byte {
+	if d.cfg.Cache == CacheUnsafe || d.ro {
+		return statusOK
+	}
+	if err := d.cfg.Image.Flush(); err != nil {
+		d.logf("virtio-blk %s: flush: %v", d.cfg.Name, err)
+		return statusIOErr
+	}
+	return statusOK
+}
+
+// discard serves VIRTIO_BLK_T_DISCARD and VIRTIO_BLK_T_WRITE_ZEROES: a
+// list of {sector, num_sectors, flags} segments.
+func (d *Device) discard(c *virtio.Chain, zeroes bool, n uint64) byte {
+	if d.ro {
+		return statusIOErr
+	}
+	if n == 0 || n%segmentLen != 0 || n/segmentLen > MaxDiscardSegments {
+		return statusIOErr
+	}
+	segs := make([]byte, n)
+	c.ReadAt(segs, headerLen)
+	for i := 0; i < len(segs); i += segmentLen {
+		sector := binary.LittleEndian.Uint64(segs[i:])
+		count := uint64(binary.LittleEndian.Uint32(segs[i+8:]))
+		flags := binary.LittleEndian.Uint32(segs[i+12:])
+		unmap := flags&1 != 0
+		if flags&^1 != 0 || (!zeroes && unmap) {
+			return statusUnsupp
+		}
+		if count > MaxDiscardSectors || !d.inRange(sector, count*SectorSize) {
+			return statusIOErr
+		}
+		off, length := int64(sector*SectorSize), int64(count*SectorSize)
+		var err error
+		if zeroes {
+			err = d.cfg.Image.WriteZeroes(off, length, unmap)
+		} else {
+			err = d.cfg.Image.Discard(off, length)
+		}
+		if err != nil {
+			d.logf("virtio-blk %s: discard/write-zeroes %d bytes at %#x: %v", d.cfg.Name, length, off, err)
+			return statusIOErr
+		}
+	}
+	if zeroes && d.cfg.Cache == CacheWritethrough {
+		return d.flush()
+	}
+	return statusOK
+}
