@@ -97,7 +97,7 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	}
 	sess := vmm.NewSession(vm, o)
 	if err := sess.Boot(); err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}
 	r := sess.Run(ctx)
 	res := Result{Detail: r.Detail, Boots: r.Boots}

@@ -53,6 +53,7 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) err
 		"--home", m.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD), v.Name)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
+	cmd.Dir = v.Dir                // not the caller's directory, which it would pin
 	cmd.ExtraFiles = []*os.File{w} // fd 3 = ReadyFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()

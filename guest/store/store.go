@@ -31,6 +31,9 @@ var (
 	ErrBadName = errors.New("not a VM name")
 )
 
+// MaxNameLen is the longest VM name (configs.MaxNameLen).
+const MaxNameLen = 63
+
 // Files of a VM directory.
 const (
 	SpecFile     = "vm.yaml"
@@ -111,7 +114,7 @@ func (s *Store) Names() ([]string, error) {
 // ValidName reports whether name can name a VM: a DNS label, as configs
 // requires (1 to 63 of a-z, 0-9 and '-', not starting or ending with '-').
 func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
+	if len(name) == 0 || len(name) > MaxNameLen || name[0] == '-' || name[len(name)-1] == '-' {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

@@ -156,7 +156,7 @@ func (s *Session) build() error {
 	})
 	if err != nil {
 		close(stop)
-		return fmt.Errorf("VM %s: %w", s.vm.Name, err)
+		return err
 	}
 	s.mu.Lock()
 	s.m, s.bootStop = m, stop
@@ -393,7 +393,7 @@ func (s *Session) Pause() error {
 	}
 	m := s.m
 	s.mu.Unlock()
-	if err := m.Pause(); err != nil {
+	if err := m.Hold(); err != nil {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.wrongState("pause")

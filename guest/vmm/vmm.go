@@ -213,10 +213,8 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 	})
-	if err := sess.Boot(); err != nil {
-		return runResult{}, err
-	}
 
+	// The API answers from now on (status: starting).
 	sock := p.vm.Path(store.SocketFile)
 	os.Remove(sock) // a dead VMM's; we hold the run lock
 	l, err := api.Listen(sock)
@@ -227,7 +225,23 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	srv := api.NewServer(vm.Name, &controller{p: p, sess: sess, hub: hub, input: input, vm: vm})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
+	closeAPI := func() {
+		input.Close()
+		hub.Close()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(cctx); err != nil {
+			p.logf("control API: close: %v", err)
+		}
+		if err := <-served; err != nil {
+			p.logf("control API: %v", err)
+		}
+	}
 
+	if err := sess.Boot(); err != nil {
+		closeAPI()
+		return runResult{}, err
+	}
 	if p.cfg.Signals {
 		stopSignals := p.handleSignals(sess)
 		defer stopSignals()
@@ -237,16 +251,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	res := sess.Run(ctx)
 
 	// The guest is gone: end console clients, then the API.
-	input.Close()
-	hub.Close()
-	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := srv.Close(cctx); err != nil {
-		p.logf("control API: close: %v", err)
-	}
-	cancel()
-	if err := <-served; err != nil {
-		p.logf("control API: %v", err)
-	}
+	closeAPI()
 	if err := hub.Err(); err != nil {
 		p.logf("console log: %v", err)
 	}
@@ -264,6 +269,7 @@ type runResult struct {
 func (p *vmmProc) handleSignals(sess *Session) func() {
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGHUP) // no terminal; nobody should hang it up
 	quit := make(chan struct{})
 	go func() {
 		n := 0

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseTimeout(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{"", DefaultShutdownTimeout, ""},
+		{"0s", 0, ""},
+		{"1m30s", 90 * time.Second, ""},
+		{"24h", 24 * time.Hour, ""},
+		{"25h", 0, "25h is out of range: want 0 to 24h0m0s"},
+		{"-1s", 0, "-1s is out of range: want 0 to 24h0m0s"},
+		{"soon", 0, `"soon" is not a duration such as 30s or 2m`},
+		{"30", 0, `"30" is not a duration such as 30s or 2m`},
+	}
+	for _, tt := range tests {
+		got, err := ParseTimeout(tt.in)
+		if tt.err != "" {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("ParseTimeout(%q) error %v, want %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseTimeout(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestErrorf(t *testing.T) {
+	tests := []struct {
+		code   string
+		status int
+	}{
+		{CodeNotFound, http.StatusNotFound},
+		{CodeWrongState, http.StatusConflict},
+		{CodeBadRequest, http.StatusBadRequest},
+		{CodeMethod, http.StatusMethodNotAllowed},
+		{CodeNotImplemented, http.StatusNotImplemented},
+		{CodeInternal, http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		e := Errorf(tt.code, "VM '%s' %s", "web", "x")
+		if e.Status != tt.status || e.Code != tt.code || e.Error() != "VM 'web' x" {
+			t.Errorf("Errorf(%s) = %+v", tt.code, e)
+		}
+	}
+}
+
+// TestLongSocketPath checks that a socket deeper than sockaddr_un allows
+// is reached through /proc/self/fd, for listening and dialing.
+func TestLongSocketPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ctl.sock")
+	if len(path) <= maxSocketPath {
+		t.Fatalf("test path %d bytes long, want more than %d", len(path), maxSocketPath)
+	}
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("no socket at the long path: %v", err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		buf := make([]byte, 5)
+		n, _ := c.Read(buf)
+		got <- string(buf[:n])
+		c.Close()
+	}()
+	c, err := dial(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("hello"))
+	c.Close()
+	if s := <-got; s != "hello" {
+		t.Errorf("server read %q", s)
+	}
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("Close removed the socket file (its owner removes it by name): %v", err)
+	}
+}
+
+func TestClientUnavailable(t *testing.T) {
+	c := NewClient(filepath.Join(t.TempDir(), "none.sock"), "web")
+	defer c.Close()
+	_, err := c.Status(context.Background())
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Status without a VMM: %v, want ErrUnavailable", err)
+	}
+	if _, err := c.Attach(context.Background(), 0); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Attach without a VMM: %v, want ErrUnavailable", err)
+	}
+}

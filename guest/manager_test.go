@@ -1,0 +1,350 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/api"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/internal/testguest"
+)
+
+// testVM returns a validated spec of a tiny guest.
+func testVM(t *testing.T, name, guest string) *configs.VM {
+	t.Helper()
+	testguest.RequireKVM(t)
+	vm, err := configs.Parse([]byte(fmt.Sprintf("name: %s\nmemory: 64MiB\nkernel: %s\nconsole: log\n", name, testguest.Build(t, guest))), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	if err := vm.Validate(configs.Host{}); err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+func TestManagerLifecycle(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	info, err := m.Create(testVM(t, "web", "counter"), "/some/web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != store.StateCreated || info.CPUs != 1 || info.Memory != 64<<20 || info.Source != "/some/web.yaml" {
+		t.Errorf("created: %+v", info)
+	}
+	_, err = m.Create(testVM(t, "web", "counter"), "")
+	if err == nil || err.Error() != "a VM named 'web' exists already: remove it (paddock rm web) or pick another name (--name)" {
+		t.Errorf("second Create: %v", err)
+	}
+	info, err = m.Start(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != store.StateRunning || info.PID == 0 || info.PID == os.Getpid() || info.Boots != 1 {
+		t.Fatalf("started: %+v", info)
+	}
+	var se *StateError
+	if _, err := m.Start(ctx, "web"); !errors.As(err, &se) || err.Error() != "cannot start VM 'web': it is running" {
+		t.Errorf("second Start: %v", err)
+	}
+	var nf *NotFoundError
+	if _, err := m.Pause(ctx, "wbe"); !errors.As(err, &nf) || err.Error() != "no VM named 'wbe'; did you mean 'web'?" {
+		t.Errorf("Pause of a typo: %v", err)
+	}
+	if _, err := m.Pause(ctx, "zzzzzz"); !errors.As(err, &nf) || err.Error() != "no VM named 'zzzzzz' (paddock ls lists them)" {
+		t.Errorf("Pause of an unknown VM: %v", err)
+	}
+	if st, err := m.Pause(ctx, "web"); err != nil || st.State != "paused" {
+		t.Fatalf("Pause = %+v, %v", st, err)
+	}
+	if infos, err := m.List(); err != nil || len(infos) != 1 || infos[0].State != store.StatePaused {
+		t.Errorf("List while paused: %v, %v", infos, err)
+	}
+	if _, err := m.Pause(ctx, "web"); !errors.As(err, &se) || err.Error() != "cannot pause VM 'web': it is paused" {
+		t.Errorf("second Pause: %v", err)
+	}
+	if st, err := m.Resume(ctx, "web"); err != nil || st.State != "running" {
+		t.Fatalf("Resume = %+v, %v", st, err)
+	}
+
+	// Follow the console while the VM runs; the stream ends when it stops.
+	follow, err := m.Logs(ctx, "web", LogOptions{Follow: true, Tail: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	followed := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(follow)
+		followed <- string(b)
+	}()
+	res, err := m.Stop(ctx, "web", 100*time.Millisecond)
+	if err != nil || res.How != api.StopForced {
+		t.Fatalf("Stop = %+v, %v; want forced (the counter ignores the button)", res, err)
+	}
+	if got := <-followed; got != "counting\n" {
+		t.Errorf("followed console %q", got)
+	}
+	info, err = m.Inspect("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != store.StateStopped || info.PID != 0 || info.LastExit == nil || info.LastExit.How != api.StopForced ||
+		info.Config == nil || info.Config.Name != "web" || info.Paths == nil {
+		t.Errorf("inspect after stop: %+v", info)
+	}
+	logs, err := m.Logs(ctx, "web", LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(logs); string(b) != "counting\n" {
+		t.Errorf("logs %q", b)
+	}
+	if _, err := m.Pause(ctx, "web"); !errors.As(err, &se) || err.Error() != "cannot pause VM 'web': it is stopped" {
+		t.Errorf("Pause of a stopped VM: %v", err)
+	}
+	if _, err := m.Stop(ctx, "web", time.Second); !errors.As(err, &se) {
+		t.Errorf("Stop of a stopped VM: %v", err)
+	}
+	if err := m.Remove(ctx, "web", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Inspect("web"); !errors.As(err, &nf) {
+		t.Errorf("Inspect after Remove: %v", err)
+	}
+}
+
+// TestManagerVMMKilled kills a VMM with SIGKILL: the VM shows as crashed
+// with the VMM's last words, is cleaned up, and starts again.
+func TestManagerVMMKilled(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Start(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, m, "web", "counting")
+	if err := syscall.Kill(info.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := m.store.VM("web")
+	if err := v.WaitRunUnlocked(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := m.List()
+	if err != nil || len(infos) != 1 {
+		t.Fatal(infos, err)
+	}
+	in := infos[0]
+	if in.State != store.StateCrashed || in.LastExit == nil || in.LastExit.Reason != store.ExitVMMDied ||
+		!strings.Contains(in.LastExit.Detail, fmt.Sprintf("the VMM (pid %d) ended without recording why", info.PID)) {
+		t.Fatalf("after SIGKILL: %+v, exit %+v", in, in.LastExit)
+	}
+	if ct := in.LastExit.ConsoleTail; len(ct) == 0 || ct[len(ct)-1] != "counting" {
+		t.Errorf("console tail %q", ct)
+	}
+	if vt := in.LastExit.VMMLogTail; len(vt) == 0 || !strings.Contains(strings.Join(vt, "\n"), "boot 1: PVH") {
+		t.Errorf("VMM log tail %q", vt)
+	}
+	if _, err := os.Stat(v.Path(store.SocketFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the dead VMM's socket was not cleaned up: %v", err)
+	}
+	// Recorded once: a second look shows the same.
+	if again, _ := m.Inspect("web"); again.LastExit == nil || !again.LastExit.At.Equal(in.LastExit.At) {
+		t.Errorf("the death was recorded again: %+v", again.LastExit)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatalf("Start after the crash: %v", err)
+	}
+	var se *StateError
+	if err := m.Remove(ctx, "web", false); !errors.As(err, &se) {
+		t.Errorf("Remove of a running VM: %v", err)
+	}
+	if err := m.Remove(ctx, "web", true); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := m.Names(); len(names) != 0 {
+		t.Errorf("names after Remove: %v", names)
+	}
+}
+
+// waitLog follows the console until it shows text.
+func waitLog(t *testing.T, m *Manager, name, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rc, err := m.Logs(ctx, name, LogOptions{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var got []byte
+	buf := make([]byte, 64)
+	for !strings.Contains(string(got), text) {
+		n, err := rc.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			t.Fatalf("console ended before %q: %q, %v", text, got, err)
+		}
+	}
+}
+
+func TestManagerStartFailures(t *testing.T) {
+	ctx := context.Background()
+	t.Run("kernel replaced", func(t *testing.T) {
+		m := testManager(t)
+		vm := testVM(t, "web", "counter")
+		kernel := filepath.Join(t.TempDir(), "vmlinux")
+		data, _ := os.ReadFile(vm.Kernel)
+		os.WriteFile(kernel, data, 0o644)
+		vm.Kernel = kernel
+		if _, err := m.Create(vm, ""); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(kernel, []byte("garbage"), 0o644)
+		_, err := m.Start(ctx, "web")
+		var se *StartError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "start VM 'web': kernel "+kernel+": not a Linux kernel") {
+			t.Fatalf("Start = %v", err)
+		}
+		info, _ := m.Inspect("web")
+		if info.State != store.StateCreated || info.StartError == "" {
+			t.Errorf("after the failed start: %s, start error %q", info.State, info.StartError)
+		}
+	})
+	t.Run("VMM dies", func(t *testing.T) {
+		m := testManager(t)
+		m.opts.VMMCommand = []string{"/bin/sh", "-c", "echo 'the VMM fell over' >&2; exit 7", "sh"}
+		if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+			t.Fatal(err)
+		}
+		_, err := m.Start(ctx, "web")
+		if err == nil || !strings.Contains(err.Error(), "the VMM exited before the guest ran (exit status 7)") || !strings.Contains(err.Error(), "the VMM fell over") {
+			t.Fatalf("Start = %v", err)
+		}
+		info, _ := m.Inspect("web")
+		if info.State != store.StateCreated {
+			t.Errorf("state after a dead VMM: %s", info.State)
+		}
+	})
+	t.Run("spec invalid now", func(t *testing.T) {
+		m := testManager(t)
+		vm := testVM(t, "web", "counter")
+		vm.Initrd = filepath.Join(t.TempDir(), "initrd")
+		os.WriteFile(vm.Initrd, []byte("x"), 0o644)
+		if _, err := m.Create(vm, ""); err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(vm.Initrd)
+		_, err := m.Start(ctx, "web")
+		if err == nil || !strings.Contains(err.Error(), "initrd: "+vm.Initrd+": no such file or directory") {
+			t.Fatalf("Start = %v", err)
+		}
+	})
+}
+
+// TestManagerConcurrent runs commands on one VM at once: one wins, the
+// others get a clear error.
+func TestManagerConcurrent(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	const n = 4
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := m.Start(ctx, "web")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	won := 0
+	for err := range errs {
+		var be *BusyError
+		var se *StateError
+		switch {
+		case err == nil:
+			won++
+		case errors.As(err, &be):
+			if err.Error() != "VM 'web' is busy: another paddock command is changing it; try again when it is done" {
+				t.Errorf("busy message: %v", err)
+			}
+		case errors.As(err, &se):
+		default:
+			t.Errorf("Start: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent starts won, want 1", won)
+	}
+	if infos, _ := m.List(); len(infos) != 1 || infos[0].State != store.StateRunning {
+		t.Errorf("after the race: %+v", infos)
+	}
+}
+
+// TestManagerKillUnanswering kills a VMM whose control socket is gone:
+// the kill falls back to SIGKILL and records it.
+func TestManagerKillUnanswering(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := m.store.VM("web")
+	if err := os.Remove(v.Path(store.SocketFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Pause(ctx, "web"); err == nil || !strings.Contains(err.Error(), "does not answer on its control socket") {
+		t.Errorf("Pause without a socket: %v", err)
+	}
+	res, err := m.Kill(ctx, "web")
+	if err != nil || res.How != api.StopKilled {
+		t.Fatalf("Kill = %+v, %v", res, err)
+	}
+	info, _ := m.Inspect("web")
+	if info.State != store.StateStopped || info.LastExit == nil || info.LastExit.Reason != store.ExitKill ||
+		info.LastExit.Detail != "the VMM did not answer; killed with SIGKILL" {
+		t.Errorf("after the SIGKILL: %s %+v", info.State, info.LastExit)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	names := []string{"web-1", "web-2", "database", "cache"}
+	tests := []struct{ in, want string }{
+		{"web-3", "web-1"},
+		{"databse", "database"},
+		{"data", "database"},
+		{"cahce", "cache"},
+		{"zz", ""},
+		{"wbe-1", "web-1"},
+		{"mail", ""},
+	}
+	for _, tt := range tests {
+		if got := suggest(tt.in, names); got != tt.want {
+			t.Errorf("suggest(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

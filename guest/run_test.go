@@ -1,0 +1,113 @@
+package guest
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/internal/testguest"
+)
+
+// syncBuffer is a console writer tests can read while the VM writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRun boots tiny guests in the foreground.
+func TestRun(t *testing.T) {
+	testguest.RequireKVM(t)
+	tests := []struct {
+		name, guest, spec, input string
+		outcome                  Outcome
+		boots                    int
+		console, detail          string
+	}{
+		{"poweroff", "serial", "", "", PoweredOff, 1, "hello from the serial guest\n", ""},
+		{"input", "irq", "", "abq", PoweredOff, 1, "ready\nabq", ""},
+		{"reboot exits", "reset", "", "", Rebooted, 1, "rebooting\n", "triple-faulted"},
+		{"reboot restarts, bounded", "reset", "on_reboot: restart\n", "", Rebooted, 11, strings.Repeat("rebooting\n", 11), "gave up after 10 restarts"},
+		{"crash", "crash", "", "", Crashed, 1, "crashing\n", "KVM internal error"},
+		{"console none", "serial", "console: none\n", "", PoweredOff, 1, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vm, err := configs.Parse([]byte("name: fg\nmemory: 64MiB\nkernel: "+testguest.Build(t, tt.guest)+"\n"+tt.spec), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			vm.FillDefaults()
+			var out syncBuffer
+			opts := RunOptions{Console: &out}
+			if tt.input != "" {
+				opts.Input = strings.NewReader(tt.input)
+			}
+			boots := 0
+			opts.OnBoot = func(boot int, entry string) {
+				if boot != boots || entry != "PVH" {
+					t.Errorf("OnBoot(%d, %q), want boot %d, PVH", boot, entry, boots)
+				}
+				boots++
+			}
+			res, err := Run(context.Background(), vm, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Outcome != tt.outcome || res.Boots != tt.boots || boots != tt.boots || !strings.Contains(res.Detail, tt.detail) {
+				t.Errorf("result %+v (%d boots seen); want %v after %d boots, detail with %q", res, boots, tt.outcome, tt.boots, tt.detail)
+			}
+			if got := out.String(); got != tt.console {
+				t.Errorf("console %q, want %q", got, tt.console)
+			}
+		})
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	testguest.RequireKVM(t)
+	vm := &configs.VM{Name: "bad", Kernel: "/dev/null", Memory: 64 * configs.MiB}
+	vm.FillDefaults()
+	if _, err := Run(context.Background(), vm, RunOptions{}); err == nil || !strings.HasPrefix(err.Error(), "VM bad: ") {
+		t.Errorf("Run with a bad kernel: %v", err)
+	}
+	vm.Backend = configs.BackendLibvirt
+	if _, err := Run(context.Background(), vm, RunOptions{}); err == nil || err.Error() != `backend "libvirt": foreground runs use the native backend` {
+		t.Errorf("Run on libvirt: %v", err)
+	}
+}
+
+func TestRunCancel(t *testing.T) {
+	testguest.RequireKVM(t)
+	vm := &configs.VM{Name: "fg", Kernel: testguest.Build(t, "counter"), Memory: 64 * configs.MiB, Restart: configs.RestartAlways}
+	vm.FillDefaults()
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan Result, 1)
+	started := make(chan struct{})
+	go func() {
+		res, err := Run(ctx, vm, RunOptions{Console: &out, OnBoot: func(int, string) { close(started) }})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	<-started
+	cancel()
+	if res := <-done; res.Outcome != Stopped || res.Boots != 1 {
+		t.Errorf("after cancel: %+v", res)
+	}
+}

@@ -1,0 +1,140 @@
+package vmm
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/api"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/internal/testguest"
+)
+
+// newSession returns a booted session of a tiny guest whose phase changes
+// arrive on the returned channel.
+func newSession(t *testing.T, guest string, restart configs.RestartPolicy, b Backoff) (*Session, <-chan store.Phase) {
+	t.Helper()
+	testguest.RequireKVM(t)
+	vm := &configs.VM{Name: "s", Kernel: testguest.Build(t, guest), Memory: 64 * configs.MiB, Restart: restart}
+	vm.FillDefaults()
+	if err := vm.ValidateStructure(); err != nil {
+		t.Fatal(err)
+	}
+	phases := make(chan store.Phase, 64)
+	s := NewSession(vm, Options{Backoff: b, OnChange: func(s Snapshot) { phases <- s.Phase }})
+	if err := s.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	return s, phases
+}
+
+// waitPhase waits for the session to report phase p.
+func waitPhase(t *testing.T, phases <-chan store.Phase, p store.Phase) {
+	t.Helper()
+	timeout := time.After(testTimeout)
+	for {
+		select {
+		case got := <-phases:
+			if got == p {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s phase", p)
+		}
+	}
+}
+
+// TestStopWhileRestarting checks that a stop or kill request ends a
+// session that waits out a restart backoff, at once.
+func TestStopWhileRestarting(t *testing.T) {
+	long := Backoff{First: time.Hour, Max: time.Hour, Window: time.Hour, Limit: 5}
+	for _, kill := range []bool{false, true} {
+		s, phases := newSession(t, "crash", configs.RestartOnFailure, long)
+		results := make(chan Result, 1)
+		go func() { results <- s.Run(context.Background()) }()
+		waitPhase(t, phases, store.PhaseRestarting)
+		if err := s.Pause(); err == nil || err.Error() != "cannot pause VM 's': it is waiting to restart" {
+			t.Errorf("Pause while restarting: %v", err)
+		}
+		var res api.StopResult
+		var err error
+		if kill {
+			res, err = s.Kill()
+		} else {
+			res, err = s.Shutdown(time.Hour)
+		}
+		r := <-results
+		switch {
+		case err != nil:
+			t.Errorf("stop (kill %v): %v", kill, err)
+		case kill && (res.How != api.StopKilled || r.Reason != store.ExitKill):
+			t.Errorf("Kill while restarting: %+v, result %+v", res, r)
+		case !kill && (res.How != api.StopCancelled || r.Reason != store.ExitStop):
+			t.Errorf("Shutdown while restarting: %+v, result %+v", res, r)
+		}
+		if r.Boots != 1 || r.Restarts != 0 {
+			t.Errorf("boots %d, restarts %d; want 1, 0", r.Boots, r.Restarts)
+		}
+		var ae *api.Error
+		if _, err := s.Kill(); !errors.As(err, &ae) || ae.Message != "cannot kill VM 's': it has stopped" {
+			t.Errorf("Kill after the end: %v", err)
+		}
+	}
+}
+
+// TestKillDuringShutdown checks that kill escalates a pending shutdown of
+// a guest that ignores the power button.
+func TestKillDuringShutdown(t *testing.T) {
+	s, phases := newSession(t, "counter", configs.RestartNo, Backoff{})
+	results := make(chan Result, 1)
+	go func() { results <- s.Run(context.Background()) }()
+	waitPhase(t, phases, store.PhaseRunning)
+	stopped := make(chan api.StopResult, 1)
+	go func() {
+		res, _ := s.Shutdown(time.Hour)
+		stopped <- res
+	}()
+	waitPhase(t, phases, store.PhaseStopping)
+	if _, err := s.Shutdown(time.Hour); err == nil || err.Error() != "cannot stop VM 's': it is stopping" {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	if res, err := s.Kill(); err != nil || res.How != api.StopKilled {
+		t.Errorf("Kill = %+v, %v", res, err)
+	}
+	if res := <-stopped; res.How != api.StopKilled {
+		t.Errorf("the pending Shutdown returned %+v, want killed", res)
+	}
+	if r := <-results; r.Reason != store.ExitKill {
+		t.Errorf("result %+v", r)
+	}
+}
+
+// TestShutdownPaused checks that a paused guest is resumed to hear the
+// power button.
+func TestShutdownPaused(t *testing.T) {
+	s, phases := newSession(t, "pwrbtn", configs.RestartNo, Backoff{})
+	go s.Run(context.Background())
+	waitPhase(t, phases, store.PhaseRunning)
+	if err := s.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Shutdown(testTimeout)
+	if err != nil || res.How != api.StopACPI {
+		t.Fatalf("Shutdown of a paused guest = %+v, %v; want acpi", res, err)
+	}
+}
+
+func TestSessionContextCancel(t *testing.T) {
+	s, phases := newSession(t, "counter", configs.RestartAlways, Backoff{})
+	ctx, cancel := context.WithCancel(context.Background())
+	results := make(chan Result, 1)
+	go func() { results <- s.Run(ctx) }()
+	waitPhase(t, phases, store.PhaseRunning)
+	cancel()
+	if r := <-results; r.Reason != store.ExitStop || r.How != "" || r.Boots != 1 {
+		t.Errorf("result after cancel %+v; want a plain stop, no restart", r)
+	}
+	<-s.Done()
+}
