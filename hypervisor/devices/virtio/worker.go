@@ -44,6 +44,10 @@ func (q *Queue) Stop() {
 	q.kick.Interrupt()
 }
 
+// Stopped reports whether Stop was called (and the queue not activated
+// again since).
+func (q *Queue) Stopped() bool { return q.stopped.Load() }
+
 // restart undoes Stop when the queue is activated.
 func (q *Queue) restart() {
 	q.stopped.Store(false)
