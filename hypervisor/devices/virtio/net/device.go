@@ -46,20 +46,20 @@ const Offered = FeatureCsum | FeatureGuestCsum | FeatureMAC |
 
 // Header layout (struct virtio_net_hdr_v1).
 const (
-	HdrLen          = netdev.VnetHdrLen
-	hdrFlags        = 0
-	hdrGSOType      = 1
-	hdrNumBuffers   = 10
-	flagNeedsCsum   = 1
-	flagDataValid   = 2
-	statusLinkUp    = 1
-	rxQueue         = 0
-	txQueue         = 1
-	configLen       = 12
-	maxFrame        = 65535 + 14 + 4 // an IP packet in a VLAN-tagged frame
-	stagingLen      = HdrLen + maxFrame
-	maxIOV          = 1024 // IOV_MAX
-	receiveBatch    = 64   // frames delivered before an interrupt
+	HdrLen        = netdev.VnetHdrLen
+	hdrFlags      = 0
+	hdrGSOType    = 1
+	hdrNumBuffers = 10
+	flagNeedsCsum = 1
+	flagDataValid = 2
+	statusLinkUp  = 1
+	rxQueue       = 0
+	txQueue       = 1
+	configLen     = 12
+	maxFrame      = 65535 + 14 + 4 // an IP packet in a VLAN-tagged frame
+	stagingLen    = HdrLen + maxFrame
+	maxIOV        = 1024 // IOV_MAX
+	receiveBatch  = 64   // frames delivered before an interrupt
 )
 
 // QueueSize is the size of each queue.
@@ -106,11 +106,11 @@ type Device struct {
 	logf  func(format string, args ...any)
 	group virtio.Group
 
-	mu      sync.Mutex
-	linkUp  bool
-	env     *virtio.Env // while active
-	stats   Stats
-	logged  int // host errors logged, to bound the log
+	mu     sync.Mutex
+	linkUp bool
+	env    *virtio.Env // while active
+	stats  Stats
+	logged int // host errors logged, to bound the log
 	// Receive goroutine only.
 	staging []byte
 	used    []usedElem

@@ -425,4 +425,3 @@ func TestResetWithBlockedReceive(t *testing.T) {
 		t.Fatal("no frame after reset")
 	}
 }
-
