@@ -14,7 +14,7 @@ import (
 // vmFields, consoleFields and libvirtFields list the keys of each mapping,
 // in the order docs/yaml.md documents them.
 func vmFields() []string {
-	return []string{"name", "labels", "cpus", "memory", "kernel", "initrd", "cmdline", "console", "on_reboot", "restart", "backend", "libvirt"}
+	return []string{"name", "labels", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "rng", "console", "on_reboot", "restart", "backend", "libvirt"}
 }
 
 func consoleFields() []string { return []string{"mode", "log"} }
@@ -62,6 +62,12 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 			vm.Initrd = d.path(field, v)
 		case "cmdline":
 			vm.Cmdline = d.cmdline(field, v)
+		case "disks":
+			vm.Disks = d.disks(field, v)
+		case "nics":
+			vm.NICs = d.nics(field, v)
+		case "rng":
+			vm.RNG = d.boolean(field, v)
 		case "console":
 			d.console(field, v, &vm.Console)
 		case "on_reboot":

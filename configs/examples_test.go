@@ -141,6 +141,12 @@ func TestDocsFields(t *testing.T) {
 	for _, f := range libvirtFields() {
 		fields = append(fields, "libvirt."+f)
 	}
+	for _, f := range diskFields() {
+		fields = append(fields, "disks[]."+f)
+	}
+	for _, f := range nicFields() {
+		fields = append(fields, "nics[]."+f)
+	}
 	for _, f := range fields {
 		if !strings.Contains(string(doc), "### `"+f+"`") {
 			t.Errorf("docs/yaml.md has no section ### `%s`", f)

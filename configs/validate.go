@@ -20,6 +20,8 @@ func (vm *VM) Validate(host Host) error {
 	c := &checker{vm: vm}
 	c.structure()
 	c.files()
+	c.deviceFiles()
+	c.network(host.SysClassNet)
 	c.host(host)
 	return c.result()
 }
@@ -91,6 +93,7 @@ func (c *checker) structure() {
 		c.add("kernel", "must be set: the path of a Linux kernel (bzImage or ELF vmlinux)")
 	}
 	c.cmdline()
+	c.devices()
 	switch vm.Console.Mode {
 	case ConsoleStdio, ConsoleLog:
 	case ConsoleNone:

@@ -76,6 +76,14 @@ type VM struct {
 	Initrd string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
 	// Cmdline is the kernel command line. Default "console=ttyS0".
 	Cmdline string `yaml:"cmdline" json:"cmdline"`
+	// Disks are virtio-blk disks, in the order the guest sees them
+	// (/dev/vda, /dev/vdb, ...). Default none.
+	Disks []Disk `yaml:"disks,omitempty" json:"disks,omitempty"`
+	// NICs are virtio-net network interfaces. Default none.
+	NICs []NIC `yaml:"nics,omitempty" json:"nics,omitempty"`
+	// RNG gives the guest a virtio-rng entropy device fed by the host's
+	// random number generator. Default false.
+	RNG bool `yaml:"rng,omitempty" json:"rng,omitempty"`
 	// Console says where the guest's serial console goes.
 	Console Console `yaml:"console" json:"console"`
 	// OnReboot says what a guest reboot does. Default exit.
@@ -189,4 +197,5 @@ func (vm *VM) FillDefaults() {
 	if vm.Backend == BackendLibvirt && vm.Libvirt.URI == "" && !vm.written("libvirt.uri") {
 		vm.Libvirt.URI = DefaultLibvirtURI
 	}
+	vm.fillDeviceDefaults()
 }

@@ -1,0 +1,432 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Disk is one virtio-blk disk. In YAML it is a mapping, or just the
+// image's path: `disks: [root.qcow2]`.
+type Disk struct {
+	// Path is the image file (qcow2 or raw), resolved like kernel.
+	// Required.
+	Path string `yaml:"path" json:"path"`
+	// Format is raw or qcow2; empty (the default) detects it from the
+	// file's contents, never from its name.
+	Format string `yaml:"format,omitempty" json:"format,omitempty"`
+	// ReadOnly presents the disk read-only to the guest. Default false.
+	ReadOnly bool `yaml:"readonly,omitempty" json:"readonly,omitempty"`
+	// Serial is the disk's serial number as the guest reads it, at most
+	// 20 printable ASCII characters. Default none.
+	Serial string `yaml:"serial,omitempty" json:"serial,omitempty"`
+	// Cache is writeback, writethrough or unsafe. Default writeback.
+	Cache DiskCache `yaml:"cache" json:"cache"`
+}
+
+// DiskCache says how guest flushes relate to host durability.
+type DiskCache string
+
+// Cache modes.
+const (
+	// CacheWriteback: the guest sees a write cache and its flushes make
+	// its writes durable on the host.
+	CacheWriteback DiskCache = "writeback"
+	// CacheWritethrough: every write is durable before it completes.
+	CacheWritethrough DiskCache = "writethrough"
+	// CacheUnsafe: guest flushes are ignored; a host crash loses data.
+	CacheUnsafe DiskCache = "unsafe"
+)
+
+// Disk image formats.
+const (
+	FormatRaw   = "raw"
+	FormatQcow2 = "qcow2"
+)
+
+// NIC is one virtio-net network interface, on a host tap device: an
+// existing one (Tap), or one paddock creates on a bridge (Bridge) and
+// removes when the VM stops.
+type NIC struct {
+	Tap    string `yaml:"tap,omitempty" json:"tap,omitempty"`
+	Bridge string `yaml:"bridge,omitempty" json:"bridge,omitempty"`
+	// MAC is the guest's address; empty (the default) derives a stable,
+	// locally administered one from the VM's name and the NIC's index.
+	MAC string `yaml:"mac,omitempty" json:"mac,omitempty"`
+}
+
+// Device limits.
+const (
+	// MaxDevices bounds disks, NICs and the rng device together: each is
+	// a PCI device on bus 0, whose slots 1-31 are free for them.
+	MaxDevices = 31
+	// MaxSerialLen is the longest disk serial (VIRTIO_BLK_ID_BYTES).
+	MaxSerialLen = 20
+	// maxIfaceName is the longest network interface name (IFNAMSIZ-1).
+	maxIfaceName = 15
+)
+
+// defaultSysClassNet is where Validate looks up network interfaces.
+const defaultSysClassNet = "/sys/class/net"
+
+func diskFields() []string { return []string{"path", "format", "readonly", "serial", "cache"} }
+
+func nicFields() []string { return []string{"tap", "bridge", "mac"} }
+
+// disks decodes the disks list.
+func (d *decoder) disks(field string, v *yaml.Node) []Disk {
+	if v.Kind != yaml.SequenceNode {
+		d.errorf(v, field, "must be a list of disks such as [root.qcow2] or [{path: data.qcow2, readonly: true}], got %s", describe(v))
+		return nil
+	}
+	var disks []Disk
+	for i, item := range v.Content {
+		item = deref(item)
+		f := fmt.Sprintf("%s[%d]", field, i)
+		d.src.fields[f] = pos{item.Line, item.Column}
+		var disk Disk
+		switch {
+		case isNull(item):
+			d.errorf(item, f, "is empty: write the image's path or a mapping with path")
+		case item.Kind == yaml.ScalarNode:
+			d.src.fields[f+".path"] = pos{item.Line, item.Column}
+			disk.Path = d.path(f+".path", item)
+		case item.Kind == yaml.MappingNode:
+			d.fields(item, f, diskFields(), func(key, field string, v *yaml.Node) {
+				switch key {
+				case "path":
+					disk.Path = d.path(field, v)
+				case "format":
+					disk.Format, _ = d.scalar(field, v, "raw or qcow2")
+				case "readonly":
+					disk.ReadOnly = d.boolean(field, v)
+				case "serial":
+					disk.Serial, _ = d.scalar(field, v, "a string")
+				case "cache":
+					s, _ := d.scalar(field, v, "writeback, writethrough or unsafe")
+					disk.Cache = DiskCache(s)
+				}
+			})
+		default:
+			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial and cache, got %s", describe(item))
+		}
+		disks = append(disks, disk)
+	}
+	return disks
+}
+
+// nics decodes the nics list.
+func (d *decoder) nics(field string, v *yaml.Node) []NIC {
+	if v.Kind != yaml.SequenceNode {
+		d.errorf(v, field, "must be a list of NICs such as [{bridge: br0}], got %s", describe(v))
+		return nil
+	}
+	var nics []NIC
+	for i, item := range v.Content {
+		item = deref(item)
+		f := fmt.Sprintf("%s[%d]", field, i)
+		d.src.fields[f] = pos{item.Line, item.Column}
+		var nic NIC
+		if item.Kind != yaml.MappingNode {
+			d.errorf(item, f, "must be a mapping with tap or bridge (and mac), such as {bridge: br0}, got %s", describe(item))
+		} else {
+			d.fields(item, f, nicFields(), func(key, field string, v *yaml.Node) {
+				s, _ := d.scalar(field, v, "a name")
+				switch key {
+				case "tap":
+					nic.Tap = s
+				case "bridge":
+					nic.Bridge = s
+				case "mac":
+					nic.MAC = s
+				}
+			})
+		}
+		nics = append(nics, nic)
+	}
+	return nics
+}
+
+// boolean decodes true or false.
+func (d *decoder) boolean(field string, v *yaml.Node) bool {
+	var b bool
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" || v.Decode(&b) != nil {
+		d.errorf(v, field, "must be true or false, got %s", describe(v))
+		return false
+	}
+	return b
+}
+
+// fillDeviceDefaults sets each disk's cache mode unless written.
+func (vm *VM) fillDeviceDefaults() {
+	for i := range vm.Disks {
+		if vm.Disks[i].Cache == "" && !vm.written(fmt.Sprintf("disks[%d].cache", i)) {
+			vm.Disks[i].Cache = CacheWriteback
+		}
+	}
+}
+
+// devices checks disks, NICs and their number.
+func (c *checker) devices() {
+	vm := c.vm
+	n := len(vm.Disks) + len(vm.NICs)
+	if vm.RNG {
+		n++
+	}
+	if n > MaxDevices {
+		field := "disks"
+		if len(vm.NICs) > 0 {
+			field = "nics"
+		}
+		c.add(field, "%d disks, %d NICs and %d rng device: at most %d devices fit on the PCI bus", len(vm.Disks), len(vm.NICs), n-len(vm.Disks)-len(vm.NICs), MaxDevices)
+	}
+	paths := map[string]int{}
+	for i, d := range vm.Disks {
+		f := fmt.Sprintf("disks[%d]", i)
+		switch {
+		case d.Path == "":
+			c.add(f+".path", "must be set: the path of a qcow2 or raw disk image")
+		default:
+			if j, dup := paths[filepath.Clean(d.Path)]; dup {
+				c.add(f+".path", "is the same image as disks[%d]", j)
+			}
+			paths[filepath.Clean(d.Path)] = i
+		}
+		switch d.Format {
+		case "", FormatRaw, FormatQcow2:
+		default:
+			c.add(f+".format", "must be raw or qcow2 (or left out to detect it), got %s", quote(d.Format))
+		}
+		switch d.Cache {
+		case CacheWriteback, CacheWritethrough, CacheUnsafe:
+		default:
+			c.add(f+".cache", "must be one of %s, %s, %s; got %s", CacheWriteback, CacheWritethrough, CacheUnsafe, quote(string(d.Cache)))
+		}
+		if len(d.Serial) > MaxSerialLen {
+			c.add(f+".serial", "is %d bytes long; at most %d", len(d.Serial), MaxSerialLen)
+		}
+		for j := 0; j < len(d.Serial); j++ {
+			if b := d.Serial[j]; b < 0x20 || b > 0x7e {
+				c.add(f+".serial", "must be printable ASCII, got byte %#02x at %d", b, j)
+				break
+			}
+		}
+	}
+	macs, taps := map[string]int{}, map[string]int{}
+	for i, n := range vm.NICs {
+		f := fmt.Sprintf("nics[%d]", i)
+		switch {
+		case n.Tap == "" && n.Bridge == "":
+			c.add(f, "must set tap (an existing tap device) or bridge (a bridge paddock puts a new tap on)")
+		case n.Tap != "" && n.Bridge != "":
+			c.add(f+".bridge", "set tap or bridge, not both")
+		case n.Tap != "":
+			if err := checkIfaceName(n.Tap); err != nil {
+				c.add(f+".tap", "%w", err)
+			} else if j, dup := taps[n.Tap]; dup {
+				c.add(f+".tap", "is already used by nics[%d]", j)
+			}
+			taps[n.Tap] = i
+		default:
+			if err := checkIfaceName(n.Bridge); err != nil {
+				c.add(f+".bridge", "%w", err)
+			}
+		}
+		if n.MAC != "" {
+			mac, err := parseMAC(n.MAC)
+			switch {
+			case err != nil:
+				c.add(f+".mac", "%w", err)
+			default:
+				if j, dup := macs[mac]; dup {
+					c.add(f+".mac", "is the same address as nics[%d]", j)
+				}
+				macs[mac] = i
+			}
+		}
+	}
+}
+
+// checkIfaceName checks a network interface name as the kernel would.
+func checkIfaceName(s string) error {
+	switch {
+	case s == "." || s == "..":
+		return fmt.Errorf("%s is not an interface name", quote(s))
+	case len(s) > maxIfaceName:
+		return fmt.Errorf("interface names are at most %d bytes, got %d (%s)", maxIfaceName, len(s), quote(s))
+	case strings.ContainsAny(s, "/: \t\n\r\x00"):
+		return fmt.Errorf("interface names cannot contain '/', ':' or white space, got %s", quote(s))
+	}
+	return nil
+}
+
+// parseMAC parses a unicast Ethernet address and returns its canonical
+// form.
+func parseMAC(s string) (string, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return "", fmt.Errorf("must be a MAC address such as 52:54:00:12:34:56, got %s", quote(s))
+	}
+	switch {
+	case hw[0]&1 != 0:
+		return "", fmt.Errorf("%s is a multicast address (the first byte is odd); a NIC needs a unicast one", s)
+	case string(hw) == "\x00\x00\x00\x00\x00\x00":
+		return "", fmt.Errorf("%s is all zeros", s)
+	}
+	return hw.String(), nil
+}
+
+// deviceFiles checks the disk images: each exists, is a non-empty regular
+// file or block device paddock can read (and write, unless read-only), has
+// the configured format, and is not locked by a running VM.
+func (c *checker) deviceFiles() {
+	for i, d := range c.vm.Disks {
+		f := fmt.Sprintf("disks[%d]", i)
+		if d.Path == "" || c.bad[f+".path"] {
+			continue
+		}
+		if err := checkImage(d.Path, d.ReadOnly); err != nil {
+			c.add(f+".path", "%w", err)
+			continue
+		}
+		if d.Format == FormatQcow2 && !c.bad[f+".format"] {
+			if ok, err := isQcow2(d.Path); err != nil {
+				c.add(f+".path", "%w", err)
+			} else if !ok {
+				c.add(f+".format", "is qcow2, but %s is not a qcow2 image", d.Path)
+			}
+		}
+	}
+}
+
+// checkImage checks a disk image file.
+func checkImage(path string, readOnly bool) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	switch {
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory, not a disk image", path)
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		// A block device: its size is not in Stat.
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file or a block device", path)
+	case fi.Size() == 0:
+		return fmt.Errorf("%s is empty (0 bytes)", path)
+	}
+	mode := uint32(4) // R_OK
+	if !readOnly {
+		mode |= 2 // W_OK
+	}
+	if err := syscall.Access(path, mode); err != nil {
+		if readOnly {
+			return fmt.Errorf("%s is not readable: %w", path, err)
+		}
+		return fmt.Errorf("%s is not readable and writable (set readonly: true for a read-only disk): %w", path, err)
+	}
+	return checkUnlocked(path, readOnly)
+}
+
+// checkUnlocked reports an image that a running VM holds: paddock locks a
+// writable disk's image exclusively and a read-only one's shared, so a
+// lock that conflicts with the one this VM would take means another VM
+// uses the image.
+func checkUnlocked(path string, readOnly bool) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	defer f.Close()
+	how := syscall.LOCK_EX
+	if readOnly {
+		how = syscall.LOCK_SH
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return fmt.Errorf("%s is in use by another VM", path)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: lock: %w", path, err)
+	}
+	return nil
+}
+
+// isQcow2 reports whether the file starts with the qcow2 magic.
+func isQcow2(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, pathErr(err))
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return false, nil
+	}
+	return string(magic[:]) == "QFI\xfb", nil
+}
+
+// network checks that each NIC's tap or bridge exists and is one, as
+// sysNet (/sys/class/net) lists them. Whether a tap is busy shows only
+// when the VM starts.
+func (c *checker) network(sysNet string) {
+	if sysNet == "" {
+		sysNet = defaultSysClassNet
+	}
+	for i, n := range c.vm.NICs {
+		f := fmt.Sprintf("nics[%d]", i)
+		switch {
+		case n.Tap != "" && n.Bridge == "" && !c.bad[f+".tap"]:
+			if err := checkTap(sysNet, n.Tap); err != nil {
+				c.add(f+".tap", "%w", err)
+			}
+		case n.Bridge != "" && n.Tap == "" && !c.bad[f+".bridge"]:
+			if err := checkBridge(sysNet, n.Bridge); err != nil {
+				c.add(f+".bridge", "%w", err)
+			}
+		}
+	}
+}
+
+// iffTap is IFF_TAP in a tun device's tun_flags.
+const iffTap = 0x0002
+
+func checkTap(sysNet, name string) error {
+	dir := filepath.Join(sysNet, name)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("no network interface %s: create the tap first (ip tuntap add %s mode tap), or use bridge", name, name)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "tun_flags"))
+	if err != nil {
+		return fmt.Errorf("%s is not a tap device", name)
+	}
+	flags, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 32)
+	if err != nil || flags&iffTap == 0 {
+		return fmt.Errorf("%s is a tun device; a NIC needs a tap (ip tuntap add NAME mode tap)", name)
+	}
+	return nil
+}
+
+func checkBridge(sysNet, name string) error {
+	dir := filepath.Join(sysNet, name)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("no bridge %s: create it first (ip link add %s type bridge)", name, name)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bridge")); err != nil {
+		return fmt.Errorf("%s is not a bridge", name)
+	}
+	return nil
+}

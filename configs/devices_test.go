@@ -1,0 +1,228 @@
+package configs
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// deviceTree adds disk images to a test tree: root.qcow2 (a qcow2
+// header), data.raw (raw), zero.raw (empty), ro.raw (read-only mode 0444
+// file is still writable by root, so it is not used for permission
+// checks). It also builds a fake /sys/class/net with br0 (a bridge), tap0
+// (a tap), tun0 (a tun) and eth0 (neither), and returns its path.
+func deviceTree(t *testing.T, dir string) string {
+	t.Helper()
+	files := map[string]string{
+		"root.qcow2": "QFI\xfb\x00\x00\x00\x03" + strings.Repeat("\x00", 504),
+		"data.raw":   strings.Repeat("\x00", 4096),
+		"zero.raw":   "",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	net := filepath.Join(dir, "sysnet")
+	for _, p := range []string{"br0/bridge", "tap0", "tun0", "eth0"} {
+		if err := os.MkdirAll(filepath.Join(net, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, flags := range map[string]string{"tap0": "0x1002\n", "tun0": "0x1001\n"} {
+		if err := os.WriteFile(filepath.Join(net, name, "tun_flags"), []byte(flags), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return net
+}
+
+func TestDeviceErrors(t *testing.T) {
+	dir := testTree(t)
+	net := deviceTree(t, dir)
+	host := Host{SysClassNet: net}
+	const ok = "name: hello\nkernel: vmlinuz\n"
+	const f = "$DIR/hello.yaml"
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"valid", ok + "disks: [root.qcow2, {path: data.raw, format: raw, readonly: true, serial: d1, cache: unsafe}]\nnics: [{tap: tap0}, {bridge: br0, mac: '02:00:00:00:00:01'}]\nrng: true\n", ""},
+		{"disks not a list", ok + "disks: root.qcow2\n",
+			f + ":3:8: disks: must be a list of disks such as [root.qcow2] or [{path: data.qcow2, readonly: true}], got \"root.qcow2\""},
+		{"disk item a list", ok + "disks: [[a]]\n",
+			f + ":3:9: disks[0]: must be an image path or a mapping with path, format, readonly, serial and cache, got a list"},
+		{"disk item null", ok + "disks:\n  -\n",
+			f + ":4:4: disks[0]: is empty: write the image's path or a mapping with path"},
+		{"disk unknown field", ok + "disks: [{path: data.raw, ro: true}]\n",
+			f + ":3:26: disks[0].ro: unknown field; known fields: path, format, readonly, serial, cache"},
+		{"disk path missing", ok + "disks: [{readonly: true}]\n",
+			f + ":3:9: disks[0].path: must be set: the path of a qcow2 or raw disk image"},
+		{"disk file missing", ok + "disks: [nope.qcow2]\n",
+			f + ":3:9: disks[0].path: $DIR/nope.qcow2: no such file or directory"},
+		{"disk a directory", ok + "disks: [dir]\n",
+			f + ":3:9: disks[0].path: $DIR/dir is a directory, not a disk image"},
+		{"disk empty", ok + "disks: [zero.raw]\n",
+			f + ":3:9: disks[0].path: $DIR/zero.raw is empty (0 bytes)"},
+		{"same image twice", ok + "disks: [data.raw, {path: ./data.raw}]\n",
+			f + ":3:26: disks[1].path: is the same image as disks[0]"},
+		{"bad format", ok + "disks: [{path: data.raw, format: vmdk}]\n",
+			f + `:3:34: disks[0].format: must be raw or qcow2 (or left out to detect it), got "vmdk"`},
+		{"format qcow2 on raw", ok + "disks: [{path: data.raw, format: qcow2}]\n",
+			f + ":3:34: disks[0].format: is qcow2, but $DIR/data.raw is not a qcow2 image"},
+		{"readonly not a bool", ok + "disks: [{path: data.raw, readonly: yes}]\n",
+			f + `:3:36: disks[0].readonly: must be true or false, got "yes"`},
+		{"bad cache", ok + "disks: [{path: data.raw, cache: none}]\n",
+			f + `:3:33: disks[0].cache: must be one of writeback, writethrough, unsafe; got "none"`},
+		{"serial too long", ok + "disks: [{path: data.raw, serial: " + strings.Repeat("s", 21) + "}]\n",
+			f + ":3:34: disks[0].serial: is 21 bytes long; at most 20"},
+		{"serial not ASCII", ok + "disks: [{path: data.raw, serial: \"dísk\"}]\n",
+			f + ":3:34: disks[0].serial: must be printable ASCII, got byte 0xc3 at 1"},
+		{"nics not a list", ok + "nics: {bridge: br0}\n",
+			f + ":3:7: nics: must be a list of NICs such as [{bridge: br0}], got a mapping"},
+		{"nic a scalar", ok + "nics: [br0]\n",
+			f + `:3:8: nics[0]: must be a mapping with tap or bridge (and mac), such as {bridge: br0}, got "br0"`},
+		{"nic empty", ok + "nics: [{mac: '02:00:00:00:00:01'}]\n",
+			f + ":3:8: nics[0]: must set tap (an existing tap device) or bridge (a bridge paddock puts a new tap on)"},
+		{"nic both", ok + "nics: [{tap: tap0, bridge: br0}]\n",
+			f + ":3:28: nics[0].bridge: set tap or bridge, not both"},
+		{"tap name too long", ok + "nics: [{tap: abcdefghijklmnop}]\n",
+			f + `:3:14: nics[0].tap: interface names are at most 15 bytes, got 16 ("abcdefghijklmnop")`},
+		{"bridge name with a slash", ok + "nics: [{bridge: a/b}]\n",
+			f + `:3:17: nics[0].bridge: interface names cannot contain '/', ':' or white space, got "a/b"`},
+		{"tap missing", ok + "nics: [{tap: tap9}]\n",
+			f + ":3:14: nics[0].tap: no network interface tap9: create the tap first (ip tuntap add tap9 mode tap), or use bridge"},
+		{"tap is a tun", ok + "nics: [{tap: tun0}]\n",
+			f + ":3:14: nics[0].tap: tun0 is a tun device; a NIC needs a tap (ip tuntap add NAME mode tap)"},
+		{"tap is not tun", ok + "nics: [{tap: eth0}]\n",
+			f + ":3:14: nics[0].tap: eth0 is not a tap device"},
+		{"tap twice", ok + "nics: [{tap: tap0}, {tap: tap0}]\n",
+			f + ":3:27: nics[1].tap: is already used by nics[0]"},
+		{"bridge missing", ok + "nics: [{bridge: br9}]\n",
+			f + ":3:17: nics[0].bridge: no bridge br9: create it first (ip link add br9 type bridge)"},
+		{"bridge is not one", ok + "nics: [{bridge: eth0}]\n",
+			f + ":3:17: nics[0].bridge: eth0 is not a bridge"},
+		{"bad mac", ok + "nics: [{bridge: br0, mac: 'hello'}]\n",
+			f + `:3:27: nics[0].mac: must be a MAC address such as 52:54:00:12:34:56, got "hello"`},
+		{"multicast mac", ok + "nics: [{bridge: br0, mac: '01:00:5e:00:00:01'}]\n",
+			f + ":3:27: nics[0].mac: 01:00:5e:00:00:01 is a multicast address (the first byte is odd); a NIC needs a unicast one"},
+		{"zero mac", ok + "nics: [{bridge: br0, mac: '00:00:00:00:00:00'}]\n",
+			f + ":3:27: nics[0].mac: 00:00:00:00:00:00 is all zeros"},
+		{"duplicate mac", ok + "nics: [{bridge: br0, mac: '02:00:00:00:00:01'}, {bridge: br0, mac: 02-00-00-00-00-01}]\n",
+			f + ":3:68: nics[1].mac: is the same address as nics[0]"},
+		{"rng not a bool", ok + "rng: 1\n",
+			f + ":3:6: rng: must be true or false, got the number 1"},
+		{"too many devices", ok + "rng: true\nnics:\n" + strings.Repeat("  - {bridge: br0}\n", 31),
+			f + ":5:3: nics: 0 disks, 31 NICs and 1 rng device: at most 31 devices fit on the PCI bus"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := check(t, dir, tc.yaml, host); got != tc.want {
+				t.Errorf("problems:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestDiskInUse holds the lock a running VM holds on its image: a VM
+// wanting it writable is refused; read-only users share a read-only lock.
+func TestDiskInUse(t *testing.T) {
+	dir := testTree(t)
+	deviceTree(t, dir)
+	img := filepath.Join(dir, "data.raw")
+	hold := func(how int) func() {
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
+			t.Fatal(err)
+		}
+		return func() { f.Close() }
+	}
+	const rw = "name: hello\nkernel: vmlinuz\ndisks: [data.raw]\n"
+	const ro = "name: hello\nkernel: vmlinuz\ndisks: [{path: data.raw, readonly: true}]\n"
+	inUse := "$DIR/hello.yaml:3:9: disks[0].path: $DIR/data.raw is in use by another VM"
+	release := hold(syscall.LOCK_EX)
+	if got := check(t, dir, rw, Host{}); got != inUse {
+		t.Errorf("writable disk locked by another VM: %q", got)
+	}
+	if got, want := check(t, dir, ro, Host{}), strings.Replace(inUse, ":3:9:", ":3:16:", 1); got != want {
+		t.Errorf("read-only disk locked exclusively by another VM: %q", got)
+	}
+	release()
+	release = hold(syscall.LOCK_SH)
+	defer release()
+	if got := check(t, dir, ro, Host{}); got != "" {
+		t.Errorf("read-only disk shared with another read-only user: %q", got)
+	}
+	if got := check(t, dir, rw, Host{}); got != inUse {
+		t.Errorf("writable disk shared read-only by another VM: %q", got)
+	}
+}
+
+func TestDeviceDecoding(t *testing.T) {
+	dir := t.TempDir()
+	vm, err := Parse([]byte(`name: d
+kernel: /k
+disks:
+  - a.qcow2
+  - {path: /srv/b.raw, format: raw, readonly: true, serial: sb, cache: unsafe}
+  - path: c.img
+    cache:
+nics:
+  - {tap: tap0}
+  - {bridge: br0, mac: '02:00:00:00:00:02'}
+rng: true
+`), filepath.Join(dir, "d.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	wantDisks := []Disk{
+		{Path: filepath.Join(dir, "a.qcow2"), Cache: CacheWriteback},
+		{Path: "/srv/b.raw", Format: FormatRaw, ReadOnly: true, Serial: "sb", Cache: CacheUnsafe},
+		{Path: filepath.Join(dir, "c.img"), Cache: CacheWriteback},
+	}
+	if !reflect.DeepEqual(vm.Disks, wantDisks) {
+		t.Errorf("disks %+v\nwant %+v", vm.Disks, wantDisks)
+	}
+	wantNICs := []NIC{{Tap: "tap0"}, {Bridge: "br0", MAC: "02:00:00:00:00:02"}}
+	if !reflect.DeepEqual(vm.NICs, wantNICs) || !vm.RNG {
+		t.Errorf("nics %+v rng %v", vm.NICs, vm.RNG)
+	}
+	if l, c := vm.Position("disks[1].serial"); l != 5 || c != 61 {
+		t.Errorf("disks[1].serial at %d:%d", l, c)
+	}
+	if l, c := vm.Position("disks[0].path"); l != 4 || c != 5 {
+		t.Errorf("disks[0].path at %d:%d", l, c)
+	}
+	// An explicit empty cache stays for Validate to report.
+	vm2, err := Parse([]byte("name: d\nkernel: /k\ndisks: [{path: /x, cache: ''}]\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm2.FillDefaults()
+	if vm2.Disks[0].Cache != "" {
+		t.Errorf("explicit empty cache filled with %q", vm2.Disks[0].Cache)
+	}
+	// The resolved config marshals to YAML that parses back the same.
+	out, err := yaml.Marshal(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out, filepath.Join(dir, "d.yaml"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	back.FillDefaults()
+	if !reflect.DeepEqual(back.Disks, vm.Disks) || !reflect.DeepEqual(back.NICs, vm.NICs) || back.RNG != vm.RNG {
+		t.Errorf("round trip:\n%s\ngave %+v %+v %v", out, back.Disks, back.NICs, back.RNG)
+	}
+}
