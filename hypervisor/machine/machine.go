@@ -35,6 +35,15 @@ type Config struct {
 
 	// KVMPath is the KVM device; empty means /dev/kvm.
 	KVMPath string
+
+	// Disks, NICs and RNG are the virtio devices (virtio.go), on PCI
+	// bus 0 in that order.
+	Disks []Disk
+	NICs  []NIC
+	RNG   bool
+	// Logf receives what devices report: host I/O errors, mistakes of
+	// the guest's drivers. Nil writes to standard error.
+	Logf func(format string, args ...any)
 }
 
 // ExitReason says why a machine stopped running.
@@ -83,6 +92,8 @@ type Machine struct {
 	mmio  *mmioBus
 	plat  *platform
 	entry *boot.Entry
+	// virtio holds the virtio devices; nil without any.
+	virtio *virtioDevices
 
 	// state is a runState; vCPU threads read it at every exit.
 	state atomic.Int32
@@ -140,6 +151,9 @@ func New(cfg Config) (*Machine, error) {
 		return nil, err
 	}
 	if m.plat, err = newPlatform(m); err != nil {
+		return nil, err
+	}
+	if err := m.setupVirtio(); err != nil {
 		return nil, err
 	}
 	if err := m.loadKernel(); err != nil {
@@ -436,6 +450,9 @@ func (m *Machine) Close() error {
 	}
 	m.closed = true
 	var errs []error
+	if m.virtio != nil {
+		errs = append(errs, m.virtio.close())
+	}
 	if m.plat != nil {
 		errs = append(errs, m.plat.close())
 	}

@@ -122,6 +122,7 @@ func (p *platform) acpiConfig() acpi.Config {
 			MMIO32Size: PCIMMIO32Size,
 			MMIO64Base: pciMMIO64Start(p.m.cfg.Memory),
 			MMIO64Size: PCIMMIO64Size,
+			INTx:       intxGSIs,
 		},
 	}
 }

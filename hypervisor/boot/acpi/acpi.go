@@ -43,6 +43,12 @@ type PCIHostBridge struct {
 	MMIO32Size       uint32 // (0 size = none)
 	MMIO64Base       uint64 // 64-bit MMIO window
 	MMIO64Size       uint64 // (0 size = none)
+	// INTx routes the legacy PCI interrupts of bus 0: INTx[p] is the GSI
+	// that pin p (0 = INTA# .. 3 = INTD#) of device 0 raises, and device
+	// d's pin p raises INTx[(d+p)%4] (the usual swizzle). It becomes
+	// the bridge's _PRT (level-triggered, active-low, as PCI INTx is).
+	// All zero: no _PRT.
+	INTx [4]uint32
 }
 
 // ecam returns the part of the ECAM area the bridge's buses use.
@@ -186,6 +192,13 @@ func (p *PCIHostBridge) validate() []error {
 	}
 	if p.MMIO32Size > 0 && uint64(p.MMIO32Base)+uint64(p.MMIO32Size) > 1<<32 {
 		bad("MMIO32Base %#x + MMIO32Size %#x: runs past 4 GiB", p.MMIO32Base, p.MMIO32Size)
+	}
+	if p.INTx != [4]uint32{} {
+		for i, g := range p.INTx {
+			if g == 0 {
+				bad("INTx[%d] is 0: set every pin's GSI or none", i)
+			}
+		}
 	}
 	if p.MMIO64Size > 0 && p.MMIO64Base+p.MMIO64Size < p.MMIO64Base {
 		bad("MMIO64Base %#x + MMIO64Size %#x: wraps around", p.MMIO64Base, p.MMIO64Size)

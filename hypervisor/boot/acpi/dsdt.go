@@ -23,8 +23,8 @@ func buildDSDT(a *aml, cfg *Config) []byte {
 	return sdt("DSDT", dsdtRevision, body)
 }
 
-// pciHostBridge is Device(PCI0): a PCI Express root bridge on segment 0.
-// INTx routing (_PRT) goes here when it is needed.
+// pciHostBridge is Device(PCI0): a PCI Express root bridge on segment 0,
+// with its INTx routing (_PRT) when p.INTx is set.
 func pciHostBridge(a *aml, p *PCIHostBridge) []byte {
 	crs := (&resourceTemplate{}).
 		wordBusNumber(p.BusStart, p.BusEnd).
@@ -38,14 +38,32 @@ func pciHostBridge(a *aml, p *PCIHostBridge) []byte {
 	if p.MMIO64Size > 0 {
 		crs.qwordMemory(false, p.MMIO64Base, p.MMIO64Size)
 	}
-	return a.device(pciDevice,
+	terms := [][]byte{
 		a.name("_HID", a.eisaID(pnpPCIe)),
 		a.name("_CID", a.eisaID(pnpPCI)),
 		a.name("_SEG", a.integer(0)),
 		a.name("_BBN", a.integer(uint64(p.BusStart))),
 		a.name("_UID", a.integer(0)),
 		a.name("_CRS", a.resourceTemplate(crs)),
-	)
+	}
+	if p.INTx != [4]uint32{} {
+		terms = append(terms, a.name("_PRT", prt(a, p)))
+	}
+	return a.device(pciDevice, terms...)
+}
+
+// prt is the _PRT package: for devices 1-31 (device 0 is the bridge) and
+// pins INTA#-INTD#, Package(){address 0xDDDDFFFF (any function), pin,
+// source 0 (a global interrupt, not a link device), GSI}.
+func prt(a *aml, p *PCIHostBridge) []byte {
+	var entries [][]byte
+	for d := uint64(1); d < 32; d++ {
+		for pin := uint64(0); pin < 4; pin++ {
+			gsi := uint64(p.INTx[(d+pin)%4])
+			entries = append(entries, a.pkg(a.integer(d<<16|0xffff), a.integer(pin), a.integer(0), a.integer(gsi)))
+		}
+	}
+	return a.pkg(entries...)
 }
 
 // motherboardResources is Device(MRES), a PNP0C02 device whose _CRS is the

@@ -151,7 +151,7 @@ func dsdtASL(cfg Config) string {
                 DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite, 0, 0x%X, 0x%X, 0, 0x%X)
                 QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite, 0, 0x%X, 0x%X, 0, 0x%X)
             })
-        }
+%s        }
         Device (MRES)
         {
             Name (_HID, EisaId ("PNP0C02"))
@@ -162,9 +162,25 @@ func dsdtASL(cfg Config) string {
 `, aslInt(uint64(p.BusStart)), p.BusStart, p.BusEnd, int(p.BusEnd)-int(p.BusStart)+1,
 			p.IOBase, last(uint64(p.IOBase), uint64(p.IOSize)), p.IOSize,
 			p.MMIO32Base, last(uint64(p.MMIO32Base), uint64(p.MMIO32Size)), p.MMIO32Size,
-			p.MMIO64Base, last(p.MMIO64Base, p.MMIO64Size), p.MMIO64Size, ecam)
+			p.MMIO64Base, last(p.MMIO64Base, p.MMIO64Size), p.MMIO64Size, prtASL(p), ecam)
 	}
 	return asl + "}\n"
+}
+
+// prtASL is the _PRT of p, as ASL lines, or "" without INTx routing.
+func prtASL(p *PCIHostBridge) string {
+	if p.INTx == [4]uint32{} {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("            Name (_PRT, Package (0x7C)\n            {\n")
+	for d := uint64(1); d < 32; d++ {
+		for pin := uint64(0); pin < 4; pin++ {
+			fmt.Fprintf(&b, "                Package (4) { 0x%X, %s, Zero, %s },\n", d<<16|0xffff, aslInt(pin), aslInt(uint64(p.INTx[(d+pin)%4])))
+		}
+	}
+	b.WriteString("            })\n")
+	return b.String()
 }
 
 // TestDSDTMatchesIASL compiles hand-written ASL for the same DSDT with
@@ -225,7 +241,7 @@ func TestTablesLoadInACPICA(t *testing.T) {
 	}
 	p := parseBlob(t, blob, testBase)
 	paths := writeTables(t, p)
-	cmds := `evaluate \_S5; evaluate \_SB.PCI0._HID; evaluate \_SB.PCI0._BBN; evaluate \_SB.PCI0._CRS; evaluate \_SB.MRES._CRS`
+	cmds := `evaluate \_S5; evaluate \_SB.PCI0._HID; evaluate \_SB.PCI0._BBN; evaluate \_SB.PCI0._CRS; evaluate \_SB.MRES._CRS; evaluate \_SB.PCI0._PRT`
 	out, err := exec.Command(acpiexec, "-b", cmds, paths["DSDT"], paths["FACP"], paths["APIC"], paths["MCFG"]).CombinedOutput()
 	if err != nil {
 		t.Fatalf("acpiexec: %v\n%s", err, out)
@@ -242,6 +258,8 @@ func TestTablesLoadInACPICA(t *testing.T) {
 		"[Integer] = 00000000080AD041", // EisaId("PNP0A08")
 		"Evaluation of \\_SB.PCI0._CRS returned object",
 		"86 09 00 01 00 00 00 B0 00 00 00 10 79", // the ECAM reservation
+		"[Package] Contains 124 Elements:",       // _PRT: devices 1-31, 4 pins
+		"[Integer] = 000000000001FFFF",           // device 1's address
 	} {
 		if !strings.Contains(text, w) {
 			t.Errorf("acpiexec output has no %q:\n%s", w, text)

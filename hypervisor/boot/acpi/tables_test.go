@@ -20,6 +20,7 @@ func testConfig() Config {
 			IOBase: 0x1000, IOSize: 0xF000,
 			MMIO32Base: 0xC0000000, MMIO32Size: 0x3EC00000,
 			MMIO64Base: 0x80_0000_0000, MMIO64Size: 0x80_0000_0000,
+			INTx: [4]uint32{16, 17, 18, 19},
 		},
 	}
 }
@@ -406,6 +407,8 @@ func TestBuildErrors(t *testing.T) {
 		{"MMIO64 wraps", func(c *Config) { c.PCI.MMIO64Base = ^uint64(0) - 10 }, 0, []string{"wraps around"}},
 		{"MMIO32 over ECAM", func(c *Config) { c.PCI.MMIO32Base = 0xA0000000 }, 0, []string{"MMIO32Base window 0xa0000000-0xdebfffff overlaps the ECAM area"}},
 		{"windows overlap", func(c *Config) { c.PCI.MMIO64Base, c.PCI.MMIO64Size = 0xC1000000, 0x1000000 }, 0, []string{"MMIO32 and MMIO64 windows overlap"}},
+		{"INTx partly routed", func(c *Config) { c.PCI.INTx = [4]uint32{16, 0, 18, 19} }, 0, []string{"PCI.INTx[1] is 0"}},
+		{"no INTx routing", func(c *Config) { c.PCI.INTx = [4]uint32{} }, 0, nil},
 		{"several at once", func(c *Config) { c.CPUs, c.SCI = 0, 0 }, 0, []string{"CPUs = 0", "SCI = 0"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
