@@ -144,6 +144,11 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
+	disks, nics, rng, err := machine.VirtioDevices(s.vm)
+	if err != nil {
+		close(stop)
+		return err
+	}
 	m, err := machine.New(machine.Config{
 		CPUs:         s.vm.CPUs,
 		Memory:       uint64(s.vm.Memory),
@@ -153,6 +158,10 @@ func (s *Session) build() error {
 		Console:      s.o.Console,
 		ConsoleInput: input,
 		KVMPath:      s.o.KVMPath,
+		Disks:        disks,
+		NICs:         nics,
+		RNG:          rng,
+		Logf:         s.o.Logf,
 	})
 	if err != nil {
 		close(stop)
