@@ -7,7 +7,9 @@
 // and then either runs the built-in script named by the kernel command
 // line option paddock.script=NAME (printing "@@LAB l2.script-end NAME RC")
 // or starts an interactive shell on the console (job control works), and
-// powers off when it is done.
+// powers off when it is done. With the kernel modules PowerButtonModules
+// in the image, the ACPI power button (paddock stop) powers it off too:
+// /init starts busybox acpid, which runs /etc/acpi/PWRF/00000080.
 package hello
 
 import (
@@ -22,8 +24,19 @@ import (
 	"github.com/paddock-vm/paddock/images/initramfs"
 )
 
-//go:embed init.sh profile scripts/*.sh
+//go:embed init.sh profile scripts/*.sh acpi/power.sh
 var files embed.FS
+
+// PowerButtonModules are the kernel modules (Debian's kernels build them
+// as modules) that turn the ACPI power button into the input event acpid
+// listens for: the ACPI button driver and the event device interface.
+// Put them in Options.Modules for a guest that paddock stop shuts down.
+var PowerButtonModules = []string{"button", "evdev"}
+
+// PowerButtonHandler is where the image's power button handler lives: the
+// path busybox acpid runs for the power button (its built-in tables map
+// KEY_POWER to PWRF/00000080 under /etc/acpi).
+const PowerButtonHandler = "etc/acpi/PWRF/00000080"
 
 // ScriptOption is the kernel command line option that selects a script.
 const ScriptOption = "paddock.script"
@@ -79,6 +92,10 @@ func Spec(opts Options) (initramfs.Spec, error) {
 	if err != nil {
 		return initramfs.Spec{}, fmt.Errorf("hello: %w", err)
 	}
+	power, err := files.ReadFile("acpi/power.sh")
+	if err != nil {
+		return initramfs.Spec{}, fmt.Errorf("hello: %w", err)
+	}
 	scripts := map[string][]byte{}
 	for _, name := range Scripts() {
 		b, err := files.ReadFile(path.Join("scripts", name+".sh"))
@@ -107,6 +124,7 @@ func Spec(opts Options) (initramfs.Spec, error) {
 			{Path: "etc/hostname", Data: []byte("hello\n")},
 			{Path: "etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\n")},
 			{Path: "etc/group", Data: []byte("root:x:0:\n")},
+			{Path: PowerButtonHandler, Mode: 0o755, Data: power},
 		},
 	}
 	for _, n := range names {

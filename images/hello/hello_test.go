@@ -55,7 +55,7 @@ func TestImage(t *testing.T) {
 		t.Errorf("Options.Scripts did not replace the built-in facts script")
 	}
 	for name, body := range got {
-		if name != "init" && name != "etc/profile" && !strings.HasSuffix(name, ".sh") {
+		if name != "init" && name != "etc/profile" && name != PowerButtonHandler && !strings.HasSuffix(name, ".sh") {
 			continue
 		}
 		cmd := exec.Command(debian.HostBusybox, "sh", "-n")
@@ -64,8 +64,11 @@ func TestImage(t *testing.T) {
 			t.Errorf("%s does not parse: %v\n%s", name, err, out)
 		}
 	}
+	if h := got[PowerButtonHandler]; !strings.Contains(h, "poweroff -f") {
+		t.Errorf("power button handler %s: %q", PowerButtonHandler, h)
+	}
 	init := got["init"]
-	for _, want := range []string{"@@LAB l2.init", "paddock hello guest: $release, $(nproc) CPUs, $mem MiB", "setsid cttyhack sh", "poweroff -f", "mount -t devtmpfs"} {
+	for _, want := range []string{"acpid", "@@LAB l2.init", "paddock hello guest: $release, $(nproc) CPUs, $mem MiB", "setsid cttyhack sh", "poweroff -f", "mount -t devtmpfs"} {
 		if !strings.Contains(init, want) {
 			t.Errorf("/init lacks %q", want)
 		}

@@ -23,6 +23,14 @@ if [ -f "$load" ]; then
 	done < "$load"
 fi
 
+# The ACPI power button (paddock stop) powers the guest off through busybox
+# acpid, which runs /etc/acpi/PWRF/00000080, when the kernel's button and
+# evdev drivers made input devices (load them with PowerButtonModules).
+# (acpid dies if it cannot open its log: /var/log does not exist here.)
+if ls /dev/input/event* > /dev/null 2>&1; then
+	acpid -l /dev/null -p /run/acpid.pid
+fi
+
 mem=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 }' /proc/meminfo)
 echo "paddock hello guest: $release, $(nproc) CPUs, $mem MiB"
 
