@@ -24,6 +24,22 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
+# qcow2 engine vs qemu-img bench / qemu-img convert, side by side in one
+# run on the same file system ($$PADDOCK_BENCH_DIR, default the temporary
+# directory), same image layouts and request patterns; medians of 3 runs.
+# ratio = paddock/qemu speed (> 1: paddock is faster).
+.PHONY: bench-disk
+bench-disk:
+	@$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./disk/... | awk ' \
+	BEGIN { printf "%-22s %14s %14s %8s\n", "benchmark", "paddock", "qemu-img", "ratio" } \
+	/^Benchmark/ { name = $$1; sub(/^Benchmark/, "", name); sub(/-[0-9]+$$/, "", name); \
+		for (i = 3; i < NF; i += 2) v[$$(i + 1)] = $$i; \
+		if ("paddock-MB/s" in v) printf "%-22s %9.1f MB/s %9.1f MB/s %8.2f\n", name, v["paddock-MB/s"], v["qemu-MB/s"], v["ratio"]; \
+		else printf "%-22s %12.3f s %12.3f s %8.2f\n", name, v["paddock-s"], v["qemu-s"], v["ratio"]; \
+		split("", v) } \
+	/^(FAIL|--- FAIL|panic)/ { print; failed = 1 } \
+	END { exit failed }'
+
 # The demo guest: Debian's stock kernel (bzImage, and its ELF vmlinux for
 # PVH boot) and the hello initramfs, in build/guest/, where
 # configs/examples/hello.yaml looks for them. Downloads are cached

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/disk/qcow2"
+	"github.com/paddock-vm/paddock/disk/qemutest"
 )
 
 // TestDetect: the format comes from the contents, never the name.

@@ -182,6 +182,12 @@ func (r *Raw) WriteZeroes(off, n int64, unmap bool) error {
 	return nil
 }
 
+// StartWriteback starts writing dirty pages back without waiting (a hint
+// that a Flush will follow).
+func (r *Raw) StartWriteback() {
+	_ = unix.SyncFileRange(int(r.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE) // a hint only
+}
+
 // Size is the disk size.
 func (r *Raw) Size() int64 { return r.size }
 

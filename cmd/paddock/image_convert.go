@@ -31,6 +31,7 @@ shown on a terminal (or always with -p).`,
 	f.StringP("snapshot", "l", "", "convert this internal snapshot of SRC")
 	f.BoolP("progress", "p", false, "show progress even when not on a terminal")
 	f.BoolP("quiet", "q", false, "no progress")
+	f.StringP("cache", "t", "writeback", "writeback: DST is durable when convert returns; unsafe: no flushes (faster)")
 	return cmd
 }
 
@@ -45,6 +46,13 @@ func imageConvertAction(cmd *cobra.Command, args []string) error {
 	opts, _ := f.GetString("options")
 	if err := parseCreateOptions(opts, &o.Qcow2); err != nil {
 		return fmt.Errorf("convert %s: %w", dst, err)
+	}
+	switch cache, _ := f.GetString("cache"); cache {
+	case "writeback":
+	case "unsafe":
+		o.NoSync = true
+	default:
+		return fmt.Errorf("convert %s: -t must be writeback or unsafe, not %q", dst, cache)
 	}
 	force, _ := f.GetBool("progress")
 	quiet, _ := f.GetBool("quiet")

@@ -82,6 +82,11 @@ type Options struct {
 	// then only names the image in messages and anchors relative backing
 	// file names). Open takes ownership of it.
 	Storage Storage
+	// NoSync turns every write barrier and Flush into a no-op (QEMU's
+	// cache=unsafe). Only for building a new image from scratch, such as
+	// convert's destination: a crash then leaves an unusable image.
+	// Never for a disk in use.
+	NoSync bool
 	// Repair allows opening an image marked corrupt for writing, so that
 	// Check can repair it. Nothing else should set it.
 	Repair bool
@@ -166,6 +171,9 @@ func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err er
 			return nil, fmt.Errorf("qcow2: open %w", err)
 		}
 		st = f
+		if opts.NoSync {
+			st = noSync{f}
+		}
 		fi, err := f.f.Stat()
 		if err != nil {
 			f.Close()
@@ -480,6 +488,11 @@ func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer,
 	return nil, fmt.Errorf("%w: backing file %s has format %q (only qcow2 and raw are supported)", ErrUnsupported, path, format)
 }
 
+// noSync is a Storage whose Sync does nothing (Options.NoSync).
+type noSync struct{ *osFile }
+
+func (noSync) Sync() error { return nil }
+
 // rawLayer is a raw backing file.
 type rawLayer struct {
 	f    *os.File
@@ -502,6 +515,16 @@ func openRawLayer(path string) (*rawLayer, error) {
 func (r *rawLayer) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 func (r *rawLayer) Size() int64                             { return r.size }
 func (r *rawLayer) Close() error                            { return r.f.Close() }
+
+// StartWriteback hints that data written so far will be flushed soon: the
+// kernel starts writing it back now, so that a later Flush waits less
+// (used by convert to overlap copying with disk I/O). It never waits and
+// gives no guarantee.
+func (img *Image) StartWriteback() {
+	if ws, ok := img.f.(writebackStarter); ok && !img.opts.NoSync {
+		_ = ws.startWriteback() // a hint: failure costs only speed
+	}
+}
 
 // Size returns the virtual disk size in bytes.
 func (img *Image) Size() int64 { return img.size.Load() }

@@ -123,3 +123,14 @@ func (o *osFile) punchHole(off, n int64) error {
 type holePuncher interface {
 	punchHole(off, n int64) error
 }
+
+// startWriteback asks the kernel to start writing the file's dirty pages
+// back now, without waiting (sync_file_range).
+func (o *osFile) startWriteback() error {
+	return unix.SyncFileRange(int(o.f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// writebackStarter is implemented by stores that can start writeback.
+type writebackStarter interface {
+	startWriteback() error
+}
