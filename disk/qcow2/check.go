@@ -84,12 +84,8 @@ func (r *refTable) errorf(format string, args ...any) {
 // optionally repairing. It waits for in-flight requests and flushes
 // first. Repairs need a writable image.
 func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
-	img.flushMu.Lock()
-	defer img.flushMu.Unlock()
-	img.gate.Lock()
-	defer img.gate.Unlock()
-	img.mu.Lock()
-	defer img.mu.Unlock()
+	release := img.quiesce()
+	defer release()
 	if err := img.usable(); err != nil {
 		return nil, err
 	}
@@ -103,13 +99,10 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 			return nil, err
 		}
 	}
-	res := &CheckResult{}
-	r, err := img.countRefs(res, true)
+	res, r, low, copiedBad, err := img.scan()
 	if err != nil {
 		return nil, err
 	}
-	low := img.compareRefs(r)
-	copiedBad := img.checkCopied(res, false)
 	flagged := img.hdr.IncompatibleFeatures&(IncompatCorrupt|IncompatDirty) != 0
 	if mode == RepairNone || (res.Corruptions+res.Leaks == 0 && !(mode == RepairAll && flagged)) {
 		return res, nil
@@ -135,13 +128,10 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 		return res, err
 	}
 	// Check again: what was fixed is what is gone.
-	after := &CheckResult{}
-	r2, err := img.countRefs(after, true)
+	after, _, _, _, err := img.scan()
 	if err != nil {
 		return res, err
 	}
-	img.compareRefs(r2)
-	img.checkCopied(after, false)
 	res.LeaksFixed = max(0, res.Leaks-after.Leaks)
 	res.CorruptionsFixed = max(0, res.Corruptions-after.Corruptions)
 	if mode == RepairAll && after.Corruptions == 0 && img.hdr.IncompatibleFeatures&(IncompatCorrupt|IncompatDirty) != 0 {
@@ -155,6 +145,20 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 		img.broken = nil
 	}
 	return res, nil
+}
+
+// scan counts the references and compares them with the refcounts and
+// the COPIED flags. It returns the result, the counted references, how
+// many refcounts are too low and how many flags are wrong.
+func (img *Image) scan() (*CheckResult, *refTable, int, int, error) {
+	res := &CheckResult{}
+	r, err := img.countRefs(res, true)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	low := img.compareRefs(r)
+	copiedBad := img.checkCopied(res, false)
+	return res, r, low, copiedBad, nil
 }
 
 // countRefs walks every structure that references clusters and counts the
@@ -342,24 +346,13 @@ func (img *Image) countBitmaps(r *refTable) error {
 // reporting leaks and corruptions. It returns the number of clusters
 // whose refcount is too low.
 func (img *Image) compareRefs(r *refTable) int {
-	g := &img.g
 	res := r.res
 	low := 0
-	n := max(int64(len(r.refs)), img.allocEnd)
-	for c := int64(0); c < n; c++ {
-		var want uint64
-		if c < int64(len(r.refs)) {
-			want = uint64(r.refs[c])
-		}
-		have, err := img.refcount(c)
-		if err != nil {
+	_ = img.eachRefcount(r, func(c int64, have, want uint64, err error) error {
+		switch {
+		case err != nil:
 			res.CheckErrors++
 			res.Messages = append(res.Messages, err.Error())
-			// Skip the rest of this block.
-			c = (c/g.refPerBlock+1)*g.refPerBlock - 1
-			continue
-		}
-		switch {
 		case have < want:
 			low++
 			r.errorf("cluster %d refcount=%d reference=%d", c, have, want)
@@ -367,7 +360,8 @@ func (img *Image) compareRefs(r *refTable) int {
 			res.Leaks++
 			res.Messages = append(res.Messages, fmt.Sprintf("Leaked cluster %d refcount=%d reference=%d", c, have, want))
 		}
-	}
+		return nil
+	})
 	return low
 }
 
@@ -375,6 +369,21 @@ func (img *Image) compareRefs(r *refTable) int {
 // them.
 func (img *Image) fixLeaks(r *refTable) (int, error) {
 	fixed := 0
+	err := img.eachRefcount(r, func(c int64, have, want uint64, err error) error {
+		if err != nil || have <= want {
+			return err
+		}
+		fixed++
+		return img.setRefcount(c, want)
+	})
+	return fixed, err
+}
+
+// eachRefcount calls fn with the stored and the counted refcount of every
+// cluster that has either. A block that cannot be read is reported once
+// (err set) and skipped. fn's error stops the walk.
+func (img *Image) eachRefcount(r *refTable, fn func(c int64, have, want uint64, err error) error) error {
+	g := &img.g
 	n := max(int64(len(r.refs)), img.allocEnd)
 	for c := int64(0); c < n; c++ {
 		var want uint64
@@ -382,17 +391,14 @@ func (img *Image) fixLeaks(r *refTable) (int, error) {
 			want = uint64(r.refs[c])
 		}
 		have, err := img.refcount(c)
-		if err != nil {
-			return fixed, err
+		if err := fn(c, have, want, err); err != nil {
+			return err
 		}
-		if have > want {
-			if err := img.setRefcount(c, want); err != nil {
-				return fixed, err
-			}
-			fixed++
+		if err != nil {
+			c = (c/g.refPerBlock+1)*g.refPerBlock - 1 // skip the rest of the block
 		}
 	}
-	return fixed, nil
+	return nil
 }
 
 // checkCopied verifies (and with fix, corrects) the COPIED flags of the

@@ -252,51 +252,7 @@ func verifyCrash(t *testing.T, iter int, got, baseline []byte, ops []crashOp, fl
 	for i := 0; i <= flushed; i++ {
 		applyOp(durable, ops[i], cs)
 	}
-	// Values later operations may have stored, op by op.
-	type span struct {
-		lo, hi int64
-		val    []byte
-	}
-	var later []span
-	for i := flushed + 1; i < len(ops); i++ {
-		op := ops[i]
-		lo, hi := op.off, op.off+op.n
-		if op.kind == 'd' {
-			lo, hi = alignUp(op.off, cs), alignDown(op.off+op.n, cs)
-			if op.off+op.n == int64(len(got)) {
-				hi = int64(len(got))
-			}
-		}
-		if op.kind == 'f' || lo >= hi {
-			continue
-		}
-		val := make([]byte, hi-lo)
-		if op.kind == 'w' {
-			fillPattern(val, op.seed)
-		}
-		later = append(later, span{lo, hi, val})
-	}
-	bad := 0
-	for x := range got {
-		if got[x] == durable[x] {
-			continue
-		}
-		ok := false
-		for _, sp := range later {
-			if int64(x) >= sp.lo && int64(x) < sp.hi && got[x] == sp.val[int64(x)-sp.lo] {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			if bad == 0 {
-				t.Errorf("iteration %d: byte %#x = %#02x; after the last flush (op %d) it was %#02x and no later operation wrote that",
-					iter, x, got[x], flushed, durable[x])
-			}
-			bad++
-		}
-	}
-	if bad > 0 {
-		t.Fatalf("iteration %d: %d bytes lost or corrupted", iter, bad)
+	if err := matchCrash(got, durable, ops[flushed+1:], cs); err != nil {
+		t.Fatalf("iteration %d: after the last flush (op %d): %v", iter, flushed, err)
 	}
 }

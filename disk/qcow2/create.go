@@ -202,12 +202,8 @@ func putBE64(b []byte, v uint64) {
 // preallocate maps every guest cluster to its own host cluster (left
 // sparse, so it reads as zeros), like preallocation=metadata.
 func (img *Image) preallocate() error {
-	img.flushMu.Lock()
-	defer img.flushMu.Unlock()
-	img.gate.Lock()
-	defer img.gate.Unlock()
-	img.mu.Lock()
-	defer img.mu.Unlock()
+	release := img.quiesce()
+	defer release()
 	g := &img.g
 	clusters := (img.Size() + g.cs - 1) / g.cs
 	for gc := int64(0); gc < clusters; {

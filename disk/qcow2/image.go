@@ -549,12 +549,8 @@ func (img *Image) BackingFile() (name, format string) { return img.backingName, 
 // Close flushes and closes the image and its backing chain. On a writable
 // image it also trims unused space from the end of the file.
 func (img *Image) Close() error {
-	img.flushMu.Lock()
-	defer img.flushMu.Unlock()
-	img.gate.Lock()
-	defer img.gate.Unlock()
-	img.mu.Lock()
-	defer img.mu.Unlock()
+	release := img.quiesce()
+	defer release()
 	if img.closed {
 		return nil
 	}
@@ -605,6 +601,19 @@ func (img *Image) trimFileLocked() error {
 	}
 	img.fileSize = end
 	return nil
+}
+
+// quiesce takes every lock in order and waits for requests to finish; the
+// returned function releases them.
+func (img *Image) quiesce() func() {
+	img.flushMu.Lock()
+	img.gate.Lock()
+	img.mu.Lock()
+	return func() {
+		img.mu.Unlock()
+		img.gate.Unlock()
+		img.flushMu.Unlock()
+	}
 }
 
 // usable reports why the image cannot be used. Precondition: mu is held.

@@ -174,13 +174,17 @@ func (img *Image) writeTableRange(t []uint64, lo, hi, base int64, what string) e
 }
 
 // markL1Dirty records that L1 entry i changed.
-func (img *Image) markL1Dirty(i int64) {
-	if img.l1DirtyLo == img.l1DirtyHi {
-		img.l1DirtyLo, img.l1DirtyHi = i, i+1
+func (img *Image) markL1Dirty(i int64) { extendRange(&img.l1DirtyLo, &img.l1DirtyHi, i) }
+
+// extendRange grows the half-open range [*lo, *hi) (empty when equal) to
+// include i.
+func extendRange(lo, hi *int64, i int64) {
+	if *lo == *hi {
+		*lo, *hi = i, i+1
 		return
 	}
-	img.l1DirtyLo = min(img.l1DirtyLo, i)
-	img.l1DirtyHi = max(img.l1DirtyHi, i+1)
+	*lo = min(*lo, i)
+	*hi = max(*hi, i+1)
 }
 
 // flushLocked writes back metadata, makes everything durable and, if

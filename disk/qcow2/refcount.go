@@ -160,14 +160,7 @@ func (img *Image) createRefBlock(bi int64) error {
 }
 
 // markRTDirty records that refcount table entry i changed.
-func (img *Image) markRTDirty(i int64) {
-	if img.rtDirtyLo == img.rtDirtyHi {
-		img.rtDirtyLo, img.rtDirtyHi = i, i+1
-		return
-	}
-	img.rtDirtyLo = min(img.rtDirtyLo, i)
-	img.rtDirtyHi = max(img.rtDirtyHi, i+1)
-}
+func (img *Image) markRTDirty(i int64) { extendRange(&img.rtDirtyLo, &img.rtDirtyHi, i) }
 
 // growRefTable replaces the refcount table by a larger one holding at
 // least minEntries entries. The new table and the refcount blocks that
@@ -296,17 +289,9 @@ func (img *Image) allocRun(n int64) (first, count int64, fresh bool, err error) 
 			// Make sure blocks exist for the whole run; creating one
 			// uses the first cluster of its range, so retry after.
 			created := false
-			for bi := c / g.refPerBlock; bi <= (c+n-1)/g.refPerBlock; bi++ {
-				e, err := img.refBlock(bi)
-				if err != nil {
+			for bi := c / g.refPerBlock; bi <= (c+n-1)/g.refPerBlock && !created; bi++ {
+				if _, created, err = img.refBlockOrCreate(bi); err != nil {
 					return 0, 0, false, err
-				}
-				if e == nil {
-					if err := img.createRefBlock(bi); err != nil {
-						return 0, 0, false, err
-					}
-					created = true
-					break
 				}
 			}
 			if created {
@@ -315,17 +300,12 @@ func (img *Image) allocRun(n int64) (first, count int64, fresh bool, err error) 
 			return img.claim(c, n)
 		}
 		bi := c / g.refPerBlock
-		e, err := img.refBlock(bi)
+		e, created, err := img.refBlockOrCreate(bi)
 		if err != nil {
 			return 0, 0, false, err
 		}
-		if e == nil {
-			// No block: the whole range is free. Create the block
-			// (it takes the range's first cluster) and rescan.
-			if err := img.createRefBlock(bi); err != nil {
-				return 0, 0, false, err
-			}
-			continue
+		if created {
+			continue // the block took the range's first cluster: rescan
 		}
 		// Scan this block for a free cluster.
 		i := c % g.refPerBlock
@@ -345,6 +325,16 @@ func (img *Image) allocRun(n int64) (first, count int64, fresh bool, err error) 
 		}
 		return img.claim(c, k)
 	}
+}
+
+// refBlockOrCreate returns refcount block bi, creating it (in the first
+// cluster of its range) if it does not exist; created reports that, and
+// then e is nil and the caller must look again.
+func (img *Image) refBlockOrCreate(bi int64) (e *cacheEntry, created bool, err error) {
+	if e, err = img.refBlock(bi); err != nil || e != nil {
+		return e, false, err
+	}
+	return nil, true, img.createRefBlock(bi)
 }
 
 // claim marks clusters [c, c+n) used. Precondition: they are free and

@@ -7,12 +7,8 @@ import "encoding/binary"
 // refused while internal snapshots exist. The caller must not run
 // requests concurrently with a shrink that they might still address.
 func (img *Image) Resize(size int64, allowShrink bool) error {
-	img.flushMu.Lock()
-	defer img.flushMu.Unlock()
-	img.gate.Lock()
-	defer img.gate.Unlock()
-	img.mu.Lock()
-	defer img.mu.Unlock()
+	release := img.quiesce()
+	defer release()
 	if err := img.writable(); err != nil {
 		return err
 	}

@@ -81,19 +81,6 @@ func (img *Image) vmStateOffset() int64 {
 	return int64(l1EntriesFor(img.hdr.Size, g.clusterBits, g.l2Bits)) << (g.clusterBits + g.l2Bits)
 }
 
-// quiesce takes every lock in order and waits for requests to finish; the
-// returned function releases them.
-func (img *Image) quiesce() func() {
-	img.flushMu.Lock()
-	img.gate.Lock()
-	img.mu.Lock()
-	return func() {
-		img.mu.Unlock()
-		img.gate.Unlock()
-		img.flushMu.Unlock()
-	}
-}
-
 // WriteVMState writes VM state at offset off of the state area of the
 // active image; CreateSnapshot then keeps it with the snapshot.
 func (img *Image) WriteVMState(p []byte, off int64) (int, error) {
@@ -234,21 +221,11 @@ func (img *Image) newSnapshotID() string {
 func (img *Image) ApplySnapshot(idOrName string) error {
 	release := img.quiesce()
 	defer release()
-	if err := img.writable(); err != nil {
-		return err
-	}
-	i, err := img.findSnapshot(idOrName)
+	i, snapL1, err := img.prepareSnapshotOp(idOrName)
 	if err != nil {
-		return err
-	}
-	if err := img.flushLocked(true); err != nil {
 		return err
 	}
 	s := img.snaps[i]
-	snapL1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
-	if err != nil {
-		return err
-	}
 	if err := img.adjustTree(snapL1, +1); err != nil {
 		return err
 	}
@@ -302,21 +279,11 @@ func (img *Image) ApplySnapshot(idOrName string) error {
 func (img *Image) DeleteSnapshot(idOrName string) error {
 	release := img.quiesce()
 	defer release()
-	if err := img.writable(); err != nil {
-		return err
-	}
-	i, err := img.findSnapshot(idOrName)
+	i, snapL1, err := img.prepareSnapshotOp(idOrName)
 	if err != nil {
-		return err
-	}
-	if err := img.flushLocked(true); err != nil {
 		return err
 	}
 	s := img.snaps[i]
-	snapL1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
-	if err != nil {
-		return err
-	}
 	snaps := append(append([]snapshotEntry(nil), img.snaps[:i]...), img.snaps[i+1:]...)
 	if err := img.writeSnapshotTableLocked(snaps); err != nil {
 		return err
@@ -335,6 +302,25 @@ func (img *Image) DeleteSnapshot(idOrName string) error {
 		return err
 	}
 	return img.flushLocked(false)
+}
+
+// prepareSnapshotOp starts an operation on an existing snapshot: the
+// image must be writable, its metadata is flushed, and the snapshot's
+// index and L1 table are returned. Precondition: quiesced.
+func (img *Image) prepareSnapshotOp(idOrName string) (int, []uint64, error) {
+	if err := img.writable(); err != nil {
+		return 0, nil, err
+	}
+	i, err := img.findSnapshot(idOrName)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := img.flushLocked(true); err != nil {
+		return 0, nil, err
+	}
+	s := img.snaps[i]
+	l1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
+	return i, l1, err
 }
 
 // adjustTree adds delta to the refcount of every L2 table and data
@@ -581,35 +567,32 @@ func (v *View) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, v.img.errf(ErrRange, "read at negative offset %d", off)
 	}
-	if off >= v.info.DiskSize {
+	return v.read(p, off, v.info.DiskSize, 0, false)
+}
+
+// ReadVMState reads the snapshot's saved VM state.
+func (v *View) ReadVMState(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, io.EOF
+	}
+	g := &v.img.g
+	base := int64(l1EntriesFor(uint64(v.info.DiskSize), g.clusterBits, g.l2Bits)) << (g.clusterBits + g.l2Bits)
+	return v.read(p, off, v.info.VMStateSize, base, true)
+}
+
+// read reads p at off of an area of limit bytes starting at guest offset
+// base, with io.ReaderAt's rules at the end of the area.
+func (v *View) read(p []byte, off, limit, base int64, zeroUnalloc bool) (int, error) {
+	if off >= limit {
 		if len(p) == 0 {
 			return 0, nil
 		}
 		return 0, io.EOF
 	}
-	n := min(int64(len(p)), v.info.DiskSize-off)
+	n := min(int64(len(p)), limit-off)
 	v.img.gate.RLock()
 	defer v.img.gate.RUnlock()
-	if err := v.img.readRange(v.l1, p[:n], off, false); err != nil {
-		return 0, err
-	}
-	if n < int64(len(p)) {
-		return int(n), io.EOF
-	}
-	return int(n), nil
-}
-
-// ReadVMState reads the snapshot's saved VM state.
-func (v *View) ReadVMState(p []byte, off int64) (int, error) {
-	if off < 0 || off >= v.info.VMStateSize {
-		return 0, io.EOF
-	}
-	n := min(int64(len(p)), v.info.VMStateSize-off)
-	g := &v.img.g
-	start := int64(l1EntriesFor(uint64(v.info.DiskSize), g.clusterBits, g.l2Bits))<<(g.clusterBits+g.l2Bits) + off
-	v.img.gate.RLock()
-	defer v.img.gate.RUnlock()
-	if err := v.img.readRange(v.l1, p[:n], start, true); err != nil {
+	if err := v.img.readRange(v.l1, p[:n], base+off, zeroUnalloc); err != nil {
 		return 0, err
 	}
 	if n < int64(len(p)) {
