@@ -396,6 +396,9 @@ func (s *Serial) writeIER(v byte) {
 	if changed&ierTHRI != 0 {
 		s.thrPending = v&ierTHRI != 0 && s.txReady()
 	}
+	if changed&ierRDI != 0 && v&ierRDI != 0 {
+		s.signalRoom() // Pump holds input until the driver listens
+	}
 	s.updateIRQ()
 }
 
@@ -582,6 +585,11 @@ func (s *Serial) signalRoom() {
 func (s *Serial) Enqueue(p []byte) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.enqueueLocked(p)
+}
+
+// enqueueLocked is Enqueue. Precondition: mu is held.
+func (s *Serial) enqueueLocked(p []byte) int {
 	if s.mcr&mcrLoop != 0 {
 		return 0
 	}
@@ -595,10 +603,26 @@ func (s *Serial) Enqueue(p []byte) int {
 	return n
 }
 
+// offer is Pump's Enqueue: it takes input only while the guest has the
+// receive-data interrupt enabled, i.e. a driver is listening. Linux's 8250
+// driver clears the FIFOs when it opens the port and only then enables
+// the interrupt, so input offered earlier would be thrown away; held back,
+// it arrives intact once the console is opened.
+func (s *Serial) offer(p []byte) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ier&ierRDI == 0 {
+		return 0
+	}
+	return s.enqueueLocked(p)
+}
+
 // Pump feeds r into the receive FIFO as the guest drains it, until r
 // returns io.EOF (Pump returns nil), another error (returned, wrapped) or
-// ctx is done (ctx.Err()). It never polls: while the FIFO is full it
-// sleeps until the guest reads RBR, resets the FIFO or leaves loopback,
+// ctx is done (ctx.Err()). Input waits while the guest has the receive
+// interrupt disabled (see offer). It never polls: while the FIFO is full
+// or the interrupt is off it sleeps until the guest reads RBR, resets the
+// FIFO, leaves loopback or enables the interrupt,
 // and it reads no further ahead of the guest than one small buffer, so a
 // guest that never reads costs neither CPU nor memory. ctx is checked
 // while waiting for the guest; a Read blocked in r returns only when r
@@ -608,7 +632,7 @@ func (s *Serial) Pump(ctx context.Context, r io.Reader) error {
 	for {
 		n, err := r.Read(buf)
 		for p := buf[:n]; len(p) > 0; {
-			p = p[s.Enqueue(p):]
+			p = p[s.offer(p):]
 			if len(p) == 0 {
 				break
 			}

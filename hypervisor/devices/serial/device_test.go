@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -740,6 +741,7 @@ func (h iotestHalfReader) Read(p []byte) (int, error) {
 func TestPumpIdleGuest(t *testing.T) {
 	g, _ := newUART(t, nil)
 	g.out(regIIR, fcrEnable)
+	g.out(regIER, ierRDI)
 	r := &countingReader{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -913,4 +915,48 @@ func BenchmarkTransmit(b *testing.B) {
 	for b.Loop() {
 		g.putc('x')
 	}
+}
+
+// TestPumpWaitsForDriver replays a Linux boot: the console input is typed
+// before the 8250 driver opens the port. Pump holds it while the receive
+// interrupt is off, so the FIFO reset the driver does when it opens the
+// port (FCR clear) loses nothing, and delivers it once IER.RDI is set.
+func TestPumpWaitsForDriver(t *testing.T) {
+	g, _ := newUART(t, nil)
+	read := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("ls\n"), read: read}) }()
+	<-read // Pump has the input and is offering it to the UART
+	if g.in(regLSR)&lsrDR != 0 {
+		t.Fatal("input delivered before the driver enabled the receive interrupt")
+	}
+	g.out(regIIR, fcrEnable|fcrClearRX|fcrClearTX) // the driver's FIFO reset
+	g.out(regIER, ierRDI)
+	var got []byte
+	for len(got) < 3 {
+		if g.in(regLSR)&lsrDR != 0 {
+			got = append(got, g.in(regData))
+		}
+	}
+	if string(got) != "ls\n" {
+		t.Fatalf("guest read %q, want %q", got, "ls\n")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Pump = %v", err)
+	}
+}
+
+// notifyReader closes read after its first successful Read.
+type notifyReader struct {
+	r    io.Reader
+	read chan struct{}
+	once sync.Once
+}
+
+func (n *notifyReader) Read(p []byte) (int, error) {
+	k, err := n.r.Read(p)
+	if k > 0 {
+		n.once.Do(func() { close(n.read) })
+	}
+	return k, err
 }
