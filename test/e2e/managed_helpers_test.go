@@ -27,14 +27,14 @@ const managedTimeout = 2 * time.Minute
 // managedEnv is a paddock binary built from this tree and an empty state
 // directory, for tests of the managed-VM commands through the binary.
 type managedEnv struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	home string
 	dir  string // YAML files and guests
 }
 
 // newManagedEnv builds ./cmd/paddock and makes a state directory.
-func newManagedEnv(t *testing.T) *managedEnv {
+func newManagedEnv(t testing.TB) *managedEnv {
 	t.Helper()
 	testguest.RequireKVM(t)
 	root, err := testguest.ModuleRoot()

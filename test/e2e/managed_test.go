@@ -363,3 +363,19 @@ func TestManagedConsole(t *testing.T) {
 		t.Errorf("logs: %q", out)
 	}
 }
+
+// TestManagedVMMSignal sends SIGTERM to a VMM: it shuts the guest down
+// through ACPI, as paddock stop does.
+func TestManagedVMMSignal(t *testing.T) {
+	e := newManagedEnv(t)
+	e.ok("up", "-f", e.guestVM("btn", "pwrbtn", ""))
+	e.waitConsole("btn", "armed\n")
+	if err := syscall.Kill(e.ls()["btn"].PID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	e.waitVMMGone("btn")
+	x := e.ls()["btn"].LastExit
+	if x == nil || x.Reason != store.ExitStop || x.How != "acpi" {
+		t.Errorf("after SIGTERM: %+v", x)
+	}
+}

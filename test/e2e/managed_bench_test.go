@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// managedBenchRuns is how many timed runs one benchmark iteration makes;
+// the benchmarks report the median (and the 90th percentile) of all runs,
+// since `make bench` runs each benchmark once (-benchtime 1x).
+const managedBenchRuns = 31
+
+// reportMedian reports the median and 90th percentile of samples, in ms.
+func reportMedian(b *testing.B, samples []time.Duration) {
+	slices.Sort(samples)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(samples[len(samples)/2]), "median-ms")
+	b.ReportMetric(ms(samples[len(samples)*9/10]), "p90-ms")
+	b.ReportMetric(0, "ns/op") // the loop's own time means nothing here
+}
+
+// BenchmarkManagedStart measures `paddock start` of a tiny-guest VM, from
+// exec to the command's return, which is when the VMM reports the guest
+// running (machine built, vCPUs about to enter the guest). The VM is
+// killed between runs (untimed).
+func BenchmarkManagedStart(b *testing.B) {
+	e := newManagedEnv(b)
+	e.ok("create", "-f", e.guestVM("bench", "counter", ""))
+	var samples []time.Duration
+	for b.Loop() {
+		for i := 0; i < managedBenchRuns; i++ {
+			start := time.Now()
+			e.ok("start", "bench")
+			samples = append(samples, time.Since(start))
+			e.ok("kill", "bench")
+		}
+	}
+	reportMedian(b, samples)
+}
+
+// BenchmarkManagedLs50 measures `paddock ls` (exec to exit) with 50 VMs
+// defined, 5 of them running.
+func BenchmarkManagedLs50(b *testing.B) {
+	e := newManagedEnv(b)
+	f := e.guestVM("vm", "counter", "")
+	for i := 0; i < 50; i++ {
+		e.ok("create", "-f", f, "--name", fmt.Sprintf("vm-%02d", i))
+	}
+	for i := 0; i < 5; i++ {
+		e.ok("start", fmt.Sprintf("vm-%02d", i*10))
+	}
+	var samples []time.Duration
+	for b.Loop() {
+		for i := 0; i < managedBenchRuns; i++ {
+			start := time.Now()
+			e.ok("ls")
+			samples = append(samples, time.Since(start))
+		}
+	}
+	reportMedian(b, samples)
+}
