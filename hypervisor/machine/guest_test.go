@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
 // Host /dev/kvm tests: tiny guest programs, assembled from
@@ -234,6 +235,11 @@ func TestMMIOGuest(t *testing.T) {
 	}
 	if len(dev.reads) != 1 || dev.reads[0] != 0xd000_0008 {
 		t.Errorf("reads = %#x, want one at 0xd0000008", dev.reads)
+	}
+	// Four accesses to the device's page, one ACPI power-off write.
+	st := m.Stats()
+	if st.MMIO[0xd000_0000] != 4 || st.Reasons[kvm.ExitMMIO.String()] != 4 || st.Ports[acpipm.DefaultControlPort] != 1 {
+		t.Errorf("stats = %+v, want 4 MMIO exits on page 0xd0000000 and 1 on the PM1a control port", st)
 	}
 }
 

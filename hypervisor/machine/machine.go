@@ -274,7 +274,7 @@ func (m *Machine) createVCPUs() error {
 		if err != nil {
 			return fmt.Errorf("machine: create vCPU %d: %w", i, err)
 		}
-		v := &vcpu{m: m, k: k, index: i}
+		v := &vcpu{m: m, k: k, index: i, stats: newExitStats()}
 		m.vcpus = append(m.vcpus, v)
 		if err := setupVCPU(k, cpuidFor(supported, i, m.cfg.CPUs, deadline > 0), msrs); err != nil {
 			return fmt.Errorf("machine: vCPU %d: %w", i, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -47,6 +48,7 @@ type vcpu struct {
 	k     *kvm.VCPU
 	index int
 	tid   atomic.Int32 // OS thread id once the loop started, for kicks
+	stats *exitStats
 }
 
 // kick makes the vCPU leave KVM_RUN (or not enter it) as soon as possible.
@@ -72,7 +74,10 @@ func (v *vcpu) loop() {
 		if !v.m.checkpoint(v) {
 			return
 		}
-		if err := v.k.Run(); err != nil {
+		t0 := time.Now()
+		err := v.k.Run()
+		v.stats.inRun += time.Since(t0)
+		if err != nil {
 			switch {
 			case errors.Is(err, unix.EINTR):
 				// A kick or a runtime signal: clear the kick and go back
@@ -96,9 +101,12 @@ func (v *vcpu) loop() {
 // stop running.
 func (v *vcpu) handleExit() bool {
 	m := v.m
-	switch r := v.k.ExitReason(); r {
+	r := v.k.ExitReason()
+	v.stats.byReason[r]++
+	switch r {
 	case kvm.ExitIO:
 		io := v.k.IO()
+		v.stats.ports[io.Port]++
 		data := io.Data
 		for i := 0; i < io.Count; i++ {
 			chunk := data[i*io.Size : (i+1)*io.Size]
@@ -111,6 +119,7 @@ func (v *vcpu) handleExit() bool {
 		return true
 	case kvm.ExitMMIO:
 		mm := v.k.MMIO()
+		v.stats.mmio[mm.Addr&^0xfff]++
 		if mm.Write {
 			m.mmio.write(mm.Addr, mm.Data)
 		} else {

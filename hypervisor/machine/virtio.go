@@ -242,6 +242,9 @@ func lockImage(path string, readOnly bool) (*os.File, error) {
 // openNIC opens or creates NIC i's tap and builds its device.
 func (v *virtioDevices) openNIC(i int, n NIC) (virtio.Device, error) {
 	name := fmt.Sprintf("nics[%d]", i)
+	if n.MAC.Multicast() || n.MAC == (netdev.MAC{}) {
+		return nil, fmt.Errorf("machine: %s: MAC %s is not a unicast address", name, n.MAC)
+	}
 	var tap *netdev.Tap
 	var err error
 	switch {
@@ -369,7 +372,8 @@ func (f *virtioFunc) ioeventfds(base uint64, assign bool) {
 func (f *virtioFunc) close() error {
 	var errs []error
 	if f.pci != nil {
-		errs = append(errs, f.pci.Close())
+		// The ioeventfds go first: they name the queues' eventfds,
+		// which closing the function closes.
 		f.mu.Lock()
 		if f.mapped {
 			f.v.m.mmio.unregister(f.base)
@@ -377,6 +381,7 @@ func (f *virtioFunc) close() error {
 			f.mapped = false
 		}
 		f.mu.Unlock()
+		errs = append(errs, f.pci.Close())
 	}
 	if f.msix != nil {
 		errs = append(errs, f.msix.close())
