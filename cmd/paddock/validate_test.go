@@ -73,7 +73,7 @@ func TestValidateCommand(t *testing.T) {
 		{"long flag", "", []string{"validate", "--file", p("good.yaml")},
 			p("good.yaml") + ": ok\n", "", 0},
 		{"decoding problem", "", []string{"validate", "-f", p("bad.yaml")},
-			"", p("bad.yaml") + ":4:1: colour: unknown field; known fields: name, labels, cpus, memory, kernel, initrd, cmdline, console, on_reboot, restart, backend, libvirt\n", 1},
+			"", p("bad.yaml") + ":4:1: colour: unknown field; known fields: name, labels, cpus, memory, kernel, initrd, cmdline, disks, nics, rng, console, on_reboot, restart, backend, libvirt\n", 1},
 		{"every validation problem, one per line", "", []string{"validate", "-f", p("worse.yaml")},
 			"", p("worse.yaml") + ":2:7: cpus: must be between 1 and 255, got 0\n" +
 				p("worse.yaml") + ":3:9: memory: must be at least 32MiB, got 8MiB\n" +

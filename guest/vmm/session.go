@@ -60,7 +60,9 @@ type Options struct {
 	// OnBoot, if set, is called when a machine has been built, before it
 	// runs (boot counts from 0).
 	OnBoot func(boot int, m *machine.Machine)
-	// Logf, if set, receives the session's own messages.
+	// Logf, if set, receives the session's own messages and what the
+	// devices report (host I/O errors, guest driver mistakes); nil: the
+	// session's are dropped, the devices' go to standard error.
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
@@ -97,8 +99,9 @@ const (
 // Session runs one VM: its machines, one after another. Methods are safe
 // for concurrent use; Run is called once, after a successful Boot.
 type Session struct {
-	vm *configs.VM
-	o  Options
+	vm         *configs.VM
+	o          Options
+	deviceLogf func(format string, args ...any)
 
 	op sync.Mutex // serializes Pause, Resume and the start of Shutdown
 
@@ -125,10 +128,11 @@ func NewSession(vm *configs.VM, o Options) *Session {
 	if o.Backoff == (Backoff{}) {
 		o.Backoff = DefaultBackoff
 	}
+	deviceLogf := o.Logf // nil: the machine's default, standard error
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
-	return &Session{vm: vm, o: o, phase: store.PhaseStarting, wake: make(chan struct{}), done: make(chan struct{})}
+	return &Session{vm: vm, o: o, deviceLogf: deviceLogf, phase: store.PhaseStarting, wake: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Boot builds the first machine. Its error is the VM's start error: bad

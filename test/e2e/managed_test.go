@@ -379,3 +379,24 @@ func TestManagedVMMSignal(t *testing.T) {
 		t.Errorf("after SIGTERM: %+v", x)
 	}
 }
+
+// TestManagedDiskInUse checks that a managed VM's disk is attached: the
+// VMM holds its image's lock, so a second VM on the same image cannot
+// start while the first runs, and can once it stopped.
+func TestManagedDiskInUse(t *testing.T) {
+	e := newManagedEnv(t)
+	img := e.dir + "/data.raw"
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk := "disks:\n  - path: " + img + "\n"
+	e.ok("create", "-f", e.guestVM("two", "counter", disk))
+	e.ok("up", "-f", e.guestVM("one", "counter", disk))
+	_, errOut, status := e.paddock("start", "two")
+	if status != 1 || !strings.Contains(errOut, "disks[0].path: "+img+" is in use by another VM") {
+		t.Errorf("start of a second VM on the same disk: %d %q", status, errOut)
+	}
+	e.ok("kill", "one")
+	e.ok("start", "two")
+	e.ok("rm", "--force", "one", "two")
+}
