@@ -110,7 +110,10 @@ func (m *Manager) lock(v *store.VM) (*store.Lock, error) {
 	return l, err
 }
 
-// facts reads a VM's record and run lock.
+// facts reads a VM's record and run lock. A record that cannot be read
+// (a damaged state.json) reads as a VM that is not running, with the
+// problem in err; a record of a newer paddock is only an error, as is a
+// run lock that cannot be checked.
 func facts(v *store.VM) (store.Record, store.Holder, error) {
 	h, err := v.RunHolder()
 	if err != nil {
@@ -118,9 +121,16 @@ func facts(v *store.VM) (store.Record, store.Holder, error) {
 	}
 	rec, err := v.ReadRecord()
 	if err != nil {
-		return store.Record{}, h, err
+		return store.Record{Phase: store.PhaseExited}, h, err
 	}
 	return rec, h, nil
+}
+
+// usable reports whether an error from facts leaves facts good enough to
+// act on: only a damaged state.json does, which the next VMM replaces.
+func usable(err error) bool {
+	var pe *store.RecordError
+	return err == nil || errors.As(err, &pe) && !errors.Is(err, store.ErrRecordVersion)
 }
 
 // Create adds vm to the store (its resolved spec becomes vm.yaml); source
@@ -220,7 +230,7 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	}
 	defer l.Unlock()
 	rec, h, err := facts(v)
-	if err != nil {
+	if !usable(err) {
 		return nil, err
 	}
 	if h.Alive {
@@ -230,7 +240,7 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		if err := reapLocked(v, rec, store.ExitVMMDied, vmmDied(rec)); err != nil {
 			return nil, err
 		}
-		if rec, err = v.ReadRecord(); err != nil {
+		if rec, err = v.ReadRecord(); !usable(err) {
 			return nil, err
 		}
 	}
@@ -261,8 +271,13 @@ func hostFacts() configs.Host {
 // StateError.
 func (m *Manager) client(v *store.VM, op string) (*api.Client, store.Holder, error) {
 	rec, h, err := facts(v)
-	if err != nil {
+	var re *store.RecordError
+	switch {
+	case err != nil && !errors.As(err, &re):
 		return nil, h, err
+	case err != nil && h.Alive:
+		// The record is unreadable but the VMM lives: ask it.
+		return api.NewClient(v.Path(store.SocketFile), v.Name), h, nil
 	}
 	if !h.Alive {
 		if store.Stale(rec, h) {
@@ -435,8 +450,9 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	}
 	defer l.Unlock()
 	rec, h, err := facts(v)
-	if err != nil {
-		return err
+	var re *store.RecordError
+	if err != nil && !errors.As(err, &re) {
+		return err // only the run lock matters here
 	}
 	if h.Alive {
 		if !force {

@@ -348,3 +348,29 @@ func TestSuggest(t *testing.T) {
 		}
 	}
 }
+
+// TestManagerDamagedRecord checks that a damaged state.json neither hides
+// the VM nor blocks starting or removing it.
+func TestManagerDamagedRecord(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := m.store.VM("web")
+	os.WriteFile(v.Path(store.RecordFile), []byte("{garbage"), 0o600)
+	infos, err := m.List()
+	if err != nil || len(infos) != 1 || !strings.Contains(infos[0].Problem, "state.json") {
+		t.Fatalf("List with a damaged record: %+v, %v", infos, err)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatalf("Start with a damaged record: %v", err)
+	}
+	if info, _ := m.Inspect("web"); info.State != store.StateRunning || info.Problem != "" {
+		t.Errorf("after the start: %+v", info)
+	}
+	os.WriteFile(v.Path(store.RecordFile), []byte(`{"version": 99}`), 0o600)
+	if err := m.Remove(ctx, "web", true); err != nil {
+		t.Fatalf("Remove --force with a newer record: %v", err)
+	}
+}

@@ -88,7 +88,7 @@ func (c *Client) send(ctx context.Context, method, op string, query url.Values, 
 		}
 		var ne *net.OpError
 		if errors.As(err, &ne) && ne.Op == "dial" {
-			return nil, fmt.Errorf("api: %s: %w (%v)", c.socket, ErrUnavailable, ne.Err)
+			return nil, fmt.Errorf("api: %s: %w (%w)", c.socket, ErrUnavailable, ne.Err)
 		}
 		return nil, fmt.Errorf("api: %s %s: %w", method, vmPath(c.name, op), err)
 	}
@@ -184,7 +184,7 @@ func (c *Client) Console(ctx context.Context, o ConsoleOptions) (io.ReadCloser, 
 func (c *Client) Attach(ctx context.Context, tail int) (net.Conn, error) {
 	conn, err := dial(ctx, c.socket)
 	if err != nil {
-		return nil, fmt.Errorf("api: %s: %w (%v)", c.socket, ErrUnavailable, err)
+		return nil, fmt.Errorf("api: %s: %w (%w)", c.socket, ErrUnavailable, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)

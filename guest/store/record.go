@@ -123,21 +123,32 @@ func (v *VM) ReadRecord() (Record, error) {
 	return ParseRecord(data, v.Path(RecordFile))
 }
 
-// ParseRecord decodes state.json content; path names it in errors.
+// RecordError is a state.json that cannot be used: damaged, or written
+// by a newer paddock (then it wraps ErrRecordVersion).
+type RecordError struct {
+	Path string
+	Err  error
+}
+
+func (e *RecordError) Error() string { return "store: " + e.Path + ": " + e.Err.Error() }
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// ParseRecord decodes state.json content; path names it in errors, which
+// are *RecordError.
 func ParseRecord(data []byte, path string) (Record, error) {
 	var r Record
 	if err := json.Unmarshal(data, &r); err != nil {
-		return Record{}, fmt.Errorf("store: %s: %w", path, err)
+		return Record{}, &RecordError{Path: path, Err: err}
 	}
 	if r.Version > RecordVersion {
-		return Record{}, fmt.Errorf("store: %s: version %d %w (this one reads version %d)", path, r.Version, ErrRecordVersion, RecordVersion)
+		return Record{}, &RecordError{Path: path, Err: fmt.Errorf("version %d %w (this one reads version %d)", r.Version, ErrRecordVersion, RecordVersion)}
 	}
 	switch r.Phase {
 	case PhaseCreated, PhaseStarting, PhaseRunning, PhasePaused, PhaseStopping, PhaseRestarting, PhaseExited:
 	case "":
 		r.Phase = PhaseCreated
 	default:
-		return Record{}, fmt.Errorf("store: %s: unknown phase %q", path, r.Phase)
+		return Record{}, &RecordError{Path: path, Err: fmt.Errorf("unknown phase %q", r.Phase)}
 	}
 	return r, nil
 }

@@ -426,3 +426,25 @@ func BenchmarkRunHolder(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseRecord checks that no state.json content makes ParseRecord
+// panic, and that what it accepts has a known phase and version.
+func FuzzParseRecord(f *testing.F) {
+	f.Add([]byte(`{"version": 1, "phase": "running", "run_id": "r", "pid": 3}`))
+	f.Add([]byte(`{"version": 1, "phase": "exited", "exit": {"reason": "crash", "console_tail": ["a"]}}`))
+	f.Add([]byte(`{"version": 2}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseRecord(data, "state.json")
+		if err != nil {
+			var re *RecordError
+			if !errors.As(err, &re) {
+				t.Fatalf("error %v is not a *RecordError", err)
+			}
+			return
+		}
+		if r.Version > RecordVersion {
+			t.Fatalf("accepted version %d", r.Version)
+		}
+		_ = Derive(r, Holder{})
+	})
+}
