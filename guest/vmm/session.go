@@ -400,11 +400,15 @@ func (s *Session) Pause() error {
 	s.op.Lock()
 	defer s.op.Unlock()
 	s.mu.Lock()
+	m := s.m
 	if s.phase != store.PhaseRunning {
 		defer s.mu.Unlock()
 		return s.wrongState("pause")
 	}
-	m := s.m
+	if m == nil { // the boot just ended; what follows is being decided
+		s.mu.Unlock()
+		return api.Errorf(api.CodeWrongState, "cannot pause VM '%s': its guest just ended", s.vm.Name)
+	}
 	s.mu.Unlock()
 	if err := m.Hold(); err != nil {
 		s.mu.Lock()
@@ -425,11 +429,11 @@ func (s *Session) Resume() error {
 	s.op.Lock()
 	defer s.op.Unlock()
 	s.mu.Lock()
-	if s.phase != store.PhasePaused {
+	m := s.m
+	if s.phase != store.PhasePaused || m == nil {
 		defer s.mu.Unlock()
 		return s.wrongState("resume")
 	}
-	m := s.m
 	s.mu.Unlock()
 	if err := m.Resume(); err != nil {
 		s.mu.Lock()
