@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/rand"
 	"testing"
 )
 
@@ -279,3 +280,31 @@ func exerciseImage(t *testing.T, data []byte) {
 // be32put is a test helper to patch big-endian fields.
 func be32put(b []byte, off int, v uint32) { binary.BigEndian.PutUint32(b[off:], v) }
 func be64put(b []byte, off int, v uint64) { binary.BigEndian.PutUint64(b[off:], v) }
+
+// TestMutatedImages is a short, deterministic fuzzing pass that runs in
+// CI with the regular tests: seed images with random bytes changed,
+// mostly in their metadata, go through the same exercise as
+// FuzzOpenImage.
+func TestMutatedImages(t *testing.T) {
+	seeds := seedImagesT(t)
+	r := rand.New(rand.NewSource(42))
+	for i := 0; i < scaled(1200); i++ {
+		img := bytes.Clone(seeds[r.Intn(len(seeds))])
+		for k := 0; k < 1+r.Intn(6); k++ {
+			// Metadata lives in the first clusters: aim there mostly.
+			p := r.Intn(min(len(img), 64<<10))
+			if r.Intn(4) == 0 {
+				p = r.Intn(len(img))
+			}
+			switch r.Intn(3) {
+			case 0:
+				img[p] = byte(r.Intn(256))
+			case 1:
+				img[p] ^= 1 << uint(r.Intn(8))
+			default:
+				binary.BigEndian.PutUint32(img[p-p%4:], r.Uint32())
+			}
+		}
+		exerciseImage(t, img)
+	}
+}
