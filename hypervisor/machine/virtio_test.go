@@ -246,7 +246,8 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 			// Build once to learn the BAR address the allocator gives
 			// slot 1 (the first BAR of the 32-bit window).
 			notify := uint64(PCIMMIO32Start) + virtio.NotifyOffset
-			defs := map[string]int{"NOTIFY": int(notify), "VEC": 0x30, "INTX": 0, "PIN": 0, "ISR": 0}
+			const mailbox = 32<<20 - 16 // just below the driver's memory
+			defs := map[string]int{"MAILBOX": mailbox, "NOTIFY": int(notify), "VEC": 0x30, "INTX": 0, "PIN": 0, "ISR": 0}
 			if intx {
 				defs["INTX"], defs["PIN"], defs["VEC"] = 1, int(intxGSIs[1%4]), 0x31
 				defs["ISR"] = int(uint64(PCIMMIO32Start) + 0x800)
@@ -271,9 +272,19 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 			}
 			buf := mem.Alloc(128, 8)
 			q := drv.Queues[0]
-			if _, err := q.Add([]virtiotest.Buf{{Addr: buf, Len: 128, Write: true}}); err != nil {
+			// The guest publishes the request: the device must not see it
+			// before the guest can take interrupts, or a fast device's
+			// MSI would reach a LAPIC that is still disabled and be lost.
+			_, idxAddr, idx, err := q.Stage([]virtiotest.Buf{{Addr: buf, Len: 128, Write: true}})
+			if err != nil {
 				t.Fatal(err)
 			}
+			box, err := m.Memory().Slice(mailbox, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			binary.LittleEndian.PutUint32(box, uint32(idxAddr))
+			binary.LittleEndian.PutUint16(box[4:], idx)
 			ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 			defer cancel()
 			e, err := m.Run(ctx)

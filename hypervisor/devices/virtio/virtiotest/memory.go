@@ -17,8 +17,9 @@ import (
 // address Base, with a bump allocator. It implements virtio.GuestMemory
 // with the same bounds checks as the machine's memory.
 type Memory struct {
-	Base uint64
-	b    []byte
+	Base   uint64
+	b      []byte
+	mapped bool // b is our own mapping, unmapped by Close
 
 	mu   sync.Mutex
 	next uint64
@@ -30,11 +31,23 @@ func NewMemory(base, size uint64) (*Memory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("virtiotest: map %d bytes: %w", size, err)
 	}
-	return &Memory{Base: base, b: b, next: base}, nil
+	return &Memory{Base: base, b: b, next: base, mapped: true}, nil
 }
 
-// Close unmaps the memory.
-func (m *Memory) Close() error { return unix.Munmap(m.b) }
+// MemoryAt gives a driver the guest memory b, which lives at
+// guest-physical base (a range of a real machine's RAM, say). Close does
+// not unmap it.
+func MemoryAt(base uint64, b []byte) *Memory {
+	return &Memory{Base: base, b: b, next: base}
+}
+
+// Close unmaps memory that NewMemory mapped.
+func (m *Memory) Close() error {
+	if !m.mapped {
+		return nil
+	}
+	return unix.Munmap(m.b)
+}
 
 // Size is the memory's size in bytes.
 func (m *Memory) Size() uint64 { return uint64(len(m.b)) }

@@ -56,6 +56,16 @@ func (q *Queue) PutDesc(table uint64, i uint16, addr uint64, length uint32, flag
 // Add lays bufs out as a chain of direct descriptors and makes it
 // available. It returns the chain's head.
 func (q *Queue) Add(bufs []Buf) (uint16, error) {
+	head, err := q.chain(bufs)
+	if err != nil {
+		return 0, err
+	}
+	q.Publish(head)
+	return head, nil
+}
+
+// chain writes bufs as a chain of direct descriptors and returns its head.
+func (q *Queue) chain(bufs []Buf) (uint16, error) {
 	if len(bufs) == 0 || len(bufs) > len(q.free) {
 		return 0, fmt.Errorf("virtiotest: queue %d: %d buffers, %d free descriptors", q.Index, len(bufs), len(q.free))
 	}
@@ -71,7 +81,6 @@ func (q *Queue) Add(bufs []Buf) (uint16, error) {
 		q.PutDesc(q.Desc, ids[i], b.Addr, b.Len, flags, next)
 	}
 	q.chains[ids[0]] = ids
-	q.Publish(ids[0])
 	return ids[0], nil
 }
 
@@ -97,6 +106,19 @@ func (q *Queue) AddIndirect(bufs []Buf) (uint16, error) {
 	q.chains[ids[0]] = ids
 	q.Publish(ids[0])
 	return ids[0], nil
+}
+
+// Stage lays bufs out as a chain of direct descriptors and puts it in
+// the available ring, but leaves the ring's index for someone else to
+// publish (a guest program, in the machine's tests): it returns the
+// address of the index and the value that makes the chain available.
+func (q *Queue) Stage(bufs []Buf) (head uint16, idxAddr uint64, idx uint16, err error) {
+	if head, err = q.chain(bufs); err != nil {
+		return 0, 0, 0, err
+	}
+	q.d.Mem.PutU16(q.Avail+4+2*uint64(q.availIdx%q.Size), head)
+	q.availIdx++
+	return head, q.Avail + 2, q.availIdx, nil
 }
 
 // take pops n free descriptors.

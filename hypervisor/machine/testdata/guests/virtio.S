@@ -1,6 +1,10 @@
-# virtio: rings a virtio queue's doorbell and waits for the device's
-# interrupt. The host test has set up the device, its queue and a request
-# beforehand, as a driver would, and defines with --defsym:
+# virtio: makes a request available on a virtio queue, rings the queue's
+# doorbell and waits for the device's interrupt. The host test has set up
+# the device, its queue and the request beforehand, as a driver would,
+# all but publishing the available ring's index: at MAILBOX it leaves the
+# index's address (32 bits) and the value to store there (16 bits, at
+# MAILBOX+4). It defines with --defsym:
+#   MAILBOX that address
 #   NOTIFY  the queue's notification address (in the function's BAR)
 #   VEC     the vector the interrupt arrives on
 #   INTX    0: the interrupt is an MSI-X message; 1: it comes through
@@ -34,6 +38,9 @@ _start:
 	.endif
 	mov $ready, %esi
 	call puts
+	mov MAILBOX, %ebx		# publish the request
+	movw MAILBOX + 4, %ax
+	movw %ax, (%ebx)
 	movw $0, NOTIFY			# the doorbell: queue 0
 	sti
 1:	hlt
