@@ -248,7 +248,10 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := vm.Validate(hostFacts()); err != nil {
+	// Validate against the host's memory; the vCPU limit is the VMM's to
+	// check (machine.New), which saves probing KVM twice on the way.
+	host, _ := configs.HostFacts()
+	if err := vm.Validate(host); err != nil {
 		return nil, err
 	}
 	if vm.Backend != configs.BackendNative {
@@ -258,13 +261,6 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		return nil, err
 	}
 	return m.info(v, false)
-}
-
-// hostFacts returns the host limits Validate checks; unknown ones are 0.
-func hostFacts() configs.Host {
-	host, _ := configs.HostFacts()
-	host.MaxVCPUs = MaxVCPUs()
-	return host
 }
 
 // client returns an API client for a VM whose VMM is alive, or a

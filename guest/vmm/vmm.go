@@ -137,12 +137,15 @@ func (p *vmmProc) serve(ctx context.Context) error {
 		p.logf("ignoring an unreadable record: %v", err)
 		prev = store.Record{CreatedAt: time.Now()}
 	}
+	// This run's record is written once the guest runs. Until then the
+	// run lock, whose run id differs from the record's, says "starting";
+	// not writing it here saves an fsync'd write on the way to ready.
 	rec := prev
 	rec.RunID, rec.PID, rec.Phase = p.runID, os.Getpid(), store.PhaseStarting
 	rec.StartedAt, rec.BootedAt, rec.Boots, rec.Restarts, rec.StartError = time.Now(), time.Time{}, 0, 0, ""
-	if err := p.write(rec); err != nil {
-		return &StartError{err}
-	}
+	p.recMu.Lock()
+	p.rec = rec
+	p.recMu.Unlock()
 	p.logf("VMM for %s started (run %s)", v.Name, p.runID)
 
 	res, err := p.run(ctx)
