@@ -130,3 +130,9 @@ func Qcow2(img Image) *qcow2.Image {
 	}
 	return nil
 }
+
+// Both formats implement Image.
+var (
+	_ Image = (*Raw)(nil)
+	_ Image = (*qcow2Image)(nil)
+)

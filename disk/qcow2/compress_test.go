@@ -26,7 +26,7 @@ func TestWriteCompressed(t *testing.T) {
 			dir := tempDir(t)
 			q := filepath.Join(dir, "img.qcow2")
 			raw := filepath.Join(dir, "src.raw")
-			size := int64(12<<20 + 1536) // partial last cluster
+			size := int64(scaled(12))<<20 + 1536 // partial last cluster
 			if o.ClusterSize != 0 && o.ClusterSize < 4096 {
 				size = 2<<20 + 1536
 			}

@@ -288,7 +288,7 @@ func be64put(b []byte, off int, v uint64) { binary.BigEndian.PutUint64(b[off:], 
 func TestMutatedImages(t *testing.T) {
 	seeds := seedImagesT(t)
 	r := rand.New(rand.NewSource(42))
-	for i := 0; i < scaled(1200); i++ {
+	for i := 0; i < scaled(scaled(1200)); i++ {
 		img := bytes.Clone(seeds[r.Intn(len(seeds))])
 		for k := 0; k < 1+r.Intn(6); k++ {
 			// Metadata lives in the first clusters: aim there mostly.

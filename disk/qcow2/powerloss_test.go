@@ -195,7 +195,7 @@ func powerCuts() int {
 		return v
 	}
 	if testing.Short() || raceEnabled {
-		return 12
+		return 8
 	}
 	return 40
 }
