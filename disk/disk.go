@@ -62,6 +62,10 @@ type Options struct {
 	Format string
 	// ReadOnly opens without write access.
 	ReadOnly bool
+	// L2CacheBytes bounds the qcow2 mapping cache of each image of the
+	// chain (0: 32 MiB, enough for 256 GiB of disk at 64 KiB clusters;
+	// memory is only used for tables actually touched).
+	L2CacheBytes int64
 }
 
 // ErrFormat reports an unknown or mismatched format.
@@ -97,7 +101,7 @@ func Open(path string, o Options) (Image, error) {
 	}
 	switch format {
 	case FormatQcow2:
-		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly})
+		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly, L2CacheBytes: o.L2CacheBytes})
 		if err != nil {
 			return nil, err
 		}
