@@ -14,6 +14,19 @@ type Chain struct {
 	readLen, writeLen uint64
 }
 
+// NewChain builds a chain from buffers directly, for device tests and
+// fuzzing that bypass a queue.
+func NewChain(head uint16, readable, writable [][]byte) *Chain {
+	c := &Chain{Head: head, Readable: readable, Writable: writable}
+	for _, b := range readable {
+		c.readLen += uint64(len(b))
+	}
+	for _, b := range writable {
+		c.writeLen += uint64(len(b))
+	}
+	return c
+}
+
 // reset empties c for reuse, keeping its slices' capacity.
 func (c *Chain) reset(head uint16) {
 	clear(c.Readable)
