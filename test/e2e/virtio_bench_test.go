@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/images/virtioguest"
+	"github.com/paddock-vm/paddock/test/lab"
+)
+
+// The benchmark's shared setup in L1: a 256 MiB qcow2 image with every
+// cluster allocated (so both VMMs overwrite and read allocated data), and
+// a persistent tap on br0 (10.0.2.1) that both VMMs use in turn.
+const virtioBenchSetup = `
+ip link add br0 type bridge && ip addr add 10.0.2.1/24 dev br0 && ip link set br0 up
+ip tuntap add qtap0 mode tap && ip link set qtap0 master br0 && ip link set qtap0 up
+qemu-img create -q -f qcow2 -o preallocation=falloc /tmp/bench.qcow2 256M
+echo "@@LAB bench.setup $?"
+`
+
+// virtioBenchYAML runs the virtio-bench script under paddock.
+const virtioBenchYAML = `name: bench
+cpus: 1
+memory: 512MiB
+kernel: ` + lab.GuestVmlinux + `
+initrd: ` + virtioInitrd + `
+cmdline: console=ttyS0 quiet paddock.script=virtio-bench
+disks: [{path: /tmp/bench.qcow2, format: qcow2}]
+nics: [{tap: qtap0, mac: 52:54:00:00:00:01}]
+console: stdio
+`
+
+// virtioBenchQEMU is the same VM under QEMU: microvm with a PCIe host
+// bridge, virtio-blk-pci on the same image (cache=writeback, aio=threads:
+// QEMU's defaults), virtio-net-pci on the same tap without vhost-net, as
+// paddock has none.
+var virtioBenchQEMU = lab.QEMU{Extra: []string{
+	"-M", "pcie=on",
+	"-drive", "file=/tmp/bench.qcow2,if=none,id=d0,format=qcow2,cache=writeback,aio=threads",
+	"-device", "virtio-blk-pci,drive=d0",
+	"-netdev", "tap,id=n0,ifname=qtap0,script=no,downscript=no,vhost=off",
+	"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:00:00:01,romfile=",
+}}
+
+// virtioBenchStep runs one VMM with L1's network peers: a sink for the
+// guest's transmit test and a source for its receive test.
+func virtioBenchStep(name, command string) lab.Step {
+	return lab.Step{Name: "bench/" + name, Timeout: 10 * time.Minute, Script: `
+vtool sink 5003 1 &
+vtool source 5004 256 1 &
+` + command + `
+echo "@@LAB vmm.rc $?"
+kill %1 %2 2>/dev/null
+`}
+}
+
+// virtioMetrics are the markers of the virtio-bench script: name, unit,
+// and whether more is better.
+var virtioMetrics = []struct {
+	key, unit string
+	higher    bool
+}{
+	{"bench.seqwrite", "MB/s", true},
+	{"bench.seqread", "MB/s", true},
+	{"bench.randread", "IOPS", true},
+	{"bench.tx", "MB/s", true},
+	{"bench.rx", "MB/s", true},
+	{"bench.ping-ms", "ms", false},
+}
+
+// BenchmarkVirtioLab compares paddock with QEMU in one L1 run, the same
+// stock kernel and guest, the same disk image and tap: sequential 1 MiB
+// writes and reads and 4 KiB random reads with O_DIRECT on virtio-blk,
+// TCP throughput to and from L1 and ping latency on virtio-net. It reports
+// each VMM's figures and paddock's ratio to QEMU ("x-...", >1 is better
+// for paddock in every row, latency included). Timings are emulated:
+// compare only ratios.
+//
+//	go test ./test/e2e -run '^$' -bench VirtioLab -benchtime 1x
+func BenchmarkVirtioLab(b *testing.B) {
+	l := lab.New(b)
+	ctx := context.Background()
+	im, err := l.Image(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	initrd, err := virtioguest.Initrd(ctx, virtioguest.Options{Kernel: im.Guest.Kernel, Busybox: im.Guest.Busybox})
+	if err != nil {
+		b.Fatal(err)
+	}
+	files := virtioHostTools(ctx, b)
+	files[virtioInitrd] = lab.File{Source: initrd}
+	files["/guest/bench.yaml"] = lab.File{Data: []byte(virtioBenchYAML)}
+	qemu := virtioBenchQEMU
+	g := lab.L2{Name: "bench", Kernel: lab.GuestVmlinux, Initrd: virtioInitrd, Cmdline: "console=ttyS0 quiet paddock.script=virtio-bench", MemoryMiB: 512}
+	sc := lab.Scenario{
+		WithPaddock: true, WithQEMU: true, WithVmlinux: true,
+		Files: files,
+		Steps: []lab.Step{
+			{Name: "bench/setup", Script: virtioBenchSetup, Timeout: time.Minute},
+			virtioBenchStep("paddock", "paddock run -f /guest/bench.yaml"),
+			virtioBenchStep("qemu", qemu.Command(g)),
+		},
+	}
+	results := map[string]map[string]float64{}
+	for b.Loop() {
+		res, err := l.Run(ctx, sc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, vmm := range []string{"paddock", "qemu"} {
+			st, ok := res.Step("bench/" + vmm)
+			if !ok || !st.Done {
+				b.Fatalf("step bench/%s did not finish; transcript tail:\n%s", vmm, res.Tail(40))
+			}
+			results[vmm] = map[string]float64{}
+			for _, m := range virtioMetrics {
+				mk, ok := st.Marker(m.key)
+				v, err := strconv.ParseFloat(strings.TrimSpace(mk.Value), 64)
+				if !ok || err != nil {
+					b.Fatalf("%s: %s = %q (%v); transcript tail:\n%s", vmm, m.key, mk.Value, err, res.Tail(40))
+				}
+				results[vmm][m.key] = v
+			}
+		}
+	}
+	var table strings.Builder
+	fmt.Fprintf(&table, "%-16s %12s %12s %8s\n", "", "paddock", "qemu", "ratio")
+	for _, m := range virtioMetrics {
+		name := strings.TrimPrefix(m.key, "bench.")
+		p, q := results["paddock"][m.key], results["qemu"][m.key]
+		ratio := p / q
+		if !m.higher {
+			ratio = q / p
+		}
+		b.ReportMetric(p, "paddock-"+name+"-"+m.unit)
+		b.ReportMetric(q, "qemu-"+name+"-"+m.unit)
+		b.ReportMetric(ratio, "x-"+name)
+		fmt.Fprintf(&table, "%-16s %12.1f %12.1f %8.2f\n", name+" ("+m.unit+")", p, q, ratio)
+	}
+	b.ReportMetric(0, "ns/op")
+	b.Logf("virtio, paddock vs QEMU (ratio > 1: paddock better):\n%s", table.String())
+}
