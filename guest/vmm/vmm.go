@@ -105,14 +105,18 @@ func Serve(ctx context.Context, cfg Config) error {
 
 // ready sends the readiness message once and closes the pipe.
 func (p *vmmProc) ready(r Ready) {
-	p.readyOnce.Do(func() {
-		if p.cfg.Ready == nil {
-			return
-		}
-		b, _ := json.Marshal(r)
-		_, _ = p.cfg.Ready.Write(append(b, '\n'))
-		p.cfg.Ready.Close()
-	})
+	p.readyOnce.Do(func() { p.sendReady(r) })
+}
+
+// sendReady writes r to the readiness pipe, if any, and closes it.
+// Precondition: called once, under readyOnce.
+func (p *vmmProc) sendReady(r Ready) {
+	if p.cfg.Ready == nil {
+		return
+	}
+	b, _ := json.Marshal(r)
+	_, _ = p.cfg.Ready.Write(append(b, '\n'))
+	p.cfg.Ready.Close()
 }
 
 func (p *vmmProc) serve(ctx context.Context) error {
@@ -313,7 +317,10 @@ func (p *vmmProc) changed(s Snapshot) {
 		p.logf("%v", err)
 	}
 	if s.Phase == store.PhaseRunning {
-		p.ready(Ready{OK: true, PID: os.Getpid()})
+		p.readyOnce.Do(func() {
+			p.logf("the guest runs")
+			p.sendReady(Ready{OK: true, PID: os.Getpid()})
+		})
 	}
 }
 
