@@ -30,10 +30,16 @@ Exit status: 0 created, 1 the file is invalid (every problem is printed),
 			return createAction(cmd, file, name)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "VM description (YAML); - for standard input")
-	cmd.Flags().StringVar(&name, "name", "", "name of the VM, instead of the file's")
-	_ = cmd.MarkFlagRequired("file")
+	specFlags(cmd, &file, &name)
 	return managed(cmd)
+}
+
+// specFlags adds the flags that name a VM file: -f FILE (required) and
+// --name NAME.
+func specFlags(cmd *cobra.Command, file, name *string) {
+	cmd.Flags().StringVarP(file, "file", "f", "", "VM description (YAML); - for standard input")
+	cmd.Flags().StringVar(name, "name", "", "name of the VM, instead of the file's")
+	_ = cmd.MarkFlagRequired("file")
 }
 
 func createAction(cmd *cobra.Command, file, name string) error {

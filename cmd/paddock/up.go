@@ -30,9 +30,7 @@ changing the VM.`,
 			return upAction(cmd, file, name)
 		},
 	}
-	cmd.Flags().StringVarP(&file, "file", "f", "", "VM description (YAML); - for standard input")
-	cmd.Flags().StringVar(&name, "name", "", "name of the VM, instead of the file's")
-	_ = cmd.MarkFlagRequired("file")
+	specFlags(cmd, &file, &name)
 	return managed(cmd)
 }
 

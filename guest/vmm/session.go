@@ -397,52 +397,38 @@ func (s *Session) wrongState(op string) *api.Error {
 
 // Pause stops the guest's vCPUs.
 func (s *Session) Pause() error {
-	s.op.Lock()
-	defer s.op.Unlock()
-	s.mu.Lock()
-	m := s.m
-	if s.phase != store.PhaseRunning {
-		defer s.mu.Unlock()
-		return s.wrongState("pause")
-	}
-	if m == nil { // the boot just ended; what follows is being decided
-		s.mu.Unlock()
-		return api.Errorf(api.CodeWrongState, "cannot pause VM '%s': its guest just ended", s.vm.Name)
-	}
-	s.mu.Unlock()
-	if err := m.Hold(); err != nil {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.wrongState("pause")
-	}
-	s.mu.Lock()
-	if s.m == m && s.phase == store.PhaseRunning {
-		s.phase = store.PhasePaused
-	}
-	s.mu.Unlock()
-	s.changed()
-	return nil
+	return s.transition("pause", store.PhaseRunning, store.PhasePaused, (*machine.Machine).Hold)
 }
 
 // Resume lets a paused guest run again.
 func (s *Session) Resume() error {
+	return s.transition("resume", store.PhasePaused, store.PhaseRunning, (*machine.Machine).Resume)
+}
+
+// transition applies act to the current machine and moves the session
+// from phase from to phase to; op names it in refusals.
+func (s *Session) transition(op string, from, to store.Phase, act func(*machine.Machine) error) error {
 	s.op.Lock()
 	defer s.op.Unlock()
 	s.mu.Lock()
 	m := s.m
-	if s.phase != store.PhasePaused || m == nil {
+	switch {
+	case s.phase != from:
 		defer s.mu.Unlock()
-		return s.wrongState("resume")
+		return s.wrongState(op)
+	case m == nil: // the boot just ended; what follows is being decided
+		s.mu.Unlock()
+		return api.Errorf(api.CodeWrongState, "cannot %s VM '%s': its guest just ended", op, s.vm.Name)
 	}
 	s.mu.Unlock()
-	if err := m.Resume(); err != nil {
+	if err := act(m); err != nil {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.wrongState("resume")
+		return s.wrongState(op)
 	}
 	s.mu.Lock()
-	if s.m == m && s.phase == store.PhasePaused {
-		s.phase = store.PhaseRunning
+	if s.m == m && s.phase == from {
+		s.phase = to
 	}
 	s.mu.Unlock()
 	s.changed()
