@@ -165,7 +165,7 @@ func (s *Session) build() error {
 		Disks:        disks,
 		NICs:         nics,
 		RNG:          rng,
-		Logf:         s.o.Logf,
+		Logf:         s.deviceLogf,
 	})
 	if err != nil {
 		close(stop)
