@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices"
 )
@@ -40,6 +41,12 @@ const OutputBufferSize = 64 << 10
 
 // outputChunk is the most the writer goroutine hands to the writer at once.
 const outputChunk = 4 << 10
+
+// outputCoalesce is how long the writer waits for more output after the
+// first byte of a burst: short enough to be invisible on an interactive
+// console, long enough to turn a boot log's thousands of one-byte writes
+// into a few hundred writes.
+const outputCoalesce = 2 * time.Millisecond
 
 // Register offsets from the base port.
 const (
@@ -668,6 +675,14 @@ func (s *Serial) writeLoop() {
 		}
 		if s.out.len() == 0 {
 			return // closed and flushed
+		}
+		if s.out.len() < outputChunk && !s.closed {
+			// Let a burst accumulate: a guest writes its console a byte
+			// per exit, and waking this goroutine (and the writer) for
+			// every byte costs a context switch each.
+			s.mu.Unlock()
+			time.Sleep(outputCoalesce)
+			s.mu.Lock()
 		}
 		wasReady := s.txReady()
 		n := s.out.read(chunk)

@@ -925,7 +925,9 @@ func TestPumpWaitsForDriver(t *testing.T) {
 	g, _ := newUART(t, nil)
 	read := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("ls\n"), read: read}) }()
+	go func() {
+		done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("ls\n"), read: read})
+	}()
 	<-read // Pump has the input and is offering it to the UART
 	if g.in(regLSR)&lsrDR != 0 {
 		t.Fatal("input delivered before the driver enabled the receive interrupt")
