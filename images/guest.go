@@ -20,6 +20,7 @@ import (
 	"github.com/paddock-vm/paddock/images/debian"
 	"github.com/paddock-vm/paddock/images/hello"
 	"github.com/paddock-vm/paddock/images/initramfs"
+	"github.com/paddock-vm/paddock/images/kmod"
 )
 
 // File names Install writes (configs/examples/hello.yaml points at them
@@ -79,6 +80,13 @@ func PrepareGuest(ctx context.Context, opts GuestOptions) (*Guest, error) {
 	}
 	ho := opts.Hello
 	ho.Busybox = bb
+	if ho.Modules == nil {
+		// The default demo guest reacts to the ACPI power button
+		// (`paddock stop`), which needs the button and evdev modules.
+		if ho.Modules, err = moduleSet(ctx, k, hello.PowerButtonModules); err != nil {
+			return nil, err
+		}
+	}
 	spec, err := hello.Spec(ho)
 	if err != nil {
 		return nil, err
@@ -88,6 +96,24 @@ func PrepareGuest(ctx context.Context, opts GuestOptions) (*Guest, error) {
 		return nil, err
 	}
 	return &Guest{Kernel: k, Busybox: bb, Vmlinuz: k.BzImage, Vmlinux: vmlinux, Initrd: initrd}, nil
+}
+
+// moduleSet resolves kernel modules (with their dependencies, in load
+// order) from k's modules directory.
+func moduleSet(ctx context.Context, k *debian.Kernel, names []string) (*initramfs.Modules, error) {
+	ix, err := kmod.Open(k.ModulesDir)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	mods, err := ix.Resolve(ctx, names...)
+	if err != nil {
+		return nil, fmt.Errorf("images: %w", err)
+	}
+	var paths []string
+	for _, m := range mods {
+		paths = append(paths, m.Path)
+	}
+	return &initramfs.Modules{Dir: k.ModulesDir, Release: k.Release, Paths: paths}, nil
 }
 
 // CachedInitramfs builds spec into the cache (uncompressed), keyed by name

@@ -56,7 +56,7 @@ func TestBootStockKernel(t *testing.T) {
 	}
 
 	bz := lab.HelloL2(false, "facts")
-	bz.Name, bz.Cmdline = "bz", bz.Cmdline+" paddock.e2e=bz-one"
+	bz.Name, bz.CPUs, bz.MemoryMiB, bz.Cmdline = "bz", 1, 512, bz.Cmdline+" paddock.e2e=bz-one"
 	pvh := lab.HelloL2(true, "facts")
 	pvh.Name, pvh.CPUs, pvh.MemoryMiB, pvh.Cmdline = "pvh", 2, 384, pvh.Cmdline+" paddock.e2e=pvh-two"
 	sc, err := lab.BootScenario([]lab.VMM{lab.Paddock{}}, []lab.L2{bz, pvh}, bootTimeout)
