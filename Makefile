@@ -4,7 +4,7 @@ BIN     := bin/paddock
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit lab demo bench lint clean
+.PHONY: all build test unit lab demo bench lint fuzz clean
 
 all: build
 
@@ -12,10 +12,21 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/paddock
 
-# Everything CI runs: vet, unit + host /dev/kvm tests (race detector), and
-# the nested-KVM lab tests.
+# Everything CI runs: gofmt + vet; unit, host /dev/kvm and nested-KVM lab
+# tests under the race detector; then every fuzz target briefly.
 test: lint
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Run each fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME.
+# Go fuzzes one target per invocation.
+FUZZTIME ?= 8s
+fuzz:
+	@git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's#/[^/]*_test.go:func # #' | sort -u | \
+	while read -r dir fn; do \
+		echo "fuzz ./$$dir $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) "./$$dir" >/tmp/paddock-fuzz.log 2>&1 || { cat /tmp/paddock-fuzz.log; exit 1; }; \
+	done
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
