@@ -42,10 +42,9 @@ const OutputBufferSize = 64 << 10
 // outputChunk is the most the writer goroutine hands to the writer at once.
 const outputChunk = 4 << 10
 
-// outputCoalesce is how long the writer waits for more output after the
-// first byte of a burst: short enough to be invisible on an interactive
-// console, long enough to turn a boot log's thousands of one-byte writes
-// into a few hundred writes.
+// outputCoalesce is the least time between two writes of output: short
+// enough to be invisible on an interactive console, long enough to turn a
+// boot log's thousands of one-byte writes into a few hundred.
 const outputCoalesce = 2 * time.Millisecond
 
 // Register offsets from the base port.
@@ -667,6 +666,7 @@ func (s *Serial) Pump(ctx context.Context, r io.Reader) error {
 func (s *Serial) writeLoop() {
 	defer close(s.done)
 	chunk := make([]byte, outputChunk)
+	var last time.Time // when the writer was last handed output
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -676,14 +676,16 @@ func (s *Serial) writeLoop() {
 		if s.out.len() == 0 {
 			return // closed and flushed
 		}
-		if s.out.len() < outputChunk && !s.closed {
-			// Let a burst accumulate: a guest writes its console a byte
-			// per exit, and waking this goroutine (and the writer) for
-			// every byte costs a context switch each.
+		if wait := outputCoalesce - time.Since(last); wait > 0 && s.out.len() < outputChunk && !s.closed {
+			// In a burst, let output accumulate: a guest writes its
+			// console a byte per exit, and waking this goroutine (and the
+			// writer) for every byte costs a context switch each. The
+			// first byte after a quiet spell goes out at once.
 			s.mu.Unlock()
-			time.Sleep(outputCoalesce)
+			time.Sleep(wait)
 			s.mu.Lock()
 		}
+		last = time.Now()
 		wasReady := s.txReady()
 		n := s.out.read(chunk)
 		s.rearm(wasReady)
