@@ -156,6 +156,9 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrIncomplete is wrapped when L1 exited without finishing its steps.
 	ErrIncomplete = errors.New("L1 exited before finishing its steps")
+	// ErrFrozen is wrapped when L1's console fell silent, heartbeat
+	// included, for Options.FreezeTimeout: the emulated machine stopped.
+	ErrFrozen = errors.New("L1 froze")
 )
 
 // monitor turns console lines into a Result and decides when the run has

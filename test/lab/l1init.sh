@@ -41,6 +41,12 @@ else
 fi
 mark l1.ready "$(cut -d' ' -f1 /proc/uptime)"
 
+# A heartbeat, so the host can tell a frozen L1 from a quiet step (see
+# lab.Options.FreezeTimeout). Not in quiet (interactive) runs.
+if [ "$LAB_QUIET" != 1 ]; then
+	( while :; do sleep 10; echo "@@LAB l1.hb $(cut -d' ' -f1 /proc/uptime)"; done ) &
+fi
+
 # run_step N NAME TIMEOUT: run /lab/steps/N.sh in its own session with
 # stdin from /dev/null; a watchdog kills its whole process group after
 # TIMEOUT seconds.

@@ -44,7 +44,19 @@ type Options struct {
 	StepGrace time.Duration
 	// Echo, if set, receives every transcript line as it arrives.
 	Echo func(Line)
+	// FreezeTimeout: once L1 is up it prints a heartbeat every 10 s; a
+	// console silent this long means L1 froze. Default 60s.
+	FreezeTimeout time.Duration
+	// Attempts is how many times Run boots L1 for a scenario whose L1
+	// froze (and only then); default 2. TCG's emulated AMD-V very rarely
+	// loses an interrupt and leaves L1 halted for ever (HOST.md's lab is
+	// software all the way down); the retry is reported in Result.Froze.
+	Attempts int
 }
+
+// defaultFreezeTimeout is Options.FreezeTimeout's default: six missed
+// heartbeats.
+const defaultFreezeTimeout = 60 * time.Second
 
 // DefaultBootTimeout is Options.BootTimeout's default.
 const DefaultBootTimeout = 3 * time.Minute
@@ -73,6 +85,12 @@ func NewLab(opts Options) *Lab {
 	}
 	if opts.StepGrace == 0 {
 		opts.StepGrace = defaultGrace
+	}
+	if opts.FreezeTimeout == 0 {
+		opts.FreezeTimeout = defaultFreezeTimeout
+	}
+	if opts.Attempts == 0 {
+		opts.Attempts = 2
 	}
 	opts.Machine = opts.Machine.withDefaults()
 	return &Lab{opts: opts, shared: &sharedImage{}}
@@ -177,11 +195,19 @@ func scenarioSpec(sc *Scenario, steps []Step) initramfs.Spec {
 // ctx is done. The Result is returned even with an error, for its
 // transcript; the error's message ends with the transcript's tail.
 func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
-	res, err := l.run(ctx, sc)
-	l.mu.Lock()
-	l.runs = append(l.runs, res)
-	l.mu.Unlock()
-	return res, err
+	var froze []string
+	for attempt := 1; ; attempt++ {
+		res, err := l.run(ctx, sc)
+		l.mu.Lock()
+		l.runs = append(l.runs, res)
+		l.mu.Unlock()
+		if errors.Is(err, ErrFrozen) && attempt < l.opts.Attempts && ctx.Err() == nil {
+			froze = append(froze, err.Error())
+			continue
+		}
+		res.Froze = froze
+		return res, err
+	}
 }
 
 func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
@@ -218,10 +244,17 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 
 	timer := time.NewTimer(overall)
 	defer timer.Stop()
+	var lastLine time.Duration // when the console last spoke
+	frozen := func(now time.Duration) bool {
+		return m.ready && now-lastLine >= l.opts.FreezeTimeout
+	}
 	arm := func() {
 		d := overall
 		if m.deadline != 0 && m.deadline < d {
 			d = m.deadline
+		}
+		if m.ready && lastLine+l.opts.FreezeTimeout < d {
+			d = lastLine + l.opts.FreezeTimeout
 		}
 		timer.Reset(time.Until(start.Add(d)))
 	}
@@ -247,12 +280,17 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 				continue
 			}
 			m.line(line)
+			if line.Source == Console {
+				lastLine = line.At
+			}
 			if !killed {
 				arm()
 			}
 		case <-timer.C:
 			now := since()
-			if why, expired := m.expired(now); expired {
+			if frozen(now) {
+				kill(fmt.Errorf("lab: %w: no console output (not even its heartbeat) for %.0fs", ErrFrozen, (now - lastLine).Seconds()))
+			} else if why, expired := m.expired(now); expired {
 				kill(fmt.Errorf("lab: %w after %.0fs waiting for %s", ErrTimeout, now.Seconds(), why))
 			} else if now >= overall {
 				kill(fmt.Errorf("lab: %w: the run took longer than %v", ErrTimeout, overall))
