@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qcow2"
@@ -664,4 +667,73 @@ func benchIO(b *testing.B, typ uint32, n int) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// vectoredRaw is a raw image with preadv/pwritev, counting the calls.
+type vectoredRaw struct {
+	disk.Image
+	f             *os.File
+	reads, writes atomic.Int64
+}
+
+func (v *vectoredRaw) ReadvAt(bufs [][]byte, off int64) (int, error) {
+	v.reads.Add(1)
+	return unix.Preadv(int(v.f.Fd()), bufs, off)
+}
+
+func (v *vectoredRaw) WritevAt(bufs [][]byte, off int64) (int, error) {
+	v.writes.Add(1)
+	return unix.Pwritev(int(v.f.Fd()), bufs, off)
+}
+
+// TestVectoredImage: with an image that has preadv/pwritev, scattered
+// requests go to it in one call each, with the same results.
+func TestVectoredImage(t *testing.T) {
+	path := newImage(t, disk.FormatRaw)
+	img, err := disk.Open(path, disk.Options{Format: disk.FormatRaw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	v := &vectoredRaw{Image: img, f: f}
+	dev, err := blk.New(blk.Config{Image: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := virtiotest.NewMemory(0x100000, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	irq := virtiotest.NewInterrupts(2)
+	p, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: mem, MSIX: irq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	drv, err := virtiotest.New(p, mem, irq, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drv.Init(virtiotest.Options{Features: drv.DeviceFeatures(), MSIX: true}); err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{path: path, dev: dev, pci: p, mem: mem, drv: drv, irq: irq, mark: mem.Mark()}
+	data := pattern(3*4096, 9)
+	r.mustDo(t, request{typ: tOut, sector: 16, out: data}, sOK)
+	got := r.mustDo(t, request{typ: tIn, sector: 16, in: len(data)}, sOK)
+	qemutest.SameBytes(t, "vectored read", got, data)
+	if v.reads.Load() != 1 || v.writes.Load() != 1 {
+		t.Fatalf("%d vectored reads, %d writes; want 1 each", v.reads.Load(), v.writes.Load())
+	}
+	onDisk := make([]byte, len(data))
+	if _, err := f.ReadAt(onDisk, 16*512); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.SameBytes(t, "the file after a vectored write", onDisk, data)
 }
