@@ -94,19 +94,30 @@ func newImage(t *testing.T, format string) string {
 	return path
 }
 
-func newRig(t *testing.T, path string, cfg blk.Config, features uint64) *rig {
+func newRig(t testing.TB, path string, cfg blk.Config, features uint64) *rig {
 	t.Helper()
 	img, err := disk.Open(path, disk.Options{ReadOnly: cfg.ReadOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{path: path, img: &counting{Image: img}}
+	c := &counting{Image: img}
 	t.Cleanup(func() {
-		if err := r.img.Close(); err != nil {
+		if err := c.Close(); err != nil {
 			t.Error(err)
 		}
 	})
-	cfg.Image = r.img
+	r := newRigOn(t, c, cfg, features)
+	r.path, r.img = path, c
+	return r
+}
+
+// newRigOn is a device on img (which the caller closes) with a driver
+// that accepted features (0: all offered).
+func newRigOn(t testing.TB, img disk.Image, cfg blk.Config, features uint64) *rig {
+	t.Helper()
+	r := &rig{}
+	cfg.Image = img
+	var err error
 	if r.dev, err = blk.New(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -622,33 +633,8 @@ func benchIO(b *testing.B, typ uint32, n int) {
 	if err := qcow2.Create(path, qcow2.CreateOptions{Size: 64 << 20}); err != nil {
 		b.Fatal(err)
 	}
-	img, err := disk.Open(path, disk.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer img.Close()
-	dev, err := blk.New(blk.Config{Image: img})
-	if err != nil {
-		b.Fatal(err)
-	}
-	mem, err := virtiotest.NewMemory(0x100000, 16<<20)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer mem.Close()
-	irq := virtiotest.NewInterrupts(2)
-	p, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: mem, MSIX: irq})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Close()
-	drv, err := virtiotest.New(p, mem, irq, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := drv.Init(virtiotest.Options{Features: drv.DeviceFeatures(), MSIX: true}); err != nil {
-		b.Fatal(err)
-	}
+	r := newRig(b, path, blk.Config{}, 0)
+	mem, drv := r.mem, r.drv
 	hdr := mem.Alloc(16, 8)
 	data := mem.Alloc(uint64(n), 4096)
 	status := mem.Alloc(1, 1)
@@ -701,29 +687,7 @@ func TestVectoredImage(t *testing.T) {
 	}
 	defer f.Close()
 	v := &vectoredRaw{Image: img, f: f}
-	dev, err := blk.New(blk.Config{Image: v})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem, err := virtiotest.NewMemory(0x100000, 16<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	irq := virtiotest.NewInterrupts(2)
-	p, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: mem, MSIX: irq})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	drv, err := virtiotest.New(p, mem, irq, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := drv.Init(virtiotest.Options{Features: drv.DeviceFeatures(), MSIX: true}); err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{path: path, dev: dev, pci: p, mem: mem, drv: drv, irq: irq, mark: mem.Mark()}
+	r := newRigOn(t, v, blk.Config{}, 0)
 	data := pattern(3*4096, 9)
 	r.mustDo(t, request{typ: tOut, sector: 16, out: data}, sOK)
 	got := r.mustDo(t, request{typ: tIn, sector: 16, in: len(data)}, sOK)
