@@ -12,7 +12,7 @@ import (
 
 // addMachineFlags adds the flags that shape the L1 VM.
 func addMachineFlags(cmd *cobra.Command) {
-	cmd.Flags().Int("l1-cpus", 1, "L1 vCPUs (TCG threads)")
+	cmd.Flags().Int("l1-cpus", lab.DefaultL1CPUs, "L1 vCPUs (TCG threads)")
 	cmd.Flags().Int("l1-memory", 2048, "L1 memory in MiB")
 	cmd.Flags().String("l1-machine", "pc", "L1 QEMU machine type (pc, q35, microvm)")
 	cmd.Flags().Bool("l1-bzimage", false, "boot L1 from the bzImage instead of the ELF vmlinux (PVH)")
