@@ -402,8 +402,8 @@ func (s *Serial) writeIER(v byte) {
 	if changed&ierTHRI != 0 {
 		s.thrPending = v&ierTHRI != 0 && s.txReady()
 	}
-	if changed&ierRDI != 0 && v&ierRDI != 0 {
-		s.signalRoom() // Pump holds input until the driver listens
+	if changed&ierRDI != 0 && s.listening() {
+		s.signalRoom() // Pump holds input until a driver listens
 	}
 	s.updateIRQ()
 }
@@ -426,6 +426,9 @@ func (s *Serial) writeFCR(v byte) {
 		// The transmit FIFO is always empty: bytes leave as they are
 		// written, so its reset bit has nothing to do.
 		s.fcr = v & (fcrEnable | fcrDMA | fcrTrigger)
+		if s.listening() {
+			s.signalRoom()
+		}
 	}
 	s.updateIRQ()
 }
@@ -444,8 +447,9 @@ func (s *Serial) writeMCR(v byte) {
 	wasLoop := s.mcr&mcrLoop != 0
 	s.mcr = v & mcrMask
 	s.latchModemDeltas(before, s.modemInputs())
-	if wasLoop && s.mcr&mcrLoop == 0 {
-		// The host end is connected to the receiver again.
+	if wasLoop && s.mcr&mcrLoop == 0 || s.listening() {
+		// The host end is connected to the receiver again, or a driver
+		// may have just started listening.
 		s.signalRoom()
 	}
 	s.updateIRQ()
@@ -609,15 +613,25 @@ func (s *Serial) enqueueLocked(p []byte) int {
 	return n
 }
 
-// offer is Pump's Enqueue: it takes input only while the guest has the
-// receive-data interrupt enabled, i.e. a driver is listening. Linux's 8250
-// driver clears the FIFOs when it opens the port and only then enables
-// the interrupt, so input offered earlier would be thrown away; held back,
-// it arrives intact once the console is opened.
+// listening reports whether a driver is receiving with interrupts in
+// FIFO mode: the receive-data interrupt enabled and routed (MCR.OUT2, the
+// PC's IRQ gate) and the FIFOs on. Linux's 8250 driver reaches that state
+// only when it has finished opening the port: its probe enables every IER
+// bit for a moment with OUT2 clear; opening resets the FIFOs, drains the
+// receiver, enables the interrupt with the FIFOs off and then turns them
+// on, which on a 16550A discards what they held.
+// Precondition: mu is held.
+func (s *Serial) listening() bool {
+	return s.ier&ierRDI != 0 && s.mcr&(mcrOUT2|mcrLoop) == mcrOUT2 && s.fcr&fcrEnable != 0
+}
+
+// offer is Pump's Enqueue: it takes input only while a driver is
+// listening, so input typed before the guest opened its console is not
+// thrown away by the driver's own start-up, but arrives once it has.
 func (s *Serial) offer(p []byte) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ier&ierRDI == 0 {
+	if !s.listening() {
 		return 0
 	}
 	return s.enqueueLocked(p)

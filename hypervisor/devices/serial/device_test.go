@@ -741,6 +741,7 @@ func (h iotestHalfReader) Read(p []byte) (int, error) {
 func TestPumpIdleGuest(t *testing.T) {
 	g, _ := newUART(t, nil)
 	g.out(regIIR, fcrEnable)
+	g.out(regMCR, mcrOUT2)
 	g.out(regIER, ierRDI)
 	r := &countingReader{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -918,30 +919,44 @@ func BenchmarkTransmit(b *testing.B) {
 }
 
 // TestPumpWaitsForDriver replays a Linux boot: the console input is typed
-// before the 8250 driver opens the port. Pump holds it while the receive
-// interrupt is off, so the FIFO reset the driver does when it opens the
-// port (FCR clear) loses nothing, and delivers it once IER.RDI is set.
+// before the 8250 driver opens the port. The driver's probe sets every IER
+// bit for a moment (OUT2 still clear); opening the port resets the FIFOs,
+// drains the receiver, sets OUT2 and only then enables the receive
+// interrupt. Pump holds the input through all of it and delivers it whole.
 func TestPumpWaitsForDriver(t *testing.T) {
 	g, _ := newUART(t, nil)
 	read := make(chan struct{})
 	done := make(chan error, 1)
-	go func() {
-		done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("ls\n"), read: read})
-	}()
+	go func() { done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("reboot\n"), read: read}) }()
 	<-read // Pump has the input and is offering it to the UART
+	// autoconfig's IER probe
+	g.out(regIER, 0x0f)
+	g.in(regIER)
+	g.out(regIER, 0)
+	// serial8250_do_startup
+	g.out(regIIR, fcrEnable|fcrClearRX|fcrClearTX)
+	g.out(regIIR, 0)
+	g.in(regLSR)
+	g.in(regData)
+	g.out(regMCR, mcrOUT2|0x03) // OUT2, RTS, DTR
+	g.in(regLSR)
+	g.in(regData)
 	if g.in(regLSR)&lsrDR != 0 {
 		t.Fatal("input delivered before the driver enabled the receive interrupt")
 	}
-	g.out(regIIR, fcrEnable|fcrClearRX|fcrClearTX) // the driver's FIFO reset
-	g.out(regIER, ierRDI)
+	g.out(regIER, ierRLSI|ierRDI)
+	if g.in(regLSR)&lsrDR != 0 {
+		t.Fatal("input delivered while the FIFOs were off (set_termios turns them on, discarding it)")
+	}
+	g.out(regIIR, fcrEnable) // set_termios enables the FIFO
 	var got []byte
-	for len(got) < 3 {
+	for len(got) < 7 {
 		if g.in(regLSR)&lsrDR != 0 {
 			got = append(got, g.in(regData))
 		}
 	}
-	if string(got) != "ls\n" {
-		t.Fatalf("guest read %q, want %q", got, "ls\n")
+	if string(got) != "reboot\n" {
+		t.Fatalf("guest read %q, want %q", got, "reboot\n")
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Pump = %v", err)

@@ -29,7 +29,10 @@ _start:
 	movl $VEC, IOAPIC + 0x10
 	movl $(0x11 + 2*4), IOAPIC
 	movl $0, IOAPIC + 0x10
-	# UART: RX data interrupt on, OUT2 (the PC's IRQ gate) on.
+	# UART: FIFOs on, RX data interrupt on, OUT2 (the PC's IRQ gate) on.
+	mov $1, %al
+	mov $(COM1 + 2), %dx
+	outb %al, %dx
 	mov $1, %al
 	mov $(COM1 + 1), %dx
 	outb %al, %dx
