@@ -927,7 +927,9 @@ func TestPumpWaitsForDriver(t *testing.T) {
 	g, _ := newUART(t, nil)
 	read := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("reboot\n"), read: read}) }()
+	go func() {
+		done <- g.s.Pump(context.Background(), &notifyReader{r: strings.NewReader("reboot\n"), read: read})
+	}()
 	<-read // Pump has the input and is offering it to the UART
 	// autoconfig's IER probe
 	g.out(regIER, 0x0f)
