@@ -120,7 +120,7 @@ type rig struct {
 	back vnet.Backend
 }
 
-func newRig(t *testing.T, back vnet.Backend, features uint64) *rig {
+func newRig(t testing.TB, back vnet.Backend, features uint64) *rig {
 	t.Helper()
 	mem, err := virtiotest.NewMemory(0x100000, 32<<20)
 	if err != nil {
