@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -274,6 +275,8 @@ func TestMain(m *testing.M) {
 }
 
 func child(ns string) int {
+	// Setns moves only this thread; the goroutine must stay on it.
+	runtime.LockOSThread()
 	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY, 0)
 	if err == nil {
 		err = unix.Setns(fd, unix.CLONE_NEWNET)
@@ -282,8 +285,6 @@ func child(ns string) int {
 		fmt.Println("error", err)
 		return 1
 	}
-	// The whole process is single-purpose: every thread may stay in the
-	// namespace; this thread made the tap.
 	tap, err := netdev.CreateTap("pdcrash%d")
 	if err == nil {
 		err = netdev.AddToBridge(tap.Name(), "br0")
