@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,31 +57,36 @@ console: stdio
 `
 
 // virtioCheckStep runs the functional check in L1: br0 at 10.0.2.1 with
-// vtool taking the guest's upload on 5001 and serving a download on 5002;
-// afterwards the disk image is checked with qemu-img and read with
-// debugfs, and the read-only image compared with its copy from before.
+// vtool taking the guest's upload and its checksum on 5001 and 5003 and
+// serving a download and its checksum on 5002 and 5004; afterwards the
+// disk image is checked with qemu-img and read with debugfs, and the
+// read-only image compared with its copy from before. Checksums are
+// compared where the data lands: markers stay short, as L1's heartbeat
+// can cut into a long console line.
 const virtioCheckStep = `
 mark() { echo "@@LAB $*"; }
 ip link add br0 type bridge && ip addr add 10.0.2.1/24 dev br0 && ip link set br0 up
 ro_before=$(sha256sum < ` + virtioRO + ` | cut -d' ' -f1)
 dd if=/dev/urandom of=/tmp/down bs=1M count=8 2>/dev/null
-mark "l1.down-sha $(sha256sum < /tmp/down | cut -d' ' -f1)"
-vtool get 5001 /tmp/up &
-g=$!
-vtool serve 5002 /tmp/down &
-s=$!
+sha256sum < /tmp/down | cut -d' ' -f1 > /tmp/down.sha
+vtool get 5001 /tmp/up & p1=$!
+vtool get 5003 /tmp/up.sha & p2=$!
+vtool serve 5002 /tmp/down & p3=$!
+vtool serve 5004 /tmp/down.sha & p4=$!
 paddock run -f /guest/virtio.yaml
 mark "vmm.rc $?"
-kill $g $s 2>/dev/null
-wait $g $s
-mark "l1.up-sha $(sha256sum < /tmp/up | cut -d' ' -f1)"
+kill $p1 $p2 $p3 $p4 2>/dev/null
+wait
+[ "$(sha256sum < /tmp/up | cut -d' ' -f1)" = "$(cat /tmp/up.sha)" ]
+mark "l1.up-match $?"
 mark "l1.bridge-ports $(ip -o link show master br0 | wc -l)"
 qemu-img check ` + virtioRoot + ` > /tmp/check.txt 2>&1
 mark "img.check $?"
 cat /tmp/check.txt
 qemu-img convert -O raw ` + virtioRoot + ` /tmp/root.raw
 mark "img.hello $(debugfs -R 'cat /hello.txt' /tmp/root.raw 2>/dev/null)"
-mark "img.blob-sha $(debugfs -R 'cat /blob' /tmp/root.raw 2>/dev/null | sha256sum | cut -d' ' -f1)"
+[ "$(debugfs -R 'cat /blob' /tmp/root.raw 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$(debugfs -R 'cat /blob.sha' /tmp/root.raw 2>/dev/null)" ]
+mark "img.blob-match $?"
 mark "img.seed-gone $(debugfs -R 'stat /seed.txt' /tmp/root.raw 2>&1 | grep -c 'File not found')"
 [ "$(sha256sum < ` + virtioRO + ` | cut -d' ' -f1)" = "$ro_before" ]
 mark "img.ro-unchanged $?"
@@ -212,7 +216,7 @@ func TestVirtioLab(t *testing.T) {
 		want("blk.fsck", "0")
 		want("img.check", "0")
 		want("img.hello", "written by paddock virtio-blk")
-		want("img.blob-sha", value(t, st, "blk.blob-sha"))
+		want("img.blob-match", "0") // the 4 MiB the guest wrote, read back by debugfs
 		want("img.seed-gone", "1")
 		if !strings.Contains(res.Transcript(), "No errors were found on the image.") {
 			t.Error("qemu-img check did not report a clean image")
@@ -232,15 +236,14 @@ func TestVirtioLab(t *testing.T) {
 		want("net.mac", "52:54:00:12:34:56")
 		want("net.ping", "0 3 packets received")
 		want("net.put", "0")
-		want("l1.up-sha", value(t, st, "net.up-sha"))
-		want("net.fetch", "0 "+value(t, st, "l1.down-sha"))
+		want("l1.up-match", "0") // 8 MiB up, checksum compared in L1
+		want("net.fetch", "0")
+		want("net.down-match", "0")  // 8 MiB down, checksum compared in the guest
 		want("l1.bridge-ports", "0") // the tap paddock made is gone
 	})
 	t.Run("rng", func(t *testing.T) {
 		want("rng.current", "virtio_rng.0")
-		if v := value(t, st, "rng.bytes"); !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(v) || v == strings.Repeat("0", 64) {
-			t.Errorf("hwrng gave %q", v)
-		}
+		want("rng.bytes", "64 1") // 32 bytes in hex, not all zero
 	})
 	t.Run("intx", func(t *testing.T) {
 		it := step(t, res, "virtio/intx")
