@@ -240,7 +240,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 	var c virtio.Chain
 	var flat []byte
 	for {
-		ok, err := q.Next(&c, q.Notify)
+		ok, err := q.Next(&c, nil)
 		if err != nil {
 			env.Fail(err)
 			return
@@ -255,6 +255,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 			d.count(func(s *Stats) { s.TxDropped++ })
 			d.hostError("guest sent a %d-byte frame (with its %d-byte header); dropped", n, HdrLen)
 			q.Push(c.Head, 0)
+			q.Notify()
 			continue
 		case len(bufs) > maxIOV:
 			if flat == nil {
@@ -269,7 +270,11 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 		} else {
 			d.count(func(s *Stats) { s.TxFrames++; s.TxBytes += n - HdrLen })
 		}
+		// Returning each buffer at once, and interrupting when the
+		// driver's used_event says so, keeps a driver whose ring is full
+		// from waiting until the device has drained it all.
 		q.Push(c.Head, 0)
+		q.Notify()
 	}
 }
 
@@ -303,15 +308,15 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 				if !ok {
 					return // stopped while waiting for buffers
 				}
+				// With EVENT_IDX this interrupts only when the
+				// driver asked to hear about this frame.
+				q.Notify()
 				delivered++
 			}
 			if delivered >= receiveBatch {
 				break
 			}
 			n, err = d.cfg.Backend.TryRead(frame)
-		}
-		if delivered > 0 {
-			q.Notify()
 		}
 		switch {
 		case err == nil, errors.Is(err, netdev.ErrWouldBlock):
