@@ -57,6 +57,12 @@ func TestMemorySlice(t *testing.T) {
 	if b, err := m.Slice(HighRAMStart+10, 4); err != nil || len(b) != 4 {
 		t.Fatalf("high slice: %v", err)
 	}
+	for i, b := range m.maps {
+		if hostAddr(b)%hugePageSize != 0 {
+			t.Errorf("region %d mapped at %#x: not 2 MiB aligned (no huge nested pages)", i, hostAddr(b))
+		}
+		b[0], b[len(b)-1] = 1, 1 // both ends are mapped
+	}
 	for _, r := range [][2]uint64{
 		{LowRAMMax - 2, 4},             // crosses into the hole
 		{LowRAMMax, 1},                 // in the hole

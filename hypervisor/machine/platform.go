@@ -113,9 +113,12 @@ func (p *platform) acpiConfig() acpi.Config {
 		HasRTC:        true,
 		HasI8042:      true,
 		PCI: &acpi.PCIHostBridge{
-			ECAMBase:   ECAMStart,
-			BusStart:   0,
-			BusEnd:     ECAMSize/pci.ECAMBusSize - 1,
+			ECAMBase: ECAMStart,
+			BusStart: 0,
+			// Only bus 0 exists. A wider range costs a stock kernel
+			// ~8000 config-space exits at boot: x86 Linux probes every
+			// bus up to the MCFG's last for devices behind no bridge.
+			BusEnd:     0,
 			IOBase:     PCIIOStart,
 			IOSize:     PCIIOSize,
 			MMIO32Base: PCIMMIO32Start,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -74,10 +73,7 @@ func (v *vcpu) loop() {
 		if !v.m.checkpoint(v) {
 			return
 		}
-		t0 := time.Now()
-		err := v.k.Run()
-		v.stats.inRun += time.Since(t0)
-		if err != nil {
+		if err := v.k.Run(); err != nil {
 			switch {
 			case errors.Is(err, unix.EINTR):
 				// A kick or a runtime signal: clear the kick and go back
