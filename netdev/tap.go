@@ -163,30 +163,6 @@ func (t *Tap) Read(bufs [][]byte) (int, error) {
 	return n, nil
 }
 
-// ErrWouldBlock is returned by TryRead when no frame is waiting.
-var ErrWouldBlock = errors.New("no frame waiting on the tap")
-
-// TryRead reads one frame like Read if one is waiting, else returns
-// ErrWouldBlock at once.
-func (t *Tap) TryRead(bufs [][]byte) (int, error) {
-	var n int
-	var err error
-	rerr := t.rc.Read(func(fd uintptr) bool {
-		n, err = unix.Readv(int(fd), bufs)
-		return true
-	})
-	if rerr != nil {
-		return 0, fmt.Errorf("tap %s: read: %w", t.name, rerr)
-	}
-	if errors.Is(err, unix.EAGAIN) {
-		return 0, ErrWouldBlock
-	}
-	if err != nil {
-		return 0, fmt.Errorf("tap %s: read: %w", t.name, err)
-	}
-	return n, nil
-}
-
 // Write sends one frame (virtio-net header first) gathered from bufs.
 func (t *Tap) Write(bufs [][]byte) (int, error) {
 	var n int

@@ -145,6 +145,11 @@ func BenchmarkVirtioLab(b *testing.B) {
 				if !ok || !st.Done {
 					b.Fatalf("step %s did not finish; transcript tail:\n%s", name, res.Tail(40))
 				}
+				for _, key := range []string{"bench.clocksource", "bench.irqs"} {
+					if mk, ok := st.Marker(key); ok {
+						b.Logf("%s: %s %s", name, key, mk.Value)
+					}
+				}
 				for _, m := range virtioMetrics {
 					mk, ok := st.Marker(m.key)
 					v, err := strconv.ParseFloat(strings.TrimSpace(mk.Value), 64)

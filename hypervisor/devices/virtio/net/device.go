@@ -71,8 +71,6 @@ type Backend interface {
 	// Read blocks for one frame; after Interrupt it fails with
 	// netdev.ErrInterrupted.
 	Read(bufs [][]byte) (int, error)
-	// TryRead reads one frame if one is waiting, else fails at once.
-	TryRead(bufs [][]byte) (int, error)
 	// Write sends one frame.
 	Write(bufs [][]byte) (int, error)
 	// SetOffload sets the offloads (netdev.Offload*) the reader accepts.
@@ -284,7 +282,8 @@ func (d *Device) count(f func(*Stats)) {
 	d.mu.Unlock()
 }
 
-// receive reads frames from the backend into the receive queue.
+// receive reads frames from the backend into the receive queue. Read
+// tries the tap before it waits, so a burst costs one read per frame.
 func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 	frame := [][]byte{d.staging}
 	mergeable := env.HasFeature(FeatureMrgRxbuf)
@@ -292,43 +291,32 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 	var c virtio.Chain
 	for {
 		n, err := d.cfg.Backend.Read(frame)
-		delivered := 0
-		for err == nil {
-			if n < HdrLen {
-				d.count(func(s *Stats) { s.RxDropped++ })
-			} else {
-				if !guestCsum {
-					d.staging[hdrFlags] &^= flagDataValid
-				}
-				ok, derr := d.deliver(q, &c, d.staging[:n], mergeable)
-				if derr != nil {
-					env.Fail(derr)
-					return
-				}
-				if !ok {
-					return // stopped while waiting for buffers
-				}
-				// With EVENT_IDX this interrupts only when the
-				// driver asked to hear about this frame.
-				q.Notify()
-				delivered++
-			}
-			if delivered >= receiveBatch {
-				break
-			}
-			n, err = d.cfg.Backend.TryRead(frame)
-		}
 		switch {
-		case err == nil, errors.Is(err, netdev.ErrWouldBlock):
 		case errors.Is(err, netdev.ErrInterrupted):
 			return
-		default:
-			if q.Stopped() {
-				return
+		case err != nil:
+			if !q.Stopped() {
+				d.hostError("receive: %v", err)
 			}
-			d.hostError("receive: %v", err)
+			return
+		case n < HdrLen:
+			d.count(func(s *Stats) { s.RxDropped++ })
+			continue
+		}
+		if !guestCsum {
+			d.staging[hdrFlags] &^= flagDataValid
+		}
+		ok, err := d.deliver(q, &c, d.staging[:n], mergeable)
+		if err != nil {
+			env.Fail(err)
 			return
 		}
+		if !ok {
+			return // stopped while waiting for buffers
+		}
+		// With EVENT_IDX this interrupts only when the driver asked to
+		// hear about this frame.
+		q.Notify()
 	}
 }
 

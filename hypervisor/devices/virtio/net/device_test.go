@@ -51,20 +51,6 @@ func (p *pipe) Read(bufs [][]byte) (int, error) {
 	}
 }
 
-func (p *pipe) TryRead(bufs [][]byte) (int, error) {
-	select {
-	case <-p.stopC():
-		return 0, netdev.ErrInterrupted
-	default:
-	}
-	select {
-	case f := <-p.in:
-		return scatterTo(bufs, f), nil
-	default:
-		return 0, netdev.ErrWouldBlock
-	}
-}
-
 func (p *pipe) Write(bufs [][]byte) (int, error) {
 	var f []byte
 	for _, b := range bufs {
