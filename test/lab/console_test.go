@@ -148,6 +148,20 @@ func TestMonitorSteps(t *testing.T) {
 	}
 }
 
+func TestResultPanic(t *testing.T) {
+	r := &Result{}
+	for _, text := range []string{"booting", "sysrq: Trigger a crash", "Kernel panic - not syncing: sysrq triggered crash", "CPU: 0 PID: 1", "Call Trace:"} {
+		r.Lines = append(r.Lines, Line{Source: Console, Text: text})
+	}
+	p := r.Panic()
+	if strings.Count(p, "\n") != 3 || !strings.Contains(p, "Trigger a crash") || !strings.Contains(p, "not syncing") || strings.Contains(p, "Call Trace") {
+		t.Errorf("Panic() = %q", p)
+	}
+	if p := (&Result{Lines: r.Lines[:2]}).Panic(); p != "" {
+		t.Errorf("Panic() without a panic = %q", p)
+	}
+}
+
 func TestMonitorDeadlines(t *testing.T) {
 	m := newMonitor([]Step{{Name: "s", Timeout: 10 * time.Second}}, time.Minute, nil)
 	m.grace = 5 * time.Second

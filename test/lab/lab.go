@@ -311,20 +311,26 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 		runErr = err
 	}
 	if runErr != nil {
-		return m.res, &RunError{Err: runErr, Tail: m.res.Tail(40)}
+		return m.res, &RunError{Err: runErr, Panic: m.res.Panic(), Tail: m.res.Tail(40)}
 	}
 	return m.res, nil
 }
 
-// RunError is Run's error: what went wrong, and the last lines of the
-// transcript, which Error includes.
+// RunError is Run's error: what went wrong, the first kernel panic or oops
+// in the transcript (a long backtrace can push it out of the tail), and the
+// last lines of the transcript. Error includes all three.
 type RunError struct {
-	Err  error
-	Tail string
+	Err   error
+	Panic string
+	Tail  string
 }
 
 func (e *RunError) Error() string {
-	return fmt.Sprintf("%v\n--- last lines of the L1 transcript ---\n%s", e.Err, e.Tail)
+	msg := e.Err.Error()
+	if e.Panic != "" {
+		msg += "\n--- first kernel panic in the transcript ---\n" + e.Panic
+	}
+	return msg + "\n--- last lines of the L1 transcript ---\n" + e.Tail
 }
 
 func (e *RunError) Unwrap() error { return e.Err }

@@ -155,8 +155,8 @@ func TestHarnessFailures(t *testing.T) {
 			t.Fatalf("error %v, want ErrIncomplete in step crash", err)
 		}
 		var re *RunError
-		if !errors.As(err, &re) || !strings.Contains(re.Tail, "sysrq") {
-			t.Errorf("the error's tail does not show the crash:\n%v", err)
+		if !errors.As(err, &re) || !strings.Contains(re.Panic, "sysrq triggered crash") || !strings.Contains(err.Error(), re.Panic) {
+			t.Errorf("the error does not show the panic:\n%v", err)
 		}
 		if st, _ := res.Step("never"); st.Done {
 			t.Error("a step after the crash ran")

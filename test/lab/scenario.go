@@ -230,6 +230,29 @@ func (r *Result) Tail(n int) string {
 	return b.String()
 }
 
+// panicMarks are the kernel messages that begin a panic or oops report.
+var panicMarks = []string{"Kernel panic - not syncing", "BUG: ", "Oops: ", "general protection fault"}
+
+// Panic returns the first kernel panic or oops message in the transcript with
+// the two lines before it (they usually say what triggered it), or "" if
+// there is none.
+func (r *Result) Panic() string {
+	for i, l := range r.Lines {
+		for _, mark := range panicMarks {
+			if !strings.Contains(l.Text, mark) {
+				continue
+			}
+			var b strings.Builder
+			for _, p := range r.Lines[max(0, i-2) : i+1] {
+				b.WriteString(p.String())
+				b.WriteByte('\n')
+			}
+			return b.String()
+		}
+	}
+	return ""
+}
+
 // WriteTranscript writes the transcript to path.
 func (r *Result) WriteTranscript(path string) error {
 	if err := os.WriteFile(path, []byte(r.Transcript()), 0o644); err != nil {
