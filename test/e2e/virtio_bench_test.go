@@ -57,7 +57,7 @@ var virtioBenchQEMU = strings.Join([]string{
 const EnvVirtioBenchRounds = "PADDOCK_VIRTIO_BENCH_ROUNDS"
 
 // EnvVirtioBenchGOMAXPROCS, if set, runs paddock with that GOMAXPROCS
-// (L1 has one CPU, so Go's default is 1), for experiments.
+// (by default Go uses all of L1's CPUs), for experiments.
 const EnvVirtioBenchGOMAXPROCS = "PADDOCK_VIRTIO_BENCH_GOMAXPROCS"
 
 // virtioBenchStep runs one VMM with L1's network peers: a sink for the
