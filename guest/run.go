@@ -68,6 +68,11 @@ type RunOptions struct {
 	// OnBoot, if set, is called each time a machine has been built and is
 	// about to start (restart count starts at 0).
 	OnBoot func(boot int, entry string)
+	// Debug, if set, asks for a dump of the machine's device state (rings,
+	// interrupts) to DebugOutput each time it receives; for diagnosing a
+	// stalled guest (paddock run does it on SIGUSR1).
+	Debug       <-chan struct{}
+	DebugOutput io.Writer
 }
 
 // Run boots vm on the native backend in the foreground and blocks until it
@@ -98,6 +103,22 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	sess := vmm.NewSession(vm, o)
 	if err := sess.Boot(); err != nil {
 		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
+	if opts.Debug != nil && opts.DebugOutput != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case <-opts.Debug:
+					if !sess.WriteDebug(opts.DebugOutput) {
+						fmt.Fprintf(opts.DebugOutput, "VM %s: no machine is running\n", vm.Name)
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
 	}
 	r := sess.Run(ctx)
 	res := Result{Detail: r.Detail, Boots: r.Boots}

@@ -104,6 +104,9 @@ type Session struct {
 	deviceLogf func(format string, args ...any)
 
 	op sync.Mutex // serializes Pause, Resume and the start of Shutdown
+	// release is held for writing while a boot's machine is closed, for
+	// reading while WriteDebug looks into it.
+	release sync.RWMutex
 
 	mu       sync.Mutex
 	phase    store.Phase
@@ -304,13 +307,30 @@ func (s *Session) runBoot(ctx context.Context) (machine.Exit, time.Duration) {
 	if err != nil {
 		s.o.Logf("VM %s: %v", s.vm.Name, err)
 	}
+	s.release.Lock()
 	if err := m.Close(); err != nil {
 		s.o.Logf("VM %s: release the machine: %v", s.vm.Name, err)
 	}
 	s.mu.Lock()
 	s.m, s.cancel = nil, nil
 	s.mu.Unlock()
+	s.release.Unlock()
 	return exit, ran
+}
+
+// WriteDebug writes the current machine's device state (see
+// machine.WriteDebug) and reports whether there was a machine to look at.
+func (s *Session) WriteDebug(w io.Writer) bool {
+	s.release.RLock()
+	defer s.release.RUnlock()
+	s.mu.Lock()
+	m := s.m
+	s.mu.Unlock()
+	if m == nil {
+		return false
+	}
+	m.WriteDebug(w)
+	return true
 }
 
 // decide returns what a guest-initiated end means: the final result if the

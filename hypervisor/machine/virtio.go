@@ -3,6 +3,7 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"sync"
@@ -614,4 +615,18 @@ func (s *lineSource) Pulse() error {
 		return nil
 	}
 	return l.line.Pulse()
+}
+
+// WriteDebug writes the state of the machine's virtio devices (status,
+// interrupts, ring positions, notifications that missed their ioeventfd)
+// for diagnosing a stalled guest. Safe while the machine runs.
+func (m *Machine) WriteDebug(w io.Writer) {
+	fmt.Fprintf(w, "machine: %v\n", runState(m.state.Load()))
+	if m.virtio == nil {
+		return
+	}
+	for _, f := range m.virtio.funcs {
+		f.pci.WriteDebug(w)
+		fmt.Fprintf(w, "  notifications through MMIO exits: %d\n", f.notifyExits.Load())
+	}
 }

@@ -63,7 +63,7 @@ const EnvVirtioBenchGOMAXPROCS = "PADDOCK_VIRTIO_BENCH_GOMAXPROCS"
 // virtioBenchStep runs one VMM with L1's network peers: a sink for the
 // guest's transmit test and a source for its receive test.
 func virtioBenchStep(name string, round int, command string) lab.Step {
-	return lab.Step{Name: fmt.Sprintf("bench/%s/%d", name, round), Timeout: 10 * time.Minute, Script: `
+	return lab.Step{Name: fmt.Sprintf("bench/%s/%d", name, round), Timeout: 4 * time.Minute, Script: `
 vtool sink 5003 1 &
 vtool source 5004 256 1 &
 ` + command + `

@@ -5,6 +5,8 @@
 # powers off. Everything the host harness parses is an "@@LAB key value"
 # line on the console.
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+# Go programs (paddock) print every goroutine when they crash or get SIGQUIT.
+export GOTRACEBACK=all
 mount -t proc proc /proc
 up=$(cut -d' ' -f1 /proc/uptime)
 mount -t sysfs sysfs /sys
@@ -60,6 +62,13 @@ run_step() {
 		trap 'kill $sp 2>/dev/null; exit 0' TERM
 		wait $sp
 		: > /run/lab-timeout
+		# A wedged paddock says why before it goes: its devices' state
+		# (SIGUSR1), then every goroutine's stack (SIGQUIT).
+		if killall -USR1 paddock 2>/dev/null; then
+			sleep 1
+			killall -QUIT paddock 2>/dev/null
+			sleep 2
+		fi
 		kill -9 -$pid 2>/dev/null
 	) &
 	wd=$!
