@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -114,7 +115,11 @@ func runAction(cmd *cobra.Command, file string) error {
 	case guest.PoweredOff:
 		return nil
 	case guest.Rebooted:
-		return &exitError{code: exitRebooted, err: fmt.Errorf("VM %s rebooted (on_reboot: exit)", vm.Name)}
+		msg := fmt.Sprintf("VM %s rebooted (on_reboot: exit)", vm.Name)
+		if res.Detail != "" {
+			msg += ": " + res.Detail // a triple fault, with the registers
+		}
+		return &exitError{code: exitRebooted, err: errors.New(msg)}
 	case guest.Crashed:
 		return &exitError{code: exitCrashed, err: fmt.Errorf("VM %s crashed: %s", vm.Name, res.Detail)}
 	default:
