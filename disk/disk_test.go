@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -360,4 +361,59 @@ func TestResize(t *testing.T) {
 func hasQemu() bool {
 	_, err := os.Stat("/usr/bin/qemu-img")
 	return err == nil
+}
+
+// TestRawVectored checks ReadvAt and WritevAt against ReadAt and WriteAt:
+// scattered buffers of odd sizes (empty ones too), more than IOV_MAX of
+// them, the disk's end, and a range past it.
+func TestRawVectored(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "v.raw")
+	const size = 4 << 20
+	if err := CreateRaw(p, size); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRaw(p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for _, nbufs := range []int{1, 3, 100, 1500} {
+		bufs := make([][]byte, nbufs)
+		var want []byte
+		for i := range bufs {
+			bufs[i] = make([]byte, rnd.IntN(700))
+			for j := range bufs[i] {
+				bufs[i][j] = byte(rnd.Uint32())
+			}
+			want = append(want, bufs[i]...)
+		}
+		off := int64(rnd.IntN(size - len(want)))
+		if n, err := r.WritevAt(bufs, off); err != nil || n != len(want) {
+			t.Fatalf("%d buffers: WritevAt = %d, %v; want %d", nbufs, n, err, len(want))
+		}
+		got := make([]byte, len(want))
+		if _, err := r.ReadAt(got, off); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%d buffers: ReadAt after WritevAt differs (%v)", nbufs, err)
+		}
+		for i := range bufs {
+			clear(bufs[i])
+		}
+		if n, err := r.ReadvAt(bufs, off); err != nil || n != len(want) {
+			t.Fatalf("%d buffers: ReadvAt = %d, %v", nbufs, n, err)
+		}
+		if !bytes.Equal(bytes.Join(bufs, nil), want) {
+			t.Fatalf("%d buffers: ReadvAt read other bytes", nbufs)
+		}
+	}
+	end := [][]byte{make([]byte, 100), make([]byte, 28)}
+	if _, err := r.WritevAt(end, size-128); err != nil {
+		t.Errorf("write at the end: %v", err)
+	}
+	if _, err := r.ReadvAt(end, size-127); !errors.Is(err, ErrRange) {
+		t.Errorf("read past the end: %v, want ErrRange", err)
+	}
+	if _, err := r.WritevAt(end, size-127); !errors.Is(err, ErrRange) {
+		t.Errorf("write past the end: %v, want ErrRange", err)
+	}
 }

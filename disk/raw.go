@@ -252,3 +252,99 @@ type Extent struct {
 	// unallocated range without backing data).
 	Data, Zero bool
 }
+
+// ReadvAt reads into bufs, in order, from off with preadv: one system
+// call for a request scattered over many buffers (virtio-blk's Vectored).
+// It reads all of them or fails; past the end it returns io.EOF like
+// ReadAt.
+func (r *Raw) ReadvAt(bufs [][]byte, off int64) (int, error) {
+	total := iovLen(bufs)
+	if off < 0 || off > r.size || total > r.size-off {
+		return 0, fmt.Errorf("disk: %s: %w: read %d bytes at %#x (disk is %d bytes)", r.path(), ErrRange, total, off, r.size)
+	}
+	done, err := r.vectored(bufs, off, false)
+	if err != nil {
+		return done, fmt.Errorf("disk: %s: read at %#x: %w", r.path(), off+int64(done), err)
+	}
+	return done, nil
+}
+
+// WritevAt writes bufs, in order, at off with pwritev.
+func (r *Raw) WritevAt(bufs [][]byte, off int64) (int, error) {
+	if err := r.check(off, iovLen(bufs)); err != nil {
+		return 0, err
+	}
+	done, err := r.vectored(bufs, off, true)
+	if err != nil {
+		return done, fmt.Errorf("disk: %s: write at %#x: %w", r.path(), off+int64(done), err)
+	}
+	return done, nil
+}
+
+// vectored moves all of bufs with preadv/pwritev, resuming after short
+// transfers; a read that finds the file shorter than the disk (it shrank
+// under us) reads zeros, as ReadAt does.
+func (r *Raw) vectored(bufs [][]byte, off int64, write bool) (int, error) {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	iov := append([][]byte(nil), bufs...) // advanced in place below
+	done := 0
+	for {
+		for len(iov) > 0 && len(iov[0]) == 0 {
+			iov = iov[1:]
+		}
+		if len(iov) == 0 {
+			return done, nil
+		}
+		batch := iov[:min(len(iov), maxIOV)]
+		var n int
+		var opErr error
+		if cerr := rc.Control(func(fd uintptr) {
+			if write {
+				n, opErr = unix.Pwritev(int(fd), batch, off)
+			} else {
+				n, opErr = unix.Preadv(int(fd), batch, off)
+			}
+		}); cerr != nil {
+			return done, cerr
+		}
+		switch {
+		case errors.Is(opErr, unix.EINTR):
+			continue
+		case opErr != nil:
+			return done, opErr
+		case n == 0 && write:
+			return done, io.ErrShortWrite
+		case n == 0:
+			for _, b := range iov {
+				clear(b)
+				done += len(b)
+			}
+			return done, nil
+		}
+		done += n
+		off += int64(n)
+		for n > 0 && len(iov) > 0 {
+			k := min(n, len(iov[0]))
+			iov[0] = iov[0][k:]
+			n -= k
+			if len(iov[0]) == 0 {
+				iov = iov[1:]
+			}
+		}
+	}
+}
+
+// maxIOV is the most buffers one preadv/pwritev takes (IOV_MAX).
+const maxIOV = 1024
+
+// iovLen is the total length of bufs.
+func iovLen(bufs [][]byte) int64 {
+	var n int64
+	for _, b := range bufs {
+		n += int64(len(b))
+	}
+	return n
+}

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/disk/qemutest"
@@ -655,38 +653,40 @@ func benchIO(b *testing.B, typ uint32, n int) {
 	}
 }
 
-// vectoredRaw is a raw image with preadv/pwritev, counting the calls.
+// disk.Raw moves scattered requests with preadv/pwritev.
+var _ blk.Vectored = (*disk.Raw)(nil)
+
+// vectoredRaw counts the vectored calls to a raw image.
 type vectoredRaw struct {
-	disk.Image
-	f             *os.File
+	*disk.Raw
 	reads, writes atomic.Int64
 }
 
 func (v *vectoredRaw) ReadvAt(bufs [][]byte, off int64) (int, error) {
 	v.reads.Add(1)
-	return unix.Preadv(int(v.f.Fd()), bufs, off)
+	return v.Raw.ReadvAt(bufs, off)
 }
 
 func (v *vectoredRaw) WritevAt(bufs [][]byte, off int64) (int, error) {
 	v.writes.Add(1)
-	return unix.Pwritev(int(v.f.Fd()), bufs, off)
+	return v.Raw.WritevAt(bufs, off)
 }
 
 // TestVectoredImage: with an image that has preadv/pwritev, scattered
 // requests go to it in one call each, with the same results.
 func TestVectoredImage(t *testing.T) {
 	path := newImage(t, disk.FormatRaw)
-	img, err := disk.Open(path, disk.Options{Format: disk.FormatRaw})
+	img, err := disk.OpenRaw(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer img.Close()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	v := &vectoredRaw{Image: img, f: f}
+	v := &vectoredRaw{Raw: img}
 	r := newRigOn(t, v, blk.Config{}, 0)
 	data := pattern(3*4096, 9)
 	r.mustDo(t, request{typ: tOut, sector: 16, out: data}, sOK)
