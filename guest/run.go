@@ -69,9 +69,9 @@ type RunOptions struct {
 	// about to start (restart count starts at 0).
 	OnBoot func(boot int, entry string)
 	// Debug, if set, asks for a dump of the machine's device state (rings,
-	// interrupts) to DebugOutput each time it receives; for diagnosing a
-	// stalled guest (paddock run does it on SIGUSR1).
-	Debug       <-chan struct{}
+	// interrupts) to DebugOutput each time it delivers a signal; for
+	// diagnosing a stalled guest (paddock run passes its SIGUSR1s).
+	Debug       <-chan os.Signal
 	DebugOutput io.Writer
 }
 

@@ -76,24 +76,9 @@ func runAction(cmd *cobra.Command, file string) error {
 	debug := make(chan os.Signal, 1)
 	signal.Notify(debug, syscall.SIGUSR1)
 	defer signal.Stop(debug)
-	debugReq := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-debug:
-				select {
-				case debugReq <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 
 	stderr := cmd.ErrOrStderr()
-	opts := guest.RunOptions{Console: cmd.OutOrStdout(), Debug: debugReq, DebugOutput: stderr}
+	opts := guest.RunOptions{Console: cmd.OutOrStdout(), Debug: debug, DebugOutput: stderr}
 	if vm.Console.Mode == configs.ConsoleStdio {
 		restore, tty, err := rawTerminal(int(os.Stdin.Fd()))
 		if err != nil {

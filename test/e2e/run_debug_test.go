@@ -64,3 +64,21 @@ func pipe(t *testing.T) (r, w *os.File) {
 	t.Cleanup(func() { r.Close(); w.Close() })
 	return r, w
 }
+
+// TestRunTripleFault: a guest that triple-faults ends `paddock run` with
+// the reboot status, and the message says it was a triple fault.
+func TestRunTripleFault(t *testing.T) {
+	e := newManagedEnv(t)
+	kernel, err := testguest.BuildIn(e.dir, "reset")
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := filepath.Join(e.dir, "tf.yaml")
+	if err := os.WriteFile(yaml, []byte("name: tf\nmemory: 64MiB\nkernel: "+kernel+"\nconsole: stdio\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, status := e.paddock("run", "-f", yaml)
+	if status != 3 || !strings.Contains(stderr, "VM tf rebooted (on_reboot: exit): vCPU 0 triple-faulted (RIP=") {
+		t.Errorf("status %d, stderr %q; want 3 and the triple fault with registers", status, stderr)
+	}
+}
