@@ -201,49 +201,51 @@ func TestVirtioLab(t *testing.T) {
 	}
 
 	st := step(t, res, "virtio/check")
-	want := func(key, v string) {
+	// want checks a marker of st; t is the (sub)test that owns the check,
+	// so a missing marker stops only that subtest.
+	want := func(t *testing.T, key, v string) {
 		t.Helper()
 		if got := strings.TrimSpace(value(t, st, key)); got != v {
 			t.Errorf("%s = %q, want %q", key, got, v)
 		}
 	}
-	want("vmm.rc", "0")
+	want(t, "vmm.rc", "0")
 	t.Run("blk", func(t *testing.T) {
-		want("blk.vda", "131072 ro=0 queues=2")
-		want("blk.vda.serial", "paddock-root")
-		want("blk.seed", "planted by the host")
-		want("blk.umount", "0")
-		want("blk.fsck", "0")
-		want("img.check", "0")
-		want("img.hello", "written by paddock virtio-blk")
-		want("img.blob-match", "0") // the 4 MiB the guest wrote, read back by debugfs
-		want("img.seed-gone", "1")
+		want(t, "blk.vda", "131072 ro=0 queues=2")
+		want(t, "blk.vda.serial", "paddock-root")
+		want(t, "blk.seed", "planted by the host")
+		want(t, "blk.umount", "0")
+		want(t, "blk.fsck", "0")
+		want(t, "img.check", "0")
+		want(t, "img.hello", "written by paddock virtio-blk")
+		want(t, "img.blob-match", "0") // the 4 MiB the guest wrote, read back by debugfs
+		want(t, "img.seed-gone", "1")
 		if !strings.Contains(res.Transcript(), "No errors were found on the image.") {
 			t.Error("qemu-img check did not report a clean image")
 		}
 	})
 	t.Run("readonly", func(t *testing.T) {
-		want("blk.vdb", "32768 ro=1 queues=2")
-		want("ro.mount", "0 1")
-		want("ro.content", "read-only content")
-		want("ro.write", "1 Read-only file system")
+		want(t, "blk.vdb", "32768 ro=1 queues=2")
+		want(t, "ro.mount", "0 1")
+		want(t, "ro.content", "read-only content")
+		want(t, "ro.write", "1 Read-only file system")
 		if v := value(t, st, "ro.dd"); strings.HasPrefix(v, "0") {
 			t.Errorf("a raw write to the read-only disk succeeded: %q", v)
 		}
-		want("img.ro-unchanged", "0")
+		want(t, "img.ro-unchanged", "0")
 	})
 	t.Run("net", func(t *testing.T) {
-		want("net.mac", "52:54:00:12:34:56")
-		want("net.ping", "0 3 packets received")
-		want("net.put", "0")
-		want("l1.up-match", "0") // 8 MiB up, checksum compared in L1
-		want("net.fetch", "0")
-		want("net.down-match", "0")  // 8 MiB down, checksum compared in the guest
-		want("l1.bridge-ports", "0") // the tap paddock made is gone
+		want(t, "net.mac", "52:54:00:12:34:56")
+		want(t, "net.ping", "0 3 packets received")
+		want(t, "net.put", "0")
+		want(t, "l1.up-match", "0") // 8 MiB up, checksum compared in L1
+		want(t, "net.fetch", "0")
+		want(t, "net.down-match", "0")  // 8 MiB down, checksum compared in the guest
+		want(t, "l1.bridge-ports", "0") // the tap paddock made is gone
 	})
 	t.Run("rng", func(t *testing.T) {
-		want("rng.current", "virtio_rng.0")
-		want("rng.bytes", "64 1") // 32 bytes in hex, not all zero
+		want(t, "rng.current", "virtio_rng.0")
+		want(t, "rng.bytes", "64 1") // 32 bytes in hex, not all zero
 	})
 	t.Run("intx", func(t *testing.T) {
 		it := step(t, res, "virtio/intx")

@@ -51,7 +51,7 @@ func benchSides(b *testing.B, e *managedEnv) []vmmSide {
 	return append(sides, vmmSide{
 		name: "qemu",
 		cmd: func(elf string) *exec.Cmd {
-			return exec.Command("qemu-system-x86_64", "-enable-kvm", "-M", "microvm,x-option-roms=off",
+			return exec.Command("qemu-system-x86_64", "-enable-kvm", "-M", "microvm,x-option-roms=off", "-bios", "qboot.rom",
 				"-m", strconv.Itoa(benchMemoryMiB), "-nodefaults", "-no-user-config", "-display", "none",
 				"-serial", "stdio", "-no-reboot", "-kernel", elf)
 		},

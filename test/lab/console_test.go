@@ -405,3 +405,37 @@ func TestGatedInput(t *testing.T) {
 		t.Errorf("delivered %q", s)
 	}
 }
+
+func TestFindFirmware(t *testing.T) {
+	qemu, seabios := t.TempDir(), t.TempDir()
+	write := func(dir, name string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(qemu, "pvh.bin")
+	write(seabios, "bios-microvm.bin")
+	write(seabios, "pvh.bin") // shadowed by the earlier directory
+	// QEMU 7.2's layout: a link from QEMU's directory into SeaBIOS's.
+	if err := os.Symlink(filepath.Join(seabios, "bios-microvm.bin"), filepath.Join(qemu, "qboot.rom")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := findFirmware([]string{qemu, seabios}, []string{"bios-microvm.bin", "pvh.bin", "qboot.rom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"bios-microvm.bin": filepath.Join(seabios, "bios-microvm.bin"),
+		"pvh.bin":          filepath.Join(qemu, "pvh.bin"),
+		"qboot.rom":        filepath.Join(seabios, "bios-microvm.bin"),
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("findFirmware[%s] = %q, want %q", name, got[name], w)
+		}
+	}
+	_, err = findFirmware([]string{qemu, seabios}, []string{"pvh.bin", "kvmvapic.bin", "linuxboot_dma.bin"})
+	if err == nil || !strings.Contains(err.Error(), "kvmvapic.bin, linuxboot_dma.bin not found in "+qemu+":"+seabios) {
+		t.Errorf("missing firmware: err = %v", err)
+	}
+}

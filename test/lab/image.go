@@ -49,10 +49,15 @@ const (
 // building ./cmd/paddock.
 const EnvPaddock = "PADDOCK_LAB_PADDOCK"
 
-// QEMUFirmware are the firmware files QEMU needs in L1 (microvm with
-// direct kernel boot), copied from the host's QEMU data directory when
-// present.
-var QEMUFirmware = []string{"bios-microvm.bin", "qboot.rom", "pvh.bin", "linuxboot_dma.bin", "kvmvapic.bin"}
+// QEMUFirmware are the firmware files QEMU needs in L1 (microvm and pc with
+// direct kernel boot), found on the host's firmware path and copied into
+// L1's QEMUDataDir.
+var QEMUFirmware = []string{"qboot.rom", "pvh.bin", "linuxboot_dma.bin", "kvmvapic.bin"}
+
+// HostQEMUFirmwarePath is where Debian's QEMU looks for firmware: its own
+// data directory, then SeaBIOS's and iPXE's. QEMU 7.2 links the SeaBIOS
+// files into /usr/share/qemu; later versions search /usr/share/seabios.
+var HostQEMUFirmwarePath = []string{QEMUDataDir, "/usr/share/seabios", "/usr/lib/ipxe/qemu"}
 
 // ImageOptions select the software of the L1 VM.
 type ImageOptions struct {
@@ -61,10 +66,11 @@ type ImageOptions struct {
 	// Kernel selects the Debian kernel (L1 and L2 run the same one).
 	Kernel debian.KernelOptions
 	// QEMU is the host QEMU binary copied into L1 (default
-	// qemu-system-x86_64 on PATH) and HostQEMUDataDir its firmware
-	// directory (default /usr/share/qemu).
-	QEMU            string
-	HostQEMUDataDir string
+	// qemu-system-x86_64 on PATH) and HostQEMUFirmwarePath the
+	// directories searched, in order, for its firmware (default
+	// HostQEMUFirmwarePath).
+	QEMU                 string
+	HostQEMUFirmwarePath []string
 	// Logf reports progress; nil = silent.
 	Logf func(format string, args ...any)
 }
@@ -232,23 +238,41 @@ func (im *Image) qemuSpec(ctx context.Context) (initramfs.Spec, func(), error) {
 		}
 		files = append(files, initramfs.File{Path: l, Source: src, Mode: 0o755})
 	}
-	data := im.opts.HostQEMUDataDir
-	if data == "" {
-		data = QEMUDataDir
+	dirs := im.opts.HostQEMUFirmwarePath
+	if len(dirs) == 0 {
+		dirs = HostQEMUFirmwarePath
 	}
-	found := 0
-	for _, fw := range QEMUFirmware {
-		src, err := filepath.EvalSymlinks(filepath.Join(data, fw))
-		if err != nil {
-			continue
-		}
-		found++
-		files = append(files, initramfs.File{Path: filepath.Join(QEMUDataDir, fw), Source: src, Mode: 0o644})
+	fw, err := findFirmware(dirs, QEMUFirmware)
+	if err != nil {
+		return initramfs.Spec{}, nil, err
 	}
-	if found == 0 {
-		return initramfs.Spec{}, nil, fmt.Errorf("lab: none of the QEMU firmware files %v is in %s", QEMUFirmware, data)
+	for _, name := range QEMUFirmware {
+		files = append(files, initramfs.File{Path: filepath.Join(QEMUDataDir, name), Source: fw[name], Mode: 0o644})
 	}
 	return initramfs.Spec{Files: files}, nil, nil
+}
+
+// findFirmware resolves each named file to its real path in the first of
+// dirs that has it; a file in none of them is an error naming it.
+func findFirmware(dirs, names []string) (map[string]string, error) {
+	found := map[string]string{}
+	var missing []string
+	for _, name := range names {
+		for _, d := range dirs {
+			if src, err := filepath.EvalSymlinks(filepath.Join(d, name)); err == nil {
+				found[name] = src
+				break
+			}
+		}
+		if found[name] == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("lab: QEMU firmware %s not found in %s (install seabios and qemu-system-data)",
+			strings.Join(missing, ", "), strings.Join(dirs, ":"))
+	}
+	return found, nil
 }
 
 // sharedLibraries returns the absolute paths `ldd bin` lists, the dynamic

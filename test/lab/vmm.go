@@ -60,7 +60,10 @@ type VMM interface {
 }
 
 // QEMU is the peer VMM: QEMU's microvm with direct kernel boot on L1's
-// /dev/kvm (HOST.md's measured configuration).
+// /dev/kvm (HOST.md's measured configuration), with qboot, QEMU's
+// minimal firmware, which loads the kernel itself. (microvm's default
+// SeaBIOS needs the option ROMs that x-option-roms=off leaves out to load
+// a kernel: QEMU 10 then never starts the guest.)
 type QEMU struct {
 	// Extra arguments appended to the command line.
 	Extra []string
@@ -75,7 +78,7 @@ func (q QEMU) Command(g L2) string {
 	args := []string{
 		"qemu-system-x86_64", "-L", QEMUDataDir,
 		"-enable-kvm", "-cpu", "host",
-		"-M", "microvm,x-option-roms=off,rtc=on",
+		"-M", "microvm,x-option-roms=off,rtc=on", "-bios", "qboot.rom",
 		"-smp", strconv.Itoa(g.CPUs), "-m", strconv.Itoa(g.MemoryMiB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
 		"-kernel", g.Kernel,
