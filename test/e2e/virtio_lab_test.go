@@ -242,7 +242,7 @@ func TestVirtioLab(t *testing.T) {
 		want(t, "net.put", "0")
 		want(t, "l1.up-match", "0") // 8 MiB up, checksum compared in L1
 		want(t, "net.fetch", "0")
-		want(t, "net.down-match", "0")  // 8 MiB down, checksum compared in the guest
+		want(t, "net.down-match", "0")    // 8 MiB down, checksum compared in the guest
 		want(t, "l1.bridge-ports", "1 0") // paddock's tap was on br0, and is gone
 	})
 	t.Run("rng", func(t *testing.T) {

@@ -33,6 +33,8 @@ type Machine struct {
 // AMD-V left L1 halted for good, a timer interrupt pending in its LAPIC,
 // in about one nested boot in four (QEMU as L2 VMM too, less often); with
 // two, none in a row of ten. One CPU boots L1 faster, two keep it alive.
+// Still so on QEMU 10.0: with one CPU, 2 of 4 L1 boots of the virtio test
+// froze right after L2 started.
 const DefaultL1CPUs = 2
 
 func (m Machine) withDefaults() Machine {
