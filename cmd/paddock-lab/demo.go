@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,7 +24,7 @@ func newDemoCommand() *cobra.Command {
 		Long: `Boots the lab's L1 VM with its serial console on this terminal and runs
 'paddock run -f /guest/hello.yaml' there (configs/examples/hello.yaml, booting the
 stock Debian kernel and the hello initrd). Ctrl-C and Ctrl-A reach the guest and
-the inner paddock, not QEMU. L1 powers off when paddock exits.
+the inner paddock, not QEMU. L1 powers off when paddock exits, and paddock-lab exits with paddock's status.
 
 When stdin is not a terminal it is passed through, so
   echo 'uname -a; poweroff -f' | paddock-lab demo
@@ -76,12 +77,18 @@ func demoAction(cmd *cobra.Command, _ []string) error {
 	if logf != nil {
 		logf("booting L1 (QEMU TCG with AMD-V); paddock starts in a few seconds")
 	}
-	return l.Attach(cmd.Context(), sc, lab.AttachOptions{
+	err = l.Attach(cmd.Context(), sc, lab.AttachOptions{
 		Stdin:      os.Stdin,
 		Stdout:     os.Stdout,
 		Terminal:   isTerminal(os.Stdin),
 		InputAfter: "@@LAB l2.init",
 	})
+	// paddock's own status (3 for a reboot, 1 for an error), which it has
+	// explained on the console already.
+	if se := (*lab.StepExitError)(nil); errors.As(err, &se) {
+		return &exitError{code: se.Status}
+	}
+	return err
 }
 
 // checkoutFile returns the path of a file of this source checkout (found

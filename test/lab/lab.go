@@ -352,7 +352,8 @@ type AttachOptions struct {
 
 // Attach boots L1 with the scenario and connects its serial console to
 // the user, for interactive use or scripts. Nothing is parsed. It returns
-// when L1 powers off (nil), QEMU fails, or ctx is done.
+// when L1 powers off: nil, or a *StepExitError if the last step failed;
+// or when QEMU fails or ctx is done.
 func (l *Lab) Attach(ctx context.Context, sc Scenario, ao AttachOptions) error {
 	p, err := l.prepare(ctx, &sc)
 	if err != nil {
@@ -399,11 +400,26 @@ func (l *Lab) Attach(ctx context.Context, sc Scenario, ao AttachOptions) error {
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
+			// isa-debug-exit: L1 wrote the last step's status N, QEMU
+			// exited with 2N+1. QEMU's own failures exit with 1.
+			if c := ee.ExitCode(); c >= 3 && c%2 == 1 {
+				return &StepExitError{Status: c >> 1}
+			}
 			return fmt.Errorf("lab: L1 QEMU: %w\n%s", err, strings.TrimSpace(stderr.String()))
 		}
 		return fmt.Errorf("lab: %w", err)
 	}
 	return nil
+}
+
+// StepExitError is Attach's error when the scenario's last step exited
+// with a non-zero status (up to 127 is reported exactly).
+type StepExitError struct {
+	Status int
+}
+
+func (e *StepExitError) Error() string {
+	return fmt.Sprintf("lab: the last step exited with status %d", e.Status)
 }
 
 // gatedInput copies src to dst once released, then closes dst.

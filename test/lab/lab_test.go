@@ -216,3 +216,30 @@ func value(t *testing.T, st *StepResult, key string) string {
 	t.Helper()
 	return marker(t, st, key).Value
 }
+
+// TestAttachExitStatus attaches to L1 as `paddock-lab demo` does, with
+// piped input: the input reaches the interactive step, and its exit
+// status comes back as a StepExitError (nil for 0).
+func TestAttachExitStatus(t *testing.T) {
+	l := New(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		input string
+		want  int
+	}{{"exit 42\n", 42}, {"exit 0\n", 0}} {
+		t.Run(strings.TrimSpace(tc.input), func(t *testing.T) {
+			sc := Scenario{Quiet: true, Steps: []Step{{Name: "shell", Script: "echo ready; exec sh", Interactive: true}}}
+			var out strings.Builder
+			err := l.Attach(ctx, sc, AttachOptions{Stdin: strings.NewReader(tc.input), Stdout: &out, InputAfter: "ready"})
+			var se *StepExitError
+			switch {
+			case tc.want == 0 && err != nil:
+				t.Fatalf("Attach = %v, want nil\n%s", err, out.String())
+			case tc.want != 0 && !errors.As(err, &se):
+				t.Fatalf("Attach = %v, want a StepExitError\n%s", err, out.String())
+			case se != nil && se.Status != tc.want:
+				t.Errorf("step status %d, want %d", se.Status, tc.want)
+			}
+		})
+	}
+}

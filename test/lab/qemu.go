@@ -84,6 +84,9 @@ func (m Machine) args(kernel, initrd string, console consoleMode) []string {
 		"-display", "none",
 		"-monitor", "none",
 		"-no-reboot",
+		// L1's /init ends an attached run with the status of its last
+		// step by writing it here (Lab.Attach, StepExitError).
+		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 		"-kernel", kernel,
 		"-initrd", initrd,
 		"-append", cmdline,
