@@ -69,13 +69,15 @@ lab:
 
 # Boot the hello VM: directly when this host's KVM can boot a stock kernel
 # (paddock doctor), else with paddock inside the nested KVM lab. stdin is
-# passed through: echo 'uname -a; poweroff -f' | make demo
+# passed through: echo 'uname -a; poweroff -f' | make demo. paddock's exit
+# status comes through (go run would turn it into 1).
 demo: build
 	@if $(BIN) doctor --quiet >/dev/null 2>&1; then \
 		$(GO) run ./cmd/paddock-lab guest --out build/guest >/dev/null && $(BIN) run -f configs/examples/hello.yaml; \
 	else \
 		echo "this host's KVM cannot boot a stock kernel (see paddock doctor); running the demo inside the nested KVM lab" >&2; \
-		PADDOCK_LAB_PADDOCK=$(CURDIR)/$(BIN) $(GO) run ./cmd/paddock-lab demo; \
+		$(GO) build -o bin/paddock-lab ./cmd/paddock-lab && \
+		PADDOCK_LAB_PADDOCK=$(CURDIR)/$(BIN) bin/paddock-lab demo; \
 	fi
 
 clean:

@@ -24,7 +24,8 @@ func newDemoCommand() *cobra.Command {
 		Long: `Boots the lab's L1 VM with its serial console on this terminal and runs
 'paddock run -f /guest/hello.yaml' there (configs/examples/hello.yaml, booting the
 stock Debian kernel and the hello initrd). Ctrl-C and Ctrl-A reach the guest and
-the inner paddock, not QEMU. L1 powers off when paddock exits, and paddock-lab exits with paddock's status.
+the inner paddock, not QEMU. L1 powers off when paddock exits, and
+paddock-lab exits with paddock's status.
 
 When stdin is not a terminal it is passed through, so
   echo 'uname -a; poweroff -f' | paddock-lab demo

@@ -99,8 +99,10 @@ mark l1.done "$(cut -d' ' -f1 /proc/uptime)"
 sync
 # An attached (quiet) run has no markers to report the last step's
 # status with: QEMU's isa-debug-exit device (port 0xf4) ends L1 with exit
-# status 2*N+1 for the byte N written to it (lab.StepExitError).
+# status 2*N+1 for the byte N written to it (lab.StepExitError); a status
+# above 127 is reported as 127, which the 8-bit exit status can carry.
 if [ "$LAB_QUIET" = 1 ] && [ "${last_rc:-0}" != 0 ]; then
+	[ "$last_rc" -gt 127 ] && last_rc=127
 	printf "\\$(printf %o "$last_rc")" | dd of=/dev/port bs=1 seek=244 count=1 2>/dev/null
 fi
 poweroff -f

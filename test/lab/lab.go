@@ -413,7 +413,7 @@ func (l *Lab) Attach(ctx context.Context, sc Scenario, ao AttachOptions) error {
 }
 
 // StepExitError is Attach's error when the scenario's last step exited
-// with a non-zero status (up to 127 is reported exactly).
+// with a non-zero status (reported exactly up to 127; above, as 127).
 type StepExitError struct {
 	Status int
 }
