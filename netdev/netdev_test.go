@@ -209,7 +209,7 @@ func TestFrames(t *testing.T) {
 	}
 	buf := make([]byte, 2048)
 	for {
-		n, err := tap.Read([][]byte{buf[:netdev.VnetHdrLen], buf[netdev.VnetHdrLen:]})
+		n, err := tap.Read([][]byte{buf[:netdev.VnetHdrLen], buf[netdev.VnetHdrLen:]}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,12 +239,38 @@ func TestFrames(t *testing.T) {
 		t.Fatalf("host received %x, want %x", got, out)
 	}
 
+	// With nothing queued, Read calls idle before it waits; a frame
+	// sent from idle is then read.
+	idles := 0
+	late := frame(guest, host, "after idle")
+	for {
+		n, err := tap.Read([][]byte{buf}, func() {
+			if idles++; idles == 1 {
+				if err := sock.Send(late); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := buf[netdev.VnetHdrLen:n]; isTest(got) {
+			if !bytes.Equal(got, late) {
+				t.Fatalf("tap read %x, want %x", got, late)
+			}
+			break
+		}
+	}
+	if idles == 0 { // more than once if a stray frame came between
+		t.Fatal("idle was not called")
+	}
+
 	// A blocked reader is released by Interrupt.
 	done := make(chan error, 1)
 	go func() {
-		_, err := tap.Read([][]byte{buf})
+		_, err := tap.Read([][]byte{buf}, nil)
 		for err == nil { // drop stray frames until interrupted
-			_, err = tap.Read([][]byte{buf})
+			_, err = tap.Read([][]byte{buf}, nil)
 		}
 		done <- err
 	}()

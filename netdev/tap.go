@@ -143,13 +143,25 @@ func (t *Tap) SetOffload(flags int) error {
 var ErrInterrupted = errors.New("tap read interrupted")
 
 // Read reads one frame (virtio-net header first) into bufs, blocking
-// until one arrives. A frame larger than bufs is truncated.
-func (t *Tap) Read(bufs [][]byte) (int, error) {
+// until one arrives. A frame larger than bufs is truncated. If no frame
+// is queued, Read calls idle (if not nil) before it blocks: the place to
+// finish the work of a burst, such as interrupting the guest once for
+// all the frames read so far.
+func (t *Tap) Read(bufs [][]byte, idle func()) (int, error) {
 	var n int
 	var err error
 	rerr := t.rc.Read(func(fd uintptr) bool {
 		n, err = unix.Readv(int(fd), bufs)
-		return !errors.Is(err, unix.EAGAIN)
+		if !errors.Is(err, unix.EAGAIN) {
+			return true
+		}
+		if idle != nil {
+			// Once per wait: a frame that arrives meanwhile wakes
+			// the poller, and the next try reads it.
+			idle()
+			idle = nil
+		}
+		return false
 	})
 	if rerr != nil {
 		if errors.Is(rerr, os.ErrDeadlineExceeded) {

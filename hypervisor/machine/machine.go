@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -107,7 +108,9 @@ type Machine struct {
 	exitOnce sync.Once
 	exitCh   chan Exit
 	started  atomic.Bool
-	closed   bool
+	// schedWarned is set once a thread-scheduling problem was reported.
+	schedWarned atomic.Bool
+	closed      bool
 }
 
 // New builds the machine described by cfg and loads its kernel. The vCPUs
@@ -296,6 +299,9 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 	if m.cfg.ConsoleInput != nil {
 		m.plat.feedConsole(m.cfg.ConsoleInput)
 	}
+	if err := batchThreads(); err != nil {
+		m.warnf("%v", err)
+	}
 	m.ctl.Lock()
 	m.running = len(m.vcpus)
 	m.ctl.Unlock()
@@ -314,6 +320,15 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 		return exit, fmt.Errorf("machine: %w", err)
 	}
 	return exit, nil
+}
+
+// logf reports through Config.Logf, or to standard error.
+func (m *Machine) logf(format string, args ...any) {
+	if m.cfg.Logf != nil {
+		m.cfg.Logf(format, args...)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "paddock: "+format+"\n", args...)
 }
 
 // report records the first terminal event and tells every vCPU to stop.

@@ -68,6 +68,10 @@ func (v *vcpu) loop() {
 	// runtime destroys it, so no other goroutine inherits a thread that
 	// received kicks.
 	v.tid.Store(int32(unix.Gettid()))
+	// The guest's own thread keeps the normal policy; see sched.go.
+	if err := setThreadPolicy(0, unix.SCHED_NORMAL); err != nil {
+		v.m.warnf("vCPU %d: %v", v.index, err)
+	}
 	defer v.m.vcpuDone()
 	for {
 		if !v.m.checkpoint(v) {

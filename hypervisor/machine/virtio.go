@@ -133,10 +133,7 @@ func (m *Machine) setupVirtio() error {
 	if n > maxVirtioSlots {
 		return fmt.Errorf("machine: %d virtio devices; at most %d fit on the PCI bus", n, maxVirtioSlots)
 	}
-	logf := m.cfg.Logf
-	if logf == nil {
-		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, "paddock: "+format+"\n", args...) }
-	}
+	logf := m.logf
 	alloc, err := pci.NewAllocator(pci.Window{Base: PCIIOStart, Size: PCIIOSize},
 		pci.Window{Base: PCIMMIO32Start, Size: PCIMMIO32Size},
 		pci.Window{Base: pciMMIO64Start(m.cfg.Memory), Size: PCIMMIO64Size})

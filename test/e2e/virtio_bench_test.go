@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ cpus: 1
 memory: 512MiB
 kernel: ` + lab.GuestVmlinux + `
 initrd: ` + virtioInitrd + `
-cmdline: console=ttyS0 quiet paddock.script=virtio-bench
+cmdline: console=ttyS0 quiet paddock.script=virtio-bench@@TESTS@@
 disks: [{path: /tmp/bench.qcow2, format: qcow2}]
 nics: [{tap: qtap0, mac: 52:54:00:00:00:01}]
 console: stdio
@@ -45,7 +46,7 @@ var virtioBenchQEMU = strings.Join([]string{
 	"-M", "pc", "-bios", "qboot.rom", "-smp", "1", "-m", "512",
 	"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
 	"-kernel", lab.GuestVmlinux, "-initrd", virtioInitrd,
-	"-append", "'console=ttyS0 quiet paddock.script=virtio-bench'",
+	"-append", "'console=ttyS0 quiet paddock.script=virtio-bench@@TESTS@@'",
 	"-drive", "file=/tmp/bench.qcow2,if=none,id=d0,format=qcow2,cache=writeback,aio=threads",
 	"-device", "virtio-blk-pci,drive=d0",
 	"-netdev", "tap,id=n0,ifname=qtap0,script=no,downscript=no,vhost=off",
@@ -60,6 +61,11 @@ const EnvVirtioBenchRounds = "PADDOCK_VIRTIO_BENCH_ROUNDS"
 // EnvVirtioBenchGOMAXPROCS, if set, runs paddock with that GOMAXPROCS
 // (by default Go uses all of L1's CPUs), for experiments.
 const EnvVirtioBenchGOMAXPROCS = "PADDOCK_VIRTIO_BENCH_GOMAXPROCS"
+
+// EnvVirtioBenchTests, if set, runs only those tests (a comma-separated
+// list of the metrics' names: seqwrite, seqread, randread, ping-ms, tx,
+// rx), for a quicker look at one of them.
+const EnvVirtioBenchTests = "PADDOCK_VIRTIO_BENCH_TESTS"
 
 // EnvVirtioBenchCPUs is the L1 CPUs both VMMs run on (a taskset list;
 // default "0"; "all" leaves them unpinned). Pinned, the guest's vCPU
@@ -82,12 +88,15 @@ kill %1 %2 2>/dev/null
 `}
 }
 
-// virtioMetrics are the markers of the virtio-bench script: name, unit,
+// virtioMetric is one figure of the virtio-bench script: its marker, unit,
 // and whether more is better.
-var virtioMetrics = []struct {
+type virtioMetric struct {
 	key, unit string
 	higher    bool
-}{
+}
+
+// virtioMetrics are the figures of the virtio-bench script.
+var virtioMetrics = []virtioMetric{
 	{"bench.seqwrite", "MB/s", true},
 	{"bench.seqread", "MB/s", true},
 	{"bench.randread", "IOPS", true},
@@ -118,7 +127,6 @@ func BenchmarkVirtioLab(b *testing.B) {
 	}
 	files := virtioHostTools(ctx, b)
 	files[virtioInitrd] = lab.File{Source: initrd}
-	files["/guest/bench.yaml"] = lab.File{Data: []byte(virtioBenchYAML)}
 	rounds := 2
 	if v := os.Getenv(EnvVirtioBenchRounds); v != "" {
 		if rounds, err = strconv.Atoi(v); err != nil || rounds < 1 {
@@ -130,6 +138,19 @@ func BenchmarkVirtioLab(b *testing.B) {
 		Files: files,
 		Steps: []lab.Step{{Name: "bench/setup", Script: virtioBenchSetup, Timeout: time.Minute}},
 	}
+	metrics, tests := virtioMetrics, ""
+	if v := os.Getenv(EnvVirtioBenchTests); v != "" {
+		metrics = nil
+		for _, name := range strings.Split(v, ",") {
+			i := slices.IndexFunc(virtioMetrics, func(m virtioMetric) bool { return m.key == "bench."+name })
+			if i < 0 {
+				b.Fatalf("%s=%q: no test %q (have seqwrite, seqread, randread, ping-ms, tx, rx)", EnvVirtioBenchTests, v, name)
+			}
+			metrics = append(metrics, virtioMetrics[i])
+		}
+		tests = " paddock.bench=" + v
+	}
+	files["/guest/bench.yaml"] = lab.File{Data: []byte(strings.ReplaceAll(virtioBenchYAML, "@@TESTS@@", tests))}
 	paddock := "paddock run -f /guest/bench.yaml"
 	if v := os.Getenv(EnvVirtioBenchGOMAXPROCS); v != "" {
 		if _, err := strconv.Atoi(v); err != nil {
@@ -137,7 +158,7 @@ func BenchmarkVirtioLab(b *testing.B) {
 		}
 		paddock = "env GOMAXPROCS=" + v + " " + paddock
 	}
-	qemu := virtioBenchQEMU
+	qemu := strings.ReplaceAll(virtioBenchQEMU, "@@TESTS@@", tests)
 	if v := cmp.Or(os.Getenv(EnvVirtioBenchCPUs), "0"); v != "all" {
 		if strings.Trim(v, "0123456789,-") != "" {
 			b.Fatalf("%s=%q: want a CPU list such as 0 or 0-1, or all", EnvVirtioBenchCPUs, v)
@@ -156,35 +177,39 @@ func BenchmarkVirtioLab(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for vmm, best := range results {
+		for _, vmm := range []string{"paddock", "qemu"} {
+			best := results[vmm]
 			for r := 0; r < rounds; r++ {
 				name := fmt.Sprintf("bench/%s/%d", vmm, r)
 				st, ok := res.Step(name)
 				if !ok || !st.Done {
 					b.Fatalf("step %s did not finish; transcript tail:\n%s", name, res.Tail(40))
 				}
-				for _, key := range []string{"bench.clocksource", "bench.irqs"} {
-					if mk, ok := st.Marker(key); ok {
-						b.Logf("%s: %s %s", name, key, mk.Value)
+				for _, mk := range st.Markers {
+					if mk.Key == "bench.clocksource" || strings.HasPrefix(mk.Key, "bench.irqs.") || strings.HasPrefix(mk.Key, "bench.frames.") {
+						b.Logf("%s: %s %s", name, mk.Key, mk.Value)
 					}
 				}
-				for _, m := range virtioMetrics {
+				var round strings.Builder
+				for _, m := range metrics {
 					mk, ok := st.Marker(m.key)
 					v, err := strconv.ParseFloat(strings.TrimSpace(mk.Value), 64)
 					if !ok || err != nil || v <= 0 {
 						b.Fatalf("%s: %s = %q (%v); transcript tail:\n%s", name, m.key, mk.Value, err, res.Tail(40))
 					}
+					fmt.Fprintf(&round, " %s %g", strings.TrimPrefix(m.key, "bench."), v)
 					old, seen := best[m.key]
 					if !seen || (m.higher && v > old) || (!m.higher && v < old) {
 						best[m.key] = v
 					}
 				}
+				b.Logf("%s:%s", name, round.String())
 			}
 		}
 	}
 	var table strings.Builder
 	fmt.Fprintf(&table, "%-16s %12s %12s %8s\n", "", "paddock", "qemu", "ratio")
-	for _, m := range virtioMetrics {
+	for _, m := range metrics {
 		name := strings.TrimPrefix(m.key, "bench.")
 		p, q := results["paddock"][m.key], results["qemu"][m.key]
 		ratio := p / q

@@ -12,15 +12,16 @@ func (q *Queue) WriteDebug(w io.Writer) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	fmt.Fprintf(w, "queue %d:", q.index)
+	counts := fmt.Sprintf("; %d wakeups for notifications, %d interrupts since creation", q.wakeups.Load(), q.interrupts.Load())
 	if q.desc == nil {
-		fmt.Fprintf(w, " inactive (stopped %v)\n", q.stopped.Load())
+		fmt.Fprintf(w, " inactive (stopped %v)%s\n", q.stopped.Load(), counts)
 		return
 	}
 	n := int(q.size)
-	fmt.Fprintf(w, " size %d, device took %d and returned %d (last interrupt decision at %d); driver made %d available (flags %#x, used_event %d); device's used flags %#x, avail_event %d; event_idx %v, stopped %v\n",
+	fmt.Fprintf(w, " size %d, device took %d and returned %d (last interrupt decision at %d); driver made %d available (flags %#x, used_event %d); device's used flags %#x, avail_event %d; event_idx %v, stopped %v%s\n",
 		q.size, q.lastAvail, q.usedIdx, q.lastSignal,
 		load16(q.avail[ringIdx:]), load16(q.avail[ringFlags:]), load16(q.avail[ringStart+2*n:]),
-		load16(q.used[ringFlags:]), load16(q.used[ringStart+8*n:]), q.eventIdx, q.stopped.Load())
+		load16(q.used[ringFlags:]), load16(q.used[ringStart+8*n:]), q.eventIdx, q.stopped.Load(), counts)
 }
 
 // WriteDebug writes the function's state: device status, interrupt

@@ -31,7 +31,7 @@ func TestWriteDebug(t *testing.T) {
 	var b strings.Builder
 	r.pci.WriteDebug(&b)
 	dump := b.String()
-	for _, want := range []string{"active true", "MSI-X enabled true", "device took 3 and returned 3", "driver made 3 available"} {
+	for _, want := range []string{"active true", "MSI-X enabled true", "device took 3 and returned 3", "driver made 3 available", "3 interrupts since creation"} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("dump lacks %q:\n%s", want, dump)
 		}

@@ -60,6 +60,9 @@ type Queue struct {
 	kick    *EventFD // the guest's notifications for this queue
 	signal  func()   // injects this queue's interrupt (set by the transport)
 	stopped atomic.Bool
+	// Counters since the queue was created, for WriteDebug: the driver's
+	// notifications the device woke for, and the interrupts it sent.
+	wakeups, interrupts atomic.Uint64
 
 	mu       sync.Mutex
 	mem      GuestMemory
@@ -299,6 +302,7 @@ func (q *Queue) Push(head uint16, written uint32) {
 // its used_event index).
 func (q *Queue) Notify() {
 	if q.needInterrupt() && q.signal != nil {
+		q.interrupts.Add(1)
 		q.signal()
 	}
 }
@@ -365,5 +369,8 @@ func (q *Queue) EnableNotifications() bool {
 // then it returns ErrStopped).
 func (q *Queue) Wait() error {
 	_, err := q.kick.Wait()
+	if err == nil {
+		q.wakeups.Add(1)
+	}
 	return err
 }

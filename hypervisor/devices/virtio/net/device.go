@@ -59,7 +59,9 @@ const (
 	maxFrame      = 65535 + 14 + 4 // an IP packet in a VLAN-tagged frame
 	stagingLen    = HdrLen + maxFrame
 	maxIOV        = 1024 // IOV_MAX
-	receiveBatch  = 64   // frames delivered before an interrupt
+	// batch bounds the frames a direction handles before it interrupts
+	// the guest (if the guest asked to hear), when more keep coming.
+	batch = 64
 )
 
 // QueueSize is the size of each queue.
@@ -68,9 +70,10 @@ const QueueSize = 256
 // Backend carries frames (each preceded by the virtio-net header) to and
 // from the host network. *netdev.Tap implements it.
 type Backend interface {
-	// Read blocks for one frame; after Interrupt it fails with
+	// Read blocks for one frame, calling idle (if not nil) first when
+	// none is queued; after Interrupt it fails with
 	// netdev.ErrInterrupted.
-	Read(bufs [][]byte) (int, error)
+	Read(bufs [][]byte, idle func()) (int, error)
 	// Write sends one frame.
 	Write(bufs [][]byte) (int, error)
 	// SetOffload sets the offloads (netdev.Offload*) the reader accepts.
@@ -233,12 +236,22 @@ func (d *Device) hostError(format string, args ...any) {
 	}
 }
 
-// transmit sends each chain of the transmit queue to the backend.
+// transmit sends each chain of the transmit queue to the backend. Each
+// buffer goes back to the driver as soon as its frame is sent, but the
+// interrupt waits for the end of the burst (the ring found empty) or for
+// batch frames: an interrupt costs the guest far more than a frame, and
+// one for every frame would also wake a halted vCPU in the middle of a
+// burst, to come back for the next frame.
 func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 	var c virtio.Chain
 	var flat []byte
+	sent := 0
 	for {
-		ok, err := q.Next(&c, nil)
+		if sent == batch {
+			q.Notify()
+			sent = 0
+		}
+		ok, err := q.Next(&c, q.Notify)
 		if err != nil {
 			env.Fail(err)
 			return
@@ -253,7 +266,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 			d.count(func(s *Stats) { s.TxDropped++ })
 			d.hostError("guest sent a %d-byte frame (with its %d-byte header); dropped", n, HdrLen)
 			q.Push(c.Head, 0)
-			q.Notify()
+			sent++
 			continue
 		case len(bufs) > maxIOV:
 			if flat == nil {
@@ -268,11 +281,8 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 		} else {
 			d.count(func(s *Stats) { s.TxFrames++; s.TxBytes += n - HdrLen })
 		}
-		// Returning each buffer at once, and interrupting when the
-		// driver's used_event says so, keeps a driver whose ring is full
-		// from waiting until the device has drained it all.
 		q.Push(c.Head, 0)
-		q.Notify()
+		sent++
 	}
 }
 
@@ -283,14 +293,21 @@ func (d *Device) count(f func(*Stats)) {
 }
 
 // receive reads frames from the backend into the receive queue. Read
-// tries the tap before it waits, so a burst costs one read per frame.
+// tries the tap before it waits, so a burst costs one read per frame; the
+// interrupt (if the guest asked for one) comes when the burst ends, before
+// Read waits, or after batch frames.
 func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 	frame := [][]byte{d.staging}
 	mergeable := env.HasFeature(FeatureMrgRxbuf)
 	guestCsum := env.HasFeature(FeatureGuestCsum)
 	var c virtio.Chain
+	received := 0
 	for {
-		n, err := d.cfg.Backend.Read(frame)
+		if received == batch {
+			q.Notify()
+			received = 0
+		}
+		n, err := d.cfg.Backend.Read(frame, q.Notify)
 		switch {
 		case errors.Is(err, netdev.ErrInterrupted):
 			return
@@ -314,9 +331,7 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 		if !ok {
 			return // stopped while waiting for buffers
 		}
-		// With EVENT_IDX this interrupts only when the driver asked to
-		// hear about this frame.
-		q.Notify()
+		received++
 	}
 }
 
