@@ -65,6 +65,7 @@ func TestReadQemuConverted(t *testing.T) {
 				t.Fatalf("size %d, want %d", img.Size(), tc.size)
 			}
 			sameBytes(t, tc.name, readAll(t, img, tc.size), want)
+			sameBytes(t, tc.name+" vectored", readAllVec(t, img, 1), want)
 		})
 	}
 }
@@ -162,6 +163,7 @@ func TestReadQemuBackingChains(t *testing.T) {
 			}
 			defer img.Close()
 			sameBytes(t, tc.name, readAll(t, img, img.Size()), qemuRaw(t, top))
+			sameBytes(t, tc.name+" vectored", readAllVec(t, img, 1), qemuRaw(t, top))
 		})
 	}
 }

@@ -17,7 +17,8 @@ type model struct {
 }
 
 // randomOps applies n random operations (writes of random sizes and
-// alignments, zeroes, discards, flushes) to img and to the model.
+// alignments, half of them vectored, zeroes, discards, flushes) to img
+// and to the model.
 func randomOps(t testing.TB, img *Image, m *model, r *rand.Rand, n int, discardZeroes bool) {
 	t.Helper()
 	size := int64(len(m.data))
@@ -43,7 +44,11 @@ func randomOps(t testing.TB, img *Image, m *model, r *rand.Rand, n int, discardZ
 		case op < 7:
 			p := make([]byte, ln)
 			fillPattern(p, r.Int63())
-			if _, err := img.WriteAt(p, off); err != nil {
+			if r.Intn(2) == 0 {
+				if _, err := img.WritevAt(splitRandom(p, r), off); err != nil {
+					t.Fatalf("op %d: WritevAt %#x+%d: %v", i, off, ln, err)
+				}
+			} else if _, err := img.WriteAt(p, off); err != nil {
 				t.Fatalf("op %d: WriteAt %#x+%d: %v", i, off, ln, err)
 			}
 			copy(m.data[off:], p)
@@ -115,6 +120,7 @@ func TestWriteOracle(t *testing.T) {
 			r := rand.New(rand.NewSource(int64(100 + i)))
 			randomOps(t, img, m, r, scaled(300), true)
 			sameBytes(t, "paddock read-back", readAll(t, img, size), m.data)
+			sameBytes(t, "paddock vectored read-back", readAllVec(t, img, int64(i)), m.data)
 			if err := img.Close(); err != nil {
 				t.Fatal(err)
 			}

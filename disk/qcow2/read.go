@@ -90,21 +90,9 @@ func (img *Image) mapLocked(l1 []uint64, off, max int64) (Mapping, error) {
 // ReadAt reads len(p) bytes of the virtual disk at off. Reads past the end
 // of the disk return io.EOF with the bytes that exist.
 func (img *Image) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 {
-		return 0, img.errf(ErrRange, "read at negative offset %d", off)
-	}
-	size := img.Size()
-	if off >= size {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		return 0, io.EOF
-	}
-	n := int64(len(p))
-	var eof error
-	if n > size-off {
-		n = size - off
-		eof = io.EOF
+	n, eof := img.clipRead(off, int64(len(p)))
+	if n == 0 {
+		return 0, eof
 	}
 	img.gate.RLock()
 	defer img.gate.RUnlock()
@@ -112,6 +100,25 @@ func (img *Image) ReadAt(p []byte, off int64) (int, error) {
 		return 0, err
 	}
 	return int(n), eof
+}
+
+// clipRead limits a read of n bytes at off to the disk. It returns how
+// many bytes to read, with io.EOF when the read reaches past the end; 0
+// bytes with an error for a read that cannot start.
+func (img *Image) clipRead(off, n int64) (int64, error) {
+	if off < 0 {
+		return 0, img.errf(ErrRange, "read at negative offset %d", off)
+	}
+	size := img.Size()
+	switch {
+	case n == 0:
+		return 0, nil
+	case off >= size:
+		return 0, io.EOF
+	case n > size-off:
+		return size - off, io.EOF
+	}
+	return n, nil
 }
 
 // ErrRange reports an access outside the virtual disk.

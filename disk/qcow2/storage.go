@@ -73,38 +73,59 @@ func (o *osFile) Size() (int64, error) {
 // WriteVecAt writes bufs back to back starting at off with pwritev,
 // retrying short writes.
 func (o *osFile) WriteVecAt(bufs [][]byte, off int64) (int, error) {
-	total := 0
+	return o.vectored(bufs, off, true)
+}
+
+// ReadVecAt fills bufs back to back from off with preadv, retrying short
+// reads; at the end of the file it returns what it read and io.EOF.
+func (o *osFile) ReadVecAt(bufs [][]byte, off int64) (int, error) {
+	return o.vectored(bufs, off, false)
+}
+
+// vectored moves all of bufs with pwritev or preadv, IOV_MAX buffers per
+// call, resuming after short transfers.
+func (o *osFile) vectored(bufs [][]byte, off int64, write bool) (int, error) {
 	fd := int(o.f.Fd())
-	bufs = append([][]byte(nil), bufs...) // trimmed below; keep the caller's intact
-	for len(bufs) > 0 {
-		if len(bufs) > 1024 {
-			n, err := o.WriteVecAt(bufs[:1024], off)
-			total += n
-			if err != nil {
-				return total, err
-			}
-			off += int64(n)
-			bufs = bufs[1024:]
-			continue
+	// A trimmed copy without empty buffers: the caller's stays intact,
+	// and a call that moves nothing means the end of the file.
+	var left [][]byte
+	for _, b := range bufs {
+		if len(b) > 0 {
+			left = append(left, b)
 		}
-		n, err := unix.Pwritev(fd, bufs, off)
+	}
+	total := 0
+	for len(left) > 0 {
+		k := min(len(left), 1024) // IOV_MAX
+		var n int
+		var err error
+		op := "preadv"
+		if write {
+			op = "pwritev"
+			n, err = unix.Pwritev(fd, left[:k], off)
+		} else {
+			n, err = unix.Preadv(fd, left[:k], off)
+		}
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
-			return total, &os.PathError{Op: "pwritev", Path: o.f.Name(), Err: err}
+			return total, &os.PathError{Op: op, Path: o.f.Name(), Err: err}
 		}
 		if n == 0 {
-			return total, fmt.Errorf("pwritev %s: %w", o.f.Name(), io.ErrShortWrite)
+			if write {
+				return total, fmt.Errorf("pwritev %s: %w", o.f.Name(), io.ErrShortWrite)
+			}
+			return total, io.EOF
 		}
 		total += n
 		off += int64(n)
-		for n > 0 && len(bufs) > 0 {
-			if n >= len(bufs[0]) {
-				n -= len(bufs[0])
-				bufs = bufs[1:]
+		for n > 0 {
+			if n >= len(left[0]) {
+				n -= len(left[0])
+				left = left[1:]
 			} else {
-				bufs[0] = bufs[0][n:]
+				left[0] = left[0][n:]
 				n = 0
 			}
 		}

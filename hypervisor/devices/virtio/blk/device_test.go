@@ -701,3 +701,18 @@ func TestVectoredImage(t *testing.T) {
 	}
 	qemutest.SameBytes(t, "the file after a vectored write", onDisk, data)
 }
+
+// TestImagesAreVectored: both formats, as disk.Open returns them, move a
+// scattered request straight between guest memory and the file.
+func TestImagesAreVectored(t *testing.T) {
+	for _, format := range []string{disk.FormatRaw, disk.FormatQcow2} {
+		img, err := disk.Open(newImage(t, format), disk.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := img.(blk.Vectored); !ok {
+			t.Errorf("%s image %T does not implement blk.Vectored", format, img)
+		}
+		img.Close()
+	}
+}
