@@ -48,9 +48,12 @@ type Options struct {
 	// console silent this long means L1 froze. Default 60s.
 	FreezeTimeout time.Duration
 	// Attempts is how many times Run boots L1 for a scenario whose L1
-	// froze (and only then); default 2. TCG's emulated AMD-V very rarely
-	// loses an interrupt and leaves L1 halted for ever (HOST.md's lab is
-	// software all the way down); the retry is reported in Result.Froze.
+	// froze, or vanished in the middle without a word from its kernel
+	// (and only then); default 2. TCG's emulated AMD-V very rarely loses
+	// an interrupt and leaves L1 halted for ever, or resets L1 on the
+	// spot while L2 runs (HOST.md's lab is software all the way down; no
+	// L1 process can reset L1 silently). A kernel panic or oops in L1 is
+	// not retried. Retries are reported in Result.Froze.
 	Attempts int
 }
 
@@ -201,13 +204,24 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		l.mu.Lock()
 		l.runs = append(l.runs, res)
 		l.mu.Unlock()
-		if errors.Is(err, ErrFrozen) && attempt < l.opts.Attempts && ctx.Err() == nil {
+		if emulatorFailure(err) && attempt < l.opts.Attempts && ctx.Err() == nil {
 			froze = append(froze, err.Error())
+			if l.tb != nil {
+				l.tb.Logf("lab: L1 attempt %d failed in the emulator; booting it again. %v", attempt, err)
+			}
 			continue
 		}
 		res.Froze = froze
 		return res, err
 	}
+}
+
+// emulatorFailure reports whether err says L1 froze, or ended before its
+// steps were done with no kernel panic or oops in its transcript.
+func emulatorFailure(err error) bool {
+	var re *RunError
+	return errors.Is(err, ErrFrozen) ||
+		(errors.Is(err, ErrIncomplete) && errors.As(err, &re) && re.Panic == "")
 }
 
 func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {

@@ -161,6 +161,24 @@ func TestHarnessFailures(t *testing.T) {
 		if st, _ := res.Step("never"); st.Done {
 			t.Error("a step after the crash ran")
 		}
+		if len(res.Froze) != 0 {
+			t.Errorf("a kernel panic was retried: %q", res.Froze)
+		}
+		assertGone(t, res.QEMUPid)
+	})
+	t.Run("l1-silent-reset", func(t *testing.T) {
+		// An immediate reset (no panic, no shutdown) looks like TCG
+		// resetting L1: Run boots L1 once more, then reports it.
+		l := New(t)
+		res, err := l.Run(context.Background(), Scenario{Steps: []Step{
+			{Name: "reset", Script: "echo b > /proc/sysrq-trigger\nsleep 60\n", Timeout: time.Minute},
+		}})
+		if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "in step reset") {
+			t.Fatalf("error %v, want ErrIncomplete in step reset", err)
+		}
+		if len(res.Froze) != 1 || !strings.Contains(res.Froze[0], "in step reset") {
+			t.Errorf("earlier attempts %q, want one that reset in step reset", res.Froze)
+		}
 		assertGone(t, res.QEMUPid)
 	})
 	t.Run("context-cancel", func(t *testing.T) {

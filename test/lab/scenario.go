@@ -133,8 +133,8 @@ type Result struct {
 	Elapsed time.Duration
 	// QEMUPid is the L1 QEMU's process id (gone when Run returns).
 	QEMUPid int
-	// Froze lists earlier attempts of this scenario whose L1 froze and
-	// was booted again (see Options.Attempts).
+	// Froze lists earlier attempts of this scenario whose L1 froze or
+	// reset silently and was booted again (see Options.Attempts).
 	Froze []string
 }
 
