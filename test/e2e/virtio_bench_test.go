@@ -171,14 +171,15 @@ func BenchmarkVirtioLab(b *testing.B) {
 			virtioBenchStep("paddock", r, paddock),
 			virtioBenchStep("qemu", r, qemu))
 	}
-	results := map[string]map[string]float64{"paddock": {}, "qemu": {}}
+	// Every round's figure, by VMM and metric key.
+	results := map[string]map[string][]float64{"paddock": {}, "qemu": {}}
 	for b.Loop() {
 		res, err := l.Run(ctx, sc)
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, vmm := range []string{"paddock", "qemu"} {
-			best := results[vmm]
+			figures := results[vmm]
 			for r := 0; r < rounds; r++ {
 				name := fmt.Sprintf("bench/%s/%d", vmm, r)
 				st, ok := res.Step(name)
@@ -198,29 +199,38 @@ func BenchmarkVirtioLab(b *testing.B) {
 						b.Fatalf("%s: %s = %q (%v); transcript tail:\n%s", name, m.key, mk.Value, err, res.Tail(40))
 					}
 					fmt.Fprintf(&round, " %s %g", strings.TrimPrefix(m.key, "bench."), v)
-					old, seen := best[m.key]
-					if !seen || (m.higher && v > old) || (!m.higher && v < old) {
-						best[m.key] = v
-					}
+					figures[m.key] = append(figures[m.key], v)
 				}
 				b.Logf("%s:%s", name, round.String())
 			}
 		}
 	}
 	var table strings.Builder
-	fmt.Fprintf(&table, "%-16s %12s %12s %8s\n", "", "paddock", "qemu", "ratio")
+	fmt.Fprintf(&table, "%-16s %12s %12s %8s %14s %14s %8s\n", "", "paddock best", "qemu best", "ratio", "paddock median", "qemu median", "ratio")
 	for _, m := range metrics {
 		name := strings.TrimPrefix(m.key, "bench.")
-		p, q := results["paddock"][m.key], results["qemu"][m.key]
-		ratio := p / q
+		ps, qs := results["paddock"][m.key], results["qemu"][m.key]
+		p, q := best(ps, m.higher), best(qs, m.higher)
+		pm, qm := median(ps), median(qs)
+		ratio, mratio := p/q, pm/qm
 		if !m.higher {
-			ratio = q / p
+			ratio, mratio = q/p, qm/pm
 		}
 		b.ReportMetric(p, "paddock-"+name+"-"+m.unit)
 		b.ReportMetric(q, "qemu-"+name+"-"+m.unit)
 		b.ReportMetric(ratio, "x-"+name)
-		fmt.Fprintf(&table, "%-16s %12.1f %12.1f %8.2f\n", name+" ("+m.unit+")", p, q, ratio)
+		b.ReportMetric(mratio, "x-median-"+name)
+		fmt.Fprintf(&table, "%-16s %12.1f %12.1f %8.2f %14.1f %14.1f %8.2f\n", name+" ("+m.unit+")", p, q, ratio, pm, qm, mratio)
 	}
 	b.ReportMetric(0, "ns/op")
 	b.Logf("virtio, paddock vs QEMU (ratio > 1: paddock better):\n%s", table.String())
+}
+
+// best is the best of the figures: the largest, or the smallest if less
+// is better.
+func best(figures []float64, higher bool) float64 {
+	if higher {
+		return slices.Max(figures)
+	}
+	return slices.Min(figures)
 }

@@ -2,12 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,9 +87,10 @@ func startToFirstByte(b *testing.B, cmd *exec.Cmd) (time.Duration, func()) {
 	return d, stop
 }
 
-func median(ds []time.Duration) time.Duration {
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	return ds[len(ds)/2]
+// median returns the middle of xs (the upper middle for an even count).
+func median[T cmp.Ordered](xs []T) T {
+	s := slices.Sorted(slices.Values(xs))
+	return s[len(s)/2]
 }
 
 // BenchmarkVMMStart: exec of the VMM to the guest's first instruction (its
@@ -134,8 +136,7 @@ func BenchmarkVMMMemory(b *testing.B) {
 				}
 				overheads = append(overheads, float64(total-guest)/(1<<20))
 			}
-			sort.Float64s(overheads)
-			b.ReportMetric(overheads[len(overheads)/2], s.name+"-MiB")
+			b.ReportMetric(median(overheads), s.name+"-MiB")
 		}
 	}
 }
