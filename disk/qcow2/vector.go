@@ -19,6 +19,11 @@ import (
 type iov struct {
 	bufs  [][]byte
 	total int64
+	// idx and base remember where the last pieces call started (bufs[idx]
+	// begins at byte base), so that calls moving forward through the
+	// sequence cost O(buffers) in all rather than each.
+	idx  int
+	base int64
 	// Scratch for pieces, reused by each call.
 	scratch [][]byte
 }
@@ -34,22 +39,34 @@ func newIOV(bufs [][]byte) *iov {
 // pieces returns the sub-slices covering bytes [from, from+n) of the
 // sequence. The result is valid until the next call.
 func (v *iov) pieces(from, n int64) [][]byte {
+	if from < v.base {
+		v.idx, v.base = 0, 0
+	}
+	for v.idx < len(v.bufs) && v.base+int64(len(v.bufs[v.idx])) <= from {
+		v.base += int64(len(v.bufs[v.idx]))
+		v.idx++
+	}
 	out := v.scratch[:0]
-	for _, b := range v.bufs {
+	from -= v.base
+	for _, b := range v.bufs[v.idx:] {
 		if n == 0 {
 			break
 		}
-		l := int64(len(b))
-		if from >= l {
-			from -= l
-			continue
+		if take := min(int64(len(b))-from, n); take > 0 {
+			out = append(out, b[from:from+take])
+			n -= take
 		}
-		take := min(l-from, n)
-		out = append(out, b[from:from+take])
-		from, n = 0, n-take
+		from = 0
 	}
 	v.scratch = out
 	return out
+}
+
+// scatter copies src into bytes [from, from+len(src)) of the sequence.
+func (v *iov) scatter(src []byte, from int64) {
+	for _, b := range v.pieces(from, int64(len(src))) {
+		src = src[copy(b, src):]
+	}
 }
 
 // gather copies bytes [from, from+len(dst)) of the sequence into dst.
@@ -59,7 +76,8 @@ func (v *iov) gather(dst []byte, from int64) {
 	}
 }
 
-// vecStage holds the buffers WritevAt gathers allocating writes into.
+// vecStage holds the buffers that ReadvAt reads anything but plain data
+// into, and WritevAt gathers allocating writes into.
 var vecStage = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // ReadvAt reads into bufs, in order, from guest offset off, as ReadAt
@@ -89,25 +107,35 @@ func (img *Image) ReadvAt(bufs [][]byte, off int64) (int, error) {
 			if err := readVec(vr, v.pieces(pos, m.Length), m.Host); err != nil {
 				return 0, img.errf(err, "read data at host offset %#x", m.Host)
 			}
-		} else {
-			// Piece by piece, each a sub-range of the mapping.
-			at := int64(0)
-			for _, p := range v.pieces(pos, m.Length) {
-				sub := m
-				sub.Offset += at
-				sub.Length = int64(len(p))
-				if m.Kind == KindData {
-					sub.Host += at
-				}
-				if err := img.readMapping(sub, p, false); err != nil {
-					return 0, err
-				}
-				at += int64(len(p))
-			}
+		} else if err := img.readvMapping(v, pos, m); err != nil {
+			return 0, err
 		}
 		pos += m.Length
 	}
 	return int(n), eof
+}
+
+// readvMapping reads mapping m into bytes [pos, pos+m.Length) of v
+// through a staging buffer, a piece of at most its size at a time: one
+// read of the backing file, say, instead of one per guest buffer.
+func (img *Image) readvMapping(v *iov, pos int64, m Mapping) error {
+	sp := vecStage.Get().(*[]byte)
+	defer vecStage.Put(sp)
+	for at := int64(0); at < m.Length; {
+		sub := m
+		sub.Offset += at
+		sub.Length = min(int64(len(*sp)), m.Length-at)
+		if m.Kind == KindData {
+			sub.Host += at
+		}
+		chunk := (*sp)[:sub.Length]
+		if err := img.readMapping(sub, chunk, false); err != nil {
+			return err
+		}
+		v.scatter(chunk, pos+at)
+		at += sub.Length
+	}
+	return nil
 }
 
 // readVec fills bufs from the file at off; a range past the end of the

@@ -72,6 +72,10 @@ func TestIOVPieces(t *testing.T) {
 	if string(dst) != "bcdef" {
 		t.Errorf("gather = %q", dst)
 	}
+	v.scatter([]byte("XYZ"), 2)
+	if got := string(bytes.Join(v.bufs, nil)); got != "abXYZfgh" {
+		t.Errorf("after scatter: %q", got)
+	}
 }
 
 // TestVectoredIO: WritevAt and ReadvAt do what WriteAt and ReadAt do, over
