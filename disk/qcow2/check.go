@@ -548,7 +548,7 @@ func (img *Image) rebuildRefcountsLocked() (*CheckResult, error) {
 	if err := img.sync(); err != nil {
 		return res, err
 	}
-	img.rt = rt
+	img.setRefTable(rt)
 	img.rtDirtyLo, img.rtDirtyHi = 0, 0
 	img.rbc.clear()
 	img.pendingFree = nil

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -215,6 +216,69 @@ func TestOverlapRefused(t *testing.T) {
 		t.Fatalf("read-only open of a corrupt image: %v", err)
 	} else {
 		img.Close()
+	}
+}
+
+// TestAllocationOverMetadataRefused: when an image says a metadata
+// cluster is free (refcount 0), allocation must not hand that cluster out
+// and overwrite the metadata; the write fails with ErrCorrupt and the
+// image is marked corrupt. (FuzzOpenImage found a zero refcount on the
+// header cluster making a new L2 table land on it.)
+func TestAllocationOverMetadataRefused(t *testing.T) {
+	base, info := hostileBase(t)
+	cs := info.g.cs
+	structures := []struct {
+		name string
+		off  int64
+	}{
+		{"header", 0},
+		{"active L1 table", int64(info.hdr.L1TableOffset)},
+		{"refcount table", int64(info.hdr.RefcountTableOffset)},
+		{"refcount block", int64(info.rt[0] & rtOffsetMask)},
+		{"L2 table", int64(info.l1[0] & l1OffsetMask)},
+		{"snapshot table", int64(info.hdr.SnapshotsOffset)},
+		{"snapshot L1 table", int64(info.snaps[0].l1Offset)},
+	}
+	want := make([]byte, 64<<10)
+	fillPattern(want, 1)
+	for _, st := range structures {
+		t.Run(st.name, func(t *testing.T) {
+			data := bytes.Clone(base)
+			c := st.off / cs
+			rb := int64(info.rt[c/info.g.refPerBlock] & rtOffsetMask)
+			refcountSet(data[rb:rb+cs], c%info.g.refPerBlock, info.g.refOrder, 0)
+			before := bytes.Clone(data[st.off : st.off+cs])
+			ms := &memStorage{data: data}
+			img, err := Open("zero-refcount.qcow2", Options{Storage: ms})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Allocate clusters (and an L2 table) until the allocator
+			// reaches the lowest free cluster, which is the metadata one.
+			var werr error
+			for i := int64(0); i < 64 && werr == nil; i++ {
+				_, werr = img.WriteAt(bytes.Repeat([]byte{byte(i)}, 4096), 3<<20+i*cs)
+			}
+			if !errors.Is(werr, ErrCorrupt) || !strings.Contains(werr.Error(), "refcount 0") {
+				t.Fatalf("allocating writes ended with %v, want ErrCorrupt naming the refcount", werr)
+			}
+			img.Close()
+			if st.off != 0 && !bytes.Equal(ms.data[st.off:st.off+cs], before) {
+				t.Fatalf("the %s was overwritten", st.name)
+			}
+			ro, err := Open("zero-refcount.qcow2", Options{Storage: &memStorage{data: ms.data}, ReadOnly: true})
+			if err != nil {
+				t.Fatalf("read-only open after the refusal: %v", err)
+			}
+			defer ro.Close()
+			got := make([]byte, len(want))
+			if _, err := ro.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("guest data after the refusal: %v, equal %v", err, bytes.Equal(got, want))
+			}
+			if _, err := Open("zero-refcount.qcow2", Options{Storage: &memStorage{data: ms.data}}); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("reopen for writing: %v, want the corrupt bit to refuse it", err)
+			}
+		})
 	}
 }
 

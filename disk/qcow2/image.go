@@ -132,6 +132,7 @@ type Image struct {
 	l1DirtyLo int64 // dirty L1 entry range [lo, hi); lo == hi: clean
 	l1DirtyHi int64
 	rt        []uint64 // refcount table
+	rtUsed    int64    // entries of rt up to the last non-zero one
 	rtDirtyLo int64
 	rtDirtyHi int64
 	l2c       *tableCache
@@ -278,9 +279,11 @@ func (img *Image) load() error {
 		return err
 	}
 	rtEntries := int64(h.RefcountTableClusters) * cs / 8
-	if img.rt, err = img.readTable(int64(h.RefcountTableOffset), rtEntries, "refcount table"); err != nil {
+	rt, err := img.readTable(int64(h.RefcountTableOffset), rtEntries, "refcount table")
+	if err != nil {
 		return err
 	}
+	img.setRefTable(rt)
 	if img.snaps, err = img.readSnapshots(); err != nil {
 		return err
 	}

@@ -140,6 +140,9 @@ func (img *Image) createRefBlock(bi int64) error {
 		return img.errf(ErrCorrupt, "refcount table has no block for the header cluster")
 	}
 	off := p * img.g.cs
+	if what := img.metadataIn(off, img.g.cs); what != "" {
+		return img.markCorrupt(img.errf(ErrCorrupt, "refusing to create refcount block %d at %#x over %s: the refcount table has no block for it", bi, off, what))
+	}
 	if err := img.growFile(off + img.g.cs); err != nil {
 		return err
 	}
@@ -151,12 +154,21 @@ func (img *Image) createRefBlock(bi int64) error {
 	e := img.rbc.insert(off, buf)
 	img.rbc.setDirty(e)
 	img.rt[bi] = uint64(off)
+	img.rtUsed = max(img.rtUsed, bi+1)
 	img.markRTDirty(bi)
 	if p+1 > img.allocEnd {
 		img.allocEnd = p + 1
 	}
 	img.noteWritten(off)
 	return nil
+}
+
+// setRefTable installs rt as the refcount table.
+func (img *Image) setRefTable(rt []uint64) {
+	img.rt, img.rtUsed = rt, int64(len(rt))
+	for img.rtUsed > 0 && rt[img.rtUsed-1]&rtOffsetMask == 0 {
+		img.rtUsed--
+	}
 }
 
 // markRTDirty records that refcount table entry i changed.
@@ -205,6 +217,9 @@ func (img *Image) growRefTable(minEntries int64) error {
 		newN = alignUp(max(maxBI+1, minEntries), perCluster)
 	}
 	total := tableClusters + int64(len(newBlocks))
+	if what := img.metadataIn(start*g.cs, total*g.cs); what != "" {
+		return img.markCorrupt(img.errf(ErrCorrupt, "refusing to place a new refcount table at %#x over %s, which has refcount 0", start*g.cs, what))
+	}
 	if err := img.growFile((start + total) * g.cs); err != nil {
 		return err
 	}
@@ -257,7 +272,7 @@ func (img *Image) growRefTable(minEntries int64) error {
 	if err := img.sync(); err != nil {
 		return err
 	}
-	img.rt = rt
+	img.setRefTable(rt)
 	img.rtDirtyLo, img.rtDirtyHi = 0, 0
 	for i, bi := range newBlocks {
 		off := (start + tableClusters + int64(i)) * g.cs
@@ -341,6 +356,9 @@ func (img *Image) refBlockOrCreate(bi int64) (e *cacheEntry, created bool, err e
 // their refcount blocks exist.
 func (img *Image) claim(c, n int64) (int64, int64, bool, error) {
 	g := &img.g
+	if what := img.metadataIn(c*g.cs, n*g.cs); what != "" {
+		return 0, 0, false, img.markCorrupt(img.errf(ErrCorrupt, "refusing to allocate %s, which holds %s but has refcount 0", img.describeCluster(c), what))
+	}
 	if err := img.growFile((c + n) * g.cs); err != nil {
 		return 0, 0, false, err
 	}

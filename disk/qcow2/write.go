@@ -566,7 +566,7 @@ func (img *Image) checkDataTarget(h int64) error {
 	}
 	if what == "" {
 		for _, s := range img.snaps {
-			if img.inRange(h, int64(s.l1Offset), int64(s.l1Size)*8) {
+			if overlaps(h, img.g.cs, int64(s.l1Offset), int64(s.l1Size)*8) {
 				what = "a snapshot L1 table"
 				break
 			}
@@ -576,9 +576,4 @@ func (img *Image) checkDataTarget(h int64) error {
 		return nil
 	}
 	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to write guest data at host offset %#x, over %s", h, what))
-}
-
-// inRange reports whether the cluster at h overlaps [off, off+n).
-func (img *Image) inRange(h, off, n int64) bool {
-	return n > 0 && off != 0 && h < off+n && off < h+img.g.cs
 }
