@@ -222,8 +222,9 @@ func TestOverlapRefused(t *testing.T) {
 // TestAllocationOverMetadataRefused: when an image says a metadata
 // cluster is free (refcount 0), allocation must not hand that cluster out
 // and overwrite the metadata; the write fails with ErrCorrupt and the
-// image is marked corrupt. (FuzzOpenImage found a zero refcount on the
-// header cluster making a new L2 table land on it.)
+// image is marked corrupt, until a repair rebuilds the refcounts.
+// (FuzzOpenImage found a zero refcount on the header cluster making a new
+// L2 table land on it.)
 func TestAllocationOverMetadataRefused(t *testing.T) {
 	base, info := hostileBase(t)
 	cs := info.g.cs
@@ -275,8 +276,33 @@ func TestAllocationOverMetadataRefused(t *testing.T) {
 			if _, err := ro.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
 				t.Fatalf("guest data after the refusal: %v, equal %v", err, bytes.Equal(got, want))
 			}
-			if _, err := Open("zero-refcount.qcow2", Options{Storage: &memStorage{data: ms.data}}); !errors.Is(err, ErrCorrupt) {
+			if _, err := Open("zero-refcount.qcow2", Options{Storage: ms}); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("reopen for writing: %v, want the corrupt bit to refuse it", err)
+			}
+			// A repair rebuilds the refcounts; then allocation works.
+			rp, err := Open("zero-refcount.qcow2", Options{Storage: ms, Repair: true})
+			if err != nil {
+				t.Fatalf("open for repair: %v", err)
+			}
+			if res, err := rp.Check(RepairAll); err != nil || res.CorruptionsFixed == 0 {
+				t.Fatalf("repair: %+v, %v", res, err)
+			}
+			rp.Close()
+			img, err = Open("zero-refcount.qcow2", Options{Storage: ms})
+			if err != nil {
+				t.Fatalf("open after the repair: %v", err)
+			}
+			defer img.Close()
+			p := bytes.Repeat([]byte{0xa5}, 4096)
+			if _, err := img.WriteAt(p, 3<<20); err != nil {
+				t.Fatalf("allocating write after the repair: %v", err)
+			}
+			back := make([]byte, len(p))
+			if _, err := img.ReadAt(back, 3<<20); err != nil || !bytes.Equal(back, p) {
+				t.Fatalf("read back after the repair: %v, equal %v", err, bytes.Equal(back, p))
+			}
+			if _, err := img.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("guest data after the repair: %v, equal %v", err, bytes.Equal(got, want))
 			}
 		})
 	}
