@@ -53,6 +53,19 @@ func paddockCanRun(b *testing.B) bool {
 	return exec.Command(bin, "run", "--help").Run() == nil
 }
 
+// benchScenario returns the scenario that boots every guest with every
+// VMM (BootScenario), with the lab image built before the timing starts.
+func benchScenario(b *testing.B, l *Lab, vmms []VMM, guests []L2, stepTimeout time.Duration) Scenario {
+	sc, err := BootScenario(vmms, guests, stepTimeout)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := l.Image(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return sc
+}
+
 // BenchmarkBootToInit boots the same stock Debian kernel (bzImage, and ELF
 // vmlinux via PVH) with the hello initrd under each VMM, in sequence in ONE
 // L1 run, and reports the L1 wall time from exec'ing the VMM to the guest's
@@ -68,14 +81,8 @@ func BenchmarkBootToInit(b *testing.B) {
 	guests := []L2{HelloL2(false, "boot"), HelloL2(true, "boot")}
 	// A boot to /init takes seconds; the timeout only bounds a VMM that
 	// does not exit when the guest powers off.
-	sc, err := BootScenario(vmms, guests, 2*time.Minute)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sc := benchScenario(b, l, vmms, guests, 2*time.Minute)
 	ctx := context.Background()
-	if _, err := l.Image(ctx); err != nil {
-		b.Fatal(err)
-	}
 	wall := map[string]float64{}
 	uptime := map[string]float64{}
 	l1 := 0.0
@@ -150,14 +157,8 @@ func BenchmarkSMPBoot(b *testing.B) {
 		g.Name, g.CPUs = fmt.Sprintf("smp-%s-%d", g.Name, i), 2
 		guests = append(guests, g)
 	}
-	sc, err := BootScenario(vmms, guests, 3*time.Minute)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sc := benchScenario(b, l, vmms, guests, 3*time.Minute)
 	ctx := context.Background()
-	if _, err := l.Image(ctx); err != nil {
-		b.Fatal(err)
-	}
 	ok := map[string]int{}
 	for b.Loop() {
 		res, err := l.Run(ctx, sc)
