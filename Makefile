@@ -4,9 +4,15 @@ BIN     := bin/paddock
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test unit lab demo bench lint fuzz clean
+.PHONY: all build setup test unit lab demo bench lint fuzz clean
 
 all: build
+
+# The Debian packages the demo and the tests need (scripts/setup): as root
+# it installs what is missing, otherwise it names the command to run. On a
+# machine that has everything it returns at once.
+setup:
+	@scripts/setup
 
 # A static binary: the lab copies it into a busybox initramfs.
 build:
@@ -14,7 +20,7 @@ build:
 
 # Everything CI runs: gofmt + vet; unit, host /dev/kvm and nested-KVM lab
 # tests under the race detector; then every fuzz target briefly.
-test: lint
+test: setup lint
 	$(GO) test -race -count=1 -timeout 45m ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -71,7 +77,7 @@ lab:
 # (paddock doctor), else with paddock inside the nested KVM lab. stdin is
 # passed through: echo 'uname -a; poweroff -f' | make demo. paddock's exit
 # status comes through (go run would turn it into 1).
-demo: build
+demo: setup build
 	@if $(BIN) doctor --quiet >/dev/null 2>&1; then \
 		$(GO) run ./cmd/paddock-lab guest --out build/guest >/dev/null && $(BIN) run -f configs/examples/hello.yaml; \
 	else \
