@@ -12,7 +12,7 @@ import (
 )
 
 // Helpers shared by the tests that drive the host's /dev/kvm with tiny
-// real-mode guest programs. HOST.md: CPL0 guest code is emulated here, so
+// real-mode guest programs. docs/hosts.md: CPL0 guest code is emulated here, so
 // the programs stick to integer instructions, IN/OUT and memory accesses.
 
 // guestMemSize is the size of the test guests' only memory slot, at guest

@@ -22,7 +22,7 @@ import (
 // same PVH path as a Linux vmlinux.
 
 // guestTimeout bounds one tiny-guest run; CPL0 code is emulated on the
-// test hosts (HOST.md), so it is generous, but a hang still fails.
+// test hosts (docs/hosts.md), so it is generous, but a hang still fails.
 const guestTimeout = 2 * time.Minute
 
 // buildGuest assembles testdata/guests/NAME.S into an ELF and returns its

@@ -276,7 +276,7 @@ func TestDebianKernel(t *testing.T) {
 	var magic [6]byte
 	stream.ReadAt(magic[:], 0)
 	if DetectCompression(magic[:]) != XZ {
-		t.Errorf("payload is %v, HOST.md says Debian's generic kernel is XZ", DetectCompression(magic[:]))
+		t.Errorf("payload is %v, docs/hosts.md says Debian's generic kernel is XZ", DetectCompression(magic[:]))
 	}
 	vmlinux, err := Cached(ctx, c, k.BzImage)
 	if err != nil {

@@ -170,7 +170,7 @@ func TestOpenRejectsOtherDirectories(t *testing.T) {
 }
 
 // TestDebianL1Modules resolves the lab's L1 module list against the real
-// Debian kernel: the dependency order must be the one HOST.md measured.
+// Debian kernel: the dependency order must be the one docs/hosts.md gives.
 func TestDebianL1Modules(t *testing.T) {
 	testenv.Declare(t, testenv.Oracle) // Debian's kernel and its modules.dep
 	c, err := cache.Default()

@@ -3,7 +3,7 @@
 // (counter, pwrbtn, irq, serial, ...) and the ones in this package's
 // guests/ directory, assembled with GNU as and linked with ld at test time
 // into ELF images that boot through the PVH entry, like a Linux vmlinux.
-// See HOST.md for why host-KVM tests use such programs.
+// See docs/hosts.md for why host-KVM tests use such programs.
 package testguest
 
 import (
