@@ -33,8 +33,11 @@ type test struct {
 	children  int
 	layer     testenv.Layer // the highest layer the test declared itself
 	missing   []string      // optional tools it ran without (testenv.HasTool)
-	output    strings.Builder
-	state     string // "run", then "pass", "fail" or "skip"
+	// output is what the test printed while it runs; it is dropped when
+	// the test ends, after a failed test's is shown.
+	output     strings.Builder
+	skipReason string // a skipped test's t.Skip message
+	state      string // "run", then "pass", "fail" or "skip"
 	// unfinished: the test binary exited while the test ran (a panic in
 	// another goroutine, a timeout, os.Exit).
 	unfinished bool
@@ -116,8 +119,13 @@ func (r *Report) Event(e Event) {
 		case testenv.MissingKey:
 			t.missing = append(t.missing, e.Value)
 		}
-	case "pass", "skip":
+	case "pass":
 		t.state = e.Action
+		t.output.Reset()
+	case "skip":
+		t.state = e.Action
+		t.skipReason = skipReason(t.output.String())
+		t.output.Reset()
 	case "fail":
 		t.state = e.Action
 		r.showFailed(t)
@@ -167,6 +175,7 @@ func (r *Report) showFailed(t *test) {
 	if t.unfinished {
 		fmt.Fprintf(r.out, "--- FAIL: %s (unfinished: the test binary exited while it ran)\n", t.name)
 	}
+	t.output.Reset()
 }
 
 // endPackage records a package's result. A test that started and did not

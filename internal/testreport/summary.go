@@ -79,7 +79,7 @@ func (r *Report) Summary() Summary {
 			failedPkg[t.pkg] = true
 		case t.state == "skip":
 			c.Skipped++
-			s.Skipped = append(s.Skipped, Named{t.pkg, t.name, skipReason(t)})
+			s.Skipped = append(s.Skipped, Named{t.pkg, t.name, t.skipReason})
 		default:
 			c.Ran++
 		}
@@ -133,9 +133,9 @@ func layerOf(t *test) testenv.Layer {
 
 // skipReason is the last line a skipped test logged before go test's
 // "--- SKIP" line: the t.Skip message.
-func skipReason(t *test) string {
+func skipReason(output string) string {
 	reason := ""
-	for _, l := range lines(t.output.String()) {
+	for _, l := range lines(output) {
 		if strings.HasPrefix(l, "--- SKIP") {
 			break
 		}
