@@ -58,12 +58,19 @@ func NewReport(out io.Writer) *Report {
 	return &Report{out: out, tests: map[testKey]*test{}, pkgs: map[string]*pkg{}}
 }
 
-// Read feeds every line of r to the report until EOF.
+// Read feeds every line of r to the report until EOF. Tests still
+// running in a package without a result then (go test was killed) fail,
+// and their output so far is shown.
 func (r *Report) Read(rd io.Reader) error {
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
 		r.Line(sc.Bytes())
+	}
+	for _, p := range r.pkgOrder {
+		if p.state == "" {
+			r.failUnfinished(p)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("testreport: reading go test's output: %w", err)
@@ -132,6 +139,17 @@ func (r *Report) Event(e Event) {
 	}
 }
 
+// failUnfinished fails the tests of p that started and did not end, and
+// shows their output.
+func (r *Report) failUnfinished(p *pkg) {
+	for _, t := range r.order {
+		if t.pkg == p.name && t.state == "run" {
+			t.state, t.unfinished = "fail", true
+			r.showFailed(t)
+		}
+	}
+}
+
 // pkg returns the package named name, adding it on first sight.
 func (r *Report) pkg(name string) *pkg {
 	p := r.pkgs[name]
@@ -185,12 +203,7 @@ func (r *Report) showFailed(t *test) {
 func (r *Report) endPackage(p *pkg, action string) {
 	p.state = action
 	if action == "fail" {
-		for _, t := range r.order {
-			if t.pkg == p.name && t.state == "run" {
-				t.state, t.unfinished = "fail", true
-				r.showFailed(t)
-			}
-		}
+		r.failUnfinished(p)
 	}
 	for _, l := range lines(p.output.String()) {
 		if !framing(l) && !(action == "pass" && l == "PASS\n") {

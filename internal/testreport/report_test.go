@@ -279,6 +279,35 @@ func TestNotJSON(t *testing.T) {
 	}
 }
 
+// TestKilled: when go test's output stops in the middle (go test was
+// killed), the tests that were running fail and their output is shown.
+func TestKilled(t *testing.T) {
+	in, err := os.ReadFile(filepath.Join("testdata", "exit.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := string(in[:bytes.Index(in, []byte(`"Output":"FAIL\t`))])
+	cut = cut[:strings.LastIndexByte(cut, '\n')+1] // up to the package's FAIL line
+	var out bytes.Buffer
+	r := NewReport(&out)
+	if err := r.Read(strings.NewReader(cut)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "about to exit\n--- FAIL: TestExit (unfinished") {
+		t.Errorf("output lacks TestExit's log and failure:\n%s", out.String())
+	}
+	var failed []string
+	for _, n := range r.Summary().Failed {
+		failed = append(failed, n.String())
+	}
+	want := []string{
+		"github.com/paddock-vm/paddock/internal/testreport/testdata/sample TestExit",
+	}
+	if !reflect.DeepEqual(failed, want) {
+		t.Errorf("failed %q, want %q", failed, want)
+	}
+}
+
 // goTestJSON runs go test -json with args in this package's directory and
 // returns its standard output (go test's exit status is part of what is
 // recorded, not an error).
