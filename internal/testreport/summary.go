@@ -66,6 +66,9 @@ func (r *Report) Summary() Summary {
 	failedPkg := map[string]bool{}
 	built := map[string]bool{} // failed builds already listed
 	for _, t := range r.order {
+		for _, m := range t.missing {
+			s.Missing = append(s.Missing, Named{t.pkg, t.name, m})
+		}
 		failed := t.state != "pass" && t.state != "skip" // "run": the stream ended first
 		if t.children > 0 && !(failed && !failedChild[t]) {
 			continue
@@ -82,9 +85,6 @@ func (r *Report) Summary() Summary {
 			s.Skipped = append(s.Skipped, Named{t.pkg, t.name, t.skipReason})
 		default:
 			c.Ran++
-		}
-		for _, m := range t.missing {
-			s.Missing = append(s.Missing, Named{t.pkg, t.name, m})
 		}
 	}
 	for _, p := range r.pkgOrder {
