@@ -58,7 +58,7 @@ func NewReport(out io.Writer) *Report {
 	return &Report{out: out, tests: map[testKey]*test{}, pkgs: map[string]*pkg{}}
 }
 
-// Read feeds every line of r to the report until EOF. Tests still
+// Read feeds every line of rd to the report until EOF. Tests still
 // running in a package without a result then (go test was killed) fail,
 // and their output so far is shown.
 func (r *Report) Read(rd io.Reader) error {
@@ -210,4 +210,5 @@ func (r *Report) endPackage(p *pkg, action string) {
 			io.WriteString(r.out, l)
 		}
 	}
+	p.output.Reset()
 }
