@@ -18,23 +18,33 @@ setup:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/paddock
 
-# Everything CI runs: gofmt + vet; unit, host /dev/kvm and nested-KVM lab
-# tests under the race detector; then every fuzz target briefly.
+# Everything CI runs: gofmt + vet; unit, host /dev/kvm, nested-KVM lab and
+# oracle tests under the race detector; then every fuzz target briefly.
+# internal/testreport shows go test's usual lines (failed tests' output,
+# ok/FAIL per package), then how many tests ran, failed and were skipped
+# in each layer, the fuzz count, and the skipped tests with their reasons.
+# It exits with go test's status; under CI=true a skipped test fails the
+# run (docs/architecture.md, "Tests").
 test: setup lint
-	$(GO) test -race -count=1 -timeout 45m ./...
-	$(MAKE) --no-print-directory fuzz
+	@$(GO) build -o bin/testreport ./internal/testreport
+	@bin/testreport -fuzz '$(MAKE) --no-print-directory fuzz' -- \
+		$(GO) test -race -count=1 -timeout 45m -json ./...
 
 # Run each fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME.
 # Go fuzzes one target per invocation. The budget is a count of executions,
 # not a duration: Go 1.26's coordinator can report a spurious "context
 # deadline exceeded" failure when a duration ends (golang/go#75804).
+# The last line, "fuzz: N targets, M executions", is what make test's
+# summary counts.
 FUZZTIME ?= 200000x
 fuzz:
-	@git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's#/[^/]*_test.go:func # #' | sort -u | \
+	@: >/tmp/paddock-fuzz.count; git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's#/[^/]*_test.go:func # #' | sort -u | \
 	while read -r dir fn; do \
 		echo "fuzz ./$$dir $$fn ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) "./$$dir" >/tmp/paddock-fuzz.log 2>&1 || { cat /tmp/paddock-fuzz.log; exit 1; }; \
+		echo "$$(grep -o 'execs: [0-9]*' /tmp/paddock-fuzz.log | tail -n 1)" >>/tmp/paddock-fuzz.count; \
 	done
+	@awk '{ n++; e += $$2 } END { printf "fuzz: %d targets, %d executions\n", n, e }' /tmp/paddock-fuzz.count
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // TempDir returns a fresh directory for test images: on tmpfs when the
@@ -30,12 +32,12 @@ func TempDir(t testing.TB) string {
 	return t.TempDir()
 }
 
-// NeedTool skips the test when an external oracle is not installed.
+// NeedTool declares t an oracle test and ends it when QEMU's tool name
+// (qemu-utils) is not installed: a skip outside CI, a failure in CI
+// (internal/testenv).
 func NeedTool(t testing.TB, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed (package qemu-utils)", name)
-	}
+	testenv.RequireTool(t, name, "qemu-utils")
 }
 
 // Run runs a command and fails the test if it fails.

@@ -22,7 +22,7 @@ import (
 )
 
 // testTimeout bounds each wait in these tests: tiny guests take
-// milliseconds, but CPL0 code is emulated on the test hosts (HOST.md).
+// milliseconds, but CPL0 code is emulated on the test hosts (docs/hosts.md).
 const testTimeout = 2 * time.Minute
 
 // newVM creates a VM in a new store: spec is YAML without the kernel,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // Host /dev/kvm tests: tiny guest programs, assembled from
@@ -22,18 +22,16 @@ import (
 // same PVH path as a Linux vmlinux.
 
 // guestTimeout bounds one tiny-guest run; CPL0 code is emulated on the
-// test hosts (HOST.md), so it is generous, but a hang still fails.
+// test hosts (docs/hosts.md), so it is generous, but a hang still fails.
 const guestTimeout = 2 * time.Minute
 
 // buildGuest assembles testdata/guests/NAME.S into an ELF and returns its
 // path. defs become --defsym symbols in addition to the ACPI ports.
 func buildGuest(t testing.TB, name string, defs map[string]int) string {
 	t.Helper()
-	for _, tool := range []string{"as", "ld"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("GNU %s (binutils) is not installed: cannot build the tiny test guests", tool)
-		}
-	}
+	testenv.Declare(t, testenv.HostKVM)
+	testenv.RequireTool(t, "as", "binutils")
+	testenv.RequireTool(t, "ld", "binutils")
 	src, err := filepath.Abs(filepath.Join("testdata", "guests"))
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +58,10 @@ func buildGuest(t testing.TB, name string, defs map[string]int) string {
 	return elf
 }
 
-// requireKVM skips when /dev/kvm cannot be opened at all.
+// requireKVM is testenv.RequireKVM.
 func requireKVM(t testing.TB) {
 	t.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		t.Skipf("/dev/kvm is not usable here: %v", err)
-	}
-	f.Close()
+	testenv.RequireKVM(t)
 }
 
 // console collects a guest's serial output and lets a test wait for text.

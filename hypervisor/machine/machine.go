@@ -212,7 +212,7 @@ func (m *Machine) setupMemory() error {
 }
 
 // setupInterrupts creates the in-kernel PIC, IOAPIC, LAPICs and PIT.
-// HOST.md: creating the irqchip after the memslots is much cheaper.
+// docs/hosts.md: creating the irqchip after the memslots is much cheaper.
 func (m *Machine) setupInterrupts() error {
 	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
 		return fmt.Errorf("machine: %w", err)

@@ -3,7 +3,7 @@
 // (counter, pwrbtn, irq, serial, ...) and the ones in this package's
 // guests/ directory, assembled with GNU as and linked with ld at test time
 // into ELF images that boot through the PVH entry, like a Linux vmlinux.
-// See HOST.md for why host-KVM tests use such programs.
+// See docs/hosts.md for why host-KVM tests use such programs.
 package testguest
 
 import (
@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // machineGuests is the directory of the machine package's guests, relative
@@ -26,15 +27,13 @@ const ownGuests = "internal/testguest/guests"
 
 // Build assembles the guest NAME.S (looked up in this package's guests/
 // first, then in the machine package's) and returns the path of its ELF
-// image in a test temporary directory. It skips tb when GNU as or ld is
-// not installed, naming the tool.
+// image in a test temporary directory. It declares tb a host KVM test
+// and ends it when GNU as or ld is not installed (testenv.RequireTool).
 func Build(tb testing.TB, name string) string {
 	tb.Helper()
-	for _, tool := range []string{"as", "ld"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			tb.Skipf("GNU %s (binutils) is not installed: cannot build the tiny test guests", tool)
-		}
-	}
+	testenv.Declare(tb, testenv.HostKVM)
+	testenv.RequireTool(tb, "as", "binutils")
+	testenv.RequireTool(tb, "ld", "binutils")
 	elf, err := BuildIn(tb.TempDir(), name)
 	if err != nil {
 		tb.Fatal(err)
@@ -94,12 +93,9 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// RequireKVM skips tb when /dev/kvm cannot be opened read-write.
+// RequireKVM is testenv.RequireKVM: it declares tb a host KVM test and
+// ends it unless /dev/kvm opens read-write.
 func RequireKVM(tb testing.TB) {
 	tb.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		tb.Skipf("/dev/kvm is not usable here: %v", err)
-	}
-	f.Close()
+	testenv.RequireKVM(tb)
 }
