@@ -14,6 +14,11 @@
 // the directory), VMs appear and disappear atomically (a directory
 // renamed into or out of vms/), and what a VM's state is comes from facts
 // (is the VMM's lock held, what did the VMM record) through Derive.
+//
+// The tree is private: directories are created with mode 0700 and files
+// with 0600. A spec decides what the host opens and boots, so Open and
+// VM refuse a tree that anyone but the current user and root could change
+// (CheckTrusted, *UnsafeError).
 package store
 
 import (
