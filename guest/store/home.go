@@ -9,6 +9,7 @@
 //	ctl.sock     the VMM's control socket (guest/api)
 //	console.log  the guest's console, rotated to console.log.1
 //	vmm.log      the VMM's own messages (its stderr), previous in vmm.log.1
+//	formats.json the formats paddock detected for its disks (DiskFormat)
 //
 // Files are replaced atomically (temporary file, fsync, rename, fsync of
 // the directory), VMs appear and disappear atomically (a directory

@@ -43,6 +43,7 @@ const (
 	SocketFile   = "ctl.sock"
 	ConsoleFile  = "console.log"
 	VMMLogFile   = "vmm.log"
+	FormatsFile  = "formats.json"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"
@@ -144,8 +145,8 @@ type VM struct {
 func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
 
 // VM returns the VM called name; ErrNotFound if there is none. Its
-// directory and the files paddock reads from it (vm.yaml, state.json)
-// must be owned by the current user or root and writable by
+// directory and the files paddock reads from it (vm.yaml, state.json,
+// formats.json) must be owned by the current user or root and writable by
 // no one else (*UnsafeError otherwise).
 func (s *Store) VM(name string) (*VM, error) {
 	if !ValidName(name) {
@@ -175,13 +176,14 @@ func (s *Store) VM(name string) (*VM, error) {
 
 // trustedFiles are the files of a VM directory whose contents paddock
 // acts on, checked by Store.VM.
-var trustedFiles = []string{SpecFile, RecordFile}
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile}
 
-// Create adds the VM called name with the given spec (vm.yaml) and
-// record: the VM's directory is built aside and renamed into place, so
-// other commands see all of it or nothing, and of two concurrent Creates
-// of one name exactly one succeeds (the other gets ErrExists).
-func (s *Store) Create(name string, spec []byte, rec Record) (*VM, error) {
+// Create adds the VM called name with the given spec (vm.yaml), record
+// (state.json) and the detected formats of its disks (formats.json): the
+// VM's directory is built aside and renamed into place, so other commands
+// see all of it or nothing, and of two concurrent Creates of one name
+// exactly one succeeds (the other gets ErrExists).
+func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskFormat) (*VM, error) {
 	if !ValidName(name) {
 		return nil, fmt.Errorf("store: %q: %w", name, ErrBadName)
 	}
@@ -202,10 +204,14 @@ func (s *Store) Create(name string, spec []byte, rec Record) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	fdata, err := marshalFormats(formats)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{SpecFile, spec}, {RecordFile, data}, {LockFile, nil}} {
+	}{{SpecFile, spec}, {RecordFile, data}, {FormatsFile, fdata}, {LockFile, nil}} {
 		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
 			return nil, fmt.Errorf("store: create VM %s: %w", name, err)
 		}

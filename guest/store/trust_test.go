@@ -223,7 +223,7 @@ func TestVMRefusesUnsafeFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{SpecFile, RecordFile} {
+	for _, f := range []string{SpecFile, RecordFile, FormatsFile} {
 		if fi, err := os.Stat(v.Path(f)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s created with %v, %v; want mode 0600", f, fi.Mode(), err)
 		}
@@ -240,7 +240,7 @@ func TestVMRefusesUnsafeFiles(t *testing.T) {
 	chmod(t, v.Dir, 0o757)
 	check(v.Dir, "writable by other users (mode 0757)")
 	chmod(t, v.Dir, 0o700)
-	for _, f := range []string{SpecFile, RecordFile} {
+	for _, f := range []string{SpecFile, RecordFile, FormatsFile} {
 		chmod(t, v.Path(f), 0o622)
 		check(v.Path(f), "writable by other users (mode 0622)")
 		chmod(t, v.Path(f), 0o644)

@@ -181,6 +181,10 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err := vm.Validate(host); err != nil {
 		return runResult{}, err
 	}
+	formats, err := PinFormats(p.vm, vm)
+	if err != nil {
+		return runResult{}, err
+	}
 
 	var sinks []io.Writer
 	var logs []*console.LogFile
@@ -219,6 +223,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		},
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
+		Formats: formats,
 	})
 
 	// The API answers from now on (status: starting).
