@@ -21,14 +21,8 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
-// Sizes of a managed VM's console files.
-const (
-	// ConsoleLogSize is where console.log rotates to console.log.1.
-	ConsoleLogSize = 4 << 20
-	// TailLines is how many console and VMM log lines a crash record
-	// keeps.
-	TailLines = 20
-)
+// TailLines is how many console and VMM log lines a crash record keeps.
+const TailLines = 20
 
 // Config is what a VMM process needs.
 type Config struct {
@@ -186,29 +180,15 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		return runResult{}, err
 	}
 
-	var sinks []io.Writer
-	var logs []*console.LogFile
-	defer func() {
-		for _, l := range logs {
-			l.Close()
-		}
-	}()
+	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
-		l, err := console.OpenLog(p.vm.Path(store.ConsoleFile), ConsoleLogSize)
-		if err != nil {
-			return runResult{}, err
-		}
-		logs = append(logs, l)
-		sinks = append(sinks, l)
+		managedLog = p.vm.Path(store.ConsoleFile)
 	}
-	if vm.Console.Log != "" {
-		f, err := os.OpenFile(vm.Console.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return runResult{}, fmt.Errorf("console.log: %w", err)
-		}
-		defer f.Close()
-		sinks = append(sinks, f)
+	sinks, closeLogs, err := OpenConsoleLogs(vm, managedLog, p.logf)
+	if err != nil {
+		return runResult{}, err
 	}
+	defer closeLogs()
 	hub := console.NewHub(console.DefaultHistory, sinks...)
 	input := console.NewInput()
 	defer input.Close()
