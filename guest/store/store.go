@@ -66,6 +66,9 @@ func Open(home string) (*Store, error) {
 		return nil, fmt.Errorf("store: home %q is not an absolute path", home)
 	}
 	s := &Store{home: home}
+	if err := checkParents(home); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(s.vms(), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}

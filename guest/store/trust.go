@@ -47,25 +47,48 @@ const maxLinks = 40
 // CheckTrusted guards the state directory and its vms/ (Open), and is
 // what other trees paddock reads from (templates, networks) use too.
 func CheckTrusted(path string) error {
+	return checkPath(path, true)
+}
+
+// checkParents checks the directories on the way to path, which need not
+// exist yet, as CheckTrusted does: before paddock creates path, so that it
+// creates nothing in a place it would then refuse.
+func checkParents(path string) error {
+	dir := filepath.Dir(filepath.Clean(path))
+	for {
+		_, err := os.Lstat(dir)
+		if err == nil {
+			return checkPath(dir, false)
+		}
+		if !errors.Is(err, fs.ErrNotExist) || dir == "/" {
+			return fmt.Errorf("store: check %s: %w", dir, err)
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+// checkPath walks path from /; strict says whether path itself gets the
+// strict check (else it is one of the directories on the way).
+func checkPath(path string, strict bool) error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("store: check %s: not an absolute path", path)
 	}
 	links := 0
-	_, err := walkTrusted("/", strings.TrimPrefix(filepath.Clean(path), "/"), &links)
+	_, err := walkTrusted("/", strings.TrimPrefix(filepath.Clean(path), "/"), strict, &links)
 	return err
 }
 
 // walkTrusted checks each component of rel below dir, a directory already
 // checked (with symbolic links resolved), and returns the resolved path.
-// The last component gets the strict check; the ones before it may be
+// The last component gets the strict check if strict; the others may be
 // sticky.
-func walkTrusted(dir, rel string, links *int) (string, error) {
+func walkTrusted(dir, rel string, strict bool, links *int) (string, error) {
 	if rel == "" {
-		return dir, checkInfoAt(dir, true)
+		return dir, checkInfoAt(dir, strict)
 	}
 	parts := strings.Split(rel, "/")
 	for i, part := range parts {
-		last := i == len(parts)-1
+		last := strict && i == len(parts)-1
 		switch part {
 		case "", ".":
 			continue
@@ -94,7 +117,7 @@ func walkTrusted(dir, rel string, links *int) (string, error) {
 				from = "/"
 			}
 			rest := strings.Join(parts[i+1:], "/")
-			return walkTrusted(from, strings.TrimPrefix(filepath.Join(target, rest), "/"), links)
+			return walkTrusted(from, strings.TrimPrefix(filepath.Join(target, rest), "/"), strict, links)
 		}
 		if err := checkInfo(next, fi, last); err != nil {
 			return "", err

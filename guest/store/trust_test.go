@@ -215,6 +215,19 @@ func TestOpenRefusesUnsafeHome(t *testing.T) {
 	if _, err := Open(home); err != nil {
 		t.Errorf("after the fix: %v", err)
 	}
+
+	// A new home in a directory others can change is refused before
+	// anything is created there; in a sticky one (/tmp) it is fine.
+	open := chmod(t, mkdirs(t, t.TempDir(), "open"), 0o777)
+	_, err = Open(filepath.Join(open, "a", "home"))
+	wantUnsafe(t, err, open, "writable by other users (mode 0777)")
+	if _, err := os.Stat(filepath.Join(open, "a")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused Open created %s/a: %v", open, err)
+	}
+	chmod(t, open, 0o777|fs.ModeSticky)
+	if _, err := Open(filepath.Join(open, "a", "home")); err != nil {
+		t.Errorf("a new home in a sticky directory: %v", err)
+	}
 }
 
 func TestVMRefusesUnsafeFiles(t *testing.T) {
