@@ -84,10 +84,15 @@ func Serve(ctx context.Context, cfg Config) error {
 		logw = io.Discard
 	}
 	var logMu sync.Mutex
+	limit := newLogLimiter(time.Now())
 	p.logf = func(format string, args ...any) {
 		logMu.Lock()
 		defer logMu.Unlock()
-		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...))
+		now := time.Now()
+		ok, note := limit.allow(now)
+		if ok {
+			fmt.Fprintf(logw, "%s vmm[%d]: %s%s\n", now.Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...), note)
+		}
 	}
 	err := p.serve(ctx)
 	if err != nil {
