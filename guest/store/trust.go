@@ -41,7 +41,9 @@ const maxLinks = 40
 // group or others; every directory on the way from / (symbolic links
 // followed, each link owned by the user or root) must be owned likewise
 // and either not writable by group or others or sticky (like /tmp: then
-// others cannot rename or remove what they do not own). A missing path is
+// others cannot rename or remove what they do not own). Write permission
+// for the owner's private group (privateGroup) is no one else's. A
+// missing path is
 // an fs.ErrNotExist error. Anything else unsafe is an *UnsafeError.
 //
 // CheckTrusted guards the state directory and its vms/ (Open), and is
@@ -137,13 +139,17 @@ func checkInfoAt(path string, last bool) error {
 }
 
 // checkInfo checks one file or directory: owner, and write permission for
-// group and others (allowed on a sticky directory unless last).
+// group and others (allowed on a sticky directory unless last; for the
+// group, allowed when it is the owner's private group).
 func checkInfo(path string, fi fs.FileInfo, last bool) error {
 	if err := checkOwner(path, fi); err != nil {
 		return err
 	}
 	mode := fi.Mode()
 	if mode.Perm()&0o022 == 0 || !last && mode.IsDir() && mode&fs.ModeSticky != 0 {
+		return nil
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && mode.Perm()&0o002 == 0 && privateGroup(st.Uid, st.Gid, passwdFile, groupFile) {
 		return nil
 	}
 	who := "other users"

@@ -79,8 +79,21 @@ func TestCheckTrusted(t *testing.T) {
 			return chmod(t, filepath.Join(dir, "a/home"), 0o777)
 		}, []string{"is writable by other users (mode 0777)", "fix it with: chmod go-w "}},
 		{"home writable by its group", func(t *testing.T, dir string) string {
-			return chmod(t, filepath.Join(dir, "a/home"), 0o770)
+			return chmod(t, sharedGroup(t, filepath.Join(dir, "a/home")), 0o770)
 		}, []string{"is writable by its group (mode 0770)"}},
+		{"home writable by the owner's private group", func(t *testing.T, dir string) string {
+			home := filepath.Join(dir, "a/home")
+			fi, err := os.Stat(home)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if !privateGroup(st.Uid, st.Gid, passwdFile, groupFile) {
+				t.Skipf("group %d is not the private group of uid %d here", st.Gid, st.Uid)
+			}
+			chmod(t, home, 0o770)
+			return ""
+		}, nil},
 		{"sticky home", func(t *testing.T, dir string) string {
 			// Others could add VMs to it: sticky only keeps them from
 			// removing what is there.
@@ -112,6 +125,54 @@ func TestCheckTrusted(t *testing.T) {
 			}
 			wantUnsafe(t, err, bad, tt.parts...)
 		})
+	}
+}
+
+// sharedGroup gives path a group that is not its owner's private group
+// (nogroup) and returns path.
+func sharedGroup(t *testing.T, path string) string {
+	t.Helper()
+	needRoot(t)
+	if err := os.Chown(path, -1, otherUID); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestPrivateGroup(t *testing.T) {
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	group := filepath.Join(dir, "group")
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(passwd, "root:x:0:0:root:/root:/bin/bash\n# a comment\nalice:x:1000:1000::/home/alice:/bin/sh\nbob:x:1001:1001::/home/bob:/bin/sh\ncarol:x:1002:1003::/home/carol:/bin/sh\ndave:x:1004:1003::/home/dave:/bin/sh\n")
+	write(group, "root:x:0:\nalice:x:1000:\nbob:x:1001:bob,alice\ncarol:x:1003:\nstaff:x:50:alice\n")
+	tests := []struct {
+		uid, gid uint32
+		want     bool
+	}{
+		{0, 0, true},
+		{1000, 1000, true},
+		{1001, 1001, false}, // alice is a member of bob's group
+		{1002, 1003, false}, // dave's primary group too
+		{1000, 50, false},   // not alice's own group
+		{1000, 1001, false}, // another user's group
+		{4242, 4242, false}, // no such user
+	}
+	for _, tt := range tests {
+		if got := privateGroup(tt.uid, tt.gid, passwd, group); got != tt.want {
+			t.Errorf("privateGroup(%d, %d) = %v, want %v", tt.uid, tt.gid, got, tt.want)
+		}
+	}
+	if privateGroup(0, 0, filepath.Join(dir, "missing"), group) {
+		t.Error("a missing passwd file: true")
+	}
+	write(group, "root:x:0:\nwheel:x:0:alice\n") // a second name for gid 0
+	if privateGroup(0, 0, passwd, group) {
+		t.Error("a gid with two group entries: true")
 	}
 }
 
@@ -208,7 +269,7 @@ func TestOpenRefusesUnsafeHome(t *testing.T) {
 		t.Errorf("error:\n %s\nwant:\n %s", err, want)
 	}
 	chmod(t, vms, 0o755)
-	chmod(t, home, 0o775)
+	chmod(t, sharedGroup(t, home), 0o775)
 	_, err = Open(home)
 	wantUnsafe(t, err, home, "writable by its group")
 	chmod(t, home, 0o755)
