@@ -43,8 +43,8 @@ const maxLinks = 40
 // and either not writable by group or others or sticky (like /tmp: then
 // others cannot rename or remove what they do not own). Write permission
 // for the owner's private group (privateGroup) is no one else's. A
-// missing path is
-// an fs.ErrNotExist error. Anything else unsafe is an *UnsafeError.
+// missing path is an fs.ErrNotExist error; anything unsafe is an
+// *UnsafeError.
 //
 // CheckTrusted guards the state directory and its vms/ (Open), and is
 // what other trees paddock reads from (templates, networks) use too.
@@ -76,57 +76,48 @@ func checkPath(path string, strict bool) error {
 		return fmt.Errorf("store: check %s: not an absolute path", path)
 	}
 	links := 0
-	_, err := walkTrusted("/", strings.TrimPrefix(filepath.Clean(path), "/"), strict, &links)
-	return err
+	return walkTrusted(filepath.Clean(path), strict, &links)
 }
 
-// walkTrusted checks each component of rel below dir, a directory already
-// checked (with symbolic links resolved), and returns the resolved path.
-// The last component gets the strict check if strict; the others may be
-// sticky.
-func walkTrusted(dir, rel string, strict bool, links *int) (string, error) {
-	if rel == "" {
-		return dir, checkInfoAt(dir, strict)
+// walkTrusted checks each component of path, absolute and clean, from /
+// down; the last one gets the strict check if strict, the others may be
+// sticky. A symbolic link's target is walked in its place: the path up
+// to the link has no links, so its ".." components resolve by name.
+func walkTrusted(path string, strict bool, links *int) error {
+	if path == "/" {
+		return checkInfoAt(path, strict)
 	}
-	parts := strings.Split(rel, "/")
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	dir := "/"
 	for i, part := range parts {
 		last := strict && i == len(parts)-1
-		switch part {
-		case "", ".":
-			continue
-		case "..":
-			dir = filepath.Dir(dir) // dir has no links: its parent was checked
-			continue
-		}
 		next := filepath.Join(dir, part)
 		fi, err := os.Lstat(next)
 		if err != nil {
-			return "", fmt.Errorf("store: check %s: %w", next, err)
+			return fmt.Errorf("store: check %s: %w", next, err)
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			if err := checkOwner(next, fi); err != nil {
-				return "", err
+				return err
 			}
 			if *links++; *links > maxLinks {
-				return "", fmt.Errorf("store: check %s: %w", next, syscall.ELOOP)
+				return fmt.Errorf("store: check %s: %w", next, syscall.ELOOP)
 			}
 			target, err := os.Readlink(next)
 			if err != nil {
-				return "", fmt.Errorf("store: check %s: %w", next, err)
+				return fmt.Errorf("store: check %s: %w", next, err)
 			}
-			from := dir
-			if filepath.IsAbs(target) {
-				from = "/"
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(dir, target)
 			}
-			rest := strings.Join(parts[i+1:], "/")
-			return walkTrusted(from, strings.TrimPrefix(filepath.Join(target, rest), "/"), strict, links)
+			return walkTrusted(filepath.Join(target, strings.Join(parts[i+1:], "/")), strict, links)
 		}
 		if err := checkInfo(next, fi, last); err != nil {
-			return "", err
+			return err
 		}
 		dir = next
 	}
-	return dir, nil
+	return nil
 }
 
 // checkInfoAt is checkInfo for a path, following no link at its end.
