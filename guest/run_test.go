@@ -151,3 +151,23 @@ func TestRunConsoleLogFull(t *testing.T) {
 		t.Errorf("the log holds %d bytes (%v): want the start of the output, as much as fits", len(logged), err)
 	}
 }
+
+// TestRunConsoleLogUnwritable checks the error for a console log paddock
+// cannot open: one sentence naming the field and the file.
+func TestRunConsoleLogUnwritable(t *testing.T) {
+	testguest.RequireKVM(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "console.log")
+	if err := os.Mkdir(log, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := configs.Parse([]byte("name: fg\nmemory: 64MiB\nkernel: "+testguest.Build(t, "serial")+"\nconsole: {log: "+log+"}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	_, err = Run(context.Background(), vm, RunOptions{})
+	if want := "console.log: open " + log + ": is a directory"; err == nil || err.Error() != want {
+		t.Errorf("Run = %v, want %q", err, want)
+	}
+}

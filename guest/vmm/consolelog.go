@@ -1,7 +1,9 @@
 package vmm
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"os"
 
@@ -37,6 +39,10 @@ func OpenConsoleLogs(vm *configs.VM, managed string, logf func(format string, ar
 		l, err := console.OpenLogWriter(f.path, lim, f.perm, logf)
 		if err != nil {
 			closeAll()
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe // "open PATH: permission denied" says it all
+			}
 			return nil, nil, fmt.Errorf("%s%w", f.field, err)
 		}
 		logs = append(logs, l)
