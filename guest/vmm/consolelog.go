@@ -3,8 +3,8 @@ package vmm
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/paddock-vm/paddock/configs"
