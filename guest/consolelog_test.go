@@ -11,8 +11,30 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
 )
+
+// waitLogFile waits until the VM's console.log on disk holds text: its
+// VMM writes the file a moment after its console clients saw the output.
+func waitLogFile(t *testing.T, m *Manager, name, text string) {
+	t.Helper()
+	v, err := m.store.VM(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		data, err := console.ReadLog(v.Path(store.ConsoleFile))
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case strings.Contains(string(data), text):
+			return
+		case time.Now().After(deadline):
+			t.Fatalf("console.log of %s did not show %q", name, text)
+		}
+	}
+}
 
 // chattyOutput is what the chatty test guest prints.
 func chattyOutput() string {

@@ -7,7 +7,34 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/store"
 )
+
+// waitConsoleLog waits until the VM's console.log on disk holds text.
+// The VMM writes the file from its own goroutine, a moment after the
+// output reached its console clients: a test that kills the VMM and then
+// reads the file waits for that moment first.
+func (e *managedEnv) waitConsoleLog(name, text string) {
+	e.t.Helper()
+	path := e.vm(name).Path(store.ConsoleFile)
+	deadline := time.Now().Add(managedTimeout)
+	for {
+		data, err := console.ReadLog(path)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if strings.Contains(string(data), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s did not show %q", path, text)
+		}
+		time.Sleep(time.Millisecond) // no notification for a file's growth
+	}
+}
 
 // TestManagedDiskFormatPinned checks, through the binary, that a managed
 // VM's detected disk format is recorded at create and that a raw disk
