@@ -17,7 +17,7 @@ func vmFields() []string {
 	return []string{"name", "labels", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "rng", "console", "on_reboot", "restart", "backend", "libvirt"}
 }
 
-func consoleFields() []string { return []string{"mode", "log"} }
+func consoleFields() []string { return []string{"mode", "log", "log_size", "log_keep"} }
 
 func libvirtFields() []string { return []string{"uri"} }
 
@@ -149,10 +149,14 @@ func (d *decoder) console(field string, v *yaml.Node, c *Console) {
 				c.Mode = ConsoleMode(s)
 			case "log":
 				c.Log = d.path(field, v)
+			case "log_size":
+				c.LogSize = d.size(field, v)
+			case "log_keep":
+				c.LogKeep = d.integer(field, v)
 			}
 		})
 	default:
-		d.errorf(v, field, "must be a mode (stdio, log or none) or a mapping with mode and log, got %s", describe(v))
+		d.errorf(v, field, "must be a mode (stdio, log or none) or a mapping with mode, log, log_size and log_keep, got %s", describe(v))
 	}
 }
 

@@ -25,7 +25,7 @@ func TestFillDefaults(t *testing.T) {
 		Memory:   512 * MiB,
 		Kernel:   "/boot/vmlinuz",
 		Cmdline:  "console=ttyS0",
-		Console:  Console{Mode: ConsoleStdio},
+		Console:  Console{Mode: ConsoleStdio, LogSize: DefaultConsoleLogSize, LogKeep: DefaultConsoleLogKeep},
 		OnReboot: RebootExit,
 		Restart:  RestartNo,
 		Backend:  BackendNative,
@@ -46,11 +46,17 @@ func TestFillDefaultsKeepsExplicitValues(t *testing.T) {
 		{"memory 0 stays for Validate", "memory: 0", func(vm *VM) bool { return vm.Memory == 0 }},
 		{"empty cmdline stays empty", `cmdline: ""`, func(vm *VM) bool { return vm.Cmdline == "" }},
 		{"explicit cmdline", "cmdline: console=hvc0 quiet", func(vm *VM) bool { return vm.Cmdline == "console=hvc0 quiet" }},
-		{"console shorthand", "console: log", func(vm *VM) bool { return vm.Console == Console{Mode: ConsoleLog} }},
+		{"console shorthand", "console: log", func(vm *VM) bool {
+			return vm.Console == Console{Mode: ConsoleLog, LogSize: DefaultConsoleLogSize, LogKeep: DefaultConsoleLogKeep}
+		}},
 		{"empty console mode stays for Validate", `console: ""`, func(vm *VM) bool { return vm.Console.Mode == "" }},
 		{"console mapping without mode", "console: {log: /tmp/c.log}", func(vm *VM) bool {
-			return vm.Console == Console{Mode: ConsoleStdio, Log: "/tmp/c.log"}
+			return vm.Console == Console{Mode: ConsoleStdio, Log: "/tmp/c.log", LogSize: DefaultConsoleLogSize, LogKeep: DefaultConsoleLogKeep}
 		}},
+		{"console log limits", "console: {log_size: 64KiB, log_keep: 3}", func(vm *VM) bool {
+			return vm.Console.LogSize == 64*KiB && vm.Console.LogKeep == 3
+		}},
+		{"log_keep 0 stays for Validate", "console: {log_keep: 0}", func(vm *VM) bool { return vm.Console.LogKeep == 0 }},
 		{"libvirt backend gets the default URI", "backend: libvirt", func(vm *VM) bool { return vm.Libvirt.URI == DefaultLibvirtURI }},
 		{"native backend gets no URI", "backend: native", func(vm *VM) bool { return vm.Libvirt.URI == "" }},
 		{"explicit URI", "backend: libvirt\nlibvirt: {uri: 'test:///default'}", func(vm *VM) bool { return vm.Libvirt.URI == "test:///default" }},

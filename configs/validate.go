@@ -103,6 +103,12 @@ func (c *checker) structure() {
 	default:
 		c.add("console.mode", "must be one of %s, %s, %s; got %s", ConsoleStdio, ConsoleLog, ConsoleNone, quote(string(vm.Console.Mode)))
 	}
+	if s := vm.Console.LogSize; s < MinConsoleLogSize || s > MaxConsoleLogSize {
+		c.add("console.log_size", "must be between %s and %s, got %s", ByteSize(MinConsoleLogSize), ByteSize(MaxConsoleLogSize), s)
+	}
+	if k := vm.Console.LogKeep; k < 1 || k > MaxConsoleLogKeep {
+		c.add("console.log_keep", "must be between 1 and %d, got %d", MaxConsoleLogKeep, k)
+	}
 	switch vm.OnReboot {
 	case RebootExit, RebootRestart:
 	default:

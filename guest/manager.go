@@ -18,6 +18,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
 )
 
 // Timeouts of managed operations.
@@ -151,8 +152,14 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 		header += " from " + source
 	}
 	spec = append([]byte(header+".\n"), spec...)
+	// The formats of the disks, detected now, before any guest wrote
+	// them, are the ones they open in from now on (vmm.PinFormats).
+	formats, err := vmm.DetectFormats(vm)
+	if err != nil {
+		return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
 	rec := store.Record{CreatedAt: time.Now(), Source: source, Phase: store.PhaseCreated}
-	v, err := m.store.Create(vm.Name, spec, rec)
+	v, err := m.store.Create(vm.Name, spec, rec, formats...)
 	if errors.Is(err, store.ErrExists) {
 		return nil, &ExistsError{Name: vm.Name}
 	}

@@ -138,6 +138,7 @@ func TestManagerVMMKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog(t, m, "web", "counting")
+	waitLogFile(t, m, "web", "counting")
 	if err := syscall.Kill(info.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -84,11 +84,11 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	if vm.Backend != configs.BackendNative {
 		return Result{}, fmt.Errorf("backend %q: foreground runs use the native backend", vm.Backend)
 	}
-	out, closeLog, err := consoleWriter(vm, opts.Console)
+	out, closeLogs, err := consoleWriter(vm, opts.Console)
 	if err != nil {
 		return Result{}, err
 	}
-	defer closeLog()
+	defer closeLogs()
 
 	var input *console.Input
 	if opts.Input != nil {
@@ -136,26 +136,23 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 }
 
 // consoleWriter combines the caller's console with the spec's console
-// settings: mode none/log hides it from the caller, a log file gets a copy.
+// settings: mode none/log hides it from the caller, a log file gets a
+// copy (bounded and never holding the guest up, as a managed VM's).
 func consoleWriter(vm *configs.VM, shown io.Writer) (io.Writer, func(), error) {
 	var ws []io.Writer
 	if shown != nil && vm.Console.Mode == configs.ConsoleStdio {
 		ws = append(ws, shown)
 	}
-	closeLog := func() {}
-	if vm.Console.Log != "" {
-		f, err := os.OpenFile(vm.Console.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return nil, nil, fmt.Errorf("console log: %w", err)
-		}
-		ws = append(ws, f)
-		closeLog = func() { f.Close() }
+	logs, closeLogs, err := vmm.OpenConsoleLogs(vm, "", nil)
+	if err != nil {
+		return nil, nil, err
 	}
+	ws = append(ws, logs...)
 	switch len(ws) {
 	case 0:
-		return io.Discard, closeLog, nil
+		return io.Discard, closeLogs, nil
 	case 1:
-		return ws[0], closeLog, nil
+		return ws[0], closeLogs, nil
 	}
-	return io.MultiWriter(ws...), closeLog, nil
+	return io.MultiWriter(ws...), closeLogs, nil
 }

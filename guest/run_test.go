@@ -2,8 +2,11 @@ package guest
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/paddock-vm/paddock/configs"
@@ -109,5 +112,62 @@ func TestRunCancel(t *testing.T) {
 	cancel()
 	if res := <-done; res.Outcome != Stopped || res.Boots != 1 {
 		t.Errorf("after cancel: %+v", res)
+	}
+}
+
+// TestRunConsoleLogFull runs a guest that prints far more than the file
+// system of its console log holds: it runs to its end, the terminal gets
+// all of its output, and the log as much as fits.
+func TestRunConsoleLogFull(t *testing.T) {
+	testguest.RequireKVM(t)
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root to mount a small tmpfs")
+		}
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8k,mode=0700"); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	log := filepath.Join(dir, "console.log")
+	vm, err := configs.Parse([]byte("name: fg\nmemory: 64MiB\nkernel: "+testguest.Build(t, "chatty")+"\nconsole: {log: "+log+"}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	var out syncBuffer
+	res, err := Run(context.Background(), vm, RunOptions{Console: &out})
+	if err != nil || res.Outcome != PoweredOff {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	shown := out.String()
+	if len(shown) != 256*64+len("done\n") || !strings.HasSuffix(shown, "chatty 000000ff 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK\ndone\n") {
+		t.Errorf("the terminal got %d bytes, ending %q", len(shown), shown[max(0, len(shown)-80):])
+	}
+	logged, err := os.ReadFile(log)
+	if err != nil || len(logged) == 0 || len(logged) > 8<<10 || !strings.HasPrefix(shown, string(logged)) {
+		t.Errorf("the log holds %d bytes (%v): want the start of the output, as much as fits", len(logged), err)
+	}
+}
+
+// TestRunConsoleLogUnwritable checks the error for a console log paddock
+// cannot open: one sentence naming the field and the file.
+func TestRunConsoleLogUnwritable(t *testing.T) {
+	testguest.RequireKVM(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "console.log")
+	if err := os.Mkdir(log, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	vm, err := configs.Parse([]byte("name: fg\nmemory: 64MiB\nkernel: "+testguest.Build(t, "serial")+"\nconsole: {log: "+log+"}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	_, err = Run(context.Background(), vm, RunOptions{})
+	if want := "console.log: open " + log + ": is a directory"; err == nil || err.Error() != want {
+		t.Errorf("Run = %v, want %q", err, want)
 	}
 }

@@ -121,13 +121,17 @@ func TestValidateCommandJSON(t *testing.T) {
 		File   string
 		Valid  bool
 		Config *struct {
-			Name     string
-			CPUs     int
-			Memory   uint64
-			Kernel   string
-			Initrd   *string
-			Cmdline  string
-			Console  struct{ Mode, Log string }
+			Name    string
+			CPUs    int
+			Memory  uint64
+			Kernel  string
+			Initrd  *string
+			Cmdline string
+			Console struct {
+				Mode, Log string
+				LogSize   uint64 `json:"log_size"`
+				LogKeep   int    `json:"log_keep"`
+			}
 			OnReboot string `json:"on_reboot"`
 			Restart  string
 			Backend  string
@@ -160,7 +164,8 @@ func TestValidateCommandJSON(t *testing.T) {
 	}
 	if c.Name != "good" || c.CPUs != 1 || c.Memory != 1536<<20 || c.Kernel != filepath.Join(dir, "vmlinuz") ||
 		c.Initrd != nil || c.Cmdline != "console=ttyS0" || c.Console.Mode != "log" ||
-		c.Console.Log != filepath.Join(dir, "c.log") || c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" {
+		c.Console.Log != filepath.Join(dir, "c.log") || c.Console.LogSize != 4<<20 || c.Console.LogKeep != 1 ||
+		c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" {
 		t.Errorf("resolved config: %s", stdout)
 	}
 

@@ -15,9 +15,19 @@ import (
 
 // TestMain doubles as a helper process: with PADDOCK_STORE_HELPER=lock it
 // takes a VM's run lock (the VM in $PADDOCK_STORE_DIR), says "locked" on
-// stdout and waits to be killed; see TestRunLockDiesWithProcess.
+// stdout and waits to be killed (see TestRunLockDiesWithProcess); with
+// PADDOCK_STORE_HELPER=trust it prints what CheckTrusted says of
+// $PADDOCK_STORE_DIR, "ok" or the error (see TestTrustNonRoot).
 func TestMain(m *testing.M) {
-	if os.Getenv("PADDOCK_STORE_HELPER") == "lock" {
+	switch os.Getenv("PADDOCK_STORE_HELPER") {
+	case "trust":
+		if err := CheckTrusted(os.Getenv("PADDOCK_STORE_DIR")); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println("ok")
+		}
+		os.Exit(0)
+	case "lock":
 		v := &VM{Name: "helper", Dir: os.Getenv("PADDOCK_STORE_DIR")}
 		if _, err := v.AcquireRunLock("helper-run"); err != nil {
 			fmt.Println(err)

@@ -66,6 +66,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// Formats pins disk formats, index by index (PinFormats): a disk
+	// whose spec leaves its format out opens in Formats[i] on every boot,
+	// never detected again. Nil: formats are detected (paddock run).
+	Formats []string
 }
 
 // Snapshot is a session's state at one moment.
@@ -156,6 +160,7 @@ func (s *Session) build() error {
 		close(stop)
 		return err
 	}
+	applyFormats(disks, s.o.Formats)
 	m, err := machine.New(machine.Config{
 		CPUs:         s.vm.CPUs,
 		Memory:       uint64(s.vm.Memory),

@@ -21,14 +21,8 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
-// Sizes of a managed VM's console files.
-const (
-	// ConsoleLogSize is where console.log rotates to console.log.1.
-	ConsoleLogSize = 4 << 20
-	// TailLines is how many console and VMM log lines a crash record
-	// keeps.
-	TailLines = 20
-)
+// TailLines is how many console and VMM log lines a crash record keeps.
+const TailLines = 20
 
 // Config is what a VMM process needs.
 type Config struct {
@@ -90,10 +84,15 @@ func Serve(ctx context.Context, cfg Config) error {
 		logw = io.Discard
 	}
 	var logMu sync.Mutex
+	limit := newLogLimiter(time.Now())
 	p.logf = func(format string, args ...any) {
 		logMu.Lock()
 		defer logMu.Unlock()
-		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...))
+		now := time.Now()
+		ok, note := limit.allow(now)
+		if ok {
+			fmt.Fprintf(logw, "%s vmm[%d]: %s%s\n", now.Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...), note)
+		}
 	}
 	err := p.serve(ctx)
 	if err != nil {
@@ -181,30 +180,20 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err := vm.Validate(host); err != nil {
 		return runResult{}, err
 	}
+	formats, err := PinFormats(p.vm, vm)
+	if err != nil {
+		return runResult{}, err
+	}
 
-	var sinks []io.Writer
-	var logs []*console.LogFile
-	defer func() {
-		for _, l := range logs {
-			l.Close()
-		}
-	}()
+	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
-		l, err := console.OpenLog(p.vm.Path(store.ConsoleFile), ConsoleLogSize)
-		if err != nil {
-			return runResult{}, err
-		}
-		logs = append(logs, l)
-		sinks = append(sinks, l)
+		managedLog = p.vm.Path(store.ConsoleFile)
 	}
-	if vm.Console.Log != "" {
-		f, err := os.OpenFile(vm.Console.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return runResult{}, fmt.Errorf("console.log: %w", err)
-		}
-		defer f.Close()
-		sinks = append(sinks, f)
+	sinks, closeLogs, err := OpenConsoleLogs(vm, managedLog, p.logf)
+	if err != nil {
+		return runResult{}, err
 	}
+	defer closeLogs()
 	hub := console.NewHub(console.DefaultHistory, sinks...)
 	input := console.NewInput()
 	defer input.Close()
@@ -219,6 +208,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		},
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
+		Formats: formats,
 	})
 
 	// The API answers from now on (status: starting).

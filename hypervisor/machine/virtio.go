@@ -25,6 +25,9 @@ type Disk struct {
 	// it from the file's contents; a detected raw disk refuses guest
 	// writes of a qcow2 header to its first sector (see blk.Config).
 	Format string
+	// Detected says Format was detected earlier (when a managed VM was
+	// created), not chosen by the user: a raw disk keeps the guard.
+	Detected bool
 	// ReadOnly presents the disk read-only and opens the image so.
 	ReadOnly bool
 	// Serial is what the guest reads as the disk's serial number (at most

@@ -21,7 +21,7 @@ func (v *virtioDevices) openDisk(i int, d Disk) (virtio.Device, error) {
 	}
 	v.locks = append(v.locks, lock)
 	format := d.Format
-	guard := false
+	guard := d.Detected && format == disk.FormatRaw
 	if format == "" {
 		if format, err = disk.Detect(d.Path); err != nil {
 			return nil, fmt.Errorf("machine: %s: %w", name, err)

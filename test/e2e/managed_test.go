@@ -241,7 +241,7 @@ func checkOneWins(t *testing.T, what string, res []result, allowed map[int]*rege
 func TestManagedVMMKilled(t *testing.T) {
 	e := newManagedEnv(t)
 	e.ok("up", "-f", e.guestVM("web", "counter", ""))
-	e.waitConsole("web", "counting\n")
+	e.waitConsoleLog("web", "counting\n")
 	pid := e.ls()["web"].PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
