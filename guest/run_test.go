@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -120,12 +121,7 @@ func TestRunCancel(t *testing.T) {
 // all of its output, and the log as much as fits.
 func TestRunConsoleLogFull(t *testing.T) {
 	testguest.RequireKVM(t)
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root to mount a small tmpfs")
-		}
-		t.Skip("needs root to mount a small tmpfs")
-	}
+	testenv.RequireRoot(t, "this test mounts a small tmpfs")
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=8k,mode=0700"); err != nil {
 		t.Fatalf("mount a tmpfs: %v", err)

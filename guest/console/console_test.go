@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 func TestRing(t *testing.T) {
@@ -442,12 +444,7 @@ func BenchmarkHubWrite(b *testing.B) {
 // It needs root; without it the test is skipped (it fails under CI).
 func smallFS(t *testing.T, size int) (string, func(size int)) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root to mount a small tmpfs")
-		}
-		t.Skip("needs root to mount a small tmpfs")
-	}
+	testenv.RequireRoot(t, "this test mounts a small tmpfs")
 	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
 		t.Fatalf("mount a tmpfs: %v", err)

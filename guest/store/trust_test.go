@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // otherUID is a user that is neither root nor the test: nobody.
@@ -19,12 +21,7 @@ const otherUID = 65534
 // does not run as root (it does in CI and on the build hosts).
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root (it chowns files to another user)")
-		}
-		t.Skip("needs root to chown files to another user")
-	}
+	testenv.RequireRoot(t, "this test chowns files to another user")
 }
 
 // mkdirs creates dir/rel (mode 0700 each) and returns its path.
@@ -89,7 +86,7 @@ func TestCheckTrusted(t *testing.T) {
 			}
 			st := fi.Sys().(*syscall.Stat_t)
 			if !privateGroup(st.Uid, st.Gid, passwdFile, groupFile) {
-				t.Skipf("group %d is not the private group of uid %d here", st.Gid, st.Uid)
+				testenv.Unavailable(t, "group %d is not the private group of uid %d here", st.Gid, st.Uid)
 			}
 			chmod(t, home, 0o770)
 			return ""

@@ -11,6 +11,7 @@ import (
 
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // waitConsoleLog waits until the VM's console.log on disk holds text.
@@ -42,13 +43,7 @@ func (e *managedEnv) waitConsoleLog(name, text string) {
 // backing file of its choice) is refused at start, naming the disk and
 // the fix, which then works.
 func TestManagedDiskFormatPinned(t *testing.T) {
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("qemu-img (qemu-utils) is not installed")
-		}
-		t.Skip("qemu-img (qemu-utils) is not installed")
-	}
+	qemuImg := testenv.RequireTool(t, "qemu-img", "qemu-utils")
 	e := newManagedEnv(t)
 	img := filepath.Join(e.dir, "data.raw")
 	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
