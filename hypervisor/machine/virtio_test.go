@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
@@ -152,7 +153,7 @@ func TestVirtioThroughBuses(t *testing.T) {
 	mem := driverMemory(t, m)
 	disk := &busTransport{m: m, slot: 1}
 	disk.setCfg32(0x04, 0x06) // memory decode and bus mastering on
-	drv, err := virtiotest.New(disk, mem, virtiotest.NewInterrupts(0), virtiotest.NewLine())
+	drv, err := virtiotest.New(disk, mem, virtiotest.NewInterrupts(0), devicestest.NewLine())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestVirtioThroughBuses(t *testing.T) {
 	// The rng, on the next slot.
 	rngT := &busTransport{m: m, slot: 2}
 	rngT.setCfg32(0x04, 0x06)
-	rd, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), virtiotest.NewLine())
+	rd, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), devicestest.NewLine())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +261,7 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 			}
 			rngT.setCfg32(0x04, 0x06)
 			mem := driverMemory(t, m)
-			drv, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), virtiotest.NewLine())
+			drv, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), devicestest.NewLine())
 			if err != nil {
 				t.Fatal(err)
 			}
