@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
@@ -173,7 +174,7 @@ func start(t *testing.T, cfg Config) *run {
 func (r *run) wait(t *testing.T) Exit {
 	t.Helper()
 	e := <-r.exit
-	if e.Reason == ExitStopped {
+	if e.Reason == exit.Stop {
 		t.Fatalf("guest did not finish within %v; console:\n%s", guestTimeout, r.con.String())
 	}
 	return e
@@ -182,7 +183,7 @@ func (r *run) wait(t *testing.T) Exit {
 func TestSerialGuest(t *testing.T) {
 	r := start(t, Config{Kernel: buildGuest(t, "serial", nil)})
 	e := r.wait(t)
-	if e.Reason != ExitPowerOff {
+	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
 	}
 	if got, want := r.con.String(), "hello from the serial guest\n"; got != want {
@@ -226,7 +227,7 @@ func TestMMIOGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
 	e, err := m.Run(ctx)
-	if err != nil || e.Reason != ExitPowerOff {
+	if err != nil || e.Reason != exit.PowerOff {
 		t.Fatalf("Run = %v (%s), %v; want poweroff", e.Reason, e.Detail, err)
 	}
 	want := []string{"0xd0000000:efbeadde", "0xd0000004:5a", "0xd0000010:78563412"}
@@ -255,7 +256,7 @@ func TestInterruptGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := r.wait(t)
-	if e.Reason != ExitPowerOff {
+	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
 	}
 	if got, want := r.con.String(), "ready\nabq"; got != want {
@@ -269,7 +270,7 @@ func TestSMPGuest(t *testing.T) {
 			aps := (1<<cpus - 1) &^ 1 // every APIC ID but the BSP's
 			r := start(t, Config{CPUs: cpus, Kernel: buildGuest(t, "smp", map[string]int{"APS": aps})})
 			e := r.wait(t)
-			if e.Reason != ExitPowerOff {
+			if e.Reason != exit.PowerOff {
 				t.Fatalf("exit = %v (%s), want poweroff; console %q", e.Reason, e.Detail, r.con.String())
 			}
 			if got, want := r.con.String(), fmt.Sprintf("aps %08x\n", aps); got != want {
@@ -323,7 +324,7 @@ func TestPauseResume(t *testing.T) {
 		waitAbove(frozen)
 	}
 	r.cancel()
-	if e := <-r.exit; e.Reason != ExitStopped {
+	if e := <-r.exit; e.Reason != exit.Stop {
 		t.Fatalf("exit after cancel = %v, want stopped", e.Reason)
 	}
 	if err := r.m.Pause(); err == nil {
@@ -340,7 +341,7 @@ func TestPowerButton(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := r.wait(t)
-	if e.Reason != ExitPowerOff {
+	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
 	}
 	if got, want := r.con.String(), "armed\nbutton\n"; got != want {

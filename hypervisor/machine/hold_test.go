@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestHoldBeforeRun holds a machine before Run: the counter guest must
@@ -52,7 +54,7 @@ func TestHoldBeforeRun(t *testing.T) {
 		t.Fatalf("the guest did not run after Resume; console %q", con.String())
 	}
 	cancel()
-	if e := <-done; e.Reason != ExitStopped {
+	if e := <-done; e.Reason != exit.Stop {
 		t.Fatalf("exit %v", e.Reason)
 	}
 	if err := m.Hold(); err == nil {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/paddock-vm/paddock/hypervisor/boot"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
@@ -47,38 +48,11 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// ExitReason says why a machine stopped running.
-type ExitReason int
-
-const (
-	// ExitPowerOff: the guest powered off (ACPI S5).
-	ExitPowerOff ExitReason = iota
-	// ExitReset: the guest asked for a reset (ACPI reset register, i8042,
-	// triple fault).
-	ExitReset
-	// ExitCrash: the guest or KVM failed in a way the VM cannot survive.
-	ExitCrash
-	// ExitStopped: the host stopped the machine (context cancelled).
-	ExitStopped
-)
-
-func (r ExitReason) String() string {
-	switch r {
-	case ExitPowerOff:
-		return "poweroff"
-	case ExitReset:
-		return "reset"
-	case ExitCrash:
-		return "crash"
-	case ExitStopped:
-		return "stopped"
-	}
-	return fmt.Sprintf("ExitReason(%d)", int(r))
-}
-
 // Exit is how and why a machine stopped.
 type Exit struct {
-	Reason ExitReason
+	// Reason is exit.PowerOff, exit.Reboot or exit.Crash for the
+	// guest's own ends, exit.Stop when Run's context was cancelled.
+	Reason exit.Reason
 	Detail string // for crashes and triple faults: what happened, registers
 }
 
@@ -290,7 +264,7 @@ func (m *Machine) createVCPUs() error {
 }
 
 // Run starts the vCPUs and blocks until the guest powers off, resets or
-// crashes, or ctx is cancelled (ExitStopped). It returns after every vCPU
+// crashes, or ctx is cancelled (exit.Stop). It returns after every vCPU
 // thread has left KVM. A Machine runs once.
 func (m *Machine) Run(ctx context.Context) (Exit, error) {
 	if !m.started.CompareAndSwap(false, true) {
@@ -308,18 +282,18 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 	for _, v := range m.vcpus {
 		go v.loop()
 	}
-	var exit Exit
+	var end Exit
 	select {
-	case exit = <-m.exitCh:
+	case end = <-m.exitCh:
 	case <-ctx.Done():
-		m.report(Exit{Reason: ExitStopped})
-		exit = <-m.exitCh
+		m.report(Exit{Reason: exit.Stop})
+		end = <-m.exitCh
 	}
 	m.stopVCPUs()
 	if err := m.plat.flushConsole(); err != nil {
-		return exit, fmt.Errorf("machine: %w", err)
+		return end, fmt.Errorf("machine: %w", err)
 	}
-	return exit, nil
+	return end, nil
 }
 
 // logf reports through Config.Logf, or to standard error.
@@ -441,7 +415,7 @@ func (m *Machine) Resume() error {
 
 // PowerButton presses the ACPI power button: a guest with an ACPI power
 // button handler (systemd-logind, acpid) shuts down cleanly, and powers
-// off through S5, which ends Run with ExitPowerOff. Safe from any
+// off through S5, which ends Run with exit.PowerOff. Safe from any
 // goroutine; the guest may ignore it.
 func (m *Machine) PowerButton() error {
 	if runState(m.state.Load()) == stateStopped {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -75,7 +77,7 @@ func TestRunTwice(t *testing.T) {
 	}
 	defer m.Close()
 	e, err := m.Run(context.Background())
-	if err != nil || e.Reason != ExitPowerOff {
+	if err != nil || e.Reason != exit.PowerOff {
 		t.Fatalf("Run = %v, %v", e.Reason, err)
 	}
 	if _, err := m.Run(context.Background()); err == nil {

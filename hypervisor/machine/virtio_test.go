@@ -16,6 +16,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/netnstest"
@@ -289,7 +290,7 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 			defer cancel()
 			e, err := m.Run(ctx)
-			if err != nil || e.Reason != ExitPowerOff {
+			if err != nil || e.Reason != exit.PowerOff {
 				t.Fatalf("Run = %v (%s), %v; console %q", e.Reason, e.Detail, err, con.String())
 			}
 			want := "ready\nirq 00000000\n"
