@@ -152,25 +152,14 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
-	disks, nics, rng, err := machine.VirtioDevices(s.vm)
+	cfg, err := machineConfig(s.vm)
 	if err != nil {
 		close(stop)
 		return err
 	}
-	m, err := machine.New(machine.Config{
-		CPUs:         s.vm.CPUs,
-		Memory:       uint64(s.vm.Memory),
-		Kernel:       s.vm.Kernel,
-		Initrd:       s.vm.Initrd,
-		Cmdline:      s.vm.Cmdline,
-		Console:      s.o.Console,
-		ConsoleInput: input,
-		KVMPath:      s.o.KVMPath,
-		Disks:        disks,
-		NICs:         nics,
-		RNG:          rng,
-		Logf:         s.deviceLogf,
-	})
+	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
+	cfg.Kernel, cfg.Initrd, cfg.Cmdline = s.vm.Kernel, s.vm.Initrd, s.vm.Cmdline
+	m, err := machine.New(cfg)
 	if err != nil {
 		close(stop)
 		return err

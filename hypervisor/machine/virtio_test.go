@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -442,31 +441,5 @@ func TestGSIRoutingTable(t *testing.T) {
 	tab := r.table()
 	if len(tab) != len(d)+2 || tab[len(d)].GSI != 24 || tab[len(d)+1].GSI != 30 {
 		t.Fatalf("table tail %+v", tab[len(d):])
-	}
-}
-
-func TestVirtioDevicesFromSpec(t *testing.T) {
-	vm := &configs.VM{
-		Name:  "web-1",
-		Disks: []configs.Disk{{Path: "/a.qcow2", ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "qcow2"}},
-		NICs:  []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}},
-		RNG:   true,
-	}
-	disks, nics, rng, err := VirtioDevices(vm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(disks) != 1 || disks[0] != (Disk{Path: "/a.qcow2", Format: "qcow2", ReadOnly: true, Serial: "s", Cache: "unsafe"}) {
-		t.Errorf("disks %+v", disks)
-	}
-	if !rng || len(nics) != 2 || nics[0].Bridge != "br0" || nics[1].Tap != "tap0" {
-		t.Errorf("nics %+v rng %v", nics, rng)
-	}
-	if nics[0].MAC != netdev.GenerateMAC("web-1/0") || nics[1].MAC.String() != "02:00:00:00:00:07" {
-		t.Errorf("MACs %s %s", nics[0].MAC, nics[1].MAC)
-	}
-	vm.NICs[1].MAC = "bad"
-	if _, _, _, err := VirtioDevices(vm); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
-		t.Errorf("bad MAC: %v", err)
 	}
 }
