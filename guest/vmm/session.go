@@ -158,8 +158,7 @@ func (s *Session) build() error {
 		return err
 	}
 	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
-	cfg.Kernel, cfg.Initrd, cfg.Cmdline = s.vm.Kernel, s.vm.Initrd, s.vm.Cmdline
-	m, err := machine.New(cfg)
+	m, err := machine.New(cfg, bootConfig(s.vm))
 	if err != nil {
 		close(stop)
 		return err

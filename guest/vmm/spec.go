@@ -32,3 +32,9 @@ func machineConfig(vm *configs.VM) (machine.Config, error) {
 	}
 	return cfg, nil
 }
+
+// bootConfig is what the machine boots: the spec's kernel, initrd and
+// command line.
+func bootConfig(vm *configs.VM) machine.BootConfig {
+	return machine.BootConfig{Kernel: vm.Kernel, Initrd: vm.Initrd, Cmdline: vm.Cmdline}
+}

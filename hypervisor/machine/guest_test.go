@@ -134,8 +134,9 @@ type run struct {
 	done   chan struct{}
 }
 
-// start builds a machine for the guest ELF and starts Run in a goroutine.
-func start(t *testing.T, cfg Config) *run {
+// start builds a machine with cfg, boots it with b and starts Run in a
+// goroutine.
+func start(t *testing.T, cfg Config, b BootConfig) *run {
 	t.Helper()
 	requireKVM(t)
 	con := newConsole()
@@ -148,7 +149,7 @@ func start(t *testing.T, cfg Config) *run {
 	if cfg.CPUs == 0 {
 		cfg.CPUs = 1
 	}
-	m, err := New(cfg)
+	m, err := New(cfg, b)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -181,7 +182,7 @@ func (r *run) wait(t *testing.T) Exit {
 }
 
 func TestSerialGuest(t *testing.T) {
-	r := start(t, Config{Kernel: buildGuest(t, "serial", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "serial", nil)})
 	e := r.wait(t)
 	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
@@ -216,7 +217,7 @@ func (d *recorder) WriteMMIO(addr uint64, data []byte) {
 func TestMMIOGuest(t *testing.T) {
 	requireKVM(t)
 	dev := &recorder{}
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "mmio", nil)})
+	m, err := New(Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: buildGuest(t, "mmio", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestMMIOGuest(t *testing.T) {
 
 func TestInterruptGuest(t *testing.T) {
 	in, feed := io.Pipe()
-	r := start(t, Config{Kernel: buildGuest(t, "irq", nil), ConsoleInput: in})
+	r := start(t, Config{ConsoleInput: in}, BootConfig{Kernel: buildGuest(t, "irq", nil)})
 	if !r.con.waitFor("ready\n", r.done) {
 		t.Fatalf("guest never got ready; console %q", r.con.String())
 	}
@@ -268,7 +269,7 @@ func TestSMPGuest(t *testing.T) {
 	for _, cpus := range []int{2, 4} {
 		t.Run(fmt.Sprintf("cpus=%d", cpus), func(t *testing.T) {
 			aps := (1<<cpus - 1) &^ 1 // every APIC ID but the BSP's
-			r := start(t, Config{CPUs: cpus, Kernel: buildGuest(t, "smp", map[string]int{"APS": aps})})
+			r := start(t, Config{CPUs: cpus}, BootConfig{Kernel: buildGuest(t, "smp", map[string]int{"APS": aps})})
 			e := r.wait(t)
 			if e.Reason != exit.PowerOff {
 				t.Fatalf("exit = %v (%s), want poweroff; console %q", e.Reason, e.Detail, r.con.String())
@@ -281,7 +282,7 @@ func TestSMPGuest(t *testing.T) {
 }
 
 func TestPauseResume(t *testing.T) {
-	r := start(t, Config{Kernel: buildGuest(t, "counter", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
 	if !r.con.waitFor("counting\n", r.done) {
 		t.Fatalf("guest never started counting; console %q", r.con.String())
 	}
@@ -333,7 +334,7 @@ func TestPauseResume(t *testing.T) {
 }
 
 func TestPowerButton(t *testing.T) {
-	r := start(t, Config{Kernel: buildGuest(t, "pwrbtn", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "pwrbtn", nil)})
 	if !r.con.waitFor("armed\n", r.done) {
 		t.Fatalf("guest never armed its power button handler; console %q", r.con.String())
 	}

@@ -13,7 +13,7 @@ import (
 func TestHoldBeforeRun(t *testing.T) {
 	requireKVM(t)
 	con := newConsole()
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "counter", nil), Console: con})
+	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Console: con}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
