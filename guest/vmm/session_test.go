@@ -116,14 +116,19 @@ func TestKillDuringShutdown(t *testing.T) {
 // power button.
 func TestShutdownPaused(t *testing.T) {
 	s, phases := newSession(t, "pwrbtn", configs.RestartNo, Backoff{})
-	go s.Run(context.Background())
+	results := make(chan Result, 1)
+	go func() { results <- s.Run(context.Background()) }()
 	waitPhase(t, phases, store.PhaseRunning)
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
 	}
+	waitPhase(t, phases, store.PhasePaused)
 	res, err := s.Shutdown(testTimeout)
 	if err != nil || res.How != api.StopACPI {
 		t.Fatalf("Shutdown of a paused guest = %+v, %v; want acpi", res, err)
+	}
+	if r := <-results; r.Reason != exit.Stop || r.How != api.StopACPI || r.Boots != 1 {
+		t.Errorf("result %+v; want an ACPI stop after one boot", r)
 	}
 }
 

@@ -312,10 +312,10 @@ func TestPauseResume(t *testing.T) {
 		if !r.m.Paused() {
 			t.Fatal("Paused() = false after Pause")
 		}
+		// Pause returns only once every vCPU has left KVM_RUN and
+		// parked before its next one, so the counter stands still.
 		frozen := counter()
-		// Pause returned only after every vCPU left KVM_RUN, so the
-		// counter must not move during this observation window.
-		time.Sleep(50 * time.Millisecond)
+		waitParked(t, r.m, 1)
 		if c := counter(); c != frozen {
 			t.Fatalf("counter moved from %d to %d while paused", frozen, c)
 		}
