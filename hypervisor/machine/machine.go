@@ -91,8 +91,8 @@ type Machine struct {
 	running int // vCPU goroutines still alive
 
 	// bootTried is set by Boot; ready once the vCPUs have a state to
-	// run from (Boot succeeded). Both belong to the goroutine that
-	// builds, boots and runs the machine.
+	// run from (Boot succeeded). Not synchronised: the caller orders
+	// Boot before Run.
 	bootTried bool
 	ready     bool
 
