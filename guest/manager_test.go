@@ -16,6 +16,7 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -151,7 +152,7 @@ func TestManagerVMMKilled(t *testing.T) {
 		t.Fatal(infos, err)
 	}
 	in := infos[0]
-	if in.State != store.StateCrashed || in.LastExit == nil || in.LastExit.Reason != store.ExitVMMDied ||
+	if in.State != store.StateCrashed || in.LastExit == nil || in.LastExit.Reason != exit.VMMDied ||
 		!strings.Contains(in.LastExit.Detail, fmt.Sprintf("the VMM (pid %d) ended without recording why", info.PID)) {
 		t.Fatalf("after SIGKILL: %+v, exit %+v", in, in.LastExit)
 	}
@@ -326,7 +327,7 @@ func TestManagerKillUnanswering(t *testing.T) {
 		t.Fatalf("Kill = %+v, %v", res, err)
 	}
 	info, _ := m.Inspect("web")
-	if info.State != store.StateStopped || info.LastExit == nil || info.LastExit.Reason != store.ExitKill ||
+	if info.State != store.StateStopped || info.LastExit == nil || info.LastExit.Reason != exit.Kill ||
 		info.LastExit.Detail != "the VMM did not answer; killed with SIGKILL" {
 		t.Errorf("after the SIGKILL: %s %+v", info.State, info.LastExit)
 	}

@@ -15,44 +15,18 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
-	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
-// Outcome is how a foreground run ended.
-type Outcome int
-
-const (
-	// PoweredOff: the guest shut itself down.
-	PoweredOff Outcome = iota
-	// Rebooted: the guest rebooted and the spec says on_reboot: exit.
-	Rebooted
-	// Crashed: the guest or the VMM failed fatally.
-	Crashed
-	// Stopped: the host stopped the VM (context cancelled).
-	Stopped
-)
-
-func (o Outcome) String() string {
-	switch o {
-	case PoweredOff:
-		return "powered off"
-	case Rebooted:
-		return "rebooted"
-	case Crashed:
-		return "crashed"
-	case Stopped:
-		return "stopped"
-	}
-	return fmt.Sprintf("Outcome(%d)", int(o))
-}
-
 // Result describes the end of a foreground run.
 type Result struct {
-	Outcome Outcome
-	Detail  string // crash report or triple-fault registers, if any
-	Boots   int    // how many times the guest was started (restarts + 1)
+	// Reason is exit.PowerOff, exit.Reboot (on_reboot: exit), exit.Crash,
+	// or exit.Stop when ctx was cancelled.
+	Reason exit.Reason
+	Detail string // crash report or triple-fault registers, if any
+	Boots  int    // how many times the guest was started (restarts + 1)
 }
 
 // RunOptions wires a foreground VM to its surroundings.
@@ -121,18 +95,7 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		}()
 	}
 	r := sess.Run(ctx)
-	res := Result{Detail: r.Detail, Boots: r.Boots}
-	switch r.Reason {
-	case store.ExitPowerOff:
-		res.Outcome = PoweredOff
-	case store.ExitReboot:
-		res.Outcome = Rebooted
-	case store.ExitCrash:
-		res.Outcome = Crashed
-	default:
-		res.Outcome = Stopped
-	}
-	return res, nil
+	return Result{Reason: r.Reason, Detail: r.Detail, Boots: r.Boots}, nil
 }
 
 // consoleWriter combines the caller's console with the spec's console

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
@@ -37,16 +38,16 @@ func TestRun(t *testing.T) {
 	testguest.RequireKVM(t)
 	tests := []struct {
 		name, guest, spec, input string
-		outcome                  Outcome
+		reason                   exit.Reason
 		boots                    int
 		console, detail          string
 	}{
-		{"poweroff", "serial", "", "", PoweredOff, 1, "hello from the serial guest\n", ""},
-		{"input", "irq", "", "abq", PoweredOff, 1, "ready\nabq", ""},
-		{"reboot exits", "reset", "", "", Rebooted, 1, "rebooting\n", "triple-faulted"},
-		{"reboot restarts, bounded", "reset", "on_reboot: restart\n", "", Rebooted, 11, strings.Repeat("rebooting\n", 11), "gave up after 10 restarts"},
-		{"crash", "crash", "", "", Crashed, 1, "crashing\n", "KVM internal error"},
-		{"console none", "serial", "console: none\n", "", PoweredOff, 1, "", ""},
+		{"poweroff", "serial", "", "", exit.PowerOff, 1, "hello from the serial guest\n", ""},
+		{"input", "irq", "", "abq", exit.PowerOff, 1, "ready\nabq", ""},
+		{"reboot exits", "reset", "", "", exit.Reboot, 1, "rebooting\n", "triple-faulted"},
+		{"reboot restarts, bounded", "reset", "on_reboot: restart\n", "", exit.Reboot, 11, strings.Repeat("rebooting\n", 11), "gave up after 10 restarts"},
+		{"crash", "crash", "", "", exit.Crash, 1, "crashing\n", "KVM internal error"},
+		{"console none", "serial", "console: none\n", "", exit.PowerOff, 1, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,8 +72,8 @@ func TestRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Outcome != tt.outcome || res.Boots != tt.boots || boots != tt.boots || !strings.Contains(res.Detail, tt.detail) {
-				t.Errorf("result %+v (%d boots seen); want %v after %d boots, detail with %q", res, boots, tt.outcome, tt.boots, tt.detail)
+			if res.Reason != tt.reason || res.Boots != tt.boots || boots != tt.boots || !strings.Contains(res.Detail, tt.detail) {
+				t.Errorf("result %+v (%d boots seen); want %v after %d boots, detail with %q", res, boots, tt.reason, tt.boots, tt.detail)
 			}
 			if got := out.String(); got != tt.console {
 				t.Errorf("console %q, want %q", got, tt.console)
@@ -111,7 +112,7 @@ func TestRunCancel(t *testing.T) {
 	}()
 	<-started
 	cancel()
-	if res := <-done; res.Outcome != Stopped || res.Boots != 1 {
+	if res := <-done; res.Reason != exit.Stop || res.Boots != 1 {
 		t.Errorf("after cancel: %+v", res)
 	}
 }
@@ -135,7 +136,7 @@ func TestRunConsoleLogFull(t *testing.T) {
 	vm.FillDefaults()
 	var out syncBuffer
 	res, err := Run(context.Background(), vm, RunOptions{Console: &out})
-	if err != nil || res.Outcome != PoweredOff {
+	if err != nil || res.Reason != exit.PowerOff {
 		t.Fatalf("Run = %+v, %v", res, err)
 	}
 	shown := out.String()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // Exit statuses of `paddock run` (documented in docs/cli.md).
@@ -96,16 +97,16 @@ func runAction(cmd *cobra.Command, file string) error {
 	if err != nil {
 		return err
 	}
-	switch res.Outcome {
-	case guest.PoweredOff:
+	switch res.Reason {
+	case exit.PowerOff:
 		return nil
-	case guest.Rebooted:
+	case exit.Reboot:
 		msg := fmt.Sprintf("VM %s rebooted (on_reboot: exit)", vm.Name)
 		if res.Detail != "" {
 			msg += ": " + res.Detail // a triple fault, with the registers
 		}
 		return &exitError{code: exitRebooted, err: errors.New(msg)}
-	case guest.Crashed:
+	case exit.Crash:
 		return &exitError{code: exitCrashed, err: fmt.Errorf("VM %s crashed: %s", vm.Name, res.Detail)}
 	default:
 		fmt.Fprintf(stderr, "\r\npaddock: VM %s stopped\r\n", vm.Name)

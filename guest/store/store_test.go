@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestMain doubles as a helper process: with PADDOCK_STORE_HELPER=lock it
@@ -308,7 +310,7 @@ func TestRecord(t *testing.T) {
 		t.Fatalf("ReadRecord = %+v, %v", rec, err)
 	}
 	rec.Phase, rec.RunID, rec.PID = PhaseExited, "r", 7
-	rec.Exit = &Exit{Reason: ExitCrash, Detail: "boom", ConsoleTail: []string{"a", "b"}}
+	rec.Exit = &Exit{Reason: exit.Crash, Detail: "boom", ConsoleTail: []string{"a", "b"}}
 	if err := v.WriteRecord(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -350,9 +352,9 @@ func TestParseRecordErrors(t *testing.T) {
 
 func TestDerive(t *testing.T) {
 	live := Holder{Alive: true, PID: 10, RunID: "r1"}
-	crash := &Exit{Reason: ExitCrash}
-	died := &Exit{Reason: ExitVMMDied}
-	off := &Exit{Reason: ExitPowerOff}
+	crash := &Exit{Reason: exit.Crash}
+	died := &Exit{Reason: exit.VMMDied}
+	off := &Exit{Reason: exit.PowerOff}
 	tests := []struct {
 		name  string
 		rec   Record
@@ -370,9 +372,9 @@ func TestDerive(t *testing.T) {
 		{"restarting", Record{Phase: PhaseRestarting, RunID: "r1"}, live, StateRestarting, false},
 		{"recorded its end, not exited yet", Record{Phase: PhaseExited, RunID: "r1", Exit: off}, live, StateStopping, false},
 		{"powered off", Record{Phase: PhaseExited, RunID: "r1", Exit: off}, Holder{}, StateStopped, false},
-		{"stopped", Record{Phase: PhaseExited, Exit: &Exit{Reason: ExitStop}}, Holder{}, StateStopped, false},
-		{"killed", Record{Phase: PhaseExited, Exit: &Exit{Reason: ExitKill}}, Holder{}, StateStopped, false},
-		{"rebooted", Record{Phase: PhaseExited, Exit: &Exit{Reason: ExitReboot}}, Holder{}, StateStopped, false},
+		{"stopped", Record{Phase: PhaseExited, Exit: &Exit{Reason: exit.Stop}}, Holder{}, StateStopped, false},
+		{"killed", Record{Phase: PhaseExited, Exit: &Exit{Reason: exit.Kill}}, Holder{}, StateStopped, false},
+		{"rebooted", Record{Phase: PhaseExited, Exit: &Exit{Reason: exit.Reboot}}, Holder{}, StateStopped, false},
 		{"crashed", Record{Phase: PhaseExited, Exit: crash}, Holder{}, StateCrashed, false},
 		{"VMM died, recorded", Record{Phase: PhaseExited, Exit: died}, Holder{}, StateCrashed, false},
 		{"only failed starts", Record{Phase: PhaseExited, StartError: "no kernel"}, Holder{}, StateCreated, false},

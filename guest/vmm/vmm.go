@@ -18,6 +18,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
@@ -330,13 +331,13 @@ func (p *vmmProc) finish(res runResult) error {
 	p.recMu.Lock()
 	rec := p.rec
 	p.recMu.Unlock()
-	exit := &store.Exit{Reason: res.Reason, How: res.How, Detail: res.Detail, At: time.Now()}
+	end := &store.Exit{Reason: res.Reason, How: res.How, Detail: res.Detail, At: time.Now()}
 	if res.Reason.Failed() {
-		exit.ConsoleTail = console.TailLines(res.history, TailLines)
+		end.ConsoleTail = console.TailLines(res.history, TailLines)
 	}
-	rec.Phase, rec.Exit = store.PhaseExited, exit
+	rec.Phase, rec.Exit = store.PhaseExited, end
 	rec.Boots, rec.Restarts = res.Boots, res.Restarts
-	p.logf("VM %s ended: %s", p.vm.Name, DescribeExit(exit))
+	p.logf("VM %s ended: %s", p.vm.Name, DescribeExit(end))
 	if err := p.write(rec); err != nil {
 		return err
 	}
@@ -347,13 +348,13 @@ func (p *vmmProc) finish(res runResult) error {
 func DescribeExit(e *store.Exit) string {
 	var s string
 	switch e.Reason {
-	case store.ExitPowerOff:
+	case exit.PowerOff:
 		s = "the guest powered off"
-	case store.ExitReboot:
+	case exit.Reboot:
 		s = "the guest rebooted (on_reboot: exit)"
-	case store.ExitCrash:
+	case exit.Crash:
 		s = "the guest crashed"
-	case store.ExitStop:
+	case exit.Stop:
 		switch e.How {
 		case api.StopACPI:
 			s = "stopped: the guest shut down after the ACPI power button"
@@ -364,9 +365,9 @@ func DescribeExit(e *store.Exit) string {
 		default:
 			s = "stopped"
 		}
-	case store.ExitKill:
+	case exit.Kill:
 		s = "killed"
-	case store.ExitVMMDied:
+	case exit.VMMDied:
 		s = "the VMM process died"
 	default:
 		s = string(e.Reason)

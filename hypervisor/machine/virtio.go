@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
@@ -67,26 +66,6 @@ const (
 // intxGSIs are the GSIs of INTA#-INTD# for device 0; device d's pin p
 // raises intxGSIs[(d+p)%4].
 var intxGSIs = [4]uint32{16, 17, 18, 19}
-
-// VirtioDevices translates a VM spec's disks, NICs and rng into the
-// machine's devices: relative paths are already resolved by configs, a
-// NIC without a MAC gets one derived from the VM's name and the NIC's
-// index (stable across restarts, new for a clone with a new name).
-func VirtioDevices(vm *configs.VM) (disks []Disk, nics []NIC, rng bool, err error) {
-	for _, d := range vm.Disks {
-		disks = append(disks, Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)})
-	}
-	for i, n := range vm.NICs {
-		mac := netdev.GenerateMAC(fmt.Sprintf("%s/%d", vm.Name, i))
-		if n.MAC != "" {
-			if mac, err = netdev.ParseMAC(n.MAC); err != nil {
-				return nil, nil, false, fmt.Errorf("nics[%d].mac: %w", i, err)
-			}
-		}
-		nics = append(nics, NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: mac})
-	}
-	return disks, nics, vm.RNG, nil
-}
 
 // virtioDevices is the machine's virtio-pci functions and what they hold:
 // disk images (and their locks), taps, GSI routes.

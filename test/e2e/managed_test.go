@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestManagedLifecycle drives one VM through every managed command, and
@@ -113,7 +114,7 @@ func TestManagedLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.ok("inspect", "web")), &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != store.ExitKill || !strings.HasSuffix(info.Config.Kernel, "/counter.elf") || info.Paths.Dir != e.vm("web").Dir {
+	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != exit.Kill || !strings.HasSuffix(info.Config.Kernel, "/counter.elf") || info.Paths.Dir != e.vm("web").Dir {
 		t.Errorf("inspect after kill: %+v", info)
 	}
 
@@ -251,7 +252,7 @@ func TestManagedVMMKilled(t *testing.T) {
 		t.Errorf("ls after SIGKILL:\n%s", out)
 	}
 	x := e.ls()["web"].LastExit
-	if x == nil || x.Reason != store.ExitVMMDied || x.Detail != fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", pid) ||
+	if x == nil || x.Reason != exit.VMMDied || x.Detail != fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", pid) ||
 		len(x.ConsoleTail) == 0 || x.ConsoleTail[len(x.ConsoleTail)-1] != "counting" || len(x.VMMLogTail) == 0 {
 		t.Errorf("last exit after SIGKILL: %+v", x)
 	}
@@ -305,7 +306,7 @@ func TestManagedRestart(t *testing.T) {
 		LastExit *store.Exit `json:"last_exit"`
 	}
 	json.Unmarshal([]byte(e.ok("inspect", "crash")), &info)
-	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != store.ExitStop {
+	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != exit.Stop {
 		t.Errorf("after stop: %+v", info)
 	}
 	log := e.ok("logs", "crash")
@@ -375,7 +376,7 @@ func TestManagedVMMSignal(t *testing.T) {
 	}
 	e.waitVMMGone("btn")
 	x := e.ls()["btn"].LastExit
-	if x == nil || x.Reason != store.ExitStop || x.How != "acpi" {
+	if x == nil || x.Reason != exit.Stop || x.How != "acpi" {
 		t.Errorf("after SIGTERM: %+v", x)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -237,11 +238,11 @@ func TestINTx(t *testing.T) {
 	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte("y")), Len: 1}, {Addr: r.mem.Alloc(1, 1), Len: 1, Write: true}}); err != nil {
 		t.Fatal(err)
 	}
-	raises := r.intx.Raises()
+	raises := r.intx.Edges()
 	r.drv.Kick(0)
 	r.drv.Timeout = shortTimeout
 	waitUsedIndex(t, q, 2)
-	if r.intx.High() || r.intx.Raises() != raises {
+	if r.intx.High() || r.intx.Edges() != raises {
 		t.Error("INTx raised while disabled in the command register")
 	}
 	// Enabling INTx again raises it for the pending ISR bit.
@@ -394,7 +395,7 @@ func TestSaveRestore(t *testing.T) {
 	// A new function on the same memory continues where the old one was.
 	irq := virtiotest.NewInterrupts(3)
 	dev := &echo{sizes: []uint16{8, 8}, feat: 1 << 3}
-	p2, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: r.mem, MSIX: irq, INTx: virtiotest.NewLine()})
+	p2, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: r.mem, MSIX: irq, INTx: devicestest.NewLine()})
 	if err != nil {
 		t.Fatal(err)
 	}

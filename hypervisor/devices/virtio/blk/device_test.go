@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/disk/qemutest"
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -124,7 +125,7 @@ func newRigOn(t testing.TB, img disk.Image, cfg blk.Config, features uint64) *ri
 	}
 	t.Cleanup(func() { r.mem.Close() })
 	r.irq = virtiotest.NewInterrupts(blk.MaxQueues + 1)
-	if r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: r.mem, MSIX: r.irq, INTx: virtiotest.NewLine()}); err != nil {
+	if r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: r.mem, MSIX: r.irq, INTx: devicestest.NewLine()}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
