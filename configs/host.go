@@ -15,9 +15,6 @@ import (
 type Host struct {
 	MemoryBytes uint64 // physical RAM (MemTotal)
 	MaxVCPUs    int    // KVM_CAP_MAX_VCPUS; filled by the machine package
-	// SysClassNet is where network interfaces are listed; empty means
-	// /sys/class/net (tests point it at a tree of their own).
-	SysClassNet string
 }
 
 // meminfoPath is where HostFacts reads the host's RAM.

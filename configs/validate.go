@@ -21,7 +21,7 @@ func (vm *VM) Validate(host Host) error {
 	c.structure()
 	c.files()
 	c.deviceFiles()
-	c.network(host.SysClassNet)
+	c.network()
 	c.host(host)
 	return c.result()
 }

@@ -32,10 +32,21 @@ func testTree(t *testing.T) string {
 // replaced by $DIR.
 func check(t *testing.T, dir, yaml string, host Host) string {
 	t.Helper()
+	return problems(dir, writeConfig(t, dir, yaml), host)
+}
+
+// writeConfig writes yaml to dir/hello.yaml and returns its path.
+func writeConfig(t *testing.T, dir, yaml string) string {
+	t.Helper()
 	path := filepath.Join(dir, "hello.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// problems is check on a config already written to path.
+func problems(dir, path string, host Host) string {
 	vm, err := Load(path)
 	if err == nil {
 		vm.FillDefaults()
