@@ -254,14 +254,14 @@ func (c *checker) devices() {
 func (c *checker) deviceFiles() {
 	for i, d := range c.vm.Disks {
 		f := fmt.Sprintf("disks[%d]", i)
-		if d.Path == "" || c.bad[f+".path"] {
+		if d.Path == "" || c.skip(f+".path") {
 			continue
 		}
 		if err := checkImage(d.Path, d.ReadOnly); err != nil {
 			c.add(f+".path", "%w", err)
 			continue
 		}
-		if d.Format == FormatQcow2 && !c.bad[f+".format"] {
+		if d.Format == FormatQcow2 && !c.skip(f+".format") {
 			if format, err := disk.Detect(d.Path); err != nil {
 				c.add(f+".path", "%s: %w", d.Path, pathErr(err))
 			} else if format != disk.FormatQcow2 {
@@ -336,13 +336,13 @@ func (c *checker) network() {
 	for i, n := range c.vm.NICs {
 		f := fmt.Sprintf("nics[%d]", i)
 		switch {
-		case n.Tap != "" && n.Bridge == "" && !c.bad[f+".tap"]:
+		case n.Tap != "" && n.Bridge == "" && !c.skip(f+".tap"):
 			if err := netdev.IsTap(n.Tap); errors.Is(err, netdev.ErrNotFound) {
 				c.add(f+".tap", "no network interface %s: create the tap first (ip tuntap add %s mode tap), or use bridge", n.Tap, n.Tap)
 			} else if err != nil {
 				c.add(f+".tap", "%w", err)
 			}
-		case n.Bridge != "" && n.Tap == "" && !c.bad[f+".bridge"]:
+		case n.Bridge != "" && n.Tap == "" && !c.skip(f+".bridge"):
 			if err := netdev.IsBridge(n.Bridge); errors.Is(err, netdev.ErrNotFound) {
 				c.add(f+".bridge", "no bridge %s: create it first (ip link add %s type bridge)", n.Bridge, n.Bridge)
 			} else if err != nil {

@@ -25,6 +25,13 @@ const MaxFileSize = 1 << 20
 // initrd and console.log paths resolved against the file's directory with ~
 // expanded. Every problem is reported, joined; each is an *Error. Defaults
 // are not filled: call FillDefaults, then Validate.
+//
+// A file that is YAML but breaks the schema comes back with its problems
+// and the VM as far as it decoded: FillDefaults and Validate on it report
+// those problems again together with the values' own, so a caller that
+// wants every problem of the file at once validates the VM it got. Such a
+// VM never validates. The VM is nil when the file could not be read or is
+// not a YAML mapping.
 func Load(path string) (*VM, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -80,7 +87,7 @@ func Parse(data []byte, path string) (*VM, error) {
 	}
 	d := &decoder{
 		dir: dir,
-		src: &source{file: name, root: pos{1, 1}, fields: map[string]pos{}},
+		src: &source{file: name, root: pos{1, 1}, fields: map[string]pos{}, failed: map[string]bool{}},
 	}
 	vm := &VM{src: d.src}
 	if root != nil {
@@ -91,7 +98,8 @@ func Parse(data []byte, path string) (*VM, error) {
 		d.errs = append(d.errs, &Error{File: name, Err: fmt.Errorf("%d more problems not shown", d.dropped)})
 	}
 	if len(d.errs) > 0 {
-		return nil, errors.Join(d.errs...)
+		d.src.problems = d.errs
+		return vm, joinProblems(d.errs)
 	}
 	return vm, nil
 }

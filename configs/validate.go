@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,7 +13,10 @@ import (
 )
 
 // Validate checks every field of a VM whose defaults are filled and reports
-// all problems, joined, in file order; each is an *Error. Beyond
+// all problems, joined, in file order; each is an *Error. A VM that Load
+// returned with decoding problems gets them again, with the problems of
+// the values that did decode: one run shows everything wrong with a file.
+// Beyond
 // ValidateStructure it checks the files the VM names (kernel and initrd are
 // readable, non-empty regular files; console.log's directory exists) and the
 // limits host gives (zero fields of host are unknown and not checked).
@@ -43,9 +47,10 @@ type checker struct {
 	bad  map[string]bool // fields already reported
 }
 
-// add records a problem with field unless one is already recorded.
+// add records a problem with field unless one is already recorded, or
+// decoding reported the field.
 func (c *checker) add(field, format string, args ...any) {
-	if c.bad[field] {
+	if c.skip(field) {
 		return
 	}
 	if c.bad == nil {
@@ -55,13 +60,35 @@ func (c *checker) add(field, format string, args ...any) {
 	c.errs = append(c.errs, c.vm.Errorf(field, format, args...).(*Error))
 }
 
-// result joins the problems sorted by position, so they read in file order.
+// skip reports whether field has a problem already: one the checker
+// recorded, or one decoding reported about it or a field containing it.
+func (c *checker) skip(field string) bool {
+	return c.bad[field] || c.vm.src.hasFailed(field)
+}
+
+// result joins decoding's problems and the checker's, in file order.
 func (c *checker) result() error {
-	slices.SortStableFunc(c.errs, func(a, b *Error) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	var decoded []*Error
+	if c.vm.src != nil {
+		decoded = c.vm.src.problems
+	}
+	return joinProblems(slices.Concat(decoded, c.errs))
+}
+
+// joinProblems sorts problems by position, so they read in file order
+// (those without a line last), and joins them; nil if there are none.
+func joinProblems(problems []*Error) error {
+	line := func(e *Error) int {
+		if e.Line == 0 {
+			return math.MaxInt
+		}
+		return e.Line
+	}
+	slices.SortStableFunc(problems, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(line(a), line(b)), cmp.Compare(a.Column, b.Column))
 	})
-	errs := make([]error, len(c.errs))
-	for i, e := range c.errs {
+	errs := make([]error, len(problems))
+	for i, e := range problems {
 		errs[i] = e
 	}
 	return errors.Join(errs...)
@@ -203,17 +230,17 @@ func (c *checker) cmdline() {
 // are skipped.
 func (c *checker) files() {
 	vm := c.vm
-	if vm.Kernel != "" {
+	if vm.Kernel != "" && !c.skip("kernel") {
 		if err := checkReadable(vm.Kernel); err != nil {
 			c.add("kernel", "%w", err)
 		}
 	}
-	if vm.Initrd != "" {
+	if vm.Initrd != "" && !c.skip("initrd") {
 		if err := checkReadable(vm.Initrd); err != nil {
 			c.add("initrd", "%w", err)
 		}
 	}
-	if vm.Console.Log != "" {
+	if vm.Console.Log != "" && !c.skip("console.log") {
 		if err := checkLogPath(vm.Console.Log); err != nil {
 			c.add("console.log", "%w", err)
 		}

@@ -48,7 +48,7 @@ func writeConfig(t *testing.T, dir, yaml string) string {
 // problems is check on a config already written to path.
 func problems(dir, path string, host Host) string {
 	vm, err := Load(path)
-	if err == nil {
+	if vm != nil {
 		vm.FillDefaults()
 		err = vm.Validate(host)
 	}
@@ -297,6 +297,28 @@ func TestValidateAllProblems(t *testing.T) {
 	}, "\n")
 	if got != want {
 		t.Errorf("decoding problems:\n%s\nwant:\n%s", got, want)
+	}
+
+	// With validation problems of the fields that did decode, in file
+	// order; nothing more about a field decoding reported, nor about the
+	// field a typo was meant to be.
+	got = check(t, dir, "name: Bad\ncpus: two\nkernal: vmlinuz\nmemory: 8MiB\nconsole: tty\nrestart: [no]\n", Host{})
+	want = strings.Join([]string{
+		f + `:1:7: name: must be a DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit), got "Bad"`,
+		f + `:2:7: cpus: must be an integer, got "two"`,
+		f + `:3:1: kernal: unknown field (did you mean "kernel"?)`,
+		f + `:4:9: memory: must be at least 32MiB, got 8MiB`,
+		f + `:5:10: console.mode: must be one of stdio, log, none; got "tty"`,
+		f + `:6:10: restart: must be no, on-failure or always, got a list`,
+	}, "\n")
+	if got != want {
+		t.Errorf("decoding and validation problems:\n%s\nwant:\n%s", got, want)
+	}
+	// A typo's suggestion that is set as well is still checked.
+	got = check(t, dir, "name: a\nkernal: x\nkernel: nope\n", Host{})
+	want = f + `:2:1: kernal: unknown field (did you mean "kernel"?)` + "\n" + f + `:3:9: kernel: $DIR/nope: no such file or directory`
+	if got != want {
+		t.Errorf("typo beside the field:\n%s\nwant:\n%s", got, want)
 	}
 
 	// So are validation problems, sorted by position.
