@@ -235,10 +235,19 @@ func deref(n *yaml.Node) *yaml.Node {
 	return &c
 }
 
-// suggest returns ` (did you mean "x"?)` and x for the known name closest
-// to an unknown one (within two edits, one for short names, or containing
-// it), else the list of known names and "".
+// suggest returns ` (did you mean "x"?)` and x for the known field
+// closest to an unknown one, else the list of known fields and "".
 func suggest(name string, known []string) (hint, meant string) {
+	if best := closest(name, known); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best), best
+	}
+	return "; known fields: " + strings.Join(known, ", "), ""
+}
+
+// closest returns the name in known nearest to name (case aside): within
+// two edits (one for names of four letters or fewer), or containing it;
+// "" if none is.
+func closest(name string, known []string) string {
 	lower := strings.ToLower(name)
 	best, bestDist := "", -1
 	for _, k := range known {
@@ -252,10 +261,7 @@ func suggest(name string, known []string) (hint, meant string) {
 			best, bestDist = k, dist
 		}
 	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best), best
-	}
-	return "; known fields: " + strings.Join(known, ", "), ""
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.

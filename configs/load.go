@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,7 +23,9 @@ const MaxFileSize = 1 << 20
 // wrong types, duplicate keys and extra documents are errors), then kernel,
 // initrd and console.log paths resolved against the file's directory with ~
 // expanded. Every problem is reported, joined; each is an *Error. Defaults
-// are not filled: call FillDefaults, then Validate.
+// are not filled: call FillDefaults, then Validate. path must be a regular
+// file: a FIFO or a device is refused at once, never waited on (Read takes
+// a stream).
 //
 // A file that is YAML but breaks the schema comes back with its problems
 // and the VM as far as it decoded: FillDefaults and Validate on it report
@@ -33,9 +34,9 @@ const MaxFileSize = 1 << 20
 // VM never validates. The VM is nil when the file could not be read or is
 // not a YAML mapping.
 func Load(path string) (*VM, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
-		return nil, &Error{File: path, Err: pathErr(err)}
+		return nil, &Error{File: path, Err: err}
 	}
 	defer f.Close()
 	return Read(f, path)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 // runPaddock executes the paddock command tree with args and stdin, and
@@ -37,12 +39,12 @@ func runPaddock(t *testing.T, stdin string, args ...string) (stdout, stderr stri
 	return out.String(), errOut.String(), status
 }
 
-// vmDir makes a directory with a kernel and initrd and writes files (name
-// -> YAML) into it.
+// vmDir makes a directory with a kernel (a bzImage header) and an initrd
+// and writes files (name -> YAML) into it.
 func vmDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	files["vmlinuz"] = "kernel bytes"
+	testguest.BzImage(t, dir, "vmlinuz")
 	files["initrd.img"] = "initrd bytes"
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {

@@ -7,6 +7,7 @@
 package testguest
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -102,4 +103,25 @@ func RequireKVM(tb testing.TB) {
 		tb.Skipf("/dev/kvm is not usable here: %v", err)
 	}
 	f.Close()
+}
+
+// BzImage writes a file named name in dir that passes the boot loader's
+// checks of a bzImage (boot protocol 2.15, a 64-bit entry point, a
+// protected-mode kernel after the setup sectors) and returns its path.
+// paddock takes it for a Linux kernel, but its code is zeros: it suits
+// validation and refusals, not booting.
+func BzImage(tb testing.TB, dir, name string) string {
+	tb.Helper()
+	const setupSects = 4
+	b := make([]byte, (setupSects+1)*512+1024)
+	b[0x1f1] = setupSects
+	b[0x200], b[0x201] = 0xeb, 0x66 // short jump over the header, which ends at 0x268
+	copy(b[0x202:], "HdrS")
+	binary.LittleEndian.PutUint16(b[0x206:], 0x020f) // boot protocol 2.15
+	binary.LittleEndian.PutUint16(b[0x236:], 1)      // xloadflags: XLF_KERNEL_64
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

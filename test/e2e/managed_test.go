@@ -269,22 +269,34 @@ func TestManagedVMMKilled(t *testing.T) {
 }
 
 // TestManagedStartFailure checks that a VMM that cannot start the guest
-// reports why and leaves the VM as it was.
+// reports why and leaves the VM as it was, and that start validates the
+// stored spec again (its files may have changed since create).
 func TestManagedStartFailure(t *testing.T) {
 	e := newManagedEnv(t)
-	kernel := e.dir + "/vmlinux"
+	kernel, initrd := e.dir+"/vmlinux", e.dir+"/initrd.img"
 	f := e.guestVM("bad", "counter", "")
 	data, _ := os.ReadFile(e.dir + "/counter.elf")
 	os.WriteFile(kernel, data, 0o644)
-	os.WriteFile(f, []byte("name: bad\nmemory: 64MiB\nkernel: vmlinux\n"), 0o644)
+	os.WriteFile(initrd, []byte("070701"), 0o644)
+	os.WriteFile(f, []byte("name: bad\nmemory: 32MiB\nkernel: vmlinux\ninitrd: initrd.img\n"), 0o644)
 	e.ok("create", "-f", f)
-	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
-	e.fails(1, "paddock: start VM 'bad': kernel "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)\n", "start", "bad")
+	// An initrd larger than the VM's RAM passes validation; the VMM's
+	// loader refuses it.
+	os.Truncate(initrd, 64<<20)
+	_, errOut, status := e.paddock("start", "bad")
+	if status != 1 || !strings.HasPrefix(errOut, "paddock: start VM 'bad': ") || !strings.Contains(errOut, "does not fit") {
+		t.Errorf("start with an initrd larger than RAM: %d %q", status, errOut)
+	}
 	if st := e.state("bad"); st != "created" {
 		t.Errorf("state after the failed start: %s", st)
 	}
+	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
+	_, errOut, status = e.paddock("start", "bad")
+	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)") {
+		t.Errorf("start with a kernel that is not one: %d %q", status, errOut)
+	}
 	os.Remove(kernel)
-	_, errOut, status := e.paddock("start", "bad")
+	_, errOut, status = e.paddock("start", "bad")
 	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": no such file or directory") {
 		t.Errorf("start without the kernel: %d %q", status, errOut)
 	}
