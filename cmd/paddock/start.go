@@ -9,6 +9,7 @@ import (
 )
 
 func newStartCommand() *cobra.Command {
+	var allow bool
 	cmd := &cobra.Command{
 		Use:   "start NAME...",
 		Short: "Boot VMs in the background",
@@ -23,17 +24,30 @@ such VM, 4 a VM runs already, 5 another command is changing a VM.`,
 		Example: `  paddock start web
   paddock start web db`,
 		Args: someVMs,
-		RunE: startAction,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			return startAction(cmd, names, allow)
+		},
 	}
+	allowEmulatedFlag(cmd, &allow)
 	return managed(cmd, store.StateCreated, store.StateStopped, store.StateCrashed)
 }
 
-func startAction(cmd *cobra.Command, names []string) error {
+func startAction(cmd *cobra.Command, names []string, allow bool) error {
 	m, err := openManager()
 	if err != nil {
 		return err
 	}
+	host := hostFacts(cmd)
 	return forEachVM(cmd, names, func(name string) error {
+		if host.EmulatedKVM {
+			vm, err := m.Spec(name)
+			if err != nil {
+				return err
+			}
+			if err := checkBootable(cmd, vm, host, allowEmulated(allow)); err != nil {
+				return err
+			}
+		}
 		info, err := m.Start(cmd.Context(), name)
 		if err != nil {
 			return err

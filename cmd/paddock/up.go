@@ -13,6 +13,7 @@ import (
 
 func newUpCommand() *cobra.Command {
 	var file, name string
+	var allow bool
 	cmd := &cobra.Command{
 		Use:   "up -f FILE [--name NAME]",
 		Short: "Create a VM from a YAML file if needed, and start it",
@@ -27,16 +28,21 @@ changing the VM.`,
 		Example: `  paddock up -f web.yaml`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return upAction(cmd, file, name)
+			return upAction(cmd, file, name, allow)
 		},
 	}
 	specFlags(cmd, &file, &name)
+	allowEmulatedFlag(cmd, &allow)
 	return managed(cmd)
 }
 
-func upAction(cmd *cobra.Command, file, name string) error {
-	vm, err := loadSpec(cmd, file, name)
+func upAction(cmd *cobra.Command, file, name string, allow bool) error {
+	host := hostFacts(cmd)
+	vm, err := readSpec(cmd, file, name, host)
 	if err != nil {
+		return err
+	}
+	if err := checkBootable(cmd, vm, host, allowEmulated(allow)); err != nil {
 		return err
 	}
 	m, err := openManager()

@@ -139,7 +139,7 @@ func TestManagedUsage(t *testing.T) {
 		{[]string{"inspect", "a", "b"}, "paddock: inspect needs one VM name, got 2 arguments (usage: paddock inspect NAME)\n"},
 		{[]string{"ls", "extra"}, "paddock: ls takes no arguments, got \"extra\" (usage: paddock ls [--json] [--label KEY=VALUE]...)\n"},
 		{[]string{"ls", "--bogus"}, "paddock: unknown flag: --bogus (see paddock ls --help)\n"},
-		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: time: invalid duration \"soon\" (see paddock stop --help)\n"},
+		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: want seconds (10) or a duration (90s, 2m), got \"soon\" (see paddock stop --help)\n"},
 		{[]string{"stop", "x", "--timeout", "-1s"}, "paddock: --timeout -1s: want 0 to 24h0m0s\n"},
 		{[]string{"create", "-f", "x.yaml", "--name", "Bad_Name"}, "paddock: --name \"Bad_Name\": a VM name is a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')\n"},
 		{[]string{"logs", "x", "--tail", "-3"}, "paddock: --tail -3: want a line count, 0 for all\n"},
