@@ -34,10 +34,12 @@ func newRunCommand() *cobra.Command {
 		Short: "Boot a VM from a YAML file in the foreground, with its console on the terminal",
 		Long: `Boot the VM a YAML file describes and attach its serial console to this
 terminal. Ctrl-A X quits (stopping the VM), Ctrl-A H lists the escapes.
+On a host whose KVM has no hardware virtualization a Linux kernel cannot
+boot, and is refused unless --allow-emulated (paddock doctor tells).
 
 Exit status: 0 the guest powered off, 1 paddock could not start the VM,
-2 the guest crashed, 3 the guest rebooted (on_reboot: exit),
-130 quit with Ctrl-A X or SIGINT, 143 SIGTERM.`,
+2 the guest crashed (or a usage error, before anything ran), 3 the guest
+rebooted (on_reboot: exit), 130 quit with Ctrl-A X or SIGINT, 143 SIGTERM.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAction(cmd, file, allow)

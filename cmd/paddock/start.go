@@ -17,10 +17,14 @@ func newStartCommand() *cobra.Command {
 runs. The console goes to the VM's console log (paddock logs) and to
 attached consoles (paddock console). If the VMM cannot start the guest
 (a kernel that went missing, no /dev/kvm, ...), the reason is printed and
-the VM keeps its previous state.
+the VM keeps its previous state. On a host whose KVM has no hardware
+virtualization a Linux kernel cannot boot, and is refused unless
+--allow-emulated (paddock doctor tells).
 
-Exit status: 0 every VM started, 1 a VM could not start, 2 usage, 3 no
-such VM, 4 a VM runs already, 5 another command is changing a VM.`,
+Every name is tried, in order; each failure is printed as it happens.
+Exit status (of the first failure): 0 every VM started, 1 a VM could not
+start, 2 usage, 3 no such VM, 4 a VM runs already, 5 another command is
+changing a VM.`,
 		Example: `  paddock start web
   paddock start web db`,
 		Args: someVMs,

@@ -19,10 +19,12 @@ func newStopCommand() *cobra.Command {
 		Short: "Shut VMs down: ACPI power button, then forced off after a timeout",
 		Long: `Press each VM's ACPI power button (a paused VM is resumed first, so it
 hears it) and wait for the guest to power off; a guest that has not within
---timeout is forced off. A VM waiting to restart (restart policy) stops at
-once. Returns when the VMM has exited.
+--timeout (seconds, or a duration such as 2m) is forced off. A VM waiting
+to restart (restart policy) stops at once. Returns when the VMM has
+exited. Every name is tried, in order; each failure is printed as it
+happens.
 
-Exit status: 0 stopped (cleanly or forced: the message says which), 1
+Exit status (of the first failure): 0 stopped (cleanly or forced: the message says which), 1
 error, 2 usage, 3 no such VM, 4 a VM is not running, 5 another command is
 changing a VM.`,
 		Example: `  paddock stop web

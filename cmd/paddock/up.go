@@ -20,7 +20,9 @@ func newUpCommand() *cobra.Command {
 		Long: `paddock create, then paddock start, in one step. If the VM exists already
 with the same resolved spec it is only started (and left alone if it
 runs); if its spec differs, nothing is done: remove it first, or pick
-another --name.
+another --name. On a host whose KVM has no hardware virtualization a
+Linux kernel cannot boot, and is refused before anything is created
+unless --allow-emulated (paddock doctor tells).
 
 Exit status: 0 the VM runs, 1 invalid file or the VM could not start, 2
 usage, 4 a VM of that name exists with another spec, 5 another command is

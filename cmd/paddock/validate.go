@@ -18,15 +18,19 @@ func newValidateCommand() *cobra.Command {
 		Use:   "validate -f FILE",
 		Short: "Check a VM YAML file without running it",
 		Long: `Load a VM YAML file, fill in the defaults and check every field, the files
-it names and this host's memory. Every problem is reported, one per line,
-as FILE:LINE:COLUMN: FIELD: problem. "-f -" reads standard input (relative
-paths in it are then relative to the current directory).
+it names and this host's memory and vCPUs. Every problem is reported in one
+run, one per line, as FILE:LINE:COLUMN: FIELD: problem. "-f -" reads
+standard input (relative paths in it are then relative to the current
+directory); FILE must be a regular file (a FIFO is refused, not waited
+on). A valid file whose Linux kernel this host's KVM cannot boot (no
+hardware virtualization) gets a warning on standard error.
 
 With --json, standard output gets one JSON object: {"file", "valid",
 "config"} with the resolved config (defaults filled, paths absolute, memory
-in bytes) when the file is valid, {"file", "valid", "problems"} when not.
+in bytes) when the file is valid, {"file", "valid", "problems"} when not,
+and "warnings" (as problems) when there are.
 
-Exit status: 0 the file is valid, 1 it is not or cannot be read.`,
+Exit status: 0 the file is valid, 1 it is not or cannot be read, 2 usage.`,
 		Example: `  paddock validate -f configs/examples/hello.yaml
   paddock validate -f vm.yaml --json`,
 		Args: noArgs,
