@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -229,8 +230,22 @@ func TestLoadFileErrors(t *testing.T) {
 		t.Errorf("Load(missing) = %v", err)
 	}
 	_, err = Load(dir)
-	if err == nil || err.Error() != dir+": read: is a directory" {
+	if err == nil || err.Error() != dir+": a directory, not a regular file" {
 		t.Errorf("Load(dir) = %v", err)
+	}
+	// A FIFO is refused at once: opening it for reading would wait for a
+	// writer, for ever.
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(fifo)
+	if err == nil || err.Error() != fifo+": a named pipe, not a regular file" {
+		t.Errorf("Load(fifo) = %v", err)
+	}
+	_, err = Load("/dev/zero")
+	if err == nil || err.Error() != "/dev/zero: a character device, not a regular file" {
+		t.Errorf("Load(/dev/zero) = %v", err)
 	}
 	big := bytes.Repeat([]byte("# padding\n"), MaxFileSize/10+1)
 	_, err = Read(bytes.NewReader(big), "big.yaml")

@@ -12,6 +12,8 @@
 // "libvirt.uri".
 package configs
 
+import "github.com/paddock-vm/paddock/hypervisor/boot"
+
 // Defaults filled by FillDefaults.
 const (
 	DefaultCPUs       = 1
@@ -30,10 +32,10 @@ const (
 	// is the broadcast ID, so 255 CPUs (IDs 0..254) is what the MP and ACPI
 	// MADT tables paddock writes can describe.
 	MaxCPUs = 255
-	// MinMemory is the smallest guest RAM. Below it no current x86-64 Linux
-	// kernel with an initramfs gets to init: the decompressed kernel, its
-	// early page tables and the unpacked initramfs alone take tens of MiB.
-	MinMemory = 32 * MiB
+	// MinMemory is the smallest guest RAM, the boot loader's limit (the
+	// machine refuses less): below it no current x86-64 Linux kernel with
+	// an initramfs gets to init.
+	MinMemory ByteSize = boot.MinMemory
 	// MaxMemory bounds guest RAM when the host is unknown: 1 TiB is the
 	// 40-bit guest-physical address space QEMU also defaults to, and keeps
 	// memory layout arithmetic far from overflow.

@@ -207,20 +207,21 @@ func waitLog(t *testing.T, m *Manager, name, text string) {
 
 func TestManagerStartFailures(t *testing.T) {
 	ctx := context.Background()
-	t.Run("kernel replaced", func(t *testing.T) {
+	t.Run("initrd outgrew the VM", func(t *testing.T) {
+		// Validation passes (the initrd is a non-empty file); the VMM's
+		// loader finds it larger than the guest's RAM.
 		m := testManager(t)
 		vm := testVM(t, "web", "counter")
-		kernel := filepath.Join(t.TempDir(), "vmlinux")
-		data, _ := os.ReadFile(vm.Kernel)
-		os.WriteFile(kernel, data, 0o644)
-		vm.Kernel = kernel
+		initrd := filepath.Join(t.TempDir(), "initrd.img")
+		os.WriteFile(initrd, []byte("070701"), 0o644)
+		vm.Initrd = initrd
 		if _, err := m.Create(vm, ""); err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(kernel, []byte("garbage"), 0o644)
+		os.Truncate(initrd, 2*int64(vm.Memory))
 		_, err := m.Start(ctx, "web")
 		var se *StartError
-		if !errors.As(err, &se) || !strings.Contains(err.Error(), "start VM 'web': kernel "+kernel+": not a Linux kernel") {
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "start VM 'web': ") || !strings.Contains(err.Error(), "does not fit") {
 			t.Fatalf("Start = %v", err)
 		}
 		info, _ := m.Inspect("web")

@@ -140,7 +140,7 @@ func TestManagedUsage(t *testing.T) {
 		{[]string{"inspect", "a", "b"}, "paddock: inspect needs one VM name, got 2 arguments (usage: paddock inspect NAME)\n"},
 		{[]string{"ls", "extra"}, "paddock: ls takes no arguments, got \"extra\" (usage: paddock ls [--json] [--label KEY=VALUE]...)\n"},
 		{[]string{"ls", "--bogus"}, "paddock: unknown flag: --bogus (see paddock ls --help)\n"},
-		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: time: invalid duration \"soon\" (see paddock stop --help)\n"},
+		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: want seconds (10) or a duration (90s, 2m), got \"soon\" (see paddock stop --help)\n"},
 		{[]string{"stop", "x", "--timeout", "-1s"}, "paddock: --timeout -1s: want 0 to 24h0m0s\n"},
 		{[]string{"create", "-f", "x.yaml", "--name", "Bad_Name"}, "paddock: --name \"Bad_Name\": a VM name is a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')\n"},
 		{[]string{"logs", "x", "--tail", "-3"}, "paddock: --tail -3: want a line count, 0 for all\n"},
@@ -270,22 +270,34 @@ func TestManagedVMMKilled(t *testing.T) {
 }
 
 // TestManagedStartFailure checks that a VMM that cannot start the guest
-// reports why and leaves the VM as it was.
+// reports why and leaves the VM as it was, and that start validates the
+// stored spec again (its files may have changed since create).
 func TestManagedStartFailure(t *testing.T) {
 	e := newManagedEnv(t)
-	kernel := e.dir + "/vmlinux"
+	kernel, initrd := e.dir+"/vmlinux", e.dir+"/initrd.img"
 	f := e.guestVM("bad", "counter", "")
 	data, _ := os.ReadFile(e.dir + "/counter.elf")
 	os.WriteFile(kernel, data, 0o644)
-	os.WriteFile(f, []byte("name: bad\nmemory: 64MiB\nkernel: vmlinux\n"), 0o644)
+	os.WriteFile(initrd, []byte("070701"), 0o644)
+	os.WriteFile(f, []byte("name: bad\nmemory: 32MiB\nkernel: vmlinux\ninitrd: initrd.img\n"), 0o644)
 	e.ok("create", "-f", f)
-	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
-	e.fails(1, "paddock: start VM 'bad': kernel "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)\n", "start", "bad")
+	// An initrd larger than the VM's RAM passes validation; the VMM's
+	// loader refuses it.
+	os.Truncate(initrd, 64<<20)
+	_, errOut, status := e.paddock("start", "bad")
+	if status != 1 || !strings.HasPrefix(errOut, "paddock: start VM 'bad': ") || !strings.Contains(errOut, "does not fit") {
+		t.Errorf("start with an initrd larger than RAM: %d %q", status, errOut)
+	}
 	if st := e.state("bad"); st != "created" {
 		t.Errorf("state after the failed start: %s", st)
 	}
+	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
+	_, errOut, status = e.paddock("start", "bad")
+	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)") {
+		t.Errorf("start with a kernel that is not one: %d %q", status, errOut)
+	}
 	os.Remove(kernel)
-	_, errOut, status := e.paddock("start", "bad")
+	_, errOut, status = e.paddock("start", "bad")
 	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": no such file or directory") {
 		t.Errorf("start without the kernel: %d %q", status, errOut)
 	}
