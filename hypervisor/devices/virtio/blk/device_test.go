@@ -508,6 +508,40 @@ func TestGuardFormat(t *testing.T) {
 	if f, err := disk.Detect(r.path); err != nil || f != disk.FormatRaw {
 		t.Fatalf("image detected as %q (%v)", f, err)
 	}
+	// Zeroing sector 0 is allowed (zeros are no header).
+	r.mustDo(t, request{typ: tWriteZeroes, out: segment(0, 1, 0)}, sOK)
+	r.mustDo(t, request{typ: tDiscard, out: segment(0, 8, 0)}, sOK)
+}
+
+// TestGuardFormatLongWrites: a guarded write that starts at sector 0
+// and goes on past it writes all its data, whether the image takes
+// scattered buffers (pwritev) or one buffer at a time.
+func TestGuardFormatLongWrites(t *testing.T) {
+	for _, vectored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("vectored=%v", vectored), func(t *testing.T) {
+			path := newImage(t, disk.FormatRaw)
+			var r *rig
+			if vectored {
+				img, err := disk.OpenRaw(path, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer img.Close()
+				r = newRigOn(t, img, blk.Config{GuardFormat: true}, 0)
+			} else {
+				r = newRig(t, path, blk.Config{GuardFormat: true}, 0)
+			}
+			for _, n := range []int{512, 4096, 300 << 10} {
+				data := pattern(n, int64(n))
+				data[0] = 'X'
+				r.mustDo(t, request{typ: tOut, sector: 0, out: data}, sOK)
+				got := r.mustDo(t, request{typ: tIn, sector: 0, in: n}, sOK)
+				qemutest.SameBytes(t, fmt.Sprintf("%d bytes written at sector 0", n), got, data)
+				copy(data, "QFI\xfb")
+				r.mustDo(t, request{typ: tOut, sector: 0, out: data}, sIOErr)
+			}
+		})
+	}
 }
 
 // TestConcurrentQueues runs many requests in flight on several queues at
