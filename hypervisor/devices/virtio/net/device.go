@@ -299,6 +299,7 @@ func (d *Device) count(f func(*Stats)) {
 func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 	frame := [][]byte{d.staging}
 	mergeable := env.HasFeature(FeatureMrgRxbuf)
+	maxChains := int(q.Size())
 	guestCsum := env.HasFeature(FeatureGuestCsum)
 	var c virtio.Chain
 	received := 0
@@ -323,7 +324,7 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 		if !guestCsum {
 			d.staging[hdrFlags] &^= flagDataValid
 		}
-		ok, err := d.deliver(q, &c, d.staging[:n], mergeable)
+		ok, err := d.deliver(q, &c, d.staging[:n], mergeable, maxChains)
 		if err != nil {
 			env.Fail(err)
 			return
@@ -337,16 +338,28 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 
 // deliver copies one frame (header first) into the guest's receive
 // buffers, waiting for buffers if there are none. It returns false when
-// the queue was stopped meanwhile. Precondition: called from the receive
-// goroutine only.
-func (d *Device) deliver(q *virtio.Queue, c *virtio.Chain, frame []byte, mergeable bool) (bool, error) {
+// the queue was stopped meanwhile. A chain that cannot take part of the
+// frame (one without room for the header first, one with no writable
+// byte after it) is an error, and so is a frame that takes more than
+// maxChains chains (the queue's size: more means the driver made chains
+// available again before it got them back): each chain taken costs host
+// memory until the frame is complete, so the device must not keep taking
+// chains that do not bring it closer. Precondition: called from the
+// receive goroutine only.
+func (d *Device) deliver(q *virtio.Queue, c *virtio.Chain, frame []byte, mergeable bool, maxChains int) (bool, error) {
 	d.used = d.used[:0]
 	var hdr [][]byte
 	off := uint64(0)
 	for off < uint64(len(frame)) {
+		if len(d.used) == maxChains {
+			return false, fmt.Errorf("virtio-net %s: a %d-byte frame would take more receive buffers than the queue's %d: %w", d.cfg.Name, len(frame), maxChains, virtio.ErrChain)
+		}
 		ok, err := q.Next(c, q.Notify)
 		if err != nil || !ok {
 			return false, err
+		}
+		if len(d.used) > 0 && c.WriteLen() == 0 {
+			return false, fmt.Errorf("virtio-net %s: receive buffer %d has no writable byte: %w", d.cfg.Name, c.Head, virtio.ErrChain)
 		}
 		start := uint64(0)
 		if len(d.used) == 0 {
