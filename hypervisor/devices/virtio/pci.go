@@ -88,7 +88,8 @@ type PCIConfig struct {
 	// Name identifies the device in messages ("virtio-blk disks[0]").
 	Name string
 	// Logf reports what the guest got wrong (malformed rings, bad
-	// registers) and host errors delivering interrupts. Nil discards.
+	// registers) and host errors delivering interrupts, through a
+	// LogLimiter. Nil discards.
 	Logf func(format string, args ...any)
 }
 
@@ -107,7 +108,8 @@ type PCI struct {
 	dev      Device
 	mem      GuestMemory
 	name     string
-	logf     func(format string, args ...any)
+	log      *LogLimiter
+	logf     func(format string, args ...any) // log.Printf
 	offered  uint64
 	queues   []*Queue
 	msixCap  int // offset of the MSI-X capability, 0 if none
@@ -155,13 +157,12 @@ func NewPCI(cfg PCIConfig) (*PCI, error) {
 		}
 	}
 	p := &PCI{
-		dev: cfg.Device, mem: cfg.Memory, name: name, logf: cfg.Logf,
+		dev: cfg.Device, mem: cfg.Memory, name: name,
 		offered:  cfg.Device.Features() | TransportFeatures,
 		msixSink: cfg.MSIX, intx: cfg.INTx,
 	}
-	if p.logf == nil {
-		p.logf = func(string, ...any) {}
-	}
+	p.log = NewLogLimiter(cfg.Logf, nil)
+	p.logf = p.log.Printf
 	if p.msixSink != nil {
 		p.nvec = cfg.Vectors
 		if p.nvec == 0 {

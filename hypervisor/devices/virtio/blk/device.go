@@ -118,7 +118,8 @@ type Config struct {
 	GuardFormat bool
 	// Name identifies the disk in messages.
 	Name string
-	// Logf reports host I/O errors. Nil discards.
+	// Logf reports host I/O errors and refused writes, at most
+	// virtio.LogBurst in a row (a virtio.LogLimiter). Nil discards.
 	Logf func(format string, args ...any)
 }
 
@@ -180,10 +181,7 @@ func New(cfg Config) (*Device, error) {
 		cfg:      cfg,
 		ro:       cfg.ReadOnly || caps.ReadOnly,
 		capacity: uint64(cfg.Image.Size()) / SectorSize,
-		logf:     cfg.Logf,
-	}
-	if d.logf == nil {
-		d.logf = func(string, ...any) {}
+		logf:     virtio.NewLogLimiter(cfg.Logf, nil).Printf,
 	}
 	d.chains.New = func() any { return new(virtio.Chain) }
 	d.stages.New = func() any { b := make([]byte, stageSize); return &b }

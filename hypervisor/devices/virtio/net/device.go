@@ -90,8 +90,8 @@ type Config struct {
 	MAC netdev.MAC
 	// Name identifies the NIC in messages.
 	Name string
-	// Logf reports host I/O errors and frames the guest got wrong. Nil
-	// discards.
+	// Logf reports host I/O errors and frames the guest got wrong, at
+	// most virtio.LogBurst in a row (a virtio.LogLimiter). Nil discards.
 	Logf func(format string, args ...any)
 }
 
@@ -111,7 +111,6 @@ type Device struct {
 	linkUp bool
 	env    *virtio.Env // while active
 	stats  Stats
-	logged int // host errors logged, to bound the log
 	// Receive goroutine only.
 	staging []byte
 	used    []usedElem
@@ -126,10 +125,7 @@ func New(cfg Config) (*Device, error) {
 	if cfg.MAC.Multicast() || cfg.MAC == (netdev.MAC{}) {
 		return nil, fmt.Errorf("virtio-net: %s: MAC %s is not a unicast address", cfg.Name, cfg.MAC)
 	}
-	d := &Device{cfg: cfg, logf: cfg.Logf, linkUp: true, staging: make([]byte, stagingLen)}
-	if d.logf == nil {
-		d.logf = func(string, ...any) {}
-	}
+	d := &Device{cfg: cfg, logf: virtio.NewLogLimiter(cfg.Logf, nil).Printf, linkUp: true, staging: make([]byte, stagingLen)}
 	return d, nil
 }
 
@@ -225,15 +221,10 @@ func (d *Device) Reset() {
 	d.mu.Unlock()
 }
 
-// hostError logs a host-side I/O error, at most a few dozen times.
+// hostError logs a host-side I/O error or a frame the guest got wrong
+// (d.logf is rate-limited).
 func (d *Device) hostError(format string, args ...any) {
-	d.mu.Lock()
-	d.logged++
-	n := d.logged
-	d.mu.Unlock()
-	if n <= 32 {
-		d.logf("virtio-net %s: "+format, append([]any{d.cfg.Name}, args...)...)
-	}
+	d.logf("virtio-net %s: "+format, append([]any{d.cfg.Name}, args...)...)
 }
 
 // transmit sends each chain of the transmit queue to the backend. Each
