@@ -66,8 +66,10 @@ const (
 	// MaxDiscardSegments bounds the segments of one discard or
 	// write-zeroes request.
 	MaxDiscardSegments = 32
-	// inFlight bounds the requests one queue runs at the same time.
-	inFlight = 32
+	// InFlight bounds the requests one queue runs at the same time (each
+	// holds a goroutine, and a staging buffer on an image that is not
+	// Vectored).
+	InFlight = 32
 
 	headerLen  = 16
 	segmentLen = 16
@@ -283,13 +285,13 @@ func (d *Device) Stats() Stats {
 	return d.stats
 }
 
-// serve takes q's requests and runs up to inFlight of them at once. A
+// serve takes q's requests and runs up to InFlight of them at once. A
 // request with nothing else pending runs on this goroutine: handing it to
 // another would only add a wakeup to its latency.
 func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	slots := make(chan struct{}, inFlight)
+	slots := make(chan struct{}, InFlight)
 	complete := func(c *virtio.Chain) {
 		n, err := d.handle(c)
 		if err != nil {

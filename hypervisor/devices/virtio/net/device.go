@@ -56,13 +56,18 @@ const (
 	rxQueue       = 0
 	txQueue       = 1
 	configLen     = 12
-	maxFrame      = 65535 + 14 + 4 // an IP packet in a VLAN-tagged frame
-	stagingLen    = HdrLen + maxFrame
+	stagingLen    = HdrLen + MaxFrame
 	maxIOV        = 1024 // IOV_MAX
 	// batch bounds the frames a direction handles before it interrupts
 	// the guest (if the guest asked to hear), when more keep coming.
 	batch = 64
 )
+
+// MaxFrame is the largest frame (after the header) the device passes in
+// either direction: an IP packet of 64 KiB in a VLAN-tagged Ethernet
+// frame. A guest's larger frame is dropped and counted (TxDropped), so a
+// frame never costs the device more than one buffer of this size.
+const MaxFrame = 65535 + 14 + 4
 
 // QueueSize is the size of each queue.
 const QueueSize = 256
@@ -253,7 +258,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 		n := c.ReadLen()
 		bufs := c.Readable
 		switch {
-		case n < HdrLen || n > HdrLen+maxFrame:
+		case n < HdrLen || n > HdrLen+MaxFrame:
 			d.count(func(s *Stats) { s.TxDropped++ })
 			d.hostError("guest sent a %d-byte frame (with its %d-byte header); dropped", n, HdrLen)
 			q.Push(c.Head, 0)
@@ -261,7 +266,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 			continue
 		case len(bufs) > maxIOV:
 			if flat == nil {
-				flat = make([]byte, HdrLen+maxFrame)
+				flat = make([]byte, HdrLen+MaxFrame)
 			}
 			c.ReadAt(flat[:n], 0)
 			bufs = [][]byte{flat[:n]}

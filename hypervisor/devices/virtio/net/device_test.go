@@ -523,3 +523,28 @@ func TestReceiveBurstInterrupts(t *testing.T) {
 		t.Fatalf("%d interrupts after one more frame, want 3", n)
 	}
 }
+
+// TestTransmitFrameSizes: the largest frame goes out; a larger one, or
+// one shorter than the header, is dropped and counted, and its chain
+// still returned.
+func TestTransmitFrameSizes(t *testing.T) {
+	p := newPipe()
+	r := newRig(t, p, 0)
+	r.send(t, hdr(0, 0, 0), ethFrame(vnet.MaxFrame, 1))
+	if got := <-p.out; len(got) != vnet.HdrLen+vnet.MaxFrame {
+		t.Fatalf("backend got %d bytes, want %d", len(got), vnet.HdrLen+vnet.MaxFrame)
+	}
+	r.send(t, hdr(0, 0, 0), ethFrame(vnet.MaxFrame+1, 2))
+	r.send(t, nil, []byte{1, 2, 3})
+	select {
+	case f := <-p.out:
+		t.Fatalf("a dropped frame of %d bytes reached the backend", len(f))
+	default:
+	}
+	if s := r.dev.Stats(); s.TxFrames != 1 || s.TxDropped != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+	if r.pci.NeedsReset() {
+		t.Fatal("a dropped frame failed the device")
+	}
+}
