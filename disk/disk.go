@@ -79,15 +79,28 @@ func Detect(path string) (string, error) {
 		return "", fmt.Errorf("disk: %w", err)
 	}
 	defer f.Close()
-	var m [4]byte
+	var m [DetectLen]byte
 	n, err := f.ReadAt(m[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("disk: read %s: %w", path, err)
 	}
-	if n == 4 && string(m[:]) == "QFI\xfb" {
-		return FormatQcow2, nil
+	return DetectHeader(m[:n]), nil
+}
+
+// DetectLen is how many bytes from the start of an image decide its
+// detected format: nothing after them changes what Detect returns.
+const DetectLen = 4
+
+// DetectHeader returns the format Detect reports for an image whose
+// first bytes are head (all of them, or the whole image if shorter than
+// DetectLen). virtio-blk asks it about every guest write to the start of
+// a raw disk whose format was detected, so that a guest cannot make its
+// disk detect as anything else.
+func DetectHeader(head []byte) string {
+	if len(head) >= DetectLen && string(head[:4]) == "QFI\xfb" {
+		return FormatQcow2
 	}
-	return FormatRaw, nil
+	return FormatRaw
 }
 
 // Open opens the disk image at path.

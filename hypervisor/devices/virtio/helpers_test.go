@@ -171,3 +171,20 @@ func (r *rig) init(t *testing.T, o virtiotest.Options) {
 		t.Fatal(err)
 	}
 }
+
+// echo sends msg through queue 0 of the echo device and returns what
+// came back.
+func (r *rig) echo(t *testing.T, msg string) string {
+	t.Helper()
+	q := r.drv.Queues[0]
+	out := r.mem.Alloc(uint64(len(msg)), 1)
+	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte(msg)), Len: uint32(len(msg))}, {Addr: out, Len: uint32(len(msg)), Write: true}}); err != nil {
+		t.Fatal(err)
+	}
+	r.drv.Kick(0)
+	u, err := q.WaitUsed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(r.mem.Read(out, uint64(u.Len)))
+}

@@ -159,15 +159,7 @@ func TestEchoDirectAndIndirect(t *testing.T) {
 func TestReset(t *testing.T) {
 	r := newRig(t)
 	r.init(t, virtiotest.Options{MSIX: true})
-	q := r.drv.Queues[0]
-	out := r.mem.Alloc(4, 1)
-	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte("ping")), Len: 4}, {Addr: out, Len: 4, Write: true}}); err != nil {
-		t.Fatal(err)
-	}
-	r.drv.Kick(0)
-	if _, err := q.WaitUsed(); err != nil {
-		t.Fatal(err)
-	}
+	r.echo(t, "ping")
 	if err := r.drv.Reset(); err != nil {
 		t.Fatal(err)
 	}
@@ -188,16 +180,7 @@ func TestReset(t *testing.T) {
 	// The device works again after re-initialisation, from index 0.
 	r.mem.Reset()
 	r.init(t, virtiotest.Options{MSIX: true})
-	q = r.drv.Queues[0]
-	out = r.mem.Alloc(4, 1)
-	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte("pong")), Len: 4}, {Addr: out, Len: 4, Write: true}}); err != nil {
-		t.Fatal(err)
-	}
-	r.drv.Kick(0)
-	if u, err := q.WaitUsed(); err != nil || u.Len != 4 {
-		t.Fatalf("after reset: %+v, %v", u, err)
-	}
-	if got := r.mem.Read(out, 4); string(got) != "pong" {
+	if got := r.echo(t, "pong"); got != "pong" {
 		t.Fatalf("after reset echoed %q", got)
 	}
 }

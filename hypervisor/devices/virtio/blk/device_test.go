@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qcow2"
@@ -509,6 +510,40 @@ func TestGuardFormat(t *testing.T) {
 	if f, err := disk.Detect(r.path); err != nil || f != disk.FormatRaw {
 		t.Fatalf("image detected as %q (%v)", f, err)
 	}
+	// Zeroing sector 0 is allowed (zeros are no header).
+	r.mustDo(t, request{typ: tWriteZeroes, out: segment(0, 1, 0)}, sOK)
+	r.mustDo(t, request{typ: tDiscard, out: segment(0, 8, 0)}, sOK)
+}
+
+// TestGuardFormatLongWrites: a guarded write that starts at sector 0
+// and goes on past it writes all its data, whether the image takes
+// scattered buffers (pwritev) or one buffer at a time.
+func TestGuardFormatLongWrites(t *testing.T) {
+	for _, vectored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("vectored=%v", vectored), func(t *testing.T) {
+			path := newImage(t, disk.FormatRaw)
+			var r *rig
+			if vectored {
+				img, err := disk.OpenRaw(path, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer img.Close()
+				r = newRigOn(t, img, blk.Config{GuardFormat: true}, 0)
+			} else {
+				r = newRig(t, path, blk.Config{GuardFormat: true}, 0)
+			}
+			for _, n := range []int{512, 4096, 300 << 10} {
+				data := pattern(n, int64(n))
+				data[0] = 'X'
+				r.mustDo(t, request{typ: tOut, sector: 0, out: data}, sOK)
+				got := r.mustDo(t, request{typ: tIn, sector: 0, in: n}, sOK)
+				qemutest.SameBytes(t, fmt.Sprintf("%d bytes written at sector 0", n), got, data)
+				copy(data, "QFI\xfb")
+				r.mustDo(t, request{typ: tOut, sector: 0, out: data}, sIOErr)
+			}
+		})
+	}
 }
 
 // TestConcurrentQueues runs many requests in flight on several queues at
@@ -715,5 +750,69 @@ func TestImagesAreVectored(t *testing.T) {
 			t.Errorf("%s image %T does not implement blk.Vectored", format, img)
 		}
 		img.Close()
+	}
+}
+
+// gated is an image whose writes wait for open to be closed, and which
+// records how many ran at once.
+type gated struct {
+	disk.Image
+	open          chan struct{}
+	mu            sync.Mutex
+	running, most int
+}
+
+func (g *gated) WriteAt(p []byte, off int64) (int, error) {
+	g.mu.Lock()
+	g.running++
+	g.most = max(g.most, g.running)
+	g.mu.Unlock()
+	<-g.open
+	g.mu.Lock()
+	g.running--
+	g.mu.Unlock()
+	return g.Image.WriteAt(p, off)
+}
+
+func (g *gated) counts() (running, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running, g.most
+}
+
+// TestInFlightBound: a guest that fills a queue with requests gets
+// blk.InFlight of them running at once, each with its goroutine and
+// staging buffer, not one per request it made available.
+func TestInFlightBound(t *testing.T) {
+	img, err := disk.Open(newImage(t, disk.FormatRaw), disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	g := &gated{Image: img, open: make(chan struct{})}
+	r := newRigOn(t, g, blk.Config{}, 0)
+	var once sync.Once
+	release := func() { once.Do(func() { close(g.open) }) }
+	t.Cleanup(release) // before the device's reset, which waits for the writes
+	const requests = 3 * blk.InFlight
+	for i := 0; i < requests; i++ {
+		r.add(t, 0, request{typ: tOut, sector: uint64(8 * i), out: pattern(4096, int64(i))}, true)
+	}
+	r.drv.Kick(0)
+	deadline := time.Now().Add(virtiotest.DefaultTimeout)
+	for n, _ := g.counts(); n < blk.InFlight; n, _ = g.counts() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests running, want %d", n, blk.InFlight)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	for i := 0; i < requests; i++ {
+		if _, err := r.drv.Queues[0].WaitUsed(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, most := g.counts(); most != blk.InFlight {
+		t.Fatalf("%d requests ran at once, want %d", most, blk.InFlight)
 	}
 }
