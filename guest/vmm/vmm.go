@@ -18,6 +18,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/devices"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
@@ -85,16 +86,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		logw = io.Discard
 	}
 	var logMu sync.Mutex
-	limit := newLogLimiter(time.Now())
-	p.logf = func(format string, args ...any) {
+	p.logf = devices.NewLogLimiter(func(format string, args ...any) {
 		logMu.Lock()
 		defer logMu.Unlock()
-		now := time.Now()
-		ok, note := limit.allow(now)
-		if ok {
-			fmt.Fprintf(logw, "%s vmm[%d]: %s%s\n", now.Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...), note)
-		}
-	}
+		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...))
+	}, LogPace, nil).Printf
 	err := p.serve(ctx)
 	if err != nil {
 		p.logf("%v", err)

@@ -108,7 +108,7 @@ type PCI struct {
 	dev      Device
 	mem      GuestMemory
 	name     string
-	log      *LogLimiter
+	log      *devices.LogLimiter
 	logf     func(format string, args ...any) // log.Printf
 	offered  uint64
 	queues   []*Queue
