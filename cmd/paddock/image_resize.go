@@ -37,12 +37,12 @@ func imageResizeAction(cmd *cobra.Command, args []string) error {
 	}
 	shrink, _ := cmd.Flags().GetBool("shrink")
 	quiet, _ := cmd.Flags().GetBool("quiet")
-	img, err := disk.Open(path, disk.Options{Format: format, ReadOnly: true})
+	img, err := disk.Open(path, disk.Options{Format: format})
 	if err != nil {
 		return err
 	}
+	defer img.Close()
 	cur := img.Size()
-	img.Close()
 	rel := 0
 	switch {
 	case strings.HasPrefix(spec, "+"):
@@ -61,7 +61,10 @@ func imageResizeAction(cmd *cobra.Command, args []string) error {
 	if size < 0 {
 		return fmt.Errorf("resize %s: the size would be negative", path)
 	}
-	if err := disk.Resize(path, format, size, shrink); err != nil {
+	if err := disk.Resize(img, size, shrink); err != nil {
+		return err
+	}
+	if err := img.Close(); err != nil {
 		return err
 	}
 	if !quiet {

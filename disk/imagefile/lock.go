@@ -100,8 +100,7 @@ func Lock(f *os.File, path string, a Access) error {
 		}
 	}
 	// Let go of every byte of both ranges: f held none before.
-	_ = setRuns(fd, permBase, permAll, unix.F_UNLCK)
-	_ = setRuns(fd, sharedBase, permAll, unix.F_UNLCK)
+	_ = Unlock(f)
 	if err != nil {
 		return fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -109,6 +108,34 @@ func Lock(f *os.File, path string, a Access) error {
 		denied = perm
 	}
 	return inUse(f, path, a, denied, taken)
+}
+
+// Unlock drops f's image locks: for the whole open file description, so
+// for every descriptor that shares it. The last owner of an image calls
+// it just before closing (see Close); a process that hands the descriptor
+// on to another must not, or the receiver would lose the locks.
+func Unlock(f *os.File) error {
+	fd := f.Fd()
+	if err := setRuns(fd, permBase, permAll, unix.F_UNLCK); err != nil {
+		return fmt.Errorf("unlock %s: %w", f.Name(), err)
+	}
+	if err := setRuns(fd, sharedBase, permAll, unix.F_UNLCK); err != nil {
+		return fmt.Errorf("unlock %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// Close unlocks and closes f, for the last owner of an image. Closing
+// alone would release the locks only once every descriptor of the open
+// file description is closed, and a fork in another goroutine holds a
+// copy of each descriptor until the child's exec closes it: the image
+// could stay locked a moment after it was closed.
+func Close(f *os.File) error {
+	uerr := Unlock(f)
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return uerr
 }
 
 // Check reports whether the image at path could be opened with access a

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Storage is the byte store under an image: normally a host file. Tests
@@ -35,23 +37,26 @@ type osFile struct {
 	f *os.File
 }
 
-// openStorage opens path for reading, and for writing unless readOnly.
-func openStorage(path string, readOnly bool) (*osFile, error) {
-	flag := os.O_RDWR
-	if readOnly {
-		flag = os.O_RDONLY
-	}
-	f, err := os.OpenFile(path, flag, 0)
+// openStorage opens path with access a's locks (read-write for a
+// writer).
+func openStorage(path string, a imagefile.Access) (*osFile, error) {
+	f, err := imagefile.Open(path, a)
 	if err != nil {
 		return nil, err
 	}
 	return &osFile{f: f}, nil
 }
 
+// FileStorage is the Storage of an open image file, for Options.Storage
+// and CreateOptions.Storage: a file the caller opened (and locked, see
+// disk/imagefile) itself. Closing the Storage drops f's locks and closes
+// it.
+func FileStorage(f *os.File) Storage { return &osFile{f: f} }
+
 func (o *osFile) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off) }
 func (o *osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
 func (o *osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
-func (o *osFile) Close() error                             { return o.f.Close() }
+func (o *osFile) Close() error                             { return imagefile.Close(o.f) }
 
 func (o *osFile) Sync() error {
 	for {

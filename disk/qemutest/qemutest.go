@@ -5,6 +5,7 @@ package qemutest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -69,23 +70,29 @@ func QemuIO(t testing.TB, path string, cmds ...string) {
 	}
 }
 
-// Check runs `qemu-img check` and fails on corruptions or errors;
-// leaks are returned for the caller to judge.
-func Check(t testing.TB, path string) (leaks int) {
+// Check runs `qemu-img check` (with extra options, such as -U for an
+// image paddock holds open) and fails on corruptions or errors; leaks are
+// returned for the caller to judge.
+func Check(t testing.TB, path string, extra ...string) (leaks int) {
 	t.Helper()
 	NeedTool(t, "qemu-img")
-	out, err := exec.Command("qemu-img", "check", "--output=json", path).Output()
+	args := append(append([]string{"check", "--output=json"}, extra...), path)
+	out, err := exec.Command("qemu-img", args...).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(out) == 0 {
+		err = fmt.Errorf("%w: %s", err, ee.Stderr)
+	}
 	var r struct {
 		Corruptions int `json:"corruptions"`
 		Leaks       int `json:"leaks"`
 		CheckErrors int `json:"check-errors"`
 	}
 	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		human, _ := exec.Command("qemu-img", "check", path).CombinedOutput()
+		human, _ := exec.Command("qemu-img", append(append([]string{"check"}, extra...), path)...).CombinedOutput()
 		t.Fatalf("qemu-img check %s: %v (%v)\n%s\n%s", path, err, jerr, out, human)
 	}
 	if r.Corruptions != 0 || r.CheckErrors != 0 {
-		human, _ := exec.Command("qemu-img", "check", path).CombinedOutput()
+		human, _ := exec.Command("qemu-img", append(append([]string{"check"}, extra...), path)...).CombinedOutput()
 		t.Fatalf("qemu-img check %s: %d corruptions, %d check errors\n%s", path, r.Corruptions, r.CheckErrors, human)
 	}
 	return r.Leaks
