@@ -120,20 +120,9 @@ func Open(path string, o Options) (Image, error) {
 		}
 		return &qcow2Image{img}, nil
 	case FormatRaw:
-		return openRaw(path, access(o.ReadOnly, o.ForceShare))
+		return openRaw(path, imagefile.AccessFor(o.ReadOnly, o.ForceShare))
 	}
 	return nil, fmt.Errorf("disk: %s: %w %q (raw or qcow2)", path, ErrFormat, format)
-}
-
-// access is the lock access of an open (see disk/imagefile).
-func access(readOnly, forceShare bool) imagefile.Access {
-	switch {
-	case !readOnly:
-		return imagefile.Write
-	case forceShare:
-		return imagefile.ReadShared
-	}
-	return imagefile.Read
 }
 
 // unwrapPath drops an *os.PathError's operation and path, for messages

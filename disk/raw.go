@@ -31,7 +31,7 @@ type Raw struct {
 // OpenRaw opens a raw image, read-only or read-write, with a reader's or
 // a writer's lock (disk/imagefile).
 func OpenRaw(path string, readOnly bool) (*Raw, error) {
-	return openRaw(path, access(readOnly, false))
+	return openRaw(path, imagefile.AccessFor(readOnly, false))
 }
 
 // openRaw opens a raw image with access a.

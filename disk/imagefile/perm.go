@@ -118,5 +118,18 @@ func (a Access) perms() (perm, unshared Perm) {
 	return 0, 0
 }
 
+// AccessFor is the access of an open for writing (Write), for reading
+// (Read), or for reading with forceShare (ReadShared, qemu-img -U): how
+// every paddock opener, the VMM's disks included, maps its options.
+func AccessFor(readOnly, forceShare bool) Access {
+	switch {
+	case !readOnly:
+		return Write
+	case forceShare:
+		return ReadShared
+	}
+	return Read
+}
+
 // Writable reports whether a opens the file for writing.
 func (a Access) Writable() bool { return a == Write }

@@ -102,13 +102,7 @@ type Options struct {
 // access is the lock access of opts on the image file (see
 // disk/imagefile): a writer's, a reader's, or a -U reader's.
 func (opts Options) access() imagefile.Access {
-	switch {
-	case !opts.ReadOnly:
-		return imagefile.Write
-	case opts.ForceShare:
-		return imagefile.ReadShared
-	}
-	return imagefile.Read
+	return imagefile.AccessFor(opts.ReadOnly, opts.ForceShare)
 }
 
 // layer is what an image reads unallocated ranges from: a backing qcow2
