@@ -103,7 +103,10 @@ func Create(path string, opts CreateOptions) error {
 		if !filepath.IsAbs(bpath) {
 			bpath = filepath.Join(filepath.Dir(path), bpath)
 		}
-		b, err := openBacking(bpath, o.BackingFormat, Options{}, nil)
+		// Only its size and format are read, and an overlay on an image
+		// in use is how a running disk is snapshotted: like qemu-img
+		// create, read it without forbidding writers (-U).
+		b, err := openBacking(bpath, o.BackingFormat, Options{ReadOnly: true, ForceShare: true}, nil)
 		if err != nil {
 			return fmt.Errorf("qcow2: create %s: backing file: %w", path, err)
 		}
