@@ -101,7 +101,7 @@ func (r *Raw) ReadAt(p []byte, off int64) (int, error) {
 			clear(p[n:want])
 			n = int(want)
 		} else {
-			return n, fmt.Errorf("disk: %s: read at %#x: %w", r.path(), off, err)
+			return n, fmt.Errorf("disk: %s: read at %#x: %w", r.path(), off, unwrapPath(err))
 		}
 	}
 	if want < int64(len(p)) {
@@ -117,7 +117,7 @@ func (r *Raw) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n, err := r.f.WriteAt(p, off)
 	if err != nil {
-		return n, fmt.Errorf("disk: %s: write at %#x: %w", r.path(), off, err)
+		return n, fmt.Errorf("disk: %s: write at %#x: %w", r.path(), off, unwrapPath(err))
 	}
 	return n, nil
 }
@@ -188,7 +188,7 @@ func (r *Raw) WriteZeroes(off, n int64, unmap bool) error {
 	for n > 0 {
 		k := min(n, int64(len(buf)))
 		if _, err := r.f.WriteAt(buf[:k], off); err != nil {
-			return fmt.Errorf("disk: %s: write zeroes at %#x: %w", r.path(), off, err)
+			return fmt.Errorf("disk: %s: write zeroes at %#x: %w", r.path(), off, unwrapPath(err))
 		}
 		off += k
 		n -= k

@@ -53,10 +53,32 @@ func openStorage(path string, a imagefile.Access) (*osFile, error) {
 // it.
 func FileStorage(f *os.File) Storage { return &osFile{f: f} }
 
-func (o *osFile) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off) }
-func (o *osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
-func (o *osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
-func (o *osFile) Close() error                             { return imagefile.Close(o.f) }
+// ReadAt, WriteAt and Truncate return the bare error (io.EOF, an errno),
+// not an *os.PathError: the image's own messages name the file (errf),
+// and would otherwise name it twice.
+func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.f.ReadAt(p, off)
+	return n, bare(err)
+}
+
+func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := o.f.WriteAt(p, off)
+	return n, bare(err)
+}
+
+func (o *osFile) Truncate(size int64) error { return bare(o.f.Truncate(size)) }
+
+// bare strips an *os.PathError down to its cause.
+func bare(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Close drops the image's locks and closes the file.
+func (o *osFile) Close() error { return imagefile.Close(o.f) }
 
 func (o *osFile) Sync() error {
 	for {
@@ -115,11 +137,11 @@ func (o *osFile) vectored(bufs [][]byte, off int64, write bool) (int, error) {
 			continue
 		}
 		if err != nil {
-			return total, &os.PathError{Op: op, Path: o.f.Name(), Err: err}
+			return total, fmt.Errorf("%s: %w", op, err) // the image's messages name the file
 		}
 		if n == 0 {
 			if write {
-				return total, fmt.Errorf("pwritev %s: %w", o.f.Name(), io.ErrShortWrite)
+				return total, fmt.Errorf("pwritev: %w", io.ErrShortWrite)
 			}
 			return total, io.EOF
 		}
