@@ -40,8 +40,10 @@ func HoldIO(t testing.TB, args ...string) *Holder {
 // HoldVM runs qemu-system-x86_64 with the given -drive specifications,
 // each attached to a virtio-blk-pci device (QEMU takes a disk's write
 // permission only for a device that can write), stopped before its first
-// instruction (-S), and returns once the drives are open: QEMU opens them
-// before it greets on its QMP monitor. The process stays until the test
+// instruction (-S), and returns once the devices hold their drives: QEMU
+// greets on its QMP monitor before it creates the devices (a raw drive
+// gets its write lock only then), but answers commands only from its main
+// loop, once they are all created. The process stays until the test
 // ends.
 func HoldVM(t testing.TB, drives ...string) *Holder {
 	t.Helper()
@@ -52,11 +54,16 @@ func HoldVM(t testing.TB, drives ...string) *Holder {
 		args = append(args, "-drive", d+",if=none,id="+id, "-device", "virtio-blk-pci,drive="+id)
 	}
 	cmd := exec.Command("qemu-system-x86_64", args...)
-	if _, err := cmd.StdinPipe(); err != nil { // QMP reads it; kept open
+	qmp, err := cmd.StdinPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
 	h := start(t, cmd)
 	h.waitFor(t, `{"QMP":`)
+	if _, err := io.WriteString(qmp, `{"execute": "qmp_capabilities"}`+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, `{"return"`)
 	return h
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
@@ -332,6 +333,19 @@ func TestVirtioDiskLocks(t *testing.T) {
 	// Read-only users share an image.
 	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}})
 	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}})
+}
+
+// TestVirtioDiskHeldByQEMU: a disk a QEMU VM writes keeps a machine from
+// starting, and the error names the QEMU process.
+func TestVirtioDiskHeldByQEMU(t *testing.T) {
+	requireKVM(t)
+	img := rawImage(t, 1<<20)
+	q := qemutest.HoldVM(t, "file="+img+",format=raw")
+	_, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "poweroff", nil), Disks: []Disk{{Path: img, Format: "raw", ReadOnly: true}}})
+	want := fmt.Sprintf("machine: disks[0]: disk: %s is in use: qemu-system-x86_64 (pid %d) writes it", img, q.PID)
+	if err == nil || err.Error() != want {
+		t.Fatalf("machine on a disk QEMU writes: %v\nwant %s", err, want)
+	}
 }
 
 func TestVirtioSetupErrors(t *testing.T) {
