@@ -174,10 +174,18 @@ func inUse(f *os.File, path string, a Access, denied, taken Perm) error {
 // forbids others hold (taken). Locks of fd's own description never
 // conflict with it.
 func conflicts(fd uintptr, perm, unshared Perm) (denied, taken Perm, err error) {
+	// The common case first: nobody else holds any of the bytes, which
+	// one test of the whole span answers.
+	if perm|unshared == 0 {
+		return 0, 0, nil
+	}
+	if others, err := lockedByOthers(fd, permBase, sharedBase+permCount-permBase); err != nil || !others {
+		return 0, 0, err
+	}
 	for i := 0; i < permCount; i++ {
 		bit := Perm(1) << i
 		if perm&bit != 0 {
-			held, err := lockedByOthers(fd, sharedBase+int64(i))
+			held, err := lockedByOthers(fd, sharedBase+int64(i), 1)
 			if err != nil {
 				return 0, 0, err
 			}
@@ -186,7 +194,7 @@ func conflicts(fd uintptr, perm, unshared Perm) (denied, taken Perm, err error) 
 			}
 		}
 		if unshared&bit != 0 {
-			held, err := lockedByOthers(fd, permBase+int64(i))
+			held, err := lockedByOthers(fd, permBase+int64(i), 1)
 			if err != nil {
 				return 0, 0, err
 			}
@@ -199,9 +207,10 @@ func conflicts(fd uintptr, perm, unshared Perm) (denied, taken Perm, err error) 
 }
 
 // lockedByOthers reports whether another open file description holds any
-// lock on byte off (F_OFD_GETLK for a write lock, as qemu_lock_fd_test).
-func lockedByOthers(fd uintptr, off int64) (bool, error) {
-	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: 1}
+// lock on the n bytes at off (F_OFD_GETLK for a write lock, as
+// qemu_lock_fd_test).
+func lockedByOthers(fd uintptr, off, n int64) (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: n}
 	if err := fcntl(fd, unix.F_OFD_GETLK, &lk); err != nil {
 		return false, err
 	}
