@@ -10,6 +10,8 @@ import (
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/netdev"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Disk is one virtio-blk disk. In YAML it is a mapping, or just the
@@ -300,33 +302,12 @@ func checkImage(path string, readOnly bool) error {
 	return checkUnlocked(path, readOnly)
 }
 
-// checkUnlocked reports an image that a running VM holds: paddock locks a
-// writable disk's image exclusively and a read-only one's shared, so a
-// lock that conflicts with the one this VM would take means another VM
-// uses the image.
+// checkUnlocked reports an image that a running VM (paddock's or QEMU's)
+// or a QEMU tool holds in a way that keeps this VM from opening it: the
+// VMM's own open takes QEMU-compatible image locks (disk/imagefile), and
+// this tests the same locks without taking them.
 func checkUnlocked(path string, readOnly bool) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	defer f.Close()
-	how := syscall.LOCK_EX
-	if readOnly {
-		how = syscall.LOCK_SH
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return fmt.Errorf("%s is in use by another VM", path)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: lock: %w", path, err)
-	}
-	return nil
+	return imagefile.Check(path, imagefile.AccessFor(readOnly, false))
 }
 
 // network checks that each NIC's tap or bridge exists and is one, as

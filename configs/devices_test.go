@@ -1,15 +1,17 @@
 package configs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/paddock-vm/paddock/netdev/netnstest"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // deviceTree adds disk images to a test tree: root.qcow2 (a qcow2
@@ -160,39 +162,38 @@ func TestNICErrors(t *testing.T) {
 	}
 }
 
-// TestDiskInUse holds the lock a running VM holds on its image: a VM
-// wanting it writable is refused; read-only users share a read-only lock.
+// TestDiskInUse holds the locks a running VM holds on its image (disk
+// /imagefile's, QEMU's): a VM wanting it writable is refused; read-only
+// users share it. The holder is named: here, this test process.
 func TestDiskInUse(t *testing.T) {
 	dir := testTree(t)
 	deviceTree(t, dir)
 	img := filepath.Join(dir, "data.raw")
-	hold := func(how int) func() {
-		f, err := os.Open(img)
+	hold := func(a imagefile.Access) func() {
+		f, err := imagefile.Open(img, a)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 			t.Fatal(err)
 		}
 		return func() { f.Close() }
 	}
 	const rw = "name: hello\nkernel: vmlinuz\ndisks: [data.raw]\n"
 	const ro = "name: hello\nkernel: vmlinuz\ndisks: [{path: data.raw, readonly: true}]\n"
-	inUse := "$DIR/hello.yaml:3:9: disks[0].path: $DIR/data.raw is in use by another VM"
-	release := hold(syscall.LOCK_EX)
+	self := fmt.Sprintf("%s (pid %d)", filepath.Base(os.Args[0]), os.Getpid())
+	inUse := "$DIR/hello.yaml:3:9: disks[0].path: $DIR/data.raw is in use: " + self + " writes it"
+	release := hold(imagefile.Write)
 	if got := check(t, dir, rw, Host{}); got != inUse {
 		t.Errorf("writable disk locked by another VM: %q", got)
 	}
 	if got, want := check(t, dir, ro, Host{}), strings.Replace(inUse, ":3:9:", ":3:16:", 1); got != want {
-		t.Errorf("read-only disk locked exclusively by another VM: %q", got)
+		t.Errorf("read-only disk written by another VM: %q", got)
 	}
 	release()
-	release = hold(syscall.LOCK_SH)
+	release = hold(imagefile.Read)
 	defer release()
 	if got := check(t, dir, ro, Host{}); got != "" {
 		t.Errorf("read-only disk shared with another read-only user: %q", got)
 	}
-	if got := check(t, dir, rw, Host{}); got != inUse {
+	if got, want := check(t, dir, rw, Host{}), strings.Replace(inUse, "writes it", "reads it", 1); got != want {
 		t.Errorf("writable disk shared read-only by another VM: %q", got)
 	}
 }

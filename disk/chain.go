@@ -48,7 +48,7 @@ func Commit(ctx context.Context, path string, o CommitOptions) error {
 	}
 	defer base.Close()
 	if base.Size() < top.Size() {
-		if err := resizeImage(base, top.Size()); err != nil {
+		if err := Resize(base, top.Size(), false); err != nil {
 			return fmt.Errorf("disk: commit %s: grow backing file %s: %w", path, bpath, err)
 		}
 	}
@@ -99,30 +99,22 @@ func Commit(ctx context.Context, path string, o CommitOptions) error {
 	return top.MakeEmpty()
 }
 
-// resizeImage grows an image of either format.
-func resizeImage(img Image, size int64) error {
-	if q := Qcow2(img); q != nil {
-		return q.Resize(size, false)
-	}
-	if r, ok := img.(*Raw); ok {
-		return r.Resize(size)
-	}
-	return fmt.Errorf("%w: cannot resize %s images", ErrFormat, img.Capabilities().Format)
-}
+// ErrShrink reports a resize that would discard data and was not allowed
+// to.
+var ErrShrink = qcow2.ErrShrink
 
-// Resize changes the size of the image at path.
-func Resize(path, format string, size int64, allowShrink bool) error {
-	img, err := Open(path, Options{Format: format})
-	if err != nil {
-		return err
-	}
-	defer img.Close()
+// Resize changes the virtual size of img. Shrinking discards the data past
+// the new end and needs allowShrink (else the error is ErrShrink).
+func Resize(img Image, size int64, allowShrink bool) error {
 	if q := Qcow2(img); q != nil {
 		return q.Resize(size, allowShrink)
 	}
-	r := img.(*Raw)
+	r, ok := img.(*Raw)
+	if !ok {
+		return fmt.Errorf("%w: cannot resize %s images", ErrFormat, img.Capabilities().Format)
+	}
 	if size < r.Size() && !allowShrink {
-		return fmt.Errorf("disk: %s: %w: shrinking from %d to %d bytes discards data; allow it explicitly", path, ErrRange, r.Size(), size)
+		return fmt.Errorf("disk: %s: resize from %d to %d bytes: %w", r.path(), r.Size(), size, ErrShrink)
 	}
 	return r.Resize(size)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // CreateOptions describe a new image. The zero value (plus a Size) is a
@@ -37,8 +39,8 @@ type CreateOptions struct {
 	Storage Storage
 }
 
-// Create makes a new image at path (which must not exist, unless
-// opts.Storage is set).
+// Create makes a new image at path (which must not exist), or in
+// opts.Storage if it is set; Create leaves that open.
 func Create(path string, opts CreateOptions) error {
 	o := opts
 	if o.ClusterSize == 0 {
@@ -101,7 +103,10 @@ func Create(path string, opts CreateOptions) error {
 		if !filepath.IsAbs(bpath) {
 			bpath = filepath.Join(filepath.Dir(path), bpath)
 		}
-		b, err := openBacking(bpath, o.BackingFormat, Options{}, nil)
+		// Only its size and format are read, and an overlay on an image
+		// in use is how a running disk is snapshotted: like qemu-img
+		// create, read it without forbidding writers (-U).
+		b, err := openBacking(bpath, o.BackingFormat, Options{ReadOnly: true, ForceShare: true}, nil)
 		if err != nil {
 			return fmt.Errorf("qcow2: create %s: backing file: %w", path, err)
 		}
@@ -162,10 +167,17 @@ func Create(path string, opts CreateOptions) error {
 	}
 
 	st := o.Storage
-	if st == nil {
+	if st != nil {
+		st = keepOpen{st} // the caller's to close
+	} else {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
-			return fmt.Errorf("qcow2: create %w", err)
+			return fmt.Errorf("qcow2: create: %w", err)
+		}
+		if err := imagefile.Lock(f, path, imagefile.Write); err != nil {
+			f.Close()
+			os.Remove(path)
+			return fmt.Errorf("qcow2: create: %w", err)
 		}
 		st = &osFile{f: f}
 	}
@@ -238,5 +250,10 @@ func (img *Image) preallocate() error {
 	// Preallocated files keep their full length.
 	return nil
 }
+
+// keepOpen is a Storage whose Close leaves the store open.
+type keepOpen struct{ Storage }
+
+func (keepOpen) Close() error { return nil }
 
 var errShrinkSnapshots = errors.New("cannot shrink an image that has internal snapshots")

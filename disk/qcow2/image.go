@@ -42,6 +42,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Sentinel errors, for errors.Is.
@@ -90,6 +92,17 @@ type Options struct {
 	// Repair allows opening an image marked corrupt for writing, so that
 	// Check can repair it. Nothing else should set it.
 	Repair bool
+	// ForceShare reads the image (and its backing chain) without
+	// forbidding others to write it, like qemu-img -U: Open then works on
+	// an image a VM writes, and may see it half-written. Only with
+	// ReadOnly.
+	ForceShare bool
+}
+
+// access is the lock access of opts on the image file (see
+// disk/imagefile): a writer's, a reader's, or a -U reader's.
+func (opts Options) access() imagefile.Access {
+	return imagefile.AccessFor(opts.ReadOnly, opts.ForceShare)
 }
 
 // layer is what an image reads unallocated ranges from: a backing qcow2
@@ -165,11 +178,17 @@ func Open(path string, opts Options) (*Image, error) {
 // openChain opens an image; chain holds the files already open above it,
 // to detect backing loops.
 func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err error) {
+	if opts.ForceShare && !opts.ReadOnly {
+		return nil, fmt.Errorf("qcow2: open %s: force-share needs a read-only open", path)
+	}
 	st := opts.Storage
+	if f, ok := st.(*osFile); ok && opts.NoSync {
+		st = noSync{f}
+	}
 	if st == nil {
-		f, err := openStorage(path, opts.ReadOnly)
+		f, err := openStorage(path, opts.access())
 		if err != nil {
-			return nil, fmt.Errorf("qcow2: open %w", err)
+			return nil, fmt.Errorf("qcow2: %w", err)
 		}
 		st = f
 		if opts.NoSync {
@@ -217,6 +236,12 @@ func (img *Image) errf(err error, format string, args ...any) error {
 	return fmt.Errorf("qcow2: %s: %s: %w", img.path, fmt.Sprintf(format, args...), err)
 }
 
+// failf formats an error naming the image file, wrapping nothing: for
+// refusals that no sentinel describes.
+func (img *Image) failf(format string, args ...any) error {
+	return fmt.Errorf("qcow2: %s: %s", img.path, fmt.Sprintf(format, args...))
+}
+
 // load reads and validates the header and the tables kept in memory.
 func (img *Image) load() error {
 	fsz, err := img.f.Size()
@@ -231,7 +256,7 @@ func (img *Image) load() error {
 		return img.errf(err, "read header")
 	}
 	if n < 4 || string(first[:4]) != "QFI\xfb" {
-		return img.errf(ErrFormat, "not a qcow2 image (no QFI\\xfb magic)")
+		return img.errf(ErrFormat, "not a qcow2 image (it does not start with the qcow2 magic)")
 	}
 	h, err := ParseHeader(first[:n])
 	if err != nil {
@@ -448,24 +473,20 @@ func (img *Image) resolveBacking() string {
 	return filepath.Join(filepath.Dir(img.path), name)
 }
 
-// openBacking opens a backing file read-only: a qcow2 image, or a raw file.
+// openBacking opens a backing file read-only, with a reader's lock (or a
+// -U reader's, as the image above it): a qcow2 image, or a raw file.
 // format is the backing format from the header extension, or empty to
-// probe the file's contents.
+// probe the file's contents. Only regular files and block devices open
+// (imagefile refuses the rest without blocking: a hostile image may name
+// a FIFO).
 func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if strings.Contains(path, ":") {
+	if strings.Contains(path, ":") {
+		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("%w: backing file %q uses a protocol or json: syntax paddock cannot open", ErrUnsupported, path)
 		}
-		return nil, err
-	}
-	// Only files and block devices: opening a FIFO named by a hostile
-	// image would block forever.
-	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
-		return nil, fmt.Errorf("%w: backing file %s is not a regular file or block device", ErrUnsupported, path)
 	}
 	if format == "" {
-		f, err := os.Open(path)
+		f, err := imagefile.Open(path, imagefile.Unlocked)
 		if err != nil {
 			return nil, err
 		}
@@ -478,15 +499,17 @@ func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer,
 			format = "raw"
 		}
 	}
+	ro := Options{
+		ReadOnly:           true,
+		ForceShare:         opts.ForceShare,
+		L2CacheBytes:       opts.L2CacheBytes,
+		RefcountCacheBytes: opts.RefcountCacheBytes,
+	}
 	switch format {
 	case "qcow2":
-		return openChain(path, Options{
-			ReadOnly:           true,
-			L2CacheBytes:       opts.L2CacheBytes,
-			RefcountCacheBytes: opts.RefcountCacheBytes,
-		}, chain)
+		return openChain(path, ro, chain)
 	case "raw", "file", "host_device":
-		return openRawLayer(path)
+		return openRawLayer(path, ro.access())
 	}
 	return nil, fmt.Errorf("%w: backing file %s has format %q (only qcow2 and raw are supported)", ErrUnsupported, path, format)
 }
@@ -502,22 +525,22 @@ type rawLayer struct {
 	size int64
 }
 
-func openRawLayer(path string) (*rawLayer, error) {
-	f, err := os.Open(path)
+func openRawLayer(path string, a imagefile.Access) (*rawLayer, error) {
+	f, err := imagefile.Open(path, a)
 	if err != nil {
 		return nil, err
 	}
-	fi, err := f.Stat()
+	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, &os.PathError{Op: "seek", Path: path, Err: err}
 	}
-	return &rawLayer{f: f, size: fi.Size()}, nil
+	return &rawLayer{f: f, size: size}, nil
 }
 
 func (r *rawLayer) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 func (r *rawLayer) Size() int64                             { return r.size }
-func (r *rawLayer) Close() error                            { return r.f.Close() }
+func (r *rawLayer) Close() error                            { return imagefile.Close(r.f) }
 
 // StartWriteback hints that data written so far will be flushed soon: the
 // kernel starts writing it back now, so that a later Flush waits less

@@ -3,7 +3,6 @@ package machine
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 
@@ -68,7 +67,7 @@ const (
 var intxGSIs = [4]uint32{16, 17, 18, 19}
 
 // virtioDevices is the machine's virtio-pci functions and what they hold:
-// disk images (and their locks), taps, GSI routes.
+// disk images, taps, GSI routes.
 type virtioDevices struct {
 	m      *Machine
 	logf   func(format string, args ...any)
@@ -77,7 +76,6 @@ type virtioDevices struct {
 	lines  map[uint32]*sharedLine
 	funcs  []*virtioFunc
 	images []disk.Image
-	locks  []*os.File
 	taps   []*netdev.Tap
 }
 
@@ -271,8 +269,9 @@ func (w *barWindow) WriteMMIO(addr uint64, data []byte) {
 	w.f.pci.WriteBAR(virtio.BAR, off, data)
 }
 
-// close stops every device, then flushes and closes the disk images,
-// closes the taps (a created tap disappears) and drops the image locks.
+// close stops every device, then flushes and closes the disk images
+// (which drops their locks) and closes the taps (a created tap
+// disappears).
 func (v *virtioDevices) close() error {
 	var errs []error
 	for _, f := range v.funcs {
@@ -284,9 +283,6 @@ func (v *virtioDevices) close() error {
 	for _, t := range v.taps {
 		errs = append(errs, t.Close())
 	}
-	for _, l := range v.locks {
-		errs = append(errs, l.Close())
-	}
-	v.funcs, v.images, v.taps, v.locks = nil, nil, nil, nil
+	v.funcs, v.images, v.taps = nil, nil, nil
 	return errors.Join(errs...)
 }

@@ -7,16 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/netnstest"
 )
@@ -312,12 +315,22 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 	}
 }
 
+// TestVirtioDiskLocks: a machine's disks take QEMU's image locks, so a
+// second machine, qemu-io and qemu-img see them in use, naming this
+// process; read-only disks are shared.
 func TestVirtioDiskLocks(t *testing.T) {
 	img := rawImage(t, 1<<20)
 	a := newVirtioMachine(t, Config{Disks: []Disk{{Path: img}}}, BootConfig{})
 	_, err := Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: img, ReadOnly: true}}})
-	if err == nil || !strings.Contains(err.Error(), "disks[0]") || !strings.Contains(err.Error(), "in use by another VM") {
-		t.Fatalf("second VM on a writable image: %v", err)
+	self := fmt.Sprintf("%s (pid %d)", filepath.Base(os.Args[0]), os.Getpid())
+	if want := "machine: disks[0]: disk: " + img + " is in use: " + self + " writes it"; err == nil || err.Error() != want {
+		t.Fatalf("second VM on a writable image: %v\nwant %s", err, want)
+	}
+	if testenv.HasTool(t, "qemu-io", "qemu-utils") {
+		out, err := exec.Command("qemu-io", "-f", "raw", "-c", "write 0 4k", img).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `Failed to get "write" lock`) {
+			t.Errorf("qemu-io wrote a VM's disk: %v\n%s", err, out)
+		}
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
@@ -325,6 +338,19 @@ func TestVirtioDiskLocks(t *testing.T) {
 	// Read-only users share an image.
 	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}}, BootConfig{})
 	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}}, BootConfig{})
+}
+
+// TestVirtioDiskHeldByQEMU: a disk a QEMU VM writes keeps a machine from
+// starting, and the error names the QEMU process.
+func TestVirtioDiskHeldByQEMU(t *testing.T) {
+	requireKVM(t)
+	img := rawImage(t, 1<<20)
+	q := qemutest.HoldVM(t, "file="+img+",format=raw")
+	_, err := Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: img, Format: "raw", ReadOnly: true}}})
+	want := fmt.Sprintf("machine: disks[0]: disk: %s is in use: qemu-system-x86_64 (pid %d) writes it", img, q.PID)
+	if err == nil || err.Error() != want {
+		t.Fatalf("machine on a disk QEMU writes: %v\nwant %s", err, want)
+	}
 }
 
 func TestVirtioSetupErrors(t *testing.T) {
@@ -335,7 +361,7 @@ func TestVirtioSetupErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"missing image", Config{Disks: []Disk{{Path: "/nonexistent/disk.qcow2"}}}, "disks[0]: open /nonexistent/disk.qcow2: no such file or directory"},
+		{"missing image", Config{Disks: []Disk{{Path: "/nonexistent/disk.qcow2"}}}, "disks[0]: disk: open /nonexistent/disk.qcow2: no such file or directory"},
 		{"bad serial", Config{Disks: []Disk{{Path: rawImage(t, 4096), Serial: strings.Repeat("x", 21)}}}, "longer than 20 bytes"},
 		{"format mismatch", Config{Disks: []Disk{{Path: rawImage(t, 4096), Format: "qcow2"}}}, "disks[0]"},
 		{"missing bridge", Config{NICs: []NIC{{Bridge: "nosuchbr0", MAC: mac}}}, "nics[0]: bridge nosuchbr0: no such network interface"},

@@ -406,7 +406,8 @@ func TestManagedDiskInUse(t *testing.T) {
 	e.ok("create", "-f", e.guestVM("two", "counter", disk))
 	e.ok("up", "-f", e.guestVM("one", "counter", disk))
 	_, errOut, status := e.paddock("start", "two")
-	if status != 1 || !strings.Contains(errOut, "disks[0].path: "+img+" is in use by another VM") {
+	holder := fmt.Sprintf(`VM "one" (pid %d)`, e.ls()["one"].PID)
+	if status != 1 || !strings.Contains(errOut, "disks[0].path: "+img+" is in use: "+holder+" writes it") {
 		t.Errorf("start of a second VM on the same disk: %d %q", status, errOut)
 	}
 	e.ok("kill", "one")

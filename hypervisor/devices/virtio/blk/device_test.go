@@ -328,12 +328,13 @@ func TestReadWrite(t *testing.T) {
 			if s := r.dev.Stats(); s.Writes != uint64(len(writes)) || s.Reads != uint64(len(writes))+1 || s.Flushes != 1 {
 				t.Errorf("stats %+v", s)
 			}
-			// After FLUSH another process (QEMU) sees the data in the
-			// file, and the image is consistent: the flush wrote it out.
+			// After FLUSH another process (QEMU, with -U: the device
+			// holds the image's write lock) sees the data in the file,
+			// and the image is consistent: the flush wrote it out.
 			if format == disk.FormatQcow2 {
-				qemutest.Check(t, path)
+				qemutest.Check(t, path, "-U")
 			}
-			qemutest.SameBytes(t, "QEMU's view of the image", qemutest.Raw(t, path, "-f", format), ref)
+			qemutest.SameBytes(t, "QEMU's view of the image", qemutest.Raw(t, path, "-U", "-f", format), ref)
 		})
 	}
 }
@@ -438,7 +439,7 @@ func TestDiscardAndWriteZeroes(t *testing.T) {
 			qemutest.SameBytes(t, "after write zeroes and discard", got, want)
 			r.mustDo(t, request{typ: tFlush}, sOK)
 			if format == disk.FormatQcow2 {
-				qemutest.Check(t, path)
+				qemutest.Check(t, path, "-U") // the device holds the write lock
 			}
 			if s := r.dev.Stats(); s.WriteZeroes != 1 || s.Discards != 1 {
 				t.Errorf("stats %+v", s)
@@ -453,6 +454,7 @@ func TestReadOnly(t *testing.T) {
 		r := newRig(t, path, blk.Config{}, 0)
 		r.mustDo(t, request{typ: tOut, sector: 0, out: pattern(4096, 3)}, sOK)
 		r.mustDo(t, request{typ: tFlush}, sOK)
+		r.img.Close() // its write lock would keep the reader out
 	}
 	before := qemutest.Raw(t, path)
 	r := newRig(t, path, blk.Config{ReadOnly: true}, 0)
@@ -601,7 +603,7 @@ func TestConcurrentQueues(t *testing.T) {
 		}
 	}
 	r.mustDo(t, request{typ: tFlush}, sOK)
-	qemutest.Check(t, path)
+	qemutest.Check(t, path, "-U") // the device holds the write lock
 }
 
 func TestResetWaitsForRequests(t *testing.T) {
