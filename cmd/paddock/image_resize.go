@@ -35,16 +35,17 @@ image a VM or another process uses is refused.`,
 
 // resizeArgs splits resize's raw arguments: the size is the last one
 // (which may start with "-"), and the others are parsed as flags and FILE.
+// Mistakes are usage errors (status 2), as for every other command.
 func resizeArgs(cmd *cobra.Command, raw []string) (path, spec string, err error) {
-	if len(raw) > 0 && raw[len(raw)-1] != "--" {
-		spec, raw = raw[len(raw)-1], raw[:len(raw)-1]
+	if n := len(raw); n > 0 && raw[n-1] != "--" && !strings.HasPrefix(raw[n-1], "--") {
+		spec, raw = raw[n-1], raw[:n-1]
 	}
 	if err := cmd.Flags().Parse(raw); err != nil {
-		return "", "", err
+		return "", "", usageError("%w (see %s --help)", err, cmd.CommandPath())
 	}
 	rest := cmd.Flags().Args()
-	if spec == "" || len(rest) != 1 || strings.HasPrefix(spec, "--") {
-		return "", "", errors.New("resize: give FILE and a SIZE (paddock image resize [flags] FILE [+|-]SIZE)")
+	if spec == "" || len(rest) != 1 {
+		return "", "", usageError("resize: give FILE and a SIZE (usage: %s)", cmd.UseLine())
 	}
 	return rest[0], spec, nil
 }
