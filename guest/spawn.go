@@ -26,7 +26,7 @@ const ReadyFD = 3
 // vmm.log.1) and waits for its readiness message. prev is the VM's record
 // before the start, restored if the VMM dies before it could. Precondition:
 // the VM's lock is held and no VMM runs it.
-func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) error {
+func (n *native) spawn(ctx context.Context, v *store.VM, prev store.Record) error {
 	logPath := v.Path(store.VMMLogFile)
 	if _, err := os.Stat(logPath); err == nil {
 		if err := os.Rename(logPath, logPath+".1"); err != nil {
@@ -49,8 +49,8 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) err
 	}
 	defer r.Close()
 
-	argv := append(append([]string(nil), m.opts.VMMCommand...),
-		"--home", m.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD), v.Name)
+	argv := append(append([]string(nil), n.opts.VMMCommand...),
+		"--home", n.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD), v.Name)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	cmd.Dir = v.Dir                // not the caller's directory, which it would pin
@@ -62,7 +62,7 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) err
 		return &StartError{Name: v.Name, Err: fmt.Errorf("run the VMM %s: %w", argv[0], err)}
 	}
 
-	msg, err := readReady(ctx, r, m.opts.StartTimeout)
+	msg, err := readReady(ctx, r, n.opts.StartTimeout)
 	switch {
 	case err == nil && msg.OK:
 		// The VMM lives on, in its own session. Reap it should it exit
@@ -80,7 +80,7 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) err
 	werr := cmd.Wait()
 	why := fmt.Errorf("the VMM exited before the guest ran (%v)", describeWait(werr))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		why = fmt.Errorf("the VMM did not get the guest running within %s; killed it", m.opts.StartTimeout)
+		why = fmt.Errorf("the VMM did not get the guest running within %s; killed it", n.opts.StartTimeout)
 	} else if ctx.Err() != nil {
 		why = fmt.Errorf("cancelled; killed the VMM: %w", ctx.Err())
 	}
