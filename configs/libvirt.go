@@ -22,11 +22,11 @@ func libvirtTransports() []string {
 // libvirtURIForm is how a libvirt URI is written, for messages.
 const libvirtURIForm = "driver[+transport]://[user@][host][:port]/path, such as qemu:///system or qemu+ssh://user@host/system"
 
-// checkLibvirtURI checks the form of a libvirt connection URI,
+// CheckLibvirtURI checks the form of a libvirt connection URI,
 // driver[+transport]://[user@][host][:port]/path[?params], without
 // connecting: a driver libvirt has, a transport it knows, a port that is
 // a number and a path.
-func checkLibvirtURI(s string) error {
+func CheckLibvirtURI(s string) error {
 	scheme, _, ok := strings.Cut(s, "://")
 	if !ok || scheme == "" {
 		return fmt.Errorf("must be a libvirt URI, %s; got %s", libvirtURIForm, quote(s))

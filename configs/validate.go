@@ -152,7 +152,7 @@ func (c *checker) structure() {
 		c.add("backend", "must be %s (the only backend so far), got %s", BackendNative, quote(string(vm.Backend)))
 	}
 	if vm.Libvirt.URI != "" {
-		if err := checkLibvirtURI(vm.Libvirt.URI); err != nil {
+		if err := CheckLibvirtURI(vm.Libvirt.URI); err != nil {
 			c.add("libvirt.uri", "%w", err)
 		}
 	}

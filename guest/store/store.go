@@ -36,14 +36,17 @@ const MaxNameLen = 63
 
 // Files of a VM directory.
 const (
-	SpecFile     = "vm.yaml"
-	RecordFile   = "state.json"
-	LockFile     = "lock"
-	RunLockFile  = "vmm.lock"
-	SocketFile   = "ctl.sock"
-	ConsoleFile  = "console.log"
-	VMMLogFile   = "vmm.log"
-	FormatsFile  = "formats.json"
+	SpecFile    = "vm.yaml"
+	RecordFile  = "state.json"
+	LockFile    = "lock"
+	RunLockFile = "vmm.lock"
+	SocketFile  = "ctl.sock"
+	ConsoleFile = "console.log"
+	VMMLogFile  = "vmm.log"
+	FormatsFile = "formats.json"
+	// LibvirtFile says where a libvirt VM lives (guest/libvirt's
+	// Placement).
+	LibvirtFile  = "libvirt.json"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"
@@ -149,7 +152,7 @@ func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
 
 // VM returns the VM called name; ErrNotFound if there is none. Its
 // directory and the files paddock reads from it (vm.yaml, state.json,
-// formats.json) must be owned by the current user or root and writable by
+// formats.json, libvirt.json) must be owned by the current user or root and writable by
 // no one else (*UnsafeError otherwise).
 func (s *Store) VM(name string) (*VM, error) {
 	if !ValidName(name) {
@@ -179,7 +182,7 @@ func (s *Store) VM(name string) (*VM, error) {
 
 // trustedFiles are the files of a VM directory whose contents paddock
 // acts on, checked by Store.VM.
-var trustedFiles = []string{SpecFile, RecordFile, FormatsFile}
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, LibvirtFile}
 
 // Create adds the VM called name with the given spec (vm.yaml), record
 // (state.json) and the detected formats of its disks (formats.json): the
