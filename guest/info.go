@@ -18,6 +18,9 @@ type Info struct {
 	Memory uint64            `json:"memory"` // bytes
 	// Backend is the hypervisor of the spec (native, libvirt).
 	Backend string `json:"backend"`
+	// Host is the libvirt host a libvirt VM lives on (its name, or its
+	// URI when the spec gave one).
+	Host string `json:"host,omitempty"`
 
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	Source    string    `json:"source,omitempty"`

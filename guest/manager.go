@@ -14,6 +14,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
+	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 )
@@ -48,9 +49,10 @@ type Options struct {
 // and the VMMs' run locks keep them consistent. Each VM runs on the
 // Backend its spec names.
 type Manager struct {
-	store  *store.Store
-	opts   Options
-	native *native
+	store   *store.Store
+	opts    Options
+	native  *native
+	libvirt *libvirtBackend
 }
 
 // Open returns the manager of the state directory opts.Home.
@@ -78,19 +80,29 @@ func Open(opts Options) (*Manager, error) {
 	}
 	m := &Manager{store: s, opts: opts}
 	m.native = &native{store: s, opts: &m.opts}
+	m.libvirt = &libvirtBackend{store: s, hosts: lv.OpenHosts(s.Home())}
 	return m, nil
 }
 
 // backend returns the Backend that runs the VM v.
 func (m *Manager) backend(v *store.VM) Backend {
+	if isLibvirt(v) {
+		return m.libvirt
+	}
 	return m.native
 }
 
 // backendFor returns the Backend of a spec's backend field.
 // Precondition: kind is valid (configs.Validate).
 func (m *Manager) backendFor(kind configs.Backend) Backend {
+	if kind == configs.BackendLibvirt {
+		return m.libvirt
+	}
 	return m.native
 }
+
+// Hosts returns the libvirt hosts of the state directory.
+func (m *Manager) Hosts() *lv.Hosts { return m.libvirt.hosts }
 
 // Home returns the state directory.
 func (m *Manager) Home() string { return m.store.Home() }

@@ -63,19 +63,48 @@ func (f Facts) Describe() string {
 
 // ResolveType decides a domain's type from a spec's libvirt.type (auto,
 // kvm or qemu): kvm on a host without it is an error naming the host.
-func (c *Conn) ResolveType(f Facts, want string) (string, error) {
-	switch want {
-	case "", TypeAuto:
-		return f.DomainType(), nil
-	case TypeKVM:
-		if !f.KVM {
-			return "", fmt.Errorf("%s cannot run domains of type kvm: %s; set libvirt.type to qemu (TCG, slow) or auto, or pick another host", c.where(), f.NoKVM)
-		}
-		return TypeKVM, nil
-	case TypeQEMU:
+// Only auto and kvm ask the host (KVM).
+func (c *Conn) ResolveType(want string) (string, error) {
+	if want == TypeQEMU {
 		return TypeQEMU, nil
 	}
-	return "", fmt.Errorf("libvirt.type %q: want %s, %s or %s", want, TypeAuto, TypeKVM, TypeQEMU)
+	if want != "" && want != TypeAuto && want != TypeKVM {
+		return "", fmt.Errorf("libvirt.type %q: want %s, %s or %s", want, TypeAuto, TypeKVM, TypeQEMU)
+	}
+	ok, why, err := c.KVM()
+	switch {
+	case err != nil:
+		return "", err
+	case ok:
+		return TypeKVM, nil
+	case want == TypeKVM:
+		return "", fmt.Errorf("%s cannot run domains of type kvm: %s; set libvirt.type to qemu (TCG, slow) or auto, or pick another host", c.where(), why)
+	}
+	return TypeQEMU, nil
+}
+
+// KVM reports whether the host can run domains of type kvm that boot
+// guest kernels, and why not when not (kvmUsable). It reads the host's
+// capabilities, which libvirt 9.0 builds anew on every call: seconds.
+func (c *Conn) KVM() (ok bool, why string, err error) {
+	caps, err := c.l.ConnectGetCapabilities()
+	if err != nil {
+		return false, "", c.fail("get its capabilities", err)
+	}
+	ok, why, err = kvmUsable(caps)
+	if err != nil {
+		return false, "", fmt.Errorf("%s: its capabilities: %w", c.where(), err)
+	}
+	return ok, why, nil
+}
+
+// FreeMemory is the host's free memory now, in bytes.
+func (c *Conn) FreeMemory() (uint64, error) {
+	free, err := c.l.NodeGetFreeMemory()
+	if err != nil {
+		return 0, c.fail("get its free memory", err)
+	}
+	return free, nil
 }
 
 // Facts asks the host about itself.
@@ -98,8 +127,8 @@ func (c *Conn) Facts() (Facts, error) {
 		return f, c.fail("get its CPUs and memory", err)
 	}
 	f.CPUs, f.Memory = int(cpus), mem*1024 // NodeGetInfo counts KiB
-	if f.FreeMemory, err = c.l.NodeGetFreeMemory(); err != nil {
-		return f, c.fail("get its free memory", err)
+	if f.FreeMemory, err = c.FreeMemory(); err != nil {
+		return f, err
 	}
 	doms, _, err := c.l.ConnectListAllDomains(1, 0)
 	if err != nil {
@@ -111,15 +140,8 @@ func (c *Conn) Facts() (Facts, error) {
 		return f, c.fail("list its domains", err)
 	}
 	f.Active = len(active)
-	caps, err := c.l.ConnectGetCapabilities()
-	if err != nil {
-		return f, c.fail("get its capabilities", err)
-	}
-	f.KVM, f.NoKVM, err = kvmUsable(caps)
-	if err != nil {
-		return f, fmt.Errorf("%s: its capabilities: %w", c.where(), err)
-	}
-	return f, nil
+	f.KVM, f.NoKVM, err = c.KVM()
+	return f, err
 }
 
 // version renders libvirt's packed version numbers (major*1e6 +

@@ -121,7 +121,7 @@ func TestFacts(t *testing.T) {
 	if !f.KVM && (f.NoKVM == "" || f.DomainType() != libvirt.TypeQEMU || !strings.HasPrefix(f.Describe(), "qemu (TCG: ")) {
 		t.Errorf("a host without KVM: %+v, %q", f, f.Describe())
 	}
-	_, err = c.ResolveType(f, libvirt.TypeKVM)
+	_, err = c.ResolveType(libvirt.TypeKVM)
 	if !f.KVM && (err == nil || !strings.Contains(err.Error(), "cannot run domains of type kvm")) {
 		t.Errorf("kvm on a host without it: %v", err)
 	}
