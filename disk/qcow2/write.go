@@ -548,32 +548,3 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 	img.freeLater(off / g.cs)
 	return e, nil
 }
-
-// checkDataTarget refuses to write guest data over metadata or past the
-// end of the file: only a corrupt image maps guest clusters there. This is
-// QEMU's "overlap check" (main header, active tables, refcount table,
-// snapshot tables and cached tables). Precondition: mu is held.
-func (img *Image) checkDataTarget(h int64) error {
-	what := img.fixedMetadataAt(h)
-	switch {
-	case what != "":
-	case h >= img.fileSize:
-		what = "the space past the end of the file"
-	case img.l2c.m[h] != nil:
-		what = "an L2 table"
-	case img.rbc.m[h] != nil:
-		what = "a refcount block"
-	}
-	if what == "" {
-		for _, s := range img.snaps {
-			if overlaps(h, img.g.cs, int64(s.l1Offset), int64(s.l1Size)*8) {
-				what = "a snapshot L1 table"
-				break
-			}
-		}
-	}
-	if what == "" {
-		return nil
-	}
-	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to write guest data at host offset %#x, over %s", h, what))
-}
