@@ -205,6 +205,12 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 				continue
 			}
 			r.inc(off, g.cs, fmt.Sprintf("refcount block %d", bi))
+			// Counted last: any other reference to a refcount block's
+			// cluster (an L2 entry, a table) is corruption, which qemu-img
+			// check reports as such, besides the refcount mismatch.
+			if c := off / g.cs; off > 0 && c < int64(len(r.refs)) && r.refs[c] != 1 {
+				r.errorf("refcount block %d refcount=%d", bi, r.refs[c])
+			}
 		}
 	}
 	if err := img.countBitmaps(r); err != nil {
@@ -420,8 +426,7 @@ func (img *Image) checkCopied(res *CheckResult, fix bool) int {
 			bad++
 			img.copiedMessage(res, fix, fmt.Sprintf("OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d", l1i, l1e, rc))
 			if fix {
-				img.l1[l1i] ^= oflagCopied
-				img.markL1Dirty(int64(l1i))
+				img.setL1(int64(l1i), img.l1[l1i]^oflagCopied)
 			}
 		}
 		t, err := img.l2Table(img.l1[l1i])

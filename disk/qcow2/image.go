@@ -135,9 +135,14 @@ type Image struct {
 	rtUsed    int64    // entries of rt up to the last non-zero one
 	rtDirtyLo int64
 	rtDirtyHi int64
-	l2c       *tableCache
-	rbc       *tableCache
-	inflight  map[int64]struct{} // guest clusters whose mapping is changing
+	// l2Set and rbSet index where the active L2 tables and the refcount
+	// blocks are, for the overlap checks (metadataIn). setL1,
+	// setL1Table and setRefTable keep them in step with the tables.
+	l2Set    clusterSet
+	rbSet    clusterSet
+	l2c      *tableCache
+	rbc      *tableCache
+	inflight map[int64]struct{} // guest clusters whose mapping is changing
 	// pendingFree holds host clusters whose references were dropped from
 	// tables that may not be durable yet; their refcounts are decreased by
 	// the next flush, after the tables are on disk.
@@ -275,9 +280,11 @@ func (img *Image) load() error {
 		img.backingName = string(cluster0[h.BackingFileOffset : h.BackingFileOffset+uint64(h.BackingFileSize)])
 	}
 
-	if img.l1, err = img.readTable(int64(h.L1TableOffset), int64(h.L1Size), "L1 table"); err != nil {
+	l1, err := img.readTable(int64(h.L1TableOffset), int64(h.L1Size), "L1 table")
+	if err != nil {
 		return err
 	}
+	img.setL1Table(l1)
 	rtEntries := int64(h.RefcountTableClusters) * cs / 8
 	rt, err := img.readTable(int64(h.RefcountTableOffset), rtEntries, "refcount table")
 	if err != nil {

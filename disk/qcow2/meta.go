@@ -29,6 +29,9 @@ func (img *Image) l2Table(l1e uint64) (*cacheEntry, error) {
 	if what := img.fixedMetadataAt(off); what != "" {
 		return nil, img.errf(ErrCorrupt, "L1 entry %#016x points to an L2 table overlapping %s", l1e, what)
 	}
+	if _, ok := img.rbSet.overlapping(off, img.g.cs, img.g.cs); ok {
+		return nil, img.errf(ErrCorrupt, "L1 entry %#016x points to an L2 table on a refcount block", l1e)
+	}
 	buf := make([]byte, img.g.cs)
 	if err := img.readFull(buf, off); err != nil {
 		return nil, img.errf(err, "read L2 table at %#x", off)

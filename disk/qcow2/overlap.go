@@ -1,6 +1,9 @@
 package qcow2
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Metadata overlap checks: paddock never writes guest data, and never
 // allocates a cluster, over the image's own metadata, even when a damaged
@@ -32,23 +35,21 @@ func (img *Image) fixedMetadataIn(off, n int64) string {
 // metadataIn names any metadata in the host range [off, off+n): the
 // header-referenced structures, the active L2 tables, the refcount blocks,
 // the snapshots' L1 tables and any cached table; or returns "". This is
-// QEMU's "cached" overlap check. It costs a pass over the L1 and refcount
-// tables, so it guards allocation, where only an image with wrong
-// refcounts can hand out a cluster in use. Precondition: mu is held.
+// QEMU's default ("cached") overlap check, which needs no I/O: the active
+// L2 tables and the refcount blocks come from the index (l2Set, rbSet)
+// kept beside the L1 and refcount tables, whether or not the tables
+// themselves are cached. It guards every allocation and every guest data
+// write. Precondition: mu is held.
 func (img *Image) metadataIn(off, n int64) string {
 	if what := img.fixedMetadataIn(off, n); what != "" {
 		return what
 	}
 	cs := img.g.cs
-	for _, e := range img.l1 {
-		if t := int64(e & l1OffsetMask); overlaps(off, n, t, cs) {
-			return fmt.Sprintf("the L2 table at %#x", t)
-		}
+	if t, ok := img.l2Set.overlapping(off, n, cs); ok {
+		return fmt.Sprintf("the L2 table at %#x", t)
 	}
-	for _, e := range img.rt[:img.rtUsed] {
-		if b := int64(e & rtOffsetMask); overlaps(off, n, b, cs) {
-			return fmt.Sprintf("the refcount block at %#x", b)
-		}
+	if b, ok := img.rbSet.overlapping(off, n, cs); ok {
+		return fmt.Sprintf("the refcount block at %#x", b)
 	}
 	for _, s := range img.snaps {
 		if overlaps(off, n, int64(s.l1Offset), int64(s.l1Size)*8) {
@@ -73,31 +74,84 @@ func overlaps(a, an, b, bn int64) bool {
 	return bn > 0 && b != 0 && a < b+bn && b < a+an
 }
 
-// checkDataTarget refuses to write guest data over metadata or past the
-// end of the file: only a corrupt image maps guest clusters there. This is
-// QEMU's "overlap check" (main header, active tables, refcount table,
-// snapshot tables and cached tables). Precondition: mu is held.
+// checkDataTarget refuses to write guest data into the host cluster at h
+// when it holds metadata (metadataIn) or lies past the end of the file:
+// only a corrupt or hostile image maps guest clusters there. Like QEMU
+// ("Preventing invalid write on metadata"), the image is marked corrupt.
+// Precondition: mu is held.
 func (img *Image) checkDataTarget(h int64) error {
-	what := img.fixedMetadataAt(h)
-	switch {
-	case what != "":
-	case h >= img.fileSize:
+	what := img.metadataIn(h, img.g.cs)
+	if what == "" && h >= img.fileSize {
 		what = "the space past the end of the file"
-	case img.l2c.m[h] != nil:
-		what = "an L2 table"
-	case img.rbc.m[h] != nil:
-		what = "a refcount block"
-	}
-	if what == "" {
-		for _, s := range img.snaps {
-			if overlaps(h, img.g.cs, int64(s.l1Offset), int64(s.l1Size)*8) {
-				what = "a snapshot L1 table"
-				break
-			}
-		}
 	}
 	if what == "" {
 		return nil
 	}
 	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to write guest data at host offset %#x, over %s", h, what))
+}
+
+// clusterSet is a sorted multiset of cluster-aligned host offsets: where
+// the active L2 tables, or the refcount blocks, live. A damaged image may
+// name one cluster twice; each mention is kept, so that dropping one
+// leaves the other. Lookups are binary searches; changes (a new or freed
+// table) shift the slice, and happen once per table, not per write.
+type clusterSet []int64
+
+// newClusterSet returns the set of the offsets in entries selected by
+// mask (zero offsets are absent tables).
+func newClusterSet(entries []uint64, mask uint64) clusterSet {
+	var s clusterSet
+	for _, e := range entries {
+		if off := int64(e & mask); off != 0 {
+			s = append(s, off)
+		}
+	}
+	slices.Sort(s)
+	return s
+}
+
+// add inserts off.
+func (s *clusterSet) add(off int64) {
+	i, _ := slices.BinarySearch(*s, off)
+	*s = slices.Insert(*s, i, off)
+}
+
+// remove drops one mention of off, if there is one.
+func (s *clusterSet) remove(off int64) {
+	if i, ok := slices.BinarySearch(*s, off); ok {
+		*s = slices.Delete(*s, i, i+1)
+	}
+}
+
+// overlapping returns an offset of the set whose cluster [o, o+cs)
+// overlaps the host range [off, off+n).
+func (s clusterSet) overlapping(off, n, cs int64) (int64, bool) {
+	i, _ := slices.BinarySearch(s, off-cs+1)
+	if i < len(s) && s[i] < off+n {
+		return s[i], true
+	}
+	return 0, false
+}
+
+// setL1 stores entry i of the active L1 table and marks it dirty, keeping
+// the index of active L2 tables in step. Every change of the active L1
+// table goes through it (or setL1Table).
+func (img *Image) setL1(i int64, v uint64) {
+	old, nw := int64(img.l1[i]&l1OffsetMask), int64(v&l1OffsetMask)
+	if old != nw {
+		if old != 0 {
+			img.l2Set.remove(old)
+		}
+		if nw != 0 {
+			img.l2Set.add(nw)
+		}
+	}
+	img.l1[i] = v
+	img.markL1Dirty(i)
+}
+
+// setL1Table installs l1 as the active L1 table and indexes its L2 tables.
+func (img *Image) setL1Table(l1 []uint64) {
+	img.l1 = l1
+	img.l2Set = newClusterSet(l1, l1OffsetMask)
 }

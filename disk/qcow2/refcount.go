@@ -28,6 +28,9 @@ func (img *Image) refBlock(bi int64) (*cacheEntry, error) {
 	if what := img.fixedMetadataAt(off); what != "" {
 		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x overlaps %s", bi, off, what)
 	}
+	if _, ok := img.l2Set.overlapping(off, img.g.cs, img.g.cs); ok {
+		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x is also an active L2 table", bi, off)
+	}
 	buf := make([]byte, img.g.cs)
 	if err := img.readFull(buf, off); err != nil {
 		return nil, img.errf(err, "read refcount block at %#x", off)
@@ -154,6 +157,7 @@ func (img *Image) createRefBlock(bi int64) error {
 	e := img.rbc.insert(off, buf)
 	img.rbc.setDirty(e)
 	img.rt[bi] = uint64(off)
+	img.rbSet.add(off)
 	img.rtUsed = max(img.rtUsed, bi+1)
 	img.markRTDirty(bi)
 	if p+1 > img.allocEnd {
@@ -163,9 +167,10 @@ func (img *Image) createRefBlock(bi int64) error {
 	return nil
 }
 
-// setRefTable installs rt as the refcount table.
+// setRefTable installs rt as the refcount table and indexes its blocks.
 func (img *Image) setRefTable(rt []uint64) {
 	img.rt, img.rtUsed = rt, int64(len(rt))
+	img.rbSet = newClusterSet(rt, rtOffsetMask)
 	for img.rtUsed > 0 && rt[img.rtUsed-1]&rtOffsetMask == 0 {
 		img.rtUsed--
 	}

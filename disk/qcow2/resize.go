@@ -77,8 +77,7 @@ func (img *Image) shrinkLocked(size int64) error {
 			}
 			img.freeLater(int64(img.l1[l1i]&l1OffsetMask) / g.cs)
 			img.l2c.remove(t)
-			img.l1[l1i] = 0
-			img.markL1Dirty(int64(l1i))
+			img.setL1(int64(l1i), 0)
 			continue
 		}
 		t, err := img.writableL2(int64(l1i))
@@ -143,7 +142,7 @@ func (img *Image) growL1Locked(n int64) error {
 	if err := img.sync(); err != nil {
 		return err
 	}
-	img.l1 = l1
+	img.setL1Table(l1)
 	img.l1DirtyLo, img.l1DirtyHi = 0, 0
 	if oldN > 0 && oldOff != 0 {
 		for c := oldOff / g.cs; c < alignUp(oldOff+oldN*8, g.cs)/g.cs; c++ {

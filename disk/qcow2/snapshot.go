@@ -243,7 +243,7 @@ func (img *Image) ApplySnapshot(idOrName string) error {
 	oldL1 := append([]uint64(nil), img.l1...)
 	newL1 := make([]uint64, len(img.l1))
 	copy(newL1, snapL1)
-	img.l1 = newL1
+	img.setL1Table(newL1)
 	if err := img.writeTableRange(img.l1, 0, int64(len(img.l1)), int64(img.hdr.L1TableOffset), "L1 table"); err != nil {
 		return err
 	}
@@ -437,8 +437,7 @@ func (img *Image) dropActiveFrom(from int64) error {
 			img.freeEntryLater(g.readL2Entry(t.data, i))
 		}
 		img.freeLater(int64(l1e&l1OffsetMask) / g.cs)
-		img.l1[l1i] = 0
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, 0)
 	}
 	return nil
 }

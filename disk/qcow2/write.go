@@ -92,8 +92,7 @@ func (img *Image) inPlaceLocked(off, max int64) (int64, int64, error) {
 		if err != nil || rc != 1 {
 			return 0, 0, err
 		}
-		img.l1[l1i] |= oflagCopied
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, img.l1[l1i]|oflagCopied)
 	}
 	t, err := img.l2Table(img.l1[l1i])
 	if err != nil {
@@ -500,8 +499,7 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 		}
 		e := img.l2c.insert(c*g.cs, make([]byte, g.cs))
 		img.l2c.setDirty(e)
-		img.l1[l1i] = uint64(c*g.cs) | oflagCopied
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, uint64(c*g.cs)|oflagCopied)
 		return e, nil
 	}
 	t, err := img.l2Table(l1e)
@@ -519,8 +517,7 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 	case 0:
 		return nil, img.markCorrupt(img.errf(ErrCorrupt, "L2 table at %#x has refcount 0", off))
 	case 1:
-		img.l1[l1i] |= oflagCopied
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, img.l1[l1i]|oflagCopied)
 		return t, nil
 	}
 	// Shared with a snapshot: copy it. The data clusters keep their
@@ -543,8 +540,7 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 	}
 	e := img.l2c.insert(c*g.cs, buf)
 	img.l2c.setDirty(e)
-	img.l1[l1i] = uint64(c*g.cs) | oflagCopied
-	img.markL1Dirty(l1i)
+	img.setL1(l1i, uint64(c*g.cs)|oflagCopied)
 	img.freeLater(off / g.cs)
 	return e, nil
 }
