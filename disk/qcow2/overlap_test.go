@@ -155,6 +155,69 @@ func TestDataWriteOverUncachedMetadataRefused(t *testing.T) {
 	}
 }
 
+// TestDiscardOverMetadataRefused: discarding a guest cluster that a
+// damaged L2 entry maps onto another active L2 table must not free that
+// table (its refcount would drop to 0 and its space would be punched out
+// of the file, losing every mapping in it). The flush that would free it
+// fails, the image is marked corrupt, and the table and its data stay.
+func TestDiscardOverMetadataRefused(t *testing.T) {
+	needTool(t, "qemu-img")
+	needTool(t, "qemu-io")
+	dir := tempDir(t)
+	path := filepath.Join(dir, "hostile.qcow2")
+	qemuImg(t, "create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", path, "64M")
+	qemuIO(t, path, "write -P 0x11 0 8k", "write -P 0x22 8M 4k")
+	info, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tableA := int64(info.l1[0] & l1OffsetMask)
+	tableB := int64(info.l1[(8<<20)>>(info.g.clusterBits+info.g.l2Bits)] & l1OffsetMask)
+	cs := info.g.cs
+	info.Close()
+	patchFile(t, path, tableA+8, uint64(tableB)|oflagCopied)
+	before := readFileRange(t, path, tableB, cs)
+
+	img, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Discard(4096, 4096); err != nil {
+		t.Fatalf("discard: %v", err)
+	}
+	ferr := img.Flush()
+	if !errors.Is(ferr, ErrCorrupt) || !strings.Contains(ferr.Error(), "L2 table") {
+		t.Fatalf("flush after discarding a cluster mapped onto an L2 table: %v; want ErrCorrupt naming the L2 table", ferr)
+	}
+	img.Close()
+	if after := readFileRange(t, path, tableB, cs); !bytes.Equal(after, before) {
+		t.Fatal("the L2 table was freed and punched out")
+	}
+	out, err := exec.Command("qemu-io", "-r", "-f", "qcow2", "-c", "read -P 0x22 8M 4k", path).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "fail") {
+		t.Fatalf("qemu-io read of the data the L2 table maps: %v\n%s", err, out)
+	}
+	if !qemuInfoCorrupt(t, path) {
+		t.Fatal("qemu-img info: the image is not marked corrupt")
+	}
+	// The discard itself is durable: the damaged entry is gone, and both
+	// checks find the image otherwise consistent.
+	q := qemuCheckJSON(t, path)
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	res, err := ro.Check(RepairNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Corruptions != q.Corruptions || res.Leaks != q.Leaks || q.CheckErrors != 0 {
+		t.Fatalf("paddock check: %d corruptions, %d leaks (%s); qemu-img check: %+v",
+			res.Corruptions, res.Leaks, strings.Join(res.Messages, "; "), q)
+	}
+}
+
 // qemuCheckResult is what qemu-img check --output=json reports.
 type qemuCheckResult struct {
 	Corruptions int `json:"corruptions"`

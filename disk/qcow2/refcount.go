@@ -430,6 +430,10 @@ func (img *Image) freeEntryLater(le l2Entry) {
 func (img *Image) releaseFrees(n int) error {
 	var freed []int64
 	for _, c := range img.pendingFree[:n] {
+		if err := img.checkFree(c); err != nil {
+			img.pendingFree = append([]int64(nil), img.pendingFree[n:]...)
+			return err
+		}
 		v, err := img.addRefcount(c, -1)
 		if err != nil {
 			img.pendingFree = append([]int64(nil), img.pendingFree[n:]...)
@@ -445,6 +449,22 @@ func (img *Image) releaseFrees(n int) error {
 		img.punchFreed(freed)
 	}
 	return nil
+}
+
+// checkFree refuses to drop the last reference to host cluster c while it
+// holds metadata: only a corrupt or hostile image has a guest cluster
+// mapped onto a table, and freeing it would make the table's space
+// reusable (and punch a hole into it). The image is marked corrupt, as for
+// a data write over metadata. Precondition: mu is held.
+func (img *Image) checkFree(c int64) error {
+	what := img.metadataIn(c*img.g.cs, img.g.cs)
+	if what == "" {
+		return nil
+	}
+	if rc, err := img.refcount(c); err != nil || rc > 1 {
+		return err
+	}
+	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to free %s, which holds %s", img.describeCluster(c), what))
 }
 
 // punchFreed returns freed clusters' space to the host file system where
