@@ -41,6 +41,26 @@ func (img *Image) fixedMetadataIn(off, n int64) string {
 // themselves are cached. It guards every allocation and every guest data
 // write. Precondition: mu is held.
 func (img *Image) metadataIn(off, n int64) string {
+	if what := img.liveMetadataIn(off, n); what != "" {
+		return what
+	}
+	cs := img.g.cs
+	for c := alignDown(off, cs); c < off+n; c += cs {
+		switch {
+		case img.l2c.m[c] != nil:
+			return fmt.Sprintf("the cached L2 table at %#x", c)
+		case img.rbc.m[c] != nil:
+			return fmt.Sprintf("the cached refcount block at %#x", c)
+		}
+	}
+	return ""
+}
+
+// liveMetadataIn is metadataIn without the cached tables: only what the
+// header, the L1 table, the refcount table and the snapshot table
+// reference now. (A cached table may be one just dropped from the L1
+// table, whose cluster is about to be freed.)
+func (img *Image) liveMetadataIn(off, n int64) string {
 	if what := img.fixedMetadataIn(off, n); what != "" {
 		return what
 	}
@@ -54,14 +74,6 @@ func (img *Image) metadataIn(off, n int64) string {
 	for _, s := range img.snaps {
 		if overlaps(off, n, int64(s.l1Offset), int64(s.l1Size)*8) {
 			return fmt.Sprintf("the L1 table of snapshot %q", s.name)
-		}
-	}
-	for c := alignDown(off, cs); c < off+n; c += cs {
-		switch {
-		case img.l2c.m[c] != nil:
-			return fmt.Sprintf("the cached L2 table at %#x", c)
-		case img.rbc.m[c] != nil:
-			return fmt.Sprintf("the cached refcount block at %#x", c)
 		}
 	}
 	return ""

@@ -457,7 +457,7 @@ func (img *Image) releaseFrees(n int) error {
 // reusable (and punch a hole into it). The image is marked corrupt, as for
 // a data write over metadata. Precondition: mu is held.
 func (img *Image) checkFree(c int64) error {
-	what := img.metadataIn(c*img.g.cs, img.g.cs)
+	what := img.liveMetadataIn(c*img.g.cs, img.g.cs)
 	if what == "" {
 		return nil
 	}
