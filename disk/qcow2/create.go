@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 )
 
 // CreateOptions describe a new image. The zero value (plus a Size) is a
@@ -35,6 +34,9 @@ type CreateOptions struct {
 	Preallocation string
 	// Storage, if set, receives the image instead of a new file at path.
 	Storage Storage
+	// Backing restricts the backing file (see BackingPolicy); nil allows
+	// any, as QEMU does.
+	Backing *BackingPolicy
 }
 
 // Create makes a new image at path (which must not exist, unless
@@ -97,11 +99,12 @@ func Create(path string, opts CreateOptions) error {
 		return bad("compression type %q (zlib or zstd)", o.Compression)
 	}
 	if o.BackingFile != "" {
-		bpath := o.BackingFile
-		if !filepath.IsAbs(bpath) {
-			bpath = filepath.Join(filepath.Dir(path), bpath)
+		// Only the backing file itself: its size and format are what
+		// creation needs (QEMU opens it the same way, without its chain).
+		b, err := openBacking(path, o.BackingFile, o.BackingFormat, Options{NoBacking: true, Backing: o.Backing}, nil)
+		if errors.Is(err, ErrBackingRefused) {
+			return err
 		}
-		b, err := openBacking(bpath, o.BackingFormat, Options{}, nil)
 		if err != nil {
 			return fmt.Errorf("qcow2: create %s: backing file: %w", path, err)
 		}

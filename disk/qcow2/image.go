@@ -38,7 +38,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +89,9 @@ type Options struct {
 	// Repair allows opening an image marked corrupt for writing, so that
 	// Check can repair it. Nothing else should set it.
 	Repair bool
+	// Backing restricts the backing files of the chain (see
+	// BackingPolicy); nil follows any, as QEMU does.
+	Backing *BackingPolicy
 }
 
 // layer is what an image reads unallocated ranges from: a backing qcow2
@@ -164,17 +166,19 @@ type Image struct {
 // Open opens the qcow2 image at path and, unless opts.NoBacking, its
 // backing chain.
 func Open(path string, opts Options) (*Image, error) {
-	return openChain(path, opts, nil)
+	return openChain(path, nil, opts, nil)
 }
 
-// openChain opens an image; chain holds the files already open above it,
-// to detect backing loops.
-func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err error) {
+// openChain opens an image from file, if not nil, or else from path;
+// chain holds the files already open above it, to detect backing loops.
+func openChain(path string, file *os.File, opts Options, chain []os.FileInfo) (_ *Image, err error) {
 	st := opts.Storage
 	if st == nil {
-		f, err := openStorage(path, opts.ReadOnly)
-		if err != nil {
-			return nil, fmt.Errorf("qcow2: open %w", err)
+		f := &osFile{f: file}
+		if file == nil {
+			if f, err = openStorage(path, opts.ReadOnly); err != nil {
+				return nil, fmt.Errorf("qcow2: open %w", err)
+			}
 		}
 		st = f
 		if opts.NoSync {
@@ -205,10 +209,16 @@ func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err er
 		return nil, err
 	}
 	if !opts.NoBacking && img.backingName != "" {
-		if len(chain) >= maxBackingDepth {
-			return nil, img.errf(ErrFormat, "backing chain deeper than %d files", maxBackingDepth)
+		if depth := opts.Backing.maxDepth(); len(chain) > depth {
+			if opts.Backing == nil {
+				return nil, img.errf(ErrFormat, "backing chain deeper than %d files", depth+1)
+			}
+			return nil, img.errf(ErrBackingRefused, "backing file %q would make the chain longer than %d backing files", img.backingName, depth)
 		}
-		b, err := openBacking(img.resolveBacking(), img.backingFmt, opts, chain)
+		b, err := openBacking(path, img.backingName, img.backingFmt, opts, chain)
+		if errors.Is(err, ErrBackingRefused) {
+			return nil, err // names the image that names the file
+		}
 		if err != nil {
 			return nil, fmt.Errorf("qcow2: %s: backing file: %w", path, err)
 		}
@@ -448,54 +458,7 @@ func (img *Image) readSnapshots() ([]snapshotEntry, error) {
 // resolveBacking returns the backing file path: relative names are
 // relative to the directory of this image, as in QEMU.
 func (img *Image) resolveBacking() string {
-	name := img.backingName
-	if filepath.IsAbs(name) {
-		return name
-	}
-	return filepath.Join(filepath.Dir(img.path), name)
-}
-
-// openBacking opens a backing file read-only: a qcow2 image, or a raw file.
-// format is the backing format from the header extension, or empty to
-// probe the file's contents.
-func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		if strings.Contains(path, ":") {
-			return nil, fmt.Errorf("%w: backing file %q uses a protocol or json: syntax paddock cannot open", ErrUnsupported, path)
-		}
-		return nil, err
-	}
-	// Only files and block devices: opening a FIFO named by a hostile
-	// image would block forever.
-	if !fi.Mode().IsRegular() && fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
-		return nil, fmt.Errorf("%w: backing file %s is not a regular file or block device", ErrUnsupported, path)
-	}
-	if format == "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		var m [4]byte
-		_, rerr := f.ReadAt(m[:], 0)
-		f.Close()
-		if rerr == nil && string(m[:]) == "QFI\xfb" {
-			format = "qcow2"
-		} else {
-			format = "raw"
-		}
-	}
-	switch format {
-	case "qcow2":
-		return openChain(path, Options{
-			ReadOnly:           true,
-			L2CacheBytes:       opts.L2CacheBytes,
-			RefcountCacheBytes: opts.RefcountCacheBytes,
-		}, chain)
-	case "raw", "file", "host_device":
-		return openRawLayer(path)
-	}
-	return nil, fmt.Errorf("%w: backing file %s has format %q (only qcow2 and raw are supported)", ErrUnsupported, path, format)
+	return backingPath(img.path, img.backingName)
 }
 
 // noSync is a Storage whose Sync does nothing (Options.NoSync).
@@ -507,19 +470,6 @@ func (noSync) Sync() error { return nil }
 type rawLayer struct {
 	f    *os.File
 	size int64
-}
-
-func openRawLayer(path string) (*rawLayer, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &rawLayer{f: f, size: fi.Size()}, nil
 }
 
 func (r *rawLayer) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }

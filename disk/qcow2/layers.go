@@ -1,8 +1,6 @@
 package qcow2
 
-import (
-	"path/filepath"
-)
+import "errors"
 
 // Map returns how [off, off+n) is stored in this image layer alone, as a
 // list of mappings in guest order. KindUnallocated ranges fall through to
@@ -157,13 +155,11 @@ func (img *Image) SetBacking(name, format string) error {
 	}
 	var nb layer
 	if name != "" && !img.opts.NoBacking {
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(img.path), p)
-		}
 		var err error
-		if nb, err = openBacking(p, format, img.opts, nil); err != nil {
-			return img.errf(err, "open new backing file %s", p)
+		if nb, err = openBacking(img.path, name, format, img.opts, nil); errors.Is(err, ErrBackingRefused) {
+			return err
+		} else if err != nil {
+			return img.errf(err, "open new backing file %s", backingPath(img.path, name))
 		}
 	}
 	if err := img.rewriteHeaderClusterLocked(exts, name); err != nil {
