@@ -37,7 +37,7 @@ func imageResizeAction(cmd *cobra.Command, args []string) error {
 	}
 	shrink, _ := cmd.Flags().GetBool("shrink")
 	quiet, _ := cmd.Flags().GetBool("quiet")
-	img, err := disk.Open(path, disk.Options{Format: format, ReadOnly: true})
+	img, err := disk.Open(path, disk.Options{Format: format, ReadOnly: true, Backing: backingPolicy(cmd, path)})
 	if err != nil {
 		return err
 	}
