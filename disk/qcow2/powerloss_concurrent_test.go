@@ -160,24 +160,17 @@ func writerOp(r *rand.Rand, w, writers int, size, cs int64) crashOp {
 // TestPowerLossConcurrent cuts power at random moments of a workload of
 // several concurrent writers with flushes.
 func TestPowerLossConcurrent(t *testing.T) {
-	for ci, o := range []CreateOptions{
-		{ClusterSize: 4096},
-		{ExtendedL2: true, ClusterSize: 16384},
-		{Version: 2, ClusterSize: 4096, RefcountBits: 16},
-	} {
-		t.Run(strings.ReplaceAll(describe(o), " ", "_"), func(t *testing.T) {
-			t.Parallel()
-			// A first run counts the storage operations (roughly: the
-			// interleaving differs from run to run), to spread the cuts.
-			total, _ := concurrentPowerLossRun(t, o, int64(ci), 0)
-			cuts := powerCuts()
-			checked, qemuChecked := concurrentPowerLossRun(t, o, int64(ci), max(1, total/cuts))
-			if checked < cuts/2 {
-				t.Fatalf("only %d power cuts simulated of %d planned", checked, cuts)
-			}
-			t.Logf("%d power cuts among about %d storage operations checked (%d also with qemu-img)", checked, total, qemuChecked)
-		})
-	}
+	eachPowerLossLayout(t, func(t *testing.T, o CreateOptions, seed int64) {
+		// A first run counts the storage operations (roughly: the
+		// interleaving differs from run to run), to spread the cuts.
+		total, _ := concurrentPowerLossRun(t, o, seed, 0)
+		cuts := powerCuts()
+		checked, qemuChecked := concurrentPowerLossRun(t, o, seed, max(1, total/cuts))
+		if checked < cuts/2 {
+			t.Fatalf("only %d power cuts simulated of %d planned", checked, cuts)
+		}
+		t.Logf("%d power cuts among about %d storage operations checked (%d also with qemu-img)", checked, total, qemuChecked)
+	})
 }
 
 // concurrentPowerLossRun runs the workload, simulating a power cut every
@@ -253,16 +246,7 @@ func concurrentPowerLossRun(t *testing.T, o CreateOptions, seed int64, gap int) 
 					continue
 				}
 				model.issue(w, op)
-				var err error
-				switch op.kind {
-				case 'w':
-					p := make([]byte, op.n)
-					fillPattern(p, op.seed)
-					_, err = img.WriteAt(p, op.off)
-				case 'z':
-					err = img.WriteZeroes(op.off, op.n, op.seed%2 == 0)
-				}
-				if err != nil {
+				if err := doOp(img, op); err != nil {
 					errs <- fmt.Errorf("writer %d: %c %#x+%d: %w", w, op.kind, op.off, op.n, err)
 					return
 				}
