@@ -53,7 +53,10 @@ type refTable struct {
 }
 
 // inc counts one reference to each cluster in [off, off+n).
-func (r *refTable) inc(off, n int64, what string) {
+func (r *refTable) inc(off, n int64, what string) { r.incBy(off, n, what, 1) }
+
+// incBy counts times references to each cluster in [off, off+n).
+func (r *refTable) incBy(off, n int64, what string, times int64) {
 	if n <= 0 {
 		return
 	}
@@ -68,9 +71,7 @@ func (r *refTable) inc(off, n int64, what string) {
 			r.res.Messages = append(r.res.Messages, fmt.Sprintf("ERROR %s at %#x is past the end of the file", what, c*r.cs))
 			return
 		}
-		if r.refs[c] < ^uint32(0) {
-			r.refs[c]++
-		}
+		r.refs[c] = uint32(min(int64(r.refs[c])+times, int64(^uint32(0))))
 	}
 }
 
@@ -173,11 +174,16 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 	r := &refTable{refs: make([]uint32, n), res: res, cs: g.cs}
 	r.inc(0, g.cs, "header")
 	res.TotalClusters = (img.Size() + g.cs - 1) / g.cs
-	// Active L1 tree, with statistics.
+	// Every L1 table first, the active one and the snapshots': each entry
+	// is one reference to an L2 table. Then each distinct L2 table is
+	// walked once, its references counted as many times as L1 entries
+	// point to it: the counts qemu-img gets by walking it once per entry,
+	// with work bounded by the file however often the L1 tables repeat
+	// one table. The active tables come first, with the statistics.
+	var tables l2Tally
 	r.inc(int64(img.hdr.L1TableOffset), int64(len(img.l1))*8, "L1 table")
-	if err := img.countTree(r, img.l1, true); err != nil {
-		return nil, err
-	}
+	img.tallyL1(r, &tables, img.l1)
+	active := len(tables.refs)
 	for _, s := range img.snaps {
 		r.inc(int64(s.l1Offset), int64(s.l1Size)*8, fmt.Sprintf("L1 table of snapshot %q", s.name))
 		l1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
@@ -186,9 +192,11 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 			res.Messages = append(res.Messages, err.Error())
 			continue
 		}
-		if err := img.countTree(r, l1, false); err != nil {
-			return nil, err
-		}
+		img.tallyL1(r, &tables, l1)
+	}
+	prevHost := int64(-1)
+	for i, ref := range tables.refs {
+		img.countL2(r, ref, i < active, &prevHost)
 	}
 	if img.hdr.NbSnapshots > 0 {
 		r.inc(int64(img.hdr.SnapshotsOffset), img.snapTableLen, "snapshot table")
@@ -226,12 +234,10 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 	return r, nil
 }
 
-// countTree counts the L2 tables and data clusters reachable from l1.
-// active adds the allocation statistics.
-func (img *Image) countTree(r *refTable, l1 []uint64, active bool) error {
+// tallyL1 counts the references of an L1 table to L2 tables, reporting
+// the entries that cannot point to one.
+func (img *Image) tallyL1(r *refTable, tables *l2Tally, l1 []uint64) {
 	g := &img.g
-	res := r.res
-	var prevHost int64 = -1
 	for l1i, l1e := range l1 {
 		off := int64(l1e & l1OffsetMask)
 		if off == 0 {
@@ -246,51 +252,58 @@ func (img *Image) countTree(r *refTable, l1 []uint64, active bool) error {
 			continue
 		}
 		r.inc(off, g.cs, "L2 table")
-		t, err := img.l2Table(l1e)
-		if err != nil {
-			res.CheckErrors++
-			res.Messages = append(res.Messages, err.Error())
+		tables.add(off, int64(l1i))
+	}
+}
+
+// countL2 counts the data clusters one L2 table references, ref.refs
+// times. active adds the allocation statistics (prevHost carries the
+// fragmentation count from table to table).
+func (img *Image) countL2(r *refTable, ref l2Ref, active bool, prevHost *int64) {
+	g := &img.g
+	res := r.res
+	t, err := img.l2Table(uint64(ref.off))
+	if err != nil {
+		res.CheckErrors++
+		res.Messages = append(res.Messages, err.Error())
+		return
+	}
+	t.pin++
+	defer func() { t.pin-- }()
+	for i := int64(0); i < g.l2Entries; i++ {
+		gc := ref.l1i*g.l2Entries + i
+		le := g.readL2Entry(t.data, i)
+		if err := g.validateL2(le, gc); err != nil {
+			r.errorf("%v", err)
 			continue
 		}
-		t.pin++
-		for i := int64(0); i < g.l2Entries; i++ {
-			gc := int64(l1i)*g.l2Entries + i
-			le := g.readL2Entry(t.data, i)
-			if err := g.validateL2(le, gc); err != nil {
-				r.errorf("%v", err)
-				continue
+		switch {
+		case isCompressed(le.e):
+			coff, n := g.compressedRange(le.e)
+			first, count := g.compressedClusters(le.e)
+			for c := first; c < first+count; c++ {
+				r.incBy(c*g.cs, 1, "compressed cluster", ref.refs)
 			}
-			switch {
-			case isCompressed(le.e):
-				coff, n := g.compressedRange(le.e)
-				first, count := g.compressedClusters(le.e)
-				_ = coff
-				for c := first; c < first+count; c++ {
-					r.inc(c*g.cs, 1, "compressed cluster")
+			if active {
+				res.AllocatedClusters++
+				res.CompressedClusters++
+				if *prevHost >= 0 && coff != *prevHost {
+					res.FragmentedClusters++
 				}
-				if active {
-					res.AllocatedClusters++
-					res.CompressedClusters++
-					if prevHost >= 0 && coff != prevHost {
-						res.FragmentedClusters++
-					}
-					prevHost = coff + n
+				*prevHost = coff + n
+			}
+		case hostCluster(le.e) != 0:
+			h := hostCluster(le.e)
+			r.incBy(h, g.cs, "data cluster", ref.refs)
+			if active {
+				res.AllocatedClusters++
+				if *prevHost >= 0 && h != *prevHost {
+					res.FragmentedClusters++
 				}
-			case hostCluster(le.e) != 0:
-				h := hostCluster(le.e)
-				r.inc(h, g.cs, "data cluster")
-				if active {
-					res.AllocatedClusters++
-					if prevHost >= 0 && h != prevHost {
-						res.FragmentedClusters++
-					}
-					prevHost = h + g.cs
-				}
+				*prevHost = h + g.cs
 			}
 		}
-		t.pin--
 	}
-	return nil
 }
 
 // countBitmaps counts the clusters of persistent dirty bitmaps, when the
@@ -429,7 +442,16 @@ func (img *Image) checkCopied(res *CheckResult, fix bool) int {
 				img.setL1(int64(l1i), img.l1[l1i]^oflagCopied)
 			}
 		}
-		t, err := img.l2Table(img.l1[l1i])
+	}
+	// Each distinct table once (see l2Tally).
+	for _, ref := range distinctL2(img.l1) {
+		if ref.off%g.cs != 0 || ref.off >= img.fileSize {
+			continue
+		}
+		if _, err := img.refcount(ref.off / g.cs); err != nil {
+			continue
+		}
+		t, err := img.l2Table(uint64(ref.off))
 		if err != nil {
 			continue
 		}

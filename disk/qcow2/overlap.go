@@ -102,52 +102,77 @@ func (img *Image) checkDataTarget(h int64) error {
 	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to write guest data at host offset %#x, over %s", h, what))
 }
 
-// clusterSet is a sorted multiset of cluster-aligned host offsets: where
-// the active L2 tables, or the refcount blocks, live. A damaged image may
-// name one cluster twice; each mention is kept, so that dropping one
-// leaves the other. Lookups are binary searches; changes (a new or freed
-// table) shift the slice, and happen once per table, not per write.
-type clusterSet []int64
+// clusterSet is a multiset of cluster-aligned host offsets: where the
+// active L2 tables, or the refcount blocks, live. The distinct offsets are
+// kept sorted, each with how many times the tables name it (a damaged
+// image may name one cluster many times; dropping one mention keeps the
+// others). Lookups are binary searches. Adding or dropping a distinct
+// offset shifts the slice, which happens once per new or freed table, not
+// per write; code that changes many L1 entries at once rebuilds the set.
+type clusterSet struct {
+	offs   []int64
+	counts []int64
+}
 
 // newClusterSet returns the set of the offsets in entries selected by
 // mask (zero offsets are absent tables).
 func newClusterSet(entries []uint64, mask uint64) clusterSet {
-	var s clusterSet
+	var all []int64
 	for _, e := range entries {
 		if off := int64(e & mask); off != 0 {
-			s = append(s, off)
+			all = append(all, off)
 		}
 	}
-	slices.Sort(s)
+	slices.Sort(all)
+	var s clusterSet
+	for _, off := range all {
+		if k := len(s.offs) - 1; k >= 0 && s.offs[k] == off {
+			s.counts[k]++
+			continue
+		}
+		s.offs = append(s.offs, off)
+		s.counts = append(s.counts, 1)
+	}
 	return s
 }
 
-// add inserts off.
+// add inserts one mention of off.
 func (s *clusterSet) add(off int64) {
-	i, _ := slices.BinarySearch(*s, off)
-	*s = slices.Insert(*s, i, off)
+	i, ok := slices.BinarySearch(s.offs, off)
+	if ok {
+		s.counts[i]++
+		return
+	}
+	s.offs = slices.Insert(s.offs, i, off)
+	s.counts = slices.Insert(s.counts, i, 1)
 }
 
 // remove drops one mention of off, if there is one.
 func (s *clusterSet) remove(off int64) {
-	if i, ok := slices.BinarySearch(*s, off); ok {
-		*s = slices.Delete(*s, i, i+1)
+	i, ok := slices.BinarySearch(s.offs, off)
+	if !ok {
+		return
+	}
+	if s.counts[i]--; s.counts[i] == 0 {
+		s.offs = slices.Delete(s.offs, i, i+1)
+		s.counts = slices.Delete(s.counts, i, i+1)
 	}
 }
 
 // overlapping returns an offset of the set whose cluster [o, o+cs)
 // overlaps the host range [off, off+n).
-func (s clusterSet) overlapping(off, n, cs int64) (int64, bool) {
-	i, _ := slices.BinarySearch(s, off-cs+1)
-	if i < len(s) && s[i] < off+n {
-		return s[i], true
+func (s *clusterSet) overlapping(off, n, cs int64) (int64, bool) {
+	i, _ := slices.BinarySearch(s.offs, off-cs+1)
+	if i < len(s.offs) && s.offs[i] < off+n {
+		return s.offs[i], true
 	}
 	return 0, false
 }
 
 // setL1 stores entry i of the active L1 table and marks it dirty, keeping
 // the index of active L2 tables in step. Every change of the active L1
-// table goes through it (or setL1Table).
+// table goes through it, or through setL1Table, or clears entries with
+// clearL1 and rebuilds the index once (reindexL1).
 func (img *Image) setL1(i int64, v uint64) {
 	old, nw := int64(img.l1[i]&l1OffsetMask), int64(v&l1OffsetMask)
 	if old != nw {
@@ -165,5 +190,17 @@ func (img *Image) setL1(i int64, v uint64) {
 // setL1Table installs l1 as the active L1 table and indexes its L2 tables.
 func (img *Image) setL1Table(l1 []uint64) {
 	img.l1 = l1
-	img.l2Set = newClusterSet(l1, l1OffsetMask)
+	img.reindexL1()
+}
+
+// clearL1 clears entry i of the active L1 table without updating the
+// index: for loops that clear many entries, then call reindexL1 once.
+func (img *Image) clearL1(i int64) {
+	img.l1[i] = 0
+	img.markL1Dirty(i)
+}
+
+// reindexL1 rebuilds the index of the active L2 tables.
+func (img *Image) reindexL1() {
+	img.l2Set = newClusterSet(img.l1, l1OffsetMask)
 }

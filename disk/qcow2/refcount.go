@@ -487,16 +487,17 @@ func (img *Image) punchFreed(clusters []int64) {
 }
 
 // computeAllocEnd finds the end of the last used cluster from the
-// refcount table. Refcounts claiming clusters past the end of the file
-// (only a damaged image has them) are ignored, so they cannot make
-// allocation jump far beyond the file.
+// refcount blocks. Only clusters inside the file can be in use, so only
+// the blocks that cover the file are read, and only their entries for
+// clusters inside it: the work is bounded by the file, whatever the
+// refcount table says (a damaged table naming one empty block a million
+// times once cost a scan of every entry of every one of them).
 func (img *Image) computeAllocEnd() error {
 	g := &img.g
+	fileClusters := max(1, alignUp(img.fileSize, g.cs)/g.cs)
 	img.allocEnd = 1
-	defer func() {
-		img.allocEnd = min(img.allocEnd, max(1, alignUp(img.fileSize, g.cs)/g.cs))
-	}()
-	for bi := int64(len(img.rt)) - 1; bi >= 0; bi-- {
+	last := min(int64(len(img.rt)), (fileClusters-1)/g.refPerBlock+1)
+	for bi := last - 1; bi >= 0; bi-- {
 		e, err := img.refBlock(bi)
 		if err != nil {
 			return err
@@ -504,7 +505,7 @@ func (img *Image) computeAllocEnd() error {
 		if e == nil {
 			continue
 		}
-		for i := g.refPerBlock - 1; i >= 0; i-- {
+		for i := min(g.refPerBlock, fileClusters-bi*g.refPerBlock) - 1; i >= 0; i-- {
 			if refcountGet(e.data, i, g.refOrder) != 0 {
 				img.allocEnd = bi*g.refPerBlock + i + 1
 				return nil

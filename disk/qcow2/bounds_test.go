@@ -1,0 +1,150 @@
+package qcow2
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+)
+
+// Hostile images whose header fields or tables are each within their caps
+// but drive loops or allocations far beyond what the file holds. Each must
+// be handled in time proportional to the file (a check, an open for
+// writing, a snapshot), not to the repetitions the tables claim.
+
+// finishes fails the test when fn has not returned after a minute: the
+// loops these tests guard took hours or days before they were bounded
+// (and take milliseconds now), so this is a hang detector, not a timing.
+func finishes(t *testing.T, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not finish within a minute: a loop driven by the image's tables", what)
+	}
+}
+
+// bigClusterImage makes an image with 2 MiB clusters and writes one data
+// cluster at guest offset 0; it returns the image bytes and layout facts
+// (the L2 table and data cluster of guest cluster 0).
+func bigClusterImage(t *testing.T, refcountBits int) (data []byte, info *Image, l2, dataCluster int64) {
+	t.Helper()
+	ms := &memStorage{}
+	if err := Create("big.qcow2", CreateOptions{Size: 64 << 20, ClusterSize: 2 << 20, RefcountBits: refcountBits, Storage: ms}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open("big.qcow2", Options{Storage: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.WriteAt(bytes.Repeat([]byte{0x5a}, 4096), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info, err = Open("big.qcow2", Options{Storage: &memStorage{data: bytes.Clone(ms.data)}, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { info.Close() })
+	l2 = int64(info.l1[0] & l1OffsetMask)
+	le := info.g.readL2Entry(mustL2(t, info).data, 0)
+	return ms.data, info, l2, hostCluster(le.e)
+}
+
+func mustL2(t *testing.T, img *Image) *cacheEntry {
+	t.Helper()
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	e, err := img.l2Table(img.l1[0])
+	if err != nil || e == nil {
+		t.Fatalf("L2 table of guest cluster 0: %v", err)
+	}
+	return e
+}
+
+// TestRefcountTableScanBounded: a refcount table naming one empty block
+// 256K times. Opening for writing looks for the last used cluster; it
+// used to scan all 16M entries of the block once per mention (4e12
+// steps). Now only the blocks that cover the file are read.
+func TestRefcountTableScanBounded(t *testing.T) {
+	data, info, _, _ := bigClusterImage(t, 1)
+	cs := info.g.cs
+	empty := int64(len(data))
+	data = append(data, make([]byte, cs)...) // an empty block
+	rt := int64(info.hdr.RefcountTableOffset)
+	for i := int64(1); i < cs/8; i++ {
+		be64put(data, int(rt+i*8), uint64(empty))
+	}
+	ms := &memStorage{data: data}
+	var img *Image
+	var err error
+	finishes(t, "opening for writing", func() { img, err = Open("hostile.qcow2", Options{Storage: ms}) })
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer img.Close()
+	// The empty block sits in a cluster its own block calls free: the
+	// allocator must refuse to hand it out rather than overwrite it.
+	if _, err := img.WriteAt(make([]byte, 4096), 8<<20); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("allocating write: %v, want ErrCorrupt (the free cluster holds a refcount block)", err)
+	}
+}
+
+// TestRepeatedL2TablesBounded: an L1 table whose 256K entries all name
+// one L2 table whose 256K entries all map data. Walking the tree once per
+// L1 entry (check, the repair of a dirty image at open, snapshot
+// creation) took 7e10 steps; each distinct table is now walked once, its
+// references counted as many times as it is named.
+func TestRepeatedL2TablesBounded(t *testing.T) {
+	for _, bits := range []int{16, 64} {
+		data, info, l2, d := bigClusterImage(t, bits)
+		cs := info.g.cs
+		l1 := int64(info.hdr.L1TableOffset)
+		be32put(data, 36, uint32(cs/8)) // L1 size: the whole cluster
+		for i := int64(0); i < cs/8; i++ {
+			be64put(data, int(l1+i*8), uint64(l2)|oflagCopied)
+			be64put(data, int(l2+i*8), uint64(d)|oflagCopied)
+		}
+
+		ro, err := Open("hostile.qcow2", Options{Storage: &memStorage{data: bytes.Clone(data)}, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res *CheckResult
+		finishes(t, "check", func() { res, err = ro.Check(RepairNone) })
+		ro.Close()
+		if err != nil || res.Corruptions == 0 {
+			t.Fatalf("%d-bit refcounts: check: %+v, %v; want corruptions found", bits, res, err)
+		}
+
+		if bits == 16 {
+			// Marked dirty, the image has its refcounts rebuilt when it
+			// is opened for writing: they do not fit 16 bits here.
+			dirty := bytes.Clone(data)
+			dirty[79] |= IncompatDirty
+			finishes(t, "opening a dirty image for writing", func() {
+				_, err = Open("hostile.qcow2", Options{Storage: &memStorage{data: dirty}})
+			})
+			if !errors.Is(err, ErrUnsupported) {
+				t.Fatalf("open for the rebuild: %v, want the refcounts refused as too wide", err)
+			}
+			continue
+		}
+		img, err := Open("hostile.qcow2", Options{Storage: &memStorage{data: bytes.Clone(data)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		finishes(t, "creating a snapshot", func() { _, err = img.CreateSnapshot("s", SnapshotOptions{}) })
+		if err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		img.Close()
+	}
+}
