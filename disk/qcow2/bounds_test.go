@@ -148,3 +148,37 @@ func TestRepeatedL2TablesBounded(t *testing.T) {
 		img.Close()
 	}
 }
+
+// TestSnapshotL1TablesBounded: snapshots whose L1 tables each fit the
+// file but together are many times its size (a check or a rebuild reads
+// them all) are refused at open; each snapshot's table is its own.
+func TestSnapshotL1TablesBounded(t *testing.T) {
+	base, info := hostileBase(t)
+	cs := info.g.cs
+	s := info.snaps[0]
+	s.l1Offset = uint64(cs)
+	s.l1Size = uint32((int64(len(base)) - cs) / 8)
+	var many []snapshotEntry
+	for i := 0; i < 8; i++ {
+		e := s
+		e.id, e.name = itoa(int64(i+10)), "copy"+itoa(int64(i))
+		many = append(many, e)
+	}
+	table := marshalSnapshotTable(many, info.hdr.Size)
+	data := append(bytes.Clone(base), table...)
+	be64put(data, 64, uint64(len(base)))
+	be32put(data, 60, uint32(len(many)))
+	_, err := Open("hostile.qcow2", Options{Storage: &memStorage{data: data}, ReadOnly: true})
+	if !errors.Is(err, ErrFormat) || !bytes.Contains([]byte(err.Error()), []byte("add up to more than")) {
+		t.Fatalf("open: %v, want ErrFormat for L1 tables larger than the file together", err)
+	}
+	// The same entries, each at its own place, are fine: one of them.
+	data = append(bytes.Clone(base), marshalSnapshotTable(many[:1], info.hdr.Size)...)
+	be64put(data, 64, uint64(len(base)))
+	be32put(data, 60, 1)
+	img, err := Open("ok.qcow2", Options{Storage: &memStorage{data: data}, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("one snapshot L1 table as large as the file: %v", err)
+	}
+	img.Close()
+}

@@ -444,9 +444,15 @@ func (img *Image) readSnapshots() ([]snapshotEntry, error) {
 	if err != nil {
 		return nil, img.errf(err, "snapshot table")
 	}
+	var l1Bytes int64
 	for i, s := range snaps {
 		if s.l1Size > maxL1Bytes/8 {
 			return nil, img.errf(ErrFormat, "snapshot %q has an L1 table of %d entries", s.name, s.l1Size)
+		}
+		// Each snapshot has an L1 table of its own, so together they fit
+		// in the file; a check or a rebuild reads every one of them.
+		if l1Bytes += int64(s.l1Size) * 8; l1Bytes > img.fileSize {
+			return nil, img.errf(ErrFormat, "the snapshots' L1 tables add up to more than the %d-byte file", img.fileSize)
 		}
 		if err := checkTable("snapshot L1 table", s.l1Offset, uint64(s.l1Size)*8, uint64(img.g.cs), uint64(img.fileSize)); err != nil {
 			return nil, img.errf(err, "snapshot %d (%q)", i, s.name)
