@@ -3,6 +3,7 @@ package qcow2
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -181,4 +182,69 @@ func TestSnapshotL1TablesBounded(t *testing.T) {
 		t.Fatalf("one snapshot L1 table as large as the file: %v", err)
 	}
 	img.Close()
+}
+
+// TestBitmapTableBounded: a persistent bitmap whose directory entry claims
+// a table of 2^27 entries in a large sparse file. Check used to allocate
+// and read 2 GiB for it; the table may not have more entries than a
+// bitmap of the disk needs.
+func TestBitmapTableBounded(t *testing.T) {
+	ms := &memStorage{}
+	if err := Create("bitmap.qcow2", CreateOptions{Size: 1 << 20, ClusterSize: 65536, Storage: ms}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open("bitmap.qcow2", Options{Storage: ms, NoBacking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := img.g.cs
+	dirOff := int64(len(ms.data))
+	tableOff := dirOff + cs
+	ext := make([]byte, 24)
+	be32put(ext, 0, 1)               // one bitmap
+	be64put(ext, 8, 32)              // directory size
+	be64put(ext, 16, uint64(dirOff)) // directory offset
+	img.mu.Lock()
+	err = img.rewriteHeaderClusterLocked(append(img.exts, Extension{Type: extBitmaps, Data: ext}), "")
+	img.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Close()
+	st := newSparseStorage(ms.data)
+	dir := make([]byte, cs)
+	be64put(dir, 0, uint64(tableOff)) // bitmap table offset
+	be32put(dir, 8, 1<<27)            // bitmap table entries
+	dir[17] = 16                      // granularity 64 KiB
+	if _, err := st.WriteAt(dir, dirOff); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Truncate(tableOff + 8<<27 + cs); err != nil {
+		t.Fatal(err)
+	}
+	st.data[95] |= AutoclearBitmaps
+	ro, err := Open("bitmap.qcow2", Options{Storage: st, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	res, err := ro.Check(RepairNone)
+	runtime.ReadMemStats(&ms1)
+	if grew := ms1.TotalAlloc - ms0.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("check allocated %d MiB for the bitmap table", grew>>20)
+	}
+	if err != nil || res.CheckErrors == 0 || !bytes.Contains([]byte(joinMessages(res)), []byte("bitmap table 0 has 134217728 entries")) {
+		t.Fatalf("check: %+v, %v; want the bitmap table reported", res, err)
+	}
+}
+
+func joinMessages(res *CheckResult) string {
+	var b bytes.Buffer
+	for _, m := range res.Messages {
+		b.WriteString(m)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }

@@ -335,17 +335,34 @@ func (img *Image) countBitmaps(r *refTable) error {
 	if err := img.readFull(dir, int64(be.dirOffset)); err != nil {
 		return img.errf(err, "read bitmap directory")
 	}
+	var tablesBytes int64
 	for off, i := 0, uint32(0); i < be.nbBitmaps; i++ {
 		if off+24 > len(dir) {
 			return img.errf(ErrFormat, "bitmap directory entry %d is truncated", i)
 		}
 		tOff := int64(binary.BigEndian.Uint64(dir[off:]))
 		tSize := int64(binary.BigEndian.Uint32(dir[off+8:]))
+		gBits := uint(dir[off+17])
 		nameLen := int(binary.BigEndian.Uint16(dir[off+18:]))
 		extra := int(binary.BigEndian.Uint32(dir[off+20:]))
 		off += int(alignUp(int64(24+extra+nameLen), 8))
 		if tOff <= 0 || tOff%g.cs != 0 || tOff > img.fileSize || tSize*8 > img.fileSize-tOff {
 			return img.errf(ErrFormat, "bitmap table %d at %#x is invalid", i, tOff)
+		}
+		// A bitmap has one bit per granule of the disk and its table one
+		// entry per cluster of bits: no more entries than that (QEMU's
+		// granularities are 512 B to 2 GiB), and tables that, being
+		// distinct clusters, fit in the file together. Otherwise a header
+		// field would size what is read and allocated here.
+		if gBits < 9 || gBits > 31 {
+			return img.errf(ErrFormat, "bitmap %d has granularity 2^%d bytes (2^9 to 2^31 are valid)", i, gBits)
+		}
+		bits := (img.Size() + int64(1)<<gBits - 1) >> gBits
+		if need := (bits + g.cs*8 - 1) / (g.cs * 8); tSize > need {
+			return img.errf(ErrFormat, "bitmap table %d has %d entries, a bitmap of this disk needs %d", i, tSize, need)
+		}
+		if tablesBytes += tSize * 8; tablesBytes > img.fileSize {
+			return img.errf(ErrFormat, "the bitmap tables add up to more than the %d-byte file", img.fileSize)
 		}
 		r.inc(tOff, tSize*8, "bitmap table")
 		tbl, err := img.readTable(tOff, tSize, "bitmap table")
