@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -247,4 +248,69 @@ func joinMessages(res *CheckResult) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// readLog is a Storage that records every byte range read from it.
+type readLog struct {
+	Storage
+	mu    sync.Mutex
+	reads [][2]int64
+}
+
+func (r *readLog) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	r.reads = append(r.reads, [2]int64{off, off + int64(len(p))})
+	r.mu.Unlock()
+	return r.Storage.ReadAt(p, off)
+}
+
+// readTwice reports a byte of [lo, hi) that was read more than once.
+func (r *readLog) readTwice(lo, hi int64) (int64, bool) {
+	seen := map[int64]bool{}
+	for _, rd := range r.reads {
+		for b := max(rd[0], lo); b < min(rd[1], hi); b++ {
+			if seen[b] {
+				return b, true
+			}
+			seen[b] = true
+		}
+	}
+	return 0, false
+}
+
+// TestMetadataReadOnce: opening an image reads each byte of the header
+// cluster and of the snapshot table once, so that what is validated is
+// what is used even if the file changes meanwhile (it used to read the
+// header's first 4 KiB, then the whole cluster again; a snapshot entry's
+// fixed part, then the whole entry again).
+func TestMetadataReadOnce(t *testing.T) {
+	ms := &memStorage{}
+	if err := Create("m.qcow2", CreateOptions{Size: 1 << 20, ClusterSize: 65536, Storage: ms}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := Open("m.qcow2", Options{Storage: ms})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"one", "two"} {
+		if _, err := img.CreateSnapshot(name, SnapshotOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	log := &readLog{Storage: &memStorage{data: bytes.Clone(ms.data)}}
+	img, err = Open("m.qcow2", Options{Storage: log, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if b, twice := log.readTwice(0, img.g.cs); twice {
+		t.Errorf("byte %#x of the header cluster was read twice", b)
+	}
+	st := int64(img.hdr.SnapshotsOffset)
+	if b, twice := log.readTwice(st, st+img.snapTableLen); twice {
+		t.Errorf("byte %#x of the snapshot table was read twice", b)
+	}
 }

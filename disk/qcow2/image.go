@@ -252,10 +252,15 @@ func (img *Image) load() error {
 	if err != nil {
 		return img.errf(err, "header")
 	}
+	// The rest of the header cluster continues what was read: every
+	// byte of it is read once, so what was validated is what is used.
 	cs := h.clusterSize()
 	cluster0 := make([]byte, cs)
-	if _, err := img.f.ReadAt(cluster0, 0); err != nil && !errors.Is(err, io.EOF) {
-		return img.errf(err, "read header cluster")
+	copy(cluster0, first[:n])
+	if int64(n) < cs && n == len(first) {
+		if _, err := img.f.ReadAt(cluster0[n:], int64(n)); err != nil && !errors.Is(err, io.EOF) {
+			return img.errf(err, "read header cluster")
+		}
 	}
 	if err := img.checkFeatures(&h, cluster0); err != nil {
 		return err
@@ -432,11 +437,16 @@ func (img *Image) readSnapshots() ([]snapshotEntry, error) {
 		if off+total > img.fileSize+8 {
 			return nil, img.errf(ErrFormat, "snapshot table entry %d runs past the end of the file", i)
 		}
-		ent := make([]byte, total)
-		if err := img.readFull(ent, off); err != nil {
+		// The rest of the entry, after the fixed part already read: the
+		// lengths just checked are the ones parsed below. Its padding may
+		// end past the file (checked above), and reads as zeros.
+		rest := make([]byte, total-40)
+		k, err := img.f.ReadAt(rest, off+40)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, img.errf(err, "read snapshot table entry %d at %#x", i, off)
 		}
-		buf = append(buf, ent...)
+		clear(rest[k:])
+		buf = append(append(buf, fixed...), rest...)
 		off += total
 	}
 	img.snapTableLen = int64(len(buf))
