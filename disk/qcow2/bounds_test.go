@@ -314,3 +314,45 @@ func TestMetadataReadOnce(t *testing.T) {
 		t.Errorf("byte %#x of the snapshot table was read twice", b)
 	}
 }
+
+// TestCheckMessagesBounded: refcount blocks that claim every cluster of
+// the file is in use (one block, named by every refcount table entry)
+// make every cluster a leak. Check counts them all but lists only the
+// first maxCheckMessages: a large sparse file would otherwise give it a
+// message per cluster, gigabytes of them.
+func TestCheckMessagesBounded(t *testing.T) {
+	ms := &memStorage{}
+	if err := Create("leaky.qcow2", CreateOptions{Size: 16 << 20, ClusterSize: 512, Storage: ms}); err != nil {
+		t.Fatal(err)
+	}
+	const fileSize = 12 << 20
+	data := append(bytes.Clone(ms.data), make([]byte, fileSize-len(ms.data))...)
+	block := int64(len(data))
+	b := make([]byte, 512)
+	for i := 0; i < 256; i++ {
+		b[2*i+1] = 1 // 16-bit refcount 1
+	}
+	data = append(data, b...)
+	rt := int64(len(data))
+	for i := 0; i < 128; i++ {
+		var e [8]byte
+		be64put(e[:], 0, uint64(block))
+		data = append(data, e[:]...)
+	}
+	be64put(data, 48, uint64(rt))
+	be32put(data, 56, 2)
+	img, err := Open("leaky.qcow2", Options{Storage: &memStorage{data: data}, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	res, err := img.Check(RepairNone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Leaks < 20000 || len(res.Messages) != maxCheckMessages+1 || res.Unlisted == 0 ||
+		!bytes.Contains([]byte(res.Messages[maxCheckMessages]), []byte("not listed")) {
+		t.Fatalf("check: %d leaks, %d corruptions, %d messages, %d unlisted; want every leak counted, %d messages and a last line saying more are not listed",
+			res.Leaks, res.Corruptions, len(res.Messages), res.Unlisted, maxCheckMessages+1)
+	}
+}

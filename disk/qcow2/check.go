@@ -38,8 +38,30 @@ type CheckResult struct {
 	AllocatedClusters  int64
 	FragmentedClusters int64
 	CompressedClusters int64
-	// Messages has one line per problem found or fixed.
+	// Messages has one line per problem found or fixed, up to
+	// maxCheckMessages; then a last line says that more were counted.
 	Messages []string
+	// Unlisted counts the problems beyond maxCheckMessages, which are in
+	// the counters but not in Messages.
+	Unlisted int
+}
+
+// maxCheckMessages bounds Messages: a damaged or hostile image can have a
+// problem in every cluster of a large sparse file, and the counters say
+// how many there are.
+const maxCheckMessages = 10000
+
+// note records one problem's message, or counts it once Messages is full.
+func (res *CheckResult) note(msg string) {
+	switch {
+	case len(res.Messages) < maxCheckMessages:
+		res.Messages = append(res.Messages, msg)
+	case res.Unlisted == 0:
+		res.Messages = append(res.Messages, fmt.Sprintf("further problems are counted but not listed (more than %d)", maxCheckMessages))
+		fallthrough
+	default:
+		res.Unlisted++
+	}
 }
 
 // maxCheckClusters bounds the in-memory reference table of a check.
@@ -68,7 +90,7 @@ func (r *refTable) incBy(off, n int64, what string, times int64) {
 	for c := first; c <= last; c++ {
 		if c >= int64(len(r.refs)) {
 			r.res.Corruptions++
-			r.res.Messages = append(r.res.Messages, fmt.Sprintf("ERROR %s at %#x is past the end of the file", what, c*r.cs))
+			r.res.note(fmt.Sprintf("ERROR %s at %#x is past the end of the file", what, c*r.cs))
 			return
 		}
 		r.refs[c] = uint32(min(int64(r.refs[c])+times, int64(^uint32(0))))
@@ -77,7 +99,7 @@ func (r *refTable) incBy(off, n int64, what string, times int64) {
 
 func (r *refTable) errorf(format string, args ...any) {
 	r.res.Corruptions++
-	r.res.Messages = append(r.res.Messages, "ERROR "+fmt.Sprintf(format, args...))
+	r.res.note("ERROR " + fmt.Sprintf(format, args...))
 }
 
 // Check verifies that every cluster's refcount equals the number of
@@ -113,7 +135,7 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 		if _, err := img.rebuildRefcountsLocked(); err != nil {
 			return res, err
 		}
-		res.Messages = append(res.Messages, "Rebuilt the refcount structures")
+		res.note("Rebuilt the refcount structures")
 		img.checkCopied(res, true)
 	case res.Leaks > 0:
 		if _, err := img.fixLeaks(r); err != nil {
@@ -189,7 +211,7 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 		l1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
 		if err != nil {
 			res.CheckErrors++
-			res.Messages = append(res.Messages, err.Error())
+			res.note(err.Error())
 			continue
 		}
 		img.tallyL1(r, &tables, l1)
@@ -223,7 +245,7 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 	}
 	if err := img.countBitmaps(r); err != nil {
 		res.CheckErrors++
-		res.Messages = append(res.Messages, err.Error())
+		res.note(err.Error())
 	}
 	for i := len(r.refs) - 1; i >= 0; i-- {
 		if r.refs[i] != 0 {
@@ -265,7 +287,7 @@ func (img *Image) countL2(r *refTable, ref l2Ref, active bool, prevHost *int64) 
 	t, err := img.l2Table(uint64(ref.off))
 	if err != nil {
 		res.CheckErrors++
-		res.Messages = append(res.Messages, err.Error())
+		res.note(err.Error())
 		return
 	}
 	t.pin++
@@ -388,13 +410,13 @@ func (img *Image) compareRefs(r *refTable) int {
 		switch {
 		case err != nil:
 			res.CheckErrors++
-			res.Messages = append(res.Messages, err.Error())
+			res.note(err.Error())
 		case have < want:
 			low++
 			r.errorf("cluster %d refcount=%d reference=%d", c, have, want)
 		case have > want:
 			res.Leaks++
-			res.Messages = append(res.Messages, fmt.Sprintf("Leaked cluster %d refcount=%d reference=%d", c, have, want))
+			res.note(fmt.Sprintf("Leaked cluster %d refcount=%d reference=%d", c, have, want))
 		}
 		return nil
 	})
@@ -502,9 +524,9 @@ func (img *Image) checkCopied(res *CheckResult, fix bool) int {
 
 func (img *Image) copiedMessage(res *CheckResult, fix bool, s string) {
 	if fix {
-		res.Messages = append(res.Messages, "Repairing "+s)
+		res.note("Repairing " + s)
 	} else {
-		res.Messages = append(res.Messages, "ERROR "+s)
+		res.note("ERROR " + s)
 	}
 }
 
