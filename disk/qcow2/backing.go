@@ -164,7 +164,9 @@ func (p *BackingPolicy) openBackingFile(imagePath, name string) (*os.File, strin
 	}
 	fd, err := openRetry(proc, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY)
 	if err != nil {
-		return nil, path, &os.PathError{Op: "open", Path: path, Err: err}
+		// Without /proc there is no way to open the file judged rather
+		// than whatever the path names by now: refuse instead.
+		return nil, path, fmt.Errorf("open %s through %s (is /proc mounted?): %w", path, proc, err)
 	}
 	return os.NewFile(uintptr(fd), path), path, nil
 }
