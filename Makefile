@@ -18,11 +18,17 @@ setup:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/paddock
 
-# Everything CI runs: gofmt + vet; unit, host /dev/kvm and nested-KVM lab
-# tests under the race detector; then every fuzz target briefly.
+# Everything CI runs: gofmt + vet; unit, host /dev/kvm, nested-KVM lab and
+# oracle tests under the race detector; then every fuzz target briefly.
+# internal/testreport shows go test's usual lines (failed tests' output,
+# ok/FAIL per package), then how many tests ran, failed and were skipped
+# in each layer, the fuzz count, and the skipped tests with their reasons.
+# It exits with go test's status; under CI=true a skipped test fails the
+# run (docs/architecture.md, "Tests").
 test: setup lint
-	$(GO) test -race -count=1 -timeout 45m ./...
-	$(MAKE) --no-print-directory fuzz
+	@$(GO) build -o bin/testreport ./internal/testreport
+	@bin/testreport -fuzz '$(MAKE) --no-print-directory fuzz' -- \
+		$(GO) test -race -count=1 -timeout 45m -json ./...
 
 # Run each fuzz target (func FuzzXxx in a _test.go file) for FUZZTIME and
 # print each target's executions per second (scripts/fuzz), so that a
@@ -31,6 +37,8 @@ test: setup lint
 # spurious "context deadline exceeded" failure when a duration ends
 # (golang/go#75804). FUZZMINIMIZE bounds the minimization of each new
 # interesting input (Go's default, up to 60 s each, stalled FuzzOpenImage).
+# The last line, "fuzz: N targets, M executions", is what make test's
+# summary counts.
 FUZZTIME ?= 200000x
 FUZZMINIMIZE ?= 100x
 fuzz:

@@ -17,17 +17,17 @@ func vmFields() []string {
 	return []string{"name", "labels", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "rng", "console", "on_reboot", "restart", "backend", "libvirt"}
 }
 
-func consoleFields() []string { return []string{"mode", "log"} }
+func consoleFields() []string { return []string{"mode", "log", "log_size", "log_keep"} }
 
 func libvirtFields() []string { return []string{"uri"} }
 
 // decoder turns a YAML node tree into a VM, collecting every problem rather
 // than stopping at the first.
 type decoder struct {
-	dir     string  // absolute directory relative paths are resolved against
-	src     *source // positions of the fields decoded so far
-	errs    []error // at most maxProblems
-	dropped int     // problems beyond maxProblems
+	dir     string   // absolute directory relative paths are resolved against
+	src     *source  // positions of the fields decoded so far
+	errs    []*Error // at most maxProblems
+	dropped int      // problems beyond maxProblems
 }
 
 // maxProblems bounds the problems decoding reports: past it, the file is
@@ -36,6 +36,7 @@ const maxProblems = 25
 
 // errorf records a problem about field at n's position.
 func (d *decoder) errorf(n *yaml.Node, field, format string, args ...any) {
+	d.src.failed[field] = true
 	if len(d.errs) >= maxProblems {
 		d.dropped++
 		return
@@ -149,10 +150,14 @@ func (d *decoder) console(field string, v *yaml.Node, c *Console) {
 				c.Mode = ConsoleMode(s)
 			case "log":
 				c.Log = d.path(field, v)
+			case "log_size":
+				c.LogSize = d.size(field, v)
+			case "log_keep":
+				c.LogKeep = d.integer(field, v)
 			}
 		})
 	default:
-		d.errorf(v, field, "must be a mode (stdio, log or none) or a mapping with mode and log, got %s", describe(v))
+		d.errorf(v, field, "must be a mode (stdio, log or none) or a mapping with mode, log, log_size and log_keep, got %s", describe(v))
 	}
 }
 
@@ -173,9 +178,7 @@ func (d *decoder) fields(n *yaml.Node, prefix string, known []string, set func(k
 		if len(field) > maxQuoted { // an absurd key; keep messages short
 			field = strings.ToValidUTF8(field[:maxQuoted], "") + "..."
 		}
-		if prefix != "" {
-			field = prefix + "." + field
-		}
+		field = joinField(prefix, field)
 		if k.ShortTag() == "!!merge" {
 			d.errorf(k, field, "merge keys are not supported: write the fields out")
 			continue
@@ -186,7 +189,13 @@ func (d *decoder) fields(n *yaml.Node, prefix string, known []string, set func(k
 		}
 		first[k.Value] = k.Line
 		if !slices.Contains(known, k.Value) {
-			d.errorf(k, field, "unknown field%s", suggest(k.Value, known))
+			hint, meant := suggest(k.Value, known)
+			d.errorf(k, field, "unknown field%s", hint)
+			if meant != "" && !hasKey(n, meant) {
+				// "kernal" was meant to be the kernel: no "kernel
+				// must be set" on top of the typo.
+				d.src.failed[joinField(prefix, meant)] = true
+			}
 			continue
 		}
 		if isNull(v) {
@@ -195,6 +204,24 @@ func (d *decoder) fields(n *yaml.Node, prefix string, known []string, set func(k
 		d.src.fields[field] = pos{v.Line, v.Column}
 		set(k.Value, field, v)
 	}
+}
+
+// hasKey reports whether the mapping n has the key.
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := deref(n.Content[i]); k.Kind == yaml.ScalarNode && k.Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// joinField is the path of field key inside the mapping at prefix.
+func joinField(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
 }
 
 // deref resolves an alias to a copy of its target placed at the alias, so
@@ -212,10 +239,19 @@ func deref(n *yaml.Node) *yaml.Node {
 	return &c
 }
 
-// suggest returns ` (did you mean "x"?)` for the known name closest to an
-// unknown one (within two edits, one for short names, or containing it),
-// else the list of known names.
-func suggest(name string, known []string) string {
+// suggest returns ` (did you mean "x"?)` and x for the known field
+// closest to an unknown one, else the list of known fields and "".
+func suggest(name string, known []string) (hint, meant string) {
+	if best := closest(name, known); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best), best
+	}
+	return "; known fields: " + strings.Join(known, ", "), ""
+}
+
+// closest returns the name in known nearest to name (case aside): within
+// two edits (one for names of four letters or fewer), or containing it;
+// "" if none is.
+func closest(name string, known []string) string {
 	lower := strings.ToLower(name)
 	best, bestDist := "", -1
 	for _, k := range known {
@@ -229,10 +265,7 @@ func suggest(name string, known []string) string {
 			best, bestDist = k, dist
 		}
 	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
-	}
-	return "; known fields: " + strings.Join(known, ", ")
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.

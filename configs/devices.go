@@ -3,15 +3,15 @@ package configs
 import (
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 
+	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/netdev"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Disk is one virtio-blk disk. In YAML it is a mapping, or just the
@@ -70,12 +70,7 @@ const (
 	MaxDevices = 31
 	// MaxSerialLen is the longest disk serial (VIRTIO_BLK_ID_BYTES).
 	MaxSerialLen = 20
-	// maxIfaceName is the longest network interface name (IFNAMSIZ-1).
-	maxIfaceName = 15
 )
-
-// defaultSysClassNet is where Validate looks up network interfaces.
-const defaultSysClassNet = "/sys/class/net"
 
 func diskFields() []string { return []string{"path", "format", "readonly", "serial", "cache"} }
 
@@ -220,7 +215,7 @@ func (c *checker) devices() {
 			}
 		}
 	}
-	macs, taps := map[string]int{}, map[string]int{}
+	macs, taps := map[netdev.MAC]int{}, map[string]int{}
 	for i, n := range vm.NICs {
 		f := fmt.Sprintf("nics[%d]", i)
 		switch {
@@ -229,19 +224,19 @@ func (c *checker) devices() {
 		case n.Tap != "" && n.Bridge != "":
 			c.add(f+".bridge", "set tap or bridge, not both")
 		case n.Tap != "":
-			if err := checkIfaceName(n.Tap); err != nil {
+			if err := netdev.CheckName(n.Tap); err != nil {
 				c.add(f+".tap", "%w", err)
 			} else if j, dup := taps[n.Tap]; dup {
 				c.add(f+".tap", "is already used by nics[%d]", j)
 			}
 			taps[n.Tap] = i
 		default:
-			if err := checkIfaceName(n.Bridge); err != nil {
+			if err := netdev.CheckName(n.Bridge); err != nil {
 				c.add(f+".bridge", "%w", err)
 			}
 		}
 		if n.MAC != "" {
-			mac, err := parseMAC(n.MAC)
+			mac, err := netdev.ParseMAC(n.MAC)
 			switch {
 			case err != nil:
 				c.add(f+".mac", "%w", err)
@@ -255,52 +250,23 @@ func (c *checker) devices() {
 	}
 }
 
-// checkIfaceName checks a network interface name as the kernel would.
-func checkIfaceName(s string) error {
-	switch {
-	case s == "." || s == "..":
-		return fmt.Errorf("%s is not an interface name", quote(s))
-	case len(s) > maxIfaceName:
-		return fmt.Errorf("interface names are at most %d bytes, got %d (%s)", maxIfaceName, len(s), quote(s))
-	case strings.ContainsAny(s, "/: \t\n\r\x00"):
-		return fmt.Errorf("interface names cannot contain '/', ':' or white space, got %s", quote(s))
-	}
-	return nil
-}
-
-// parseMAC parses a unicast Ethernet address and returns its canonical
-// form.
-func parseMAC(s string) (string, error) {
-	hw, err := net.ParseMAC(s)
-	if err != nil || len(hw) != 6 {
-		return "", fmt.Errorf("must be a MAC address such as 52:54:00:12:34:56, got %s", quote(s))
-	}
-	switch {
-	case hw[0]&1 != 0:
-		return "", fmt.Errorf("%s is a multicast address (the first byte is odd); a NIC needs a unicast one", s)
-	case string(hw) == "\x00\x00\x00\x00\x00\x00":
-		return "", fmt.Errorf("%s is all zeros", s)
-	}
-	return hw.String(), nil
-}
-
 // deviceFiles checks the disk images: each exists, is a non-empty regular
 // file or block device paddock can read (and write, unless read-only), has
 // the configured format, and is not locked by a running VM.
 func (c *checker) deviceFiles() {
 	for i, d := range c.vm.Disks {
 		f := fmt.Sprintf("disks[%d]", i)
-		if d.Path == "" || c.bad[f+".path"] {
+		if d.Path == "" || c.skip(f+".path") {
 			continue
 		}
 		if err := checkImage(d.Path, d.ReadOnly); err != nil {
 			c.add(f+".path", "%w", err)
 			continue
 		}
-		if d.Format == FormatQcow2 && !c.bad[f+".format"] {
-			if ok, err := isQcow2(d.Path); err != nil {
-				c.add(f+".path", "%w", err)
-			} else if !ok {
+		if d.Format == FormatQcow2 && !c.skip(f+".format") {
+			if format, err := disk.Detect(d.Path); err != nil {
+				c.add(f+".path", "%s: %w", d.Path, pathErr(err))
+			} else if format != disk.FormatQcow2 {
 				c.add(f+".format", "is qcow2, but %s is not a qcow2 image", d.Path)
 			}
 		}
@@ -336,97 +302,33 @@ func checkImage(path string, readOnly bool) error {
 	return checkUnlocked(path, readOnly)
 }
 
-// checkUnlocked reports an image that a running VM holds: paddock locks a
-// writable disk's image exclusively and a read-only one's shared, so a
-// lock that conflicts with the one this VM would take means another VM
-// uses the image.
+// checkUnlocked reports an image that a running VM (paddock's or QEMU's)
+// or a QEMU tool holds in a way that keeps this VM from opening it: the
+// VMM's own open takes QEMU-compatible image locks (disk/imagefile), and
+// this tests the same locks without taking them.
 func checkUnlocked(path string, readOnly bool) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	defer f.Close()
-	how := syscall.LOCK_EX
-	if readOnly {
-		how = syscall.LOCK_SH
-	}
-	for {
-		err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return fmt.Errorf("%s is in use by another VM", path)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: lock: %w", path, err)
-	}
-	return nil
-}
-
-// isQcow2 reports whether the file starts with the qcow2 magic.
-func isQcow2(path string) (bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	defer f.Close()
-	var magic [4]byte
-	if _, err := io.ReadFull(f, magic[:]); err != nil {
-		return false, nil
-	}
-	return string(magic[:]) == "QFI\xfb", nil
+	return imagefile.Check(path, imagefile.AccessFor(readOnly, false))
 }
 
 // network checks that each NIC's tap or bridge exists and is one, as
-// sysNet (/sys/class/net) lists them. Whether a tap is busy shows only
-// when the VM starts.
-func (c *checker) network(sysNet string) {
-	if sysNet == "" {
-		sysNet = defaultSysClassNet
-	}
+// netdev sees it in this process's network namespace. Whether a tap is
+// busy shows only when the VM starts.
+func (c *checker) network() {
 	for i, n := range c.vm.NICs {
 		f := fmt.Sprintf("nics[%d]", i)
 		switch {
-		case n.Tap != "" && n.Bridge == "" && !c.bad[f+".tap"]:
-			if err := checkTap(sysNet, n.Tap); err != nil {
+		case n.Tap != "" && n.Bridge == "" && !c.skip(f+".tap"):
+			if err := netdev.IsTap(n.Tap); errors.Is(err, netdev.ErrNotFound) {
+				c.add(f+".tap", "no network interface %s: create the tap first (ip tuntap add %s mode tap), or use bridge", n.Tap, n.Tap)
+			} else if err != nil {
 				c.add(f+".tap", "%w", err)
 			}
-		case n.Bridge != "" && n.Tap == "" && !c.bad[f+".bridge"]:
-			if err := checkBridge(sysNet, n.Bridge); err != nil {
+		case n.Bridge != "" && n.Tap == "" && !c.skip(f+".bridge"):
+			if err := netdev.IsBridge(n.Bridge); errors.Is(err, netdev.ErrNotFound) {
+				c.add(f+".bridge", "no bridge %s: create it first (ip link add %s type bridge)", n.Bridge, n.Bridge)
+			} else if err != nil {
 				c.add(f+".bridge", "%w", err)
 			}
 		}
 	}
-}
-
-// iffTap is IFF_TAP in a tun device's tun_flags.
-const iffTap = 0x0002
-
-func checkTap(sysNet, name string) error {
-	dir := filepath.Join(sysNet, name)
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("no network interface %s: create the tap first (ip tuntap add %s mode tap), or use bridge", name, name)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "tun_flags"))
-	if err != nil {
-		return fmt.Errorf("%s is not a tap device", name)
-	}
-	flags, err := strconv.ParseUint(strings.TrimSpace(string(b)), 0, 32)
-	if err != nil || flags&iffTap == 0 {
-		return fmt.Errorf("%s is a tun device; a NIC needs a tap (ip tuntap add NAME mode tap)", name)
-	}
-	return nil
-}
-
-func checkBridge(sysNet, name string) error {
-	dir := filepath.Join(sysNet, name)
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("no bridge %s: create it first (ip link add %s type bridge)", name, name)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "bridge")); err != nil {
-		return fmt.Errorf("%s is not a bridge", name)
-	}
-	return nil
 }

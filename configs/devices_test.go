@@ -1,22 +1,22 @@
 package configs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/paddock-vm/paddock/netdev/netnstest"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // deviceTree adds disk images to a test tree: root.qcow2 (a qcow2
-// header), data.raw (raw), zero.raw (empty), ro.raw (read-only mode 0444
-// file is still writable by root, so it is not used for permission
-// checks). It also builds a fake /sys/class/net with br0 (a bridge), tap0
-// (a tap), tun0 (a tun) and eth0 (neither), and returns its path.
-func deviceTree(t *testing.T, dir string) string {
+// header), data.raw (raw) and zero.raw (empty).
+func deviceTree(t *testing.T, dir string) {
 	t.Helper()
 	files := map[string]string{
 		"root.qcow2": "QFI\xfb\x00\x00\x00\x03" + strings.Repeat("\x00", 504),
@@ -28,24 +28,24 @@ func deviceTree(t *testing.T, dir string) string {
 			t.Fatal(err)
 		}
 	}
-	net := filepath.Join(dir, "sysnet")
-	for _, p := range []string{"br0/bridge", "tap0", "tun0", "eth0"} {
-		if err := os.MkdirAll(filepath.Join(net, p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, flags := range map[string]string{"tap0": "0x1002\n", "tun0": "0x1001\n"} {
-		if err := os.WriteFile(filepath.Join(net, name, "tun_flags"), []byte(flags), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return net
+}
+
+// netTree makes a network namespace with br0 (a bridge), tap0 (a tap),
+// tun0 (a tun) and eth0 (one end of a veth pair: neither), the interfaces the
+// tests' NICs name. Validate looks them up from a thread inside it.
+func netTree(t *testing.T) *netnstest.NS {
+	t.Helper()
+	ns := netnstest.New(t)
+	ns.Bridge(t, "br0")
+	ns.IP(t, "tuntap", "add", "tap0", "mode", "tap")
+	ns.IP(t, "tuntap", "add", "tun0", "mode", "tun")
+	ns.Veth(t, "eth0", "eth1", "")
+	return ns
 }
 
 func TestDeviceErrors(t *testing.T) {
 	dir := testTree(t)
-	net := deviceTree(t, dir)
-	host := Host{SysClassNet: net}
+	deviceTree(t, dir)
 	const ok = "name: hello\nkernel: vmlinuz\n"
 	const f = "$DIR/hello.yaml"
 	tests := []struct {
@@ -53,7 +53,7 @@ func TestDeviceErrors(t *testing.T) {
 		yaml string
 		want string
 	}{
-		{"valid", ok + "disks: [root.qcow2, {path: data.raw, format: raw, readonly: true, serial: d1, cache: unsafe}]\nnics: [{tap: tap0}, {bridge: br0, mac: '02:00:00:00:00:01'}]\nrng: true\n", ""},
+		{"valid", ok + "disks: [root.qcow2, {path: data.raw, format: raw, readonly: true, serial: d1, cache: unsafe}]\nrng: true\n", ""},
 		{"disks not a list", ok + "disks: root.qcow2\n",
 			f + ":3:8: disks: must be a list of disks such as [root.qcow2] or [{path: data.qcow2, readonly: true}], got \"root.qcow2\""},
 		{"disk item a list", ok + "disks: [[a]]\n",
@@ -70,6 +70,10 @@ func TestDeviceErrors(t *testing.T) {
 			f + ":3:9: disks[0].path: $DIR/dir is a directory, not a disk image"},
 		{"disk empty", ok + "disks: [zero.raw]\n",
 			f + ":3:9: disks[0].path: $DIR/zero.raw is empty (0 bytes)"},
+		{"disk a FIFO, refused without waiting for a writer", ok + "disks: [fifo]\n",
+			f + ":3:9: disks[0].path: $DIR/fifo is not a regular file or a block device"},
+		{"disk a character device", ok + "disks: [/dev/zero]\n",
+			f + ":3:9: disks[0].path: /dev/zero is not a regular file or a block device"},
 		{"same image twice", ok + "disks: [data.raw, {path: ./data.raw}]\n",
 			f + ":3:26: disks[1].path: is the same image as disks[0]"},
 		{"bad format", ok + "disks: [{path: data.raw, format: vmdk}]\n",
@@ -84,6 +88,31 @@ func TestDeviceErrors(t *testing.T) {
 			f + ":3:34: disks[0].serial: is 21 bytes long; at most 20"},
 		{"serial not ASCII", ok + "disks: [{path: data.raw, serial: \"dísk\"}]\n",
 			f + ":3:34: disks[0].serial: must be printable ASCII, got byte 0xc3 at 1"},
+		{"rng not a bool", ok + "rng: 1\n",
+			f + ":3:6: rng: must be true or false, got the number 1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := check(t, dir, tc.yaml, Host{}); got != tc.want {
+				t.Errorf("problems:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestNICErrors checks NICs against real interfaces: netdev's view of
+// them (ethtool driver information) is the one the VM gets when it starts.
+func TestNICErrors(t *testing.T) {
+	dir := testTree(t)
+	ns := netTree(t)
+	const ok = "name: hello\nkernel: vmlinuz\n"
+	const f = "$DIR/hello.yaml"
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"valid", ok + "nics: [{tap: tap0}, {bridge: br0, mac: '02:00:00:00:00:01'}]\n", ""},
 		{"nics not a list", ok + "nics: {bridge: br0}\n",
 			f + ":3:7: nics: must be a list of NICs such as [{bridge: br0}], got a mapping"},
 		{"nic a scalar", ok + "nics: [br0]\n",
@@ -93,76 +122,78 @@ func TestDeviceErrors(t *testing.T) {
 		{"nic both", ok + "nics: [{tap: tap0, bridge: br0}]\n",
 			f + ":3:28: nics[0].bridge: set tap or bridge, not both"},
 		{"tap name too long", ok + "nics: [{tap: abcdefghijklmnop}]\n",
-			f + `:3:14: nics[0].tap: interface names are at most 15 bytes, got 16 ("abcdefghijklmnop")`},
+			f + `:3:14: nics[0].tap: interface name "abcdefghijklmnop" is longer than 15 bytes`},
 		{"bridge name with a slash", ok + "nics: [{bridge: a/b}]\n",
-			f + `:3:17: nics[0].bridge: interface names cannot contain '/', ':' or white space, got "a/b"`},
+			f + `:3:17: nics[0].bridge: interface name "a/b" contains '/', ':' or white space`},
 		{"tap missing", ok + "nics: [{tap: tap9}]\n",
 			f + ":3:14: nics[0].tap: no network interface tap9: create the tap first (ip tuntap add tap9 mode tap), or use bridge"},
 		{"tap is a tun", ok + "nics: [{tap: tun0}]\n",
-			f + ":3:14: nics[0].tap: tun0 is a tun device; a NIC needs a tap (ip tuntap add NAME mode tap)"},
+			f + ":3:14: nics[0].tap: tun0 is a tun (layer 3) device: not a tap device"},
 		{"tap is not tun", ok + "nics: [{tap: eth0}]\n",
-			f + ":3:14: nics[0].tap: eth0 is not a tap device"},
+			f + ":3:14: nics[0].tap: eth0 (driver veth): not a tap device"},
 		{"tap twice", ok + "nics: [{tap: tap0}, {tap: tap0}]\n",
 			f + ":3:27: nics[1].tap: is already used by nics[0]"},
 		{"bridge missing", ok + "nics: [{bridge: br9}]\n",
 			f + ":3:17: nics[0].bridge: no bridge br9: create it first (ip link add br9 type bridge)"},
 		{"bridge is not one", ok + "nics: [{bridge: eth0}]\n",
-			f + ":3:17: nics[0].bridge: eth0 is not a bridge"},
+			f + ":3:17: nics[0].bridge: eth0 (driver veth): not a bridge"},
 		{"bad mac", ok + "nics: [{bridge: br0, mac: 'hello'}]\n",
-			f + `:3:27: nics[0].mac: must be a MAC address such as 52:54:00:12:34:56, got "hello"`},
+			f + `:3:27: nics[0].mac: "hello" is not a MAC address such as 52:54:00:12:34:56`},
 		{"multicast mac", ok + "nics: [{bridge: br0, mac: '01:00:5e:00:00:01'}]\n",
-			f + ":3:27: nics[0].mac: 01:00:5e:00:00:01 is a multicast address (the first byte is odd); a NIC needs a unicast one"},
+			f + ":3:27: nics[0].mac: MAC address 01:00:5e:00:00:01 is a multicast address (the first byte is odd)"},
 		{"zero mac", ok + "nics: [{bridge: br0, mac: '00:00:00:00:00:00'}]\n",
-			f + ":3:27: nics[0].mac: 00:00:00:00:00:00 is all zeros"},
+			f + ":3:27: nics[0].mac: MAC address 00:00:00:00:00:00 is all zeros"},
 		{"duplicate mac", ok + "nics: [{bridge: br0, mac: '02:00:00:00:00:01'}, {bridge: br0, mac: 02-00-00-00-00-01}]\n",
 			f + ":3:68: nics[1].mac: is the same address as nics[0]"},
-		{"rng not a bool", ok + "rng: 1\n",
-			f + ":3:6: rng: must be true or false, got the number 1"},
 		{"too many devices", ok + "rng: true\nnics:\n" + strings.Repeat("  - {bridge: br0}\n", 31),
 			f + ":5:3: nics: 0 disks, 31 NICs and 1 rng device: at most 31 devices fit on the PCI bus"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := check(t, dir, tc.yaml, host); got != tc.want {
+			path := writeConfig(t, dir, tc.yaml)
+			var got string
+			if err := ns.Do(func() error { got = problems(dir, path, Host{}); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
 				t.Errorf("problems:\n%s\nwant:\n%s", got, tc.want)
 			}
 		})
 	}
 }
 
-// TestDiskInUse holds the lock a running VM holds on its image: a VM
-// wanting it writable is refused; read-only users share a read-only lock.
+// TestDiskInUse holds the locks a running VM holds on its image (disk
+// /imagefile's, QEMU's): a VM wanting it writable is refused; read-only
+// users share it. The holder is named: here, this test process.
 func TestDiskInUse(t *testing.T) {
 	dir := testTree(t)
 	deviceTree(t, dir)
 	img := filepath.Join(dir, "data.raw")
-	hold := func(how int) func() {
-		f, err := os.Open(img)
+	hold := func(a imagefile.Access) func() {
+		f, err := imagefile.Open(img, a)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB); err != nil {
 			t.Fatal(err)
 		}
 		return func() { f.Close() }
 	}
 	const rw = "name: hello\nkernel: vmlinuz\ndisks: [data.raw]\n"
 	const ro = "name: hello\nkernel: vmlinuz\ndisks: [{path: data.raw, readonly: true}]\n"
-	inUse := "$DIR/hello.yaml:3:9: disks[0].path: $DIR/data.raw is in use by another VM"
-	release := hold(syscall.LOCK_EX)
+	self := fmt.Sprintf("%s (pid %d)", filepath.Base(os.Args[0]), os.Getpid())
+	inUse := "$DIR/hello.yaml:3:9: disks[0].path: $DIR/data.raw is in use: " + self + " writes it"
+	release := hold(imagefile.Write)
 	if got := check(t, dir, rw, Host{}); got != inUse {
 		t.Errorf("writable disk locked by another VM: %q", got)
 	}
 	if got, want := check(t, dir, ro, Host{}), strings.Replace(inUse, ":3:9:", ":3:16:", 1); got != want {
-		t.Errorf("read-only disk locked exclusively by another VM: %q", got)
+		t.Errorf("read-only disk written by another VM: %q", got)
 	}
 	release()
-	release = hold(syscall.LOCK_SH)
+	release = hold(imagefile.Read)
 	defer release()
 	if got := check(t, dir, ro, Host{}); got != "" {
 		t.Errorf("read-only disk shared with another read-only user: %q", got)
 	}
-	if got := check(t, dir, rw, Host{}); got != inUse {
+	if got, want := check(t, dir, rw, Host{}), strings.Replace(inUse, "writes it", "reads it", 1); got != want {
 		t.Errorf("writable disk shared read-only by another VM: %q", got)
 	}
 }

@@ -88,11 +88,37 @@ func Problems(err error) []*Error {
 // pos is a 1-based line and column in the YAML file.
 type pos struct{ line, col int }
 
-// source records where a VM's fields were written.
+// source records where a VM's fields were written, and what decoding
+// found wrong with them.
 type source struct {
 	file   string         // name for messages
 	root   pos            // the top-level mapping, for fields that were not written
 	fields map[string]pos // field path -> position of its value
+	// problems are decoding's; Validate reports them with its own.
+	problems []*Error
+	// failed are the field paths decoding reported (and the known field
+	// an unknown one was likely meant to be): Validate says nothing more
+	// about them or the fields inside them.
+	failed map[string]bool
+}
+
+// hasFailed reports whether decoding reported field or a field that
+// contains it ("disks[0]" contains "disks[0].path").
+func (s *source) hasFailed(field string) bool {
+	if s == nil || len(s.failed) == 0 {
+		return false
+	}
+	for f := field; f != ""; {
+		if s.failed[f] {
+			return true
+		}
+		i := strings.LastIndexAny(f, ".[")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return false
 }
 
 // written reports whether the YAML file set the field (to a non-null value).

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 // examples lists configs/examples/*.yaml; there must be some.
@@ -74,7 +76,9 @@ func TestExamplesInTree(t *testing.T) {
 				if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(f, []byte("guest file"), 0o644); err != nil {
+				if f == vm.Kernel {
+					testguest.BzImage(t, filepath.Dir(f), filepath.Base(f))
+				} else if err := os.WriteFile(f, []byte("guest file"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -11,7 +11,8 @@ import (
 )
 
 // FuzzParse checks that no input makes Parse panic, that every problem it
-// reports is an *Error naming the file, and that a config that decodes and
+// reports is an *Error naming the file, that a VM it returns with problems
+// never validates, and that a config that decodes and
 // passes the structural checks survives a round trip through yaml.Marshal.
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("examples/*.yaml")
@@ -48,6 +49,12 @@ func FuzzParse(f *testing.F) {
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("error is no *Error: %v", err)
+			}
+			if vm != nil { // decoding problems: the VM must never validate
+				vm.FillDefaults()
+				if vm.ValidateStructure() == nil {
+					t.Fatalf("a VM with decoding problems validates: %v", err)
+				}
 			}
 			return
 		}

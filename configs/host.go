@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/paddock-vm/paddock/hypervisor/boot"
 )
 
 // Host holds facts about the host that bound a VM config. A zero field is
@@ -15,9 +17,29 @@ import (
 type Host struct {
 	MemoryBytes uint64 // physical RAM (MemTotal)
 	MaxVCPUs    int    // KVM_CAP_MAX_VCPUS; filled by the machine package
-	// SysClassNet is where network interfaces are listed; empty means
-	// /sys/class/net (tests point it at a tree of their own).
-	SysClassNet string
+	// EmulatedKVM: KVM works but without hardware virtualization (no
+	// VT-x/AMD-V), emulating guest kernel code, so a Linux kernel cannot
+	// boot; filled from the machine package's probe. CheckBootable reads
+	// it; Validate does not (the file is fine on another host).
+	EmulatedKVM bool
+}
+
+// CheckBootable reports a VM whose kernel this host cannot boot: a Linux
+// kernel (boot.Inspect says so: every bzImage, an ELF vmlinux with
+// Linux's notes) on a host whose KVM emulates guest kernel code. The
+// guest would never get past its first instructions, with nothing on the
+// console. Small non-Linux guests with a PVH entry run there and pass.
+// The problem is an *Error about the kernel field; nil when the host is
+// not known to be emulating. Precondition: vm is valid (Validate).
+func (vm *VM) CheckBootable(host Host) error {
+	if !host.EmulatedKVM {
+		return nil
+	}
+	k, err := boot.Inspect(vm.Kernel)
+	if err != nil || !k.Linux {
+		return nil // Validate reports a bad kernel; a non-Linux guest may run
+	}
+	return vm.Errorf("kernel", "%s is a Linux kernel, which this host cannot boot: its KVM has no hardware virtualization (no VT-x/AMD-V; see paddock doctor) and emulates guest kernel code, so the guest would hang with an empty console", vm.Kernel)
 }
 
 // meminfoPath is where HostFacts reads the host's RAM.

@@ -1,8 +1,11 @@
 package configs
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 func TestParseMemTotal(t *testing.T) {
@@ -44,5 +47,30 @@ func TestHostFacts(t *testing.T) {
 	}
 	if h.MaxVCPUs != 0 {
 		t.Errorf("HostFacts().MaxVCPUs = %d, want 0 (left to the machine package)", h.MaxVCPUs)
+	}
+}
+
+// TestCheckBootable checks the refusal of a Linux kernel on a host whose
+// KVM emulates guest kernel code, and that nothing else is refused.
+func TestCheckBootable(t *testing.T) {
+	dir := testTree(t)
+	linux := writeConfig(t, dir, "name: hello\nkernel: vmlinuz\n")
+	vm, err := Load(linux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	if err := vm.CheckBootable(Host{}); err != nil {
+		t.Errorf("hardware (or unknown) host: %v", err)
+	}
+	err = vm.CheckBootable(Host{EmulatedKVM: true})
+	want := linux + ":2:9: kernel: " + filepath.Join(dir, "vmlinuz") + " is a Linux kernel, which this host cannot boot: its KVM has no hardware virtualization (no VT-x/AMD-V; see paddock doctor) and emulates guest kernel code, so the guest would hang with an empty console"
+	if err == nil || err.Error() != want {
+		t.Errorf("Linux kernel on an emulating host:\n%v\nwant\n%s", err, want)
+	}
+	small := &VM{Name: "small", Kernel: testguest.Build(t, "counter")}
+	small.FillDefaults()
+	if err := small.CheckBootable(Host{EmulatedKVM: true}); err != nil {
+		t.Errorf("small PVH guest on an emulating host: %v", err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,11 +23,20 @@ const MaxFileSize = 1 << 20
 // wrong types, duplicate keys and extra documents are errors), then kernel,
 // initrd and console.log paths resolved against the file's directory with ~
 // expanded. Every problem is reported, joined; each is an *Error. Defaults
-// are not filled: call FillDefaults, then Validate.
+// are not filled: call FillDefaults, then Validate. path must be a regular
+// file: a FIFO or a device is refused at once, never waited on (Read takes
+// a stream).
+//
+// A file that is YAML but breaks the schema comes back with its problems
+// and the VM as far as it decoded: FillDefaults and Validate on it report
+// those problems again together with the values' own, so a caller that
+// wants every problem of the file at once validates the VM it got. Such a
+// VM never validates. The VM is nil when the file could not be read or is
+// not a YAML mapping.
 func Load(path string) (*VM, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
-		return nil, &Error{File: path, Err: pathErr(err)}
+		return nil, &Error{File: path, Err: err}
 	}
 	defer f.Close()
 	return Read(f, path)
@@ -80,7 +88,7 @@ func Parse(data []byte, path string) (*VM, error) {
 	}
 	d := &decoder{
 		dir: dir,
-		src: &source{file: name, root: pos{1, 1}, fields: map[string]pos{}},
+		src: &source{file: name, root: pos{1, 1}, fields: map[string]pos{}, failed: map[string]bool{}},
 	}
 	vm := &VM{src: d.src}
 	if root != nil {
@@ -91,7 +99,8 @@ func Parse(data []byte, path string) (*VM, error) {
 		d.errs = append(d.errs, &Error{File: name, Err: fmt.Errorf("%d more problems not shown", d.dropped)})
 	}
 	if len(d.errs) > 0 {
-		return nil, errors.Join(d.errs...)
+		d.src.problems = d.errs
+		return vm, joinProblems(d.errs)
 	}
 	return vm, nil
 }

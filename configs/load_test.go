@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -25,7 +26,7 @@ func TestFillDefaults(t *testing.T) {
 		Memory:   512 * MiB,
 		Kernel:   "/boot/vmlinuz",
 		Cmdline:  "console=ttyS0",
-		Console:  Console{Mode: ConsoleStdio},
+		Console:  Console{Mode: ConsoleStdio, LogSize: DefaultConsoleLogSize, LogKeep: DefaultConsoleLogKeep},
 		OnReboot: RebootExit,
 		Restart:  RestartNo,
 		Backend:  BackendNative,
@@ -46,11 +47,17 @@ func TestFillDefaultsKeepsExplicitValues(t *testing.T) {
 		{"memory 0 stays for Validate", "memory: 0", func(vm *VM) bool { return vm.Memory == 0 }},
 		{"empty cmdline stays empty", `cmdline: ""`, func(vm *VM) bool { return vm.Cmdline == "" }},
 		{"explicit cmdline", "cmdline: console=hvc0 quiet", func(vm *VM) bool { return vm.Cmdline == "console=hvc0 quiet" }},
-		{"console shorthand", "console: log", func(vm *VM) bool { return vm.Console == Console{Mode: ConsoleLog} }},
+		{"console shorthand", "console: log", func(vm *VM) bool {
+			return vm.Console == Console{Mode: ConsoleLog, LogSize: DefaultConsoleLogSize, LogKeep: DefaultConsoleLogKeep}
+		}},
 		{"empty console mode stays for Validate", `console: ""`, func(vm *VM) bool { return vm.Console.Mode == "" }},
 		{"console mapping without mode", "console: {log: /tmp/c.log}", func(vm *VM) bool {
-			return vm.Console == Console{Mode: ConsoleStdio, Log: "/tmp/c.log"}
+			return vm.Console == Console{Mode: ConsoleStdio, Log: "/tmp/c.log", LogSize: DefaultConsoleLogSize, LogKeep: DefaultConsoleLogKeep}
 		}},
+		{"console log limits", "console: {log_size: 64KiB, log_keep: 3}", func(vm *VM) bool {
+			return vm.Console.LogSize == 64*KiB && vm.Console.LogKeep == 3
+		}},
+		{"log_keep 0 stays for Validate", "console: {log_keep: 0}", func(vm *VM) bool { return vm.Console.LogKeep == 0 }},
 		{"libvirt backend gets the default URI", "backend: libvirt", func(vm *VM) bool { return vm.Libvirt.URI == DefaultLibvirtURI }},
 		{"native backend gets no URI", "backend: native", func(vm *VM) bool { return vm.Libvirt.URI == "" }},
 		{"explicit URI", "backend: libvirt\nlibvirt: {uri: 'test:///default'}", func(vm *VM) bool { return vm.Libvirt.URI == "test:///default" }},
@@ -223,8 +230,22 @@ func TestLoadFileErrors(t *testing.T) {
 		t.Errorf("Load(missing) = %v", err)
 	}
 	_, err = Load(dir)
-	if err == nil || err.Error() != dir+": read: is a directory" {
+	if err == nil || err.Error() != dir+": a directory, not a regular file" {
 		t.Errorf("Load(dir) = %v", err)
+	}
+	// A FIFO is refused at once: opening it for reading would wait for a
+	// writer, for ever.
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(fifo)
+	if err == nil || err.Error() != fifo+": a named pipe, not a regular file" {
+		t.Errorf("Load(fifo) = %v", err)
+	}
+	_, err = Load("/dev/zero")
+	if err == nil || err.Error() != "/dev/zero: a character device, not a regular file" {
+		t.Errorf("Load(/dev/zero) = %v", err)
 	}
 	big := bytes.Repeat([]byte("# padding\n"), MaxFileSize/10+1)
 	_, err = Read(bytes.NewReader(big), "big.yaml")

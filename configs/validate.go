@@ -3,32 +3,33 @@ package configs
 import (
 	"cmp"
 	"errors"
-	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
+	"math"
 	"slices"
-	"strings"
 )
 
 // Validate checks every field of a VM whose defaults are filled and reports
-// all problems, joined, in file order; each is an *Error. Beyond
+// all problems, joined, in file order; each is an *Error. A VM that Load
+// returned with decoding problems gets them again, with the problems of
+// the values that did decode: one run shows everything wrong with a file.
+// Beyond
 // ValidateStructure it checks the files the VM names (kernel and initrd are
-// readable, non-empty regular files; console.log's directory exists) and the
+// readable, non-empty regular files, and the kernel one paddock boots;
+// console.log's directory exists) and the
 // limits host gives (zero fields of host are unknown and not checked).
 func (vm *VM) Validate(host Host) error {
 	c := &checker{vm: vm}
 	c.structure()
 	c.files()
 	c.deviceFiles()
-	c.network(host.SysClassNet)
+	c.network()
 	c.host(host)
 	return c.result()
 }
 
 // ValidateStructure checks the values alone, without touching the file
 // system or the host: name form, cpus and memory ranges, kernel set,
-// cmdline form, enum fields, the libvirt URI form. It suits configs meant
+// cmdline form, enum fields (backend: native only, until the libvirt
+// backend lands), the libvirt URI form. It suits configs meant
 // for another machine, and tests.
 func (vm *VM) ValidateStructure() error {
 	c := &checker{vm: vm}
@@ -43,9 +44,10 @@ type checker struct {
 	bad  map[string]bool // fields already reported
 }
 
-// add records a problem with field unless one is already recorded.
+// add records a problem with field unless one is already recorded, or
+// decoding reported the field.
 func (c *checker) add(field, format string, args ...any) {
-	if c.bad[field] {
+	if c.skip(field) {
 		return
 	}
 	if c.bad == nil {
@@ -55,13 +57,35 @@ func (c *checker) add(field, format string, args ...any) {
 	c.errs = append(c.errs, c.vm.Errorf(field, format, args...).(*Error))
 }
 
-// result joins the problems sorted by position, so they read in file order.
+// skip reports whether field has a problem already: one the checker
+// recorded, or one decoding reported about it or a field containing it.
+func (c *checker) skip(field string) bool {
+	return c.bad[field] || c.vm.src.hasFailed(field)
+}
+
+// result joins decoding's problems and the checker's, in file order.
 func (c *checker) result() error {
-	slices.SortStableFunc(c.errs, func(a, b *Error) int {
-		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	var decoded []*Error
+	if c.vm.src != nil {
+		decoded = c.vm.src.problems
+	}
+	return joinProblems(slices.Concat(decoded, c.errs))
+}
+
+// joinProblems sorts problems by position, so they read in file order
+// (those without a line last), and joins them; nil if there are none.
+func joinProblems(problems []*Error) error {
+	line := func(e *Error) int {
+		if e.Line == 0 {
+			return math.MaxInt
+		}
+		return e.Line
+	}
+	slices.SortStableFunc(problems, func(a, b *Error) int {
+		return cmp.Or(cmp.Compare(line(a), line(b)), cmp.Compare(a.Column, b.Column))
 	})
-	errs := make([]error, len(c.errs))
-	for i, e := range c.errs {
+	errs := make([]error, len(problems))
+	for i, e := range problems {
 		errs[i] = e
 	}
 	return errors.Join(errs...)
@@ -103,6 +127,12 @@ func (c *checker) structure() {
 	default:
 		c.add("console.mode", "must be one of %s, %s, %s; got %s", ConsoleStdio, ConsoleLog, ConsoleNone, quote(string(vm.Console.Mode)))
 	}
+	if s := vm.Console.LogSize; s < MinConsoleLogSize || s > MaxConsoleLogSize {
+		c.add("console.log_size", "must be between %s and %s, got %s", ByteSize(MinConsoleLogSize), ByteSize(MaxConsoleLogSize), s)
+	}
+	if k := vm.Console.LogKeep; k < 1 || k > MaxConsoleLogKeep {
+		c.add("console.log_keep", "must be between 1 and %d, got %d", MaxConsoleLogKeep, k)
+	}
 	switch vm.OnReboot {
 	case RebootExit, RebootRestart:
 	default:
@@ -115,9 +145,11 @@ func (c *checker) structure() {
 	}
 	c.labels()
 	switch vm.Backend {
-	case BackendNative, BackendLibvirt:
+	case BackendNative:
+	case BackendLibvirt:
+		c.add("backend", "%s is not available yet: paddock runs VMs on its %s backend only; leave backend out or set it to %s", BackendLibvirt, BackendNative, BackendNative)
 	default:
-		c.add("backend", "must be one of %s, %s; got %s", BackendNative, BackendLibvirt, quote(string(vm.Backend)))
+		c.add("backend", "must be %s (the only backend so far), got %s", BackendNative, quote(string(vm.Backend)))
 	}
 	if vm.Libvirt.URI != "" {
 		if err := checkLibvirtURI(vm.Libvirt.URI); err != nil {
@@ -203,17 +235,17 @@ func (c *checker) cmdline() {
 // are skipped.
 func (c *checker) files() {
 	vm := c.vm
-	if vm.Kernel != "" {
-		if err := checkReadable(vm.Kernel); err != nil {
+	if vm.Kernel != "" && !c.skip("kernel") {
+		if err := checkKernel(vm.Kernel); err != nil {
 			c.add("kernel", "%w", err)
 		}
 	}
-	if vm.Initrd != "" {
+	if vm.Initrd != "" && !c.skip("initrd") {
 		if err := checkReadable(vm.Initrd); err != nil {
 			c.add("initrd", "%w", err)
 		}
 	}
-	if vm.Console.Log != "" {
+	if vm.Console.Log != "" && !c.skip("console.log") {
 		if err := checkLogPath(vm.Console.Log); err != nil {
 			c.add("console.log", "%w", err)
 		}
@@ -244,69 +276,4 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkReadable checks that path is a non-empty regular file we can open.
-// It does not open anything but regular files: opening a FIFO would block.
-func checkReadable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	switch {
-	case fi.IsDir():
-		return fmt.Errorf("%s is a directory, not a file", path)
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is not a regular file", path)
-	case fi.Size() == 0:
-		return fmt.Errorf("%s is empty", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, pathErr(err))
-	}
-	return f.Close()
-}
-
-// checkLogPath checks that a console log can be created or appended at
-// path: its directory exists, and path itself is not a directory.
-func checkLogPath(path string) error {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("directory %s: %w", dir, pathErr(err))
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory", dir)
-	}
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("%s is a directory, not a file", path)
-	}
-	return nil
-}
-
-// checkLibvirtURI checks the form of a libvirt connection URI,
-// driver[+transport]://[user@][host][:port]/path[?params], without
-// connecting.
-func checkLibvirtURI(s string) error {
-	const form = "must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system"
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(s, "://") {
-		return fmt.Errorf("%s, got %s", form, quote(s))
-	}
-	driver, transport, hasTransport := strings.Cut(u.Scheme, "+")
-	if driver == "" || strings.ContainsAny(driver, "+.-") {
-		return fmt.Errorf("%s, got %s: bad driver %s", form, quote(s), quote(driver))
-	}
-	if hasTransport {
-		switch transport {
-		case "unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext":
-		default:
-			return fmt.Errorf("%s: unknown transport %s: want unix, ssh, libssh, libssh2, tcp, tls or ext", quote(s), quote(transport))
-		}
-	}
-	if u.Path == "" || u.Path == "/" {
-		return fmt.Errorf("%s has no path, such as /system or /session", quote(s))
-	}
-	return nil
 }

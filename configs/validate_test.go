@@ -7,21 +7,29 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 // testTree makes a directory with the files configs in tests refer to:
-// vmlinuz and initrd.img (non-empty), empty (an empty file), dir/ (a
-// directory) and fifo (a named pipe). It returns the directory.
+// vmlinuz (a bzImage header), initrd.img (non-empty), text (not a kernel),
+// empty (an empty file), dir/ (a directory) and fifo (a named pipe). It
+// returns the directory.
 func testTree(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for name, data := range map[string]string{"vmlinuz": "MZ kernel", "initrd.img": "070701", "empty": ""} {
+	testguest.BzImage(t, dir, "vmlinuz")
+	for name, data := range map[string]string{"initrd.img": "070701", "text": "MZ no kernel", "empty": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := os.Mkdir(filepath.Join(dir, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -32,12 +40,23 @@ func testTree(t *testing.T) string {
 // replaced by $DIR.
 func check(t *testing.T, dir, yaml string, host Host) string {
 	t.Helper()
+	return problems(dir, writeConfig(t, dir, yaml), host)
+}
+
+// writeConfig writes yaml to dir/hello.yaml and returns its path.
+func writeConfig(t *testing.T, dir, yaml string) string {
+	t.Helper()
 	path := filepath.Join(dir, "hello.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return path
+}
+
+// problems is check on a config already written to path.
+func problems(dir, path string, host Host) string {
 	vm, err := Load(path)
-	if err == nil {
+	if vm != nil {
 		vm.FillDefaults()
 		err = vm.Validate(host)
 	}
@@ -68,7 +87,7 @@ func TestValidateErrors(t *testing.T) {
 		{"name too long", "name: " + strings.Repeat("a", 64) + "\nkernel: vmlinuz\n", Host{},
 			f + `:1:7: name: must be a DNS label of at most 63 characters, got 64`},
 		{"long value quoted short", ok + "backend: " + strings.Repeat("b", 100) + "\n", Host{},
-			f + `:3:10: backend: must be one of native, libvirt; got "` + strings.Repeat("b", 60) + `"...`},
+			f + `:3:10: backend: must be native (the only backend so far), got "` + strings.Repeat("b", 60) + `"...`},
 		{"long key quoted short", ok + strings.Repeat("k", 100) + ": 1\n", Host{},
 			f + ":3:1: " + strings.Repeat("k", 60) + "...: unknown field; " + known},
 		{"too many problems", ok + strings.Repeat("x: 1\n", 30), Host{},
@@ -117,15 +136,23 @@ func TestValidateErrors(t *testing.T) {
 		{"kernel missing", "name: hello\nkernel: nope\n", Host{},
 			f + ":2:9: kernel: $DIR/nope: no such file or directory"},
 		{"kernel a directory", "name: hello\nkernel: dir\n", Host{},
-			f + ":2:9: kernel: $DIR/dir is a directory, not a file"},
+			f + ":2:9: kernel: $DIR/dir: a directory, not a regular file"},
 		{"kernel empty", "name: hello\nkernel: ./empty\n", Host{},
 			f + ":2:9: kernel: $DIR/empty is empty"},
-		{"kernel not a regular file", "name: hello\nkernel: /dev/null\n", Host{},
-			f + ":2:9: kernel: /dev/null is not a regular file"},
+		{"kernel a character device", "name: hello\nkernel: /dev/null\n", Host{},
+			f + ":2:9: kernel: /dev/null: a character device, not a regular file"},
+		{"kernel a FIFO, refused without waiting for a writer", "name: hello\nkernel: fifo\n", Host{},
+			f + ":2:9: kernel: $DIR/fifo: a named pipe, not a regular file"},
+		{"kernel not a kernel", "name: hello\nkernel: text\n", Host{},
+			f + ":2:9: kernel: $DIR/text: not a Linux kernel (no bzImage header and not an ELF file)"},
+		{"kernel an ELF file without a PVH entry", "name: hello\nkernel: /proc/self/exe\n", Host{},
+			f + ":2:9: kernel: /proc/self/exe: ELF file has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot the kernel's bzImage instead, or build it with CONFIG_PVH=y"},
 		{"initrd missing", ok + "initrd: nope.img\n", Host{},
 			f + ":3:9: initrd: $DIR/nope.img: no such file or directory"},
 		{"initrd a directory", ok + "initrd: dir/\n", Host{},
-			f + ":3:9: initrd: $DIR/dir is a directory, not a file"},
+			f + ":3:9: initrd: $DIR/dir: a directory, not a regular file"},
+		{"initrd a FIFO", ok + "initrd: fifo\n", Host{},
+			f + ":3:9: initrd: $DIR/fifo: a named pipe, not a regular file"},
 		{"unknown top-level field", ok + "colour: red\n", Host{},
 			f + ":3:1: colour: unknown field; " + known},
 		{"unknown field near a known one", ok + "cpu: 2\n", Host{},
@@ -133,7 +160,7 @@ func TestValidateErrors(t *testing.T) {
 		{"unknown field in another case", ok + "onReboot: restart\n", Host{},
 			f + `:3:1: onReboot: unknown field (did you mean "on_reboot"?)`},
 		{"unknown nested field", ok + "console:\n  mode: log\n  colour: red\n", Host{},
-			f + ":5:3: console.colour: unknown field; known fields: mode, log"},
+			f + ":5:3: console.colour: unknown field; known fields: mode, log, log_size, log_keep"},
 		{"unknown nested field in flow style", ok + "libvirt: {uri: 'qemu:///system', url: x}\n", Host{},
 			f + `:3:34: libvirt.url: unknown field (did you mean "uri"?)`},
 		{"duplicate key", ok + "name: again\n", Host{},
@@ -186,7 +213,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bad console mode in a mapping", ok + "console:\n  mode: file\n", Host{},
 			f + `:4:9: console.mode: must be one of stdio, log, none; got "file"`},
 		{"console a list", ok + "console: [log]\n", Host{},
-			f + ":3:10: console: must be a mode (stdio, log or none) or a mapping with mode and log, got a list"},
+			f + ":3:10: console: must be a mode (stdio, log or none) or a mapping with mode, log, log_size and log_keep, got a list"},
 		{"console log without its directory", ok + "console: {mode: log, log: nodir/console.log}\n", Host{},
 			f + ":3:27: console.log: directory $DIR/nodir: no such file or directory"},
 		{"console log a directory", ok + "console: {mode: log, log: dir}\n", Host{},
@@ -194,6 +221,15 @@ func TestValidateErrors(t *testing.T) {
 		{"console log with mode none", ok + "console:\n  mode: none\n  log: console.log\n", Host{},
 			f + ":5:8: console.log: is set but console.mode is none: use mode log or stdio to log the console"},
 		{"console log valid", ok + "console: {mode: log, log: console.log}\n", Host{}, ""},
+		{"console log limits valid", ok + "console: {log_size: 64KiB, log_keep: 100}\n", Host{}, ""},
+		{"console log_size too small", ok + "console: {log_size: 1KiB}\n", Host{},
+			f + ":3:21: console.log_size: must be between 4KiB and 1TiB, got 1KiB"},
+		{"console log_size too big", ok + "console:\n  log_size: 2TiB\n", Host{},
+			f + ":4:13: console.log_size: must be between 4KiB and 1TiB, got 2TiB"},
+		{"console log_keep 0", ok + "console: {log_keep: 0}\n", Host{},
+			f + ":3:21: console.log_keep: must be between 1 and 100, got 0"},
+		{"console log_size not a size", ok + "console: {log_size: big}\n", Host{},
+			f + `:3:21: console.log_size: "big" is not a size: want a byte count or a number with a unit, such as 512MiB or 2GiB`},
 		{"bad on_reboot", ok + "on_reboot: reboot\n", Host{},
 			f + `:3:12: on_reboot: must be one of exit, restart; got "reboot"`},
 		{"bad restart", ok + "restart: sometimes\n", Host{},
@@ -235,16 +271,32 @@ func TestValidateErrors(t *testing.T) {
 		}(), Host{},
 			f + ":4:3: labels: has 65 labels; at most 64"},
 		{"bad backend", ok + "backend: qemu\n", Host{},
-			f + `:3:10: backend: must be one of native, libvirt; got "qemu"`},
+			f + `:3:10: backend: must be native (the only backend so far), got "qemu"`},
+		{"libvirt backend not there yet", ok + "backend: libvirt\n", Host{},
+			f + `:3:10: backend: libvirt is not available yet: paddock runs VMs on its native backend only; leave backend out or set it to native`},
 		{"libvirt not a mapping", ok + "libvirt: qemu:///system\n", Host{},
 			f + `:3:10: libvirt: must be a mapping such as {uri: qemu:///system}, got "qemu:///system"`},
-		{"libvirt uri not a URI", ok + "backend: libvirt\nlibvirt: {uri: localhost}\n", Host{},
-			f + `:4:16: libvirt.uri: must be a libvirt URI such as qemu:///system or qemu+ssh://user@host/system, got "localhost"`},
-		{"libvirt uri bad transport", ok + "backend: libvirt\nlibvirt: {uri: 'qemu+ftp://h/system'}\n", Host{},
-			f + `:4:16: libvirt.uri: "qemu+ftp://h/system": unknown transport "ftp": want unix, ssh, libssh, libssh2, tcp, tls or ext`},
-		{"libvirt uri without path", ok + "backend: libvirt\nlibvirt: {uri: 'qemu+ssh://host'}\n", Host{},
-			f + `:4:16: libvirt.uri: "qemu+ssh://host" has no path, such as /system or /session`},
-		{"libvirt uri valid", ok + "backend: libvirt\nlibvirt: {uri: 'qemu+ssh://root@host:2222/system?keyfile=/k'}\n", Host{}, ""},
+		{"libvirt uri not a URI", ok + "libvirt: {uri: localhost}\n", Host{},
+			f + `:3:16: libvirt.uri: must be a libvirt URI, driver[+transport]://[user@][host][:port]/path, such as qemu:///system or qemu+ssh://user@host/system; got "localhost"`},
+		{"libvirt uri with one slash", ok + "libvirt: {uri: 'qemu:/system'}\n", Host{},
+			f + `:3:16: libvirt.uri: must be a libvirt URI, driver[+transport]://[user@][host][:port]/path, such as qemu:///system or qemu+ssh://user@host/system; got "qemu:/system"`},
+		{"libvirt uri unknown driver", ok + "libvirt: {uri: 'qemy:///system'}\n", Host{},
+			f + `:3:16: libvirt.uri: "qemy:///system": unknown libvirt driver "qemy" (did you mean "qemu"?)`},
+		{"libvirt uri not a driver at all", ok + "libvirt: {uri: 'https://example.com/system'}\n", Host{},
+			f + `:3:16: libvirt.uri: "https://example.com/system": unknown libvirt driver "https" (libvirt's drivers are bhyve, ch, esx, gsx, hyperv, libxl, lxc, openvz, parallels, qemu, test, vbox, vmwarefusion, vmwareplayer, vmwarews, vpx, vz, xen)`},
+		{"libvirt uri bad transport", ok + "libvirt: {uri: 'qemu+ftp://h/system'}\n", Host{},
+			f + `:3:16: libvirt.uri: "qemu+ftp://h/system": unknown transport "ftp": want unix, ssh, libssh, libssh2, tcp, tls, ext`},
+		{"libvirt uri bad port", ok + "libvirt: {uri: 'qemu+tcp://host:http/system'}\n", Host{},
+			f + `:3:16: libvirt.uri: "qemu+tcp://host:http/system" is not a URI: invalid port ":http" after host`},
+		{"libvirt uri without path", ok + "libvirt: {uri: 'qemu+ssh://host'}\n", Host{},
+			f + `:3:16: libvirt.uri: "qemu+ssh://host" has no path, such as /system or /session`},
+		{"libvirt uri qemu:///system", ok + "libvirt: {uri: 'qemu:///system'}\n", Host{}, ""},
+		{"libvirt uri qemu:///session", ok + "libvirt: {uri: 'qemu:///session'}\n", Host{}, ""},
+		{"libvirt uri qemu+ssh://user@host/system", ok + "libvirt: {uri: 'qemu+ssh://user@host/system'}\n", Host{}, ""},
+		{"libvirt uri qemu+tcp://host:16509/system", ok + "libvirt: {uri: 'qemu+tcp://host:16509/system'}\n", Host{}, ""},
+		{"libvirt uri test:///default", ok + "libvirt: {uri: 'test:///default'}\n", Host{}, ""},
+		{"libvirt uri test+unix:///default", ok + "libvirt: {uri: 'test+unix:///default'}\n", Host{}, ""},
+		{"libvirt uri qemu+ssh://root@host:2222/system?keyfile=/k", ok + "libvirt: {uri: 'qemu+ssh://root@host:2222/system?keyfile=/k'}\n", Host{}, ""},
 		{"cmdline with a newline", ok + "cmdline: \"console=ttyS0\\nquiet\"\n", Host{},
 			f + ":3:10: cmdline: must not contain a line break (byte 13); for a long command line use a folded block, `cmdline: >`"},
 		{"cmdline literal block with a newline", ok + "cmdline: |\n  console=ttyS0\n  quiet\n", Host{},
@@ -281,11 +333,33 @@ func TestValidateAllProblems(t *testing.T) {
 		f + `:2:7: cpus: must be an integer, got "two"`,
 		f + `:3:9: memory: "lots" is not a size: want a byte count or a number with a unit, such as 512MiB or 2GiB`,
 		f + `:4:1: kernal: unknown field (did you mean "kernel"?)`,
-		f + `:5:22: console.size: unknown field; known fields: mode, log`,
+		f + `:5:22: console.size: unknown field (did you mean "log_size"?)`,
 		f + `:6:1: name: duplicate key: already set on line 1`,
 	}, "\n")
 	if got != want {
 		t.Errorf("decoding problems:\n%s\nwant:\n%s", got, want)
+	}
+
+	// With validation problems of the fields that did decode, in file
+	// order; nothing more about a field decoding reported, nor about the
+	// field a typo was meant to be.
+	got = check(t, dir, "name: Bad\ncpus: two\nkernal: vmlinuz\nmemory: 8MiB\nconsole: tty\nrestart: [no]\n", Host{})
+	want = strings.Join([]string{
+		f + `:1:7: name: must be a DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit), got "Bad"`,
+		f + `:2:7: cpus: must be an integer, got "two"`,
+		f + `:3:1: kernal: unknown field (did you mean "kernel"?)`,
+		f + `:4:9: memory: must be at least 32MiB, got 8MiB`,
+		f + `:5:10: console.mode: must be one of stdio, log, none; got "tty"`,
+		f + `:6:10: restart: must be no, on-failure or always, got a list`,
+	}, "\n")
+	if got != want {
+		t.Errorf("decoding and validation problems:\n%s\nwant:\n%s", got, want)
+	}
+	// A typo's suggestion that is set as well is still checked.
+	got = check(t, dir, "name: a\nkernal: x\nkernel: nope\n", Host{})
+	want = f + `:2:1: kernal: unknown field (did you mean "kernel"?)` + "\n" + f + `:3:9: kernel: $DIR/nope: no such file or directory`
+	if got != want {
+		t.Errorf("typo beside the field:\n%s\nwant:\n%s", got, want)
 	}
 
 	// So are validation problems, sorted by position.
@@ -294,7 +368,7 @@ func TestValidateAllProblems(t *testing.T) {
 		f + `:1:1: name: must be set: a DNS label such as "web-1"`,
 		f + `:1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux)`,
 		f + `:1:12: on_reboot: must be one of exit, restart; got "never"`,
-		f + `:2:10: backend: must be one of native, libvirt; got "xen"`,
+		f + `:2:10: backend: must be native (the only backend so far), got "xen"`,
 		f + `:3:7: cpus: must be between 1 and 255, got 0`,
 		f + `:4:9: memory: must be at least 32MiB, got 8MiB`,
 		f + `:5:9: initrd: $DIR/missing.img: no such file or directory`,

@@ -12,12 +12,18 @@
 // "libvirt.uri".
 package configs
 
+import "github.com/paddock-vm/paddock/hypervisor/boot"
+
 // Defaults filled by FillDefaults.
 const (
 	DefaultCPUs       = 1
 	DefaultMemory     = 512 * MiB
 	DefaultCmdline    = "console=ttyS0"
 	DefaultLibvirtURI = "qemu:///system"
+	// DefaultConsoleLogSize and DefaultConsoleLogKeep bound a console log:
+	// at most 8MiB on disk, in the file and the one rotated before it.
+	DefaultConsoleLogSize = 4 * MiB
+	DefaultConsoleLogKeep = 1
 )
 
 // Limits checked by Validate.
@@ -26,14 +32,19 @@ const (
 	// is the broadcast ID, so 255 CPUs (IDs 0..254) is what the MP and ACPI
 	// MADT tables paddock writes can describe.
 	MaxCPUs = 255
-	// MinMemory is the smallest guest RAM. Below it no current x86-64 Linux
-	// kernel with an initramfs gets to init: the decompressed kernel, its
-	// early page tables and the unpacked initramfs alone take tens of MiB.
-	MinMemory = 32 * MiB
+	// MinMemory is the smallest guest RAM, the boot loader's limit (the
+	// machine refuses less): below it no current x86-64 Linux kernel with
+	// an initramfs gets to init.
+	MinMemory ByteSize = boot.MinMemory
 	// MaxMemory bounds guest RAM when the host is unknown: 1 TiB is the
 	// 40-bit guest-physical address space QEMU also defaults to, and keeps
 	// memory layout arithmetic far from overflow.
 	MaxMemory = 1 * TiB
+	// MinConsoleLogSize and MaxConsoleLogSize bound console.log_size,
+	// MaxConsoleLogKeep console.log_keep (which is at least 1).
+	MinConsoleLogSize = 4 * KiB
+	MaxConsoleLogSize = 1 * TiB
+	MaxConsoleLogKeep = 100
 	// MemoryAlign is the granularity of guest RAM: sizes must be whole MiB,
 	// so the memory layout never has to round a user's request.
 	MemoryAlign = MiB
@@ -101,13 +112,21 @@ type VM struct {
 }
 
 // Console says where the guest's serial console goes. In YAML it is either
-// a mapping {mode, log} or the mode alone: `console: log`.
+// a mapping {mode, log, log_size, log_keep} or the mode alone: `console:
+// log`.
 type Console struct {
 	// Mode is stdio, log or none. Default stdio.
 	Mode ConsoleMode `yaml:"mode" json:"mode"`
 	// Log is an absolute file path console output is appended to, or empty
 	// (then mode log uses the VM's state directory).
 	Log string `yaml:"log,omitempty" json:"log,omitempty"`
+	// LogSize bounds each console log file (Log, and a managed VM's
+	// console.log): a file that reaches it is rotated to FILE.1. Default
+	// DefaultConsoleLogSize.
+	LogSize ByteSize `yaml:"log_size" json:"log_size"`
+	// LogKeep is how many rotated files (FILE.1 ... FILE.N) are kept.
+	// Default DefaultConsoleLogKeep.
+	LogKeep int `yaml:"log_keep" json:"log_keep"`
 }
 
 // ConsoleMode is where console output goes.
@@ -184,6 +203,12 @@ func (vm *VM) FillDefaults() {
 	}
 	if vm.Console.Mode == "" && !vm.written("console.mode") {
 		vm.Console.Mode = ConsoleStdio
+	}
+	if vm.Console.LogSize == 0 && !vm.written("console.log_size") {
+		vm.Console.LogSize = DefaultConsoleLogSize
+	}
+	if vm.Console.LogKeep == 0 && !vm.written("console.log_keep") {
+		vm.Console.LogKeep = DefaultConsoleLogKeep
 	}
 	if vm.OnReboot == "" && !vm.written("on_reboot") {
 		vm.OnReboot = RebootExit

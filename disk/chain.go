@@ -55,7 +55,7 @@ func Commit(ctx context.Context, path string, o CommitOptions) error {
 	}
 	defer base.Close()
 	if base.Size() < top.Size() {
-		if err := resizeImage(base, top.Size()); err != nil {
+		if err := Resize(base, top.Size(), false); err != nil {
 			return fmt.Errorf("disk: commit %s: grow backing file %s: %w", path, bpath, err)
 		}
 	}
@@ -106,45 +106,22 @@ func Commit(ctx context.Context, path string, o CommitOptions) error {
 	return top.MakeEmpty()
 }
 
-// resizeImage grows an image of either format.
-func resizeImage(img Image, size int64) error {
-	if q := Qcow2(img); q != nil {
-		return q.Resize(size, false)
-	}
-	if r, ok := img.(*Raw); ok {
-		return r.Resize(size)
-	}
-	return fmt.Errorf("%w: cannot resize %s images", ErrFormat, img.Capabilities().Format)
-}
+// ErrShrink reports a resize that would discard data and was not allowed
+// to.
+var ErrShrink = qcow2.ErrShrink
 
-// Resize changes the size of the image at path. A qcow2 image's backing
-// chain is not opened: resizing does not read it.
-func Resize(path, format string, size int64, allowShrink bool) error {
-	if format == "" {
-		var err error
-		if format, err = Detect(path); err != nil {
-			return err
-		}
+// Resize changes the virtual size of img. Shrinking discards the data past
+// the new end and needs allowShrink (else the error is ErrShrink).
+func Resize(img Image, size int64, allowShrink bool) error {
+	if q := Qcow2(img); q != nil {
+		return q.Resize(size, allowShrink)
 	}
-	if format == FormatQcow2 {
-		q, err := qcow2.Open(path, qcow2.Options{NoBacking: true})
-		if err != nil {
-			return err
-		}
-		if err := q.Resize(size, allowShrink); err != nil {
-			q.Close()
-			return err
-		}
-		return q.Close()
+	r, ok := img.(*Raw)
+	if !ok {
+		return fmt.Errorf("%w: cannot resize %s images", ErrFormat, img.Capabilities().Format)
 	}
-	img, err := Open(path, Options{Format: format})
-	if err != nil {
-		return err
-	}
-	defer img.Close()
-	r := img.(*Raw)
 	if size < r.Size() && !allowShrink {
-		return fmt.Errorf("disk: %s: %w: shrinking from %d to %d bytes discards data; allow it explicitly", path, ErrRange, r.Size(), size)
+		return fmt.Errorf("disk: %s: resize from %d to %d bytes: %w", r.path(), r.Size(), size, ErrShrink)
 	}
 	return r.Resize(size)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type ConvertOptions struct {
 	Progress func(done, total int64)
 	// Workers is the number of parallel copy workers (0: a default).
 	Workers int
+	// ForceShare reads the source without forbidding others to write it
+	// (qemu-img -U): the copy of an image in use may be inconsistent.
+	ForceShare bool
 	// NoSync skips the write barriers and the final flush (qemu-img's
 	// default cache=unsafe for convert): faster, but the new image is
 	// only durable once the system writes it back on its own.
@@ -44,11 +48,13 @@ const convertChunk = 2 << 20
 // writebackEvery is how much convert copies between writeback hints.
 const writebackEvery = 64 << 20
 
-// Convert copies the disk at src into a new image at dst (which must not
-// exist). Ranges the source reports as zero or unallocated, and chunks
-// that read as all zeros, are not written: the destination stays sparse.
+// Convert copies the disk at src into a new image at dst. A file already
+// at dst is replaced, as qemu-img convert does, unless another process
+// uses it (see Create). Ranges the source reports as zero or
+// unallocated, and chunks that read as all zeros, are not written: the
+// destination stays sparse.
 func Convert(ctx context.Context, src, dst string, o ConvertOptions) (err error) {
-	in, err := Open(src, Options{Format: o.SrcFormat, ReadOnly: true, Backing: o.Backing})
+	in, err := Open(src, Options{Format: o.SrcFormat, ReadOnly: true, ForceShare: o.ForceShare, Backing: o.Backing})
 	if err != nil {
 		return err
 	}
@@ -73,27 +79,10 @@ func Convert(ctx context.Context, src, dst string, o ConvertOptions) (err error)
 	if o.Compress && o.DstFormat != FormatQcow2 {
 		return fmt.Errorf("disk: convert to %s: compression needs a qcow2 destination", dst)
 	}
-	var out Image
-	switch o.DstFormat {
-	case FormatRaw:
-		if err := CreateRaw(dst, size); err != nil {
-			return err
-		}
-		out, err = OpenRaw(dst, false)
-	case FormatQcow2:
-		co := o.Qcow2
-		co.Size = size
-		if err := qcow2.Create(dst, co); err != nil {
-			return err
-		}
-		var q *qcow2.Image
-		q, err = qcow2.Open(dst, qcow2.Options{NoSync: o.NoSync})
-		if q != nil {
-			out = &qcow2Image{q}
-		}
-	default:
-		return fmt.Errorf("disk: convert to %s: %w %q (raw or qcow2)", dst, ErrFormat, o.DstFormat)
+	if fi, err := os.Stat(dst); err == nil && usesFile(in, fi) {
+		return fmt.Errorf("disk: convert %s to %s: the destination is the source or one of its backing files", src, dst)
 	}
+	out, err := Create(dst, CreateOptions{Format: o.DstFormat, Size: size, Qcow2: o.Qcow2, NoSync: o.NoSync})
 	if err != nil {
 		return err
 	}
@@ -260,4 +249,17 @@ func extentLister(img Image) func(off, n int64) ([]Extent, error) {
 		return r.Extents
 	}
 	return nil
+}
+
+// usesFile reports whether fi is the file of img or of one of its backing
+// files.
+func usesFile(img Image, fi os.FileInfo) bool {
+	if q := Qcow2(img); q != nil {
+		return q.UsesFile(fi)
+	}
+	if r, ok := img.(*Raw); ok {
+		own, err := r.f.Stat()
+		return err == nil && os.SameFile(own, fi)
+	}
+	return false
 }

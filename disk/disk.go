@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 )
 
@@ -62,6 +63,10 @@ type Options struct {
 	Format string
 	// ReadOnly opens without write access.
 	ReadOnly bool
+	// ForceShare reads without forbidding others to write (qemu-img -U):
+	// the open works on an image a VM writes, and may see it
+	// half-written. Only with ReadOnly.
+	ForceShare bool
 	// L2CacheBytes bounds the qcow2 mapping cache of each image of the
 	// chain (0: 32 MiB, enough for 256 GiB of disk at 64 KiB clusters;
 	// memory is only used for tables actually touched).
@@ -76,26 +81,47 @@ type Options struct {
 var ErrFormat = errors.New("unknown disk image format")
 
 // Detect returns the format of the file at path from its contents, never
-// from its name: "qcow2" for the qcow2 magic, otherwise "raw".
+// from its name: "qcow2" for the qcow2 magic, otherwise "raw". Only
+// regular files and block devices are looked at (a FIFO fails at once).
 func Detect(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := imagefile.Open(path, imagefile.Unlocked)
 	if err != nil {
 		return "", fmt.Errorf("disk: %w", err)
 	}
 	defer f.Close()
-	var m [4]byte
+	var m [DetectLen]byte
 	n, err := f.ReadAt(m[:], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("disk: read %s: %w", path, err)
+		return "", fmt.Errorf("disk: detect the format of %s: %w", path, unwrapPath(err))
 	}
-	if n == 4 && string(m[:]) == "QFI\xfb" {
-		return FormatQcow2, nil
-	}
-	return FormatRaw, nil
+	return DetectHeader(m[:n]), nil
 }
 
-// Open opens the disk image at path.
+// DetectLen is how many bytes from the start of an image decide its
+// detected format: nothing after them changes what Detect returns.
+const DetectLen = 4
+
+// DetectHeader returns the format Detect reports for an image whose
+// first bytes are head (all of them, or the whole image if shorter than
+// DetectLen). virtio-blk asks it about every guest write to the start of
+// a raw disk whose format was detected, so that a guest cannot make its
+// disk detect as anything else.
+func DetectHeader(head []byte) string {
+	if len(head) >= DetectLen && string(head[:4]) == "QFI\xfb" {
+		return FormatQcow2
+	}
+	return FormatRaw
+}
+
+// Open opens the disk image at path and takes its locks as QEMU would
+// (disk/imagefile): a writer's, a reader's, or with ForceShare a -U
+// reader's, on the image and a reader's (or -U reader's) on every backing
+// file. An image another process's locks keep from being opened so fails
+// with an error that errors.As finds an *imagefile.InUseError in.
 func Open(path string, o Options) (Image, error) {
+	if o.ForceShare && !o.ReadOnly {
+		return nil, fmt.Errorf("disk: open %s: force-share needs a read-only open", path)
+	}
 	format := o.Format
 	if format == "" {
 		var err error
@@ -105,15 +131,25 @@ func Open(path string, o Options) (Image, error) {
 	}
 	switch format {
 	case FormatQcow2:
-		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly, L2CacheBytes: o.L2CacheBytes, Backing: o.Backing})
+		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly, ForceShare: o.ForceShare, L2CacheBytes: o.L2CacheBytes, Backing: o.Backing})
 		if err != nil {
 			return nil, err
 		}
 		return &qcow2Image{img}, nil
 	case FormatRaw:
-		return OpenRaw(path, o.ReadOnly)
+		return openRaw(path, imagefile.AccessFor(o.ReadOnly, o.ForceShare))
 	}
 	return nil, fmt.Errorf("disk: %s: %w %q (raw or qcow2)", path, ErrFormat, format)
+}
+
+// unwrapPath drops an *os.PathError's operation and path, for messages
+// that name the file themselves ("read /x: read /x: is a directory").
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // qcow2Image adapts *qcow2.Image to Image.

@@ -326,8 +326,16 @@ func TestResize(t *testing.T) {
 	if err := CreateRaw(r, 1<<20); err != nil {
 		t.Fatal(err)
 	}
+	resize := func(p string, size int64, shrink bool) error {
+		img, err := Open(p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer img.Close()
+		return Resize(img, size, shrink)
+	}
 	for _, p := range []string{q, r} {
-		if err := Resize(p, "", 5<<30, false); err != nil {
+		if err := resize(p, 5<<30, false); err != nil {
 			t.Fatal(err)
 		}
 		img, err := Open(p, Options{})
@@ -341,10 +349,11 @@ func TestResize(t *testing.T) {
 			t.Fatal(err)
 		}
 		img.Close()
-		if err := Resize(p, "", 1<<20, false); err == nil {
-			t.Fatalf("%s: shrink without permission succeeded", p)
+		err = resize(p, 1<<20, false)
+		if !errors.Is(err, ErrShrink) || errors.Is(err, ErrRange) {
+			t.Fatalf("%s: shrink without permission: %v", p, err)
 		}
-		if err := Resize(p, "", 1<<20, true); err != nil {
+		if err := resize(p, 1<<20, true); err != nil {
 			t.Fatal(err)
 		}
 	}

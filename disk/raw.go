@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // ErrRange reports an access outside the disk.
@@ -26,20 +28,31 @@ type Raw struct {
 	discard int64
 }
 
-// OpenRaw opens a raw image.
+// OpenRaw opens a raw image, read-only or read-write, with a reader's or
+// a writer's lock (disk/imagefile).
 func OpenRaw(path string, readOnly bool) (*Raw, error) {
-	flag := os.O_RDWR
-	if readOnly {
-		flag = os.O_RDONLY
-	}
-	f, err := os.OpenFile(path, flag, 0)
+	return openRaw(path, imagefile.AccessFor(readOnly, false))
+}
+
+// openRaw opens a raw image with access a.
+func openRaw(path string, a imagefile.Access) (*Raw, error) {
+	f, err := imagefile.Open(path, a)
 	if err != nil {
-		return nil, fmt.Errorf("disk: open %w", err)
+		return nil, fmt.Errorf("disk: %w", err)
 	}
-	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
+	r, err := newRaw(f, !a.Writable())
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("disk: %s: size: %w", path, err)
+		return nil, err
+	}
+	return r, nil
+}
+
+// newRaw makes a Raw of the open file f (named as f.Name() in errors).
+func newRaw(f *os.File, readOnly bool) (*Raw, error) {
+	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
+	if err != nil {
+		return nil, fmt.Errorf("disk: %s: size: %w", f.Name(), unwrapPath(err))
 	}
 	r := &Raw{f: f, size: size, ro: readOnly}
 	var st unix.Statfs_t
@@ -53,15 +66,16 @@ func OpenRaw(path string, readOnly bool) (*Raw, error) {
 // not exist.
 func CreateRaw(path string, size int64) error {
 	if size < 0 {
-		return fmt.Errorf("disk: create %s: %w: negative size %d", path, ErrRange, size)
+		return fmt.Errorf("disk: create %s: negative size %d", path, size)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("disk: create %w", err)
+		return fmt.Errorf("disk: create: %w", err)
 	}
 	if err := f.Truncate(size); err != nil {
 		f.Close()
-		return fmt.Errorf("disk: create %s: %w", path, err)
+		os.Remove(path)
+		return fmt.Errorf("disk: create %s: %w", path, unwrapPath(err))
 	}
 	return f.Close()
 }
@@ -87,7 +101,7 @@ func (r *Raw) ReadAt(p []byte, off int64) (int, error) {
 			clear(p[n:want])
 			n = int(want)
 		} else {
-			return n, fmt.Errorf("disk: %s: read at %#x: %w", r.path(), off, err)
+			return n, fmt.Errorf("disk: %s: read at %#x: %w", r.path(), off, unwrapPath(err))
 		}
 	}
 	if want < int64(len(p)) {
@@ -103,7 +117,7 @@ func (r *Raw) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n, err := r.f.WriteAt(p, off)
 	if err != nil {
-		return n, fmt.Errorf("disk: %s: write at %#x: %w", r.path(), off, err)
+		return n, fmt.Errorf("disk: %s: write at %#x: %w", r.path(), off, unwrapPath(err))
 	}
 	return n, nil
 }
@@ -174,7 +188,7 @@ func (r *Raw) WriteZeroes(off, n int64, unmap bool) error {
 	for n > 0 {
 		k := min(n, int64(len(buf)))
 		if _, err := r.f.WriteAt(buf[:k], off); err != nil {
-			return fmt.Errorf("disk: %s: write zeroes at %#x: %w", r.path(), off, err)
+			return fmt.Errorf("disk: %s: write zeroes at %#x: %w", r.path(), off, unwrapPath(err))
 		}
 		off += k
 		n -= k
@@ -196,8 +210,8 @@ func (r *Raw) Capabilities() Capabilities {
 	return Capabilities{Format: FormatRaw, ReadOnly: r.ro, DiscardGranularity: r.discard}
 }
 
-// Close closes the file.
-func (r *Raw) Close() error { return r.f.Close() }
+// Close drops the image's locks and closes the file.
+func (r *Raw) Close() error { return imagefile.Close(r.f) }
 
 // Resize changes the size of a raw file (not of a block device).
 func (r *Raw) Resize(size int64) error {
@@ -205,7 +219,7 @@ func (r *Raw) Resize(size int64) error {
 		return fmt.Errorf("disk: %s: %w", r.path(), ErrReadOnly)
 	}
 	if err := r.f.Truncate(size); err != nil {
-		return fmt.Errorf("disk: %s: resize: %w", r.path(), err)
+		return fmt.Errorf("disk: %s: resize: %w", r.path(), unwrapPath(err))
 	}
 	r.size = size
 	return nil

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
@@ -63,8 +64,11 @@ func (m *Manager) List() ([]*Info, error) {
 	infos := make([]*Info, 0, len(names))
 	for _, n := range names {
 		v, err := m.store.VM(n)
-		if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
 			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err // one another user could have planted, say
 		}
 		info, err := m.info(v, false)
 		if err != nil {

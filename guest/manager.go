@@ -18,6 +18,8 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // Timeouts of managed operations.
@@ -151,8 +153,14 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 		header += " from " + source
 	}
 	spec = append([]byte(header+".\n"), spec...)
+	// The formats of the disks, detected now, before any guest wrote
+	// them, are the ones they open in from now on (vmm.PinFormats).
+	formats, err := vmm.DetectFormats(vm)
+	if err != nil {
+		return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
 	rec := store.Record{CreatedAt: time.Now(), Source: source, Phase: store.PhaseCreated}
-	v, err := m.store.Create(vm.Name, spec, rec)
+	v, err := m.store.Create(vm.Name, spec, rec, formats...)
 	if errors.Is(err, store.ErrExists) {
 		return nil, &ExistsError{Name: vm.Name}
 	}
@@ -182,21 +190,21 @@ func loadSpec(v *store.VM) (*configs.VM, error) {
 
 // reapLocked records the end of a VMM that died without recording it:
 // why it probably died, the last console lines and the VMM's last
-// messages; and removes its socket. reason is ExitVMMDied, or ExitKill
+// messages; and removes its socket. reason is exit.VMMDied, or exit.Kill
 // after a SIGKILL. Precondition: the VM's lock is held and no VMM holds
 // its run lock.
-func reapLocked(v *store.VM, rec store.Record, reason store.ExitReason, detail string) error {
-	exit := &store.Exit{Reason: reason, Detail: detail, At: time.Now()}
-	exit.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
+func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string) error {
+	end := &store.Exit{Reason: reason, Detail: detail, At: time.Now()}
+	end.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
 	if b, err := os.ReadFile(v.Path(store.VMMLogFile)); err == nil {
-		exit.VMMLogTail = console.TailLines(b, 20)
+		end.VMMLogTail = console.TailLines(b, 20)
 	}
-	rec.Phase, rec.Exit = store.PhaseExited, exit
+	rec.Phase, rec.Exit = store.PhaseExited, end
 	os.Remove(v.Path(store.SocketFile))
 	return v.WriteRecord(rec)
 }
 
-// vmmDied is the detail of an ExitVMMDied.
+// vmmDied is the detail of an exit.VMMDied.
 func vmmDied(rec store.Record) string {
 	return fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", rec.PID)
 }
@@ -213,7 +221,7 @@ func reap(v *store.VM) {
 	if err != nil || !store.Stale(rec, h) {
 		return
 	}
-	_ = reapLocked(v, rec, store.ExitVMMDied, vmmDied(rec))
+	_ = reapLocked(v, rec, exit.VMMDied, vmmDied(rec))
 }
 
 // Start boots the VM in a detached VMM process and returns once the
@@ -237,7 +245,7 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		return nil, &StateError{Name: name, Op: "start", State: store.Derive(rec, h)}
 	}
 	if store.Stale(rec, h) {
-		if err := reapLocked(v, rec, store.ExitVMMDied, vmmDied(rec)); err != nil {
+		if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
 			return nil, err
 		}
 		if rec, err = v.ReadRecord(); !usable(err) {
@@ -427,7 +435,7 @@ func (m *Manager) sigkill(v *store.VM, h store.Holder, start time.Time) (api.Sto
 	if l, err := v.Lock(); err == nil {
 		defer l.Unlock()
 		if rec, h, err := facts(v); err == nil && store.Stale(rec, h) {
-			_ = reapLocked(v, rec, store.ExitKill, "the VMM did not answer; killed with SIGKILL")
+			_ = reapLocked(v, rec, exit.Kill, "the VMM did not answer; killed with SIGKILL")
 		}
 	}
 	return api.StopResult{How: api.StopKilled, Elapsed: time.Since(start).Seconds()}, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -138,6 +139,7 @@ func TestManagerVMMKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog(t, m, "web", "counting")
+	waitLogFile(t, m, "web", "counting")
 	if err := syscall.Kill(info.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +152,7 @@ func TestManagerVMMKilled(t *testing.T) {
 		t.Fatal(infos, err)
 	}
 	in := infos[0]
-	if in.State != store.StateCrashed || in.LastExit == nil || in.LastExit.Reason != store.ExitVMMDied ||
+	if in.State != store.StateCrashed || in.LastExit == nil || in.LastExit.Reason != exit.VMMDied ||
 		!strings.Contains(in.LastExit.Detail, fmt.Sprintf("the VMM (pid %d) ended without recording why", info.PID)) {
 		t.Fatalf("after SIGKILL: %+v, exit %+v", in, in.LastExit)
 	}
@@ -205,20 +207,21 @@ func waitLog(t *testing.T, m *Manager, name, text string) {
 
 func TestManagerStartFailures(t *testing.T) {
 	ctx := context.Background()
-	t.Run("kernel replaced", func(t *testing.T) {
+	t.Run("initrd outgrew the VM", func(t *testing.T) {
+		// Validation passes (the initrd is a non-empty file); the VMM's
+		// loader finds it larger than the guest's RAM.
 		m := testManager(t)
 		vm := testVM(t, "web", "counter")
-		kernel := filepath.Join(t.TempDir(), "vmlinux")
-		data, _ := os.ReadFile(vm.Kernel)
-		os.WriteFile(kernel, data, 0o644)
-		vm.Kernel = kernel
+		initrd := filepath.Join(t.TempDir(), "initrd.img")
+		os.WriteFile(initrd, []byte("070701"), 0o644)
+		vm.Initrd = initrd
 		if _, err := m.Create(vm, ""); err != nil {
 			t.Fatal(err)
 		}
-		os.WriteFile(kernel, []byte("garbage"), 0o644)
+		os.Truncate(initrd, 2*int64(vm.Memory))
 		_, err := m.Start(ctx, "web")
 		var se *StartError
-		if !errors.As(err, &se) || !strings.Contains(err.Error(), "start VM 'web': kernel "+kernel+": not a Linux kernel") {
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "start VM 'web': ") || !strings.Contains(err.Error(), "does not fit") {
 			t.Fatalf("Start = %v", err)
 		}
 		info, _ := m.Inspect("web")
@@ -325,7 +328,7 @@ func TestManagerKillUnanswering(t *testing.T) {
 		t.Fatalf("Kill = %+v, %v", res, err)
 	}
 	info, _ := m.Inspect("web")
-	if info.State != store.StateStopped || info.LastExit == nil || info.LastExit.Reason != store.ExitKill ||
+	if info.State != store.StateStopped || info.LastExit == nil || info.LastExit.Reason != exit.Kill ||
 		info.LastExit.Detail != "the VMM did not answer; killed with SIGKILL" {
 		t.Errorf("after the SIGKILL: %s %+v", info.State, info.LastExit)
 	}

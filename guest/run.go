@@ -15,44 +15,18 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
-	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
-// Outcome is how a foreground run ended.
-type Outcome int
-
-const (
-	// PoweredOff: the guest shut itself down.
-	PoweredOff Outcome = iota
-	// Rebooted: the guest rebooted and the spec says on_reboot: exit.
-	Rebooted
-	// Crashed: the guest or the VMM failed fatally.
-	Crashed
-	// Stopped: the host stopped the VM (context cancelled).
-	Stopped
-)
-
-func (o Outcome) String() string {
-	switch o {
-	case PoweredOff:
-		return "powered off"
-	case Rebooted:
-		return "rebooted"
-	case Crashed:
-		return "crashed"
-	case Stopped:
-		return "stopped"
-	}
-	return fmt.Sprintf("Outcome(%d)", int(o))
-}
-
 // Result describes the end of a foreground run.
 type Result struct {
-	Outcome Outcome
-	Detail  string // crash report or triple-fault registers, if any
-	Boots   int    // how many times the guest was started (restarts + 1)
+	// Reason is exit.PowerOff, exit.Reboot (on_reboot: exit), exit.Crash,
+	// or exit.Stop when ctx was cancelled.
+	Reason exit.Reason
+	Detail string // crash report or triple-fault registers, if any
+	Boots  int    // how many times the guest was started (restarts + 1)
 }
 
 // RunOptions wires a foreground VM to its surroundings.
@@ -84,11 +58,11 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	if vm.Backend != configs.BackendNative {
 		return Result{}, fmt.Errorf("backend %q: foreground runs use the native backend", vm.Backend)
 	}
-	out, closeLog, err := consoleWriter(vm, opts.Console)
+	out, closeLogs, err := consoleWriter(vm, opts.Console)
 	if err != nil {
 		return Result{}, err
 	}
-	defer closeLog()
+	defer closeLogs()
 
 	var input *console.Input
 	if opts.Input != nil {
@@ -121,41 +95,27 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		}()
 	}
 	r := sess.Run(ctx)
-	res := Result{Detail: r.Detail, Boots: r.Boots}
-	switch r.Reason {
-	case store.ExitPowerOff:
-		res.Outcome = PoweredOff
-	case store.ExitReboot:
-		res.Outcome = Rebooted
-	case store.ExitCrash:
-		res.Outcome = Crashed
-	default:
-		res.Outcome = Stopped
-	}
-	return res, nil
+	return Result{Reason: r.Reason, Detail: r.Detail, Boots: r.Boots}, nil
 }
 
 // consoleWriter combines the caller's console with the spec's console
-// settings: mode none/log hides it from the caller, a log file gets a copy.
+// settings: mode none/log hides it from the caller, a log file gets a
+// copy (bounded and never holding the guest up, as a managed VM's).
 func consoleWriter(vm *configs.VM, shown io.Writer) (io.Writer, func(), error) {
 	var ws []io.Writer
 	if shown != nil && vm.Console.Mode == configs.ConsoleStdio {
 		ws = append(ws, shown)
 	}
-	closeLog := func() {}
-	if vm.Console.Log != "" {
-		f, err := os.OpenFile(vm.Console.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return nil, nil, fmt.Errorf("console log: %w", err)
-		}
-		ws = append(ws, f)
-		closeLog = func() { f.Close() }
+	logs, closeLogs, err := vmm.OpenConsoleLogs(vm, "", nil)
+	if err != nil {
+		return nil, nil, err
 	}
+	ws = append(ws, logs...)
 	switch len(ws) {
 	case 0:
-		return io.Discard, closeLog, nil
+		return io.Discard, closeLogs, nil
 	case 1:
-		return ws[0], closeLog, nil
+		return ws[0], closeLogs, nil
 	}
-	return io.MultiWriter(ws...), closeLog, nil
+	return io.MultiWriter(ws...), closeLogs, nil
 }

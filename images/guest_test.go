@@ -4,20 +4,18 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/paddock-vm/paddock/images/bzimage"
 	"github.com/paddock-vm/paddock/images/cpio"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 func TestPrepareAndInstallGuest(t *testing.T) {
-	for _, tool := range []string{"apt-get", "dpkg-deb", "xz"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTool(t, "apt-get", "apt")
+	testenv.RequireTool(t, "dpkg-deb", "dpkg")
+	testenv.RequireTool(t, "xz", "xz-utils")
 	ctx := context.Background()
 	g, err := PrepareGuest(ctx, GuestOptions{})
 	if err != nil {

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/paddock-vm/paddock/images/bzimage"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // execute runs the command tree with args and returns stdout and stderr.
@@ -25,11 +25,9 @@ func execute(t *testing.T, args ...string) (string, string, error) {
 }
 
 func TestGuestCommand(t *testing.T) {
-	for _, tool := range []string{"apt-get", "dpkg-deb", "xz"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTool(t, "apt-get", "apt")
+	testenv.RequireTool(t, "dpkg-deb", "dpkg")
+	testenv.RequireTool(t, "xz", "xz-utils")
 	dir := filepath.Join(t.TempDir(), "guest")
 	out, errOut, err := execute(t, "guest", "--out", dir)
 	if err != nil {

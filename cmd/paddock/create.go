@@ -4,10 +4,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"github.com/paddock-vm/paddock/configs"
-	"github.com/paddock-vm/paddock/guest"
-	"github.com/paddock-vm/paddock/guest/store"
 )
 
 func newCreateCommand() *cobra.Command {
@@ -43,7 +39,8 @@ func specFlags(cmd *cobra.Command, file, name *string) {
 }
 
 func createAction(cmd *cobra.Command, file, name string) error {
-	vm, err := loadSpec(cmd, file, name)
+	host := hostFacts(cmd)
+	vm, err := readSpec(cmd, file, name, host)
 	if err != nil {
 		return err
 	}
@@ -55,39 +52,6 @@ func createAction(cmd *cobra.Command, file, name string) error {
 		return managedError(err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: created\n", vm.Name)
+	printWarnings(cmd, bootWarnings(vm, host))
 	return nil
-}
-
-// loadSpec loads, defaults and validates the VM file (- for standard
-// input), with its name replaced by name if set.
-func loadSpec(cmd *cobra.Command, file, name string) (*configs.VM, error) {
-	if file == "" {
-		return nil, usageError("-f needs a file name (or - for standard input)")
-	}
-	if name != "" && !store.ValidName(name) {
-		return nil, usageError("--name %q: a VM name is a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')", name)
-	}
-	var vm *configs.VM
-	var err error
-	if file == "-" {
-		vm, err = configs.Read(cmd.InOrStdin(), "<stdin>")
-	} else {
-		vm, err = configs.Load(file)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if name != "" {
-		vm.Name = name
-	}
-	vm.FillDefaults()
-	host, err := configs.HostFacts()
-	if err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; host memory not checked\n", err)
-	}
-	host.MaxVCPUs = guest.MaxVCPUs()
-	if err := vm.Validate(host); err != nil {
-		return nil, err
-	}
-	return vm, nil
 }

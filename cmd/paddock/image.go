@@ -18,12 +18,21 @@ func newImageCommand() *cobra.Command {
 		Long: `Work with disk images the way qemu-img does. Images paddock writes stay
 fully usable by QEMU's tools, and the other way round. The format of an
 existing image is detected from its contents (never its name) unless -f
-gives it.`,
+gives it.
+
+Images are locked the way QEMU locks them: a command that writes an image
+(create over an existing file, convert's target, snapshot -c/-a/-d, resize,
+commit, rebase, check -r) fails while a VM or a QEMU process uses it, and
+one that reads it (info, check, compare, map, convert's source, snapshot
+-l) fails while one writes it, unless -U (--force-share) says to read it
+anyway. Running VMs hold their disks the same way, against QEMU's tools
+too (docs/image.md, "Image locks").`,
 	}
 	cmd.AddCommand(
 		newImageCreateCommand(),
 		newImageInfoCommand(),
 		newImageCheckCommand(),
+		newImageCompareCommand(),
 		newImageConvertCommand(),
 		newImageSnapshotCommand(),
 		newImageRebaseCommand(),
@@ -34,6 +43,9 @@ gives it.`,
 	pf := cmd.PersistentFlags()
 	pf.Bool("untrusted", false, "the image is not yours: follow backing files only inside its directory (and --backing-dir), never devices")
 	pf.StringArray("backing-dir", nil, "also allow backing files in this directory (repeatable; implies --untrusted)")
+	for _, c := range cmd.Commands() {
+		c.RunE = explainingInUse(c.RunE)
+	}
 	return cmd
 }
 
@@ -148,10 +160,31 @@ func parseOnOff(v string) (bool, error) {
 	return false, fmt.Errorf("expected on or off, not %q", v)
 }
 
-// openImageForInfo opens an image read-only without its backing chain,
-// so broken chains and corrupt images can still be inspected.
-func openQcow2ReadOnly(path string) (*qcow2.Image, error) {
-	return qcow2.Open(path, qcow2.Options{ReadOnly: true, NoBacking: true})
+// openQcow2ReadOnly opens an image read-only without its backing chain,
+// so broken chains and corrupt images can still be inspected; share is
+// -U.
+func openQcow2ReadOnly(path string, share bool) (*qcow2.Image, error) {
+	return qcow2.Open(path, qcow2.Options{ReadOnly: true, ForceShare: share, NoBacking: true})
+}
+
+// addOutputFlags gives a command qemu-img's --output=human|json and
+// paddock's --json.
+func addOutputFlags(cmd *cobra.Command) {
+	cmd.Flags().Bool("json", false, "print JSON (same as --output=json)")
+	cmd.Flags().String("output", "human", "output format: human or json")
+}
+
+// jsonOutput reports whether --json or --output=json was given.
+func jsonOutput(cmd *cobra.Command) (bool, error) {
+	asJSON, _ := cmd.Flags().GetBool("json")
+	switch out, _ := cmd.Flags().GetString("output"); out {
+	case "json":
+		return true, nil
+	case "human":
+		return asJSON, nil
+	default:
+		return false, fmt.Errorf("--output must be human or json, not %q", out)
+	}
 }
 
 // imageFormat returns -f's value or the detected format of path.

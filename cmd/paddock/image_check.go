@@ -21,12 +21,16 @@ are what a crash can leave; -r leaks frees them. Corruptions (refcount too
 low, bad table entries) can destroy data; -r all rebuilds the refcounts.
 
 Exit status (as qemu-img): 0 clean, 1 the check failed, 2 corruptions
-found, 3 only leaks found.`,
+found, 3 only leaks found.
+
+Checking an image a running VM writes needs -U (and its result may be
+wrong, as the VM changes the image meanwhile); repairing one is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: imageCheckAction,
 	}
 	cmd.Flags().StringP("repair", "r", "", "repair: leaks or all")
-	cmd.Flags().Bool("json", false, "print the result as JSON")
+	addOutputFlags(cmd)
+	addForceShare(cmd)
 	cmd.Flags().StringP("format", "f", "", "image format (detected if empty)")
 	cmd.Flags().BoolP("quiet", "q", false, "print nothing on success")
 	return cmd
@@ -50,8 +54,15 @@ type checkJSON struct {
 func imageCheckAction(cmd *cobra.Command, args []string) error {
 	path := args[0]
 	repair, _ := cmd.Flags().GetString("repair")
-	asJSON, _ := cmd.Flags().GetBool("json")
 	quiet, _ := cmd.Flags().GetBool("quiet")
+	asJSON, err := jsonOutput(cmd)
+	if err != nil {
+		return err
+	}
+	share := forceShare(cmd)
+	if share && repair != "" {
+		return fmt.Errorf("check %s: -U (--force-share) reads only; it cannot go with -r, which writes the image", path)
+	}
 	format, err := imageFormat(cmd, path)
 	if err != nil {
 		return err
@@ -69,7 +80,7 @@ func imageCheckAction(cmd *cobra.Command, args []string) error {
 	default:
 		return fmt.Errorf("check %s: -r must be leaks or all, not %q", path, repair)
 	}
-	img, err := qcow2.Open(path, qcow2.Options{NoBacking: true, ReadOnly: mode == qcow2.RepairNone, Repair: mode == qcow2.RepairAll})
+	img, err := qcow2.Open(path, qcow2.Options{NoBacking: true, ReadOnly: mode == qcow2.RepairNone, ForceShare: share, Repair: mode == qcow2.RepairAll})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

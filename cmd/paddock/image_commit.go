@@ -20,7 +20,7 @@ same backing file see the change too.`,
 	}
 	f := cmd.Flags()
 	f.BoolP("keep", "d", false, "keep the data in FILE instead of emptying it")
-	f.BoolP("progress", "p", false, "show progress even when not on a terminal")
+	f.BoolP("progress", "p", false, "show progress, also when standard error is not a terminal")
 	f.BoolP("quiet", "q", false, "print nothing")
 	return cmd
 }

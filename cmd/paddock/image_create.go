@@ -16,7 +16,8 @@ func newImageCreateCommand() *cobra.Command {
 		Long: `Create a qcow2 (default) or raw image of SIZE bytes (suffixes k, M, G, T
 are binary). With -b the image is an overlay on a backing file: SIZE then
 defaults to the backing file's size, and a relative backing name is
-relative to the new image's directory.
+relative to the new image's directory. A file already at FILE is
+replaced, as qemu-img does, unless a VM or another process uses it.
 
 qcow2 layout options come as flags or as qemu-img style -o key=value:
 cluster_size, compat (0.10 or 1.1), refcount_bits, extended_l2 (on/off),
@@ -89,32 +90,27 @@ func imageCreateAction(cmd *cobra.Command, args []string) error {
 		if len(args) < 2 {
 			return fmt.Errorf("create %s: a raw image needs a SIZE", path)
 		}
-		if err := disk.CreateRaw(path, o.Size); err != nil {
-			return err
-		}
-		if !quiet {
-			fmt.Fprintf(cmd.OutOrStdout(), "Formatting '%s', fmt=raw size=%d\n", path, o.Size)
-		}
-		return nil
 	case disk.FormatQcow2:
+		if len(args) < 2 && o.BackingFile == "" && o.Size == 0 {
+			return fmt.Errorf("create %s: a SIZE is needed without a backing file", path)
+		}
 	default:
 		return fmt.Errorf("create %s: unknown format %q (qcow2 or raw)", path, format)
 	}
-	if len(args) < 2 && o.BackingFile == "" && o.Size == 0 {
-		return fmt.Errorf("create %s: a SIZE is needed without a backing file", path)
-	}
-	if err := qcow2.Create(path, o); err != nil {
-		return err
-	}
-	if quiet {
-		return nil
-	}
-	img, err := openQcow2ReadOnly(path)
+	img, err := disk.Create(path, disk.CreateOptions{Format: format, Size: o.Size, Qcow2: o})
 	if err != nil {
 		return err
 	}
 	defer img.Close()
-	in := img.Info()
+	if quiet {
+		return img.Close()
+	}
+	q := disk.Qcow2(img)
+	if q == nil {
+		fmt.Fprintf(cmd.OutOrStdout(), "Formatting '%s', fmt=raw size=%d\n", path, img.Size())
+		return img.Close()
+	}
+	in := q.Info()
 	compat := "1.1"
 	if in.Version == 2 {
 		compat = "0.10"
@@ -125,7 +121,7 @@ func imageCreateAction(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(cmd.OutOrStdout(), " backing_file=%s backing_fmt=%s", in.BackingFile, in.BackingFormat)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), " compat=%s refcount_bits=%d\n", compat, in.RefcountBits)
-	return nil
+	return img.Close()
 }
 
 func onOff(b bool) string {

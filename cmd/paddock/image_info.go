@@ -20,13 +20,15 @@ func newImageInfoCommand() *cobra.Command {
 		Short: "Show an image's format, sizes, backing file and snapshots",
 		Long: `Show what qemu-img info shows. The backing chain is not opened (use
 --backing-chain to describe every image in it), so a missing backing file
-or a corrupt image can still be inspected. --json prints the same fields
-as qemu-img info --output=json.`,
+or a corrupt image can still be inspected. --json (--output=json) prints
+the same fields as qemu-img info --output=json. An image a running VM
+writes needs -U.`,
 		Args: cobra.ExactArgs(1),
 		RunE: imageInfoAction,
 	}
 	cmd.Flags().StringP("format", "f", "", "image format (detected if empty)")
-	cmd.Flags().Bool("json", false, "print JSON")
+	addOutputFlags(cmd)
+	addForceShare(cmd)
 	cmd.Flags().Bool("backing-chain", false, "describe the whole backing chain")
 	return cmd
 }
@@ -71,8 +73,12 @@ type formatSpecificJSON struct {
 }
 
 func imageInfoAction(cmd *cobra.Command, args []string) error {
-	asJSON, _ := cmd.Flags().GetBool("json")
+	asJSON, err := jsonOutput(cmd)
+	if err != nil {
+		return err
+	}
 	chain, _ := cmd.Flags().GetBool("backing-chain")
+	share := forceShare(cmd)
 	path := args[0]
 	format, err := imageFormat(cmd, path)
 	if err != nil {
@@ -80,7 +86,7 @@ func imageInfoAction(cmd *cobra.Command, args []string) error {
 	}
 	var infos []imageInfoJSON
 	for depth := 0; ; depth++ {
-		in, err := describeImage(path, format)
+		in, err := describeImage(path, format, share)
 		if err != nil {
 			return err
 		}
@@ -121,8 +127,8 @@ func imageInfoAction(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// describeImage collects the info of one image.
-func describeImage(path, format string) (imageInfoJSON, error) {
+// describeImage collects the info of one image; share is -U.
+func describeImage(path, format string, share bool) (imageInfoJSON, error) {
 	in := imageInfoJSON{Filename: path, Format: format}
 	if fi, err := os.Stat(path); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -130,14 +136,14 @@ func describeImage(path, format string) (imageInfoJSON, error) {
 		}
 	}
 	if format == disk.FormatRaw {
-		r, err := disk.OpenRaw(path, true)
+		r, err := disk.Open(path, disk.Options{Format: format, ReadOnly: true, ForceShare: share})
 		if err != nil {
 			return in, err
 		}
 		in.VirtualSize = r.Size()
 		return in, r.Close()
 	}
-	img, err := openQcow2ReadOnly(path)
+	img, err := openQcow2ReadOnly(path, share)
 	if err != nil {
 		return in, err
 	}

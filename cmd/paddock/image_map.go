@@ -17,11 +17,13 @@ func newImageMapCommand() *cobra.Command {
 		Long: `Describe the disk FILE presents, range by range: which image of the
 backing chain holds the data (depth 0 is FILE itself), whether it reads as
 zeros, and the offset in that file. The human format lists the ranges
-stored uncompressed, like qemu-img map; --json lists every range.`,
+stored uncompressed, like qemu-img map; --json (--output=json) lists every
+range. An image a running VM writes needs -U.`,
 		Args: cobra.ExactArgs(1),
 		RunE: imageMapAction,
 	}
-	cmd.Flags().Bool("json", false, "print every range as JSON")
+	addOutputFlags(cmd)
+	addForceShare(cmd)
 	cmd.Flags().StringP("format", "f", "", "image format (detected if empty)")
 	return cmd
 }
@@ -40,19 +42,23 @@ type mapJSON struct {
 
 func imageMapAction(cmd *cobra.Command, args []string) error {
 	path := args[0]
-	asJSON, _ := cmd.Flags().GetBool("json")
+	asJSON, err := jsonOutput(cmd)
+	if err != nil {
+		return err
+	}
+	share := forceShare(cmd)
 	format, err := imageFormat(cmd, path)
 	if err != nil {
 		return err
 	}
 	var exts []qcow2.Extent
 	if format == disk.FormatRaw {
-		r, err := disk.OpenRaw(path, true)
+		img, err := disk.Open(path, disk.Options{Format: format, ReadOnly: true, ForceShare: share})
 		if err != nil {
 			return err
 		}
-		rexts, err := r.Extents(0, r.Size())
-		r.Close()
+		rexts, err := img.(*disk.Raw).Extents(0, img.Size())
+		img.Close()
 		if err != nil {
 			return err
 		}
@@ -60,7 +66,7 @@ func imageMapAction(cmd *cobra.Command, args []string) error {
 			exts = append(exts, qcow2.Extent{Offset: e.Offset, Length: e.Length, Data: e.Data, Zero: e.Zero, HostOffset: e.Offset, File: path})
 		}
 	} else {
-		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: true, Backing: backingPolicy(cmd, path)})
+		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: true, ForceShare: share, Backing: backingPolicy(cmd, path)})
 		if err != nil {
 			return err
 		}

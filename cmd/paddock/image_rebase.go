@@ -24,7 +24,7 @@ for a backing file that was moved or renamed.`,
 	f.StringP("backing", "b", "", "new backing file (empty: none)")
 	f.StringP("backing-format", "F", "", "format of the new backing file (detected if empty)")
 	f.BoolP("unsafe", "u", false, "only change the name, do not compare data")
-	f.BoolP("progress", "p", false, "show progress even when not on a terminal")
+	f.BoolP("progress", "p", false, "show progress, also when standard error is not a terminal")
 	f.BoolP("quiet", "q", false, "no progress")
 	_ = cmd.MarkFlagRequired("backing")
 	return cmd

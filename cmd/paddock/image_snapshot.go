@@ -17,7 +17,8 @@ func newImageSnapshotCommand() *cobra.Command {
 		Short: "List, create, apply or delete internal snapshots of a qcow2 image",
 		Long: `Manage internal snapshots like qemu-img snapshot. -a and -d take a snapshot
 ID or name. Applying a snapshot reverts the disk to it; the snapshot stays.
-The image must not be in use by a running VM.`,
+Creating, applying and deleting snapshots are refused while a VM or
+another process uses the image; listing needs -U while one writes it.`,
 		Example: `  paddock image snapshot -c before-upgrade disk.qcow2
   paddock image snapshot -l disk.qcow2
   paddock image snapshot -a before-upgrade disk.qcow2`,
@@ -30,6 +31,7 @@ The image must not be in use by a running VM.`,
 	f.StringP("apply", "a", "", "revert the disk to this snapshot")
 	f.StringP("delete", "d", "", "delete this snapshot")
 	f.BoolP("quiet", "q", false, "print nothing")
+	addForceShare(cmd)
 	return cmd
 }
 
@@ -49,8 +51,11 @@ func imageSnapshotAction(cmd *cobra.Command, args []string) error {
 	if n != 1 {
 		return errors.New("snapshot: give exactly one of -l, -c, -a, -d")
 	}
+	if forceShare(cmd) && !list {
+		return fmt.Errorf("snapshot %s: -U (--force-share) only goes with -l; -c, -a and -d write the image", path)
+	}
 	if list {
-		img, err := openQcow2ReadOnly(path)
+		img, err := openQcow2ReadOnly(path, forceShare(cmd))
 		if err != nil {
 			return err
 		}

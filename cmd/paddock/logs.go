@@ -16,7 +16,8 @@ func newLogsCommand() *cobra.Command {
 		Use:   "logs NAME [-f] [--tail N] [--json]",
 		Short: "Print a VM's console output",
 		Long: `Print what the VM's guest wrote to its console: the console log, kept
-across runs and bounded (console.log rotates to console.log.1 at 4MiB).
+across runs and bounded (console.log rotates to console.log.1 at 4MiB,
+or as the spec's console.log_size and log_keep say).
 With -f, keep printing live output until the VM stops (the history is
 then the last MiB the VMM remembers); a VM that is not running prints its
 log and ends. --tail N prints only the last N lines of the history.

@@ -54,13 +54,9 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: codeUsage, err: fmt.Errorf(format, args...)}
 }
 
-// managed sets up a managed-VM command: usage errors exit with status 2,
-// and VM name arguments complete (those in one of the given states, or
-// all if none are given).
+// managed sets up a managed-VM command: VM name arguments complete
+// (those in one of the given states, or all if none are given).
 func managed(cmd *cobra.Command, states ...store.State) *cobra.Command {
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &exitError{code: codeUsage, err: fmt.Errorf("%w (see paddock %s --help)", err, c.Name())}
-	})
 	if cmd.ValidArgsFunction == nil && cmd.Args != nil {
 		cmd.ValidArgsFunction = completeVMs(states...)
 	}
@@ -116,20 +112,31 @@ func completeVMs(states ...store.State) cobra.CompletionFunc {
 	}
 }
 
-// forEachVM runs f on each name, going on after failures; it returns the
-// first failure (with its exit status) and prints the others.
+// forEachVM runs f on each name in order, going on after failures: every
+// name is tried, each failure is printed as it happens, and the status is
+// that of the first failure (docs/cli.md). A name given twice is done
+// twice.
 func forEachVM(cmd *cobra.Command, names []string, f func(name string) error) error {
-	var first error
+	first := 0
 	for _, n := range names {
 		err := managedError(f(n))
 		if err == nil {
 			continue
 		}
-		if first == nil {
-			first = err
-		} else {
+		code := 1
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code, err = ee.code, ee.err
+		}
+		if err != nil {
 			printError(cmd.ErrOrStderr(), err)
 		}
+		if first == 0 {
+			first = code
+		}
 	}
-	return first
+	if first != 0 {
+		return &exitError{code: first} // printed already
+	}
+	return nil
 }

@@ -12,7 +12,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "Run virtual machines on KVM from one YAML file",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildVersion().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(
 		newVersionCommand(),
 		newValidateCommand(),
@@ -33,5 +35,6 @@ func newRootCommand() *cobra.Command {
 		newUpCommand(),
 		newVMMCommand(),
 	)
+	enforceUsage(root)
 	return root
 }

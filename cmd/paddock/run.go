@@ -14,6 +14,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // Exit statuses of `paddock run` (documented in docs/cli.md).
@@ -28,28 +29,39 @@ const (
 
 func newRunCommand() *cobra.Command {
 	var file string
+	var allow bool
 	cmd := &cobra.Command{
 		Use:   "run -f FILE",
 		Short: "Boot a VM from a YAML file in the foreground, with its console on the terminal",
 		Long: `Boot the VM a YAML file describes and attach its serial console to this
 terminal. Ctrl-A X quits (stopping the VM), Ctrl-A H lists the escapes.
+On a host whose KVM has no hardware virtualization a Linux kernel cannot
+boot, and is refused unless --allow-emulated (paddock doctor tells).
 
 Exit status: 0 the guest powered off, 1 paddock could not start the VM,
-2 the guest crashed, 3 the guest rebooted (on_reboot: exit),
-130 quit with Ctrl-A X or SIGINT, 143 SIGTERM.`,
-		Args: cobra.NoArgs,
+2 the guest crashed (or a usage error, before anything ran), 3 the guest
+rebooted (on_reboot: exit), 130 quit with Ctrl-A X or SIGINT, 143 SIGTERM.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAction(cmd, file)
+			return runAction(cmd, file, allow)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "VM description (YAML)")
 	_ = cmd.MarkFlagRequired("file")
+	allowEmulatedFlag(cmd, &allow)
 	return cmd
 }
 
-func runAction(cmd *cobra.Command, file string) error {
-	vm, err := loadValidVM(file)
+func runAction(cmd *cobra.Command, file string, allow bool) error {
+	if file == "-" {
+		return usageError("run -f -: standard input is the guest's console; give the VM file's path")
+	}
+	host := hostFacts(cmd)
+	vm, err := readSpec(cmd, file, "", host)
 	if err != nil {
+		return err
+	}
+	if err := checkBootable(cmd, vm, host, allowEmulated(allow)); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
@@ -96,37 +108,19 @@ func runAction(cmd *cobra.Command, file string) error {
 	if err != nil {
 		return err
 	}
-	switch res.Outcome {
-	case guest.PoweredOff:
+	switch res.Reason {
+	case exit.PowerOff:
 		return nil
-	case guest.Rebooted:
+	case exit.Reboot:
 		msg := fmt.Sprintf("VM %s rebooted (on_reboot: exit)", vm.Name)
 		if res.Detail != "" {
 			msg += ": " + res.Detail // a triple fault, with the registers
 		}
 		return &exitError{code: exitRebooted, err: errors.New(msg)}
-	case guest.Crashed:
+	case exit.Crash:
 		return &exitError{code: exitCrashed, err: fmt.Errorf("VM %s crashed: %s", vm.Name, res.Detail)}
 	default:
 		fmt.Fprintf(stderr, "\r\npaddock: VM %s stopped\r\n", vm.Name)
 		return &exitError{code: int(status.Load())}
 	}
-}
-
-// loadValidVM loads, defaults and validates a VM file against this host.
-func loadValidVM(file string) (*configs.VM, error) {
-	vm, err := configs.Load(file)
-	if err != nil {
-		return nil, err
-	}
-	vm.FillDefaults()
-	host, err := configs.HostFacts()
-	if err != nil {
-		return nil, err
-	}
-	host.MaxVCPUs = guest.MaxVCPUs()
-	if err := vm.Validate(host); err != nil {
-		return nil, err
-	}
-	return vm, nil
 }

@@ -13,13 +13,16 @@ import (
 
 func newUpCommand() *cobra.Command {
 	var file, name string
+	var allow bool
 	cmd := &cobra.Command{
 		Use:   "up -f FILE [--name NAME]",
 		Short: "Create a VM from a YAML file if needed, and start it",
 		Long: `paddock create, then paddock start, in one step. If the VM exists already
 with the same resolved spec it is only started (and left alone if it
 runs); if its spec differs, nothing is done: remove it first, or pick
-another --name.
+another --name. On a host whose KVM has no hardware virtualization a
+Linux kernel cannot boot, and is refused before anything is created
+unless --allow-emulated (paddock doctor tells).
 
 Exit status: 0 the VM runs, 1 invalid file or the VM could not start, 2
 usage, 4 a VM of that name exists with another spec, 5 another command is
@@ -27,16 +30,21 @@ changing the VM.`,
 		Example: `  paddock up -f web.yaml`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return upAction(cmd, file, name)
+			return upAction(cmd, file, name, allow)
 		},
 	}
 	specFlags(cmd, &file, &name)
+	allowEmulatedFlag(cmd, &allow)
 	return managed(cmd)
 }
 
-func upAction(cmd *cobra.Command, file, name string) error {
-	vm, err := loadSpec(cmd, file, name)
+func upAction(cmd *cobra.Command, file, name string, allow bool) error {
+	host := hostFacts(cmd)
+	vm, err := readSpec(cmd, file, name, host)
 	if err != nil {
+		return err
+	}
+	if err := checkBootable(cmd, vm, host, allowEmulated(allow)); err != nil {
 		return err
 	}
 	m, err := openManager()

@@ -9,70 +9,65 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/configs"
-	"github.com/paddock-vm/paddock/guest"
 )
 
 func newValidateCommand() *cobra.Command {
+	var file string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "validate -f FILE",
 		Short: "Check a VM YAML file without running it",
 		Long: `Load a VM YAML file, fill in the defaults and check every field, the files
-it names and this host's memory. Every problem is reported, one per line,
-as FILE:LINE:COLUMN: FIELD: problem. "-f -" reads standard input (relative
-paths in it are then relative to the current directory).
+it names and this host's memory and vCPUs. Every problem is reported in one
+run, one per line, as FILE:LINE:COLUMN: FIELD: problem. "-f -" reads
+standard input (relative paths in it are then relative to the current
+directory); FILE must be a regular file (a FIFO is refused, not waited
+on). A valid file whose Linux kernel this host's KVM cannot boot (no
+hardware virtualization) gets a warning on standard error.
 
 With --json, standard output gets one JSON object: {"file", "valid",
 "config"} with the resolved config (defaults filled, paths absolute, memory
-in bytes) when the file is valid, {"file", "valid", "problems"} when not.
+in bytes) when the file is valid, {"file", "valid", "problems"} when not,
+and "warnings" (as problems) when there are.
 
-Exit status: 0 the file is valid, 1 it is not or cannot be read.`,
+Exit status: 0 the file is valid, 1 it is not or cannot be read, 2 usage.`,
 		Example: `  paddock validate -f configs/examples/hello.yaml
   paddock validate -f vm.yaml --json`,
-		Args: cobra.NoArgs,
-		RunE: validateAction,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return validateAction(cmd, file, asJSON)
+		},
 	}
-	cmd.Flags().StringP("file", "f", "", "VM YAML file to check (- for standard input)")
-	cmd.Flags().Bool("json", false, "print the result as one JSON object on standard output")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "VM YAML file to check (- for standard input)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON object on standard output")
 	_ = cmd.MarkFlagRequired("file")
 	return cmd
 }
 
-func validateAction(cmd *cobra.Command, _ []string) error {
-	file, err := cmd.Flags().GetString("file")
-	if err != nil {
-		return err
-	}
-	asJSON, err := cmd.Flags().GetBool("json")
-	if err != nil {
-		return err
-	}
-	if file == "" {
-		return errors.New("validate: -f needs a file name (or - for standard input)")
-	}
+func validateAction(cmd *cobra.Command, file string, asJSON bool) error {
 	name := file
-	var vm *configs.VM
 	if file == "-" {
 		name = "<stdin>"
-		vm, err = configs.Read(cmd.InOrStdin(), name)
-	} else {
-		vm, err = configs.Load(file)
 	}
+	host := hostFacts(cmd)
+	vm, err := readSpec(cmd, file, "", host)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err // a usage error, not a problem of the file
+	}
+	var warnings []*configs.Error
 	if err == nil {
-		vm.FillDefaults()
-		host, herr := configs.HostFacts()
-		if herr != nil {
-			fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; host memory not checked\n", herr)
-		}
-		host.MaxVCPUs = guest.MaxVCPUs()
-		err = vm.Validate(host)
+		warnings = bootWarnings(vm, host)
 	}
-	if asJSON {
-		if werr := writeValidateJSON(cmd.OutOrStdout(), name, vm, err); werr != nil {
+	switch {
+	case asJSON:
+		if werr := writeValidateJSON(cmd.OutOrStdout(), name, vm, err, warnings); werr != nil {
 			return werr
 		}
-	} else if err == nil {
+	case err == nil:
 		fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", name)
-	} else {
+		printWarnings(cmd, warnings)
+	default:
 		for _, p := range configs.Problems(err) {
 			fmt.Fprintln(cmd.ErrOrStderr(), p)
 		}
@@ -89,6 +84,7 @@ type validateReport struct {
 	Valid    bool              `json:"valid"`
 	Config   *configs.VM       `json:"config,omitempty"`
 	Problems []validateProblem `json:"problems,omitempty"`
+	Warnings []validateProblem `json:"warnings,omitempty"`
 }
 
 // validateProblem is one problem in a validateReport; zero line and column
@@ -101,14 +97,20 @@ type validateProblem struct {
 }
 
 // writeValidateJSON prints the report for a config that vm and problems
-// (nil when valid) describe.
-func writeValidateJSON(w io.Writer, name string, vm *configs.VM, problems error) error {
+// (nil when valid) describe, with warnings about this host.
+func writeValidateJSON(w io.Writer, name string, vm *configs.VM, problems error, warnings []*configs.Error) error {
 	r := validateReport{File: name, Valid: problems == nil}
 	if problems == nil {
 		r.Config = vm
 	}
+	item := func(p *configs.Error) validateProblem {
+		return validateProblem{Line: p.Line, Column: p.Column, Field: p.Field, Message: p.Err.Error()}
+	}
 	for _, p := range configs.Problems(problems) {
-		r.Problems = append(r.Problems, validateProblem{Line: p.Line, Column: p.Column, Field: p.Field, Message: p.Err.Error()})
+		r.Problems = append(r.Problems, item(p))
+	}
+	for _, p := range warnings {
+		r.Warnings = append(r.Warnings, item(p))
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

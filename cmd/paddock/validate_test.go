@@ -7,7 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 // runPaddock executes the paddock command tree with args and stdin, and
@@ -31,19 +34,23 @@ func runPaddock(t *testing.T, stdin string, args ...string) (stdout, stderr stri
 			err = ee.err
 		}
 		if err != nil { // main prints these
-			errOut.WriteString("paddock: " + err.Error() + "\n")
+			printError(&errOut, err)
 		}
 	}
 	return out.String(), errOut.String(), status
 }
 
-// vmDir makes a directory with a kernel and initrd and writes files (name
+// vmDir makes a directory with a kernel (a small PVH guest, not Linux, so
+// that no host refuses it), an initrd and a FIFO, and writes files (name
 // -> YAML) into it.
 func vmDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	files["vmlinuz"] = "kernel bytes"
+	testguest.PVHStub(t, dir, "vmlinuz")
 	files["initrd.img"] = "initrd bytes"
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)
@@ -72,8 +79,10 @@ func TestValidateCommand(t *testing.T) {
 			p("good.yaml") + ": ok\n", "", 0},
 		{"long flag", "", []string{"validate", "--file", p("good.yaml")},
 			p("good.yaml") + ": ok\n", "", 0},
-		{"decoding problem", "", []string{"validate", "-f", p("bad.yaml")},
-			"", p("bad.yaml") + ":4:1: colour: unknown field; known fields: name, labels, cpus, memory, kernel, initrd, cmdline, disks, nics, rng, console, on_reboot, restart, backend, libvirt\n", 1},
+		{"a decoding problem does not hide the others", "", []string{"validate", "-f", p("bad.yaml")},
+			"", p("bad.yaml") + ":1:7: name: must be a DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit), got \"Bad\"\n" +
+				p("bad.yaml") + ":2:7: cpus: must be between 1 and 255, got 0\n" +
+				p("bad.yaml") + ":4:1: colour: unknown field; known fields: name, labels, cpus, memory, kernel, initrd, cmdline, disks, nics, rng, console, on_reboot, restart, backend, libvirt\n", 1},
 		{"every validation problem, one per line", "", []string{"validate", "-f", p("worse.yaml")},
 			"", p("worse.yaml") + ":2:7: cpus: must be between 1 and 255, got 0\n" +
 				p("worse.yaml") + ":3:9: memory: must be at least 32MiB, got 8MiB\n" +
@@ -87,12 +96,20 @@ func TestValidateCommand(t *testing.T) {
 			"<stdin>: ok\n", "", 0},
 		{"standard input with a problem", "name: piped\ncpus: 999\nkernel: " + p("vmlinuz") + "\n", []string{"validate", "-f", "-"},
 			"", "<stdin>:2:7: cpus: must be between 1 and 255, got 999\n", 1},
+		{"a FIFO, refused without waiting for a writer", "", []string{"validate", "-f", p("fifo")},
+			"", p("fifo") + ": a named pipe, not a regular file\n", 1},
+		{"a character device", "", []string{"validate", "-f", "/dev/zero"},
+			"", "/dev/zero: a character device, not a regular file\n", 1},
+		{"a directory", "", []string{"validate", "-f", dir},
+			"", dir + ": a directory, not a regular file\n", 1},
 		{"no -f", "", []string{"validate"},
-			"", "paddock: required flag(s) \"file\" not set\n", 1},
+			"", "paddock: required flag(s) \"file\" not set (see paddock validate --help)\n", 2},
 		{"empty -f", "", []string{"validate", "-f", ""},
-			"", "paddock: validate: -f needs a file name (or - for standard input)\n", 1},
+			"", "paddock: -f needs a file name (or - for standard input)\n", 2},
 		{"stray argument", "", []string{"validate", "-f", p("good.yaml"), "extra"},
-			"", "paddock: unknown command \"extra\" for \"paddock validate\"\n", 1},
+			"", "paddock: validate takes no arguments, got \"extra\" (usage: paddock validate -f FILE)\n", 2},
+		{"unknown flag", "", []string{"validate", "-f", p("good.yaml"), "--strict"},
+			"", "paddock: unknown flag: --strict (see paddock validate --help)\n", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,18 +138,26 @@ func TestValidateCommandJSON(t *testing.T) {
 		File   string
 		Valid  bool
 		Config *struct {
-			Name     string
-			CPUs     int
-			Memory   uint64
-			Kernel   string
-			Initrd   *string
-			Cmdline  string
-			Console  struct{ Mode, Log string }
+			Name    string
+			CPUs    int
+			Memory  uint64
+			Kernel  string
+			Initrd  *string
+			Cmdline string
+			Console struct {
+				Mode, Log string
+				LogSize   uint64 `json:"log_size"`
+				LogKeep   int    `json:"log_keep"`
+			}
 			OnReboot string `json:"on_reboot"`
 			Restart  string
 			Backend  string
 		}
 		Problems []struct {
+			Line, Column   int
+			Field, Message string
+		}
+		Warnings []struct {
 			Line, Column   int
 			Field, Message string
 		}
@@ -160,7 +185,8 @@ func TestValidateCommandJSON(t *testing.T) {
 	}
 	if c.Name != "good" || c.CPUs != 1 || c.Memory != 1536<<20 || c.Kernel != filepath.Join(dir, "vmlinuz") ||
 		c.Initrd != nil || c.Cmdline != "console=ttyS0" || c.Console.Mode != "log" ||
-		c.Console.Log != filepath.Join(dir, "c.log") || c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" {
+		c.Console.Log != filepath.Join(dir, "c.log") || c.Console.LogSize != 4<<20 || c.Console.LogKeep != 1 ||
+		c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" {
 		t.Errorf("resolved config: %s", stdout)
 	}
 
@@ -170,13 +196,15 @@ func TestValidateCommandJSON(t *testing.T) {
 		t.Fatalf("invalid: status %d, stderr %q", status, stderr)
 	}
 	r = decode(t, stdout)
-	if r.File != bad || r.Valid || r.Config != nil || len(r.Problems) != 1 {
+	if r.File != bad || r.Valid || r.Config != nil || len(r.Problems) != 2 {
 		t.Fatalf("invalid report: %s", stdout)
 	}
-	// Decoding stops at the bad size, before cpus is validated.
-	pr := r.Problems[0]
-	if pr.Line != 4 || pr.Column != 9 || pr.Field != "memory" ||
+	// The bad size does not hide the bad cpus.
+	if pr := r.Problems[0]; pr.Line != 2 || pr.Column != 7 || pr.Field != "cpus" || pr.Message != "must be between 1 and 255, got 0" {
+		t.Errorf("problem 1: %+v", pr)
+	}
+	if pr := r.Problems[1]; pr.Line != 4 || pr.Column != 9 || pr.Field != "memory" ||
 		pr.Message != `"lots" is not a size: want a byte count or a number with a unit, such as 512MiB or 2GiB` {
-		t.Errorf("problem: %+v", pr)
+		t.Errorf("problem 2: %+v", pr)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // ErrBackingRefused is wrapped by the error that reports a backing file
@@ -110,14 +112,16 @@ func backingPath(imagePath, name string) string {
 }
 
 // openBackingFile opens the backing file name of the image at imagePath
-// read-only, as policy p allows, and returns it with its resolved path.
-// The path is first opened with O_PATH, which reaches the file without
-// opening it (opening a FIFO blocks; opening some character devices has
-// effects, a watchdog's starts it), so that its type and, under a policy,
-// where its symbolic links lead are judged on the file itself; only then
-// is that same file opened for reading, through /proc/self/fd. A path
-// swapped for another file or link after the check cannot get through.
-func (p *BackingPolicy) openBackingFile(imagePath, name string) (*os.File, string, error) {
+// read-only with access a's locks (disk/imagefile), as policy p allows,
+// and returns it with its resolved path. The path is first opened with
+// O_PATH, which reaches the file without opening it (opening a FIFO
+// blocks; opening some character devices has effects, a watchdog's starts
+// it), so that its type and, under a policy, where its symbolic links
+// lead are judged on the file itself; only then is that same file opened
+// for reading and locked, through /proc/self/fd (imagefile.Reopen). A
+// path swapped for another file or link after the check cannot get
+// through, and the lock is on the file judged.
+func (p *BackingPolicy) openBackingFile(imagePath, name string, a imagefile.Access) (*os.File, string, error) {
 	path := backingPath(imagePath, name)
 	var dirs []string
 	if p != nil {
@@ -142,15 +146,12 @@ func (p *BackingPolicy) openBackingFile(imagePath, name string) (*os.File, strin
 	if err := unix.Fstat(pfd, &st); err != nil {
 		return nil, path, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
+	if err := imagefile.CheckMode(path, st.Mode); err != nil {
+		return nil, path, err
+	}
 	dev := st.Mode&unix.S_IFMT == unix.S_IFBLK
-	switch {
-	case st.Mode&unix.S_IFMT == unix.S_IFREG:
-	case dev:
-		if p != nil && !p.Devices {
-			return nil, path, refuse(name, path, "is a block device (allow devices explicitly)")
-		}
-	default:
-		return nil, path, fmt.Errorf("%s is %s, not a regular file or block device: %w", path, fileKind(st.Mode), ErrUnsupported)
+	if dev && p != nil && !p.Devices {
+		return nil, path, refuse(name, path, "is a block device (allow devices explicitly)")
 	}
 	proc := "/proc/self/fd/" + strconv.Itoa(pfd)
 	if p != nil && !dev {
@@ -162,13 +163,8 @@ func (p *BackingPolicy) openBackingFile(imagePath, name string) (*os.File, strin
 			return nil, path, refuse(name, path, "leads to "+real+", outside "+p.allowed())
 		}
 	}
-	fd, err := openRetry(proc, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY)
-	if err != nil {
-		// Without /proc there is no way to open the file judged rather
-		// than whatever the path names by now: refuse instead.
-		return nil, path, fmt.Errorf("open %s through %s (is /proc mounted?): %w", path, proc, err)
-	}
-	return os.NewFile(uintptr(fd), path), path, nil
+	f, err := imagefile.Reopen(pfd, path, a)
+	return f, path, err
 }
 
 // openRetry is open(2), retried on EINTR.
@@ -181,28 +177,14 @@ func openRetry(path string, flags int) (int, error) {
 	}
 }
 
-// fileKind names a file type for messages.
-func fileKind(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFIFO:
-		return "a FIFO"
-	case unix.S_IFCHR:
-		return "a character device"
-	case unix.S_IFDIR:
-		return "a directory"
-	case unix.S_IFSOCK:
-		return "a socket"
-	}
-	return "a special file"
-}
-
 // CheckBacking verifies that the backing file name of the image at
 // imagePath is one policy p allows and returns its resolved path, for
 // callers that open it themselves (the chain walk of `image info`, the
 // base of commit). Opening a chain with Options.Backing checks it on the
 // opened files instead, which leaves no window for the file to change.
 func CheckBacking(p *BackingPolicy, imagePath, name string) (string, error) {
-	f, path, err := p.openBackingFile(imagePath, name)
+	// A look, not a use: the caller's own open takes the locks.
+	f, path, err := p.openBackingFile(imagePath, name, imagefile.Unlocked)
 	if err != nil {
 		return path, fmt.Errorf("qcow2: %s: %w", imagePath, err)
 	}
@@ -211,12 +193,22 @@ func CheckBacking(p *BackingPolicy, imagePath, name string) (string, error) {
 }
 
 // openBacking opens the backing file name of the image at imagePath
-// read-only, as opts.Backing allows: a qcow2 image (with its own chain),
-// or a raw file. format is the backing format from the header extension,
-// or empty to probe the file's contents. chain holds the files already
+// read-only, as opts.Backing allows, with a reader's lock (a -U reader's
+// with opts.ForceShare): a qcow2 image (with its own chain), or a raw
+// file. format is the backing format from the header extension, or empty
+// to probe the file's contents (read from the file opened and locked, so
+// the format is that of the file used). chain holds the files already
 // open above it.
 func openBacking(imagePath, name, format string, opts Options, chain []os.FileInfo) (layer, error) {
-	f, path, err := opts.Backing.openBackingFile(imagePath, name)
+	ro := Options{
+		ReadOnly:           true,
+		ForceShare:         opts.ForceShare,
+		NoBacking:          opts.NoBacking,
+		L2CacheBytes:       opts.L2CacheBytes,
+		RefcountCacheBytes: opts.RefcountCacheBytes,
+		Backing:            opts.Backing,
+	}
+	f, path, err := opts.Backing.openBackingFile(imagePath, name, ro.access())
 	if errors.Is(err, ErrBackingRefused) {
 		return nil, fmt.Errorf("qcow2: %s: %w", imagePath, err)
 	}
@@ -233,21 +225,15 @@ func openBacking(imagePath, name, format string, opts Options, chain []os.FileIn
 	}
 	switch format {
 	case "qcow2":
-		return openChain(path, f, Options{
-			ReadOnly:           true,
-			NoBacking:          opts.NoBacking,
-			L2CacheBytes:       opts.L2CacheBytes,
-			RefcountCacheBytes: opts.RefcountCacheBytes,
-			Backing:            opts.Backing,
-		}, chain)
+		return openChain(path, f, ro, chain)
 	case "raw", "file", "host_device":
-		size, err := f.Seek(0, io.SeekEnd)
+		size, err := f.Seek(0, io.SeekEnd) // also right for block devices
 		if err != nil {
-			f.Close()
+			imagefile.Close(f)
 			return nil, &os.PathError{Op: "seek", Path: path, Err: err}
 		}
 		return &rawLayer{f: f, size: size}, nil
 	}
-	f.Close()
+	imagefile.Close(f)
 	return nil, fmt.Errorf("%s has format %q (only qcow2 and raw are supported): %w", path, format, ErrUnsupported)
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // setBackingName rewrites the backing file name an image's header records,
@@ -93,7 +96,7 @@ func TestBackingPolicy(t *testing.T) {
 		{"dot-dot escape", "../outside.qcow2", "qcow2", ErrBackingRefused, "outside the allowed directories"},
 		{"character device", "/dev/zero", "raw", ErrBackingRefused, "outside the allowed directories"},
 		{"symbolic link escape", "link.qcow2", "qcow2", ErrBackingRefused, "leads to " + outside},
-		{"FIFO", "fifo", "raw", ErrUnsupported, "is a FIFO"},
+		{"FIFO", "fifo", "raw", imagefile.ErrNotImage, "is a named pipe (FIFO)"},
 		{"protocol", "nbd:localhost:10809", "raw", ErrUnsupported, "protocol"},
 	}
 	for _, c := range cases {
@@ -107,8 +110,9 @@ func TestBackingPolicy(t *testing.T) {
 
 	t.Run("block_device", func(t *testing.T) {
 		blk := filepath.Join(dir, "blk")
+		testenv.RequireRoot(t, "this test makes a block device node")
 		if err := unix.Mknod(blk, unix.S_IFBLK|0o600, int(unix.Mkdev(7, 0))); err != nil {
-			t.Skipf("cannot make a block device node here: %v", err)
+			testenv.Unavailable(t, "cannot make a block device node here: %v", err)
 		}
 		defer os.Remove(blk)
 		hostile := filepath.Join(dir, "hostile-blk.qcow2")
@@ -177,7 +181,7 @@ func TestBackingPolicy(t *testing.T) {
 		img.Close()
 	}
 	setBackingName(t, hostile, "/dev/zero", "raw")
-	if _, err := Open(hostile, Options{ReadOnly: true}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "character device") {
+	if _, err := Open(hostile, Options{ReadOnly: true}); !errors.Is(err, imagefile.ErrNotImage) || !strings.Contains(err.Error(), "character device") {
 		t.Fatalf("default policy, /dev/zero: %v", err)
 	}
 }
@@ -200,13 +204,14 @@ func checkRefusal(t *testing.T, err, want error, image, backing, says string) {
 // its whole contents (its size is the device's, which stat does not
 // give); a policy refuses it unless it allows devices.
 func TestBlockDeviceBacking(t *testing.T) {
-	needTool(t, "losetup")
+	testenv.RequireTool(t, "losetup", "mount")
+	testenv.RequireRoot(t, "this test attaches a loop device")
 	dir := tempDir(t)
 	raw := filepath.Join(dir, "disk.raw")
 	want := writeRawImage(t, raw, 1<<20, 7)
 	out, err := exec.Command("losetup", "--find", "--show", "--read-only", raw).CombinedOutput()
 	if err != nil {
-		t.Skipf("cannot attach a loop device here: %v: %s", err, out)
+		testenv.Unavailable(t, "cannot attach a loop device here: %v: %s", err, out)
 	}
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })

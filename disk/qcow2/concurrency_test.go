@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // Concurrency: virtio-blk queues issue requests from several goroutines.
@@ -200,7 +202,7 @@ func TestConcurrentIO(t *testing.T) {
 			if err := img.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if hasTool("qemu-img") {
+			if testenv.HasTool(t, "qemu-img", "qemu-utils") {
 				if leaks := qemuCheck(t, q); leaks != 0 {
 					t.Fatalf("%d leaks", leaks)
 				}

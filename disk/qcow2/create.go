@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // CreateOptions describe a new image. The zero value (plus a Size) is a
@@ -39,8 +41,8 @@ type CreateOptions struct {
 	Backing *BackingPolicy
 }
 
-// Create makes a new image at path (which must not exist, unless
-// opts.Storage is set).
+// Create makes a new image at path (which must not exist), or in
+// opts.Storage if it is set; Create leaves that open.
 func Create(path string, opts CreateOptions) error {
 	o := opts
 	if o.ClusterSize == 0 {
@@ -101,7 +103,10 @@ func Create(path string, opts CreateOptions) error {
 	if o.BackingFile != "" {
 		// Only the backing file itself: its size and format are what
 		// creation needs (QEMU opens it the same way, without its chain).
-		b, err := openBacking(path, o.BackingFile, o.BackingFormat, Options{NoBacking: true, Backing: o.Backing}, nil)
+		// An overlay on an image in use is how a running disk is
+		// snapshotted: like qemu-img create, read it without forbidding
+		// writers (-U).
+		b, err := openBacking(path, o.BackingFile, o.BackingFormat, Options{ReadOnly: true, ForceShare: true, NoBacking: true, Backing: o.Backing}, nil)
 		if errors.Is(err, ErrBackingRefused) {
 			return err
 		}
@@ -165,10 +170,17 @@ func Create(path string, opts CreateOptions) error {
 	}
 
 	st := o.Storage
-	if st == nil {
+	if st != nil {
+		st = keepOpen{st} // the caller's to close
+	} else {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
-			return fmt.Errorf("qcow2: create %w", err)
+			return fmt.Errorf("qcow2: create: %w", err)
+		}
+		if err := imagefile.Lock(f, path, imagefile.Write); err != nil {
+			f.Close()
+			os.Remove(path)
+			return fmt.Errorf("qcow2: create: %w", err)
 		}
 		st = &osFile{f: f}
 	}
@@ -241,5 +253,10 @@ func (img *Image) preallocate() error {
 	// Preallocated files keep their full length.
 	return nil
 }
+
+// keepOpen is a Storage whose Close leaves the store open.
+type keepOpen struct{ Storage }
+
+func (keepOpen) Close() error { return nil }
 
 var errShrinkSnapshots = errors.New("cannot shrink an image that has internal snapshots")

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // patchHeader rewrites the header cluster of a file through fn.
@@ -85,14 +87,9 @@ func TestFeatureBits(t *testing.T) {
 	if h.AutoclearFeatures != 0 {
 		t.Errorf("autoclear features %#x, want cleared", h.AutoclearFeatures)
 	}
-	if needToolOK("qemu-img") {
+	if testenv.HasTool(t, "qemu-img", "qemu-utils") {
 		qemuCheck(t, q)
 	}
-}
-
-func needToolOK(name string) bool {
-	_, err := exec.LookPath(name)
-	return err == nil
 }
 
 // TestUnknownExtensionPreserved: an extension paddock does not know
@@ -150,7 +147,7 @@ func TestDirtyImageRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h.IncompatibleFeatures&IncompatDirty == 0 {
-		t.Skip("qemu-io abort did not leave the image dirty")
+		testenv.Unavailable(t, "qemu-io's abort left the image clean: this QEMU cannot make the dirty image the test needs")
 	}
 	ro, err := Open(q, Options{ReadOnly: true})
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Hostile images: damaged or malicious metadata must produce errors, never
@@ -361,7 +363,7 @@ func TestBackingLoops(t *testing.T) {
 		t.Fatal(err)
 	}
 	img.Close()
-	if _, err := Open(b, Options{ReadOnly: true}); !errors.Is(err, ErrUnsupported) {
+	if _, err := Open(b, Options{ReadOnly: true}); !errors.Is(err, imagefile.ErrNotImage) {
 		t.Fatalf("FIFO backing: %v", err)
 	}
 	// A missing backing file names it.

@@ -41,6 +41,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Sentinel errors, for errors.Is.
@@ -92,6 +94,17 @@ type Options struct {
 	// Backing restricts the backing files of the chain (see
 	// BackingPolicy); nil follows any, as QEMU does.
 	Backing *BackingPolicy
+	// ForceShare reads the image (and its backing chain) without
+	// forbidding others to write it, like qemu-img -U: Open then works on
+	// an image a VM writes, and may see it half-written. Only with
+	// ReadOnly.
+	ForceShare bool
+}
+
+// access is the lock access of opts on the image file (see
+// disk/imagefile): a writer's, a reader's, or a -U reader's.
+func (opts Options) access() imagefile.Access {
+	return imagefile.AccessFor(opts.ReadOnly, opts.ForceShare)
 }
 
 // layer is what an image reads unallocated ranges from: a backing qcow2
@@ -171,13 +184,20 @@ func Open(path string, opts Options) (*Image, error) {
 
 // openChain opens an image from file, if not nil, or else from path;
 // chain holds the files already open above it, to detect backing loops.
+// A file given is already locked for opts' access (see openBacking).
 func openChain(path string, file *os.File, opts Options, chain []os.FileInfo) (_ *Image, err error) {
+	if opts.ForceShare && !opts.ReadOnly {
+		return nil, fmt.Errorf("qcow2: open %s: force-share needs a read-only open", path)
+	}
 	st := opts.Storage
+	if f, ok := st.(*osFile); ok && opts.NoSync {
+		st = noSync{f}
+	}
 	if st == nil {
 		f := &osFile{f: file}
 		if file == nil {
-			if f, err = openStorage(path, opts.ReadOnly); err != nil {
-				return nil, fmt.Errorf("qcow2: open %w", err)
+			if f, err = openStorage(path, opts.access()); err != nil {
+				return nil, fmt.Errorf("qcow2: %w", err)
 			}
 		}
 		st = f
@@ -232,6 +252,12 @@ func (img *Image) errf(err error, format string, args ...any) error {
 	return fmt.Errorf("qcow2: %s: %s: %w", img.path, fmt.Sprintf(format, args...), err)
 }
 
+// failf formats an error naming the image file, wrapping nothing: for
+// refusals that no sentinel describes.
+func (img *Image) failf(format string, args ...any) error {
+	return fmt.Errorf("qcow2: %s: %s", img.path, fmt.Sprintf(format, args...))
+}
+
 // load reads and validates the header and the tables kept in memory.
 func (img *Image) load() error {
 	fsz, err := img.f.Size()
@@ -246,7 +272,7 @@ func (img *Image) load() error {
 		return img.errf(err, "read header")
 	}
 	if n < 4 || string(first[:4]) != "QFI\xfb" {
-		return img.errf(ErrFormat, "not a qcow2 image (no QFI\\xfb magic)")
+		return img.errf(ErrFormat, "not a qcow2 image (it does not start with the qcow2 magic)")
 	}
 	h, err := ParseHeader(first[:n])
 	if err != nil {
@@ -490,7 +516,7 @@ type rawLayer struct {
 
 func (r *rawLayer) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }
 func (r *rawLayer) Size() int64                             { return r.size }
-func (r *rawLayer) Close() error                            { return r.f.Close() }
+func (r *rawLayer) Close() error                            { return imagefile.Close(r.f) }
 
 // StartWriteback hints that data written so far will be flushed soon: the
 // kernel starts writing it back now, so that a later Flush waits less

@@ -1,6 +1,9 @@
 package qcow2
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // Map returns how [off, off+n) is stored in this image layer alone, as a
 // list of mappings in guest order. KindUnallocated ranges fall through to
@@ -139,7 +142,7 @@ func (img *Image) SetBacking(name, format string) error {
 		return err
 	}
 	if len(name) > maxBackingNameLen {
-		return img.errf(ErrRange, "backing file name longer than %d bytes", maxBackingNameLen)
+		return img.failf("the backing file name is longer than %d bytes", maxBackingNameLen)
 	}
 	if err := img.flushLocked(true); err != nil {
 		return err
@@ -191,4 +194,33 @@ func (img *Image) MakeEmpty() error {
 		return err
 	}
 	return img.flushLocked(true)
+}
+
+// UsesFile reports whether fi is the file of this image or of one of its
+// open backing files.
+func (img *Image) UsesFile(fi os.FileInfo) bool {
+	var l layer = img
+	for l != nil {
+		var f *os.File
+		switch x := l.(type) {
+		case *Image:
+			if o, ok := x.f.(*osFile); ok {
+				f = o.f
+			} else if n, ok := x.f.(noSync); ok {
+				f = n.f
+			}
+			l = x.backing
+		case *rawLayer:
+			f, l = x.f, nil
+		default:
+			l = nil
+		}
+		if f == nil {
+			continue
+		}
+		if own, err := f.Stat(); err == nil && os.SameFile(own, fi) {
+			return true
+		}
+	}
+	return false
 }

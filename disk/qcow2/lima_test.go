@@ -11,6 +11,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/lima-vm/go-qcow2reader"
 	limaqcow2 "github.com/lima-vm/go-qcow2reader/image/qcow2"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // A second, independent reader (lima-vm/go-qcow2reader) must agree with
@@ -21,6 +22,7 @@ var registerZstd sync.Once
 // limaRead reads a whole image with go-qcow2reader.
 func limaRead(t *testing.T, path string) []byte {
 	t.Helper()
+	testenv.Declare(t, testenv.Oracle)
 	registerZstd.Do(func() {
 		limaqcow2.SetDecompressor(limaqcow2.CompressionTypeZstd, func(r io.Reader) (io.ReadCloser, error) {
 			d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))

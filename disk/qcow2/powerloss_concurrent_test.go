@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // Concurrent power loss: several writers share one image, as the queues
@@ -181,6 +183,7 @@ func TestPowerLossConcurrent(t *testing.T) {
 func concurrentPowerLossRun(t *testing.T, o CreateOptions, seed int64, gap int) (int, int) {
 	const size = 4 << 20
 	const writers = 4
+	haveQemu := testenv.HasTool(t, "qemu-img", "qemu-utils")
 	o.Size = size
 	ms := &memStorage{}
 	o.Storage = ms
@@ -215,7 +218,7 @@ func concurrentPowerLossRun(t *testing.T, o CreateOptions, seed int64, gap int) 
 		model.mu.Unlock()
 		st.world.Unlock()
 		checked++
-		doQemu := checked%4 == 0 && hasTool("qemu-img")
+		doQemu := checked%4 == 0 && haveQemu
 		if doQemu {
 			qemuChecked++
 		}
@@ -271,7 +274,7 @@ func concurrentPowerLossRun(t *testing.T, o CreateOptions, seed int64, gap int) 
 	}
 	durable, _ := model.expect(size, cs)
 	model.mu.Unlock()
-	if err := checkConcurrentCrash(t, st.durable, durable, nil, cs, hasTool("qemu-img")); err != nil {
+	if err := checkConcurrentCrash(t, st.durable, durable, nil, cs, haveQemu); err != nil {
 		t.Fatalf("after close: %v", err)
 	}
 	if gap == 0 {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // Power-loss simulation: a Storage that remembers which writes are not yet
@@ -237,6 +239,7 @@ func powerLossRun(t *testing.T, o CreateOptions, seed int64, cutAt map[int]bool)
 	var crashErr error
 
 	storageOps := 0
+	haveQemu := testenv.HasTool(t, "qemu-img", "qemu-utils")
 	ps.crashPoint = func(p *powerStorage) {
 		storageOps++
 		if crashErr != nil || !cutAt[storageOps-1] {
@@ -244,7 +247,7 @@ func powerLossRun(t *testing.T, o CreateOptions, seed int64, cutAt map[int]bool)
 		}
 		disk := p.crashImage(cr)
 		checked++
-		doQemu := checked%4 == 0 && hasTool("qemu-img")
+		doQemu := checked%4 == 0 && haveQemu
 		if doQemu {
 			qemuChecked++
 		}
@@ -309,11 +312,6 @@ func powerLossRun(t *testing.T, o CreateOptions, seed int64, cutAt map[int]bool)
 		t.Logf("%d power cuts among %d storage operations checked (%d also with qemu-img)", checked, storageOps, qemuChecked)
 	}
 	return storageOps
-}
-
-func hasTool(name string) bool {
-	_, err := exec.LookPath(name)
-	return err == nil
 }
 
 // qemuCheckAllowFlags runs qemu-img check and accepts only leaks and

@@ -1,6 +1,13 @@
 package qcow2
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// ErrShrink reports a resize that would discard data and was not allowed
+// to (see Resize's allowShrink).
+var ErrShrink = errors.New("shrinking discards the data past the new end")
 
 // Resize changes the virtual size. Shrinking discards everything past the
 // new end and needs allowShrink (like `qemu-img resize --shrink`); it is
@@ -15,11 +22,11 @@ func (img *Image) Resize(size int64, allowShrink bool) error {
 	g := &img.g
 	old := img.Size()
 	if size < 0 || uint64(size) > maxVirtualSize(g.clusterBits, g.l2Bits) {
-		return img.errf(ErrRange, "size %d is outside 0..%d for %d-byte clusters", size, maxVirtualSize(g.clusterBits, g.l2Bits), g.cs)
+		return img.failf("size %d is outside 0..%d for %d-byte clusters", size, maxVirtualSize(g.clusterBits, g.l2Bits), g.cs)
 	}
 	if size < old {
 		if !allowShrink {
-			return img.errf(ErrRange, "shrinking from %d to %d bytes discards data; allow it explicitly", old, size)
+			return img.errf(ErrShrink, "resize from %d to %d bytes", old, size)
 		}
 		if len(img.snaps) > 0 {
 			return img.errf(errShrinkSnapshots, "resize")

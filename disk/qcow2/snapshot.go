@@ -11,6 +11,9 @@ import (
 // ErrNoSnapshot is returned for an unknown snapshot ID or name.
 var ErrNoSnapshot = errors.New("no such snapshot")
 
+// ErrSnapshotExists is returned for a new snapshot whose name is taken.
+var ErrSnapshotExists = errors.New("a snapshot of that name already exists")
+
 // SnapshotInfo describes an internal snapshot.
 type SnapshotInfo struct {
 	ID          string
@@ -142,11 +145,11 @@ func (img *Image) CreateSnapshot(name string, o SnapshotOptions) (SnapshotInfo, 
 		return SnapshotInfo{}, err
 	}
 	if name == "" || len(name) > maxSnapshotNameLen {
-		return SnapshotInfo{}, img.errf(ErrRange, "snapshot name must be 1..%d bytes", maxSnapshotNameLen)
+		return SnapshotInfo{}, img.failf("a snapshot name must be 1 to %d bytes long", maxSnapshotNameLen)
 	}
 	for _, s := range img.snaps {
 		if s.name == name {
-			return SnapshotInfo{}, img.errf(ErrRange, "a snapshot named %q already exists (ID %s)", name, s.id)
+			return SnapshotInfo{}, img.errf(ErrSnapshotExists, "create snapshot %q", name)
 		}
 	}
 	if len(img.snaps) >= maxSnapshots {

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-vm/paddock/disk/imagefile"
 )
 
 // Storage is the byte store under an image: normally a host file. Tests
@@ -35,23 +37,48 @@ type osFile struct {
 	f *os.File
 }
 
-// openStorage opens path for reading, and for writing unless readOnly.
-func openStorage(path string, readOnly bool) (*osFile, error) {
-	flag := os.O_RDWR
-	if readOnly {
-		flag = os.O_RDONLY
-	}
-	f, err := os.OpenFile(path, flag, 0)
+// openStorage opens path with access a's locks (read-write for a
+// writer).
+func openStorage(path string, a imagefile.Access) (*osFile, error) {
+	f, err := imagefile.Open(path, a)
 	if err != nil {
 		return nil, err
 	}
 	return &osFile{f: f}, nil
 }
 
-func (o *osFile) ReadAt(p []byte, off int64) (int, error)  { return o.f.ReadAt(p, off) }
-func (o *osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
-func (o *osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
-func (o *osFile) Close() error                             { return o.f.Close() }
+// FileStorage is the Storage of an open image file, for Options.Storage
+// and CreateOptions.Storage: a file the caller opened (and locked, see
+// disk/imagefile) itself. Closing the Storage drops f's locks and closes
+// it.
+func FileStorage(f *os.File) Storage { return &osFile{f: f} }
+
+// ReadAt, WriteAt and Truncate return the bare error (io.EOF, an errno),
+// not an *os.PathError: the image's own messages name the file (errf),
+// and would otherwise name it twice.
+func (o *osFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.f.ReadAt(p, off)
+	return n, bare(err)
+}
+
+func (o *osFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := o.f.WriteAt(p, off)
+	return n, bare(err)
+}
+
+func (o *osFile) Truncate(size int64) error { return bare(o.f.Truncate(size)) }
+
+// bare strips an *os.PathError down to its cause.
+func bare(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Close drops the image's locks and closes the file.
+func (o *osFile) Close() error { return imagefile.Close(o.f) }
 
 func (o *osFile) Sync() error {
 	for {
@@ -110,11 +137,11 @@ func (o *osFile) vectored(bufs [][]byte, off int64, write bool) (int, error) {
 			continue
 		}
 		if err != nil {
-			return total, &os.PathError{Op: op, Path: o.f.Name(), Err: err}
+			return total, fmt.Errorf("%s: %w", op, err) // the image's messages name the file
 		}
 		if n == 0 {
 			if write {
-				return total, fmt.Errorf("pwritev %s: %w", o.f.Name(), io.ErrShortWrite)
+				return total, fmt.Errorf("pwritev: %w", io.ErrShortWrite)
 			}
 			return total, io.EOF
 		}

@@ -5,6 +5,7 @@ package qemutest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -13,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // TempDir returns a fresh directory for test images: on tmpfs when the
@@ -30,12 +33,17 @@ func TempDir(t testing.TB) string {
 	return t.TempDir()
 }
 
-// NeedTool skips the test when an external oracle is not installed.
+// NeedTool declares t an oracle test and ends it when QEMU's tool name
+// (qemu-img and qemu-io from qemu-utils, qemu-system-x86_64 from
+// qemu-system-x86) is not installed: a skip outside CI, a failure in CI
+// (internal/testenv).
 func NeedTool(t testing.TB, name string) {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s is not installed (package qemu-utils)", name)
+	pkg := "qemu-utils"
+	if strings.HasPrefix(name, "qemu-system-") {
+		pkg = "qemu-system-x86"
 	}
+	testenv.RequireTool(t, name, pkg)
 }
 
 // Run runs a command and fails the test if it fails.
@@ -69,23 +77,29 @@ func QemuIO(t testing.TB, path string, cmds ...string) {
 	}
 }
 
-// Check runs `qemu-img check` and fails on corruptions or errors;
-// leaks are returned for the caller to judge.
-func Check(t testing.TB, path string) (leaks int) {
+// Check runs `qemu-img check` (with extra options, such as -U for an
+// image paddock holds open) and fails on corruptions or errors; leaks are
+// returned for the caller to judge.
+func Check(t testing.TB, path string, extra ...string) (leaks int) {
 	t.Helper()
 	NeedTool(t, "qemu-img")
-	out, err := exec.Command("qemu-img", "check", "--output=json", path).Output()
+	args := append(append([]string{"check", "--output=json"}, extra...), path)
+	out, err := exec.Command("qemu-img", args...).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(out) == 0 {
+		err = fmt.Errorf("%w: %s", err, ee.Stderr)
+	}
 	var r struct {
 		Corruptions int `json:"corruptions"`
 		Leaks       int `json:"leaks"`
 		CheckErrors int `json:"check-errors"`
 	}
 	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		human, _ := exec.Command("qemu-img", "check", path).CombinedOutput()
+		human, _ := exec.Command("qemu-img", append(append([]string{"check"}, extra...), path)...).CombinedOutput()
 		t.Fatalf("qemu-img check %s: %v (%v)\n%s\n%s", path, err, jerr, out, human)
 	}
 	if r.Corruptions != 0 || r.CheckErrors != 0 {
-		human, _ := exec.Command("qemu-img", "check", path).CombinedOutput()
+		human, _ := exec.Command("qemu-img", append(append([]string{"check"}, extra...), path)...).CombinedOutput()
 		t.Fatalf("qemu-img check %s: %d corruptions, %d check errors\n%s", path, r.Corruptions, r.CheckErrors, human)
 	}
 	return r.Leaks

@@ -75,8 +75,12 @@ func TestLongSocketPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); err != nil {
+	fi, err := os.Stat(path)
+	if err != nil {
 		t.Fatalf("no socket at the long path: %v", err)
+	}
+	if mode := fi.Mode(); mode&os.ModeSocket == 0 || mode.Perm() != 0o600 {
+		t.Errorf("socket mode %v, want a socket with 0600", mode)
 	}
 	got := make(chan string, 1)
 	go func() {

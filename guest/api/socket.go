@@ -17,7 +17,9 @@ const maxSocketPath = 107
 // Listen creates the unix socket at path and listens on it. A path too
 // long for sockaddr_un (deep $PADDOCK_HOME) is reached through
 // /proc/self/fd. The socket file is not removed when the listener closes:
-// its owner removes it by name.
+// its owner removes it by name. The socket is made 0600: only its owner
+// (and root) may control the VM, even where the directory around it is
+// more open than paddock makes it.
 func Listen(path string) (*net.UnixListener, error) {
 	var l *net.UnixListener
 	err := viaShortPath(path, func(p string) error {
@@ -29,6 +31,11 @@ func Listen(path string) (*net.UnixListener, error) {
 		return nil, fmt.Errorf("api: listen on %s: %w", path, err)
 	}
 	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("api: make %s private: %w", path, err)
+	}
 	return l, nil
 }
 

@@ -3,12 +3,17 @@ package console
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 func TestRing(t *testing.T) {
@@ -121,46 +126,172 @@ func FuzzTail(f *testing.F) {
 func TestLogFile(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "console.log")
-	l, err := OpenLog(p, 10)
+	l, err := OpenLog(p, Limits{Size: 10, Keep: 2}, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"12345", "6789", "abcd", "efghijklmnop", "q"} {
-		if _, err := l.Write([]byte(w)); err != nil {
+	for _, w := range []string{"12345", "6789", "abcd", "efghijklmnopqrstuvw", "x"} {
+		if n, err := l.Write([]byte(w)); err != nil || n != len(w) {
+			t.Fatalf("Write(%q) = %d, %v", w, n, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// 123456789 | abcd -> rotate | efghijklmn (a write larger than the
+	// room left rotates first, one larger than a file is split) |
+	// opqrstuvw, x; the first file fell off the end.
+	for name, want := range map[string]string{"console.log.2": "abcd", "console.log.1": "efghijklmn", "console.log": "opqrstuvwx"} {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != want {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if all, err := ReadLog(p); err != nil || string(all) != "abcdefghijklmnopqrstuvwx" {
+		t.Errorf("ReadLog = %q, %v", all, err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, %v", fi.Mode(), err)
+	}
+	// Reopening appends and counts what is there; a smaller Keep drops
+	// the files beyond it.
+	l, err = OpenLog(p, Limits{Size: 10, Keep: 1}, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p + ".2"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("console.log.2 after reopening with Keep 1: %v", err)
+	}
+	l.Write([]byte("rstuvwxyz!"))
+	l.Close()
+	if all, err := ReadLog(p); err != nil || string(all) != "opqrstuvwxrstuvwxyz!" {
+		t.Errorf("after reopen: %q, %v", all, err)
+	}
+	if _, err := l.Write([]byte("x")); err == nil {
+		t.Error("Write after Close succeeded")
+	}
+	if _, err := OpenLog(p, Limits{Size: 0, Keep: 1}, 0o600); err == nil {
+		t.Error("OpenLog with size 0 succeeded")
+	}
+	if lines, err := TailFile(filepath.Join(dir, "missing.log"), 5); err != nil || lines != nil {
+		t.Errorf("TailFile of a missing log: %q, %v", lines, err)
+	}
+}
+
+// TestLogFileBounded writes far more than a log's limits and checks the
+// files on disk: within bounds, and holding the newest output, in order.
+func TestLogFileBounded(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "console.log")
+	lim := Limits{Size: 64 << 10, Keep: 3}
+	l, err := OpenLog(p, lim, 0o640)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all bytes.Buffer
+	for i := 0; all.Len() < 20*int(lim.Size); i++ {
+		line := fmt.Sprintf("[%8d] the guest says something rather long, line after line\r\n", i)
+		if i%1000 == 999 {
+			line = strings.Repeat(line, 500) // larger than a file
+		}
+		all.WriteString(line)
+		if _, err := l.Write([]byte(line)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cur, _ := os.ReadFile(p)
-	old, _ := os.ReadFile(p + ".1")
-	// 123456789 | abcd -> rotate | efghijklmnop (oversized, alone) | q
-	if string(old) != "efghijklmnop" || string(cur) != "q" {
-		t.Errorf("console.log.1 %q, console.log %q", old, cur)
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != lim.Keep+1 {
+		t.Errorf("%d files, want %d", len(ents), lim.Keep+1)
 	}
-	all, err := ReadLog(p)
-	if err != nil || string(all) != "efghijklmnopq" {
-		t.Errorf("ReadLog = %q, %v", all, err)
+	var total int64
+	for _, e := range ents {
+		fi, _ := e.Info()
+		if fi.Size() > lim.Size {
+			t.Errorf("%s holds %d bytes, more than %d", e.Name(), fi.Size(), lim.Size)
+		}
+		if fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s has mode %v", e.Name(), fi.Mode())
+		}
+		total += fi.Size()
 	}
-	// Reopening appends and counts what is there.
-	l, err = OpenLog(p, 10)
+	got, err := ReadLog(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Write([]byte("rstuvwxyz!"))
-	l.Close()
-	if cur, _ := os.ReadFile(p); string(cur) != "rstuvwxyz!" {
-		t.Errorf("after reopen: console.log %q", cur)
+	if int64(len(got)) != total || int64(len(got)) < lim.Size || !bytes.HasSuffix(all.Bytes(), got) {
+		t.Errorf("the log holds %d bytes, not the newest output in order", len(got))
 	}
-	if _, err := l.Write([]byte("x")); err == nil {
-		t.Error("Write after Close succeeded")
+}
+
+// fifoLog returns a FIFO to use as a log file, with a reader that reads
+// nothing until the returned function is called; that function then
+// returns all the FIFO carried until its writer closed it.
+func fifoLog(t *testing.T) (string, func() []byte) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "console.log")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := OpenLog(p, 0); err == nil {
-		t.Error("OpenLog with size 0 succeeded")
+	r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if lines, err := TailFile(filepath.Join(dir, "missing.log"), 5); err != nil || lines != nil {
-		t.Errorf("TailFile of a missing log: %q, %v", lines, err)
+	t.Cleanup(func() { r.Close() })
+	return p, func() []byte {
+		if err := syscall.SetNonblock(int(r.Fd()), false); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+}
+
+// TestLogWriterNeverBlocks writes into a log whose file takes nothing (a
+// FIFO nobody reads, a stuck disk): Write returns at once, the output
+// that does not fit is dropped and counted, and once the file takes
+// output again the log says how much was lost before what follows.
+func TestLogWriterNeverBlocks(t *testing.T) {
+	p, drain := fifoLog(t)
+	w, err := OpenLogWriter(p, Limits{Size: 1 << 40, Keep: 1}, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	const total = 3 * LogQueue
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for n := 0; n < total; n += len(chunk) {
+			if n, err := w.Write(chunk); n != len(chunk) || err != nil {
+				t.Errorf("Write = %d, %v", n, err)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("Write blocked on a file that takes nothing")
+	}
+	dropped := w.Dropped()
+	if dropped < total-LogQueue-(1<<20) || dropped%uint64(len(chunk)) != 0 {
+		t.Errorf("dropped %d of %d bytes; the queue holds %d", dropped, total, LogQueue)
+	}
+	out := make(chan []byte)
+	go func() { out <- drain() }()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := <-out
+	// The loss was at the end: the notice is too, after what was kept.
+	notice := fmt.Sprintf("\r\n[paddock: %d bytes of console output were not written to this log: the disk did not keep up]\r\n", dropped)
+	kept := bytes.TrimSuffix(got, []byte(notice))
+	if len(kept) == len(got) || len(bytes.Trim(kept, "x")) != 0 || len(kept) != total-int(dropped) {
+		t.Errorf("the log (%d bytes, ending %q) is not the %d bytes kept and then the notice %q", len(got), got[max(0, len(got)-120):], total-int(dropped), notice)
 	}
 }
 
@@ -306,4 +437,72 @@ func BenchmarkHubWrite(b *testing.B) {
 		h.Write(line)
 	}
 	h.Close()
+}
+
+// smallFS mounts a tmpfs of size bytes on a new directory for the test
+// and returns the directory and a function that resizes the file system.
+// It needs root; without it the test is skipped (it fails under CI).
+func smallFS(t *testing.T, size int) (string, func(size int)) {
+	t.Helper()
+	testenv.RequireRoot(t, "this test mounts a small tmpfs")
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		t.Fatalf("mount a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	return dir, func(size int) {
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT, fmt.Sprintf("size=%d", size)); err != nil {
+			t.Fatalf("resize the tmpfs: %v", err)
+		}
+	}
+}
+
+// TestLogWriterFullDisk fills the log's file system: writes keep
+// succeeding (the output is dropped and counted), logf hears of it once,
+// and when there is room again the log says how much was lost and why
+// before the output that follows.
+func TestLogWriterFullDisk(t *testing.T) {
+	dir, resize := smallFS(t, 64<<10)
+	p := filepath.Join(dir, "console.log")
+	msgs := make(chan string, 16)
+	logf := func(format string, args ...any) { msgs <- fmt.Sprintf(format, args...) }
+	w, err := OpenLogWriter(p, Limits{Size: 1 << 20, Keep: 1}, 0o600, logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("x"), 4096)
+	const total = 256 << 10
+	for n := 0; n < total; n += len(chunk) {
+		if n, err := w.Write(chunk); n != len(chunk) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	select {
+	case m := <-msgs:
+		if want := "console log: write " + p + ": no space left on device; dropping console output until writing works again"; m != want {
+			t.Errorf("logf got %q, want %q", m, want)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no report of the full file system")
+	}
+	resize(1 << 20)
+	w.Write([]byte("after\n"))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-msgs; m != "console log "+p+": writing again" {
+		t.Errorf("logf got %q after the resize", m)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notice := fmt.Sprintf("\r\n[paddock: %d bytes of console output were not written to this log: write %s: no space left on device]\r\n", w.Dropped(), p)
+	before, after, found := bytes.Cut(got, []byte(notice))
+	if !found || w.Dropped() == 0 || !bytes.HasSuffix(after, []byte("after\n")) {
+		t.Fatalf("the log (%d bytes) is not output, the notice %q, output ending in \"after\": %q", len(got), notice, got[len(before):])
+	}
+	if n := bytes.Count(got, []byte("x")); n+int(w.Dropped()) != total {
+		t.Errorf("%d x's kept and %d bytes dropped, of %d", n, w.Dropped(), total)
+	}
 }

@@ -7,35 +7,60 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 )
 
-// LogFile appends console output to a file and keeps it bounded: when it
-// reaches its maximum size it is renamed to PATH.1 (replacing the previous
-// one) and a new PATH is started, so the two files hold at most twice the
-// maximum. It is not safe for concurrent use (Hub guards it).
-type LogFile struct {
-	path string
-	max  int64
-	f    *os.File
-	size int64
+// Limits bound a console log: each file holds at most Size bytes, and
+// Keep rotated files (PATH.1, the newest, to PATH.Keep) are kept besides
+// PATH, so the log takes at most Size*(Keep+1) bytes of disk.
+type Limits struct {
+	Size int64
+	Keep int
 }
 
-// OpenLog opens (creating, mode 0600) the log at path for appending;
-// maxSize must be positive.
-func OpenLog(path string, maxSize int64) (*LogFile, error) {
-	if maxSize <= 0 {
-		return nil, fmt.Errorf("console: log %s: maximum size %d must be positive", path, maxSize)
+// maxRotated bounds how many rotated files ReadLog looks for.
+const maxRotated = 1000
+
+// LogFile appends console output to a file and keeps it bounded (Limits):
+// a write that would take the file past Size first rotates it (PATH.N-1
+// to PATH.N, ..., PATH to PATH.1, the oldest deleted) and starts a new
+// PATH; a single write larger than Size is split across files. Errors
+// leave it usable: a failed rotation or reopening is tried again on the
+// next write. It is not safe for concurrent use (LogWriter owns it).
+type LogFile struct {
+	path   string
+	lim    Limits
+	perm   os.FileMode
+	f      *os.File // nil after a failed reopening, or after Close
+	size   int64
+	closed bool
+}
+
+// OpenLog opens (creating, with mode perm) the log at path for
+// appending. Rotated files beyond lim.Keep that an earlier, larger Keep
+// left are deleted.
+func OpenLog(path string, lim Limits, perm os.FileMode) (*LogFile, error) {
+	if lim.Size <= 0 || lim.Keep < 1 {
+		return nil, fmt.Errorf("console: log %s: size %d and files kept %d must be positive", path, lim.Size, lim.Keep)
 	}
-	l := &LogFile{path: path, max: maxSize}
+	l := &LogFile{path: path, lim: lim, perm: perm}
 	if err := l.open(); err != nil {
 		return nil, err
+	}
+	for i := lim.Keep + 1; i <= maxRotated; i++ {
+		if os.Remove(rotated(path, i)) != nil {
+			break
+		}
 	}
 	return l, nil
 }
 
+// rotated names the i-th rotated file of the log at path.
+func rotated(path string, i int) string { return path + "." + strconv.Itoa(i) }
+
 func (l *LogFile) open() error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, l.perm)
 	if err != nil {
 		return fmt.Errorf("console: log: %w", err)
 	}
@@ -48,36 +73,56 @@ func (l *LogFile) open() error {
 	return nil
 }
 
-// Write appends p, rotating first if the file is full.
+// Write appends p, rotating as needed. It returns how much of p reached
+// the file.
 func (l *LogFile) Write(p []byte) (int, error) {
-	if l.f == nil {
+	if l.closed {
 		return 0, fmt.Errorf("console: log %s is closed", l.path)
 	}
-	if l.size > 0 && l.size+int64(len(p)) > l.max {
-		if err := l.rotate(); err != nil {
+	if l.f == nil {
+		if err := l.open(); err != nil {
 			return 0, err
 		}
 	}
-	n, err := l.f.Write(p)
-	l.size += int64(n)
-	if err != nil {
-		return n, fmt.Errorf("console: log: %w", err)
+	done := 0
+	for len(p) > 0 {
+		if l.size > 0 && l.size+int64(len(p)) > l.lim.Size {
+			if err := l.rotate(); err != nil {
+				return done, err
+			}
+		}
+		chunk := p[:min(int64(len(p)), max(l.lim.Size-l.size, 1))]
+		n, err := l.f.Write(chunk)
+		l.size += int64(n)
+		done += n
+		if err != nil {
+			return done, fmt.Errorf("console: log: %w", err)
+		}
+		p = p[n:]
 	}
-	return n, nil
+	return done, nil
 }
 
-// rotate moves the full log to PATH.1 and starts an empty one.
+// rotate shifts the rotated files up by one, moves the full log to PATH.1
+// and starts an empty PATH. If a rename fails, the log stays as it was.
 func (l *LogFile) rotate() error {
-	l.f.Close()
-	l.f = nil
-	if err := os.Rename(l.path, l.path+".1"); err != nil {
+	for i := l.lim.Keep - 1; i >= 1; i-- {
+		if err := os.Rename(rotated(l.path, i), rotated(l.path, i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("console: rotate log: %w", err)
+		}
+	}
+	if err := os.Rename(l.path, rotated(l.path, 1)); err != nil {
 		return fmt.Errorf("console: rotate log: %w", err)
 	}
+	old := l.f
+	l.f = nil
+	old.Close()
 	return l.open()
 }
 
 // Close closes the file.
 func (l *LogFile) Close() error {
+	l.closed = true
 	if l.f == nil {
 		return nil
 	}
@@ -86,11 +131,22 @@ func (l *LogFile) Close() error {
 	return err
 }
 
-// ReadLog returns the whole log at path: PATH.1 (if any) then PATH.
-// Missing files read as empty.
+// ReadLog returns the whole log at path: its rotated files, oldest
+// first, then PATH. Missing files read as empty.
 func ReadLog(path string) ([]byte, error) {
+	n := 0
+	for n < maxRotated {
+		if _, err := os.Lstat(rotated(path, n+1)); err != nil {
+			break
+		}
+		n++
+	}
 	var out []byte
-	for _, p := range []string{path + ".1", path} {
+	for i := n; i >= 0; i-- {
+		p := path
+		if i > 0 {
+			p = rotated(path, i)
+		}
 		b, err := os.ReadFile(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("console: %w", err)

@@ -9,11 +9,17 @@
 //	ctl.sock     the VMM's control socket (guest/api)
 //	console.log  the guest's console, rotated to console.log.1
 //	vmm.log      the VMM's own messages (its stderr), previous in vmm.log.1
+//	formats.json the formats paddock detected for its disks (DiskFormat)
 //
 // Files are replaced atomically (temporary file, fsync, rename, fsync of
 // the directory), VMs appear and disappear atomically (a directory
 // renamed into or out of vms/), and what a VM's state is comes from facts
 // (is the VMM's lock held, what did the VMM record) through Derive.
+//
+// The tree is private: directories are created with mode 0700 and files
+// with 0600. A spec decides what the host opens and boots, so Open and
+// VM refuse a tree that anyone but the current user and root could change
+// (CheckTrusted, *UnsafeError).
 package store
 
 import (

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // RecordVersion is the version of state.json this code writes. A newer
@@ -35,33 +37,10 @@ const (
 	PhaseExited Phase = "exited"
 )
 
-// ExitReason says how a VMM's run ended.
-type ExitReason string
-
-// Exit reasons.
-const (
-	// ExitPowerOff: the guest powered itself off.
-	ExitPowerOff ExitReason = "poweroff"
-	// ExitReboot: the guest rebooted and its spec says on_reboot: exit.
-	ExitReboot ExitReason = "reboot"
-	// ExitCrash: the guest or KVM failed fatally (or a restart failed).
-	ExitCrash ExitReason = "crash"
-	// ExitStop: paddock stop ended it (Exit.How: acpi or forced).
-	ExitStop ExitReason = "stop"
-	// ExitKill: paddock kill ended it.
-	ExitKill ExitReason = "kill"
-	// ExitVMMDied: the VMM died without recording an end; the next
-	// command found its lock free and recorded this.
-	ExitVMMDied ExitReason = "vmm-died"
-)
-
-// Failed reports whether the reason leaves the VM crashed.
-func (r ExitReason) Failed() bool { return r == ExitCrash || r == ExitVMMDied }
-
 // Exit is how a VMM's run ended.
 type Exit struct {
-	Reason ExitReason `json:"reason"`
-	// How, for ExitStop: "acpi" (the guest shut down after the power
+	Reason exit.Reason `json:"reason"`
+	// How, for exit.Stop: "acpi" (the guest shut down after the power
 	// button) or "forced" (it did not within the timeout).
 	How string `json:"how,omitempty"`
 	// Detail explains a crash: KVM's report, or why the VMM died.

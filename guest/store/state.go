@@ -63,7 +63,7 @@ func Derive(r Record, h Holder) State {
 }
 
 // Stale reports whether the record describes a VMM that died without
-// recording its end: the VM needs the cleanup that records ExitVMMDied.
+// recording its end: the VM needs the cleanup that records exit.VMMDied.
 func Stale(r Record, h Holder) bool {
 	if h.Alive {
 		return false

@@ -43,6 +43,7 @@ const (
 	SocketFile   = "ctl.sock"
 	ConsoleFile  = "console.log"
 	VMMLogFile   = "vmm.log"
+	FormatsFile  = "formats.json"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"
@@ -57,14 +58,25 @@ type Store struct {
 
 // Open returns the store in home, creating the directory (mode 0700) if
 // needed, and removes what interrupted commands left behind: half-removed
-// VMs and half-created ones older than an hour.
+// VMs and half-created ones older than an hour. It refuses (*UnsafeError)
+// a home or vms/ that someone other than the current user and root could
+// change (CheckTrusted).
 func Open(home string) (*Store, error) {
 	if !filepath.IsAbs(home) {
 		return nil, fmt.Errorf("store: home %q is not an absolute path", home)
 	}
 	s := &Store{home: home}
+	if err := checkParents(home); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(s.vms(), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := CheckTrusted(home); err != nil {
+		return nil, err
+	}
+	if err := checkEntry(home, vmsDir, false); err != nil {
+		return nil, err
 	}
 	s.sweep()
 	return s, nil
@@ -135,7 +147,10 @@ type VM struct {
 // Path returns the path of file in the VM's directory.
 func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
 
-// VM returns the VM called name; ErrNotFound if there is none.
+// VM returns the VM called name; ErrNotFound if there is none. Its
+// directory and the files paddock reads from it (vm.yaml, state.json,
+// formats.json) must be owned by the current user or root and writable by
+// no one else (*UnsafeError otherwise).
 func (s *Store) VM(name string) (*VM, error) {
 	if !ValidName(name) {
 		return nil, fmt.Errorf("store: %q: %w", name, ErrBadName)
@@ -151,14 +166,27 @@ func (s *Store) VM(name string) (*VM, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("store: VM %s: %s is not a directory", name, v.Dir)
 	}
+	if err := checkEntry(s.vms(), name, false); err != nil {
+		return nil, err
+	}
+	for _, f := range trustedFiles {
+		if err := checkEntry(v.Dir, f, true); err != nil {
+			return nil, err
+		}
+	}
 	return v, nil
 }
 
-// Create adds the VM called name with the given spec (vm.yaml) and
-// record: the VM's directory is built aside and renamed into place, so
-// other commands see all of it or nothing, and of two concurrent Creates
-// of one name exactly one succeeds (the other gets ErrExists).
-func (s *Store) Create(name string, spec []byte, rec Record) (*VM, error) {
+// trustedFiles are the files of a VM directory whose contents paddock
+// acts on, checked by Store.VM.
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile}
+
+// Create adds the VM called name with the given spec (vm.yaml), record
+// (state.json) and the detected formats of its disks (formats.json): the
+// VM's directory is built aside and renamed into place, so other commands
+// see all of it or nothing, and of two concurrent Creates of one name
+// exactly one succeeds (the other gets ErrExists).
+func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskFormat) (*VM, error) {
 	if !ValidName(name) {
 		return nil, fmt.Errorf("store: %q: %w", name, ErrBadName)
 	}
@@ -179,10 +207,14 @@ func (s *Store) Create(name string, spec []byte, rec Record) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
+	fdata, err := marshalFormats(formats)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{SpecFile, spec}, {RecordFile, data}, {LockFile, nil}} {
+	}{{SpecFile, spec}, {RecordFile, data}, {FormatsFile, fdata}, {LockFile, nil}} {
 		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
 			return nil, fmt.Errorf("store: create VM %s: %w", name, err)
 		}

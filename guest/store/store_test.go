@@ -11,13 +11,25 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestMain doubles as a helper process: with PADDOCK_STORE_HELPER=lock it
 // takes a VM's run lock (the VM in $PADDOCK_STORE_DIR), says "locked" on
-// stdout and waits to be killed; see TestRunLockDiesWithProcess.
+// stdout and waits to be killed (see TestRunLockDiesWithProcess); with
+// PADDOCK_STORE_HELPER=trust it prints what CheckTrusted says of
+// $PADDOCK_STORE_DIR, "ok" or the error (see TestTrustNonRoot).
 func TestMain(m *testing.M) {
-	if os.Getenv("PADDOCK_STORE_HELPER") == "lock" {
+	switch os.Getenv("PADDOCK_STORE_HELPER") {
+	case "trust":
+		if err := CheckTrusted(os.Getenv("PADDOCK_STORE_DIR")); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println("ok")
+		}
+		os.Exit(0)
+	case "lock":
 		v := &VM{Name: "helper", Dir: os.Getenv("PADDOCK_STORE_DIR")}
 		if _, err := v.AcquireRunLock("helper-run"); err != nil {
 			fmt.Println(err)
@@ -298,7 +310,7 @@ func TestRecord(t *testing.T) {
 		t.Fatalf("ReadRecord = %+v, %v", rec, err)
 	}
 	rec.Phase, rec.RunID, rec.PID = PhaseExited, "r", 7
-	rec.Exit = &Exit{Reason: ExitCrash, Detail: "boom", ConsoleTail: []string{"a", "b"}}
+	rec.Exit = &Exit{Reason: exit.Crash, Detail: "boom", ConsoleTail: []string{"a", "b"}}
 	if err := v.WriteRecord(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -340,9 +352,9 @@ func TestParseRecordErrors(t *testing.T) {
 
 func TestDerive(t *testing.T) {
 	live := Holder{Alive: true, PID: 10, RunID: "r1"}
-	crash := &Exit{Reason: ExitCrash}
-	died := &Exit{Reason: ExitVMMDied}
-	off := &Exit{Reason: ExitPowerOff}
+	crash := &Exit{Reason: exit.Crash}
+	died := &Exit{Reason: exit.VMMDied}
+	off := &Exit{Reason: exit.PowerOff}
 	tests := []struct {
 		name  string
 		rec   Record
@@ -360,9 +372,9 @@ func TestDerive(t *testing.T) {
 		{"restarting", Record{Phase: PhaseRestarting, RunID: "r1"}, live, StateRestarting, false},
 		{"recorded its end, not exited yet", Record{Phase: PhaseExited, RunID: "r1", Exit: off}, live, StateStopping, false},
 		{"powered off", Record{Phase: PhaseExited, RunID: "r1", Exit: off}, Holder{}, StateStopped, false},
-		{"stopped", Record{Phase: PhaseExited, Exit: &Exit{Reason: ExitStop}}, Holder{}, StateStopped, false},
-		{"killed", Record{Phase: PhaseExited, Exit: &Exit{Reason: ExitKill}}, Holder{}, StateStopped, false},
-		{"rebooted", Record{Phase: PhaseExited, Exit: &Exit{Reason: ExitReboot}}, Holder{}, StateStopped, false},
+		{"stopped", Record{Phase: PhaseExited, Exit: &Exit{Reason: exit.Stop}}, Holder{}, StateStopped, false},
+		{"killed", Record{Phase: PhaseExited, Exit: &Exit{Reason: exit.Kill}}, Holder{}, StateStopped, false},
+		{"rebooted", Record{Phase: PhaseExited, Exit: &Exit{Reason: exit.Reboot}}, Holder{}, StateStopped, false},
 		{"crashed", Record{Phase: PhaseExited, Exit: crash}, Holder{}, StateCrashed, false},
 		{"VMM died, recorded", Record{Phase: PhaseExited, Exit: died}, Holder{}, StateCrashed, false},
 		{"only failed starts", Record{Phase: PhaseExited, StartError: "no kernel"}, Holder{}, StateCreated, false},

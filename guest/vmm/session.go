@@ -17,6 +17,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
@@ -66,6 +67,10 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// Formats pins disk formats, index by index (PinFormats): a disk
+	// whose spec leaves its format out opens in Formats[i] on every boot,
+	// never detected again. Nil: formats are detected (paddock run).
+	Formats []string
 }
 
 // Snapshot is a session's state at one moment.
@@ -79,8 +84,8 @@ type Snapshot struct {
 
 // Result is how a session ended.
 type Result struct {
-	Reason store.ExitReason
-	How    string // for ExitStop: api.StopACPI, StopForced, StopCancelled
+	Reason exit.Reason
+	How    string // for exit.Stop: api.StopACPI, StopForced, StopCancelled
 	Detail string
 	Boots  int
 	// Restarts counts automatic restarts (reboots and the restart policy).
@@ -151,25 +156,14 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
-	disks, nics, rng, err := machine.VirtioDevices(s.vm)
+	cfg, err := machineConfig(s.vm)
 	if err != nil {
 		close(stop)
 		return err
 	}
-	m, err := machine.New(machine.Config{
-		CPUs:         s.vm.CPUs,
-		Memory:       uint64(s.vm.Memory),
-		Kernel:       s.vm.Kernel,
-		Initrd:       s.vm.Initrd,
-		Cmdline:      s.vm.Cmdline,
-		Console:      s.o.Console,
-		ConsoleInput: input,
-		KVMPath:      s.o.KVMPath,
-		Disks:        disks,
-		NICs:         nics,
-		RNG:          rng,
-		Logf:         s.deviceLogf,
-	})
+	applyFormats(cfg.Disks, s.o.Formats)
+	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
+	m, err := machine.New(cfg, bootConfig(s.vm))
 	if err != nil {
 		close(stop)
 		return err
@@ -217,7 +211,7 @@ func (s *Session) setPhase(p store.Phase) {
 // Run runs the machine Boot built, and the ones after it, until the VM
 // ends for good: the guest powers off or reboots (unless on_reboot or the
 // restart policy boot it again), crashes (likewise), a restart fails, the
-// host asks for a stop (Shutdown, Kill) or ctx is cancelled (an ExitStop
+// host asks for a stop (Shutdown, Kill) or ctx is cancelled (an exit.Stop
 // without How). Precondition: Boot succeeded.
 func (s *Session) Run(ctx context.Context) Result {
 	res := s.run(ctx)
@@ -234,23 +228,23 @@ func (s *Session) Run(ctx context.Context) Result {
 func (s *Session) run(ctx context.Context) Result {
 	quick := 0 // consecutive boots that ended within the backoff window
 	for {
-		exit, ran := s.runBoot(ctx)
+		end, ran := s.runBoot(ctx)
 		s.mu.Lock()
 		stop := s.stop
 		s.mu.Unlock()
 		switch {
 		case stop == stopKill:
-			return Result{Reason: store.ExitKill}
+			return Result{Reason: exit.Kill}
 		case stop == stopShutdown:
 			how := api.StopForced
-			if exit.Reason == machine.ExitPowerOff || exit.Reason == machine.ExitReset {
+			if end.Reason == exit.PowerOff || end.Reason == exit.Reboot {
 				how = api.StopACPI
 			}
-			return Result{Reason: store.ExitStop, How: how}
+			return Result{Reason: exit.Stop, How: how}
 		case ctx.Err() != nil:
-			return Result{Reason: store.ExitStop}
+			return Result{Reason: exit.Stop}
 		}
-		final, delay, restart := s.decide(exit)
+		final, delay, restart := s.decide(end)
 		if !restart {
 			return final
 		}
@@ -264,16 +258,16 @@ func (s *Session) run(ctx context.Context) Result {
 		}
 		if delay {
 			wait := s.o.Backoff.delay(quick)
-			s.o.Logf("VM %s: %s; restarting in %s", s.vm.Name, describeExit(exit), wait)
+			s.o.Logf("VM %s: %s; restarting in %s", s.vm.Name, describeExit(end), wait)
 			s.setPhase(store.PhaseRestarting)
 			if r, stopped := s.waitRestart(ctx, wait); stopped {
 				return r
 			}
 		} else {
-			s.o.Logf("VM %s: %s; booting again", s.vm.Name, describeExit(exit))
+			s.o.Logf("VM %s: %s; booting again", s.vm.Name, describeExit(end))
 		}
 		if err := s.build(); err != nil {
-			return Result{Reason: store.ExitCrash, Detail: joinDetail(final.Detail, "restart failed: "+err.Error())}
+			return Result{Reason: exit.Crash, Detail: joinDetail(final.Detail, "restart failed: "+err.Error())}
 		}
 		s.mu.Lock()
 		s.restarts++
@@ -301,7 +295,7 @@ func (s *Session) runBoot(ctx context.Context) (machine.Exit, time.Duration) {
 	s.mu.Unlock()
 	s.changed()
 
-	exit, err := m.Run(bctx)
+	end, err := m.Run(bctx)
 	ran := time.Since(start)
 	close(stopFeed)
 	if err != nil {
@@ -315,7 +309,7 @@ func (s *Session) runBoot(ctx context.Context) (machine.Exit, time.Duration) {
 	s.m, s.cancel = nil, nil
 	s.mu.Unlock()
 	s.release.Unlock()
-	return exit, ran
+	return end, ran
 }
 
 // WriteDebug writes the current machine's device state (see
@@ -335,23 +329,23 @@ func (s *Session) WriteDebug(w io.Writer) bool {
 
 // decide returns what a guest-initiated end means: the final result if the
 // VM stops here, or that it restarts (delay: with the backoff).
-func (s *Session) decide(exit machine.Exit) (final Result, delay, restart bool) {
+func (s *Session) decide(end machine.Exit) (final Result, delay, restart bool) {
 	policy := s.vm.Restart
-	switch exit.Reason {
-	case machine.ExitPowerOff:
-		return Result{Reason: store.ExitPowerOff}, true, policy == configs.RestartAlways
-	case machine.ExitReset:
-		final = Result{Reason: store.ExitReboot, Detail: exit.Detail}
+	switch end.Reason {
+	case exit.PowerOff:
+		return Result{Reason: exit.PowerOff}, true, policy == configs.RestartAlways
+	case exit.Reboot:
+		final = Result{Reason: exit.Reboot, Detail: end.Detail}
 		if s.vm.OnReboot == configs.RebootRestart {
 			return final, false, true
 		}
 		return final, true, policy == configs.RestartAlways
-	case machine.ExitCrash:
-		return Result{Reason: store.ExitCrash, Detail: exit.Detail}, true, policy == configs.RestartOnFailure || policy == configs.RestartAlways
+	case exit.Crash:
+		return Result{Reason: exit.Crash, Detail: end.Detail}, true, policy == configs.RestartOnFailure || policy == configs.RestartAlways
 	}
-	// ExitStopped without a stop request or a cancelled context cannot
+	// exit.Stop without a stop request or a cancelled context cannot
 	// happen; report it rather than loop.
-	return Result{Reason: store.ExitStop, Detail: "the machine stopped unexpectedly"}, false, false
+	return Result{Reason: exit.Stop, Detail: "the machine stopped unexpectedly"}, false, false
 }
 
 // waitRestart waits out a restart backoff; a stop request or ctx ends it
@@ -363,27 +357,27 @@ func (s *Session) waitRestart(ctx context.Context, d time.Duration) (Result, boo
 	case <-t.C:
 		return Result{}, false
 	case <-ctx.Done():
-		return Result{Reason: store.ExitStop}, true
+		return Result{Reason: exit.Stop}, true
 	case <-s.wake:
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.stop == stopKill {
-			return Result{Reason: store.ExitKill}, true
+			return Result{Reason: exit.Kill}, true
 		}
-		return Result{Reason: store.ExitStop, How: api.StopCancelled}, true
+		return Result{Reason: exit.Stop, How: api.StopCancelled}, true
 	}
 }
 
 func describeExit(e machine.Exit) string {
 	switch e.Reason {
-	case machine.ExitPowerOff:
+	case exit.PowerOff:
 		return "the guest powered off"
-	case machine.ExitReset:
+	case exit.Reboot:
 		return joinDetail("the guest rebooted", e.Detail)
-	case machine.ExitCrash:
+	case exit.Crash:
 		return joinDetail("the guest crashed", e.Detail)
 	}
-	return e.Reason.String()
+	return string(e.Reason)
 }
 
 func joinDetail(a, b string) string {
@@ -539,7 +533,7 @@ func (s *Session) stopResult(start time.Time) api.StopResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	how := s.result.How
-	if s.result.Reason == store.ExitKill {
+	if s.result.Reason == exit.Kill {
 		how = api.StopKilled
 	}
 	return api.StopResult{How: how, Elapsed: time.Since(start).Seconds()}

@@ -9,6 +9,7 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -69,9 +70,9 @@ func TestStopWhileRestarting(t *testing.T) {
 		switch {
 		case err != nil:
 			t.Errorf("stop (kill %v): %v", kill, err)
-		case kill && (res.How != api.StopKilled || r.Reason != store.ExitKill):
+		case kill && (res.How != api.StopKilled || r.Reason != exit.Kill):
 			t.Errorf("Kill while restarting: %+v, result %+v", res, r)
-		case !kill && (res.How != api.StopCancelled || r.Reason != store.ExitStop):
+		case !kill && (res.How != api.StopCancelled || r.Reason != exit.Stop):
 			t.Errorf("Shutdown while restarting: %+v, result %+v", res, r)
 		}
 		if r.Boots != 1 || r.Restarts != 0 {
@@ -106,7 +107,7 @@ func TestKillDuringShutdown(t *testing.T) {
 	if res := <-stopped; res.How != api.StopKilled {
 		t.Errorf("the pending Shutdown returned %+v, want killed", res)
 	}
-	if r := <-results; r.Reason != store.ExitKill {
+	if r := <-results; r.Reason != exit.Kill {
 		t.Errorf("result %+v", r)
 	}
 }
@@ -115,14 +116,19 @@ func TestKillDuringShutdown(t *testing.T) {
 // power button.
 func TestShutdownPaused(t *testing.T) {
 	s, phases := newSession(t, "pwrbtn", configs.RestartNo, Backoff{})
-	go s.Run(context.Background())
+	results := make(chan Result, 1)
+	go func() { results <- s.Run(context.Background()) }()
 	waitPhase(t, phases, store.PhaseRunning)
 	if err := s.Pause(); err != nil {
 		t.Fatal(err)
 	}
+	waitPhase(t, phases, store.PhasePaused)
 	res, err := s.Shutdown(testTimeout)
 	if err != nil || res.How != api.StopACPI {
 		t.Fatalf("Shutdown of a paused guest = %+v, %v; want acpi", res, err)
+	}
+	if r := <-results; r.Reason != exit.Stop || r.How != api.StopACPI || r.Boots != 1 {
+		t.Errorf("result %+v; want an ACPI stop after one boot", r)
 	}
 }
 
@@ -133,7 +139,7 @@ func TestSessionContextCancel(t *testing.T) {
 	go func() { results <- s.Run(ctx) }()
 	waitPhase(t, phases, store.PhaseRunning)
 	cancel()
-	if r := <-results; r.Reason != store.ExitStop || r.How != "" || r.Boots != 1 {
+	if r := <-results; r.Reason != exit.Stop || r.How != "" || r.Boots != 1 {
 		t.Errorf("result after cancel %+v; want a plain stop, no restart", r)
 	}
 	<-s.Done()

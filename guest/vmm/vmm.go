@@ -18,17 +18,13 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/devices"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
-// Sizes of a managed VM's console files.
-const (
-	// ConsoleLogSize is where console.log rotates to console.log.1.
-	ConsoleLogSize = 4 << 20
-	// TailLines is how many console and VMM log lines a crash record
-	// keeps.
-	TailLines = 20
-)
+// TailLines is how many console and VMM log lines a crash record keeps.
+const TailLines = 20
 
 // Config is what a VMM process needs.
 type Config struct {
@@ -90,11 +86,11 @@ func Serve(ctx context.Context, cfg Config) error {
 		logw = io.Discard
 	}
 	var logMu sync.Mutex
-	p.logf = func(format string, args ...any) {
+	p.logf = devices.NewLogLimiter(func(format string, args ...any) {
 		logMu.Lock()
 		defer logMu.Unlock()
 		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...))
-	}
+	}, LogPace, nil).Printf
 	err := p.serve(ctx)
 	if err != nil {
 		p.logf("%v", err)
@@ -181,30 +177,20 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err := vm.Validate(host); err != nil {
 		return runResult{}, err
 	}
+	formats, err := PinFormats(p.vm, vm)
+	if err != nil {
+		return runResult{}, err
+	}
 
-	var sinks []io.Writer
-	var logs []*console.LogFile
-	defer func() {
-		for _, l := range logs {
-			l.Close()
-		}
-	}()
+	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
-		l, err := console.OpenLog(p.vm.Path(store.ConsoleFile), ConsoleLogSize)
-		if err != nil {
-			return runResult{}, err
-		}
-		logs = append(logs, l)
-		sinks = append(sinks, l)
+		managedLog = p.vm.Path(store.ConsoleFile)
 	}
-	if vm.Console.Log != "" {
-		f, err := os.OpenFile(vm.Console.Log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-		if err != nil {
-			return runResult{}, fmt.Errorf("console.log: %w", err)
-		}
-		defer f.Close()
-		sinks = append(sinks, f)
+	sinks, closeLogs, err := OpenConsoleLogs(vm, managedLog, p.logf)
+	if err != nil {
+		return runResult{}, err
 	}
+	defer closeLogs()
 	hub := console.NewHub(console.DefaultHistory, sinks...)
 	input := console.NewInput()
 	defer input.Close()
@@ -219,6 +205,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		},
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
+		Formats: formats,
 	})
 
 	// The API answers from now on (status: starting).
@@ -340,13 +327,13 @@ func (p *vmmProc) finish(res runResult) error {
 	p.recMu.Lock()
 	rec := p.rec
 	p.recMu.Unlock()
-	exit := &store.Exit{Reason: res.Reason, How: res.How, Detail: res.Detail, At: time.Now()}
+	end := &store.Exit{Reason: res.Reason, How: res.How, Detail: res.Detail, At: time.Now()}
 	if res.Reason.Failed() {
-		exit.ConsoleTail = console.TailLines(res.history, TailLines)
+		end.ConsoleTail = console.TailLines(res.history, TailLines)
 	}
-	rec.Phase, rec.Exit = store.PhaseExited, exit
+	rec.Phase, rec.Exit = store.PhaseExited, end
 	rec.Boots, rec.Restarts = res.Boots, res.Restarts
-	p.logf("VM %s ended: %s", p.vm.Name, DescribeExit(exit))
+	p.logf("VM %s ended: %s", p.vm.Name, DescribeExit(end))
 	if err := p.write(rec); err != nil {
 		return err
 	}
@@ -357,13 +344,13 @@ func (p *vmmProc) finish(res runResult) error {
 func DescribeExit(e *store.Exit) string {
 	var s string
 	switch e.Reason {
-	case store.ExitPowerOff:
+	case exit.PowerOff:
 		s = "the guest powered off"
-	case store.ExitReboot:
+	case exit.Reboot:
 		s = "the guest rebooted (on_reboot: exit)"
-	case store.ExitCrash:
+	case exit.Crash:
 		s = "the guest crashed"
-	case store.ExitStop:
+	case exit.Stop:
 		switch e.How {
 		case api.StopACPI:
 			s = "stopped: the guest shut down after the ACPI power button"
@@ -374,9 +361,9 @@ func DescribeExit(e *store.Exit) string {
 		default:
 			s = "stopped"
 		}
-	case store.ExitKill:
+	case exit.Kill:
 		s = "killed"
-	case store.ExitVMMDied:
+	case exit.VMMDied:
 		s = "the VMM process died"
 	default:
 		s = string(e.Reason)

@@ -18,11 +18,12 @@ import (
 
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 // testTimeout bounds each wait in these tests: tiny guests take
-// milliseconds, but CPL0 code is emulated on the test hosts (HOST.md).
+// milliseconds, but CPL0 code is emulated on the test hosts (docs/hosts.md).
 const testTimeout = 2 * time.Minute
 
 // newVM creates a VM in a new store: spec is YAML without the kernel,
@@ -201,7 +202,7 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 	rec = record(t, v)
-	if rec.Phase != store.PhaseExited || rec.Exit == nil || rec.Exit.Reason != store.ExitStop || rec.Exit.How != api.StopForced {
+	if rec.Phase != store.PhaseExited || rec.Exit == nil || rec.Exit.Reason != exit.Stop || rec.Exit.How != api.StopForced {
 		t.Errorf("final record %+v", rec)
 	}
 	if st := store.Derive(rec, store.Holder{}); st != store.StateStopped {
@@ -224,7 +225,7 @@ func TestShutdownACPI(t *testing.T) {
 	if err := rn.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	if rec := record(t, v); rec.Exit == nil || rec.Exit.Reason != store.ExitStop || rec.Exit.How != api.StopACPI {
+	if rec := record(t, v); rec.Exit == nil || rec.Exit.Reason != exit.Stop || rec.Exit.How != api.StopACPI {
 		t.Errorf("final record %+v", rec)
 	}
 	log, _ := os.ReadFile(v.Path(store.ConsoleFile))
@@ -302,7 +303,7 @@ func TestAPIErrors(t *testing.T) {
 	if err := rn.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	if rec := record(t, v); rec.Exit == nil || rec.Exit.Reason != store.ExitKill {
+	if rec := record(t, v); rec.Exit == nil || rec.Exit.Reason != exit.Kill {
 		t.Errorf("final record %+v", rec)
 	}
 	checkGone(t, v)
@@ -345,7 +346,7 @@ func TestAttach(t *testing.T) {
 	if err := rn.wait(t); err != nil {
 		t.Fatal(err)
 	}
-	if rec := record(t, v); rec.Exit == nil || rec.Exit.Reason != store.ExitPowerOff {
+	if rec := record(t, v); rec.Exit == nil || rec.Exit.Reason != exit.PowerOff {
 		t.Errorf("final record %+v", rec)
 	}
 	checkGone(t, v)
@@ -417,19 +418,19 @@ func TestRestartPolicies(t *testing.T) {
 	quick := Backoff{First: time.Millisecond, Max: 2 * time.Millisecond, Window: time.Hour, Limit: 2}
 	tests := []struct {
 		name, guest, spec string
-		reason            store.ExitReason
+		reason            exit.Reason
 		boots             int
 		detail            string
 		console           string
 	}{
-		{"crash, no restart", "crash", "", store.ExitCrash, 1, "KVM internal error", "crashing"},
-		{"crash, on-failure", "crash", "restart: on-failure\n", store.ExitCrash, 3, "gave up after 2 restarts in a row that each ended within 1h0m0s", "crashing"},
-		{"crash, always", "crash", "restart: always\n", store.ExitCrash, 3, "gave up after 2 restarts", "crashing"},
-		{"poweroff, on-failure", "serial", "restart: on-failure\n", store.ExitPowerOff, 1, "", ""},
-		{"poweroff, always", "serial", "restart: always\n", store.ExitPowerOff, 3, "gave up", ""},
-		{"reboot, exit", "reset", "", store.ExitReboot, 1, "triple-faulted", ""},
-		{"reboot, restart", "reset", "on_reboot: restart\n", store.ExitReboot, 3, "gave up", ""},
-		{"reboot, exit, always", "reset", "restart: always\n", store.ExitReboot, 3, "gave up", ""},
+		{"crash, no restart", "crash", "", exit.Crash, 1, "KVM internal error", "crashing"},
+		{"crash, on-failure", "crash", "restart: on-failure\n", exit.Crash, 3, "gave up after 2 restarts in a row that each ended within 1h0m0s", "crashing"},
+		{"crash, always", "crash", "restart: always\n", exit.Crash, 3, "gave up after 2 restarts", "crashing"},
+		{"poweroff, on-failure", "serial", "restart: on-failure\n", exit.PowerOff, 1, "", ""},
+		{"poweroff, always", "serial", "restart: always\n", exit.PowerOff, 3, "gave up", ""},
+		{"reboot, exit", "reset", "", exit.Reboot, 1, "triple-faulted", ""},
+		{"reboot, restart", "reset", "on_reboot: restart\n", exit.Reboot, 3, "gave up", ""},
+		{"reboot, exit, always", "reset", "restart: always\n", exit.Reboot, 3, "gave up", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

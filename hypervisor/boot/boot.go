@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"syscall"
 )
 
 // Memory is guest-physical memory as the loader sees it.
@@ -120,19 +122,49 @@ const (
 // the problem; nothing in a kernel or initrd file can make Load panic or
 // allocate more than the file's own size.
 func Load(mem Memory, cfg Config) (*Entry, error) {
-	f, err := os.Open(cfg.KernelPath)
+	f, size, err := openKernel(cfg.KernelPath)
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
+		return nil, err
 	}
 	defer f.Close()
+	return loadKernel(mem, cfg, f, size)
+}
+
+// KernelError is a problem with a kernel file. It prints as
+// "kernel PATH: problem"; a caller that names the file its own way takes
+// Err.
+type KernelError struct {
+	Path string
+	Err  error
+}
+
+func (e *KernelError) Error() string { return "kernel " + e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the problem, so errors.Is(err, fs.ErrNotExist) works.
+func (e *KernelError) Unwrap() error { return e.Err }
+
+// openKernel opens a kernel file for reading and returns its size. It
+// refuses anything but a regular file, and never blocks: a FIFO is opened
+// non-blocking and refused.
+func openKernel(path string) (*os.File, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is in the KernelError
+		}
+		return nil, 0, &KernelError{Path: path, Err: err}
+	}
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("kernel: %w", err)
+		f.Close()
+		return nil, 0, &KernelError{Path: path, Err: fmt.Errorf("stat: %w", errors.Unwrap(err))}
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("kernel %s: not a regular file", cfg.KernelPath)
+		f.Close()
+		return nil, 0, &KernelError{Path: path, Err: errors.New("not a regular file")}
 	}
-	return loadKernel(mem, cfg, f, st.Size())
+	return f, st.Size(), nil
 }
 
 // loadKernel is Load on an open kernel image of the given size.
@@ -146,13 +178,13 @@ func loadKernel(mem Memory, cfg Config, kernel io.ReaderAt, size int64) (*Entry,
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, l.errorf("read: %w", err)
 	}
-	switch {
-	case n >= len(magic) && string(magic[0x202:0x206]) == "HdrS":
+	switch kernelFormat(magic[:n]) {
+	case ProtocolBzImage64:
 		return l.loadBzImage(kernel, size)
-	case n >= 4 && string(magic[:4]) == "\x7fELF":
+	case ProtocolPVH:
 		return l.loadPVH(kernel, size)
 	}
-	return nil, l.errorf("not a Linux kernel (no bzImage header and not an ELF file)")
+	return nil, l.errorf("%s", notAKernel)
 }
 
 // loader carries one Load call's inputs.
@@ -179,7 +211,7 @@ func newLoader(mem Memory, cfg Config) (*loader, error) {
 
 // errorf returns an error about the kernel file.
 func (l *loader) errorf(format string, args ...any) error {
-	return fmt.Errorf("kernel %s: "+format, append([]any{l.path}, args...)...)
+	return &KernelError{Path: l.path, Err: fmt.Errorf(format, args...)}
 }
 
 // slice returns guest memory [gpa, gpa+n), with the area named in the error.

@@ -146,22 +146,9 @@ func (l *loader) loadBzImage(r io.ReaderAt, size int64) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	setupSize := (h.setupSects + 1) * sectorSize
-	if uint64(size) <= setupSize {
-		return nil, l.errorf("truncated: file is %d bytes but its setup code alone takes %d (setup_sects=%d)",
-			size, setupSize, h.setupSects)
-	}
-	kernelSize := uint64(size) - setupSize
-	if h.syssize != 0 {
-		declared := uint64(h.syssize) * 16
-		if declared > kernelSize+15 { // syssize is rounded up to 16 bytes
-			return nil, l.errorf("truncated: syssize says the protected-mode kernel is %d bytes, the file holds %d",
-				declared, kernelSize)
-		}
-		kernelSize = min(kernelSize, declared) // anything after it (e.g. a signature) is not kernel
-	}
-	if kernelSize <= entry64Offset {
-		return nil, l.errorf("protected-mode kernel is only %d bytes; the 64-bit entry at +%#x is past its end", kernelSize, entry64Offset)
+	setupSize, kernelSize, err := l.bzImageSizes(h, size)
+	if err != nil {
+		return nil, err
 	}
 	image := span{KernelLoadAddr, KernelLoadAddr + kernelSize}
 	if !l.ram.contains(image) {
@@ -221,6 +208,30 @@ func (l *loader) loadBzImage(r io.ReaderAt, size int64) (*Entry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// bzImageSizes returns the sizes of a bzImage's setup code and of its
+// protected-mode kernel, checked against the file's size and the header's
+// syssize.
+func (l *loader) bzImageSizes(h *setupHeader, size int64) (setupSize, kernelSize uint64, err error) {
+	setupSize = (h.setupSects + 1) * sectorSize
+	if uint64(size) <= setupSize {
+		return 0, 0, l.errorf("truncated: file is %d bytes but its setup code alone takes %d (setup_sects=%d)",
+			size, setupSize, h.setupSects)
+	}
+	kernelSize = uint64(size) - setupSize
+	if h.syssize != 0 {
+		declared := uint64(h.syssize) * 16
+		if declared > kernelSize+15 { // syssize is rounded up to 16 bytes
+			return 0, 0, l.errorf("truncated: syssize says the protected-mode kernel is %d bytes, the file holds %d",
+				declared, kernelSize)
+		}
+		kernelSize = min(kernelSize, declared) // anything after it (e.g. a signature) is not kernel
+	}
+	if kernelSize <= entry64Offset {
+		return 0, 0, l.errorf("protected-mode kernel is only %d bytes; the 64-bit entry at +%#x is past its end", kernelSize, entry64Offset)
+	}
+	return setupSize, kernelSize, nil
 }
 
 // writeZeroPage builds boot_params: a zeroed page holding a copy of the

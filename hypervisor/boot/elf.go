@@ -108,10 +108,17 @@ type noteArea struct {
 	what             string
 }
 
-// findPVHEntry looks for XEN_ELFNOTE_PHYS32_ENTRY in the PT_NOTE segments
-// and then, if the segments do not have it, in the SHT_NOTE sections.
-// found is false if neither has it.
-func (l *loader) findPVHEntry(r io.ReaderAt, f *elfFile) (entry uint64, found bool, err error) {
+// noteFacts is what the loader learns from a kernel's ELF notes.
+type noteFacts struct {
+	entry uint64 // the PVH entry point, when pvh
+	pvh   bool   // the Xen PHYS32_ENTRY note is there
+	linux bool   // a note says the file is Linux (see isLinuxNote)
+}
+
+// readNotes looks for XEN_ELFNOTE_PHYS32_ENTRY in the PT_NOTE segments
+// and then, if the segments do not have it, in the SHT_NOTE sections; on
+// the way it notes whether the file says it is Linux.
+func (l *loader) readNotes(r io.ReaderAt, f *elfFile) (noteFacts, error) {
 	var areas []noteArea
 	for _, p := range f.progs {
 		if p.typ == ptNote {
@@ -119,15 +126,16 @@ func (l *loader) findPVHEntry(r io.ReaderAt, f *elfFile) (entry uint64, found bo
 		}
 	}
 	budget := uint64(maxNoteBytes)
-	entry, found, err = l.scanNotes(r, f, areas, &budget)
-	if found || err != nil {
-		return entry, found, err
+	var facts noteFacts
+	if err := l.scanNotes(r, f, areas, &budget, &facts); facts.pvh || err != nil {
+		return facts, err
 	}
-	areas, err = l.noteSections(r, f)
+	areas, err := l.noteSections(r, f)
 	if err != nil {
-		return 0, false, err
+		return facts, err
 	}
-	return l.scanNotes(r, f, areas, &budget)
+	err = l.scanNotes(r, f, areas, &budget, &facts)
+	return facts, err
 }
 
 // noteSections lists the SHT_NOTE sections, if the file has section headers.
@@ -156,40 +164,56 @@ func (l *loader) noteSections(r io.ReaderAt, f *elfFile) ([]noteArea, error) {
 }
 
 // scanNotes reads the note areas, charging what it reads to budget, and
-// returns the PVH entry if one of them holds it.
-func (l *loader) scanNotes(r io.ReaderAt, f *elfFile, areas []noteArea, budget *uint64) (uint64, bool, error) {
+// adds what their notes say to facts. It stops after the area that holds
+// the PVH entry.
+func (l *loader) scanNotes(r io.ReaderAt, f *elfFile, areas []noteArea, budget *uint64, facts *noteFacts) error {
 	for _, a := range areas {
 		if a.size == 0 {
 			continue
 		}
 		if !f.within(a.off, a.size) {
-			return 0, false, l.errorf("truncated: %s at %#x (%d bytes) runs past the end of the file", a.what, a.off, a.size)
+			return l.errorf("truncated: %s at %#x (%d bytes) runs past the end of the file", a.what, a.off, a.size)
 		}
 		if a.size > maxNoteSegment || a.size > *budget {
-			return 0, false, l.errorf("%s is %d bytes; notes that large are not a kernel's", a.what, a.size)
+			return l.errorf("%s is %d bytes; notes that large are not a kernel's", a.what, a.size)
 		}
 		*budget -= a.size
 		buf := make([]byte, a.size)
 		if err := l.readFull(r, buf, int64(a.off), a.what); err != nil {
-			return 0, false, err
+			return err
 		}
-		entry, found, err := parsePVHNote(buf, a.align)
-		if err != nil {
-			return 0, false, l.errorf("%s: %w", a.what, err)
+		if err := parseNotes(buf, a.align, facts); err != nil {
+			return l.errorf("%s: %w", a.what, err)
 		}
-		if found {
-			return entry, true, nil
+		if facts.pvh {
+			return nil
 		}
 	}
-	return 0, false, nil
+	return nil
 }
 
-// parsePVHNote walks the notes in buf and returns the value of the Xen
-// PHYS32_ENTRY note, which is 4 or 8 bytes. Each note is namesz, descsz and
-// type (4 bytes each), then the name and the descriptor, each starting at an
-// offset from the note's start that is a multiple of the area's alignment
-// (4, or 8 for 8-byte aligned note areas), as binutils reads them.
-func parsePVHNote(buf []byte, align uint64) (uint64, bool, error) {
+// Notes that say an ELF file is Linux: every vmlinux since 4.18 carries
+// notes owned by "Linux" (the build salt, include/linux/build-salt.h), and
+// one built for Xen or PVH says XEN_ELFNOTE_GUEST_OS "linux".
+const (
+	linuxNoteName  = "Linux"
+	xenNoteGuestOS = 6 // XEN_ELFNOTE_GUEST_OS
+)
+
+// isLinuxNote reports whether a note says its file is Linux.
+func isLinuxNote(name string, typ uint32, desc []byte) bool {
+	return name == linuxNoteName ||
+		name == xenNoteName && typ == xenNoteGuestOS && string(bytes.TrimRight(desc, "\x00")) == "linux"
+}
+
+// parseNotes walks the notes in buf and adds to facts the value of the Xen
+// PHYS32_ENTRY note, which is 4 or 8 bytes, and whether a note says the
+// file is Linux. Each note is namesz, descsz and type (4 bytes each), then
+// the name and the descriptor, each starting at an offset from the note's
+// start that is a multiple of the area's alignment (4, or 8 for 8-byte
+// aligned note areas), as binutils reads them. Once the PVH entry is
+// found, a malformed note after it ends the walk without an error.
+func parseNotes(buf []byte, align uint64, facts *noteFacts) error {
 	pad := uint64(4)
 	if align == 8 {
 		pad = 8
@@ -201,18 +225,26 @@ func parsePVHNote(buf []byte, align uint64) (uint64, bool, error) {
 		rest := size - off
 		descOff := roundUp(12 + namesz) // namesz < 2^32: no overflow
 		if descOff > rest || descsz > rest-descOff {
-			return 0, false, fmt.Errorf("note at %#x (name %d bytes, desc %d bytes) runs past the end", off, namesz, descsz)
+			if facts.pvh {
+				return nil
+			}
+			return fmt.Errorf("note at %#x (name %d bytes, desc %d bytes) runs past the end", off, namesz, descsz)
 		}
-		name := bytes.TrimRight(buf[off+12:off+12+namesz], "\x00")
+		name := string(bytes.TrimRight(buf[off+12:off+12+namesz], "\x00"))
 		desc := buf[off+descOff : off+descOff+descsz]
-		if string(name) == xenNoteName && typ == xenNotePhys32 {
+		switch {
+		case name == xenNoteName && typ == xenNotePhys32 && !facts.pvh:
 			switch descsz {
 			case 4:
-				return uint64(le.Uint32(desc)), true, nil
+				facts.entry = uint64(le.Uint32(desc))
 			case 8:
-				return le.Uint64(desc), true, nil
+				facts.entry = le.Uint64(desc)
+			default:
+				return fmt.Errorf("the PVH entry note (Xen, PHYS32_ENTRY) has a %d-byte value, want 4 or 8", descsz)
 			}
-			return 0, false, fmt.Errorf("the PVH entry note (Xen, PHYS32_ENTRY) has a %d-byte value, want 4 or 8", descsz)
+			facts.pvh = true
+		case isLinuxNote(name, typ, desc):
+			facts.linux = true
 		}
 		next := roundUp(descOff + descsz)
 		if next > rest {
@@ -220,5 +252,5 @@ func parsePVHNote(buf []byte, align uint64) (uint64, bool, error) {
 		}
 		off += next
 	}
-	return 0, false, nil
+	return nil
 }

@@ -30,17 +30,11 @@ const (
 
 // loadPVH boots an ELF vmlinux through its PVH entry point.
 func (l *loader) loadPVH(r io.ReaderAt, size int64) (*Entry, error) {
-	f, err := l.readELF(r, size)
+	f, notes, err := l.readPVH(r, size)
 	if err != nil {
 		return nil, err
 	}
-	entry, found, err := l.findPVHEntry(r, f)
-	if err != nil {
-		return nil, err
-	}
-	if !found {
-		return nil, l.errorf("ELF file has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot the kernel's bzImage instead, or build it with CONFIG_PVH=y")
-	}
+	entry := notes.entry
 	kernel, err := l.checkSegments(f, entry)
 	if err != nil {
 		return nil, err
@@ -87,6 +81,23 @@ func (l *loader) loadPVH(r io.ReaderAt, size int64) (*Entry, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// readPVH reads an ELF file's headers and notes and checks that it has a
+// PVH entry point.
+func (l *loader) readPVH(r io.ReaderAt, size int64) (*elfFile, noteFacts, error) {
+	f, err := l.readELF(r, size)
+	if err != nil {
+		return nil, noteFacts{}, err
+	}
+	notes, err := l.readNotes(r, f)
+	if err != nil {
+		return nil, noteFacts{}, err
+	}
+	if !notes.pvh {
+		return nil, noteFacts{}, l.errorf("ELF file has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); boot the kernel's bzImage instead, or build it with CONFIG_PVH=y")
+	}
+	return f, notes, nil
 }
 
 // checkSegments validates the PT_LOAD segments against the file and guest

@@ -229,7 +229,7 @@ func TestPVHErrors(t *testing.T) {
 	}
 }
 
-func TestParsePVHNote(t *testing.T) {
+func TestParseNotes(t *testing.T) {
 	note := func(name string, namesz, descsz, typ uint32, desc []byte, pad int) []byte {
 		var b []byte
 		b = le.AppendUint32(b, namesz)
@@ -263,7 +263,9 @@ func TestParsePVHNote(t *testing.T) {
 		{"desc past end", note("Xen\x00", 4, 0xffffffff, 18, nil, 4), 4, 0, false, true},
 		{"short header", []byte{1, 2, 3}, 4, 0, false, false},
 	} {
-		entry, found, err := parsePVHNote(c.buf, c.align)
+		var facts noteFacts
+		err := parseNotes(c.buf, c.align, &facts)
+		entry, found := facts.entry, facts.pvh
 		if entry != c.entry || found != c.found || (err != nil) != c.wantErr {
 			t.Errorf("%s: got %#x, %v, %v; want %#x, %v, error %v", c.name, entry, found, err, c.entry, c.found, c.wantErr)
 		}

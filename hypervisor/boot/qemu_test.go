@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/hypervisor/boot/acpi"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // These tests boot the stock Debian kernel under QEMU (TCG, q35) from
@@ -73,10 +74,7 @@ func newc(buf *bytes.Buffer, name string, mode uint32, rdevMajor, rdevMinor int,
 // console and powers the machine off through ACPI.
 func busyboxInitrd(t *testing.T) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox is not installed (Debian package busybox-static)")
-	}
+	bb := testenv.RequireTool(t, "busybox", "busybox-static")
 	bin, err := os.ReadFile(bb)
 	if err != nil {
 		t.Fatal(err)
@@ -160,10 +158,7 @@ idtr:	dw %#x
 // 0xFFFF0 a far jump to the stub.
 func firmwareImage(t *testing.T, e *Entry, acpiBlob []byte) string {
 	t.Helper()
-	nasm, err := exec.LookPath("nasm")
-	if err != nil {
-		t.Skip("nasm is not installed")
-	}
+	nasm := testenv.RequireTool(t, "nasm", "nasm")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "stub.asm")
 	if err := os.WriteFile(src, []byte(firmwareStub(e)), 0o644); err != nil {
@@ -190,10 +185,7 @@ func firmwareImage(t *testing.T, e *Entry, acpiBlob []byte) string {
 // the serial console output.
 func bootInQEMU(t *testing.T, kernel string) (string, *Entry) {
 	t.Helper()
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 is not installed")
-	}
+	qemu := testenv.RequireTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	blob, rsdp, err := acpi.Build(qemuACPIConfig(), ACPIStart)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // insn is one hand-encoded 16-bit instruction and its Intel-syntax text as
@@ -57,10 +59,7 @@ func allPrograms() []program {
 // TestProgramsDisassemble checks every hand-encoded guest program against
 // GNU objdump's disassembly, an independent decoder.
 func TestProgramsDisassemble(t *testing.T) {
-	objdump, err := exec.LookPath("objdump")
-	if err != nil {
-		t.Skip("objdump (binutils) not found: cannot disassemble the guest programs")
-	}
+	objdump := testenv.RequireTool(t, "objdump", "binutils") // to disassemble the guest programs
 	line := regexp.MustCompile(`^\s*([0-9a-f]+):\s+(?:[0-9a-f]{2} )+\s*(.*)$`)
 	space := regexp.MustCompile(`\s+`)
 	for _, p := range allPrograms() {

@@ -3,16 +3,16 @@ package kvm
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 // Helpers shared by the tests that drive the host's /dev/kvm with tiny
-// real-mode guest programs. HOST.md: CPL0 guest code is emulated here, so
+// real-mode guest programs. docs/hosts.md: CPL0 guest code is emulated here, so
 // the programs stick to integer instructions, IN/OUT and memory accesses.
 
 // guestMemSize is the size of the test guests' only memory slot, at guest
@@ -31,12 +31,11 @@ const stubBase = 0x2000
 // instead of hanging; guests here exit within microseconds.
 const watchdog = 30 * time.Second
 
-// openSystem opens /dev/kvm or skips the test when the host has none.
+// openSystem declares t a host KVM test and opens /dev/kvm; without a
+// usable /dev/kvm the test ends (testenv.RequireKVM).
 func openSystem(t testing.TB) *System {
 	t.Helper()
-	if _, err := os.Stat(DefaultPath); errors.Is(err, os.ErrNotExist) {
-		t.Skip("/dev/kvm not present: no KVM on this host")
-	}
+	testenv.RequireKVM(t)
 	sys, err := Open(DefaultPath)
 	if err != nil {
 		t.Fatal(err)

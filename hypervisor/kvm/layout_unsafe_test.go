@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // uapiCheck pairs a value computed in Go with a C expression that yields
@@ -549,12 +551,9 @@ var optionalMacros = map[string]bool{"KVM_EXIT_MEMORY_FAULT": true}
 // (or "missing" for an undefined macro) and returns them in order.
 func probeUAPI(t *testing.T, checks []uapiCheck, macros bool) []string {
 	t.Helper()
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		t.Skip("gcc not found: cannot compile the UAPI probe")
-	}
+	gcc := testenv.RequireTool(t, "gcc", "gcc") // to compile the UAPI probe
 	if _, err := os.Stat("/usr/include/linux/kvm.h"); err != nil {
-		t.Skip("linux/kvm.h not found (package linux-libc-dev): cannot compile the UAPI probe")
+		testenv.Unavailable(t, "linux/kvm.h is not installed (Debian package linux-libc-dev): cannot compile the UAPI probe")
 	}
 	var b strings.Builder
 	b.WriteString("#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvm.h>\n#include <asm/kvm_para.h>\nint main(void) {\n")

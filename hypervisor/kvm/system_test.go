@@ -27,7 +27,7 @@ func TestOpen(t *testing.T) {
 }
 
 // TestCapabilities checks that the capabilities paddock relies on are
-// reported, as HOST.md says they are on every test host.
+// reported, as docs/hosts.md says they are on every test host.
 func TestCapabilities(t *testing.T) {
 	sys := openSystem(t)
 	vm, err := sys.CreateVM()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,7 +13,9 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // Host /dev/kvm tests: tiny guest programs, assembled from
@@ -22,18 +23,16 @@ import (
 // same PVH path as a Linux vmlinux.
 
 // guestTimeout bounds one tiny-guest run; CPL0 code is emulated on the
-// test hosts (HOST.md), so it is generous, but a hang still fails.
+// test hosts (docs/hosts.md), so it is generous, but a hang still fails.
 const guestTimeout = 2 * time.Minute
 
 // buildGuest assembles testdata/guests/NAME.S into an ELF and returns its
 // path. defs become --defsym symbols in addition to the ACPI ports.
 func buildGuest(t testing.TB, name string, defs map[string]int) string {
 	t.Helper()
-	for _, tool := range []string{"as", "ld"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("GNU %s (binutils) is not installed: cannot build the tiny test guests", tool)
-		}
-	}
+	testenv.Declare(t, testenv.HostKVM)
+	testenv.RequireTool(t, "as", "binutils")
+	testenv.RequireTool(t, "ld", "binutils")
 	src, err := filepath.Abs(filepath.Join("testdata", "guests"))
 	if err != nil {
 		t.Fatal(err)
@@ -60,14 +59,10 @@ func buildGuest(t testing.TB, name string, defs map[string]int) string {
 	return elf
 }
 
-// requireKVM skips when /dev/kvm cannot be opened at all.
+// requireKVM is testenv.RequireKVM.
 func requireKVM(t testing.TB) {
 	t.Helper()
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		t.Skipf("/dev/kvm is not usable here: %v", err)
-	}
-	f.Close()
+	testenv.RequireKVM(t)
 }
 
 // console collects a guest's serial output and lets a test wait for text.
@@ -133,8 +128,9 @@ type run struct {
 	done   chan struct{}
 }
 
-// start builds a machine for the guest ELF and starts Run in a goroutine.
-func start(t *testing.T, cfg Config) *run {
+// start builds a machine with cfg, boots it with b and starts Run in a
+// goroutine.
+func start(t *testing.T, cfg Config, b BootConfig) *run {
 	t.Helper()
 	requireKVM(t)
 	con := newConsole()
@@ -147,7 +143,7 @@ func start(t *testing.T, cfg Config) *run {
 	if cfg.CPUs == 0 {
 		cfg.CPUs = 1
 	}
-	m, err := New(cfg)
+	m, err := New(cfg, b)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -173,16 +169,16 @@ func start(t *testing.T, cfg Config) *run {
 func (r *run) wait(t *testing.T) Exit {
 	t.Helper()
 	e := <-r.exit
-	if e.Reason == ExitStopped {
+	if e.Reason == exit.Stop {
 		t.Fatalf("guest did not finish within %v; console:\n%s", guestTimeout, r.con.String())
 	}
 	return e
 }
 
 func TestSerialGuest(t *testing.T) {
-	r := start(t, Config{Kernel: buildGuest(t, "serial", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "serial", nil)})
 	e := r.wait(t)
-	if e.Reason != ExitPowerOff {
+	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
 	}
 	if got, want := r.con.String(), "hello from the serial guest\n"; got != want {
@@ -215,7 +211,7 @@ func (d *recorder) WriteMMIO(addr uint64, data []byte) {
 func TestMMIOGuest(t *testing.T) {
 	requireKVM(t)
 	dev := &recorder{}
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "mmio", nil)})
+	m, err := New(Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: buildGuest(t, "mmio", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +222,7 @@ func TestMMIOGuest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
 	e, err := m.Run(ctx)
-	if err != nil || e.Reason != ExitPowerOff {
+	if err != nil || e.Reason != exit.PowerOff {
 		t.Fatalf("Run = %v (%s), %v; want poweroff", e.Reason, e.Detail, err)
 	}
 	want := []string{"0xd0000000:efbeadde", "0xd0000004:5a", "0xd0000010:78563412"}
@@ -245,7 +241,7 @@ func TestMMIOGuest(t *testing.T) {
 
 func TestInterruptGuest(t *testing.T) {
 	in, feed := io.Pipe()
-	r := start(t, Config{Kernel: buildGuest(t, "irq", nil), ConsoleInput: in})
+	r := start(t, Config{ConsoleInput: in}, BootConfig{Kernel: buildGuest(t, "irq", nil)})
 	if !r.con.waitFor("ready\n", r.done) {
 		t.Fatalf("guest never got ready; console %q", r.con.String())
 	}
@@ -255,7 +251,7 @@ func TestInterruptGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := r.wait(t)
-	if e.Reason != ExitPowerOff {
+	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
 	}
 	if got, want := r.con.String(), "ready\nabq"; got != want {
@@ -267,9 +263,9 @@ func TestSMPGuest(t *testing.T) {
 	for _, cpus := range []int{2, 4} {
 		t.Run(fmt.Sprintf("cpus=%d", cpus), func(t *testing.T) {
 			aps := (1<<cpus - 1) &^ 1 // every APIC ID but the BSP's
-			r := start(t, Config{CPUs: cpus, Kernel: buildGuest(t, "smp", map[string]int{"APS": aps})})
+			r := start(t, Config{CPUs: cpus}, BootConfig{Kernel: buildGuest(t, "smp", map[string]int{"APS": aps})})
 			e := r.wait(t)
-			if e.Reason != ExitPowerOff {
+			if e.Reason != exit.PowerOff {
 				t.Fatalf("exit = %v (%s), want poweroff; console %q", e.Reason, e.Detail, r.con.String())
 			}
 			if got, want := r.con.String(), fmt.Sprintf("aps %08x\n", aps); got != want {
@@ -280,7 +276,7 @@ func TestSMPGuest(t *testing.T) {
 }
 
 func TestPauseResume(t *testing.T) {
-	r := start(t, Config{Kernel: buildGuest(t, "counter", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
 	if !r.con.waitFor("counting\n", r.done) {
 		t.Fatalf("guest never started counting; console %q", r.con.String())
 	}
@@ -310,10 +306,10 @@ func TestPauseResume(t *testing.T) {
 		if !r.m.Paused() {
 			t.Fatal("Paused() = false after Pause")
 		}
+		// Pause returns only once every vCPU has left KVM_RUN and
+		// parked before its next one, so the counter stands still.
 		frozen := counter()
-		// Pause returned only after every vCPU left KVM_RUN, so the
-		// counter must not move during this observation window.
-		time.Sleep(50 * time.Millisecond)
+		waitParked(t, r.m, 1)
 		if c := counter(); c != frozen {
 			t.Fatalf("counter moved from %d to %d while paused", frozen, c)
 		}
@@ -323,7 +319,7 @@ func TestPauseResume(t *testing.T) {
 		waitAbove(frozen)
 	}
 	r.cancel()
-	if e := <-r.exit; e.Reason != ExitStopped {
+	if e := <-r.exit; e.Reason != exit.Stop {
 		t.Fatalf("exit after cancel = %v, want stopped", e.Reason)
 	}
 	if err := r.m.Pause(); err == nil {
@@ -332,7 +328,7 @@ func TestPauseResume(t *testing.T) {
 }
 
 func TestPowerButton(t *testing.T) {
-	r := start(t, Config{Kernel: buildGuest(t, "pwrbtn", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "pwrbtn", nil)})
 	if !r.con.waitFor("armed\n", r.done) {
 		t.Fatalf("guest never armed its power button handler; console %q", r.con.String())
 	}
@@ -340,7 +336,7 @@ func TestPowerButton(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := r.wait(t)
-	if e.Reason != ExitPowerOff {
+	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
 	}
 	if got, want := r.con.String(), "armed\nbutton\n"; got != want {

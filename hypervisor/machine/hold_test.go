@@ -4,14 +4,39 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
+
+// waitParked waits until n vCPU threads are parked in checkpoint, where a
+// vCPU waits before its next KVM_RUN while the machine is paused. It
+// fails the test after guestTimeout.
+func waitParked(t *testing.T, m *Machine, n int) {
+	t.Helper()
+	timedOut := false
+	timer := time.AfterFunc(guestTimeout, func() {
+		m.ctl.Lock()
+		timedOut = true
+		m.cond.Broadcast()
+		m.ctl.Unlock()
+	})
+	defer timer.Stop()
+	m.ctl.Lock()
+	defer m.ctl.Unlock()
+	for m.parked < n && !timedOut {
+		m.cond.Wait()
+	}
+	if m.parked < n {
+		t.Fatalf("%d of %d vCPUs parked after %v", m.parked, n, guestTimeout)
+	}
+}
 
 // TestHoldBeforeRun holds a machine before Run: the counter guest must
 // not execute an instruction until Resume.
 func TestHoldBeforeRun(t *testing.T) {
 	requireKVM(t)
 	con := newConsole()
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "counter", nil), Console: con})
+	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Console: con}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,6 +47,10 @@ func TestHoldBeforeRun(t *testing.T) {
 	if !m.Paused() {
 		t.Fatal("Paused() = false after Hold")
 	}
+	entry, err := m.vcpus[0].k.Regs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	defer cancel()
 	done := make(chan Exit, 1)
@@ -31,19 +60,23 @@ func TestHoldBeforeRun(t *testing.T) {
 		done <- e
 		close(ended)
 	}()
-	// Hold again once Run runs: Pause's path, still paused.
-	if err := m.Hold(); err != nil {
+	// Run started the vCPU thread, which stops at its first checkpoint,
+	// before its first KVM_RUN: the guest has executed nothing.
+	waitParked(t, m, 1)
+	regs, err := m.vcpus[0].k.Regs()
+	if err != nil {
 		t.Fatal(err)
 	}
 	b, err := m.Memory().Slice(0x90000, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The guest zeroes the counter and prints before counting: nothing
-	// of it may happen while held.
-	time.Sleep(50 * time.Millisecond)
-	if b[0]|b[1]|b[2]|b[3] != 0 || con.String() != "" {
-		t.Fatalf("the guest ran while held: counter %x, console %q", b, con.String())
+	if regs.RIP != entry.RIP || b[0]|b[1]|b[2]|b[3] != 0 || con.String() != "" {
+		t.Fatalf("the guest ran while held: RIP %#x (entry %#x), counter %x, console %q", regs.RIP, entry.RIP, b, con.String())
+	}
+	// Hold again now that Run runs: Pause's path, still paused.
+	if err := m.Hold(); err != nil {
+		t.Fatal(err)
 	}
 	if err := m.Resume(); err != nil {
 		t.Fatal(err)
@@ -52,7 +85,7 @@ func TestHoldBeforeRun(t *testing.T) {
 		t.Fatalf("the guest did not run after Resume; console %q", con.String())
 	}
 	cancel()
-	if e := <-done; e.Reason != ExitStopped {
+	if e := <-done; e.Reason != exit.Stop {
 		t.Fatalf("exit %v", e.Reason)
 	}
 	if err := m.Hold(); err == nil {

@@ -55,9 +55,9 @@ const (
 	// the end of high RAM (aligned to 1 GiB).
 	PCIMMIO64Size = 64 << 30
 
-	// MinMemory is the least RAM a machine can have: enough for the boot
-	// structures below 1 MiB and a small kernel above it.
-	MinMemory = 16 << 20
+	// MinMemory is the least RAM a machine can have: boot's limit, the
+	// one configs validates VM files against.
+	MinMemory = boot.MinMemory
 )
 
 // region is a range of guest RAM backed by one memslot.

@@ -3,6 +3,12 @@
 // in-kernel interrupt controllers, the PC platform devices and a loaded
 // Linux kernel — and runs it until the guest powers off, resets or
 // crashes. One Machine is one VM; it is not reusable after Run returns.
+//
+// Making a machine has two steps: Build creates the hardware Config
+// describes and writes nothing into guest memory; Boot loads a kernel
+// into it and points the boot vCPU at it. New does both. A machine
+// restored from a snapshot is built the same way and gets its saved
+// state instead of Boot.
 package machine
 
 import (
@@ -15,16 +21,15 @@ import (
 	"sync/atomic"
 
 	"github.com/paddock-vm/paddock/hypervisor/boot"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
-// Config describes the machine to build.
+// Config describes the machine's hardware: everything Build needs, and
+// so everything a restore needs to build the same machine again.
 type Config struct {
-	CPUs    int
-	Memory  uint64 // bytes; at least MinMemory
-	Kernel  string // bzImage or ELF vmlinux with a PVH note
-	Initrd  string // optional
-	Cmdline string
+	CPUs   int
+	Memory uint64 // bytes; at least MinMemory
 
 	// Console receives everything the guest writes to its first serial
 	// port. Nil discards it.
@@ -47,38 +52,18 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// ExitReason says why a machine stopped running.
-type ExitReason int
-
-const (
-	// ExitPowerOff: the guest powered off (ACPI S5).
-	ExitPowerOff ExitReason = iota
-	// ExitReset: the guest asked for a reset (ACPI reset register, i8042,
-	// triple fault).
-	ExitReset
-	// ExitCrash: the guest or KVM failed in a way the VM cannot survive.
-	ExitCrash
-	// ExitStopped: the host stopped the machine (context cancelled).
-	ExitStopped
-)
-
-func (r ExitReason) String() string {
-	switch r {
-	case ExitPowerOff:
-		return "poweroff"
-	case ExitReset:
-		return "reset"
-	case ExitCrash:
-		return "crash"
-	case ExitStopped:
-		return "stopped"
-	}
-	return fmt.Sprintf("ExitReason(%d)", int(r))
+// BootConfig is what Boot loads into a built machine.
+type BootConfig struct {
+	Kernel  string // bzImage or ELF vmlinux with a PVH note
+	Initrd  string // optional
+	Cmdline string
 }
 
 // Exit is how and why a machine stopped.
 type Exit struct {
-	Reason ExitReason
+	// Reason is exit.PowerOff, exit.Reboot or exit.Crash for the
+	// guest's own ends, exit.Stop when Run's context was cancelled.
+	Reason exit.Reason
 	Detail string // for crashes and triple faults: what happened, registers
 }
 
@@ -105,6 +90,12 @@ type Machine struct {
 	parked  int // vCPUs waiting in checkpoint
 	running int // vCPU goroutines still alive
 
+	// bootTried is set by Boot; ready once the vCPUs have a state to
+	// run from (Boot succeeded). Not synchronised: the caller orders
+	// Boot before Run.
+	bootTried bool
+	ready     bool
+
 	exitOnce sync.Once
 	exitCh   chan Exit
 	started  atomic.Bool
@@ -113,9 +104,28 @@ type Machine struct {
 	closed      bool
 }
 
-// New builds the machine described by cfg and loads its kernel. The vCPUs
-// do not run until Run. On error everything created so far is released.
-func New(cfg Config) (*Machine, error) {
+// New builds the machine cfg describes and boots it: Build, then Boot.
+// The vCPUs do not run until Run. On error everything created so far is
+// released.
+func New(cfg Config, b BootConfig) (*Machine, error) {
+	m, err := Build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Boot(b); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Build creates the machine cfg describes: guest memory, the in-kernel
+// interrupt controllers and PIT, the platform and virtio devices, and the
+// vCPUs with their CPUID, MSRs and LAPIC wiring. It writes nothing into
+// guest memory and leaves every vCPU's registers at their reset state, so
+// the machine can be booted (Boot) or given a saved state. On error
+// everything created so far is released.
+func Build(cfg Config) (*Machine, error) {
 	if cfg.CPUs < 1 {
 		return nil, fmt.Errorf("machine: %d vCPUs: need at least 1", cfg.CPUs)
 	}
@@ -159,14 +169,49 @@ func New(cfg Config) (*Machine, error) {
 	if err := m.setupVirtio(); err != nil {
 		return nil, err
 	}
-	if err := m.loadKernel(); err != nil {
-		return nil, err
-	}
 	if err := m.createVCPUs(); err != nil {
 		return nil, err
 	}
 	built = true
 	return m, nil
+}
+
+// Boot writes the ACPI tables, the kernel, initrd and command line and
+// the boot structures into guest memory, and puts the boot vCPU at the
+// kernel's entry point. It is called once, on a built machine, before
+// Run. On error the machine cannot run; Close it.
+func (m *Machine) Boot(b BootConfig) error {
+	if m.started.Load() {
+		return errors.New("machine: Boot after Run")
+	}
+	if m.bootTried {
+		return errors.New("machine: Boot called twice")
+	}
+	m.bootTried = true
+	e820, err := e820Map(m.cfg.Memory)
+	if err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
+	rsdp, err := m.plat.writeACPI(m.mem)
+	if err != nil {
+		return fmt.Errorf("machine: ACPI tables: %w", err)
+	}
+	entry, err := boot.Load(m.mem, boot.Config{
+		KernelPath: b.Kernel,
+		InitrdPath: b.Initrd,
+		Cmdline:    b.Cmdline,
+		E820:       e820,
+		RSDP:       rsdp,
+	})
+	if err != nil {
+		return err
+	}
+	if err := setBootRegisters(m.vcpus[0].k, entry); err != nil {
+		return fmt.Errorf("machine: vCPU 0: %w", err)
+	}
+	m.entry = entry
+	m.ready = true
+	return nil
 }
 
 // checkHost verifies the capabilities the machine depends on, so a host
@@ -212,7 +257,7 @@ func (m *Machine) setupMemory() error {
 }
 
 // setupInterrupts creates the in-kernel PIC, IOAPIC, LAPICs and PIT.
-// HOST.md: creating the irqchip after the memslots is much cheaper.
+// docs/hosts.md: creating the irqchip after the memslots is much cheaper.
 func (m *Machine) setupInterrupts() error {
 	if err := m.vm.SetTSSAddr(tssAddr); err != nil {
 		return fmt.Errorf("machine: %w", err)
@@ -229,35 +274,13 @@ func (m *Machine) setupInterrupts() error {
 	return nil
 }
 
-// loadKernel writes ACPI tables, the kernel, initrd and boot structures
-// into guest memory.
-func (m *Machine) loadKernel() error {
-	e820, err := e820Map(m.cfg.Memory)
-	if err != nil {
-		return fmt.Errorf("machine: %w", err)
-	}
-	rsdp, err := m.plat.writeACPI(m.mem)
-	if err != nil {
-		return fmt.Errorf("machine: ACPI tables: %w", err)
-	}
-	entry, err := boot.Load(m.mem, boot.Config{
-		KernelPath: m.cfg.Kernel,
-		InitrdPath: m.cfg.Initrd,
-		Cmdline:    m.cfg.Cmdline,
-		E820:       e820,
-		RSDP:       rsdp,
-	})
-	if err != nil {
-		return err
-	}
-	m.entry = entry
-	return nil
-}
-
 // Entry returns what the boot loader did: protocol, where the kernel,
-// initrd and command line went.
+// initrd and command line went. It is nil before Boot.
 func (m *Machine) Entry() *boot.Entry { return m.entry }
 
+// createVCPUs creates the vCPUs and sets them up as firmware would:
+// CPUID, MSRs, FPU, LAPIC wiring (setupVCPU). Their registers stay at
+// reset.
 func (m *Machine) createVCPUs() error {
 	supported, err := m.sys.SupportedCPUID()
 	if err != nil {
@@ -283,16 +306,16 @@ func (m *Machine) createVCPUs() error {
 			return fmt.Errorf("machine: vCPU %d: %w", i, err)
 		}
 	}
-	if err := setBootRegisters(m.vcpus[0].k, m.entry); err != nil {
-		return fmt.Errorf("machine: vCPU 0: %w", err)
-	}
 	return nil
 }
 
 // Run starts the vCPUs and blocks until the guest powers off, resets or
-// crashes, or ctx is cancelled (ExitStopped). It returns after every vCPU
-// thread has left KVM. A Machine runs once.
+// crashes, or ctx is cancelled (exit.Stop). It returns after every vCPU
+// thread has left KVM. A Machine runs once, after Boot.
 func (m *Machine) Run(ctx context.Context) (Exit, error) {
+	if !m.ready {
+		return Exit{}, errors.New("machine: Run before Boot: the vCPUs have nothing to run")
+	}
 	if !m.started.CompareAndSwap(false, true) {
 		return Exit{}, errors.New("machine: Run called twice")
 	}
@@ -308,18 +331,18 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 	for _, v := range m.vcpus {
 		go v.loop()
 	}
-	var exit Exit
+	var end Exit
 	select {
-	case exit = <-m.exitCh:
+	case end = <-m.exitCh:
 	case <-ctx.Done():
-		m.report(Exit{Reason: ExitStopped})
-		exit = <-m.exitCh
+		m.report(Exit{Reason: exit.Stop})
+		end = <-m.exitCh
 	}
 	m.stopVCPUs()
 	if err := m.plat.flushConsole(); err != nil {
-		return exit, fmt.Errorf("machine: %w", err)
+		return end, fmt.Errorf("machine: %w", err)
 	}
-	return exit, nil
+	return end, nil
 }
 
 // logf reports through Config.Logf, or to standard error.
@@ -441,7 +464,7 @@ func (m *Machine) Resume() error {
 
 // PowerButton presses the ACPI power button: a guest with an ACPI power
 // button handler (systemd-logind, acpid) shuts down cleanly, and powers
-// off through S5, which ends Run with ExitPowerOff. Safe from any
+// off through S5, which ends Run with exit.PowerOff. Safe from any
 // goroutine; the guest may ignore it.
 func (m *Machine) PowerButton() error {
 	if runState(m.state.Load()) == stateStopped {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -39,20 +41,21 @@ func TestNewRejectsBadInput(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  Config
+		boot BootConfig
 		want string
 	}{
-		{"no cpus", Config{CPUs: 0, Memory: 64 << 20, Kernel: guest}, "need at least 1"},
-		{"too many cpus", Config{CPUs: 100000, Memory: 64 << 20, Kernel: guest}, "at most"},
-		{"tiny memory", Config{CPUs: 1, Memory: 1 << 20, Kernel: guest}, "below the minimum"},
-		{"missing kernel", Config{CPUs: 1, Memory: 64 << 20, Kernel: filepath.Join(dir, "nope")}, "no such file"},
-		{"not a kernel", Config{CPUs: 1, Memory: 64 << 20, Kernel: notKernel}, "not a Linux kernel"},
-		{"initrd too big", Config{CPUs: 1, Memory: 32 << 20, Kernel: guest, Initrd: bigInitrd}, "does not fit"},
-		{"no kvm", Config{CPUs: 1, Memory: 64 << 20, Kernel: guest, KVMPath: filepath.Join(dir, "kvm")}, "no such file"},
+		{"no cpus", Config{CPUs: 0, Memory: 64 << 20}, BootConfig{Kernel: guest}, "need at least 1"},
+		{"too many cpus", Config{CPUs: 100000, Memory: 64 << 20}, BootConfig{Kernel: guest}, "at most"},
+		{"tiny memory", Config{CPUs: 1, Memory: 1 << 20}, BootConfig{Kernel: guest}, "below the minimum"},
+		{"missing kernel", Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: filepath.Join(dir, "nope")}, "no such file"},
+		{"not a kernel", Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: notKernel}, "not a Linux kernel"},
+		{"initrd too big", Config{CPUs: 1, Memory: 32 << 20}, BootConfig{Kernel: guest, Initrd: bigInitrd}, "does not fit"},
+		{"no kvm", Config{CPUs: 1, Memory: 64 << 20, KVMPath: filepath.Join(dir, "kvm")}, BootConfig{Kernel: guest}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := openFDs(t)
-			m, err := New(tt.cfg)
+			m, err := New(tt.cfg, tt.boot)
 			if err == nil {
 				m.Close()
 				t.Fatalf("New succeeded, want an error containing %q", tt.want)
@@ -69,13 +72,13 @@ func TestNewRejectsBadInput(t *testing.T) {
 
 func TestRunTwice(t *testing.T) {
 	requireKVM(t)
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "poweroff", nil)})
+	m, err := New(Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: buildGuest(t, "poweroff", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	e, err := m.Run(context.Background())
-	if err != nil || e.Reason != ExitPowerOff {
+	if err != nil || e.Reason != exit.PowerOff {
 		t.Fatalf("Run = %v, %v", e.Reason, err)
 	}
 	if _, err := m.Run(context.Background()); err == nil {
@@ -88,7 +91,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 	kernel := buildGuest(t, "poweroff", nil)
 	before := openFDs(t)
 	for i := 0; i < 3; i++ {
-		m, err := New(Config{CPUs: 2, Memory: 64 << 20, Kernel: kernel})
+		m, err := New(Config{CPUs: 2, Memory: 64 << 20}, BootConfig{Kernel: kernel})
 		if err != nil {
 			t.Fatal(err)
 		}

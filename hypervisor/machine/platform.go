@@ -11,6 +11,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/rtc"
 	"github.com/paddock-vm/paddock/hypervisor/devices/serial"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // The PC platform devices and where they sit.
@@ -37,8 +38,8 @@ type platform struct {
 // newPlatform creates the platform devices and puts them on the buses.
 func newPlatform(m *Machine) (*platform, error) {
 	p := &platform{m: m, stopFeed: func() {}}
-	onReset := func() { m.report(Exit{Reason: ExitReset}) }
-	onPowerOff := func() { m.report(Exit{Reason: ExitPowerOff}) }
+	onReset := func() { m.report(Exit{Reason: exit.Reboot}) }
+	onPowerOff := func() { m.report(Exit{Reason: exit.PowerOff}) }
 
 	p.serial = serial.New(com1Port, newGSILine(m.vm, com1IRQ), m.cfg.Console)
 	p.kbd = i8042.New(newGSILine(m.vm, i8042.KeyboardIRQ), newGSILine(m.vm, i8042.AuxIRQ), onReset)

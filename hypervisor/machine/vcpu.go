@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
@@ -88,7 +89,7 @@ func (v *vcpu) loop() {
 				// An AP that has not received its SIPI yet.
 				continue
 			}
-			v.m.report(Exit{Reason: ExitCrash, Detail: fmt.Sprintf("vCPU %d: %v", v.index, err)})
+			v.m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: %v", v.index, err)})
 			return
 		}
 		if !v.handleExit() {
@@ -130,31 +131,31 @@ func (v *vcpu) handleExit() bool {
 		ev := v.k.SystemEvent()
 		switch ev.Type {
 		case kvm.SystemEventShutdown:
-			m.report(Exit{Reason: ExitPowerOff})
+			m.report(Exit{Reason: exit.PowerOff})
 		case kvm.SystemEventReset:
-			m.report(Exit{Reason: ExitReset})
+			m.report(Exit{Reason: exit.Reboot})
 		default:
-			m.report(Exit{Reason: ExitCrash, Detail: fmt.Sprintf("vCPU %d: guest reported system event %d %v", v.index, ev.Type, ev.Data)})
+			m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: guest reported system event %d %v", v.index, ev.Type, ev.Data)})
 		}
 		return false
 	case kvm.ExitShutdown:
 		// A triple fault. Linux uses it as its last-resort reboot, and
 		// PCs reset on it, so it is a reset; the registers are kept in
 		// the detail because an early-boot crash looks the same.
-		m.report(Exit{Reason: ExitReset, Detail: fmt.Sprintf("vCPU %d triple-faulted (%s)", v.index, v.describe())})
+		m.report(Exit{Reason: exit.Reboot, Detail: fmt.Sprintf("vCPU %d triple-faulted (%s)", v.index, v.describe())})
 		return false
 	case kvm.ExitInternalError:
 		ie := v.k.InternalError()
-		m.report(Exit{Reason: ExitCrash, Detail: fmt.Sprintf("vCPU %d: KVM internal error, suberror %d, data %#x (%s)", v.index, ie.Suberror, ie.Data, v.describe())})
+		m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: KVM internal error, suberror %d, data %#x (%s)", v.index, ie.Suberror, ie.Data, v.describe())})
 		return false
 	case kvm.ExitFailEntry:
 		fe := v.k.FailEntry()
-		m.report(Exit{Reason: ExitCrash, Detail: fmt.Sprintf("vCPU %d: KVM could not enter the guest, hardware reason %#x (%s)", v.index, fe.HardwareEntryFailureReason, v.describe())})
+		m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: KVM could not enter the guest, hardware reason %#x (%s)", v.index, fe.HardwareEntryFailureReason, v.describe())})
 		return false
 	case kvm.ExitIntr:
 		return true
 	default:
-		m.report(Exit{Reason: ExitCrash, Detail: fmt.Sprintf("vCPU %d: unhandled KVM exit %v (%s)", v.index, r, v.describe())})
+		m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: unhandled KVM exit %v (%s)", v.index, r, v.describe())})
 		return false
 	}
 }

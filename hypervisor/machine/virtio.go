@@ -3,11 +3,9 @@ package machine
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 
-	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
@@ -25,6 +23,9 @@ type Disk struct {
 	// it from the file's contents; a detected raw disk refuses guest
 	// writes of a qcow2 header to its first sector (see blk.Config).
 	Format string
+	// Detected says Format was detected earlier (when a managed VM was
+	// created), not chosen by the user: a raw disk keeps the guard.
+	Detected bool
 	// ReadOnly presents the disk read-only and opens the image so.
 	ReadOnly bool
 	// Serial is what the guest reads as the disk's serial number (at most
@@ -65,28 +66,8 @@ const (
 // raises intxGSIs[(d+p)%4].
 var intxGSIs = [4]uint32{16, 17, 18, 19}
 
-// VirtioDevices translates a VM spec's disks, NICs and rng into the
-// machine's devices: relative paths are already resolved by configs, a
-// NIC without a MAC gets one derived from the VM's name and the NIC's
-// index (stable across restarts, new for a clone with a new name).
-func VirtioDevices(vm *configs.VM) (disks []Disk, nics []NIC, rng bool, err error) {
-	for _, d := range vm.Disks {
-		disks = append(disks, Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)})
-	}
-	for i, n := range vm.NICs {
-		mac := netdev.GenerateMAC(fmt.Sprintf("%s/%d", vm.Name, i))
-		if n.MAC != "" {
-			if mac, err = netdev.ParseMAC(n.MAC); err != nil {
-				return nil, nil, false, fmt.Errorf("nics[%d].mac: %w", i, err)
-			}
-		}
-		nics = append(nics, NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: mac})
-	}
-	return disks, nics, vm.RNG, nil
-}
-
 // virtioDevices is the machine's virtio-pci functions and what they hold:
-// disk images (and their locks), taps, GSI routes.
+// disk images, taps, GSI routes.
 type virtioDevices struct {
 	m      *Machine
 	logf   func(format string, args ...any)
@@ -95,7 +76,6 @@ type virtioDevices struct {
 	lines  map[uint32]*sharedLine
 	funcs  []*virtioFunc
 	images []disk.Image
-	locks  []*os.File
 	taps   []*netdev.Tap
 }
 
@@ -289,8 +269,9 @@ func (w *barWindow) WriteMMIO(addr uint64, data []byte) {
 	w.f.pci.WriteBAR(virtio.BAR, off, data)
 }
 
-// close stops every device, then flushes and closes the disk images,
-// closes the taps (a created tap disappears) and drops the image locks.
+// close stops every device, then flushes and closes the disk images
+// (which drops their locks) and closes the taps (a created tap
+// disappears).
 func (v *virtioDevices) close() error {
 	var errs []error
 	for _, f := range v.funcs {
@@ -302,9 +283,6 @@ func (v *virtioDevices) close() error {
 	for _, t := range v.taps {
 		errs = append(errs, t.Close())
 	}
-	for _, l := range v.locks {
-		errs = append(errs, l.Close())
-	}
-	v.funcs, v.images, v.taps, v.locks = nil, nil, nil, nil
+	v.funcs, v.images, v.taps = nil, nil, nil
 	return errors.Join(errs...)
 }

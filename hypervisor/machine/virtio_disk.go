@@ -1,28 +1,22 @@
 package machine
 
 import (
-	"errors"
 	"fmt"
-	"os"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 )
 
-// openDisk locks and opens disk i's image and builds its device.
+// openDisk opens disk i's image, which takes its locks (disk/imagefile:
+// QEMU's, so QEMU's tools and other VMs see the disk in use), and builds
+// its device.
 func (v *virtioDevices) openDisk(i int, d Disk) (virtio.Device, error) {
 	name := fmt.Sprintf("disks[%d]", i)
-	lock, err := lockImage(d.Path, d.ReadOnly)
-	if err != nil {
-		return nil, fmt.Errorf("machine: %s: %w", name, err)
-	}
-	v.locks = append(v.locks, lock)
 	format := d.Format
-	guard := false
+	guard := d.Detected && format == disk.FormatRaw
 	if format == "" {
+		var err error
 		if format, err = disk.Detect(d.Path); err != nil {
 			return nil, fmt.Errorf("machine: %s: %w", name, err)
 		}
@@ -45,33 +39,4 @@ func (v *virtioDevices) openDisk(i int, d Disk) (virtio.Device, error) {
 		return nil, fmt.Errorf("machine: %s: %w", name, err)
 	}
 	return dev, nil
-}
-
-// lockImage takes an advisory lock on the image file for the machine's
-// life: exclusive for a writable disk, shared for a read-only one, so
-// two VMs can share a read-only base but never write the same image.
-func lockImage(path string, readOnly bool) (*os.File, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	how := unix.LOCK_EX
-	if readOnly {
-		how = unix.LOCK_SH
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if errors.Is(err, unix.EWOULDBLOCK) {
-		f.Close()
-		return nil, fmt.Errorf("%s is in use by another VM", path)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return f, nil
 }

@@ -7,15 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk/qemutest"
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/netnstest"
 )
@@ -77,21 +81,24 @@ func (l *logRecorder) logf(format string, args ...any) {
 	}
 }
 
-// newVirtioMachine builds a machine with cfg's devices around a guest
-// that powers off at once (tests that run no guest code never start it).
-func newVirtioMachine(t *testing.T, cfg Config) *Machine {
+// newVirtioMachine builds a machine with cfg's devices and, when b names
+// a kernel, boots it; tests that run no guest code only build it.
+func newVirtioMachine(t *testing.T, cfg Config, b BootConfig) *Machine {
 	t.Helper()
 	requireKVM(t)
-	if cfg.Kernel == "" {
-		cfg.Kernel = buildGuest(t, "poweroff", nil)
-	}
 	cfg.CPUs, cfg.Memory = max(cfg.CPUs, 1), 64<<20
 	if cfg.Logf == nil {
 		cfg.Logf = (&logRecorder{lines: make(chan string, 100)}).logf
 	}
-	m, err := New(cfg)
+	m, err := Build(cfg)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatalf("Build: %v", err)
+	}
+	if b.Kernel != "" {
+		if err := m.Boot(b); err != nil {
+			m.Close()
+			t.Fatalf("Boot: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
@@ -113,7 +120,7 @@ func driverMemory(t *testing.T, m *Machine) *virtiotest.Memory {
 }
 
 func TestVirtioEnumeration(t *testing.T) {
-	m := newVirtioMachine(t, Config{Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true})
+	m := newVirtioMachine(t, Config{Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true}, BootConfig{})
 	want := []struct {
 		slot int
 		id   uint32
@@ -148,11 +155,11 @@ func TestVirtioEnumeration(t *testing.T) {
 // machine's buses, as a guest would (no vCPU runs): notifications arrive
 // as MMIO writes, and the BAR follows the guest when it is moved.
 func TestVirtioThroughBuses(t *testing.T) {
-	m := newVirtioMachine(t, Config{Disks: []Disk{{Path: rawImage(t, 1<<20), Serial: "bus-disk"}}, RNG: true})
+	m := newVirtioMachine(t, Config{Disks: []Disk{{Path: rawImage(t, 1<<20), Serial: "bus-disk"}}, RNG: true}, BootConfig{})
 	mem := driverMemory(t, m)
 	disk := &busTransport{m: m, slot: 1}
 	disk.setCfg32(0x04, 0x06) // memory decode and bus mastering on
-	drv, err := virtiotest.New(disk, mem, virtiotest.NewInterrupts(0), virtiotest.NewLine())
+	drv, err := virtiotest.New(disk, mem, virtiotest.NewInterrupts(0), devicestest.NewLine())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +210,7 @@ func TestVirtioThroughBuses(t *testing.T) {
 	// The rng, on the next slot.
 	rngT := &busTransport{m: m, slot: 2}
 	rngT.setCfg32(0x04, 0x06)
-	rd, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), virtiotest.NewLine())
+	rd, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), devicestest.NewLine())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,14 +260,14 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 				defs["ISR"] = int(uint64(PCIMMIO32Start) + 0x800)
 			}
 			con := newConsole()
-			m := newVirtioMachine(t, Config{RNG: true, Kernel: buildGuest(t, "virtio", defs), Console: con})
+			m := newVirtioMachine(t, Config{RNG: true, Console: con}, BootConfig{Kernel: buildGuest(t, "virtio", defs)})
 			rngT := &busTransport{m: m, slot: 1}
 			if got := rngT.bar(); got != PCIMMIO32Start {
 				t.Fatalf("BAR 0 at %#x, the guest was built for %#x", got, uint64(PCIMMIO32Start))
 			}
 			rngT.setCfg32(0x04, 0x06)
 			mem := driverMemory(t, m)
-			drv, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), virtiotest.NewLine())
+			drv, err := virtiotest.New(rngT, mem, virtiotest.NewInterrupts(0), devicestest.NewLine())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +295,7 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 			defer cancel()
 			e, err := m.Run(ctx)
-			if err != nil || e.Reason != ExitPowerOff {
+			if err != nil || e.Reason != exit.PowerOff {
 				t.Fatalf("Run = %v (%s), %v; console %q", e.Reason, e.Detail, err, con.String())
 			}
 			want := "ready\nirq 00000000\n"
@@ -308,31 +315,53 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 	}
 }
 
+// TestVirtioDiskLocks: a machine's disks take QEMU's image locks, so a
+// second machine, qemu-io and qemu-img see them in use, naming this
+// process; read-only disks are shared.
 func TestVirtioDiskLocks(t *testing.T) {
 	img := rawImage(t, 1<<20)
-	a := newVirtioMachine(t, Config{Disks: []Disk{{Path: img}}})
-	_, err := New(Config{CPUs: 1, Memory: 64 << 20, Kernel: buildGuest(t, "poweroff", nil), Disks: []Disk{{Path: img, ReadOnly: true}}})
-	if err == nil || !strings.Contains(err.Error(), "disks[0]") || !strings.Contains(err.Error(), "in use by another VM") {
-		t.Fatalf("second VM on a writable image: %v", err)
+	a := newVirtioMachine(t, Config{Disks: []Disk{{Path: img}}}, BootConfig{})
+	_, err := Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: img, ReadOnly: true}}})
+	self := fmt.Sprintf("%s (pid %d)", filepath.Base(os.Args[0]), os.Getpid())
+	if want := "machine: disks[0]: disk: " + img + " is in use: " + self + " writes it"; err == nil || err.Error() != want {
+		t.Fatalf("second VM on a writable image: %v\nwant %s", err, want)
+	}
+	if testenv.HasTool(t, "qemu-io", "qemu-utils") {
+		out, err := exec.Command("qemu-io", "-f", "raw", "-c", "write 0 4k", img).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), `Failed to get "write" lock`) {
+			t.Errorf("qemu-io wrote a VM's disk: %v\n%s", err, out)
+		}
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	// Read-only users share an image.
-	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}})
-	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}})
+	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}}, BootConfig{})
+	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}}, BootConfig{})
+}
+
+// TestVirtioDiskHeldByQEMU: a disk a QEMU VM writes keeps a machine from
+// starting, and the error names the QEMU process.
+func TestVirtioDiskHeldByQEMU(t *testing.T) {
+	requireKVM(t)
+	img := rawImage(t, 1<<20)
+	q := qemutest.HoldVM(t, "file="+img+",format=raw")
+	_, err := Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: img, Format: "raw", ReadOnly: true}}})
+	want := fmt.Sprintf("machine: disks[0]: disk: %s is in use: qemu-system-x86_64 (pid %d) writes it", img, q.PID)
+	if err == nil || err.Error() != want {
+		t.Fatalf("machine on a disk QEMU writes: %v\nwant %s", err, want)
+	}
 }
 
 func TestVirtioSetupErrors(t *testing.T) {
 	requireKVM(t)
-	kernel := buildGuest(t, "poweroff", nil)
 	mac := netdev.GenerateMAC("errors/0")
 	tests := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
-		{"missing image", Config{Disks: []Disk{{Path: "/nonexistent/disk.qcow2"}}}, "disks[0]: open /nonexistent/disk.qcow2: no such file or directory"},
+		{"missing image", Config{Disks: []Disk{{Path: "/nonexistent/disk.qcow2"}}}, "disks[0]: disk: open /nonexistent/disk.qcow2: no such file or directory"},
 		{"bad serial", Config{Disks: []Disk{{Path: rawImage(t, 4096), Serial: strings.Repeat("x", 21)}}}, "longer than 20 bytes"},
 		{"format mismatch", Config{Disks: []Disk{{Path: rawImage(t, 4096), Format: "qcow2"}}}, "disks[0]"},
 		{"missing bridge", Config{NICs: []NIC{{Bridge: "nosuchbr0", MAC: mac}}}, "nics[0]: bridge nosuchbr0: no such network interface"},
@@ -344,12 +373,12 @@ func TestVirtioSetupErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
-			cfg.CPUs, cfg.Memory, cfg.Kernel = 1, 64<<20, kernel
+			cfg.CPUs, cfg.Memory = 1, 64<<20
 			before := openFDs(t)
-			m, err := New(cfg)
+			m, err := Build(cfg)
 			if err == nil {
 				m.Close()
-				t.Fatal("New succeeded")
+				t.Fatal("Build succeeded")
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q, want it to contain %q", err, tc.want)
@@ -369,12 +398,11 @@ func TestVirtioNICOnBridge(t *testing.T) {
 	ns := netnstest.New(t)
 	ns.Bridge(t, "br0")
 	ns.IP(t, "tuntap", "add", "tap5", "mode", "tap")
-	kernel := buildGuest(t, "poweroff", nil)
 	mac := netdev.GenerateMAC("bridge-test/0")
 	var m *Machine
 	err := ns.Do(func() error {
 		var err error
-		m, err = New(Config{CPUs: 1, Memory: 64 << 20, Kernel: kernel, NICs: []NIC{{Bridge: "br0", MAC: mac}, {Tap: "tap5", MAC: netdev.GenerateMAC("bridge-test/1")}}})
+		m, err = Build(Config{CPUs: 1, Memory: 64 << 20, NICs: []NIC{{Bridge: "br0", MAC: mac}, {Tap: "tap5", MAC: netdev.GenerateMAC("bridge-test/1")}}})
 		return err
 	})
 	if err != nil {
@@ -440,31 +468,5 @@ func TestGSIRoutingTable(t *testing.T) {
 	tab := r.table()
 	if len(tab) != len(d)+2 || tab[len(d)].GSI != 24 || tab[len(d)+1].GSI != 30 {
 		t.Fatalf("table tail %+v", tab[len(d):])
-	}
-}
-
-func TestVirtioDevicesFromSpec(t *testing.T) {
-	vm := &configs.VM{
-		Name:  "web-1",
-		Disks: []configs.Disk{{Path: "/a.qcow2", ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "qcow2"}},
-		NICs:  []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}},
-		RNG:   true,
-	}
-	disks, nics, rng, err := VirtioDevices(vm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(disks) != 1 || disks[0] != (Disk{Path: "/a.qcow2", Format: "qcow2", ReadOnly: true, Serial: "s", Cache: "unsafe"}) {
-		t.Errorf("disks %+v", disks)
-	}
-	if !rng || len(nics) != 2 || nics[0].Bridge != "br0" || nics[1].Tap != "tap0" {
-		t.Errorf("nics %+v rng %v", nics, rng)
-	}
-	if nics[0].MAC != netdev.GenerateMAC("web-1/0") || nics[1].MAC.String() != "02:00:00:00:00:07" {
-		t.Errorf("MACs %s %s", nics[0].MAC, nics[1].MAC)
-	}
-	vm.NICs[1].MAC = "bad"
-	if _, _, _, err := VirtioDevices(vm); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
-		t.Errorf("bad MAC: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/debian"
 	"github.com/paddock-vm/paddock/images/internal/elftest"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 var (
@@ -155,9 +156,7 @@ func TestExtractGzip(t *testing.T) {
 }
 
 func TestExtractXZ(t *testing.T) {
-	if _, err := exec.LookPath("xz"); err != nil {
-		t.Skip("xz tool not installed")
-	}
+	testenv.RequireTool(t, "xz", "xz-utils")
 	elfData := pvhELF(0x1000000)
 	cmd := exec.Command("xz", "-c", "--check=crc32")
 	cmd.Stdin = bytes.NewReader(elfData)
@@ -245,11 +244,9 @@ func TestPVHEntry(t *testing.T) {
 // cache) and checks the facts the lab relies on: XZ payload, PVH note,
 // release matching the package.
 func TestDebianKernel(t *testing.T) {
-	for _, tool := range []string{"apt-get", "dpkg-deb", "xz"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTool(t, "apt-get", "apt")
+	testenv.RequireTool(t, "dpkg-deb", "dpkg")
+	testenv.RequireTool(t, "xz", "xz-utils")
 	c, err := cache.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +276,7 @@ func TestDebianKernel(t *testing.T) {
 	var magic [6]byte
 	stream.ReadAt(magic[:], 0)
 	if DetectCompression(magic[:]) != XZ {
-		t.Errorf("payload is %v, HOST.md says Debian's generic kernel is XZ", DetectCompression(magic[:]))
+		t.Errorf("payload is %v, docs/hosts.md says Debian's generic kernel is XZ", DetectCompression(magic[:]))
 	}
 	vmlinux, err := Cached(ctx, c, k.BzImage)
 	if err != nil {

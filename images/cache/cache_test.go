@@ -75,15 +75,19 @@ func TestEnsureBuildsOnceAcrossGoroutines(t *testing.T) {
 	}
 }
 
-// TestHelperEnsure is run as a subprocess by TestEnsureBuildsOnceAcrossProcesses.
-func TestHelperEnsure(t *testing.T) {
-	dir, counter := os.Getenv("CACHE_HELPER_DIR"), os.Getenv("CACHE_HELPER_COUNTER")
-	if dir == "" {
-		t.Skip("helper process for TestEnsureBuildsOnceAcrossProcesses")
+// TestMain doubles as the helper process of
+// TestEnsureBuildsOnceAcrossProcesses: with $CACHE_HELPER_DIR set it
+// ensures one entry there, counting builds in $CACHE_HELPER_COUNTER, and
+// exits.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("CACHE_HELPER_DIR"); dir != "" {
+		if _, err := New(dir).Ensure(context.Background(), "shared/entry", countingBuild(os.Getenv("CACHE_HELPER_COUNTER"))); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	if _, err := New(dir).Ensure(context.Background(), "shared/entry", countingBuild(counter)); err != nil {
-		t.Fatal(err)
-	}
+	os.Exit(m.Run())
 }
 
 func TestEnsureBuildsOnceAcrossProcesses(t *testing.T) {
@@ -91,7 +95,7 @@ func TestEnsureBuildsOnceAcrossProcesses(t *testing.T) {
 	counter := filepath.Join(t.TempDir(), "builds")
 	var cmds []*exec.Cmd
 	for i := 0; i < 4; i++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperEnsure$", "-test.count=1")
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CACHE_HELPER_DIR="+dir, "CACHE_HELPER_COUNTER="+counter)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // entry is one archive member in a test table.
@@ -287,9 +289,7 @@ func TestConcatenated(t *testing.T) {
 // TestGNUCpioOracle lists and extracts the archive with GNU cpio (gzipped,
 // as an initramfs may be) and checks what lands on disk.
 func TestGNUCpioOracle(t *testing.T) {
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio tool not installed")
-	}
+	testenv.RequireTool(t, "cpio", "cpio")
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	if _, err := zw.Write(writeArchive(t, sample)); err != nil {

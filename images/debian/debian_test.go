@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/images/cache"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 func TestFirstDependency(t *testing.T) {
@@ -119,11 +120,9 @@ func TestKernelFromRejectsNonKernelPackages(t *testing.T) {
 
 func needApt(t *testing.T) {
 	t.Helper()
-	for _, tool := range []string{"apt-cache", "apt-get", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTool(t, "apt-cache", "apt")
+	testenv.RequireTool(t, "apt-get", "apt")
+	testenv.RequireTool(t, "dpkg-deb", "dpkg")
 }
 
 // TestFetchKernel fetches the real linux-image-amd64 into the shared cache
@@ -230,10 +229,7 @@ func TestBusybox(t *testing.T) {
 }
 
 func TestCheckStatic(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("sh not installed")
-	}
+	sh := testenv.RequireTool(t, "sh", "dash")
 	if err := CheckStatic(sh); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
 		t.Errorf("CheckStatic(%s) = %v, want dynamically linked", sh, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/paddock-vm/paddock/images/cpio"
 	"github.com/paddock-vm/paddock/images/debian"
 	"github.com/paddock-vm/paddock/images/internal/elftest"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // entry is what the tests look at in a built image.
@@ -43,8 +44,9 @@ func readImage(t *testing.T, r io.Reader) (map[string]entry, []string) {
 
 func hostBusybox(t *testing.T) string {
 	t.Helper()
+	testenv.Declare(t, testenv.Oracle)
 	if err := debian.CheckStatic(debian.HostBusybox); err != nil {
-		t.Skipf("static busybox (package busybox-static) not installed: %v", err)
+		testenv.Unavailable(t, "static busybox is not installed (Debian package busybox-static): %v", err)
 	}
 	return debian.HostBusybox
 }
@@ -190,9 +192,7 @@ func TestWriteFileGzipAndCpioOracle(t *testing.T) {
 	if string(img["a/b"].data) != "x" || img["init"].hdr.Mode != 0o755 {
 		t.Errorf("image content: %+v", img)
 	}
-	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio tool not installed")
-	}
+	testenv.RequireTool(t, "cpio", "cpio")
 	cmd := exec.Command("cpio", "-it", "--quiet")
 	cmd.Stdin = bytes.NewReader(plain)
 	out, err := cmd.Output()

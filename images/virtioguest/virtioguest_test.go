@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/images/cache"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 func TestScripts(t *testing.T) {
@@ -31,13 +32,8 @@ func TestScripts(t *testing.T) {
 }
 
 func TestHostFiles(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("sh is not installed")
-	}
-	if _, err := exec.LookPath("ldd"); err != nil {
-		t.Skip("ldd (libc-bin) is not installed")
-	}
+	sh := testenv.RequireTool(t, "sh", "dash")
+	testenv.RequireTool(t, "ldd", "libc-bin")
 	files, err := HostFiles(context.Background(), sh)
 	if err != nil {
 		t.Fatal(err)
@@ -57,9 +53,7 @@ func TestHostFiles(t *testing.T) {
 // TestVTool builds vtool and moves a file through it over loopback, and
 // reads a disk image with it.
 func TestVTool(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is not installed")
-	}
+	testenv.RequireTool(t, "gcc", "gcc")
 	vtool, err := BuildVTool(context.Background(), cache.New(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)

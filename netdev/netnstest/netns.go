@@ -7,12 +7,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,16 +24,12 @@ type NS struct {
 }
 
 // New creates a namespace for the test and removes it at cleanup. It
-// skips the test when `ip` is missing or the process lacks
-// CAP_NET_ADMIN.
+// ends the test (internal/testenv: a skip outside CI, a failure in CI)
+// when `ip` is missing or the process is not root.
 func New(t testing.TB) *NS {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip (iproute2) is not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root (CAP_NET_ADMIN)")
-	}
+	testenv.RequireTool(t, "ip", "iproute2")
+	testenv.RequireRoot(t, "network namespaces need CAP_NET_ADMIN")
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)

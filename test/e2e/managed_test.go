@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestManagedLifecycle drives one VM through every managed command, and
@@ -113,7 +114,7 @@ func TestManagedLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.ok("inspect", "web")), &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != store.ExitKill || !strings.HasSuffix(info.Config.Kernel, "/counter.elf") || info.Paths.Dir != e.vm("web").Dir {
+	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != exit.Kill || !strings.HasSuffix(info.Config.Kernel, "/counter.elf") || info.Paths.Dir != e.vm("web").Dir {
 		t.Errorf("inspect after kill: %+v", info)
 	}
 
@@ -139,7 +140,7 @@ func TestManagedUsage(t *testing.T) {
 		{[]string{"inspect", "a", "b"}, "paddock: inspect needs one VM name, got 2 arguments (usage: paddock inspect NAME)\n"},
 		{[]string{"ls", "extra"}, "paddock: ls takes no arguments, got \"extra\" (usage: paddock ls [--json] [--label KEY=VALUE]...)\n"},
 		{[]string{"ls", "--bogus"}, "paddock: unknown flag: --bogus (see paddock ls --help)\n"},
-		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: time: invalid duration \"soon\" (see paddock stop --help)\n"},
+		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: want seconds (10) or a duration (90s, 2m), got \"soon\" (see paddock stop --help)\n"},
 		{[]string{"stop", "x", "--timeout", "-1s"}, "paddock: --timeout -1s: want 0 to 24h0m0s\n"},
 		{[]string{"create", "-f", "x.yaml", "--name", "Bad_Name"}, "paddock: --name \"Bad_Name\": a VM name is a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')\n"},
 		{[]string{"logs", "x", "--tail", "-3"}, "paddock: --tail -3: want a line count, 0 for all\n"},
@@ -241,7 +242,7 @@ func checkOneWins(t *testing.T, what string, res []result, allowed map[int]*rege
 func TestManagedVMMKilled(t *testing.T) {
 	e := newManagedEnv(t)
 	e.ok("up", "-f", e.guestVM("web", "counter", ""))
-	e.waitConsole("web", "counting\n")
+	e.waitConsoleLog("web", "counting\n")
 	pid := e.ls()["web"].PID
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -251,7 +252,7 @@ func TestManagedVMMKilled(t *testing.T) {
 		t.Errorf("ls after SIGKILL:\n%s", out)
 	}
 	x := e.ls()["web"].LastExit
-	if x == nil || x.Reason != store.ExitVMMDied || x.Detail != fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", pid) ||
+	if x == nil || x.Reason != exit.VMMDied || x.Detail != fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", pid) ||
 		len(x.ConsoleTail) == 0 || x.ConsoleTail[len(x.ConsoleTail)-1] != "counting" || len(x.VMMLogTail) == 0 {
 		t.Errorf("last exit after SIGKILL: %+v", x)
 	}
@@ -269,22 +270,34 @@ func TestManagedVMMKilled(t *testing.T) {
 }
 
 // TestManagedStartFailure checks that a VMM that cannot start the guest
-// reports why and leaves the VM as it was.
+// reports why and leaves the VM as it was, and that start validates the
+// stored spec again (its files may have changed since create).
 func TestManagedStartFailure(t *testing.T) {
 	e := newManagedEnv(t)
-	kernel := e.dir + "/vmlinux"
+	kernel, initrd := e.dir+"/vmlinux", e.dir+"/initrd.img"
 	f := e.guestVM("bad", "counter", "")
 	data, _ := os.ReadFile(e.dir + "/counter.elf")
 	os.WriteFile(kernel, data, 0o644)
-	os.WriteFile(f, []byte("name: bad\nmemory: 64MiB\nkernel: vmlinux\n"), 0o644)
+	os.WriteFile(initrd, []byte("070701"), 0o644)
+	os.WriteFile(f, []byte("name: bad\nmemory: 32MiB\nkernel: vmlinux\ninitrd: initrd.img\n"), 0o644)
 	e.ok("create", "-f", f)
-	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
-	e.fails(1, "paddock: start VM 'bad': kernel "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)\n", "start", "bad")
+	// An initrd larger than the VM's RAM passes validation; the VMM's
+	// loader refuses it.
+	os.Truncate(initrd, 64<<20)
+	_, errOut, status := e.paddock("start", "bad")
+	if status != 1 || !strings.HasPrefix(errOut, "paddock: start VM 'bad': ") || !strings.Contains(errOut, "does not fit") {
+		t.Errorf("start with an initrd larger than RAM: %d %q", status, errOut)
+	}
 	if st := e.state("bad"); st != "created" {
 		t.Errorf("state after the failed start: %s", st)
 	}
+	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
+	_, errOut, status = e.paddock("start", "bad")
+	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)") {
+		t.Errorf("start with a kernel that is not one: %d %q", status, errOut)
+	}
 	os.Remove(kernel)
-	_, errOut, status := e.paddock("start", "bad")
+	_, errOut, status = e.paddock("start", "bad")
 	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": no such file or directory") {
 		t.Errorf("start without the kernel: %d %q", status, errOut)
 	}
@@ -305,7 +318,7 @@ func TestManagedRestart(t *testing.T) {
 		LastExit *store.Exit `json:"last_exit"`
 	}
 	json.Unmarshal([]byte(e.ok("inspect", "crash")), &info)
-	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != store.ExitStop {
+	if info.State != "stopped" || info.LastExit == nil || info.LastExit.Reason != exit.Stop {
 		t.Errorf("after stop: %+v", info)
 	}
 	log := e.ok("logs", "crash")
@@ -375,7 +388,7 @@ func TestManagedVMMSignal(t *testing.T) {
 	}
 	e.waitVMMGone("btn")
 	x := e.ls()["btn"].LastExit
-	if x == nil || x.Reason != store.ExitStop || x.How != "acpi" {
+	if x == nil || x.Reason != exit.Stop || x.How != "acpi" {
 		t.Errorf("after SIGTERM: %+v", x)
 	}
 }
@@ -393,7 +406,8 @@ func TestManagedDiskInUse(t *testing.T) {
 	e.ok("create", "-f", e.guestVM("two", "counter", disk))
 	e.ok("up", "-f", e.guestVM("one", "counter", disk))
 	_, errOut, status := e.paddock("start", "two")
-	if status != 1 || !strings.Contains(errOut, "disks[0].path: "+img+" is in use by another VM") {
+	holder := fmt.Sprintf(`VM "one" (pid %d)`, e.ls()["one"].PID)
+	if status != 1 || !strings.Contains(errOut, "disks[0].path: "+img+" is in use: "+holder+" writes it") {
 		t.Errorf("start of a second VM on the same disk: %d %q", status, errOut)
 	}
 	e.ok("kill", "one")

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/images/virtioguest"
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/test/lab"
 )
 
@@ -98,12 +99,8 @@ mark "img.ro-unchanged $?"
 func virtioHostTools(ctx context.Context, t testing.TB) map[string]lab.File {
 	t.Helper()
 	var bins []string
-	for _, name := range []string{"qemu-img", "debugfs"} {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			t.Skipf("%s is not installed (qemu-utils, e2fsprogs)", name)
-		}
-		bins = append(bins, p)
+	for _, tool := range [][2]string{{"qemu-img", "qemu-utils"}, {"debugfs", "e2fsprogs"}} {
+		bins = append(bins, testenv.RequireTool(t, tool[0], tool[1]))
 	}
 	files, err := virtioguest.HostFiles(ctx, bins...)
 	if err != nil {
@@ -125,11 +122,8 @@ func virtioHostTools(ctx context.Context, t testing.TB) map[string]lab.File {
 // raw contents.
 func ext4Image(t testing.TB, dir, name string, sizeMiB int, files map[string]string, qcow2 bool) (string, string) {
 	t.Helper()
-	for _, tool := range []string{"mkfs.ext4", "qemu-img"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (e2fsprogs, qemu-utils)", tool)
-		}
-	}
+	testenv.RequireTool(t, "mkfs.ext4", "e2fsprogs")
+	testenv.RequireTool(t, "qemu-img", "qemu-utils")
 	content := filepath.Join(dir, name+".d")
 	if err := os.MkdirAll(content, 0o755); err != nil {
 		t.Fatal(err)

@@ -95,7 +95,7 @@ func median[T cmp.Ordered](xs []T) T {
 
 // BenchmarkVMMStart: exec of the VMM to the guest's first instruction (its
 // first OUT to the serial port reaching the VMM's stdout), median of
-// benchRuns starts. DESIGN.md's target: <= 10 ms.
+// benchRuns starts. Its target is in docs/architecture.md.
 func BenchmarkVMMStart(b *testing.B) {
 	e := newManagedEnv(b)
 	elf := testguest.Build(b, "first")
@@ -118,8 +118,8 @@ func BenchmarkVMMStart(b *testing.B) {
 }
 
 // BenchmarkVMMMemory: the VMM's resident memory minus the guest RAM the
-// guest touched, sampled while an idle guest halts. DESIGN.md's target:
-// <= 15 MiB.
+// guest touched, sampled while an idle guest halts. Its target is in
+// docs/architecture.md.
 func BenchmarkVMMMemory(b *testing.B) {
 	e := newManagedEnv(b)
 	elf := testguest.Build(b, "idle")

@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/images/cpio"
 	"github.com/paddock-vm/paddock/images/initramfs"
+	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
 func TestParseMarker(t *testing.T) {
@@ -289,9 +290,8 @@ func TestShellJoin(t *testing.T) {
 // paddock against the configs package's own parser and validation.
 func TestPaddockYAML(t *testing.T) {
 	dir := t.TempDir()
-	kernel := filepath.Join(dir, "vmlinux")
+	kernel := testguest.BzImage(t, dir, "vmlinux")
 	initrd := filepath.Join(dir, "initrd.img")
-	os.WriteFile(kernel, []byte("k"), 0o644)
 	os.WriteFile(initrd, []byte("i"), 0o644)
 	g := L2{Name: "pvh", Kernel: kernel, Initrd: initrd, Cmdline: "console=ttyS0 quiet paddock.script=boot", CPUs: 2}
 	files := Paddock{}.Files(g)

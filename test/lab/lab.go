@@ -3,15 +3,16 @@
 // real SVM /dev/kvm, and runs scenario scripts there: paddock (and QEMU
 // as the peer to compare with) booting a stock Debian kernel as "L2".
 //
-// This host's own /dev/kvm cannot boot a stock kernel (see HOST.md); the
-// lab is how paddock is proven against real guests. Results leave L1 on
-// its serial console as "@@LAB key value" marker lines, which Run parses
-// into a Result with host timestamps.
+// This host's own /dev/kvm cannot boot a stock kernel (docs/hosts.md);
+// the lab is how paddock is proven against real guests (docs/lab.md).
+// Results leave L1 on its serial console as "@@LAB key value" marker
+// lines, which Run parses into a Result with host timestamps.
 //
-// From tests, New(t) gives a Lab that skips the test when a tool is
-// missing and saves the transcript of failed runs; one built L1 image is
-// shared by all tests of a package, and one L1 boot can run several
-// scenarios' steps (Scenario.Steps).
+// From tests, New(t) gives a Lab that ends the test when a tool is
+// missing (a skip outside CI, a failure in CI) and saves the transcript
+// of failed runs; one built L1 image is shared by all tests of a
+// package, and one L1 boot can run several scenarios' steps
+// (Scenario.Steps).
 package lab
 
 import (
@@ -51,7 +52,7 @@ type Options struct {
 	// froze, or vanished in the middle without a word from its kernel
 	// (and only then); default 2. TCG's emulated AMD-V very rarely loses
 	// an interrupt and leaves L1 halted for ever, or resets L1 on the
-	// spot while L2 runs (HOST.md's lab is software all the way down; no
+	// spot while L2 runs (the lab is software all the way down, docs/lab.md; no
 	// L1 process can reset L1 silently). A kernel panic or oops in L1 is
 	// not retried. Retries are reported in Result.Froze.
 	Attempts int

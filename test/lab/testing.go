@@ -12,6 +12,7 @@ import (
 
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/debian"
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // Environment variables that tune lab tests.
@@ -37,15 +38,18 @@ var testImages = struct {
 }{}
 
 // New returns a Lab for a test or benchmark with default options. It
-// skips tb, naming the tool, when one the lab needs is not installed; it
-// shares the built L1 image with every other Lab from New in the process;
+// declares tb a lab test and ends it, naming the tool, when one the lab
+// needs is not installed (internal/testenv: a skip outside CI, a failure
+// in CI); it shares the built L1 image with every other Lab from New in
+// the process;
 // and if tb fails, its cleanup writes the transcript of each of tb's runs
 // to a file ($PADDOCK_LAB_LOGS or $TMPDIR/paddock-lab-logs) and logs its
 // tail.
 func New(tb testing.TB) *Lab {
 	tb.Helper()
+	testenv.Declare(tb, testenv.Lab)
 	if missing := MissingTool(); missing != "" {
-		tb.Skip(missing)
+		testenv.Unavailable(tb, "%s", missing)
 	}
 	var m Machine
 	if v := os.Getenv(EnvL1CPUs); v != "" {

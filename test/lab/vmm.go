@@ -60,7 +60,7 @@ type VMM interface {
 }
 
 // QEMU is the peer VMM: QEMU's microvm with direct kernel boot on L1's
-// /dev/kvm (HOST.md's measured configuration), with qboot, QEMU's
+// /dev/kvm (the configuration docs/hosts.md measured), with qboot, QEMU's
 // minimal firmware, which loads the kernel itself. (microvm's default
 // SeaBIOS needs the option ROMs that x-option-roms=off leaves out to load
 // a kernel: QEMU 10 then never starts the guest.)

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // The oracle for these tests is ACPICA, the ACPI implementation inside
@@ -18,11 +20,7 @@ import (
 
 func lookTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s is not installed (Debian package acpica-tools)", name)
-	}
-	return p
+	return testenv.RequireTool(t, name, "acpica-tools")
 }
 
 // writeTables writes each table of blob to DIR/SIG.dat and returns the paths.

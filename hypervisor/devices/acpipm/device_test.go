@@ -2,41 +2,21 @@ package acpipm
 
 import (
 	"encoding/binary"
-	"errors"
-	"sync"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 )
-
-type line struct {
-	mu    sync.Mutex
-	level bool
-}
-
-func (l *line) SetLevel(high bool) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.level = high
-	return nil
-}
-
-func (l *line) Pulse() error { return errors.New("the SCI is level-triggered") }
-
-func (l *line) high() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.level
-}
 
 type rig struct {
 	t                *testing.T
 	pm               *PM
-	sci              *line
+	sci              *devicestest.Line
 	powerOff, resets int
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{t: t, sci: &line{}}
+	r := &rig{t: t, sci: devicestest.NewLine()}
 	cfg := DefaultConfig()
 	cfg.SCI = r.sci
 	cfg.OnPowerOff = func() { r.powerOff++ }
@@ -142,41 +122,41 @@ func TestPowerButton(t *testing.T) {
 	const sts, en = DefaultEventPort, DefaultEventPort + 2
 	r := newRig(t)
 	r.pm.PressPowerButton()
-	if r.sci.high() {
+	if r.sci.High() {
 		t.Fatal("SCI raised with PWRBTN_EN clear")
 	}
 	if got := r.inw(sts); got != pwrbtn {
 		t.Fatalf("PM1_STS = %#04x after a press, want PWRBTN_STS", got)
 	}
 	r.outw(en, pwrbtn)
-	if !r.sci.high() {
+	if !r.sci.High() {
 		t.Fatal("enabling PWRBTN_EN with the status set did not raise the SCI")
 	}
 	if got := r.inw(en); got != pwrbtn {
 		t.Fatalf("PM1_EN reads %#04x, want %#04x", got, pwrbtn)
 	}
 	r.outw(sts, 0) // writing 0 clears nothing
-	if !r.sci.high() {
+	if !r.sci.High() {
 		t.Fatal("writing 0 to PM1_STS cleared the event")
 	}
 	r.outw(sts, pwrbtn) // the OS acknowledges
-	if r.sci.high() {
+	if r.sci.High() {
 		t.Fatal("SCI still high after PWRBTN_STS was cleared")
 	}
 	if got := r.inw(sts); got != 0 {
 		t.Fatalf("PM1_STS = %#04x after clearing", got)
 	}
 	r.pm.PressPowerButton()
-	if !r.sci.high() {
+	if !r.sci.High() {
 		t.Fatal("second press did not raise the SCI")
 	}
 	r.pm.WritePort(en+1, []byte{0}) // disable, high byte only
-	if r.sci.high() {
+	if r.sci.High() {
 		t.Fatal("SCI still high after PWRBTN_EN was cleared")
 	}
 	r.pm.Reset()
-	if got := r.inw(sts); got != 0 || r.sci.high() {
-		t.Fatalf("after reset PM1_STS = %#04x, SCI high %v", got, r.sci.high())
+	if got := r.inw(sts); got != 0 || r.sci.High() {
+		t.Fatalf("after reset PM1_STS = %#04x, SCI high %v", got, r.sci.High())
 	}
 }
 
@@ -236,7 +216,7 @@ func TestSaveRestore(t *testing.T) {
 	if q.pm.Save() != st {
 		t.Fatalf("state after restore = %+v, want %+v", q.pm.Save(), st)
 	}
-	if !q.sci.high() {
+	if !q.sci.High() {
 		t.Fatal("pending power button event not restored onto the SCI")
 	}
 	for _, bad := range []State{{Status: 0x0001}, {Enable: 0x0002}, {Control: cntSlpEn}} {
@@ -265,8 +245,8 @@ func FuzzPorts(f *testing.F) {
 			powerOff, resets := r.powerOff, r.resets
 			r.pm.WritePort(port, data)
 			st := r.pm.Save()
-			if r.sci.high() != (st.Status&st.Enable != 0) {
-				t.Fatalf("SCI high = %v with PM1_STS %#04x PM1_EN %#04x", r.sci.high(), st.Status, st.Enable)
+			if r.sci.High() != (st.Status&st.Enable != 0) {
+				t.Fatalf("SCI high = %v with PM1_STS %#04x PM1_EN %#04x", r.sci.High(), st.Status, st.Enable)
 			}
 			if r.powerOff > powerOff+1 || r.resets > resets+len(data) {
 				t.Fatalf("one write caused %d power-offs and %d resets", r.powerOff-powerOff, r.resets-resets)
@@ -295,7 +275,7 @@ func TestEnablesStick(t *testing.T) {
 		if got := r.inw(DefaultEventPort + 2); got != bit {
 			t.Errorf("PM1_EN reads %#04x after writing %#04x", got, bit)
 		}
-		if r.sci.high() {
+		if r.sci.High() {
 			t.Errorf("SCI raised by enabling %#04x with no event pending", bit)
 		}
 	}

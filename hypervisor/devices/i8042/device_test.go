@@ -1,46 +1,21 @@
 package i8042
 
 import (
-	"errors"
 	"reflect"
-	"sync"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 )
-
-// line is an InterruptLine that records its level and low-to-high edges.
-type line struct {
-	mu    sync.Mutex
-	level bool
-	edges int
-}
-
-func (l *line) SetLevel(high bool) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if high && !l.level {
-		l.edges++
-	}
-	l.level = high
-	return nil
-}
-
-func (l *line) Pulse() error { return errors.New("the i8042 drives its lines level-style") }
-
-func (l *line) high() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.level
-}
 
 type rig struct {
 	t        *testing.T
 	c        *Controller
-	kbd, aux *line
+	kbd, aux *devicestest.Line
 	resets   int
 }
 
 func newRig(t *testing.T) *rig {
-	r := &rig{t: t, kbd: &line{}, aux: &line{}}
+	r := &rig{t: t, kbd: devicestest.NewLine(), aux: devicestest.NewLine()}
 	r.c = New(r.kbd, r.aux, func() { r.resets++ })
 	return r
 }
@@ -146,14 +121,14 @@ func TestLinuxProbe(t *testing.T) {
 	ctr = (ctr &^ ctrAuxDis) | ctrAuxInt
 	r.command(cmdWriteRAM, []byte{ctr}, 0)
 	r.command(cmdWriteAuxBuf, []byte{0xa5}, 0)
-	if !r.aux.high() || r.kbd.high() {
-		t.Fatalf("after AUX_LOOP with AUXINT: aux line %v, keyboard line %v; want only aux", r.aux.high(), r.kbd.high())
+	if !r.aux.High() || r.kbd.High() {
+		t.Fatalf("after AUX_LOOP with AUXINT: aux line %v, keyboard line %v; want only aux", r.aux.High(), r.kbd.High())
 	}
 	st := r.inb(CommandPort)
 	if st&(statusOBF|statusAuxData) != statusOBF|statusAuxData || r.inb(DataPort) != 0xa5 {
 		t.Fatalf("the IRQ handler does not find 0xa5 from the aux port (status %#x)", st)
 	}
-	if r.aux.high() {
+	if r.aux.High() {
 		t.Fatal("aux line still high after the byte was read")
 	}
 
@@ -179,20 +154,20 @@ func TestLinuxProbe(t *testing.T) {
 	// i8042_enable_kbd_port, then atkbd's GETID to the absent keyboard.
 	ctr = (ctr &^ ctrKbdDis) | ctrKbdInt
 	r.command(cmdWriteRAM, []byte{ctr}, 0)
-	edges := r.kbd.edges
+	edges := r.kbd.Edges()
 	r.waitWrite()
 	r.outb(DataPort, 0xf2)
 	st = r.inb(CommandPort)
 	if st&(statusOBF|statusTimeout|statusAuxData) != statusOBF|statusTimeout {
 		t.Fatalf("status %#x after a byte to the absent keyboard", st)
 	}
-	if r.kbd.edges != edges+1 {
+	if r.kbd.Edges() != edges+1 {
 		t.Fatal("no keyboard interrupt for the time-out")
 	}
 	if got := r.inb(DataPort); got != noDeviceAnswer {
 		t.Fatalf("absent keyboard answered %#x, want %#x", got, noDeviceAnswer)
 	}
-	if r.kbd.high() || r.aux.high() {
+	if r.kbd.High() || r.aux.High() {
 		t.Fatal("a line is still high with the output buffer empty")
 	}
 	if r.resets != 0 {
@@ -322,15 +297,15 @@ func TestInterruptEnables(t *testing.T) {
 	r := newRig(t)
 	r.command(cmdWriteRAM, []byte{0}, 0) // both interrupts off
 	r.outb(DataPort, 0xee)
-	if r.kbd.high() {
+	if r.kbd.High() {
 		t.Fatal("keyboard line high with KBDINT clear")
 	}
 	r.command(cmdWriteRAM, []byte{ctrKbdInt}, 0)
-	if !r.kbd.high() {
+	if !r.kbd.High() {
 		t.Fatal("enabling KBDINT with a byte waiting did not raise the line")
 	}
 	r.inb(DataPort)
-	if r.kbd.high() {
+	if r.kbd.High() {
 		t.Fatal("keyboard line high after the byte was read")
 	}
 }
@@ -352,7 +327,7 @@ func TestSaveRestore(t *testing.T) {
 	if !reflect.DeepEqual(q.c.Save(), st) {
 		t.Fatalf("state after restore = %+v, want %+v", q.c.Save(), st)
 	}
-	if !q.aux.high() || q.kbd.high() {
+	if !q.aux.High() || q.kbd.High() {
 		t.Fatal("restored lines do not match the aux byte at the head of the buffer")
 	}
 	q.outb(DataPort, 0x03) // the pending output-port write completes
@@ -421,8 +396,8 @@ func FuzzPorts(f *testing.F) {
 			if n > queueDepth {
 				t.Fatalf("output buffer holds %d bytes", n)
 			}
-			if r.kbd.high() != kbd || r.aux.high() != aux {
-				t.Fatalf("lines kbd %v aux %v, state implies %v %v", r.kbd.high(), r.aux.high(), kbd, aux)
+			if r.kbd.High() != kbd || r.aux.High() != aux {
+				t.Fatalf("lines kbd %v aux %v, state implies %v %v", r.kbd.High(), r.aux.High(), kbd, aux)
 			}
 		}
 	})

@@ -1,11 +1,12 @@
 package rtc
 
 import (
-	"errors"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 )
 
 // clock is a fake host clock with fake timers that fire only when the
@@ -86,48 +87,6 @@ func (c *clock) armed() int {
 	return n
 }
 
-// line is an InterruptLine that records its level and edges and lets a
-// test wait for a level.
-type line struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	level bool
-	edges int
-}
-
-func newLine() *line {
-	l := &line{}
-	l.cond = sync.NewCond(&l.mu)
-	return l
-}
-
-func (l *line) SetLevel(high bool) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if high && !l.level {
-		l.edges++
-	}
-	l.level = high
-	l.cond.Broadcast()
-	return nil
-}
-
-func (l *line) Pulse() error { return errors.New("the RTC drives IRQ 8 level-style") }
-
-func (l *line) high() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.level
-}
-
-func (l *line) wait(level bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for l.level != level {
-		l.cond.Wait()
-	}
-}
-
 // start is Saturday 2026-03-14 15:09:26.5 UTC.
 var start = time.Date(2026, 3, 14, 15, 9, 26, 500_000_000, time.UTC)
 
@@ -135,12 +94,12 @@ type rig struct {
 	t   *testing.T
 	r   *RTC
 	clk *clock
-	irq *line
+	irq *devicestest.Line
 }
 
 func newRig(t *testing.T, at time.Time) *rig {
 	clk := &clock{t: at}
-	irq := newLine()
+	irq := devicestest.NewLine()
 	r := newRTC(Config{IRQ: irq, Now: clk.now, LowMemory: 512 << 20}, clk.afterFunc)
 	t.Cleanup(r.Close)
 	return &rig{t, r, clk, irq}
@@ -466,23 +425,23 @@ func TestInterrupts(t *testing.T) {
 		g := newRig(t, start)
 		g.cmosWrite(resetB|bUIE, regB)
 		g.clk.advance(400 * time.Millisecond)
-		if g.irq.high() {
+		if g.irq.High() {
 			t.Fatal("IRQ 8 raised before the second ended")
 		}
 		g.clk.advance(100 * time.Millisecond)
-		if !g.irq.high() {
+		if !g.irq.High() {
 			t.Fatal("IRQ 8 not raised at the update")
 		}
 		// PF is set too: the periodic flag runs at 1024 Hz, enabled or not.
 		if c := g.cmosRead(regC); c&(cIRQF|cUF|cAF) != cIRQF|cUF {
 			t.Fatalf("register C = %#x, want IRQF|UF", c)
 		}
-		if g.irq.high() {
+		if g.irq.High() {
 			t.Fatal("reading register C did not lower IRQ 8")
 		}
 		g.clk.advance(time.Second)
-		if !g.irq.high() || g.irq.edges != 2 {
-			t.Fatalf("second update: line %v after %d edges", g.irq.high(), g.irq.edges)
+		if !g.irq.High() || g.irq.Edges() != 2 {
+			t.Fatalf("second update: line %v after %d edges", g.irq.High(), g.irq.Edges())
 		}
 	})
 	t.Run("alarm", func(t *testing.T) {
@@ -492,22 +451,22 @@ func TestInterrupts(t *testing.T) {
 		g.cmosWrite(0xff, regHoursAlarm) // any hour
 		g.cmosWrite(resetB|bAIE, regB)
 		g.clk.advance(3 * time.Second) // 15:09:29.5
-		if g.irq.high() {
+		if g.irq.High() {
 			t.Fatal("alarm fired early")
 		}
 		g.clk.advance(time.Second) // 15:09:30.5
-		if !g.irq.high() {
+		if !g.irq.High() {
 			t.Fatal("alarm did not fire at 15:09:30")
 		}
 		if c := g.cmosRead(regC); c&(cIRQF|cAF) != cIRQF|cAF {
 			t.Fatalf("register C = %#x, want IRQF|AF", c)
 		}
 		g.clk.advance(59 * time.Minute) // next match is 16:09:30
-		if g.irq.high() {
+		if g.irq.High() {
 			t.Fatal("alarm fired before the next matching hour")
 		}
 		g.clk.advance(time.Minute)
-		if !g.irq.high() {
+		if !g.irq.High() {
 			t.Fatal("alarm did not fire at 16:09:30")
 		}
 	})
@@ -516,11 +475,11 @@ func TestInterrupts(t *testing.T) {
 		g.cmosWrite(dividerNorm|0x0f, regA)
 		g.cmosWrite(resetB|bPIE, regB)
 		g.clk.advance(499 * time.Millisecond)
-		if g.irq.high() {
+		if g.irq.High() {
 			t.Fatal("periodic interrupt before its period")
 		}
 		g.clk.advance(time.Millisecond)
-		if !g.irq.high() {
+		if !g.irq.High() {
 			t.Fatal("no periodic interrupt after 500 ms at 2 Hz")
 		}
 		if c := g.cmosRead(regC); c&(cIRQF|cPF) != cIRQF|cPF {
@@ -544,7 +503,7 @@ func TestInterrupts(t *testing.T) {
 		if c := g.cmosRead(regC); c != cUF|cAF|cPF {
 			t.Fatalf("register C = %#x after passing hh:mm:26, want UF|AF|PF", c)
 		}
-		if g.irq.edges != 0 {
+		if g.irq.Edges() != 0 {
 			t.Fatal("IRQ 8 raised with interrupts disabled")
 		}
 	})
@@ -566,7 +525,7 @@ func TestInterrupts(t *testing.T) {
 		g.cmosWrite(resetB|bUIE, regB)
 		g.clk.advance(time.Second)
 		g.r.Reset()
-		if g.irq.high() || g.cmosRead(regB)&bUIE != 0 || g.cmosRead(regC) != 0 {
+		if g.irq.High() || g.cmosRead(regB)&bUIE != 0 || g.cmosRead(regC) != 0 {
 			t.Fatal("reset left an interrupt enabled or pending")
 		}
 		if n := g.clk.armed(); n != 0 {
@@ -578,14 +537,14 @@ func TestInterrupts(t *testing.T) {
 // TestHostTimer runs the periodic interrupt on the real host clock and
 // timers, at 8192 Hz, through a few acknowledge cycles.
 func TestHostTimer(t *testing.T) {
-	irq := newLine()
+	irq := devicestest.NewLine()
 	r := New(Config{IRQ: irq})
 	defer r.Close()
 	g := &rig{t: t, r: r}
 	g.cmosWrite(dividerNorm|0x03, regA)
 	g.cmosWrite(resetB|bPIE, regB)
 	for range 3 {
-		irq.wait(true)
+		irq.Wait(true)
 		if c := g.cmosRead(regC); c&(cIRQF|cPF) != cIRQF|cPF {
 			t.Fatalf("register C = %#x, want IRQF|PF", c)
 		}
@@ -609,7 +568,7 @@ func TestSaveRestore(t *testing.T) {
 	if err := h.r.Restore(st); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if !h.irq.high() {
+	if !h.irq.High() {
 		t.Fatal("pending update interrupt not restored onto the line")
 	}
 	want := time.Date(2040, 6, 7, 9, 9, 10, 0, time.UTC)
@@ -663,8 +622,8 @@ func FuzzCMOS(f *testing.F) {
 			g.r.mu.Lock()
 			want := g.r.irqPending()
 			g.r.mu.Unlock()
-			if g.irq.high() != want {
-				t.Fatalf("IRQ 8 high = %v, register C implies %v", g.irq.high(), want)
+			if g.irq.High() != want {
+				t.Fatalf("IRQ 8 high = %v, register C implies %v", g.irq.High(), want)
 			}
 		}
 	})

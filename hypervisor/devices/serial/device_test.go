@@ -10,51 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 )
-
-// line is an InterruptLine that records its level and lets a test wait
-// for a level.
-type line struct {
-	mu    sync.Mutex
-	cond  *sync.Cond
-	level bool
-	edges int // low-to-high transitions
-	err   error
-}
-
-func newLine() *line {
-	l := &line{}
-	l.cond = sync.NewCond(&l.mu)
-	return l
-}
-
-func (l *line) SetLevel(high bool) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if high && !l.level {
-		l.edges++
-	}
-	l.level = high
-	l.cond.Broadcast()
-	return l.err
-}
-
-func (l *line) Pulse() error { return errors.New("the UART drives its line level-style") }
-
-func (l *line) high() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.level
-}
-
-// wait blocks until the line is at level.
-func (l *line) wait(level bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for l.level != level {
-		l.cond.Wait()
-	}
-}
 
 // lockedBuffer is a writer the test can read while the UART writes it.
 type lockedBuffer struct {
@@ -98,9 +56,9 @@ func (g guest) putc(c byte) {
 	g.out(regData, c)
 }
 
-func newUART(t *testing.T, out io.Writer) (guest, *line) {
+func newUART(t *testing.T, out io.Writer) (guest, *devicestest.Line) {
 	t.Helper()
-	l := newLine()
+	l := devicestest.NewLine()
 	s := New(COM1Port, l, out)
 	t.Cleanup(func() { s.Close() })
 	return guest{t, s}, l
@@ -293,7 +251,7 @@ func TestLinuxAutoconfig(t *testing.T) {
 	if out.String() != "" {
 		t.Fatalf("loopback traffic leaked to the host: %q", out.String())
 	}
-	if l.high() {
+	if l.High() {
 		t.Fatal("IRQ line high after the probe, with interrupts disabled")
 	}
 }
@@ -337,7 +295,7 @@ func TestLinuxStartupTHRE(t *testing.T) {
 
 	// UART_BUG_TXEN probe.
 	g.out(regIER, ierTHRI)
-	if !l.high() {
+	if !l.High() {
 		t.Fatal("enabling THRI with THR empty and OUT2 set did not raise the IRQ")
 	}
 	lsr := g.in(regLSR)
@@ -346,7 +304,7 @@ func TestLinuxStartupTHRE(t *testing.T) {
 	if lsr&lsrTEMT != 0 && iir&iirNone != 0 {
 		t.Fatal("no THRE interrupt on enabling THRI: Linux would set UART_BUG_TXEN")
 	}
-	if l.high() {
+	if l.High() {
 		t.Fatal("IRQ line still high after IIR acknowledged THRE and THRI was disabled")
 	}
 }
@@ -413,7 +371,7 @@ func TestTHREInterrupt(t *testing.T) {
 						t.Fatalf("step %d: IIR = %#x, want %#x", i, got, st.wantIIR)
 					}
 				}
-				if got := l.high(); got != st.wantIRQ {
+				if got := l.High(); got != st.wantIRQ {
 					t.Fatalf("step %d: IRQ line high = %v, want %v", i, got, st.wantIRQ)
 				}
 			}
@@ -441,14 +399,14 @@ func TestReceiveInterrupt(t *testing.T) {
 			g.out(regIIR, tc.fcr)
 			g.out(regMCR, mcrOUT2)
 			g.out(regIER, ierRDI)
-			if l.high() {
+			if l.High() {
 				t.Fatal("IRQ high before any input")
 			}
 			n := g.s.Enqueue([]byte(tc.input))
 			if n != tc.wantN {
 				t.Fatalf("Enqueue took %d bytes, want %d", n, tc.wantN)
 			}
-			if !l.high() {
+			if !l.High() {
 				t.Fatal("IRQ not raised by received data")
 			}
 			iir := g.in(regIIR)
@@ -465,7 +423,7 @@ func TestReceiveInterrupt(t *testing.T) {
 			if string(got) != tc.input[:n] {
 				t.Fatalf("guest read %q, want %q", got, tc.input[:n])
 			}
-			if l.high() {
+			if l.High() {
 				t.Fatal("IRQ still high after the FIFO was drained")
 			}
 		})
@@ -535,7 +493,7 @@ func TestOverflowPolicy(t *testing.T) {
 			t.Fatal("TEMT set while the transmitter is busy")
 		}
 		g.out(regIER, ierTHRI)
-		if l.high() {
+		if l.High() {
 			t.Fatal("THRE interrupt while the transmitter is busy")
 		}
 		// A guest that ignores THRE fills the buffer, then loses bytes.
@@ -547,7 +505,7 @@ func TestOverflowPolicy(t *testing.T) {
 			t.Fatalf("Dropped = %d, want 5", d)
 		}
 		w.release()
-		l.wait(true) // the writer drained: THRE interrupt
+		l.Wait(true) // the writer drained: THRE interrupt
 		if iir := g.in(regIIR) & 0x0f; iir != iirTHRI {
 			t.Fatalf("IIR = %#x after the writer caught up, want THRE", iir)
 		}
@@ -654,11 +612,11 @@ func TestModemStatus(t *testing.T) {
 		if iir := g.in(regIIR) & 0x0f; iir != iirMSI {
 			t.Fatalf("IIR = %#x, want modem status %#x", iir, iirMSI)
 		}
-		if !l.high() {
+		if !l.High() {
 			t.Fatal("modem status interrupt not on the line")
 		}
 		g.in(regMSR)
-		if l.high() {
+		if l.High() {
 			t.Fatal("line still high after MSR was read")
 		}
 	})
@@ -706,7 +664,7 @@ func TestPump(t *testing.T) {
 	go func() {
 		defer close(guestDone)
 		for len(got) < len(input) {
-			l.wait(true)
+			l.Wait(true)
 			if g.in(regIIR)&iirNone != 0 {
 				continue
 			}
@@ -798,7 +756,7 @@ func TestSaveRestore(t *testing.T) {
 	if err := h.s.Restore(st); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
-	if !l.high() {
+	if !l.High() {
 		t.Fatal("Restore did not drive the pending interrupt onto the line")
 	}
 	if got := h.s.Save(); !equalState(got, st) {
@@ -852,7 +810,7 @@ func TestReset(t *testing.T) {
 	g.out(regIER, ierTHRI)
 	g.s.Enqueue([]byte("x"))
 	g.s.Reset()
-	if l.high() {
+	if l.High() {
 		t.Fatal("IRQ high after reset")
 	}
 	if lsr := g.in(regLSR); lsr != lsrTHRE|lsrTEMT {
@@ -870,7 +828,7 @@ func FuzzRegisters(f *testing.F) {
 	f.Add([]byte{0x0b, 0x01, 0x00, 0x02, 0x12, 0x0f, 0x20, 0x41, 0x09, 0x03})
 	f.Add([]byte{0x22, 0xc7, 0x24, 0x10, 0x20, 0xff, 0x20, 0x00, 0x05, 0x06, 0x02})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		l := newLine()
+		l := devicestest.NewLine()
 		s := New(COM1Port, l, io.Discard)
 		defer s.Close()
 		g := guest{t, s}
@@ -900,15 +858,15 @@ func FuzzRegisters(f *testing.F) {
 			if n > capacity {
 				t.Fatalf("receiver holds %d bytes, capacity %d", n, capacity)
 			}
-			if l.high() != want {
-				t.Fatalf("line high = %v, registers imply %v", l.high(), want)
+			if l.High() != want {
+				t.Fatalf("line high = %v, registers imply %v", l.High(), want)
 			}
 		}
 	})
 }
 
 func BenchmarkTransmit(b *testing.B) {
-	s := New(COM1Port, newLine(), io.Discard)
+	s := New(COM1Port, devicestest.NewLine(), io.Discard)
 	defer s.Close()
 	g := guest{nil, s}
 	g.out(regMCR, mcrOUT2)

@@ -300,11 +300,17 @@ func (p *PCI) reset() {
 	p.resetRegisters()
 }
 
-// fail puts the device into DEVICE_NEEDS_RESET and tells the driver. Safe
-// from device goroutines.
+// fail puts the device into DEVICE_NEEDS_RESET, stops every queue (the
+// device's Next returns false from now on, so none of its loops takes
+// another chain until the driver resets it, like QEMU's virtio_error
+// marking a device broken) and tells the driver. Safe from device
+// goroutines.
 func (p *PCI) fail(err error) {
 	if p.needsReset.Swap(true) {
 		return
+	}
+	for _, q := range p.queues {
+		q.Stop()
 	}
 	p.logf("%s: %v; the device needs a reset", p.name, err)
 	p.configInterrupt()

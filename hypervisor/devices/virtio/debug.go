@@ -31,7 +31,7 @@ func (p *PCI) WriteDebug(w io.Writer) {
 	p.mu.Lock()
 	status, active := p.status, p.active
 	p.mu.Unlock()
-	fmt.Fprintf(w, "%s: status %#x, active %v, needs reset %v\n", p.name, status, active, p.needsReset.Load())
+	fmt.Fprintf(w, "%s: status %#x, active %v, needs reset %v, %d log messages suppressed\n", p.name, status, active, p.needsReset.Load(), p.log.Suppressed())
 	s := &p.irq
 	s.mu.Lock()
 	fmt.Fprintf(w, "  MSI-X enabled %v, function mask %v, config vector %d, queue vectors %v, ISR %#x, INTx high %v\n",

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
 )
@@ -110,7 +111,7 @@ type rig struct {
 	pci  *virtio.PCI
 	mem  *virtiotest.Memory
 	irq  *virtiotest.Interrupts
-	intx *virtiotest.Line
+	intx *devicestest.Line
 	drv  *virtiotest.Driver
 	logs *logRecorder
 }
@@ -142,7 +143,7 @@ func newRig(t *testing.T, sizes ...uint16) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mem.Close() })
-	r := &rig{dev: &echo{sizes: sizes, feat: 1 << 3}, mem: mem, irq: virtiotest.NewInterrupts(len(sizes) + 1), intx: virtiotest.NewLine(), logs: &logRecorder{}}
+	r := &rig{dev: &echo{sizes: sizes, feat: 1 << 3}, mem: mem, irq: virtiotest.NewInterrupts(len(sizes) + 1), intx: devicestest.NewLine(), logs: &logRecorder{}}
 	r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: mem, MSIX: r.irq, INTx: r.intx, Logf: r.logs.logf})
 	if err != nil {
 		t.Fatal(err)
@@ -169,4 +170,21 @@ func (r *rig) init(t *testing.T, o virtiotest.Options) {
 	if err := r.drv.Init(o); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// echo sends msg through queue 0 of the echo device and returns what
+// came back.
+func (r *rig) echo(t *testing.T, msg string) string {
+	t.Helper()
+	q := r.drv.Queues[0]
+	out := r.mem.Alloc(uint64(len(msg)), 1)
+	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte(msg)), Len: uint32(len(msg))}, {Addr: out, Len: uint32(len(msg)), Write: true}}); err != nil {
+		t.Fatal(err)
+	}
+	r.drv.Kick(0)
+	u, err := q.WaitUsed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(r.mem.Read(out, uint64(u.Len)))
 }

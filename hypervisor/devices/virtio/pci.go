@@ -88,7 +88,8 @@ type PCIConfig struct {
 	// Name identifies the device in messages ("virtio-blk disks[0]").
 	Name string
 	// Logf reports what the guest got wrong (malformed rings, bad
-	// registers) and host errors delivering interrupts. Nil discards.
+	// registers) and host errors delivering interrupts, through a
+	// LogLimiter. Nil discards.
 	Logf func(format string, args ...any)
 }
 
@@ -107,7 +108,8 @@ type PCI struct {
 	dev      Device
 	mem      GuestMemory
 	name     string
-	logf     func(format string, args ...any)
+	log      *devices.LogLimiter
+	logf     func(format string, args ...any) // log.Printf
 	offered  uint64
 	queues   []*Queue
 	msixCap  int // offset of the MSI-X capability, 0 if none
@@ -155,13 +157,12 @@ func NewPCI(cfg PCIConfig) (*PCI, error) {
 		}
 	}
 	p := &PCI{
-		dev: cfg.Device, mem: cfg.Memory, name: name, logf: cfg.Logf,
+		dev: cfg.Device, mem: cfg.Memory, name: name,
 		offered:  cfg.Device.Features() | TransportFeatures,
 		msixSink: cfg.MSIX, intx: cfg.INTx,
 	}
-	if p.logf == nil {
-		p.logf = func(string, ...any) {}
-	}
+	p.log = NewLogLimiter(cfg.Logf, nil)
+	p.logf = p.log.Printf
 	if p.msixSink != nil {
 		p.nvec = cfg.Vectors
 		if p.nvec == 0 {
@@ -338,7 +339,7 @@ func (p *PCI) resetRegisters() {
 func (p *PCI) ConfigRead(offset int, data []byte) {
 	p.ConfigSpace.ConfigRead(offset, data)
 	if win := p.pciCfg + 16; offset < win+4 && offset+len(data) > win {
-		bar, off, n, ok := p.pciCfgWindow()
+		bar, off, n, _, ok := p.pciCfgWindow()
 		if !ok {
 			return
 		}
@@ -363,11 +364,11 @@ func (p *PCI) ConfigWrite(offset int, data []byte) {
 		p.setMSIXControl(ctrl&0x8000 != 0, ctrl&0x4000 != 0)
 	}
 	if win := p.pciCfg + 16; offset < win+4 && offset+len(data) > win {
-		bar, off, n, ok := p.pciCfgWindow()
+		bar, off, n, data, ok := p.pciCfgWindow()
 		if !ok {
 			return
 		}
-		p.WriteBAR(bar, off, p.Bytes(win, n))
+		p.WriteBAR(bar, off, data[:n])
 	}
 	if offset < 6 && offset+len(data) > 4 {
 		// The command register's INTx disable bit gates the line.
@@ -378,16 +379,18 @@ func (p *PCI) ConfigWrite(offset int, data []byte) {
 }
 
 // pciCfgWindow decodes the access the PCI configuration access capability
-// describes: 1, 2 or 4 bytes of BAR 0.
-func (p *PCI) pciCfgWindow() (bar int, off uint64, n int, ok bool) {
-	b := p.Bytes(p.pciCfg+4, 12)
+// describes: 1, 2 or 4 bytes of BAR 0, and the data window's bytes. It
+// reads the capability once, so that another vCPU rewriting it cannot
+// pair the length it checked with another offset or data.
+func (p *PCI) pciCfgWindow() (bar int, off uint64, n int, data []byte, ok bool) {
+	b := p.Bytes(p.pciCfg+4, 16)
 	bar = int(b[0])
 	off = uint64(binary.LittleEndian.Uint32(b[4:]))
 	n = int(binary.LittleEndian.Uint32(b[8:]))
 	if bar != BAR || (n != 1 && n != 2 && n != 4) || off%uint64(n) != 0 || off+uint64(n) > BARSize {
-		return 0, 0, 0, false
+		return 0, 0, 0, nil, false
 	}
-	return bar, off, n, true
+	return bar, off, n, b[12:], true
 }
 
 // ReadBAR reads BAR bar at offset off. Unimplemented registers read as

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -158,15 +159,7 @@ func TestEchoDirectAndIndirect(t *testing.T) {
 func TestReset(t *testing.T) {
 	r := newRig(t)
 	r.init(t, virtiotest.Options{MSIX: true})
-	q := r.drv.Queues[0]
-	out := r.mem.Alloc(4, 1)
-	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte("ping")), Len: 4}, {Addr: out, Len: 4, Write: true}}); err != nil {
-		t.Fatal(err)
-	}
-	r.drv.Kick(0)
-	if _, err := q.WaitUsed(); err != nil {
-		t.Fatal(err)
-	}
+	r.echo(t, "ping")
 	if err := r.drv.Reset(); err != nil {
 		t.Fatal(err)
 	}
@@ -187,16 +180,7 @@ func TestReset(t *testing.T) {
 	// The device works again after re-initialisation, from index 0.
 	r.mem.Reset()
 	r.init(t, virtiotest.Options{MSIX: true})
-	q = r.drv.Queues[0]
-	out = r.mem.Alloc(4, 1)
-	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte("pong")), Len: 4}, {Addr: out, Len: 4, Write: true}}); err != nil {
-		t.Fatal(err)
-	}
-	r.drv.Kick(0)
-	if u, err := q.WaitUsed(); err != nil || u.Len != 4 {
-		t.Fatalf("after reset: %+v, %v", u, err)
-	}
-	if got := r.mem.Read(out, 4); string(got) != "pong" {
+	if got := r.echo(t, "pong"); got != "pong" {
 		t.Fatalf("after reset echoed %q", got)
 	}
 }
@@ -237,11 +221,11 @@ func TestINTx(t *testing.T) {
 	if _, err := q.Add([]virtiotest.Buf{{Addr: r.mem.Put([]byte("y")), Len: 1}, {Addr: r.mem.Alloc(1, 1), Len: 1, Write: true}}); err != nil {
 		t.Fatal(err)
 	}
-	raises := r.intx.Raises()
+	raises := r.intx.Edges()
 	r.drv.Kick(0)
 	r.drv.Timeout = shortTimeout
 	waitUsedIndex(t, q, 2)
-	if r.intx.High() || r.intx.Raises() != raises {
+	if r.intx.High() || r.intx.Edges() != raises {
 		t.Error("INTx raised while disabled in the command register")
 	}
 	// Enabling INTx again raises it for the pending ISR bit.
@@ -394,7 +378,7 @@ func TestSaveRestore(t *testing.T) {
 	// A new function on the same memory continues where the old one was.
 	irq := virtiotest.NewInterrupts(3)
 	dev := &echo{sizes: []uint16{8, 8}, feat: 1 << 3}
-	p2, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: r.mem, MSIX: irq, INTx: virtiotest.NewLine()})
+	p2, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: r.mem, MSIX: irq, INTx: devicestest.NewLine()})
 	if err != nil {
 		t.Fatal(err)
 	}

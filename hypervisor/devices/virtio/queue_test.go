@@ -161,6 +161,34 @@ func TestMalformedChains(t *testing.T) {
 	}
 }
 
+// TestFailStopsEveryQueue: once a device has failed, none of its queues
+// hands out another chain until the driver resets it, whichever queue
+// the failure came from; the reset brings the device back.
+func TestFailStopsEveryQueue(t *testing.T) {
+	r := newRig(t, 8, 8)
+	r.init(t, virtiotest.Options{MSIX: true})
+	bad := r.drv.Queues[1]
+	bad.PutDesc(bad.Desc, 0, r.mem.Alloc(4, 1), 4, virtiotest.FlagNext, 9) // next out of range
+	bad.Publish(0)
+	r.drv.Kick(1)
+	if err := r.drv.WaitConfigInterrupt(); err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range r.pci.Queues() {
+		if !q.Stopped() {
+			t.Errorf("queue %d still serves chains after the device failed", i)
+		}
+	}
+	if err := r.drv.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	r.mem.Reset()
+	r.init(t, virtiotest.Options{MSIX: true})
+	if got := r.echo(t, "ping"); got != "ping" {
+		t.Fatalf("after the reset the device echoed %q", got)
+	}
+}
+
 func TestDeviceFailure(t *testing.T) {
 	r := newRig(t)
 	r.init(t, virtiotest.Options{MSIX: true})

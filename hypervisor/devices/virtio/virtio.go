@@ -116,8 +116,10 @@ type Env struct {
 	Queues []*Queue
 	// Fail reports that the device hit an error it cannot continue from
 	// (typically a malformed descriptor chain): the transport sets
-	// DEVICE_NEEDS_RESET and tells the driver. The device should stop
-	// using the queue concerned.
+	// DEVICE_NEEDS_RESET, stops every queue (Next returns false) and
+	// tells the driver. The device should stop using the queue
+	// concerned at once; the chains it took but did not use stay with it
+	// until the driver resets the device.
 	Fail func(err error)
 	// ConfigChanged tells the driver the device configuration changed
 	// (a configuration change interrupt); the transport also bumps the

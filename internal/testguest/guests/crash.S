@@ -1,18 +1,18 @@
-# crash: prints "crashing", then executes crc32 at CPL0, which this
-# host's KVM cannot emulate (HOST.md): the VM ends with a KVM internal
-# error (emulation failure), which paddock reports as a crash. Should the
-# instruction run (a host with hardware virtualization), ud2 follows:
-# without an IDT that is a triple fault, so the guest still never goes on.
+# crash: prints "crashing", then jumps to 0xf0000000, where the machine
+# has neither RAM nor a device. Fetching an instruction from there is
+# something KVM cannot do on any host (emulated CPL0 or hardware
+# virtualization alike: the fetch is an MMIO access it cannot emulate),
+# so the VM ends with a KVM internal error (emulation failure), which
+# paddock reports as a crash. The guest never goes on.
 	.include "common.inc"
+	.set NOWHERE, 0xf0000000	# between the PCIe ECAM and the IOAPIC
 	.text
 	.globl _start
 _start:
 	SETUP
 	mov $msg, %esi
 	call puts
-	crc32 %eax, %ebx
-	ud2
-1:	hlt
-	jmp 1b
+	mov $NOWHERE, %eax
+	jmp *%eax
 	.data
 msg:	.asciz "crashing\n"

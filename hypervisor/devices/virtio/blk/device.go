@@ -66,8 +66,10 @@ const (
 	// MaxDiscardSegments bounds the segments of one discard or
 	// write-zeroes request.
 	MaxDiscardSegments = 32
-	// inFlight bounds the requests one queue runs at the same time.
-	inFlight = 32
+	// InFlight bounds the requests one queue runs at the same time (each
+	// holds a goroutine, and a staging buffer on an image that is not
+	// Vectored).
+	InFlight = 32
 
 	headerLen  = 16
 	segmentLen = 16
@@ -106,15 +108,20 @@ type Config struct {
 	Queues int
 	// QueueSize is each queue's size (default DefaultQueueSize).
 	QueueSize uint16
-	// GuardFormat refuses guest writes that would put a qcow2 header at
-	// the start of the disk: set it for raw images whose format was
-	// detected rather than configured, so that a guest cannot make the
-	// host read the image as qcow2 (and open a backing file the guest
-	// names) next time.
+	// GuardFormat refuses guest writes that would make the disk detect
+	// as another format than raw (a qcow2 header at its start): set it
+	// for raw images whose format was detected rather than configured,
+	// so that a guest cannot make the host read the image as qcow2 (and
+	// open a backing file the guest names) next time. The guard checks
+	// a private copy of sector 0 and writes that copy, so a guest that
+	// changes its buffer meanwhile (from another vCPU) cannot slip a
+	// header past it; only sector 0 is checked, as detection reads
+	// nothing after its first disk.DetectLen bytes.
 	GuardFormat bool
 	// Name identifies the disk in messages.
 	Name string
-	// Logf reports host I/O errors. Nil discards.
+	// Logf reports host I/O errors and refused writes, at most
+	// virtio.LogBurst in a row (a virtio.LogLimiter). Nil discards.
 	Logf func(format string, args ...any)
 }
 
@@ -129,6 +136,9 @@ type Device struct {
 	group    virtio.Group
 	chains   sync.Pool
 	stages   sync.Pool // *[]byte of stageSize, for transfer
+
+	// sector0 serialises guarded writes of sector 0 (GuardFormat).
+	sector0 sync.Mutex
 
 	mu    sync.Mutex
 	stats Stats
@@ -173,10 +183,7 @@ func New(cfg Config) (*Device, error) {
 		cfg:      cfg,
 		ro:       cfg.ReadOnly || caps.ReadOnly,
 		capacity: uint64(cfg.Image.Size()) / SectorSize,
-		logf:     cfg.Logf,
-	}
-	if d.logf == nil {
-		d.logf = func(string, ...any) {}
+		logf:     virtio.NewLogLimiter(cfg.Logf, nil).Printf,
 	}
 	d.chains.New = func() any { return new(virtio.Chain) }
 	d.stages.New = func() any { b := make([]byte, stageSize); return &b }
@@ -278,13 +285,13 @@ func (d *Device) Stats() Stats {
 	return d.stats
 }
 
-// serve takes q's requests and runs up to inFlight of them at once. A
+// serve takes q's requests and runs up to InFlight of them at once. A
 // request with nothing else pending runs on this goroutine: handing it to
 // another would only add a wakeup to its latency.
 func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	slots := make(chan struct{}, inFlight)
+	slots := make(chan struct{}, InFlight)
 	complete := func(c *virtio.Chain) {
 		n, err := d.handle(c)
 		if err != nil {
@@ -411,16 +418,23 @@ func (d *Device) write(c *virtio.Chain, sector, n uint64) byte {
 	if d.ro || !d.inRange(sector, n) {
 		return statusIOErr
 	}
+	bufs := virtio.Slices(nil, c.Readable, headerLen, n)
 	if d.cfg.GuardFormat && sector == 0 && n > 0 {
-		var magic [4]byte
-		c.ReadAt(magic[:], headerLen)
-		if string(magic[:]) == "QFI\xfb" {
-			d.logf("virtio-blk %s: refused a guest write of a qcow2 header to sector 0 of a raw disk whose format was detected (set the disk's format to allow it)", d.cfg.Name)
+		// The guest can change its buffers at any time, so the guard
+		// decides on a private copy of the sector that decides
+		// detection and writes exactly that copy; guarded writes of
+		// sector 0 are serialised, so two of them cannot interleave
+		// into a header neither had.
+		var ok bool
+		if bufs, ok = d.stageSector0(c, n); !ok {
+			d.logf("virtio-blk %s: refused a guest write of a disk image header to sector 0 of a raw disk whose format was detected (set the disk's format to allow it)", d.cfg.Name)
 			return statusIOErr
 		}
+		d.sector0.Lock()
+		defer d.sector0.Unlock()
 	}
 	off := int64(sector * SectorSize)
-	if err := d.transfer(virtio.Slices(nil, c.Readable, headerLen, n), off, true); err != nil {
+	if err := d.transfer(bufs, off, true); err != nil {
 		d.logf("virtio-blk %s: write %d bytes at %#x: %v", d.cfg.Name, n, off, err)
 		return statusIOErr
 	}
@@ -428,6 +442,24 @@ func (d *Device) write(c *virtio.Chain, sector, n uint64) byte {
 		return d.flush()
 	}
 	return statusOK
+}
+
+// Detection must be decided within sector 0, the only one the guard
+// checks.
+var _ [SectorSize - disk.DetectLen]struct{}
+
+// stageSector0 copies the first sector of a write of n bytes to sector
+// 0 out of guest memory and returns the buffers to write: that copy,
+// then the rest of the request straight from guest memory. It returns
+// false when the copy would make the disk detect as another format than
+// raw. Precondition: n is a positive multiple of SectorSize.
+func (d *Device) stageSector0(c *virtio.Chain, n uint64) ([][]byte, bool) {
+	sector := make([]byte, SectorSize)
+	c.ReadAt(sector, headerLen)
+	if disk.DetectHeader(sector) != disk.FormatRaw {
+		return nil, false
+	}
+	return virtio.Slices([][]byte{sector}, c.Readable, headerLen+SectorSize, n-SectorSize), true
 }
 
 // stageSize is the largest piece of a request moved through one staging
@@ -553,6 +585,13 @@ func (d *Device) discard(c *virtio.Chain, zeroes bool, n uint64) byte {
 	}
 	segs := make([]byte, n)
 	c.ReadAt(segs, headerLen)
+	if d.cfg.GuardFormat && coversSector0(segs) {
+		// Zeros never form a header, but they go to sector 0 in turn
+		// with the guard's checked writes all the same: every state
+		// sector 0 passes through is then one the guard allowed.
+		d.sector0.Lock()
+		defer d.sector0.Unlock()
+	}
 	for i := 0; i < len(segs); i += segmentLen {
 		sector := binary.LittleEndian.Uint64(segs[i:])
 		count := uint64(binary.LittleEndian.Uint32(segs[i+8:]))
@@ -580,4 +619,15 @@ func (d *Device) discard(c *virtio.Chain, zeroes bool, n uint64) byte {
 		return d.flush()
 	}
 	return statusOK
+}
+
+// coversSector0 reports whether a discard or write-zeroes segment list
+// (read out of guest memory already) names sector 0.
+func coversSector0(segs []byte) bool {
+	for i := 0; i+segmentLen <= len(segs); i += segmentLen {
+		if binary.LittleEndian.Uint64(segs[i:]) == 0 && binary.LittleEndian.Uint32(segs[i+8:]) > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -10,10 +10,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/disk/qemutest"
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -124,7 +126,7 @@ func newRigOn(t testing.TB, img disk.Image, cfg blk.Config, features uint64) *ri
 	}
 	t.Cleanup(func() { r.mem.Close() })
 	r.irq = virtiotest.NewInterrupts(blk.MaxQueues + 1)
-	if r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: r.mem, MSIX: r.irq, INTx: virtiotest.NewLine()}); err != nil {
+	if r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: r.mem, MSIX: r.irq, INTx: devicestest.NewLine()}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -326,12 +328,13 @@ func TestReadWrite(t *testing.T) {
 			if s := r.dev.Stats(); s.Writes != uint64(len(writes)) || s.Reads != uint64(len(writes))+1 || s.Flushes != 1 {
 				t.Errorf("stats %+v", s)
 			}
-			// After FLUSH another process (QEMU) sees the data in the
-			// file, and the image is consistent: the flush wrote it out.
+			// After FLUSH another process (QEMU, with -U: the device
+			// holds the image's write lock) sees the data in the file,
+			// and the image is consistent: the flush wrote it out.
 			if format == disk.FormatQcow2 {
-				qemutest.Check(t, path)
+				qemutest.Check(t, path, "-U")
 			}
-			qemutest.SameBytes(t, "QEMU's view of the image", qemutest.Raw(t, path, "-f", format), ref)
+			qemutest.SameBytes(t, "QEMU's view of the image", qemutest.Raw(t, path, "-U", "-f", format), ref)
 		})
 	}
 }
@@ -436,7 +439,7 @@ func TestDiscardAndWriteZeroes(t *testing.T) {
 			qemutest.SameBytes(t, "after write zeroes and discard", got, want)
 			r.mustDo(t, request{typ: tFlush}, sOK)
 			if format == disk.FormatQcow2 {
-				qemutest.Check(t, path)
+				qemutest.Check(t, path, "-U") // the device holds the write lock
 			}
 			if s := r.dev.Stats(); s.WriteZeroes != 1 || s.Discards != 1 {
 				t.Errorf("stats %+v", s)
@@ -451,6 +454,7 @@ func TestReadOnly(t *testing.T) {
 		r := newRig(t, path, blk.Config{}, 0)
 		r.mustDo(t, request{typ: tOut, sector: 0, out: pattern(4096, 3)}, sOK)
 		r.mustDo(t, request{typ: tFlush}, sOK)
+		r.img.Close() // its write lock would keep the reader out
 	}
 	before := qemutest.Raw(t, path)
 	r := newRig(t, path, blk.Config{ReadOnly: true}, 0)
@@ -507,6 +511,40 @@ func TestGuardFormat(t *testing.T) {
 	r.mustDo(t, request{typ: tOut, sector: 0, out: hdr}, sOK)
 	if f, err := disk.Detect(r.path); err != nil || f != disk.FormatRaw {
 		t.Fatalf("image detected as %q (%v)", f, err)
+	}
+	// Zeroing sector 0 is allowed (zeros are no header).
+	r.mustDo(t, request{typ: tWriteZeroes, out: segment(0, 1, 0)}, sOK)
+	r.mustDo(t, request{typ: tDiscard, out: segment(0, 8, 0)}, sOK)
+}
+
+// TestGuardFormatLongWrites: a guarded write that starts at sector 0
+// and goes on past it writes all its data, whether the image takes
+// scattered buffers (pwritev) or one buffer at a time.
+func TestGuardFormatLongWrites(t *testing.T) {
+	for _, vectored := range []bool{false, true} {
+		t.Run(fmt.Sprintf("vectored=%v", vectored), func(t *testing.T) {
+			path := newImage(t, disk.FormatRaw)
+			var r *rig
+			if vectored {
+				img, err := disk.OpenRaw(path, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer img.Close()
+				r = newRigOn(t, img, blk.Config{GuardFormat: true}, 0)
+			} else {
+				r = newRig(t, path, blk.Config{GuardFormat: true}, 0)
+			}
+			for _, n := range []int{512, 4096, 300 << 10} {
+				data := pattern(n, int64(n))
+				data[0] = 'X'
+				r.mustDo(t, request{typ: tOut, sector: 0, out: data}, sOK)
+				got := r.mustDo(t, request{typ: tIn, sector: 0, in: n}, sOK)
+				qemutest.SameBytes(t, fmt.Sprintf("%d bytes written at sector 0", n), got, data)
+				copy(data, "QFI\xfb")
+				r.mustDo(t, request{typ: tOut, sector: 0, out: data}, sIOErr)
+			}
+		})
 	}
 }
 
@@ -565,7 +603,7 @@ func TestConcurrentQueues(t *testing.T) {
 		}
 	}
 	r.mustDo(t, request{typ: tFlush}, sOK)
-	qemutest.Check(t, path)
+	qemutest.Check(t, path, "-U") // the device holds the write lock
 }
 
 func TestResetWaitsForRequests(t *testing.T) {
@@ -714,5 +752,69 @@ func TestImagesAreVectored(t *testing.T) {
 			t.Errorf("%s image %T does not implement blk.Vectored", format, img)
 		}
 		img.Close()
+	}
+}
+
+// gated is an image whose writes wait for open to be closed, and which
+// records how many ran at once.
+type gated struct {
+	disk.Image
+	open          chan struct{}
+	mu            sync.Mutex
+	running, most int
+}
+
+func (g *gated) WriteAt(p []byte, off int64) (int, error) {
+	g.mu.Lock()
+	g.running++
+	g.most = max(g.most, g.running)
+	g.mu.Unlock()
+	<-g.open
+	g.mu.Lock()
+	g.running--
+	g.mu.Unlock()
+	return g.Image.WriteAt(p, off)
+}
+
+func (g *gated) counts() (running, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running, g.most
+}
+
+// TestInFlightBound: a guest that fills a queue with requests gets
+// blk.InFlight of them running at once, each with its goroutine and
+// staging buffer, not one per request it made available.
+func TestInFlightBound(t *testing.T) {
+	img, err := disk.Open(newImage(t, disk.FormatRaw), disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	g := &gated{Image: img, open: make(chan struct{})}
+	r := newRigOn(t, g, blk.Config{}, 0)
+	var once sync.Once
+	release := func() { once.Do(func() { close(g.open) }) }
+	t.Cleanup(release) // before the device's reset, which waits for the writes
+	const requests = 3 * blk.InFlight
+	for i := 0; i < requests; i++ {
+		r.add(t, 0, request{typ: tOut, sector: uint64(8 * i), out: pattern(4096, int64(i))}, true)
+	}
+	r.drv.Kick(0)
+	deadline := time.Now().Add(virtiotest.DefaultTimeout)
+	for n, _ := g.counts(); n < blk.InFlight; n, _ = g.counts() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests running, want %d", n, blk.InFlight)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	for i := 0; i < requests; i++ {
+		if _, err := r.drv.Queues[0].WaitUsed(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, most := g.counts(); most != blk.InFlight {
+		t.Fatalf("%d requests ran at once, want %d", most, blk.InFlight)
 	}
 }

@@ -56,13 +56,18 @@ const (
 	rxQueue       = 0
 	txQueue       = 1
 	configLen     = 12
-	maxFrame      = 65535 + 14 + 4 // an IP packet in a VLAN-tagged frame
-	stagingLen    = HdrLen + maxFrame
+	stagingLen    = HdrLen + MaxFrame
 	maxIOV        = 1024 // IOV_MAX
 	// batch bounds the frames a direction handles before it interrupts
 	// the guest (if the guest asked to hear), when more keep coming.
 	batch = 64
 )
+
+// MaxFrame is the largest frame (after the header) the device passes in
+// either direction: an IP packet of 64 KiB in a VLAN-tagged Ethernet
+// frame. A guest's larger frame is dropped and counted (TxDropped), so a
+// frame never costs the device more than one buffer of this size.
+const MaxFrame = 65535 + 14 + 4
 
 // QueueSize is the size of each queue.
 const QueueSize = 256
@@ -90,8 +95,8 @@ type Config struct {
 	MAC netdev.MAC
 	// Name identifies the NIC in messages.
 	Name string
-	// Logf reports host I/O errors and frames the guest got wrong. Nil
-	// discards.
+	// Logf reports host I/O errors and frames the guest got wrong, at
+	// most virtio.LogBurst in a row (a virtio.LogLimiter). Nil discards.
 	Logf func(format string, args ...any)
 }
 
@@ -111,7 +116,6 @@ type Device struct {
 	linkUp bool
 	env    *virtio.Env // while active
 	stats  Stats
-	logged int // host errors logged, to bound the log
 	// Receive goroutine only.
 	staging []byte
 	used    []usedElem
@@ -126,10 +130,7 @@ func New(cfg Config) (*Device, error) {
 	if cfg.MAC.Multicast() || cfg.MAC == (netdev.MAC{}) {
 		return nil, fmt.Errorf("virtio-net: %s: MAC %s is not a unicast address", cfg.Name, cfg.MAC)
 	}
-	d := &Device{cfg: cfg, logf: cfg.Logf, linkUp: true, staging: make([]byte, stagingLen)}
-	if d.logf == nil {
-		d.logf = func(string, ...any) {}
-	}
+	d := &Device{cfg: cfg, logf: virtio.NewLogLimiter(cfg.Logf, nil).Printf, linkUp: true, staging: make([]byte, stagingLen)}
 	return d, nil
 }
 
@@ -225,15 +226,10 @@ func (d *Device) Reset() {
 	d.mu.Unlock()
 }
 
-// hostError logs a host-side I/O error, at most a few dozen times.
+// hostError logs a host-side I/O error or a frame the guest got wrong
+// (d.logf is rate-limited).
 func (d *Device) hostError(format string, args ...any) {
-	d.mu.Lock()
-	d.logged++
-	n := d.logged
-	d.mu.Unlock()
-	if n <= 32 {
-		d.logf("virtio-net %s: "+format, append([]any{d.cfg.Name}, args...)...)
-	}
+	d.logf("virtio-net %s: "+format, append([]any{d.cfg.Name}, args...)...)
 }
 
 // transmit sends each chain of the transmit queue to the backend. Each
@@ -262,7 +258,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 		n := c.ReadLen()
 		bufs := c.Readable
 		switch {
-		case n < HdrLen || n > HdrLen+maxFrame:
+		case n < HdrLen || n > HdrLen+MaxFrame:
 			d.count(func(s *Stats) { s.TxDropped++ })
 			d.hostError("guest sent a %d-byte frame (with its %d-byte header); dropped", n, HdrLen)
 			q.Push(c.Head, 0)
@@ -270,7 +266,7 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 			continue
 		case len(bufs) > maxIOV:
 			if flat == nil {
-				flat = make([]byte, HdrLen+maxFrame)
+				flat = make([]byte, HdrLen+MaxFrame)
 			}
 			c.ReadAt(flat[:n], 0)
 			bufs = [][]byte{flat[:n]}
@@ -299,6 +295,7 @@ func (d *Device) count(f func(*Stats)) {
 func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 	frame := [][]byte{d.staging}
 	mergeable := env.HasFeature(FeatureMrgRxbuf)
+	maxChains := int(q.Size())
 	guestCsum := env.HasFeature(FeatureGuestCsum)
 	var c virtio.Chain
 	received := 0
@@ -323,7 +320,7 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 		if !guestCsum {
 			d.staging[hdrFlags] &^= flagDataValid
 		}
-		ok, err := d.deliver(q, &c, d.staging[:n], mergeable)
+		ok, err := d.deliver(q, &c, d.staging[:n], mergeable, maxChains)
 		if err != nil {
 			env.Fail(err)
 			return
@@ -337,16 +334,28 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 
 // deliver copies one frame (header first) into the guest's receive
 // buffers, waiting for buffers if there are none. It returns false when
-// the queue was stopped meanwhile. Precondition: called from the receive
-// goroutine only.
-func (d *Device) deliver(q *virtio.Queue, c *virtio.Chain, frame []byte, mergeable bool) (bool, error) {
+// the queue was stopped meanwhile. A chain that cannot take part of the
+// frame (one without room for the header first, one with no writable
+// byte after it) is an error, and so is a frame that takes more than
+// maxChains chains (the queue's size: more means the driver made chains
+// available again before it got them back): each chain taken costs host
+// memory until the frame is complete, so the device must not keep taking
+// chains that do not bring it closer. Precondition: called from the
+// receive goroutine only.
+func (d *Device) deliver(q *virtio.Queue, c *virtio.Chain, frame []byte, mergeable bool, maxChains int) (bool, error) {
 	d.used = d.used[:0]
 	var hdr [][]byte
 	off := uint64(0)
 	for off < uint64(len(frame)) {
+		if len(d.used) == maxChains {
+			return false, fmt.Errorf("virtio-net %s: a %d-byte frame would take more receive buffers than the queue's %d: %w", d.cfg.Name, len(frame), maxChains, virtio.ErrChain)
+		}
 		ok, err := q.Next(c, q.Notify)
 		if err != nil || !ok {
 			return false, err
+		}
+		if len(d.used) > 0 && c.WriteLen() == 0 {
+			return false, fmt.Errorf("virtio-net %s: receive buffer %d has no writable byte: %w", d.cfg.Name, c.Head, virtio.ErrChain)
 		}
 		start := uint64(0)
 		if len(d.used) == 0 {

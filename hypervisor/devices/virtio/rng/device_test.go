@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/rng"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -27,7 +28,7 @@ func newRig(t *testing.T, src io.Reader) *rig {
 	t.Cleanup(func() { mem.Close() })
 	irq := virtiotest.NewInterrupts(2)
 	r := &rig{dev: rng.New(src), mem: mem}
-	r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: mem, MSIX: irq, INTx: virtiotest.NewLine()})
+	r.pci, err = virtio.NewPCI(virtio.PCIConfig{Device: r.dev, Memory: mem, MSIX: irq, INTx: devicestest.NewLine()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 )
 
@@ -29,8 +30,8 @@ const MSIAddress = 0xfee0_0000
 type Driver struct {
 	T    Transport
 	Mem  *Memory
-	IRQ  *Interrupts // MSI-X deliveries; nil when the function has none
-	INTx *Line       // the INTx line; nil when not wired
+	IRQ  *Interrupts       // MSI-X deliveries; nil when the function has none
+	INTx *devicestest.Line // the INTx line; nil when not wired
 
 	// Register locations found in the capabilities.
 	common, isr, device, notify uint64
@@ -49,7 +50,7 @@ type Driver struct {
 }
 
 // New finds the function's virtio capabilities.
-func New(t Transport, mem *Memory, irq *Interrupts, intx *Line) (*Driver, error) {
+func New(t Transport, mem *Memory, irq *Interrupts, intx *devicestest.Line) (*Driver, error) {
 	d := &Driver{T: t, Mem: mem, IRQ: irq, INTx: intx, Timeout: DefaultTimeout}
 	var found [6]bool
 	ptr := int(d.cfg8(0x34))

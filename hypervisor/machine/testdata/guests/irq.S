@@ -2,7 +2,7 @@
 # IRQ 4 to vector 0x24, enables the UART's RX interrupt, prints "ready",
 # and halts with interrupts on. The handler echoes each byte it receives
 # and powers off on 'q'. The host's emulator lacks the 32-bit IRET
-# (HOST.md), so the handler does not return: it drops its interrupt frame
+# (docs/hosts.md), so the handler does not return: it drops its interrupt frame
 # and goes back to the halt loop with interrupts enabled.
 	.include "common.inc"
 	.set VEC, 0x24

@@ -13,7 +13,7 @@
 #           ISR, which lowers the line.
 # It prints "ready", rings, halts with interrupts on; the handler prints
 # "irq" and the ISR value it read (0 for MSI-X) and powers off. The host's
-# emulator lacks the 32-bit IRET (HOST.md), so the handler does not return.
+# emulator lacks the 32-bit IRET (docs/hosts.md), so the handler does not return.
 	.include "common.inc"
 	.text
 	.globl _start

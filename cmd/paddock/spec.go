@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
+)
+
+// envAllowEmulated set to a true value (1, true) starts Linux kernels on a
+// host whose KVM emulates guest kernel code, as --allow-emulated does.
+const envAllowEmulated = "PADDOCK_ALLOW_EMULATED"
+
+// hostFacts is what commands check a VM against: the host's RAM and
+// KVM, probed once per command.
+func hostFacts(cmd *cobra.Command) configs.Host {
+	host, err := configs.HostFacts()
+	if err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; host memory not checked\n", err)
+	}
+	r := guest.HostReport()
+	host.MaxVCPUs = r.MaxVCPUs
+	host.EmulatedKVM = r.Usable && r.Acceleration == machine.AccelEmulated
+	return host
+}
+
+// readSpec reads the VM file (- for standard input), renames the VM to
+// name if set, fills the defaults and validates it against host. Every
+// problem of the file comes back at once, joined (configs.Problems); the
+// VM is nil if it has any.
+func readSpec(cmd *cobra.Command, file, name string, host configs.Host) (*configs.VM, error) {
+	if file == "" {
+		return nil, usageError("-f needs a file name (or - for standard input)")
+	}
+	if name != "" && !store.ValidName(name) {
+		return nil, usageError("--name %q: a VM name is a DNS label (1 to 63 lowercase letters, digits and '-', not starting or ending with '-')", name)
+	}
+	var vm *configs.VM
+	var err error
+	if file == "-" {
+		vm, err = configs.Read(cmd.InOrStdin(), "<stdin>")
+	} else {
+		vm, err = configs.Load(file)
+	}
+	if vm == nil {
+		return nil, err
+	}
+	if name != "" {
+		vm.Name = name
+	}
+	vm.FillDefaults()
+	if err := vm.Validate(host); err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
+// allowEmulatedFlag adds --allow-emulated, for the commands that start a
+// VM.
+func allowEmulatedFlag(cmd *cobra.Command, allow *bool) {
+	cmd.Flags().BoolVar(allow, "allow-emulated", false, "start a Linux kernel even though this host's KVM emulates guest kernel code and cannot boot one (also "+envAllowEmulated+"=1)")
+}
+
+// allowEmulated reports whether the flag or the environment allows
+// starting a Linux kernel on an emulating KVM.
+func allowEmulated(flag bool) bool {
+	env, _ := strconv.ParseBool(os.Getenv(envAllowEmulated))
+	return flag || env
+}
+
+// wayOut is what a refused user can do, appended to CheckBootable's
+// problem.
+const wayOut = "use a host with VT-x/AMD-V or nested virtualization, or paddock's nested KVM lab (make demo); --allow-emulated (" + envAllowEmulated + "=1) starts it anyway"
+
+// checkBootable refuses to start vm on a host whose KVM cannot boot its
+// kernel (configs.CheckBootable), saying why and what to do instead,
+// unless allow; then it only warns on standard error.
+func checkBootable(cmd *cobra.Command, vm *configs.VM, host configs.Host, allow bool) error {
+	err := vm.CheckBootable(host)
+	if err == nil {
+		return nil
+	}
+	if allow {
+		fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; starting it anyway (--allow-emulated)\n", err)
+		return nil
+	}
+	var ce *configs.Error
+	if errors.As(err, &ce) {
+		ce.Err = fmt.Errorf("%w; %s", ce.Err, wayOut)
+		return ce
+	}
+	return err
+}
+
+// bootWarnings are the problems CheckBootable finds, for the commands
+// that only check or store a VM (validate, create): the file is valid,
+// but start and run will refuse it on this host.
+func bootWarnings(vm *configs.VM, host configs.Host) []*configs.Error {
+	return configs.Problems(vm.CheckBootable(host))
+}
+
+// printWarnings prints warnings on standard error.
+func printWarnings(cmd *cobra.Command, warnings []*configs.Error) {
+	for _, w := range warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: %v; paddock run, up and start refuse it here unless --allow-emulated\n", w)
+	}
+}

@@ -1,0 +1,42 @@
+package vmm
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
+	"github.com/paddock-vm/paddock/netdev"
+)
+
+func TestMachineConfigFromSpec(t *testing.T) {
+	vm := &configs.VM{
+		Name:   "web-1",
+		CPUs:   3,
+		Memory: 96 * configs.MiB,
+		Disks:  []configs.Disk{{Path: "/a.qcow2", ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "qcow2"}},
+		NICs:   []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}},
+		RNG:    true,
+	}
+	cfg, err := machineConfig(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CPUs != 3 || cfg.Memory != 96<<20 || !cfg.RNG {
+		t.Errorf("CPUs %d, memory %d, rng %v", cfg.CPUs, cfg.Memory, cfg.RNG)
+	}
+	if len(cfg.Disks) != 1 || cfg.Disks[0] != (machine.Disk{Path: "/a.qcow2", Format: "qcow2", ReadOnly: true, Serial: "s", Cache: "unsafe"}) {
+		t.Errorf("disks %+v", cfg.Disks)
+	}
+	nics := cfg.NICs
+	if len(nics) != 2 || nics[0].Bridge != "br0" || nics[1].Tap != "tap0" {
+		t.Fatalf("nics %+v", nics)
+	}
+	if nics[0].MAC != netdev.GenerateMAC("web-1/0") || nics[1].MAC.String() != "02:00:00:00:00:07" {
+		t.Errorf("MACs %s %s", nics[0].MAC, nics[1].MAC)
+	}
+	vm.NICs[1].MAC = "bad"
+	if _, err := machineConfig(vm); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
+		t.Errorf("bad MAC: %v", err)
+	}
+}

@@ -1,0 +1,107 @@
+package machine
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/exit"
+	"github.com/paddock-vm/paddock/hypervisor/kvm"
+)
+
+// The x86 reset state of a vCPU: CS:IP = F000:FFF0 with CS based at
+// FFFF0000 (the reset vector just below 4 GiB), real mode.
+const (
+	resetRIP      = 0xfff0
+	resetCS       = 0xf000
+	resetCSBase   = 0xffff_0000
+	rsdpSignature = "RSD PTR "
+)
+
+// checkGuestMemoryZero fails unless every byte of the guest's RAM is zero.
+func checkGuestMemoryZero(t *testing.T, m *Machine) {
+	t.Helper()
+	zero := make([]byte, 1<<20)
+	for i, b := range m.mem.maps {
+		for off := 0; off < len(b); off += len(zero) {
+			chunk := b[off:min(off+len(zero), len(b))]
+			if !bytes.Equal(chunk, zero[:len(chunk)]) {
+				gpa := m.mem.regions[i].gpa + uint64(off+bytes.IndexFunc(chunk, func(r rune) bool { return r != 0 }))
+				t.Fatalf("guest memory written near %#x", gpa)
+			}
+		}
+	}
+}
+
+// vcpuAtReset reports whether vCPU i's registers are the reset state.
+func vcpuAtReset(t *testing.T, m *Machine, i int) bool {
+	t.Helper()
+	regs, err := m.vcpus[i].k.Regs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sregs, err := m.vcpus[i].k.Sregs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return regs.RIP == resetRIP && sregs.CS.Selector == resetCS && sregs.CS.Base == resetCSBase && sregs.CR0&kvm.CR0PE == 0
+}
+
+// TestBuildThenBoot builds a machine with two vCPUs and a disk without
+// booting it: guest memory is untouched, every vCPU is at its reset
+// state, and Run refuses to start it. Then it boots the serial guest into
+// the same machine and runs it to its power-off.
+func TestBuildThenBoot(t *testing.T) {
+	requireKVM(t)
+	kernel := buildGuest(t, "serial", nil)
+	con := newConsole()
+	m, err := Build(Config{CPUs: 2, Memory: 64 << 20, Console: con, Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+
+	checkGuestMemoryZero(t, m)
+	for i := range m.vcpus {
+		if !vcpuAtReset(t, m, i) {
+			t.Errorf("vCPU %d is not at its reset state after Build", i)
+		}
+	}
+	if m.Entry() != nil {
+		t.Errorf("Entry() = %v before Boot", m.Entry())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	if _, err := m.Run(ctx); err == nil {
+		t.Fatal("Run before Boot succeeded")
+	}
+
+	if err := m.Boot(BootConfig{Kernel: kernel}); err != nil {
+		t.Fatal(err)
+	}
+	regs, err := m.vcpus[0].k.Regs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := m.Entry(); e == nil || regs.RIP != e.RIP {
+		t.Errorf("after Boot vCPU 0 is at %#x, the entry is %+v", regs.RIP, e)
+	}
+	if !vcpuAtReset(t, m, 1) {
+		t.Error("Boot moved vCPU 1, which waits for INIT/SIPI")
+	}
+	rsdp, err := m.Memory().Slice(ACPIStart, uint64(len(rsdpSignature)))
+	if err != nil || string(rsdp) != rsdpSignature {
+		t.Errorf("no RSDP at %#x after Boot: %q, %v", ACPIStart, rsdp, err)
+	}
+	if err := m.Boot(BootConfig{Kernel: kernel}); err == nil {
+		t.Error("a second Boot succeeded")
+	}
+
+	e, err := m.Run(ctx)
+	if err != nil || e.Reason != exit.PowerOff {
+		t.Fatalf("Run = %v (%s), %v; want poweroff", e.Reason, e.Detail, err)
+	}
+	if got, want := con.String(), "hello from the serial guest\n"; got != want {
+		t.Fatalf("console %q, want %q", got, want)
+	}
+}
