@@ -2,6 +2,7 @@ package qcow2
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/paddock-vm/paddock/disk/imagefile"
+	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
@@ -232,4 +234,79 @@ func TestBlockDeviceBacking(t *testing.T) {
 		t.Fatalf("a policy that allows devices: %v", err)
 	}
 	img.Close()
+}
+
+// TestBackingPolicyLocks: a backing file the policy judged (through a
+// symbolic link inside the allowed directory, so the file judged is not
+// the name stored) is opened with a reader's lock on that file: qemu-io
+// cannot write it while the overlay is open, qemu-io -r can read it, a -U
+// open leaves it writable, and closing the overlay releases it. Raw and
+// qcow2 backing files alike.
+func TestBackingPolicyLocks(t *testing.T) {
+	needTool(t, "qemu-io")
+	dir := tempDir(t)
+	for _, format := range []string{"qcow2", "raw"} {
+		t.Run(format, func(t *testing.T) {
+			base := filepath.Join(dir, "base."+format)
+			if format == "qcow2" {
+				if err := Create(base, CreateOptions{Size: 1 << 20}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				writeRawImage(t, base, 1<<20, 3)
+			}
+			link := filepath.Join(dir, "link-"+format)
+			if err := os.Symlink(filepath.Base(base), link); err != nil {
+				t.Fatal(err)
+			}
+			top := filepath.Join(dir, "top-"+format+".qcow2")
+			if err := Create(top, CreateOptions{Size: 1 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			setBackingName(t, top, filepath.Base(link), format)
+			policy := &BackingPolicy{Dirs: []string{dir}}
+			qemuWrite := func() (string, error) {
+				out, err := exec.Command("qemu-io", "-f", format, "-c", "write 0 4k", base).CombinedOutput()
+				return string(out), err
+			}
+
+			img, err := Open(top, Options{Backing: policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := qemuWrite(); err == nil || !strings.Contains(out, `Failed to get "write" lock`) {
+				t.Errorf("qemu-io wrote the backing file of an open overlay: %v\n%s", err, out)
+			}
+			out, err := exec.Command("qemu-io", "-r", "-f", format, "-c", "read 0 4k", base).CombinedOutput()
+			if err != nil {
+				t.Errorf("qemu-io -r could not share the backing file: %v\n%s", err, out)
+			}
+			if err := img.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			img, err = Open(top, Options{ReadOnly: true, ForceShare: true, Backing: policy})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := qemuWrite(); err != nil {
+				t.Errorf("qemu-io could not write the backing file of a -U overlay: %v\n%s", err, out)
+			}
+			img.Close()
+
+			// Closed: nothing holds it.
+			if out, err := qemuWrite(); err != nil {
+				t.Errorf("the backing file stayed locked after close: %v\n%s", err, out)
+			}
+
+			// A backing file someone writes is refused, in one sentence
+			// naming the overlay, the backing file and the writer.
+			io := qemutest.HoldIO(t, "-f", format, base)
+			_, err = Open(top, Options{ReadOnly: true, Backing: policy})
+			want := fmt.Sprintf("qcow2: %s: backing file: %s is in use: qemu-io (pid %d) writes it", top, link, io.PID)
+			if !errors.Is(err, imagefile.ErrInUse) || err.Error() != want {
+				t.Errorf("backing file written by qemu-io: %v\nwant %s", err, want)
+			}
+		})
+	}
 }
