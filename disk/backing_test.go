@@ -78,3 +78,54 @@ func TestConfinedTo(t *testing.T) {
 		img.Close()
 	}
 }
+
+// TestCreateRefusedKeepsTarget: Create over an existing image that is
+// refused before anything is written (a backing file the policy refuses
+// or that is missing, bad options) leaves the image as it was, as
+// qemu-img create does; an accepted one still replaces it.
+func TestCreateRefusedKeepsTarget(t *testing.T) {
+	dir := qemutest.TempDir(t)
+	p := filepath.Join(dir, "disk.qcow2")
+	img, err := Create(p, CreateOptions{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.WriteAt([]byte("keep me"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		o    qcow2.CreateOptions
+		want error
+	}{
+		{"refused backing file", qcow2.CreateOptions{BackingFile: "/etc/passwd", BackingFormat: "raw", Backing: ConfinedToImage(p)}, qcow2.ErrBackingRefused},
+		{"missing backing file", qcow2.CreateOptions{BackingFile: "missing.qcow2", BackingFormat: "qcow2"}, os.ErrNotExist},
+		{"bad cluster size", qcow2.CreateOptions{ClusterSize: 3000}, nil},
+	} {
+		_, err := Create(p, CreateOptions{Size: 1 << 20, Qcow2: tc.o})
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+		if after, _ := os.ReadFile(p); string(after) != string(before) {
+			t.Errorf("%s: a refused create changed the image (%d bytes, was %d)", tc.name, len(after), len(before))
+		}
+	}
+	qemutest.Check(t, p)
+	// Accepted, it replaces the image: the old data is gone.
+	img, err = Create(p, CreateOptions{Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := img.ReadAt(buf, 4096); err != nil || string(buf) == "keep me" {
+		t.Errorf("a replaced image still reads %q (%v)", buf, err)
+	}
+	img.Close()
+}

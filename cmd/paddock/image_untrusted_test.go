@@ -53,6 +53,17 @@ func TestImageUntrusted(t *testing.T) {
 			t.Errorf("a refused command left %s behind", left)
 		}
 	}
+	// A refused create over an existing image leaves it as it was.
+	before, err := os.ReadFile(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, status := runPaddock(t, "", "image", "create", "-q", "--untrusted", "-b", "/etc/passwd", "-F", "raw", top); status == 0 || !strings.Contains(errOut, "/etc/passwd") {
+		t.Errorf("create --untrusted over an image: status %d, %q", status, errOut)
+	}
+	if after, _ := os.ReadFile(top); string(after) != string(before) {
+		t.Errorf("a refused create changed %s", top)
+	}
 	// Allowed explicitly, or without --untrusted, the name is followed.
 	mustRun(t, "image", "map", "--backing-dir", "/etc", hostile)
 	mustRun(t, "image", "map", hostile)

@@ -42,7 +42,8 @@ type CreateOptions struct {
 }
 
 // Create makes a new image at path (which must not exist), or in
-// opts.Storage if it is set; Create leaves that open.
+// opts.Storage if it is set, replacing what that held once the options
+// and the backing file passed their checks; Create leaves it open.
 func Create(path string, opts CreateOptions) error {
 	o := opts
 	if o.ClusterSize == 0 {
@@ -171,6 +172,12 @@ func Create(path string, opts CreateOptions) error {
 
 	st := o.Storage
 	if st != nil {
+		// What the store held goes only now that everything was checked,
+		// the backing file too: a refused create leaves it as it was,
+		// as qemu-img create does.
+		if err := st.Truncate(0); err != nil {
+			return fmt.Errorf("qcow2: create %s: %w", path, err)
+		}
 		st = keepOpen{st} // the caller's to close
 	} else {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
