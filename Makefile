@@ -2,7 +2,9 @@
 GO      ?= go
 BIN     := bin/paddock
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+MODIFIED = $(shell git diff --quiet HEAD 2>/dev/null || echo true)
+LDFLAGS = -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.modified=$(MODIFIED)
 
 .PHONY: all build setup test unit lab demo bench lint fuzz clean
 
