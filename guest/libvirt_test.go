@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/qcow2"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -108,6 +110,22 @@ func TestLibvirtCreateErrors(t *testing.T) {
 		if left := poolNames(t, d, "vm-"); len(left) > 0 {
 			t.Errorf("volumes left in the pool: %v", left)
 		}
+	})
+
+	t.Run("disk with a backing file", func(t *testing.T) {
+		vm := libvirtVM(t, "web")
+		overlay := filepath.Join(t.TempDir(), "overlay.qcow2")
+		im, err := disk.Create(overlay, disk.CreateOptions{Qcow2: qcow2.CreateOptions{BackingFile: vm.Disks[0].Path, BackingFormat: "qcow2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		im.Close()
+		vm.Disks[0].Path = overlay
+		_, err = m.CreateContext(ctx, vm, "")
+		if err == nil || !strings.HasPrefix(err.Error(), "disks[0]: "+overlay+" has a backing file (") {
+			t.Errorf("Create = %v", err)
+		}
+		nothingLeft(t, m, d, "web")
 	})
 
 	t.Run("define refused", func(t *testing.T) {

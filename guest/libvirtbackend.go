@@ -16,6 +16,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
@@ -226,16 +227,26 @@ func (b *libvirtBackend) define(ctx context.Context, v *store.VM, vm *configs.VM
 // VM that writes it meanwhile is refused; a qcow2 image with a backing
 // file is refused, since the copy would name a file the host lacks.
 func (b *libvirtBackend) putDisk(ctx context.Context, v *store.VM, pool *lv.Pool, pl *lv.Placement, i int, d configs.Disk, format string) (lv.Volume, error) {
-	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: true})
-	if err != nil {
-		return lv.Volume{}, err
-	}
-	defer img.Close()
-	if q := disk.Qcow2(img); q != nil {
+	var held io.Closer
+	if format == disk.FormatQcow2 {
+		// The header only: a backing file is refused, never opened.
+		q, err := qcow2.Open(d.Path, qcow2.Options{NoBacking: true, ReadOnly: true})
+		if err != nil {
+			return lv.Volume{}, err
+		}
+		held = q
 		if backing, _ := q.BackingFile(); backing != "" {
+			q.Close()
 			return lv.Volume{}, fmt.Errorf("%s has a backing file (%s): the libvirt backend copies each disk as one file to its host; flatten it first (paddock image convert -O qcow2 %s FLAT.qcow2)", d.Path, backing, d.Path)
 		}
+	} else {
+		img, err := disk.Open(d.Path, disk.Options{Format: disk.FormatRaw, ReadOnly: true})
+		if err != nil {
+			return lv.Volume{}, err
+		}
+		held = img
 	}
+	defer held.Close()
 	if d.ReadOnly {
 		vol, err := pool.Share(ctx, d.Path)
 		if err == nil {
