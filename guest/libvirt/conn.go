@@ -21,59 +21,186 @@ package libvirt
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os/user"
 	"strings"
 	"syscall"
+	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
 )
 
 // Conn is a connection to one libvirt host. Its methods may be called
-// from several goroutines.
+// from several goroutines. A host that stops answering (it went away,
+// the network failed) is noticed by a heartbeat: its calls then fail
+// with ErrConnectionLost instead of waiting for ever.
 type Conn struct {
 	Host Host
 	l    *golibvirt.Libvirt
+	raw  net.Conn      // the connection go-libvirt speaks over
+	stop chan struct{} // closed by Close: ends the heartbeat
 }
 
+// Timeouts of a connection.
+const (
+	// dialTimeout bounds connecting to a host.
+	dialTimeout = 10 * time.Second
+	// heartbeatEvery is how often a connection asks its host whether it
+	// is still there, and silentFor how long the host may take to answer
+	// before the connection is given up as lost.
+	heartbeatEvery = 5 * time.Second
+	silentFor      = 20 * time.Second
+	// closeTimeout bounds the goodbye to the host when closing.
+	closeTimeout = 5 * time.Second
+)
+
 // Connect opens a connection to h's libvirtd. Only QEMU hosts (qemu://
-// URIs) are supported. A host that does not answer is one error sentence
-// naming it and its URI.
+// URIs) are supported, over unix, tcp, tls or ssh (go-libvirt's dialers:
+// ssh is Go's SSH client with ~/.ssh's keys and known_hosts). A host that
+// does not answer is one error sentence naming it and its URI.
 func Connect(h Host) (*Conn, error) {
 	u, err := url.Parse(h.URI)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h, err)
 	}
-	driver, transport, _ := strings.Cut(u.Scheme, "+")
+	driver, _, _ := strings.Cut(u.Scheme, "+")
 	if driver != "qemu" {
 		return nil, fmt.Errorf("%s: paddock drives QEMU hosts only (qemu:// URIs), not %s", h, driver)
 	}
-	switch transport {
-	case "", "unix", "tcp", "tls", "ssh", "libssh", "libssh2":
-	default:
-		return nil, fmt.Errorf("%s: transport %s is not supported: use unix, tcp, tls or ssh", h, transport)
-	}
-	l, err := golibvirt.ConnectToURI(u)
+	d, err := dialer(u)
 	if err != nil {
-		return nil, fmt.Errorf("%s: cannot connect: %w", h, connectCause(err))
+		return nil, fmt.Errorf("%s: %w", h, err)
 	}
-	return &Conn{Host: h, l: l}, nil
+	rd := &recordingDialer{d: d}
+	l := golibvirt.NewWithDialer(rd)
+	if err := l.ConnectToURI(golibvirt.RemoteURI(u)); err != nil {
+		return nil, fmt.Errorf("%s: cannot connect: %w", h, err)
+	}
+	c := &Conn{Host: h, l: l, raw: rd.conn, stop: make(chan struct{})}
+	go c.heartbeat(l)
+	return c, nil
 }
 
-// connectCause strips go-libvirt's wrapping ("failed to connect to
-// libvirt: ...") from a connection error, keeping its cause.
-func connectCause(err error) error {
-	if u := errors.Unwrap(err); u != nil && strings.HasPrefix(err.Error(), "failed to connect to libvirt: ") {
-		return u
+// dialer picks go-libvirt's dialer for a URI's transport, as libvirt's
+// own client reads the URI: the host, port, and the socket, keyfile,
+// pkipath and no_verify parameters.
+func dialer(u *url.URL) (socket.Dialer, error) {
+	_, transport, _ := strings.Cut(u.Scheme, "+")
+	q := u.Query()
+	switch transport {
+	case "", "unix":
+		opts := []dialers.LocalOption{dialers.WithLocalTimeout(dialTimeout)}
+		if s := q.Get("socket"); s != "" {
+			opts = append(opts, dialers.WithSocket(s))
+		}
+		return dialers.NewLocal(opts...), nil
+	case "tcp":
+		opts := []dialers.RemoteOption{dialers.WithRemoteTimeout(dialTimeout)}
+		if p := u.Port(); p != "" {
+			opts = append(opts, dialers.UsePort(p))
+		}
+		return dialers.NewRemote(u.Hostname(), opts...), nil
+	case "tls":
+		var opts []dialers.TLSOption
+		if p := u.Port(); p != "" {
+			opts = append(opts, dialers.UseTLSPort(p))
+		}
+		if p := q.Get("pkipath"); p != "" {
+			opts = append(opts, dialers.UsePKIPath(p))
+		}
+		if q.Get("no_verify") == "1" {
+			opts = append(opts, dialers.WithInsecureNoVerify())
+		}
+		return dialers.NewTLS(u.Hostname(), opts...), nil
+	case "ssh", "libssh", "libssh2":
+		me, err := user.Current()
+		if err != nil {
+			return nil, err
+		}
+		opts := []dialers.SSHOption{dialers.WithSystemSSHDefaults(me)}
+		if p := u.Port(); p != "" {
+			opts = append(opts, dialers.UseSSHPort(p))
+		}
+		if n := u.User.Username(); n != "" {
+			opts = append(opts, dialers.UseSSHUsername(n))
+		}
+		if k := q.Get("keyfile"); k != "" {
+			opts = append(opts, dialers.UseKeyFile(k))
+		}
+		if s := q.Get("socket"); s != "" {
+			opts = append(opts, dialers.WithRemoteSocket(s))
+		}
+		if q.Get("no_verify") == "1" {
+			opts = append(opts, dialers.WithInsecureIgnoreHostKey())
+		}
+		return dialers.NewSSH(u.Hostname(), opts...), nil
 	}
-	return err
+	return nil, fmt.Errorf("transport %s is not supported: use unix, tcp, tls or ssh", transport)
 }
 
-// Close ends the connection.
+// recordingDialer keeps the connection its dialer made, so that a lost
+// host's connection can be closed under go-libvirt.
+type recordingDialer struct {
+	d    socket.Dialer
+	conn net.Conn
+}
+
+func (r *recordingDialer) Dial() (net.Conn, error) {
+	c, err := r.d.Dial()
+	r.conn = c
+	return c, err
+}
+
+// heartbeat asks the host for its version every heartbeatEvery; one that
+// does not answer within silentFor is lost: its connection is closed,
+// which makes every call waiting on it fail. TCP alone would wait minutes
+// for a host that went away without a word.
+func (c *Conn) heartbeat(l *golibvirt.Libvirt) {
+	tick := time.NewTicker(heartbeatEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+		answered := make(chan error, 1)
+		go func() {
+			_, err := l.ConnectGetLibVersion()
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err != nil {
+				return // lost already; the calls say so
+			}
+		case <-time.After(silentFor):
+			c.raw.Close()
+			return
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// Close ends the connection: it says goodbye to the host, but does not
+// wait more than closeTimeout for a host that does not answer.
 func (c *Conn) Close() error {
 	if c == nil || c.l == nil {
 		return nil
 	}
-	err := c.l.Disconnect()
+	close(c.stop)
+	done := make(chan error, 1)
+	go func() { done <- c.l.Disconnect() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(closeTimeout):
+		c.raw.Close()
+	}
 	c.l = nil
 	return err
 }
