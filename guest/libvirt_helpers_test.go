@@ -1,7 +1,6 @@
 package guest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +15,6 @@ import (
 	"github.com/paddock-vm/paddock/disk"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
-	"github.com/paddock-vm/paddock/images"
-	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // guestTimeout bounds how long a test waits for a TCG guest: the stock
@@ -27,30 +23,7 @@ import (
 const guestTimeout = 3 * time.Minute
 
 // helloMarker is what the hello guest prints once its /init runs.
-const helloMarker = "paddock hello guest:"
-
-var debian struct {
-	once  sync.Once
-	guest *images.Guest
-	err   error
-}
-
-// debianGuest returns Debian's stock kernel and the hello initrd
-// (images.PrepareGuest, built once into paddock's cache), the guest
-// libvirt tests boot.
-func debianGuest(t *testing.T) *images.Guest {
-	t.Helper()
-	testenv.RequireTool(t, "apt-get", "apt")
-	debian.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		debian.guest, debian.err = images.PrepareGuest(ctx, images.GuestOptions{})
-	})
-	if debian.err != nil {
-		t.Fatalf("the Debian guest: %v", debian.err)
-	}
-	return debian.guest
-}
+const helloMarker = libvirttest.GuestMarker
 
 // libvirtManager returns a Manager of a new state directory whose
 // "local" libvirt host is this test process's libvirt daemon.
@@ -68,7 +41,7 @@ func libvirtManager(t *testing.T) (*Manager, *libvirttest.Daemon) {
 // VM, with a writable qcow2 disk, and extra YAML lines appended.
 func libvirtVM(t *testing.T, name string, extra ...string) *configs.VM {
 	t.Helper()
-	g := debianGuest(t)
+	g := libvirttest.Guest(t)
 	dir := t.TempDir()
 	img := filepath.Join(dir, "data.qcow2")
 	im, err := disk.Create(img, disk.CreateOptions{Size: 64 << 20})

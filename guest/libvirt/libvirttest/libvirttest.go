@@ -18,6 +18,7 @@
 package libvirttest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/guest/libvirt"
+	"github.com/paddock-vm/paddock/images"
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
@@ -319,4 +321,32 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// guest is the Debian guest, prepared once per test process.
+var guest struct {
+	once sync.Once
+	g    *images.Guest
+	err  error
+}
+
+// GuestMarker is what the hello guest prints once its /init runs.
+const GuestMarker = "paddock hello guest:"
+
+// Guest returns Debian's stock kernel and the hello initrd (images,
+// built once into paddock's cache): the guest libvirt tests boot. Its
+// /init starts a shell on the console and powers off on the ACPI power
+// button.
+func Guest(tb testing.TB) *images.Guest {
+	tb.Helper()
+	testenv.RequireTool(tb, "apt-get", "apt")
+	guest.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		guest.g, guest.err = images.PrepareGuest(ctx, images.GuestOptions{})
+	})
+	if guest.err != nil {
+		tb.Fatalf("libvirttest: the Debian guest: %v", guest.err)
+	}
+	return guest.g
 }
