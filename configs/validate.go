@@ -257,7 +257,7 @@ func (c *checker) host(h Host) {
 		c.add("cpus", "must be at most %d, the most vCPUs KVM supports on this host, got %d", h.MaxVCPUs, vm.CPUs)
 	}
 	if h.MemoryBytes > 0 && uint64(vm.Memory) > h.MemoryBytes {
-		c.add("memory", "must be at most the host's RAM (%s), got %s", ByteSize(h.MemoryBytes).approx(), vm.Memory)
+		c.add("memory", "must be at most the host's RAM (%s), got %s", ByteSize(h.MemoryBytes).Approx(), vm.Memory)
 	}
 }
 

@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 		newInspectCommand(),
 		newRmCommand(),
 		newUpCommand(),
+		newHostCommand(),
 		newVMMCommand(),
 	)
 	enforceUsage(root)
