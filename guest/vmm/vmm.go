@@ -181,6 +181,10 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
+	// A VM created before paddock recorded identities gets its UUID now.
+	if _, err := p.vm.EnsureIdentity(); err != nil {
+		return runResult{}, err
+	}
 
 	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
