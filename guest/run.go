@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/google/uuid"
+
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/vmm"
@@ -70,7 +72,7 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		defer input.Close()
 		input.Feed(opts.Input)
 	}
-	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input}
+	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, UUID: RunUUID(vm.Name)}
 	if opts.OnBoot != nil {
 		o.OnBoot = func(boot int, m *machine.Machine) { opts.OnBoot(boot, m.Entry().Protocol.String()) }
 	}
@@ -96,6 +98,17 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	}
 	r := sess.Run(ctx)
 	return Result{Reason: r.Reason, Detail: r.Detail, Boots: r.Boots}, nil
+}
+
+// runNamespace is the name space of the UUIDs of foreground runs.
+var runNamespace = uuid.MustParse("2b6b7a4e-5c1d-4f0e-9d3a-6a1f0c9e8b57")
+
+// RunUUID is the system UUID of a VM run in the foreground (Run): derived
+// from its name (a version 5 UUID), so every run of the same name has the
+// same one, as a foreground VM has no state directory to keep a random
+// one in. A managed VM has a random one of its own (store.Identity).
+func RunUUID(name string) uuid.UUID {
+	return uuid.NewSHA1(runNamespace, []byte(name))
 }
 
 // consoleWriter combines the caller's console with the spec's console

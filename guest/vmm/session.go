@@ -67,6 +67,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// UUID is the VM's system UUID (store.Identity), which the guest
+	// reads from the SMBIOS tables, in RFC 4122 byte order.
+	UUID [16]byte
 	// Formats pins disk formats, index by index (PinFormats): a disk
 	// whose spec leaves its format out opens in Formats[i] on every boot,
 	// never detected again. Nil: formats are detected (paddock run).
@@ -163,6 +166,7 @@ func (s *Session) build() error {
 	}
 	applyFormats(cfg.Disks, s.o.Formats)
 	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
+	cfg.UUID = s.o.UUID
 	m, err := machine.New(cfg, bootConfig(s.vm))
 	if err != nil {
 		close(stop)

@@ -182,7 +182,8 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		return runResult{}, err
 	}
 	// A VM created before paddock recorded identities gets its UUID now.
-	if _, err := p.vm.EnsureIdentity(); err != nil {
+	id, err := p.vm.EnsureIdentity()
+	if err != nil {
 		return runResult{}, err
 	}
 
@@ -210,6 +211,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
+		UUID:    id.UUID,
 	})
 
 	// The API answers from now on (status: starting).
