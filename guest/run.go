@@ -73,6 +73,14 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		input.Feed(opts.Input)
 	}
 	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, UUID: RunUUID(vm.Name)}
+	if vm.CloudInit {
+		seed, err := tempSeed(vm, o.UUID)
+		if err != nil {
+			return Result{}, err
+		}
+		defer os.Remove(seed)
+		o.Seed = seed
+	}
 	if opts.OnBoot != nil {
 		o.OnBoot = func(boot int, m *machine.Machine) { opts.OnBoot(boot, m.Entry().Protocol.String()) }
 	}
@@ -98,6 +106,29 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	}
 	r := sess.Run(ctx)
 	return Result{Reason: r.Reason, Detail: r.Detail, Boots: r.Boots}, nil
+}
+
+// tempSeed writes the seed volume of a foreground run to a temporary file
+// (which the caller removes) and returns its path.
+func tempSeed(vm *configs.VM, id uuid.UUID) (string, error) {
+	img, err := seedImage(vm, id)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "paddock-seed-*.iso")
+	if err != nil {
+		return "", fmt.Errorf("VM %s: cloud-init seed: %w", vm.Name, err)
+	}
+	if _, err := f.Write(img); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("VM %s: cloud-init seed: %w", vm.Name, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("VM %s: cloud-init seed: %w", vm.Name, err)
+	}
+	return f.Name(), nil
 }
 
 // runNamespace is the name space of the UUIDs of foreground runs.

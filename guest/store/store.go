@@ -45,6 +45,7 @@ const (
 	VMMLogFile   = "vmm.log"
 	FormatsFile  = "formats.json"
 	IdentityFile = "identity.json"
+	SeedFile     = "seed.iso"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"

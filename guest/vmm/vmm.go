@@ -200,6 +200,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	input := console.NewInput()
 	defer input.Close()
 
+	seed := ""
+	if vm.CloudInit {
+		// The start command wrote it (guest.Manager.Start).
+		seed = p.vm.Path(store.SeedFile)
+	}
 	sess := NewSession(vm, Options{
 		KVMPath:  p.cfg.KVMPath,
 		Console:  hub,
@@ -212,6 +217,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
 		UUID:    id.UUID,
+		Seed:    seed,
 	})
 
 	// The API answers from now on (status: starting).
