@@ -6,11 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paddock-vm/paddock/images"
-	"github.com/paddock-vm/paddock/images/cache"
-	"github.com/paddock-vm/paddock/images/hello"
-	"github.com/paddock-vm/paddock/images/initramfs"
-	"github.com/paddock-vm/paddock/images/kmod"
 	"github.com/paddock-vm/paddock/test/lab"
 )
 
@@ -86,7 +81,7 @@ func TestIdentityLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	initrd, err := identityGuest(ctx, im)
+	initrd, err := helloInitrd(ctx, im, "identity-guest", identityModules, map[string]string{"identity": identityScript})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,35 +119,4 @@ func TestIdentityLab(t *testing.T) {
 	if d := st.End - st.Begin; d > 0 {
 		t.Logf("the identity step (create, start, the guest's checks, power-off) took %.1fs of L1 wall time", d.Seconds())
 	}
-}
-
-// identityGuest builds the hello initramfs with identityModules and the
-// identity script.
-func identityGuest(ctx context.Context, im *lab.Image) (string, error) {
-	k := im.Guest.Kernel
-	ix, err := kmod.Open(k.ModulesDir)
-	if err != nil {
-		return "", err
-	}
-	mods, err := ix.Resolve(ctx, identityModules...)
-	if err != nil {
-		return "", err
-	}
-	var paths []string
-	for _, m := range mods {
-		paths = append(paths, m.Path)
-	}
-	spec, err := hello.Spec(hello.Options{
-		Busybox: im.Guest.Busybox,
-		Modules: &initramfs.Modules{Dir: k.ModulesDir, Release: k.Release, Paths: paths},
-		Scripts: map[string]string{"identity": identityScript},
-	})
-	if err != nil {
-		return "", err
-	}
-	c, err := cache.Default()
-	if err != nil {
-		return "", err
-	}
-	return images.CachedInitramfs(ctx, c, "identity-guest", spec)
 }
