@@ -15,8 +15,9 @@ import (
 // whose "sshd" is a test server on the host (--address): the system's ssh
 // gets in with paddock's key as the VM's user, runs the command and
 // brings its status back; the host key comes from the console (the block
-// cloud-init prints), after which another key is refused. Then the
-// refusals: no cloud_init, not running, no address, no SSH server.
+// cloud-init prints), after which another key is refused; paddock cp
+// copies both ways with the system's scp. Then the refusals: no
+// cloud_init, not running, no address, no SSH server, cp's arguments.
 func TestManagedSSH(t *testing.T) {
 	testenv.RequireTool(t, "ssh", "openssh-client")
 	e := newManagedEnv(t)
@@ -60,6 +61,33 @@ func TestManagedSSH(t *testing.T) {
 	}
 	if got := srv.Execs(); len(got) != 2 || got[1] != "ls -l" {
 		t.Errorf("the guest ran %q; want the words after the name as the command", got)
+	}
+
+	// paddock cp, both ways, through scp's SFTP (the "guest" is the
+	// host's file system here), with the strict host key.
+	files := t.TempDir()
+	up := filepath.Join(files, "up.txt")
+	if err := os.WriteFile(up, []byte("to the guest\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inGuest := filepath.Join(files, "in-guest")
+	if err := os.Mkdir(inGuest, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("cp", "--address", srv.Addr, up, "web:"+inGuest+"/")
+	if b, err := os.ReadFile(filepath.Join(inGuest, "up.txt")); err != nil || string(b) != "to the guest\n" {
+		t.Errorf("copied up: %q, %v", b, err)
+	}
+	down := filepath.Join(files, "down")
+	e.ok("cp", "--address", srv.Addr, "-r", "web:"+inGuest, down)
+	if b, err := os.ReadFile(filepath.Join(down, "up.txt")); err != nil || string(b) != "to the guest\n" {
+		t.Errorf("copied down, recursively: %q, %v", b, err)
+	}
+	if _, errOut, status := e.paddock("cp", "--address", srv.Addr, "web:"+filepath.Join(files, "nope"), files); status != 1 || !strings.Contains(errOut, "No such file") {
+		t.Errorf("cp of a missing file: status %d, stderr %q; want scp's 1 and its message", status, errOut)
+	}
+	if _, errOut, status := e.paddock("cp", "--address", other.Addr, up, "web:"+inGuest+"/"); status != 255 && status != 1 || !strings.Contains(errOut, "Host key verification failed") {
+		t.Errorf("cp to another host key: status %d, stderr %q", status, errOut)
 	}
 
 	// Refusals, before ssh runs.

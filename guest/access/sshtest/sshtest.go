@@ -1,8 +1,9 @@
 // Package sshtest is an SSH server for tests of paddock ssh and paddock
 // cp: it plays a guest's sshd on a loopback port, so the system's ssh and
 // scp (the programs paddock runs) can be tested against it. It accepts
-// one user with one public key and answers exec requests with a function
-// of the test's.
+// one user with one public key, answers exec requests with a function
+// of the test's and serves the SFTP subsystem (which scp uses) on the
+// host's file system (github.com/pkg/sftp).
 package sshtest
 
 import (
@@ -16,6 +17,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -128,6 +130,21 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, exec Exec) {
 			ch.Write([]byte(out))
 			ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, status))
 			return
+		case "subsystem":
+			name, ok := sshString(r.Payload)
+			r.Reply(ok && name == "sftp", nil)
+			if !ok || name != "sftp" {
+				continue
+			}
+			// The channel stays open for the exit status, as sshd
+			// sends it when its sftp-server ends.
+			srv, err := sftp.NewServer(keepOpen{ch})
+			if err == nil {
+				srv.Serve()
+				srv.Close()
+			}
+			ch.SendRequest("exit-status", false, binary.BigEndian.AppendUint32(nil, 0))
+			return
 		case "env", "pty-req":
 			r.Reply(true, nil)
 		default:
@@ -135,6 +152,11 @@ func (s *Server) session(ch ssh.Channel, reqs <-chan *ssh.Request, exec Exec) {
 		}
 	}
 }
+
+// keepOpen is a channel whose Close does nothing.
+type keepOpen struct{ ssh.Channel }
+
+func (keepOpen) Close() error { return nil }
 
 // sshString decodes an SSH string (uint32 length, bytes).
 func sshString(b []byte) (string, bool) {
