@@ -26,17 +26,37 @@ func machineConfig(vm *configs.VM) (machine.Config, error) {
 		}
 		cfg.Disks = append(cfg.Disks, md)
 	}
+	macs, err := NICMACs(vm)
+	if err != nil {
+		return machine.Config{}, err
+	}
 	for i, n := range vm.NICs {
-		mac := netdev.GenerateMAC(fmt.Sprintf("%s/%d", vm.Name, i))
-		if n.MAC != "" {
-			var err error
-			if mac, err = netdev.ParseMAC(n.MAC); err != nil {
-				return machine.Config{}, fmt.Errorf("nics[%d].mac: %w", i, err)
-			}
-		}
-		cfg.NICs = append(cfg.NICs, machine.NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: mac})
+		cfg.NICs = append(cfg.NICs, machine.NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: macs[i]})
 	}
 	return cfg, nil
+}
+
+// NICMACs returns the MAC address of each of vm's NICs: the spec's, or
+// one derived from the VM's name and the NIC's index. The cloud-init seed
+// matches the guest's NICs by them.
+func NICMACs(vm *configs.VM) ([]netdev.MAC, error) {
+	macs := make([]netdev.MAC, len(vm.NICs))
+	for i, n := range vm.NICs {
+		macs[i] = netdev.GenerateMAC(fmt.Sprintf("%s/%d", vm.Name, i))
+		if n.MAC != "" {
+			var err error
+			if macs[i], err = netdev.ParseMAC(n.MAC); err != nil {
+				return nil, fmt.Errorf("nics[%d].mac: %w", i, err)
+			}
+		}
+	}
+	return macs, nil
+}
+
+// seedDisk is the disk of the cloud-init seed volume at path: raw (never
+// detected), read-only, with the serial "cidata", after the VM's disks.
+func seedDisk(path string) machine.Disk {
+	return machine.Disk{Path: path, Format: configs.FormatRaw, ReadOnly: true, Serial: "cidata"}
 }
 
 // bootConfig is what the machine boots: the spec's kernel, initrd and

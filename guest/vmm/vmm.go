@@ -181,6 +181,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
+	// A VM created before paddock recorded identities gets its UUID now.
+	id, err := p.vm.EnsureIdentity()
+	if err != nil {
+		return runResult{}, err
+	}
 
 	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
@@ -195,6 +200,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	input := console.NewInput()
 	defer input.Close()
 
+	seed := ""
+	if vm.CloudInit {
+		// The start command wrote it (guest.Manager.Start).
+		seed = p.vm.Path(store.SeedFile)
+	}
 	sess := NewSession(vm, Options{
 		KVMPath:  p.cfg.KVMPath,
 		Console:  hub,
@@ -206,6 +216,8 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
+		UUID:    id.UUID,
+		Seed:    seed,
 	})
 
 	// The API answers from now on (status: starting).
