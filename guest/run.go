@@ -70,7 +70,11 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		defer input.Close()
 		input.Feed(opts.Input)
 	}
-	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input}
+	nics, err := vmm.HostNICs(vm)
+	if err != nil {
+		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
+	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, NICs: nics}
 	if opts.OnBoot != nil {
 		o.OnBoot = func(boot int, m *machine.Machine) { opts.OnBoot(boot, m.Entry().Protocol.String()) }
 	}

@@ -67,6 +67,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// NICs are the spec's NICs resolved for the machine (ResolveNICs),
+	// one for each; nil when the spec has none.
+	NICs []machine.NIC
 	// Formats pins disk formats, index by index (PinFormats): a disk
 	// whose spec leaves its format out opens in Formats[i] on every boot,
 	// never detected again. Nil: formats are detected (paddock run).
@@ -156,7 +159,7 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
-	cfg, err := machineConfig(s.vm)
+	cfg, err := machineConfig(s.vm, s.o.NICs)
 	if err != nil {
 		close(stop)
 		return err

@@ -18,7 +18,11 @@ func TestMachineConfigFromSpec(t *testing.T) {
 		NICs:   []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}},
 		RNG:    true,
 	}
-	cfg, err := machineConfig(vm)
+	nics, err := ResolveNICs(vm, "machine-id:test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := machineConfig(vm, nics)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,15 +32,18 @@ func TestMachineConfigFromSpec(t *testing.T) {
 	if len(cfg.Disks) != 1 || cfg.Disks[0] != (machine.Disk{Path: "/a.qcow2", Format: "qcow2", ReadOnly: true, Serial: "s", Cache: "unsafe"}) {
 		t.Errorf("disks %+v", cfg.Disks)
 	}
-	nics := cfg.NICs
+	nics = cfg.NICs
 	if len(nics) != 2 || nics[0].Bridge != "br0" || nics[1].Tap != "tap0" {
 		t.Fatalf("nics %+v", nics)
 	}
-	if nics[0].MAC != netdev.GenerateMAC("web-1/0") || nics[1].MAC.String() != "02:00:00:00:00:07" {
+	if nics[0].MAC != netdev.NICMAC("machine-id:test", "web-1", 0) || nics[1].MAC.String() != "02:00:00:00:00:07" {
 		t.Errorf("MACs %s %s", nics[0].MAC, nics[1].MAC)
 	}
 	vm.NICs[1].MAC = "bad"
-	if _, err := machineConfig(vm); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
+	if _, err := ResolveNICs(vm, "machine-id:test"); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
 		t.Errorf("bad MAC: %v", err)
+	}
+	if _, err := machineConfig(vm, nics[:1]); err == nil {
+		t.Error("machineConfig took one resolved NIC for two")
 	}
 }

@@ -181,6 +181,10 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
+	nics, err := HostNICs(vm)
+	if err != nil {
+		return runResult{}, err
+	}
 
 	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
@@ -206,6 +210,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
+		NICs:    nics,
 	})
 
 	// The API answers from now on (status: starting).
