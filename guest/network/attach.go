@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -62,12 +64,21 @@ type Attachment struct {
 	release func() error
 }
 
-// Close detaches the VM and releases its ephemeral leases.
+// Close detaches the VM and releases its ephemeral leases. It returns
+// once each netd has detached the VM (its forwards are gone), or after
+// helloTimeout.
 func (a *Attachment) Close() error {
 	var errs error
 	for _, c := range a.conns {
+		if uc, ok := c.(*net.UnixConn); ok {
+			// netd closes its end once it has detached the VM.
+			if uc.CloseWrite() == nil && uc.SetReadDeadline(time.Now().Add(helloTimeout)) == nil {
+				_, _ = io.Copy(io.Discard, uc)
+			}
+		}
 		errs = errors.Join(errs, c.Close())
 	}
+	a.conns = nil
 	if a.release != nil {
 		errs = errors.Join(errs, a.release())
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 )
 
@@ -84,4 +85,19 @@ func readLine(c net.Conn, r *bufio.Reader, v any) error {
 		return err
 	}
 	return json.Unmarshal(line, v)
+}
+
+// UserConn is the connection of the first VM that a netd process
+// inherits at descriptor fd (NetdFD).
+func UserConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "user")
+	if f == nil {
+		return nil, fmt.Errorf("netd: descriptor %d is not open", fd)
+	}
+	defer f.Close() // FileConn has its own copy
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("netd: descriptor %d: %w", fd, err)
+	}
+	return c, nil
 }
