@@ -22,6 +22,7 @@ func (vm *VM) Validate(host Host) error {
 	c.files()
 	c.deviceFiles()
 	c.network()
+	c.portsFree()
 	c.host(host)
 	return c.result()
 }
@@ -118,6 +119,7 @@ func (c *checker) structure() {
 	}
 	c.cmdline()
 	c.devices()
+	c.managedNetworks()
 	switch vm.Console.Mode {
 	case ConsoleStdio, ConsoleLog:
 	case ConsoleNone:
