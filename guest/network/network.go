@@ -37,6 +37,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/hostnet"
 )
@@ -53,7 +54,7 @@ const DefaultName = "default"
 const DefaultTenant = "default"
 
 // MaxNameLen is the longest network name.
-const MaxNameLen = 32
+const MaxNameLen = configs.MaxNetworkNameLen
 
 // Errors, for errors.Is.
 var (
@@ -82,19 +83,8 @@ type Network struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// CheckName validates a network name: 1 to MaxNameLen lowercase letters,
-// digits and inner dashes.
-func CheckName(name string) error {
-	ok := len(name) > 0 && len(name) <= MaxNameLen && name[0] != '-' && name[len(name)-1] != '-'
-	for i := 0; ok && i < len(name); i++ {
-		b := name[i]
-		ok = b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-'
-	}
-	if !ok {
-		return fmt.Errorf("%q is not a network name: use 1 to %d lowercase letters, digits and dashes (not first or last)", name, MaxNameLen)
-	}
-	return nil
-}
+// CheckName validates a network name (configs.CheckNetworkName).
+func CheckName(name string) error { return configs.CheckNetworkName(name) }
 
 // hostNames derives the bridge and nftables table names of a network:
 // pd-NAME and paddock-NAME when they fit an interface name, else a hash
