@@ -47,6 +47,9 @@ type RunOptions struct {
 	// diagnosing a stalled guest (paddock run passes its SIGUSR1s).
 	Debug       <-chan os.Signal
 	DebugOutput io.Writer
+	// Home is the state directory of the managed networks the VM's NICs
+	// join; empty means store.DefaultHome().
+	Home string
 }
 
 // Run boots vm on the native backend in the foreground and blocks until it
@@ -70,9 +73,12 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		defer input.Close()
 		input.Feed(opts.Input)
 	}
-	nics, err := vmm.HostNICs(vm)
+	nics, nets, err := attachNetworks(vm, opts)
 	if err != nil {
 		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
+	if nets != nil {
+		defer nets.Close()
 	}
 	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, NICs: nics}
 	if opts.OnBoot != nil {

@@ -34,6 +34,8 @@ func newRootCommand() *cobra.Command {
 		newRmCommand(),
 		newUpCommand(),
 		newVMMCommand(),
+		newNetworkCommand(),
+		newNetdCommand(),
 	)
 	enforceUsage(root)
 	return root

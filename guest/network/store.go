@@ -328,3 +328,40 @@ func (s *Store) takeDown(n *Network) error {
 	}
 	return nil
 }
+
+// Info describes a network for paddock network ls and inspect.
+type Info struct {
+	*Network
+	// State is "up" while a netd serves the network (VMs run on it),
+	// else "down".
+	State string `json:"state"`
+	// Leases are the VMs' addresses, by address.
+	Leases []Lease `json:"leases"`
+	// Dir is the network's directory, NetdLog netd's log.
+	Dir     string `json:"dir"`
+	NetdLog string `json:"netd_log"`
+}
+
+// Info describes network name.
+func (s *Store) Info(name string) (*Info, error) {
+	n, err := s.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	leases, err := s.Leases(name)
+	if err != nil {
+		return nil, err
+	}
+	if leases == nil {
+		leases = []Lease{}
+	}
+	alive, err := s.netdAlive(name)
+	if err != nil {
+		return nil, err
+	}
+	in := &Info{Network: n, State: "down", Leases: leases, Dir: s.Dir(name), NetdLog: s.path(name, NetdLog)}
+	if alive {
+		in.State = "up"
+	}
+	return in, nil
+}

@@ -18,7 +18,7 @@ func TestMachineConfigFromSpec(t *testing.T) {
 		NICs:   []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}},
 		RNG:    true,
 	}
-	nics, err := ResolveNICs(vm, "machine-id:test")
+	nics, err := ResolveNICs(vm, "machine-id:test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestMachineConfigFromSpec(t *testing.T) {
 		t.Errorf("MACs %s %s", nics[0].MAC, nics[1].MAC)
 	}
 	vm.NICs[1].MAC = "bad"
-	if _, err := ResolveNICs(vm, "machine-id:test"); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
+	if _, err := ResolveNICs(vm, "machine-id:test", nil); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
 		t.Errorf("bad MAC: %v", err)
 	}
 	if _, err := machineConfig(vm, nics[:1]); err == nil {

@@ -44,6 +44,9 @@ type Config struct {
 	Signals bool
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// NetdCommand runs a managed network's netd; empty means this
+	// executable's `netd` command.
+	NetdCommand []string
 }
 
 // Ready is the message on the readiness pipe.
@@ -181,9 +184,13 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
-	nics, err := HostNICs(vm)
+	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand})
 	if err != nil {
 		return runResult{}, err
+	}
+	if nets != nil {
+		// Held until the VMM exits: the networks serve the VM meanwhile.
+		defer nets.Close()
 	}
 
 	managedLog := ""
