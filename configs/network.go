@@ -125,6 +125,10 @@ func (c *checker) managedNetworks() {
 		if first < 0 {
 			first = i
 		}
+		if vm.Backend == BackendLibvirt {
+			c.add(fmt.Sprintf("nics[%d].network", i), "managed networks are the native backend's; with libvirt use bridge")
+			continue
+		}
 		if err := CheckNetworkName(n.Network); err != nil {
 			c.add(fmt.Sprintf("nics[%d].network", i), "%w", err)
 		}
