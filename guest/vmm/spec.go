@@ -4,14 +4,17 @@ import (
 	"fmt"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
 // machineConfig translates a VM spec into the machine's hardware: vCPUs,
 // memory and the virtio devices; nics are the spec's NICs as ResolveNICs
-// resolved them. Relative paths are already resolved by configs. The
-// machine takes plain device configs and never sees the spec.
+// resolved them. Relative paths are already resolved by configs; an
+// untrusted disk's backing chain is confined to the image's directory
+// (disk.ConfinedToImage). The machine takes plain device configs and
+// never sees the spec.
 // Precondition: vm has been through FillDefaults and Validate.
 func machineConfig(vm *configs.VM, nics []machine.NIC) (machine.Config, error) {
 	if len(nics) != len(vm.NICs) {
@@ -19,7 +22,11 @@ func machineConfig(vm *configs.VM, nics []machine.NIC) (machine.Config, error) {
 	}
 	cfg := machine.Config{CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG, NICs: nics}
 	for _, d := range vm.Disks {
-		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)})
+		md := machine.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)}
+		if d.Untrusted {
+			md.Backing = disk.ConfinedToImage(d.Path)
+		}
+		cfg.Disks = append(cfg.Disks, md)
 	}
 	return cfg, nil
 }
