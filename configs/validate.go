@@ -22,7 +22,9 @@ func (vm *VM) Validate(host Host) error {
 	c.files()
 	c.deviceFiles()
 	c.network()
-	c.portsFree()
+	if host.CheckPorts {
+		c.portsFree()
+	}
 	c.host(host)
 	return c.result()
 }
