@@ -50,7 +50,7 @@ type Store struct {
 	CheckSubnet func(netip.Prefix) error
 }
 
-// Open returns the networks of the state directory home, creating
+// Open returns the networks of the state directory home, creating it and
 // networks/ (mode 0700) if needed. Like the VM store it refuses a tree
 // that someone other than the current user and root could change
 // (store.CheckTrusted): a network record decides what the host
@@ -59,7 +59,8 @@ func Open(home string) (*Store, error) {
 	if !filepath.IsAbs(home) {
 		return nil, fmt.Errorf("network: home %q is not an absolute path", home)
 	}
-	if err := store.CheckTrusted(home); err != nil {
+	// The VM store creates the state directory if needed, and checks it.
+	if _, err := store.Open(home); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(home, networksDir)

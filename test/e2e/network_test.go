@@ -175,3 +175,28 @@ func TestManagedNetwork(t *testing.T) {
 		t.Errorf("network ls -q after rm: %q", out)
 	}
 }
+
+// TestRunOnNetwork: paddock run of a VM on a managed network attaches it
+// for the run (the network created on first use) and leaves neither its
+// lease nor the network up afterwards.
+func TestRunOnNetwork(t *testing.T) {
+	testenv.RequireTool(t, "nft", "nftables")
+	e := newManagedEnv(t)
+	ns := inNamespace(t, e)
+	y := e.guestVM("once", "poweroff", "nics: [{network: default}]\nports: ['8080:80']\n")
+	if out, errOut, st := e.paddock("run", "-f", y); st != 0 {
+		t.Fatalf("paddock run: status %d\n%s%s", st, out, errOut)
+	}
+	e.waitNetdGone("default")
+	def := e.network("default")
+	if def.State != "down" || len(def.Leases) != 0 {
+		t.Errorf("default after the run: %+v", def)
+	}
+	if out, err := ns.Try("ip", "link", "show", "pd-default"); err == nil {
+		t.Errorf("the bridge outlived the run:\n%s", out)
+	}
+	log, err := os.ReadFile(filepath.Join(e.home, "networks", "default", "netd.log"))
+	if err != nil || !strings.Contains(string(log), "VM once attached") || !strings.Contains(string(log), "VM once left") {
+		t.Errorf("netd.log (%v):\n%s", err, log)
+	}
+}
