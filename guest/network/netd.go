@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -135,6 +136,9 @@ func (d *netd) up() (func() error, error) {
 		return errs
 	}
 	if err := hostnet.Up(d.cfg, nil); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w (managed networks need root: CAP_NET_ADMIN)", err)
+		}
 		return nil, errors.Join(err, hostnet.Down(d.cfg))
 	}
 	fail := func(err error) (func() error, error) {

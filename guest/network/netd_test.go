@@ -166,6 +166,13 @@ func TestNetd(t *testing.T) {
 	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
 		t.Errorf("the forward of 127.0.0.1:8080: %q", got)
 	}
+	// netd's DNS server answers on the gateway (the host's resolver,
+	// 127.0.0.1 here, has nothing: SERVFAIL; without a server the
+	// client would be refused).
+	bb := testenv.RequireTool(t, "busybox", "busybox-static")
+	if out, _ := gw.Try(bb, "nslookup", "example.test", def.Gateway.String()); !strings.Contains(out, "SERVFAIL") {
+		t.Errorf("nslookup through netd:\n%s", out)
+	}
 
 	// A VM that wants a forwarded port is refused, with its ephemeral
 	// lease released; a VM attached twice is refused.
