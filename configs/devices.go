@@ -186,16 +186,22 @@ func (vm *VM) fillDeviceDefaults() {
 // devices checks disks, NICs and their number.
 func (c *checker) devices() {
 	vm := c.vm
-	n := len(vm.Disks) + len(vm.NICs)
+	rng := 0
 	if vm.RNG {
+		rng = 1
+	}
+	n := len(vm.Disks) + len(vm.NICs) + rng
+	others := fmt.Sprintf("%d rng device", rng)
+	if vm.CloudInit {
 		n++
+		others += " and the cloud-init seed volume"
 	}
 	if n > MaxDevices {
 		field := "disks"
 		if len(vm.NICs) > 0 {
 			field = "nics"
 		}
-		c.add(field, "%d disks, %d NICs and %d rng device: at most %d devices fit on the PCI bus", len(vm.Disks), len(vm.NICs), n-len(vm.Disks)-len(vm.NICs), MaxDevices)
+		c.add(field, "%d disks, %d NICs and %s: at most %d devices fit on the PCI bus", len(vm.Disks), len(vm.NICs), others, MaxDevices)
 	}
 	paths := map[string]int{}
 	for i, d := range vm.Disks {

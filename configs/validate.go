@@ -148,6 +148,7 @@ func (c *checker) structure() {
 		c.add("restart", "must be one of %s, %s, %s; got %s", RestartNo, RestartOnFailure, RestartAlways, quote(string(vm.Restart)))
 	}
 	c.labels()
+	c.cloudInit()
 	switch vm.Backend {
 	case BackendNative:
 	case BackendLibvirt:
@@ -254,6 +255,7 @@ func (c *checker) files() {
 			c.add("console.log", "%w", err)
 		}
 	}
+	c.cloudInitFiles()
 }
 
 // host checks the VM against the host's limits, where known.

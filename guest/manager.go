@@ -136,9 +136,13 @@ func usable(err error) bool {
 }
 
 // Create adds vm to the store (its resolved spec becomes vm.yaml); source
-// is the file it came from, for inspect. Precondition: vm has been
-// through FillDefaults and Validate.
+// is the file it came from, for inspect. A VM with cloud_init gets
+// paddock's SSH key and its key files' keys in its ssh_keys (vm is
+// changed). Precondition: vm has been through FillDefaults and Validate.
 func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
+	if err := authorizePaddock(vm, m.Home()); err != nil {
+		return nil, err
+	}
 	spec, err := yaml.Marshal(vm)
 	if err != nil {
 		return nil, fmt.Errorf("guest: encode the spec of %s: %w", vm.Name, err)
@@ -267,6 +271,9 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	}
 	if vm.Backend != configs.BackendNative {
 		return nil, fmt.Errorf("VM %s: backend %q: managed VMs run on the native backend", name, vm.Backend)
+	}
+	if err := writeSeed(v, vm); err != nil {
+		return nil, err
 	}
 	if err := m.spawn(ctx, v, rec); err != nil {
 		return nil, err

@@ -33,6 +33,8 @@ func newRootCommand() *cobra.Command {
 		newInspectCommand(),
 		newRmCommand(),
 		newUpCommand(),
+		newSSHCommand(),
+		newCpCommand(),
 		newVMMCommand(),
 		newNetworkCommand(),
 		newNetdCommand(),

@@ -61,7 +61,9 @@ func hostID(vm *configs.VM) (string, error) {
 	return "", nil
 }
 
-// NICMACs is each of vm's NICs' MAC address on this host.
+// NICMACs is each of vm's NICs' MAC address on this host (nicMACs): the
+// machine's NICs have them, and the cloud-init seed matches the guest's
+// NICs by them.
 func NICMACs(vm *configs.VM) ([]netdev.MAC, error) {
 	host, err := hostID(vm)
 	if err != nil {

@@ -31,6 +31,12 @@ func machineConfig(vm *configs.VM, nics []machine.NIC) (machine.Config, error) {
 	return cfg, nil
 }
 
+// seedDisk is the disk of the cloud-init seed volume at path: raw (never
+// detected), read-only, with the serial "cidata", after the VM's disks.
+func seedDisk(path string) machine.Disk {
+	return machine.Disk{Path: path, Format: configs.FormatRaw, ReadOnly: true, Serial: "cidata"}
+}
+
 // bootConfig is what the machine boots: the spec's kernel, initrd and
 // command line.
 func bootConfig(vm *configs.VM) machine.BootConfig {

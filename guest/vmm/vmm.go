@@ -192,6 +192,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		// Held until the VMM exits: the networks serve the VM meanwhile.
 		defer nets.Close()
 	}
+	// A VM created before paddock recorded identities gets its UUID now.
+	id, err := p.vm.EnsureIdentity()
+	if err != nil {
+		return runResult{}, err
+	}
 
 	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
@@ -206,6 +211,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	input := console.NewInput()
 	defer input.Close()
 
+	seed := ""
+	if vm.CloudInit {
+		// The start command wrote it (guest.Manager.Start).
+		seed = p.vm.Path(store.SeedFile)
+	}
 	sess := NewSession(vm, Options{
 		KVMPath:  p.cfg.KVMPath,
 		Console:  hub,
@@ -218,6 +228,8 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
 		NICs:    nics,
+		UUID:    id.UUID,
+		Seed:    seed,
 	})
 
 	// The API answers from now on (status: starting).
