@@ -85,11 +85,7 @@ type NICRequest struct {
 // address and takes the new MAC. A MAC another VM's lease has is refused,
 // as is a full subnet. ephemeral marks new leases as a foreground run's.
 func (s *Store) Reserve(name, vm string, nics []NICRequest, ephemeral bool) ([]Lease, error) {
-	n, err := s.Get(name)
-	if err != nil {
-		return nil, err
-	}
-	unlock, err := s.lock(name)
+	n, unlock, err := s.getLocked(name)
 	if err != nil {
 		return nil, err
 	}
@@ -151,10 +147,7 @@ func freeAddr(n *Network, leases []Lease) (netip.Addr, error) {
 // Release removes vm's leases from network name; only its ephemeral ones
 // if ephemeralOnly.
 func (s *Store) Release(name, vm string, ephemeralOnly bool) error {
-	if _, err := s.Get(name); err != nil {
-		return err
-	}
-	unlock, err := s.lock(name)
+	_, unlock, err := s.getLocked(name)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,20 @@ func (s *Store) lock(name string) (func(), error) {
 	return lockFile(s.path(name, LockFile))
 }
 
+// getLocked returns network name's record with its lock taken, and the
+// function that releases it.
+func (s *Store) getLocked(name string) (*Network, func(), error) {
+	n, err := s.Get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := s.lock(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, unlock, nil
+}
+
 // netdAlive reports whether a netd holds the network's netd.lock.
 func (s *Store) netdAlive(name string) (bool, error) {
 	f, err := os.OpenFile(s.path(name, NetdLock), os.O_RDONLY|os.O_CREATE, 0o600)
