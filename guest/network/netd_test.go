@@ -229,3 +229,45 @@ func TestNetd(t *testing.T) {
 		t.Logf("netd.log:\n%s", log)
 	}
 }
+
+// TestAttachConcurrently: VMs that start at once on a network that is
+// down all attach, to one netd, with distinct addresses.
+func TestAttachConcurrently(t *testing.T) {
+	h := newNetdHost(t)
+	const n = 4
+	type result struct {
+		a   *Attachment
+		err error
+	}
+	results := make(chan result, n)
+	for i := range n {
+		go func() {
+			a, err := h.attach(fmt.Sprintf("vm%d", i), 10+i, DefaultName)
+			results <- result{a, err}
+		}()
+	}
+	seen := map[netip.Addr]bool{}
+	var all []*Attachment
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Error(r.err)
+			continue
+		}
+		all = append(all, r.a)
+		if ip := r.a.Leases[0].IP; seen[ip] {
+			t.Errorf("%s twice", ip)
+		} else {
+			seen[ip] = true
+		}
+	}
+	log, _ := os.ReadFile(h.st.path(DefaultName, NetdLog))
+	if got := strings.Count(string(log), "is up"); got != 1 {
+		t.Errorf("the network came up %d times:\n%s", got, log)
+	}
+	for _, a := range all {
+		if err := a.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
