@@ -3,7 +3,6 @@ package guest
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/paddock-vm/paddock/configs"
@@ -57,14 +56,8 @@ func (m *Manager) reserveAddresses(vm *configs.VM) error {
 		return err
 	}
 	for _, name := range order {
-		if _, err := st.Get(name); errors.Is(err, network.ErrNotFound) && name == network.DefaultName {
-			if _, err := st.Create(name, netip.Prefix{}); err != nil && !errors.Is(err, network.ErrExists) {
-				return err
-			}
-		} else if errors.Is(err, network.ErrNotFound) {
-			return fmt.Errorf("nics: %w: create it first (paddock network create %s)", err, name)
-		} else if err != nil {
-			return err
+		if _, err := st.Use(name); err != nil {
+			return fmt.Errorf("nics[%d].network: %w", byNet[name][0].Index, err)
 		}
 		if _, err := st.Reserve(name, vm.Name, byNet[name], false); err != nil {
 			return errors.Join(err, st.ReleaseVM(vm.Name))

@@ -133,15 +133,26 @@ func Attach(o AttachOptions) (*Attachment, error) {
 	return a, nil
 }
 
-// attach attaches a VM to one network.
-func (s *Store) attach(o AttachOptions, name string, nics []NICRequest, ports []Port) (net.Conn, *Network, []Lease, error) {
+// Use returns the network a VM's NIC names: DefaultName is created on
+// first use; another that does not exist is an error saying how to make
+// it.
+func (s *Store) Use(name string) (*Network, error) {
 	n, err := s.Get(name)
-	if errors.Is(err, ErrNotFound) && name == DefaultName {
+	switch {
+	case errors.Is(err, ErrNotFound) && name == DefaultName:
 		n, err = s.Create(name, netip.Prefix{})
 		if errors.Is(err, ErrExists) {
 			n, err = s.Get(name) // another VM created it meanwhile
 		}
+	case errors.Is(err, ErrNotFound):
+		err = fmt.Errorf("%w: create it first (paddock network create %s)", err, name)
 	}
+	return n, err
+}
+
+// attach attaches a VM to one network.
+func (s *Store) attach(o AttachOptions, name string, nics []NICRequest, ports []Port) (net.Conn, *Network, []Lease, error) {
+	n, err := s.Use(name)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -151,6 +151,12 @@ func TestManagedNetwork(t *testing.T) {
 	ns.Bridge(t, "corp")
 	ns.IP(t, "route", "add", "10.99.0.0/16", "dev", "corp")
 	e.fails(1, "paddock: network lab: subnet 10.99.1.0/24 overlaps the host's route to 10.99.0.0/16 on corp\n", "network", "create", "--subnet", "10.99.1.0/24", "lab")
+	// A network that does not exist: one error, no VM.
+	e.fails(1, "paddock: VM lost: nics[0].network: network lab: no such network: create it first (paddock network create lab)\n",
+		"create", "-f", e.guestVM("lost", "counter", "nics: [{network: lab}]\n"))
+	if _, ok := e.ls()["lost"]; ok {
+		t.Error("a VM on a missing network was created")
+	}
 	if out := e.ok("network", "ls", "-q"); out != "default\n" {
 		t.Errorf("network ls -q: %q", out)
 	}
