@@ -59,8 +59,13 @@ func Open(home string) (*Store, error) {
 	if !filepath.IsAbs(home) {
 		return nil, fmt.Errorf("network: home %q is not an absolute path", home)
 	}
-	// The VM store creates the state directory if needed, and checks it.
-	if _, err := store.Open(home); err != nil {
+	if _, err := os.Stat(home); errors.Is(err, fs.ErrNotExist) {
+		// The VM store creates a state directory as it should be.
+		if _, err := store.Open(home); err != nil {
+			return nil, err
+		}
+	}
+	if err := store.CheckTrusted(home); err != nil {
 		return nil, err
 	}
 	dir := filepath.Join(home, networksDir)
