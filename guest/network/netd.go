@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -88,13 +89,18 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	if err != nil {
 		return fail(err)
 	}
-	runLock, err := os.OpenFile(st.path(n.Name, NetdLock), os.O_RDONLY|os.O_CREATE, 0o600)
+	runLock, err := os.OpenFile(st.path(n.Name, NetdLock), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fail(fmt.Errorf("network %s: %w", n.Name, err))
 	}
 	defer runLock.Close()
 	if err := unix.Flock(int(runLock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail(fmt.Errorf("network %s: another netd runs it (%w)", n.Name, err))
+	}
+	// The pid, for paddock network inspect; it means something only
+	// while the lock is held.
+	if err := runLock.Truncate(0); err == nil {
+		_, _ = runLock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	d := &netd{c: c, st: st, net: n, cfg: cfg, users: map[*user]bool{}, leases: map[netdev.MAC]dhcpd.Lease{}, idle: make(chan struct{}, 1)}
 	stop, err := d.up()

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/paddock-vm/paddock/internal/testenv"
@@ -41,7 +43,10 @@ func testNetd(args []string) int {
 		fmt.Fprintln(os.Stderr, "test netd:", err)
 		return 1
 	}
-	err = ServeNetd(context.Background(), NetdConfig{
+	// As paddock netd does: SIGTERM takes the network down.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err = ServeNetd(ctx, NetdConfig{
 		Home: *home, Name: fs.Arg(0), User: conn, ResolvConf: os.Getenv("RESOLV"),
 		Logf: func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) },
 	})
@@ -269,5 +274,37 @@ func TestAttachConcurrently(t *testing.T) {
 		if err := a.Close(); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestNetdSIGTERM: netd told to stop takes the network down at once, VMs
+// attached or not, and the VMs' connections end.
+func TestNetdSIGTERM(t *testing.T) {
+	h := newNetdHost(t)
+	web, err := h.attach("web", 1, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := h.st.Info(DefaultName)
+	if err != nil || in.State != "up" || in.NetdPID <= 0 {
+		t.Fatalf("Info: %+v, %v", in, err)
+	}
+	if err := syscall.Kill(in.NetdPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// netd closes web's connection as it exits: Close returns then.
+	if err := web.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockFile(h.st.path(DefaultName, NetdLock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if out, err := h.ns.Try("ip", "link", "show", in.Bridge); err == nil {
+		t.Errorf("the bridge outlived netd:\n%s", out)
+	}
+	if in, err := h.st.Info(DefaultName); err != nil || in.State != "down" || in.NetdPID != 0 {
+		t.Errorf("Info after SIGTERM: %+v, %v", in, err)
 	}
 }

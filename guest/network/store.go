@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -339,8 +340,9 @@ func (s *Store) takeDown(n *Network) error {
 type Info struct {
 	*Network
 	// State is "up" while a netd serves the network (VMs run on it),
-	// else "down".
-	State string `json:"state"`
+	// else "down"; NetdPID is that netd's process.
+	State   string `json:"state"`
+	NetdPID int    `json:"netd_pid,omitempty"`
 	// Leases are the VMs' addresses, by address.
 	Leases []Lease `json:"leases"`
 	// Dir is the network's directory, NetdLog netd's log.
@@ -368,6 +370,9 @@ func (s *Store) Info(name string) (*Info, error) {
 	in := &Info{Network: n, State: "down", Leases: leases, Dir: s.Dir(name), NetdLog: s.path(name, NetdLog)}
 	if alive {
 		in.State = "up"
+		if b, err := os.ReadFile(s.path(name, NetdLock)); err == nil {
+			in.NetdPID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
 	}
 	return in, nil
 }
