@@ -22,6 +22,9 @@ func (vm *VM) Validate(host Host) error {
 	c.files()
 	c.deviceFiles()
 	c.network()
+	if host.CheckPorts {
+		c.portsFree()
+	}
 	c.host(host)
 	return c.result()
 }
@@ -118,6 +121,7 @@ func (c *checker) structure() {
 	}
 	c.cmdline()
 	c.devices()
+	c.managedNetworks()
 	switch vm.Console.Mode {
 	case ConsoleStdio, ConsoleLog:
 	case ConsoleNone:

@@ -92,6 +92,9 @@ type VM struct {
 	Disks []Disk `yaml:"disks,omitempty" json:"disks,omitempty"`
 	// NICs are virtio-net network interfaces. Default none.
 	NICs []NIC `yaml:"nics,omitempty" json:"nics,omitempty"`
+	// Ports forward host ports to the VM's address on its first managed
+	// network (nics[].network). Default none.
+	Ports []Port `yaml:"ports,omitempty" json:"ports,omitempty"`
 	// RNG gives the guest a virtio-rng entropy device fed by the host's
 	// random number generator. Default false.
 	RNG bool `yaml:"rng,omitempty" json:"rng,omitempty"`

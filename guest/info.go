@@ -35,6 +35,9 @@ type Info struct {
 	Boots    int     `json:"boots,omitempty"`
 	Restarts int     `json:"restarts,omitempty"`
 
+	// Addresses are the VM's addresses on managed networks.
+	Addresses []Address `json:"addresses,omitempty"`
+
 	// LastExit is how the latest run ended.
 	LastExit *store.Exit `json:"last_exit,omitempty"`
 	// StartError is why the latest start failed, if it did.
@@ -129,6 +132,7 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 		in.Problem = joinProblem(in.Problem, err.Error())
 	} else {
 		in.Labels, in.CPUs, in.Memory, in.Backend = vm.Labels, vm.CPUs, uint64(vm.Memory), string(vm.Backend)
+		in.Addresses = m.addresses(vm)
 		if full {
 			in.Config = vm
 		}

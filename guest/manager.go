@@ -171,6 +171,9 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.reserveAddresses(vm); err != nil {
+		return nil, errors.Join(fmt.Errorf("VM %s: %w", vm.Name, err), m.store.Remove(v))
+	}
 	return m.info(v, false)
 }
 
@@ -480,7 +483,10 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 			return err
 		}
 	}
-	return m.store.Remove(v)
+	if err := m.store.Remove(v); err != nil {
+		return err
+	}
+	return m.releaseAddresses(name)
 }
 
 // Attach connects to the VM's console: reads are guest output, writes are

@@ -49,6 +49,9 @@ type RunOptions struct {
 	// diagnosing a stalled guest (paddock run passes its SIGUSR1s).
 	Debug       <-chan os.Signal
 	DebugOutput io.Writer
+	// Home is the state directory of the managed networks the VM's NICs
+	// join; empty means store.DefaultHome().
+	Home string
 }
 
 // Run boots vm on the native backend in the foreground and blocks until it
@@ -72,7 +75,14 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		defer input.Close()
 		input.Feed(opts.Input)
 	}
-	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, UUID: RunUUID(vm.Name)}
+	nics, nets, err := attachNetworks(vm, opts)
+	if err != nil {
+		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
+	if nets != nil {
+		defer nets.Close()
+	}
+	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, NICs: nics, UUID: RunUUID(vm.Name)}
 	if vm.CloudInit {
 		seed, err := tempSeed(vm, o.UUID)
 		if err != nil {

@@ -64,7 +64,11 @@ func (m *Manager) SSHTarget(ctx context.Context, name string, o SSHOptions) (*ac
 	if !vm.CloudInit {
 		return nil, fmt.Errorf("VM '%s' has no cloud_init: paddock's SSH key reaches a guest through cloud-init's seed (docs/yaml.md, cloud_init); use ssh with a key of your own", name)
 	}
-	addr, err := sshAddress(name, o.Address)
+	given := o.Address
+	if addrs := m.addresses(vm); given == "" && len(addrs) > 0 {
+		given = addrs[0].IP // its lease on its first managed network
+	}
+	addr, err := sshAddress(name, given)
 	if err != nil {
 		return nil, err
 	}
@@ -84,9 +88,9 @@ func (m *Manager) SSHTarget(ctx context.Context, name string, o SSHOptions) (*ac
 	return t, nil
 }
 
-// sshAddress is the guest's SSH server: the address given, with port 22
-// if it has none, or else the address paddock knows of the VM (none yet:
-// the managed networks' leases will tell).
+// sshAddress is the guest's SSH server: the address given (--address, or
+// the VM's lease on its first managed network), with port 22 if it has
+// none.
 func sshAddress(name, given string) (string, error) {
 	if given == "" {
 		return "", &NoAddressError{Name: name}

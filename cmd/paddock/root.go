@@ -36,6 +36,8 @@ func newRootCommand() *cobra.Command {
 		newSSHCommand(),
 		newCpCommand(),
 		newVMMCommand(),
+		newNetworkCommand(),
+		newNetdCommand(),
 	)
 	enforceUsage(root)
 	return root

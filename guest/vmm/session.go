@@ -67,6 +67,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// NICs are the spec's NICs resolved for the machine (ResolveNICs),
+	// one for each; nil when the spec has none.
+	NICs []machine.NIC
 	// Seed, if set, is the VM's cloud-init seed volume (an ISO 9660
 	// image), attached read-only after its disks.
 	Seed string
@@ -162,7 +165,7 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
-	cfg, err := machineConfig(s.vm)
+	cfg, err := machineConfig(s.vm, s.o.NICs)
 	if err != nil {
 		close(stop)
 		return err
