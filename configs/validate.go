@@ -25,6 +25,9 @@ func (vm *VM) Validate(host Host) error {
 		// A libvirt VM's host is another machine, maybe: its bridges,
 		// taps and RAM are its own, and libvirt checks them.
 		c.network()
+		if host.CheckPorts {
+			c.portsFree()
+		}
 		c.host(host)
 	}
 	return c.result()
@@ -122,6 +125,7 @@ func (c *checker) structure() {
 	}
 	c.cmdline()
 	c.devices()
+	c.managedNetworks()
 	switch vm.Console.Mode {
 	case ConsoleStdio, ConsoleLog:
 	case ConsoleNone:
@@ -148,6 +152,7 @@ func (c *checker) structure() {
 		c.add("restart", "must be one of %s, %s, %s; got %s", RestartNo, RestartOnFailure, RestartAlways, quote(string(vm.Restart)))
 	}
 	c.labels()
+	c.cloudInit()
 	switch vm.Backend {
 	case BackendNative, BackendLibvirt:
 	default:
@@ -248,6 +253,7 @@ func (c *checker) files() {
 			c.add("console.log", "%w", err)
 		}
 	}
+	c.cloudInitFiles()
 }
 
 // host checks the VM against the host's limits, where known.

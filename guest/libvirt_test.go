@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -14,7 +15,9 @@ import (
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
 	"github.com/paddock-vm/paddock/internal/testenv"
+	"libvirt.org/go/libvirtxml"
 )
 
 // nothingLeft checks that a failed create left nothing: no VM in the
@@ -238,4 +241,62 @@ func TestChooseHost(t *testing.T) {
 	if _, err := chooseHost(probes[3:]); err == nil || err.Error() != gone.Error() {
 		t.Errorf("chooseHost of unreachable hosts = %v", err)
 	}
+}
+
+// TestLibvirtIdentitySeedNetwork: a libvirt VM's domain has the VM's UUID
+// (identity.json), its NICs' MACs are the ones its cloud-init seed names,
+// the seed is one of its volumes, attached read-only after its disks, and
+// a NIC on a network is on the host's libvirt network of that name.
+func TestLibvirtIdentitySeedNetwork(t *testing.T) {
+	ctx := context.Background()
+	m, d := libvirtManager(t)
+	vm := libvirtVM(t, "web", "cloud_init: true", "nics: [{network: default}]")
+	info, err := m.CreateContext(ctx, vm, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := lv.Connect(d.Host("check"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dom, err := c.Domain("web", info.UUID)
+	if err != nil {
+		t.Fatalf("the domain does not have the VM's UUID %s: %v", info.UUID, err)
+	}
+	desc, err := dom.XML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x libvirtxml.Domain
+	if err := x.Unmarshal(desc); err != nil {
+		t.Fatal(err)
+	}
+	macs, err := vmm.NICMACs(vm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := x.Devices.Interfaces; len(n) != 1 || n[0].Source.Network == nil || n[0].Source.Network.Network != "default" || n[0].MAC.Address != macs[0].String() {
+		t.Errorf("NICs %+v", n)
+	}
+	disks := x.Devices.Disks
+	if len(disks) != 2 || disks[1].ReadOnly == nil || disks[1].Source.Volume == nil || disks[1].Source.Volume.Volume != "vm-"+info.UUID+".seed.iso" || disks[1].Target.Dev != "vdb" {
+		t.Fatalf("disks %+v", disks)
+	}
+	pool, err := c.Pool(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seed bytes.Buffer
+	if err := pool.Download(disks[1].Source.Volume.Volume, &seed); err != nil {
+		t.Fatal(err)
+	}
+	// An ISO 9660 volume (label cidata) whose meta-data names the VM's UUID.
+	if !bytes.Contains(seed.Bytes(), []byte("CD001")) || !bytes.Contains(seed.Bytes(), []byte(info.UUID)) || !bytes.Contains(seed.Bytes(), []byte(macs[0].String())) {
+		t.Errorf("the seed volume (%d bytes) is not the VM's", seed.Len())
+	}
+	if err := m.Remove(ctx, "web", false); err != nil {
+		t.Fatal(err)
+	}
+	nothingLeft(t, m, d, "web")
 }

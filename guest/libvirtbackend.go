@@ -141,12 +141,17 @@ func chooseHost(probes []hostProbe) (int, error) {
 // written first and kept current, so that whatever an interrupted create
 // made on the host is found and removed with the VM.
 func (b *libvirtBackend) Create(ctx context.Context, v *store.VM, vm *configs.VM) error {
+	id, err := v.EnsureIdentity()
+	if err != nil {
+		return err
+	}
 	c, err := b.pickHost(vm)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	pl := &lv.Placement{Host: c.Host, UUID: uuid.NewString()}
+	// The domain's UUID is the VM's (identity.json).
+	pl := &lv.Placement{Host: c.Host, UUID: id.UUID.String()}
 	if err := lv.WritePlacement(v.Dir, pl); err != nil {
 		return err
 	}
@@ -209,6 +214,14 @@ func (b *libvirtBackend) define(ctx context.Context, v *store.VM, vm *configs.VM
 		files.Disks = append(files.Disks, vol)
 		files.Formats = append(files.Formats, format)
 	}
+	if files.MACs, err = vmm.NICMACs(vm); err != nil {
+		return err
+	}
+	if vm.CloudInit {
+		if files.Seed, err = b.putSeed(ctx, vm, pool, pl, v); err != nil {
+			return err
+		}
+	}
 	host, _ := os.Hostname()
 	desc, err := lv.DomainXML(vm, pl, pool.Name, files, lv.Metadata{Home: b.store.Home(), Machine: host})
 	if err != nil {
@@ -260,6 +273,33 @@ func (b *libvirtBackend) putDisk(ctx context.Context, v *store.VM, pool *lv.Pool
 		return lv.Volume{}, err
 	}
 	return pool.Import(ctx, name, d.Path)
+}
+
+// putSeed makes the VM's cloud-init seed volume (the NoCloud image the
+// native backend writes as seed.iso) on the host, one of its own volumes.
+func (b *libvirtBackend) putSeed(ctx context.Context, vm *configs.VM, pool *lv.Pool, pl *lv.Placement, v *store.VM) (string, error) {
+	id, err := uuid.Parse(pl.UUID)
+	if err != nil {
+		return "", fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
+	img, err := seedImage(vm, id)
+	if err != nil {
+		return "", err
+	}
+	// The seed is kept in the VM's directory, as a native VM's is, and
+	// uploaded from there.
+	if err := store.WriteFileAtomic(v.Path(store.SeedFile), img, 0o600); err != nil {
+		return "", err
+	}
+	name := pl.VolumePrefix() + "seed.iso"
+	pl.Volumes = append(pl.Volumes, name)
+	if err := lv.WritePlacement(v.Dir, pl); err != nil {
+		return "", err
+	}
+	if _, err := pool.Import(ctx, name, v.Path(store.SeedFile)); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // clean removes what pl says the VM has on the host c: its domain (if it

@@ -137,7 +137,9 @@ func (m *Manager) lock(v *store.VM) (*store.Lock, error) {
 
 // Create adds vm to the store (its resolved spec becomes vm.yaml) and
 // sets it up on its backend; source is the file it came from, for
-// inspect. Precondition: vm has been through FillDefaults and Validate.
+// inspect. A VM with cloud_init gets paddock's SSH key and its key files'
+// keys in its ssh_keys (vm is changed). Precondition: vm has been through
+// FillDefaults and Validate.
 func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 	return m.CreateContext(context.Background(), vm, source)
 }
@@ -145,6 +147,9 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 // CreateContext is Create with a context, which bounds the backend's
 // work (a libvirt host's uploads).
 func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source string) (*Info, error) {
+	if err := authorizePaddock(vm, m.Home()); err != nil {
+		return nil, err
+	}
 	spec, err := yaml.Marshal(vm)
 	if err != nil {
 		return nil, fmt.Errorf("guest: encode the spec of %s: %w", vm.Name, err)
@@ -173,6 +178,11 @@ func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source stri
 	if err != nil {
 		return nil, err
 	}
+	if vm.Backend == configs.BackendNative {
+		if err := m.reserveAddresses(vm); err != nil {
+			return nil, errors.Join(fmt.Errorf("VM %s: %w", vm.Name, err), m.store.Remove(v))
+		}
+	}
 	if err := m.setUp(ctx, v, vm); err != nil {
 		return nil, err
 	}
@@ -180,20 +190,26 @@ func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source stri
 }
 
 // setUp has the backend of a VM that just entered the store set it up,
-// and takes the VM out of the store again if that fails.
+// and takes the VM out of the store (and its addresses) again if that
+// fails.
 func (m *Manager) setUp(ctx context.Context, v *store.VM, vm *configs.VM) error {
 	l, err := m.lock(v)
-	if err != nil {
-		return err
+	if err == nil {
+		defer l.Unlock()
+		err = m.backendFor(vm.Backend).Create(ctx, v, vm)
 	}
-	defer l.Unlock()
-	if err := m.backendFor(vm.Backend).Create(ctx, v, vm); err != nil {
-		if rerr := m.store.Remove(v); rerr != nil {
+	if err == nil {
+		return nil
+	}
+	if rerr := m.store.Remove(v); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	if vm.Backend == configs.BackendNative {
+		if rerr := m.releaseAddresses(vm.Name); rerr != nil {
 			return errors.Join(err, rerr)
 		}
-		return err
 	}
-	return nil
+	return err
 }
 
 // Spec returns the VM's stored spec, defaults filled.
@@ -297,7 +313,10 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 	if err := m.backend(v).Remove(ctx, v, force); err != nil {
 		return err
 	}
-	return m.store.Remove(v)
+	if err := m.store.Remove(v); err != nil {
+		return err
+	}
+	return m.releaseAddresses(name)
 }
 
 // Attach connects to the VM's console: reads are guest output, writes are

@@ -125,6 +125,9 @@ func (n *native) Start(ctx context.Context, v *store.VM) error {
 	if vm.Backend != configs.BackendNative {
 		return fmt.Errorf("VM %s: backend %q: managed VMs run on the native backend", v.Name, vm.Backend)
 	}
+	if err := writeSeed(v, vm); err != nil {
+		return err
+	}
 	return n.spawn(ctx, v, rec)
 }
 

@@ -33,8 +33,12 @@ func newRootCommand() *cobra.Command {
 		newInspectCommand(),
 		newRmCommand(),
 		newUpCommand(),
+		newSSHCommand(),
+		newCpCommand(),
 		newHostCommand(),
 		newVMMCommand(),
+		newNetworkCommand(),
+		newNetdCommand(),
 	)
 	enforceUsage(root)
 	return root

@@ -36,20 +36,27 @@ type Label struct {
 	Value string `xml:"value,attr"`
 }
 
-// Files are where, on the host, a domain finds what it boots and uses.
+// Files are where, on the host, a domain finds what it boots and uses,
+// and what paddock decided for it.
 type Files struct {
 	Kernel, Initrd string // paths of volumes
 	// Disks are the spec's disks, in order: the volume of each (in the
 	// pool the domain names) and its format (raw or qcow2).
 	Disks   []Volume
 	Formats []string
+	// Seed is the volume of the cloud-init seed (raw, read-only, after
+	// the spec's disks), or empty.
+	Seed string
+	// MACs are the NICs' addresses, by index.
+	MACs []netdev.MAC
 }
 
 // DomainXML translates a VM spec into the definition of its domain:
 // direct kernel boot, the spec's CPUs, memory, virtio disks (from the
-// pool's volumes) and NICs, an RNG, and a serial console on a pty that
-// libvirt also logs to pl.ConsoleLog. Precondition: vm is valid and
-// files has one volume per disk.
+// pool's volumes; the cloud-init seed last) and NICs (a bridge, a tap, or
+// a libvirt network of the host), an RNG, and a serial console on a pty
+// that libvirt also logs to pl.ConsoleLog. Precondition: vm is valid and
+// files has one volume per disk and one MAC per NIC.
 func DomainXML(vm *configs.VM, pl *Placement, pool string, files Files, md Metadata) (string, error) {
 	md.Name = vm.Name
 	md.Labels = nil
@@ -118,20 +125,26 @@ func DomainXML(vm *configs.VM, pl *Placement, pool string, files Files, md Metad
 		}
 		d.Devices.Disks = append(d.Devices.Disks, x)
 	}
+	if files.Seed != "" {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "disk",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{Volume: &libvirtxml.DomainDiskSourceVolume{Pool: pool, Volume: files.Seed}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: diskName(len(vm.Disks)), Bus: "virtio"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
+	}
+	if len(files.MACs) != len(vm.NICs) {
+		return "", fmt.Errorf("libvirt: VM %s: %d MACs for %d NICs", vm.Name, len(files.MACs), len(vm.NICs))
+	}
 	for i, nic := range vm.NICs {
-		mac := netdev.GenerateMAC(fmt.Sprintf("%s/%d", vm.Name, i))
-		if nic.MAC != "" {
-			m, err := netdev.ParseMAC(nic.MAC)
-			if err != nil {
-				return "", fmt.Errorf("libvirt: VM %s: nics[%d].mac: %w", vm.Name, i, err)
-			}
-			mac = m
-		}
 		x := libvirtxml.DomainInterface{
-			MAC:   &libvirtxml.DomainInterfaceMAC{Address: mac.String()},
+			MAC:   &libvirtxml.DomainInterfaceMAC{Address: files.MACs[i].String()},
 			Model: &libvirtxml.DomainInterfaceModel{Type: "virtio"},
 		}
 		switch {
+		case nic.Network != "":
+			x.Source = &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: nic.Network}}
 		case nic.Bridge != "":
 			x.Source = &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: nic.Bridge}}
 		case nic.Tap != "":
@@ -139,7 +152,7 @@ func DomainXML(vm *configs.VM, pl *Placement, pool string, files Files, md Metad
 			x.Source = &libvirtxml.DomainInterfaceSource{Ethernet: &libvirtxml.DomainInterfaceSourceEthernet{}}
 			x.Target = &libvirtxml.DomainInterfaceTarget{Dev: nic.Tap, Managed: "no"}
 		default:
-			return "", fmt.Errorf("libvirt: VM %s: nics[%d] has neither bridge nor tap", vm.Name, i)
+			return "", fmt.Errorf("libvirt: VM %s: nics[%d] has no network, bridge or tap", vm.Name, i)
 		}
 		d.Devices.Interfaces = append(d.Devices.Interfaces, x)
 	}

@@ -13,6 +13,15 @@ import (
 	"github.com/paddock-vm/paddock/netdev"
 )
 
+func mustMAC(t *testing.T, s string) netdev.MAC {
+	t.Helper()
+	m, err := netdev.ParseMAC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func TestDiskName(t *testing.T) {
 	for i, want := range map[int]string{0: "vda", 1: "vdb", 25: "vdz", 26: "vdaa", 27: "vdab", 51: "vdaz", 52: "vdba", 701: "vdzz", 702: "vdaaa"} {
 		if got := diskName(i); got != want {
@@ -32,15 +41,18 @@ func TestDomainXML(t *testing.T) {
 			{Path: "/a.qcow2", Cache: configs.CacheWriteback, Serial: "root"},
 			{Path: "/b.img", ReadOnly: true, Cache: configs.CacheUnsafe},
 		},
-		NICs:     []configs.NIC{{Bridge: "br0"}, {Tap: "tap7", MAC: "52:54:00:12:34:56"}},
-		RNG:      true,
-		OnReboot: configs.RebootRestart,
+		NICs:      []configs.NIC{{Bridge: "br0"}, {Tap: "tap7", MAC: "52:54:00:12:34:56"}, {Network: "default"}},
+		CloudInit: true,
+		RNG:       true,
+		OnReboot:  configs.RebootRestart,
 	}
 	pl := &Placement{UUID: "0f8fad5b-d9cb-469f-a165-70867728950e", DomainType: TypeQEMU, ConsoleLog: "/pool/vm-x.console.log"}
 	files := Files{
 		Kernel: "/pool/sha256-k", Initrd: "/pool/sha256-i",
 		Disks:   []Volume{{Name: "vm-x.disk0"}, {Name: "sha256-b"}},
 		Formats: []string{"qcow2", "raw"},
+		Seed:    "vm-x.seed.iso",
+		MACs:    []netdev.MAC{netdev.GenerateMAC("a"), mustMAC(t, "52:54:00:12:34:56"), netdev.GenerateMAC("c")},
 	}
 	s, err := DomainXML(vm, pl, "paddock", files, Metadata{Home: "/var/lib/paddock", Machine: "box"})
 	if err != nil {
@@ -62,8 +74,11 @@ func TestDomainXML(t *testing.T) {
 	if d.OnReboot != "restart" || d.OnPoweroff != "destroy" || d.CPU != nil {
 		t.Errorf("on_reboot %s, on_poweroff %s, cpu %+v", d.OnReboot, d.OnPoweroff, d.CPU)
 	}
-	if len(d.Devices.Disks) != 2 {
+	if len(d.Devices.Disks) != 3 {
 		t.Fatalf("%d disks", len(d.Devices.Disks))
+	}
+	if seed := d.Devices.Disks[2]; seed.Source.Volume.Volume != "vm-x.seed.iso" || seed.Driver.Type != "raw" || seed.ReadOnly == nil || seed.Target.Dev != "vdc" {
+		t.Errorf("seed disk: %+v %+v", seed.Source.Volume, seed)
 	}
 	d0, d1 := d.Devices.Disks[0], d.Devices.Disks[1]
 	if d0.Source.Volume == nil || d0.Source.Volume.Pool != "paddock" || d0.Source.Volume.Volume != "vm-x.disk0" ||
@@ -74,11 +89,14 @@ func TestDomainXML(t *testing.T) {
 	if d1.Source.Volume.Volume != "sha256-b" || d1.Driver.Type != "raw" || d1.Driver.Cache != "unsafe" || d1.Target.Dev != "vdb" || d1.ReadOnly == nil {
 		t.Errorf("disk 1: %+v %+v", d1.Driver, d1)
 	}
-	if len(d.Devices.Interfaces) != 2 {
+	if len(d.Devices.Interfaces) != 3 {
 		t.Fatalf("%d NICs", len(d.Devices.Interfaces))
 	}
-	n0, n1 := d.Devices.Interfaces[0], d.Devices.Interfaces[1]
-	if n0.Source.Bridge == nil || n0.Source.Bridge.Bridge != "br0" || n0.Model.Type != "virtio" || n0.MAC.Address != netdev.GenerateMAC("web/0").String() {
+	n0, n1, n2 := d.Devices.Interfaces[0], d.Devices.Interfaces[1], d.Devices.Interfaces[2]
+	if n2.Source.Network == nil || n2.Source.Network.Network != "default" || n2.MAC.Address != files.MACs[2].String() {
+		t.Errorf("NIC 2: %+v", n2.Source)
+	}
+	if n0.Source.Bridge == nil || n0.Source.Bridge.Bridge != "br0" || n0.Model.Type != "virtio" || n0.MAC.Address != files.MACs[0].String() {
 		t.Errorf("NIC 0: %+v", n0)
 	}
 	if n1.Source.Ethernet == nil || n1.Target.Dev != "tap7" || n1.Target.Managed != "no" || n1.MAC.Address != "52:54:00:12:34:56" {
@@ -101,8 +119,11 @@ func TestDomainXML(t *testing.T) {
 	if d.Type != "kvm" || d.CPU == nil || d.CPU.Mode != "host-passthrough" {
 		t.Errorf("a kvm domain: %s, cpu %+v", d.Type, d.CPU)
 	}
-	if _, err := DomainXML(vm, pl, "paddock", Files{}, Metadata{}); err == nil {
+	if _, err := DomainXML(vm, pl, "paddock", Files{MACs: files.MACs}, Metadata{}); err == nil {
 		t.Error("a domain without its disks' volumes was made")
+	}
+	if _, err := DomainXML(vm, pl, "paddock", Files{Disks: files.Disks, Formats: files.Formats}, Metadata{}); err == nil {
+		t.Error("a domain without its NICs' MACs was made")
 	}
 }
 

@@ -114,7 +114,7 @@ func TestLibvirtCLI(t *testing.T) {
 	if vm.State != "running" || vm.CPUs != 1 || vm.Memory != 256<<20 || vm.Backend != "libvirt" || vm.Labels["tier"] != "front" {
 		t.Errorf("ls --json: %+v", vm)
 	}
-	if out := e.ok("ls"); !regexp.MustCompile(`^NAME  STATE    CPUS  MEMORY  UPTIME  BACKEND\nweb   running  1     256MiB  \S+ +libvirt:local\n$`).MatchString(out) {
+	if out := e.ok("ls"); !regexp.MustCompile(`^NAME  STATE    CPUS  MEMORY  UPTIME  ADDRESS  BACKEND\nweb   running  1     256MiB  \S+ +-        libvirt:local\n$`).MatchString(out) {
 		t.Errorf("ls:\n%s", out)
 	}
 	if out := e.ok("host", "ls"); !regexp.MustCompile(`(?m)^local  ` + regexp.QuoteMeta(d.URI) + `  up     1    \d+ +\S+ +(kvm|qemu \(TCG: .+\))$`).MatchString(out) {

@@ -191,6 +191,8 @@ func (e *managedEnv) waitConsole(name, text string) {
 func (e *managedEnv) waitConsoleFor(name, text string, timeout time.Duration) {
 	e.t.Helper()
 	cmd := e.command("logs", "-f", name)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		e.t.Fatal(err)
@@ -222,7 +224,8 @@ func (e *managedEnv) waitConsoleFor(name, text string, timeout time.Duration) {
 	select {
 	case ok := <-found:
 		if !ok {
-			e.t.Fatalf("the console of %s ended before %q", name, text)
+			cmd.Wait()
+			e.t.Fatalf("the console of %s ended before %q (%s)", name, text, strings.TrimSpace(stderr.String()))
 		}
 	case <-time.After(timeout):
 		e.t.Fatalf("the console of %s did not show %q", name, text)
