@@ -46,15 +46,16 @@ func Console(h Host, name, id string) (net.Conn, error) {
 	}
 	user, mine := net.Pipe()
 	keysR, keysW := io.Pipe()
+	out := newOutputQueue(mine, consoleBacklog)
 	opened := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
 		in := &signalReader{r: keysR, first: opened}
-		done <- c.l.DomainOpenConsoleBidirectional(d.d, nil, in, discardErrors{mine}, 0)
+		done <- c.l.DomainOpenConsoleBidirectional(d.d, nil, in, out, 0)
 	}()
 	finish := func() {
 		keysW.Close()
-		mine.Close()
+		out.Close() // then mine, once what came was passed on
 		cancel()
 		for range events {
 		}
@@ -105,14 +106,82 @@ func (s *signalReader) Read(p []byte) (int, error) {
 	return s.r.Read(p)
 }
 
-// discardErrors writes to w and hides its errors: once the user detached,
-// output has nowhere to go, and a failed write would stall go-libvirt's
-// stream for good.
-type discardErrors struct{ w io.Writer }
+// consoleBacklog bounds the console output a reader that does not keep up
+// leaves waiting; past it, output is dropped.
+const consoleBacklog = 1 << 20
 
-func (d discardErrors) Write(p []byte) (int, error) {
-	_, _ = d.w.Write(p)
+// outputQueue passes console output on to w from a goroutine of its own,
+// so that go-libvirt's connection never waits for the reader of a
+// console: while it waited it would route no other reply on the
+// connection (its heartbeat included, which would then give the
+// connection up). At most max bytes wait; more are dropped. Write never
+// fails: once the reader left, output has nowhere to go, and a failed
+// write would stall go-libvirt's stream for good.
+type outputQueue struct {
+	w    io.WriteCloser
+	max  int
+	mu   sync.Mutex
+	cond *sync.Cond
+	buf  []byte
+	done bool
+}
+
+func newOutputQueue(w io.WriteCloser, max int) *outputQueue {
+	q := &outputQueue{w: w, max: max}
+	q.cond = sync.NewCond(&q.mu)
+	go q.run()
+	return q
+}
+
+// Write queues p (what fits).
+func (q *outputQueue) Write(p []byte) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.done {
+		q.buf = append(q.buf, p[:min(len(p), q.max-len(q.buf))]...)
+		q.cond.Signal()
+	}
 	return len(p), nil
+}
+
+// Close lets the queue pass on what waits, then closes w.
+func (q *outputQueue) Close() error {
+	q.mu.Lock()
+	q.done = true
+	q.cond.Signal()
+	q.mu.Unlock()
+	return nil
+}
+
+// run writes what is queued to w until Close, then closes w.
+func (q *outputQueue) run() {
+	defer q.w.Close()
+	for {
+		q.mu.Lock()
+		for len(q.buf) == 0 && !q.done {
+			q.cond.Wait()
+		}
+		chunk, done := q.buf, q.done
+		q.buf = nil
+		q.mu.Unlock()
+		if len(chunk) > 0 {
+			if _, err := q.w.Write(chunk); err != nil {
+				q.discard()
+				return
+			}
+		}
+		if done && len(chunk) == 0 {
+			return
+		}
+	}
+}
+
+// discard drops all output from now on: the reader is gone.
+func (q *outputQueue) discard() {
+	q.mu.Lock()
+	q.done, q.buf = true, nil
+	q.max = 0
+	q.mu.Unlock()
 }
 
 // ReadLog returns the console log of pl's VM: the files libvirt's
@@ -218,8 +287,14 @@ func (p *Pool) FollowLog(ctx context.Context, pl *Placement, d *Dom, offset uint
 		if err := p.Refresh(); err != nil {
 			return err
 		}
-		n, size, err := p.download(pl.ConsoleLogName(), w, offset)
+		// Downloaded into memory first: go-libvirt's connection must not
+		// wait for the reader (see outputQueue).
+		var chunk bytes.Buffer
+		n, size, err := p.download(pl.ConsoleLogName(), &chunk, offset)
 		if err != nil {
+			return err
+		}
+		if _, err := w.Write(chunk.Bytes()); err != nil {
 			return err
 		}
 		offset += n

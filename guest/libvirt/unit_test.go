@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -259,4 +260,29 @@ func TestDataExtents(t *testing.T) {
 	if len(ext) == 0 || ext[0].off != 0 || total >= 16<<20 {
 		t.Errorf("extents %+v", ext)
 	}
+}
+
+// TestOutputQueue: console output waits in the queue (up to its bound)
+// while the reader is away, Write never blocks, and what was kept comes
+// out in order before the end.
+func TestOutputQueue(t *testing.T) {
+	r, w := io.Pipe()
+	q := newOutputQueue(w, 10)
+	for _, s := range []string{"abc", "defg", "hijkl", "mno"} {
+		if n, err := q.Write([]byte(s)); n != len(s) || err != nil {
+			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+		}
+	}
+	q.Close()
+	got, err := io.ReadAll(r)
+	// The first Write may be taken at once, before the bound fills.
+	if err != nil || !strings.HasPrefix(string(got), "abcdefg") || len(got) > 10+3 || !strings.HasPrefix("abcdefghijklmno", string(got)) {
+		t.Errorf("read %q, %v", got, err)
+	}
+	r2, w2 := io.Pipe()
+	r2.Close()
+	q = newOutputQueue(w2, 10)
+	q.Write([]byte("nobody reads this"))
+	q.Write([]byte("nor this"))
+	q.Close()
 }
