@@ -15,6 +15,7 @@ import (
 	"github.com/paddock-vm/paddock/disk"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
+	"github.com/paddock-vm/paddock/images"
 )
 
 // guestTimeout bounds how long a test waits for a TCG guest: the stock
@@ -41,7 +42,12 @@ func libvirtManager(t *testing.T) (*Manager, *libvirttest.Daemon) {
 // VM, with a writable qcow2 disk, and extra YAML lines appended.
 func libvirtVM(t *testing.T, name string, extra ...string) *configs.VM {
 	t.Helper()
-	g := libvirttest.Guest(t)
+	return libvirtVMOf(t, libvirttest.Guest(t), name, extra...)
+}
+
+// libvirtVMOf is libvirtVM with the guest g.
+func libvirtVMOf(t *testing.T, g *images.Guest, name string, extra ...string) *configs.VM {
+	t.Helper()
 	dir := t.TempDir()
 	img := filepath.Join(dir, "data.qcow2")
 	im, err := disk.Create(img, disk.CreateOptions{Size: 64 << 20})

@@ -86,6 +86,7 @@ func libvirtLimits() []string {
 		"no restart policy (libvirt boots no domain again by itself): restart: no only",
 		"one console at a time (libvirt's console streams are exclusive)",
 		"the console log is virtlogd's on the host (its size limits, not console.log_size and log_keep)",
+		"snapshots are QEMU's internal ones (qcow2 disks only), and a restore reads all the saved memory first instead of lazily",
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +35,9 @@ import (
 
 	"github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/images"
+	"github.com/paddock-vm/paddock/images/hello"
+	"github.com/paddock-vm/paddock/images/initramfs"
+	"github.com/paddock-vm/paddock/images/kmod"
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
@@ -323,8 +327,9 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// guest is the Debian guest, prepared once per test process.
-var guest struct {
+// guest and diskGuest are the Debian guests, each prepared once per test
+// process.
+var guest, diskGuest struct {
 	once sync.Once
 	g    *images.Guest
 	err  error
@@ -349,4 +354,37 @@ func Guest(tb testing.TB) *images.Guest {
 		tb.Fatalf("libvirttest: the Debian guest: %v", guest.err)
 	}
 	return guest.g
+}
+
+// DiskGuest is Guest whose initrd also loads the virtio disk driver
+// (virtio_pci, virtio_blk): its shell sees the VM's disks as /dev/vda,
+// /dev/vdb, ...
+func DiskGuest(tb testing.TB) *images.Guest {
+	tb.Helper()
+	base := Guest(tb)
+	diskGuest.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		ix, err := kmod.Open(base.Kernel.ModulesDir)
+		if err != nil {
+			diskGuest.err = err
+			return
+		}
+		mods, err := ix.Resolve(ctx, append(slices.Clone(hello.PowerButtonModules), "virtio_pci", "virtio_blk")...)
+		if err != nil {
+			diskGuest.err = err
+			return
+		}
+		var paths []string
+		for _, m := range mods {
+			paths = append(paths, m.Path)
+		}
+		diskGuest.g, diskGuest.err = images.PrepareGuest(ctx, images.GuestOptions{Hello: hello.Options{
+			Modules: &initramfs.Modules{Dir: base.Kernel.ModulesDir, Release: base.Kernel.Release, Paths: paths},
+		}})
+	})
+	if diskGuest.err != nil {
+		tb.Fatalf("libvirttest: the Debian guest with virtio disks: %v", diskGuest.err)
+	}
+	return diskGuest.g
 }
