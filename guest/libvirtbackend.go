@@ -39,15 +39,11 @@ type libvirtBackend struct {
 func (b *libvirtBackend) Kind() configs.Backend { return configs.BackendLibvirt }
 
 // isLibvirt reports whether the VM v lives on libvirt: its directory
-// says where, or (a create that was interrupted before it could) its
-// spec names the backend.
-func isLibvirt(v *store.VM) bool {
-	if lv.HasPlacement(v.Dir) {
-		return true
-	}
-	vm, err := configs.Load(v.Path(store.SpecFile))
-	return err == nil && vm.Backend == configs.BackendLibvirt
-}
+// says where (libvirt.json, written before anything is made on a host).
+// A libvirt VM whose create was interrupted before that reads as a native
+// VM that never started, which the native backend refuses to start and
+// rm removes: nothing of it is anywhere else.
+func isLibvirt(v *store.VM) bool { return lv.HasPlacement(v.Dir) }
 
 // pickHost finds the host a new VM goes to, connected: the spec's
 // libvirt.uri, its libvirt.host, or with host auto the reachable host
@@ -346,9 +342,6 @@ func isForeign(err error) bool {
 func (b *libvirtBackend) domain(v *store.VM) (*lv.Placement, *lv.Conn, *lv.Dom, error) {
 	pl, err := lv.ReadPlacement(v.Dir)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil, nil, fmt.Errorf("VM %s was never set up on libvirt (its create was interrupted): paddock rm %s", v.Name, v.Name)
-		}
 		return nil, nil, nil, err
 	}
 	c, err := lv.Connect(pl.Host)
@@ -397,11 +390,7 @@ func (b *libvirtBackend) State(v *store.VM, in *Info) error {
 	in.LastExit, in.StartError = rec.Exit, rec.StartError
 	pl, err := lv.ReadPlacement(v.Dir)
 	if err != nil {
-		in.State = store.StateCreated
-		if !errors.Is(err, os.ErrNotExist) {
-			in.State = store.StateUnknown
-		}
-		in.Problem = err.Error()
+		in.State, in.Problem = store.StateUnknown, err.Error()
 		return nil
 	}
 	in.Host = pl.Host.Name

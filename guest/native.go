@@ -122,7 +122,11 @@ func (n *native) Start(ctx context.Context, v *store.VM) error {
 	if err := vm.Validate(host); err != nil {
 		return err
 	}
-	if vm.Backend != configs.BackendNative {
+	switch vm.Backend {
+	case configs.BackendNative:
+	case configs.BackendLibvirt:
+		return fmt.Errorf("VM %s: its create was interrupted before it reached a libvirt host: remove it (paddock rm %s) and create it again", v.Name, v.Name)
+	default:
 		return fmt.Errorf("VM %s: backend %q: managed VMs run on the native backend", v.Name, vm.Backend)
 	}
 	if err := writeSeed(v, vm); err != nil {
