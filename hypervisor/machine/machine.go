@@ -300,9 +300,9 @@ func (m *Machine) createVCPUs() error {
 		if err != nil {
 			return fmt.Errorf("machine: create vCPU %d: %w", i, err)
 		}
-		v := &vcpu{m: m, k: k, index: i, stats: newExitStats()}
+		v := &vcpu{m: m, k: k, index: i, stats: newExitStats(), cpuid: cpuidFor(supported, i, m.cfg.CPUs, deadline > 0)}
 		m.vcpus = append(m.vcpus, v)
-		if err := setupVCPU(k, cpuidFor(supported, i, m.cfg.CPUs, deadline > 0), msrs); err != nil {
+		if err := setupVCPU(k, v.cpuid, msrs); err != nil {
 			return fmt.Errorf("machine: vCPU %d: %w", i, err)
 		}
 	}
@@ -399,6 +399,12 @@ func (m *Machine) vcpuDone() {
 func (m *Machine) checkpoint(v *vcpu) bool {
 	if runState(m.state.Load()) == stateRunning {
 		return true
+	}
+	// Complete the last I/O instruction before parking, so that a paused
+	// vCPU's saved state holds its result. It takes no lock: serving a
+	// further exit may end the machine, which takes ctl.
+	if !v.completeIO() {
+		return false
 	}
 	m.ctl.Lock()
 	defer m.ctl.Unlock()
