@@ -1,0 +1,288 @@
+package machine
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"testing"
+)
+
+// The cpl3count guest's report registers (MMIO): the iteration count,
+// then the running hash (testdata/guests/cpl3count.S).
+const (
+	reportCount = 0xd000_0000
+	reportHash  = reportCount + 4
+)
+
+// report is one of cpl3count's reports: the low halves of %rsi and %rdi.
+type report struct{ count, hash uint32 }
+
+// expectedReports computes the first n reports cpl3count makes.
+func expectedReports(n int) []report {
+	var out []report
+	var rsi, rdi uint64 = 0, 1
+	for len(out) < n {
+		rsi++
+		rdi = rdi*31 + rsi
+		if rsi&0xfffff == 0 {
+			out = append(out, report{uint32(rsi), uint32(rdi)})
+		}
+	}
+	return out
+}
+
+// reporter records cpl3count's reports. With pauseAt set it pauses the
+// machine from inside the MMIO write of that report's hash, so the vCPU
+// parks on that exit.
+type reporter struct {
+	m       *Machine
+	pauseAt int
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	count   uint32
+	reports []report
+}
+
+func newReporter(t *testing.T, m *Machine, pauseAt int) *reporter {
+	t.Helper()
+	r := &reporter{m: m, pauseAt: pauseAt}
+	r.cond = sync.NewCond(&r.mu)
+	if err := m.mmio.register(reportCount, 8, r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *reporter) ReadMMIO(addr uint64, data []byte) {}
+
+func (r *reporter) WriteMMIO(addr uint64, data []byte) {
+	if len(data) != 4 {
+		return
+	}
+	v := binary.LittleEndian.Uint32(data)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch addr {
+	case reportCount:
+		r.count = v
+	case reportHash:
+		r.reports = append(r.reports, report{r.count, v})
+		if len(r.reports) == r.pauseAt {
+			r.m.setState(statePaused)
+		}
+		r.cond.Broadcast()
+	}
+}
+
+// wait blocks until n reports have arrived (or the machine ended) and
+// returns them all.
+func (r *reporter) wait(t *testing.T, n int, run *running) []report {
+	done := run.done
+	t.Helper()
+	go func() {
+		<-done
+		r.mu.Lock()
+		r.cond.Broadcast()
+		r.mu.Unlock()
+	}()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.reports) < n {
+		select {
+		case <-done:
+			t.Fatalf("the machine ended after %d of %d reports: %+v", len(r.reports), n, run.exit)
+		default:
+		}
+		r.cond.Wait()
+	}
+	return append([]report(nil), r.reports...)
+}
+
+// running is a machine whose Run goroutine the test owns.
+type running struct {
+	m      *Machine
+	cancel context.CancelFunc
+	done   chan struct{}
+	exit   Exit
+	err    error
+}
+
+// runMachine starts m.Run on a goroutine; stop ends it.
+func runMachine(t *testing.T, m *Machine) *running {
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	r := &running{m: m, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.exit, r.err = m.Run(ctx)
+	}()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *running) stop() {
+	r.cancel()
+	<-r.done
+	r.m.Close()
+}
+
+// pauseMidLoop pauses the cpl3count guest until its vCPU stops in the
+// middle of its CPL3 loop rather than on a report's exit; after a pause
+// that lands on a report, the guest makes one more report before the
+// next try.
+func pauseMidLoop(t *testing.T, m *Machine, rep *reporter, run *running) {
+	t.Helper()
+	for try := 0; try < 100; try++ {
+		if err := m.Pause(); err != nil {
+			t.Fatal(err)
+		}
+		regs, err := m.vcpus[0].k.Regs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sregs, err := m.vcpus[0].k.Sregs()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if regs.RSI&0xfffff != 0 && sregs.CS.Selector&3 == 3 {
+			return
+		}
+		n := len(rep.wait(t, 0, run))
+		if err := m.Resume(); err != nil {
+			t.Fatal(err)
+		}
+		rep.wait(t, n+1, run)
+	}
+	t.Fatal("the vCPU never stopped in the middle of its loop")
+}
+
+// saveCounting boots cpl3count, lets it report a few times, pauses it
+// (on an I/O exit or mid-loop) and saves it with its memory into dir.
+// It returns the state and the reports made before the save.
+func saveCounting(t *testing.T, cfg Config, dir string, atIOExit bool) (*State, []report) {
+	t.Helper()
+	m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "cpl3count", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pauseAt := 0
+	if atIOExit {
+		pauseAt = 3
+	}
+	rep := newReporter(t, m, pauseAt)
+	run := runMachine(t, m)
+	rep.wait(t, 3, run)
+	if atIOExit {
+		waitParked(t, m, cfg.CPUs)
+	} else {
+		pauseMidLoop(t, m, rep, run)
+	}
+	f, err := os.Create(filepath.Join(dir, "memory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := m.Save(SaveOptions{Memory: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.mu.Lock()
+	before := append([]report(nil), rep.reports...)
+	rep.mu.Unlock()
+	run.stop()
+	return res.State, before
+}
+
+// restoreFrom restores st with the memory file in dir.
+func restoreFrom(t *testing.T, cfg Config, st *State, dir string) *Machine {
+	t.Helper()
+	mf, err := os.Open(filepath.Join(dir, "memory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Restore(cfg, st, mf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSaveRestore saves the cpl3count guest, closes its machine, and
+// restores it into a new one from the state and the memory file: the
+// guest continues exactly where it was, both when it was saved on an
+// I/O exit and in the middle of its CPL3 loop.
+func TestSaveRestore(t *testing.T) {
+	requireKVM(t)
+	for _, tc := range []struct {
+		name     string
+		atIOExit bool
+	}{{"io-exit", true}, {"cpl3-loop", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := Config{CPUs: 1, Memory: 64 << 20}
+			st, before := saveCounting(t, cfg, dir, tc.atIOExit)
+			want := expectedReports(len(before) + 3)
+			if !reflect.DeepEqual(before, want[:len(before)]) {
+				t.Fatalf("reports before the save %v, want %v", before, want[:len(before)])
+			}
+			m := restoreFrom(t, cfg, st, dir)
+			rep := newReporter(t, m, 0)
+			run := runMachine(t, m)
+			got := rep.wait(t, 3, run)
+			if !reflect.DeepEqual(got[:3], want[len(before):]) {
+				t.Fatalf("after the restore the guest reported %v, want %v (it reported %d before the save)", got[:3], want[len(before):], len(before))
+			}
+		})
+	}
+}
+
+// TestSaveRestoreSave restores a saved machine and saves it again before
+// it runs: the vCPUs' registers and the devices' states are what was
+// saved.
+func TestSaveRestoreSave(t *testing.T) {
+	requireKVM(t)
+	dir := t.TempDir()
+	cfg := Config{CPUs: 2, Memory: 64 << 20}
+	st, _ := saveCounting(t, cfg, dir, false)
+	m := restoreFrom(t, cfg, st, dir)
+	defer m.Close()
+	again, err := m.Save(SaveOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := again.State, st
+	for i := range b.VCPUs {
+		x, y := a.VCPUs[i], b.VCPUs[i]
+		for _, c := range []struct {
+			what     string
+			got, was any
+		}{
+			{"registers", x.Regs, y.Regs}, {"special registers", x.Sregs, y.Sregs},
+			{"XCRs", x.XCRs, y.XCRs}, {"debug registers", x.Debug, y.Debug},
+			{"MP state", x.MP, y.MP}, {"events", x.Events, y.Events},
+			{"XSAVE area", x.XSave, y.XSave}, {"CPUID", x.CPUID, y.CPUID},
+		} {
+			if !reflect.DeepEqual(c.got, c.was) {
+				t.Errorf("vCPU %d: %s after restore differ:\n got %+v\nsaved %+v", i, c.what, c.got, c.was)
+			}
+		}
+	}
+	for _, c := range []struct {
+		what     string
+		got, was any
+	}{
+		{"master PIC", a.PICMaster, b.PICMaster}, {"slave PIC", a.PICSlave, b.PICSlave}, {"IOAPIC", a.IOAPIC, b.IOAPIC},
+		{"serial", a.Serial, b.Serial}, {"i8042", a.I8042, b.I8042}, {"ACPI PM", a.PM, b.PM}, {"PCI", a.PCI, b.PCI},
+	} {
+		if !reflect.DeepEqual(c.got, c.was) {
+			t.Errorf("%s after restore differs:\n got %+v\nsaved %+v", c.what, c.got, c.was)
+		}
+	}
+	if fmt.Sprint(a.RTC.CMOS) != fmt.Sprint(b.RTC.CMOS) {
+		t.Errorf("RTC CMOS after restore differs")
+	}
+}
