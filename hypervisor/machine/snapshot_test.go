@@ -2,12 +2,10 @@ package machine
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sync"
 	"testing"
 )
 
@@ -35,72 +33,34 @@ func expectedReports(n int) []report {
 	return out
 }
 
-// reporter records cpl3count's reports. With pauseAt set it pauses the
-// machine from inside the MMIO write of that report's hash, so the vCPU
-// parks on that exit.
-type reporter struct {
-	m       *Machine
-	pauseAt int
-
-	mu      sync.Mutex
-	cond    *sync.Cond
-	count   uint32
-	reports []report
-}
+// reporter records cpl3count's reports (a valueLog on its MMIO
+// registers). With pauseAt set it pauses the machine from inside the
+// MMIO write of that report's hash, so the vCPU parks on that exit.
+type reporter struct{ log *valueLog }
 
 func newReporter(t *testing.T, m *Machine, pauseAt int) *reporter {
 	t.Helper()
-	r := &reporter{m: m, pauseAt: pauseAt}
-	r.cond = sync.NewCond(&r.mu)
-	if err := m.mmio.register(reportCount, 8, r); err != nil {
+	l := newValueLog()
+	l.onWrite = func(addr uint64, n int) {
+		if addr == reportHash && n == pauseAt {
+			m.setState(statePaused)
+		}
+	}
+	if err := m.mmio.register(reportCount, 8, l); err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return &reporter{log: l}
 }
 
-func (r *reporter) ReadMMIO(addr uint64, data []byte) {}
-
-func (r *reporter) WriteMMIO(addr uint64, data []byte) {
-	if len(data) != 4 {
-		return
-	}
-	v := binary.LittleEndian.Uint32(data)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch addr {
-	case reportCount:
-		r.count = v
-	case reportHash:
-		r.reports = append(r.reports, report{r.count, v})
-		if len(r.reports) == r.pauseAt {
-			r.m.setState(statePaused)
-		}
-		r.cond.Broadcast()
-	}
-}
-
-// wait blocks until n reports have arrived (or the machine ended) and
-// returns them all.
+// wait blocks until n reports have arrived and returns them all.
 func (r *reporter) wait(t *testing.T, n int, run *running) []report {
-	done := run.done
 	t.Helper()
-	go func() {
-		<-done
-		r.mu.Lock()
-		r.cond.Broadcast()
-		r.mu.Unlock()
-	}()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for len(r.reports) < n {
-		select {
-		case <-done:
-			t.Fatalf("the machine ended after %d of %d reports: %+v", len(r.reports), n, run.exit)
-		default:
-		}
-		r.cond.Wait()
+	vals := r.log.waitEach(t, run, n, reportCount, reportHash)
+	var out []report
+	for i, h := range vals[reportHash] {
+		out = append(out, report{vals[reportCount][i], h})
 	}
-	return append([]report(nil), r.reports...)
+	return out
 }
 
 // running is a machine whose Run goroutine the test owns.
@@ -181,20 +141,8 @@ func saveCounting(t *testing.T, cfg Config, dir string, atIOExit bool) (*State, 
 	} else {
 		pauseMidLoop(t, m, rep, run)
 	}
-	f, err := os.Create(filepath.Join(dir, "memory"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	res, err := m.Save(SaveOptions{Memory: f})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep.mu.Lock()
-	before := append([]report(nil), rep.reports...)
-	rep.mu.Unlock()
-	run.stop()
-	return res.State, before
+	st := pauseSave(t, m, run, dir)
+	return st, rep.wait(t, 0, run)
 }
 
 // restoreFrom restores st with the memory file in dir.
