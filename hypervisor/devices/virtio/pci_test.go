@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -376,7 +377,7 @@ func TestSaveRestore(t *testing.T) {
 	}
 
 	// A new function on the same memory continues where the old one was.
-	p2, dev, irq := restoreEcho(t, r.mem, st, 8, 8)
+	p2, dev, irq := restoreEcho(t, r.mem, devicestest.Golden(t, "pci-state", st), 8, 8)
 	if _, ok := irq.Routed(0); ok {
 		t.Error("masked vector 0 was routed on restore")
 	}
