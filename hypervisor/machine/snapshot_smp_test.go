@@ -59,7 +59,7 @@ func (l *valueLog) write(addr uint64, data []byte) {
 
 // waitEach blocks until every address of addrs has at least n values
 // and returns a copy of the log.
-func (l *valueLog) waitEach(t *testing.T, run *running, n int, addrs ...uint64) map[uint64][]uint32 {
+func (l *valueLog) waitEach(t fataler, run *running, n int, addrs ...uint64) map[uint64][]uint32 {
 	t.Helper()
 	go func() {
 		<-run.done

@@ -17,7 +17,7 @@ const (
 )
 
 // report is one of cpl3count's reports: the low halves of %rsi and %rdi.
-type report struct{ count, hash uint32 }
+type report struct{ Count, Hash uint32 }
 
 // expectedReports computes the first n reports cpl3count makes.
 func expectedReports(n int) []report {
@@ -38,7 +38,7 @@ func expectedReports(n int) []report {
 // MMIO write of that report's hash, so the vCPU parks on that exit.
 type reporter struct{ log *valueLog }
 
-func newReporter(t *testing.T, m *Machine, pauseAt int) *reporter {
+func newReporter(t fataler, m *Machine, pauseAt int) *reporter {
 	t.Helper()
 	l := newValueLog()
 	l.onWrite = func(addr uint64, n int) {
@@ -53,7 +53,7 @@ func newReporter(t *testing.T, m *Machine, pauseAt int) *reporter {
 }
 
 // wait blocks until n reports have arrived and returns them all.
-func (r *reporter) wait(t *testing.T, n int, run *running) []report {
+func (r *reporter) wait(t fataler, n int, run *running) []report {
 	t.Helper()
 	vals := r.log.waitEach(t, run, n, reportCount, reportHash)
 	var out []report
@@ -73,7 +73,7 @@ type running struct {
 }
 
 // runMachine starts m.Run on a goroutine; stop ends it.
-func runMachine(t *testing.T, m *Machine) *running {
+func runMachine(t fataler, m *Machine) *running {
 	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
 	r := &running{m: m, cancel: cancel, done: make(chan struct{})}
 	go func() {
@@ -94,7 +94,7 @@ func (r *running) stop() {
 // middle of its CPL3 loop rather than on a report's exit; after a pause
 // that lands on a report, the guest makes one more report before the
 // next try.
-func pauseMidLoop(t *testing.T, m *Machine, rep *reporter, run *running) {
+func pauseMidLoop(t fataler, m *Machine, rep *reporter, run *running) {
 	t.Helper()
 	for try := 0; try < 100; try++ {
 		if err := m.Pause(); err != nil {
