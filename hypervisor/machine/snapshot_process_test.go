@@ -69,39 +69,12 @@ func snapshotHelper(mode string) {
 	fail := func(err error) { helperFail(err.Error()) }
 	switch mode {
 	case "save":
-		m, err := New(cfg, BootConfig{Kernel: os.Getenv("SNAPSHOT_KERNEL")})
-		if err != nil {
+		st, before := saveCounting(t, cfg, os.Getenv("SNAPSHOT_KERNEL"), dir, os.Getenv("SNAPSHOT_AT") == "io-exit")
+		if err := writeStateFile(filepath.Join(dir, "state"), st); err != nil {
 			fail(err)
 		}
-		atIOExit := os.Getenv("SNAPSHOT_AT") == "io-exit"
-		pauseAt := 0
-		if atIOExit {
-			pauseAt = 3
-		}
-		rep := newReporter(t, m, pauseAt)
-		run := runMachine(t, m)
-		rep.wait(t, 3, run)
-		if atIOExit {
-			waitParked(t, m, 1)
-		} else {
-			pauseMidLoop(t, m, rep, run)
-		}
-		mem, err := os.Create(filepath.Join(dir, "memory"))
-		if err != nil {
-			fail(err)
-		}
-		res, err := m.Save(SaveOptions{Memory: mem})
-		if err != nil {
-			fail(err)
-		}
-		if err := writeStateFile(filepath.Join(dir, "state"), res.State); err != nil {
-			fail(err)
-		}
-		if err := mem.Sync(); err != nil {
-			fail(err)
-		}
-		out.Encode(helperResult{Reports: rep.wait(t, 0, run)})
-		// The VMM lives on, its machine paused, until it is killed.
+		out.Encode(helperResult{Reports: before})
+		// The process lives on until it is killed.
 		select {}
 	case "restore":
 		f, err := snapshot.ReadFile(filepath.Join(dir, "state"))
@@ -171,8 +144,7 @@ func helper(t *testing.T, mode, dir, kernel, at string) (*exec.Cmd, helperResult
 }
 
 // TestSnapshotAcrossProcesses saves the counting guest in one process,
-// kills that process with SIGKILL (its machine still paused, nothing
-// cleaned up), and restores the snapshot in a new process: the guest
+// kills that process with SIGKILL, and restores the snapshot in a new process: the guest
 // continues exactly where it was, saved both on an I/O exit and in the
 // middle of its CPL3 loop. Nothing of the old process is needed: only
 // the state file and the memory file.

@@ -92,7 +92,7 @@ func (l *valueLog) waitEach(t fataler, run *running, n int, addrs ...uint64) map
 }
 
 // pauseSave pauses m, saves it with its memory into dir and stops it.
-func pauseSave(t *testing.T, m *Machine, run *running, dir string) *State {
+func pauseSave(t fataler, m *Machine, run *running, dir string) *State {
 	t.Helper()
 	if err := m.Pause(); err != nil {
 		t.Fatal(err)

@@ -120,12 +120,12 @@ func pauseMidLoop(t fataler, m *Machine, rep *reporter, run *running) {
 	t.Fatal("the vCPU never stopped in the middle of its loop")
 }
 
-// saveCounting boots cpl3count, lets it report a few times, pauses it
+// saveCounting boots cpl3count (kernel, built by buildGuest), lets it report a few times, pauses it
 // (on an I/O exit or mid-loop) and saves it with its memory into dir.
 // It returns the state and the reports made before the save.
-func saveCounting(t *testing.T, cfg Config, dir string, atIOExit bool) (*State, []report) {
+func saveCounting(t fataler, cfg Config, kernel, dir string, atIOExit bool) (*State, []report) {
 	t.Helper()
-	m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "cpl3count", nil)})
+	m, err := New(cfg, BootConfig{Kernel: kernel})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestSaveRestore(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			cfg := Config{CPUs: 1, Memory: 64 << 20}
-			st, before := saveCounting(t, cfg, dir, tc.atIOExit)
+			st, before := saveCounting(t, cfg, buildGuest(t, "cpl3count", nil), dir, tc.atIOExit)
 			want := expectedReports(len(before) + 3)
 			if !reflect.DeepEqual(before, want[:len(before)]) {
 				t.Fatalf("reports before the save %v, want %v", before, want[:len(before)])
@@ -195,7 +195,7 @@ func TestSaveRestoreSave(t *testing.T) {
 	requireKVM(t)
 	dir := t.TempDir()
 	cfg := Config{CPUs: 2, Memory: 64 << 20}
-	st, _ := saveCounting(t, cfg, dir, false)
+	st, _ := saveCounting(t, cfg, buildGuest(t, "cpl3count", nil), dir, false)
 	m := restoreFrom(t, cfg, st, dir)
 	defer m.Close()
 	again, err := m.Save(SaveOptions{})

@@ -166,7 +166,9 @@ func TestDecodeStateRefuses(t *testing.T) {
 	}{
 		{"no vCPU 1", edit(drop("vcpu/1")), `no "vcpu/1" section`},
 		{"no IOAPIC", edit(drop(secIOAPIC)), `no "irqchip/ioapic" section`},
-		{"unknown section", edit(func(f *snapshot.File) { f.Sections = append(f.Sections, snapshot.Section{ID: "gpu/0", Data: []byte("{}")}) }), `"gpu/0" section this paddock does not know`},
+		{"unknown section", edit(func(f *snapshot.File) {
+			f.Sections = append(f.Sections, snapshot.Section{ID: "gpu/0", Data: []byte("{}")})
+		}), `"gpu/0" section this paddock does not know`},
 		{"unknown field", edit(set(secPM, `{"Status":0,"Enable":0,"Control":0,"Wake":1}`)), `"acpi-pm" section`},
 		{"not JSON", edit(set("vcpu/0", "\x00garbage")), `"vcpu/0" section`},
 		{"trailing value", edit(set(secPM, `{} {}`)), `data after its value`},
