@@ -30,6 +30,12 @@ type Disk struct {
 	Serial string `yaml:"serial,omitempty" json:"serial,omitempty"`
 	// Cache is writeback, writethrough or unsafe. Default writeback.
 	Cache DiskCache `yaml:"cache" json:"cache"`
+	// Untrusted says the image came from someone else: its qcow2 backing
+	// files must lie in the image's own directory (symbolic links
+	// resolved), never a device or special file (disk.ConfinedToImage).
+	// Default false: backing files are followed wherever they are, as
+	// QEMU does, which is right only for images the user made.
+	Untrusted bool `yaml:"untrusted,omitempty" json:"untrusted,omitempty"`
 }
 
 // DiskCache says how guest flushes relate to host durability.
@@ -72,7 +78,9 @@ const (
 	MaxSerialLen = 20
 )
 
-func diskFields() []string { return []string{"path", "format", "readonly", "serial", "cache"} }
+func diskFields() []string {
+	return []string{"path", "format", "readonly", "serial", "cache", "untrusted"}
+}
 
 func nicFields() []string { return []string{"tap", "bridge", "mac"} }
 
@@ -103,6 +111,8 @@ func (d *decoder) disks(field string, v *yaml.Node) []Disk {
 					disk.Format, _ = d.scalar(field, v, "raw or qcow2")
 				case "readonly":
 					disk.ReadOnly = d.boolean(field, v)
+				case "untrusted":
+					disk.Untrusted = d.boolean(field, v)
 				case "serial":
 					disk.Serial, _ = d.scalar(field, v, "a string")
 				case "cache":
@@ -111,7 +121,7 @@ func (d *decoder) disks(field string, v *yaml.Node) []Disk {
 				}
 			})
 		default:
-			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial and cache, got %s", describe(item))
+			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial, cache and untrusted, got %s", describe(item))
 		}
 		disks = append(disks, disk)
 	}
@@ -270,6 +280,11 @@ func (c *checker) deviceFiles() {
 				c.add(f+".format", "is qcow2, but %s is not a qcow2 image", d.Path)
 			}
 		}
+		if d.Untrusted && !c.skip(f+".format") {
+			if err := checkConfined(d); err != nil {
+				c.add(f+".path", "%w", err)
+			}
+		}
 	}
 }
 
@@ -300,6 +315,24 @@ func checkImage(path string, readOnly bool) error {
 		return fmt.Errorf("%s is not readable and writable (set readonly: true for a read-only disk): %w", path, err)
 	}
 	return checkUnlocked(path, readOnly)
+}
+
+// checkConfined opens an untrusted disk's image and its backing chain as
+// the VMM will, under disk.ConfinedToImage, without locking others out
+// (it only reads), and reports a backing file the policy refuses.
+func checkConfined(d Disk) error {
+	format := d.Format
+	if format == "" {
+		var err error
+		if format, err = disk.Detect(d.Path); err != nil {
+			return err
+		}
+	}
+	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: true, ForceShare: true, Backing: disk.ConfinedToImage(d.Path)})
+	if err != nil {
+		return err
+	}
+	return img.Close()
 }
 
 // checkUnlocked reports an image that a running VM (paddock's or QEMU's)

@@ -22,7 +22,7 @@ func (v *virtioDevices) openImage(i int, d Disk) (guard bool, err error) {
 		}
 		guard = format == disk.FormatRaw
 	}
-	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: d.ReadOnly})
+	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: d.ReadOnly, Backing: d.Backing})
 	if err != nil {
 		return false, fmt.Errorf("machine: %s: %w", name, err)
 	}
