@@ -2,6 +2,7 @@ package guest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -18,6 +19,8 @@ import (
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
+	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -220,5 +223,148 @@ func TestSnapshotLifecycle(t *testing.T) {
 	// The stopped VM restores.
 	if info, err := m.RestoreSnapshot(ctx, "web", "s3", false); err != nil || info.State != store.StateRunning {
 		t.Fatalf("restore of a stopped VM: %+v, %v", info, err)
+	}
+}
+
+// TestSnapshotRestoreRefusals restores snapshots that cannot be: the
+// VM's spec changed (another vCPU count), the memory file was cut short
+// or is missing, the state file is corrupted, of a newer format, or from
+// a CPU with features this host lacks. Each is refused with an error
+// saying so, and the VM is left as it was: stopped, its disk's current
+// contents (written after the snapshot) not rolled back.
+func TestSnapshotRestoreRefusals(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	vm, diskPath := ticksVM(t, "web")
+	if _, err := m.Create(vm, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	followTicks(t, m, "web").until(2)
+	if _, err := m.CreateSnapshot(ctx, "web", "s1", true); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.QemuIO(t, diskPath, "write -P 0x5a 0 4k") // after the snapshot
+	v, err := m.vm("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := v.SnapshotDir("s1")
+	statePath, memPath := filepath.Join(dir, store.SnapshotStateFile), filepath.Join(dir, store.SnapshotMemoryFile)
+	goodState, err := os.ReadFile(statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := os.ReadFile(v.Path(store.SpecFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreFiles := func() {
+		t.Helper()
+		if err := os.WriteFile(statePath, goodState, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(v.Path(store.SpecFile), spec, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	memSize := func() int64 {
+		fi, err := os.Stat(memPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	size := memSize()
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T)
+		want string
+	}{
+		{"more vCPUs in the spec", func(t *testing.T) {
+			more := regexp.MustCompile(`(?m)^cpus: 1$`).ReplaceAll(spec, []byte("cpus: 2"))
+			if bytes.Equal(more, spec) {
+				t.Fatalf("no 'cpus: 1' in the spec:\n%s", spec)
+			}
+			if err := os.WriteFile(v.Path(store.SpecFile), more, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "the snapshot has 1 vCPUs (1 saved), the machine 2"},
+		{"memory file cut short", func(t *testing.T) {
+			if err := os.Truncate(memPath, size/2); err != nil {
+				t.Fatal(err)
+			}
+		}, "it is not this guest's memory, or it was cut short"},
+		{"state file corrupted", func(t *testing.T) {
+			b := append([]byte(nil), goodState...)
+			b[len(b)-10] ^= 1
+			if err := os.WriteFile(statePath, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "checksum does not match: the file is corrupt"},
+		{"state file of a newer format", func(t *testing.T) {
+			b := append([]byte(nil), goodState...)
+			binary.LittleEndian.PutUint32(b[len(snapshot.Magic):], snapshot.Version+1)
+			if err := os.WriteFile(statePath, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "format version 2 (a newer format, written by paddock test); this paddock reads version 1 only"},
+		{"another CPU", func(t *testing.T) {
+			f, err := snapshot.Decode(goodState)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := machine.DecodeState(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range st.VCPUs[0].CPUID {
+				if e := &st.VCPUs[0].CPUID[i]; e.Function == 7 && e.Index == 0 {
+					e.EBX = ^uint32(0)
+				}
+			}
+			f2, err := st.File(f.Header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := snapshot.Encode(f2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(statePath, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "CPU features this host's KVM does not offer"},
+		{"memory file missing", func(t *testing.T) {
+			if err := os.Rename(memPath, memPath+".away"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Rename(memPath+".away", memPath) })
+		}, "its memory file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			restoreFiles()
+			if err := os.Truncate(memPath, size); err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			tc.edit(t)
+			_, err := m.RestoreSnapshot(ctx, "web", "s1", false)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore: %v\nwant an error saying %q", err, tc.want)
+			}
+			if in, err := m.Inspect("web"); err != nil || in.State != store.StateStopped {
+				t.Fatalf("after the refused restore: %+v, %v", in, err)
+			}
+			qemutest.QemuIO(t, diskPath, "read -P 0x5a 0 4k")
+		})
+	}
+	restoreFiles()
+	if err := os.Truncate(memPath, size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); err != nil {
+		t.Fatalf("the repaired snapshot: %v", err)
 	}
 }
