@@ -177,21 +177,6 @@ func openRetry(path string, flags int) (int, error) {
 	}
 }
 
-// CheckBacking verifies that the backing file name of the image at
-// imagePath is one policy p allows and returns its resolved path, for
-// callers that open it themselves (the chain walk of `image info`, the
-// base of commit). Opening a chain with Options.Backing checks it on the
-// opened files instead, which leaves no window for the file to change.
-func CheckBacking(p *BackingPolicy, imagePath, name string) (string, error) {
-	// A look, not a use: the caller's own open takes the locks.
-	f, err := p.openBackingFile(imagePath, name, imagefile.Unlocked)
-	if err != nil {
-		return backingPath(imagePath, name), fmt.Errorf("qcow2: %s: %w", imagePath, err)
-	}
-	f.Close()
-	return f.Name(), nil
-}
-
 // OpenBackingFile judges the backing file name of the image at imagePath
 // under policy p, as a chain open judges each backing file (see
 // BackingPolicy; a nil p allows any regular file or block device), and
