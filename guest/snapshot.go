@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -232,6 +233,17 @@ func (m *Manager) RestoreSnapshot(ctx context.Context, name, snap string, force 
 		if rec, err = v.ReadRecord(); !usable(err) {
 			return nil, err
 		}
+	}
+	vm, err := loadSpec(v)
+	if err != nil {
+		return nil, err
+	}
+	if vm.Backend != configs.BackendNative {
+		return nil, fmt.Errorf("VM %s: backend %q: snapshots are of VMs on the native backend", name, vm.Backend)
+	}
+	// The seed volume is one of the machine's disks, as at a start.
+	if err := writeSeed(v, vm); err != nil {
+		return nil, err
 	}
 	if err := m.spawn(ctx, v, rec, "--restore", snap); err != nil {
 		return nil, err

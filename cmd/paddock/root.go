@@ -34,7 +34,11 @@ func newRootCommand() *cobra.Command {
 		newRmCommand(),
 		newSnapshotCommand(),
 		newUpCommand(),
+		newSSHCommand(),
+		newCpCommand(),
 		newVMMCommand(),
+		newNetworkCommand(),
+		newNetdCommand(),
 	)
 	enforceUsage(root)
 	return root

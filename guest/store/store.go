@@ -44,6 +44,8 @@ const (
 	ConsoleFile  = "console.log"
 	VMMLogFile   = "vmm.log"
 	FormatsFile  = "formats.json"
+	IdentityFile = "identity.json"
+	SeedFile     = "seed.iso"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"
@@ -159,7 +161,7 @@ func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
 
 // VM returns the VM called name; ErrNotFound if there is none. Its
 // directory and the files paddock reads from it (vm.yaml, state.json,
-// formats.json) must be owned by the current user or root and writable by
+// formats.json, identity.json) must be owned by the current user or root and writable by
 // no one else (*UnsafeError otherwise).
 func (s *Store) VM(name string) (*VM, error) {
 	if !ValidName(name) {
@@ -189,10 +191,11 @@ func (s *Store) VM(name string) (*VM, error) {
 
 // trustedFiles are the files of a VM directory whose contents paddock
 // acts on, checked by Store.VM.
-var trustedFiles = []string{SpecFile, RecordFile, FormatsFile}
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile}
 
 // Create adds the VM called name with the given spec (vm.yaml), record
-// (state.json) and the detected formats of its disks (formats.json): the
+// (state.json), the detected formats of its disks (formats.json) and a
+// new identity (identity.json, a fresh UUID; NewIdentity): the
 // VM's directory is built aside and renamed into place, so other commands
 // see all of it or nothing, and of two concurrent Creates of one name
 // exactly one succeeds (the other gets ErrExists).
@@ -221,11 +224,20 @@ func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskForm
 	if err != nil {
 		return nil, err
 	}
+	id, err := NewIdentity()
+	if err != nil {
+		return nil, err
+	}
+	idata, err := marshalIdentity(id)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range []struct {
 		name string
 		data []byte
-	}{{SpecFile, spec}, {RecordFile, data}, {FormatsFile, fdata}, {LockFile, nil}} {
-		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
+		perm fs.FileMode
+	}{{SpecFile, spec, 0o600}, {RecordFile, data, 0o600}, {FormatsFile, fdata, 0o600}, {IdentityFile, idata, identityMode}, {LockFile, nil, 0o600}} {
+		if err := writeSynced(filepath.Join(tmp, f.name), f.data, f.perm); err != nil {
 			return nil, fmt.Errorf("store: create VM %s: %w", name, err)
 		}
 	}
@@ -246,9 +258,9 @@ func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskForm
 	return &VM{Name: name, Dir: final}, nil
 }
 
-// writeSynced writes a new file and syncs it.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeSynced writes a new file with mode perm and syncs it.
+func writeSynced(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}

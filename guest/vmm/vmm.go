@@ -44,6 +44,9 @@ type Config struct {
 	Signals bool
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// NetdCommand runs a managed network's netd; empty means this
+	// executable's `netd` command.
+	NetdCommand []string
 	// Restore, if set, names the VM's snapshot the first machine is
 	// restored from instead of booted.
 	Restore string
@@ -191,7 +194,20 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
-	if mc, err := machineConfig(vm); err == nil {
+	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand})
+	if err != nil {
+		return runResult{}, err
+	}
+	if nets != nil {
+		// Held until the VMM exits: the networks serve the VM meanwhile.
+		defer nets.Close()
+	}
+	// A VM created before paddock recorded identities gets its UUID now.
+	id, err := p.vm.EnsureIdentity()
+	if err != nil {
+		return runResult{}, err
+	}
+	if mc, err := machineConfig(vm, nics); err == nil {
 		p.disks = mc.Disks
 	}
 	var restore *RestoreFrom
@@ -215,6 +231,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	input := console.NewInput()
 	defer input.Close()
 
+	seed := ""
+	if vm.CloudInit {
+		// The start command wrote it (guest.Manager.Start).
+		seed = p.vm.Path(store.SeedFile)
+	}
 	sess := NewSession(vm, Options{
 		KVMPath:  p.cfg.KVMPath,
 		Console:  hub,
@@ -230,6 +251,9 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
+		NICs:    nics,
+		UUID:    id.UUID,
+		Seed:    seed,
 		Restore: restore,
 	})
 
