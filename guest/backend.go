@@ -53,6 +53,19 @@ type Backend interface {
 	Attach(ctx context.Context, v *store.VM, tail int) (net.Conn, error)
 	// Logs returns the VM's console output (see Manager.Logs).
 	Logs(ctx context.Context, v *store.VM, o LogOptions) (io.ReadCloser, error)
+	// CreateSnapshot takes the snapshot snap of a running or paused VM
+	// (see Manager.CreateSnapshot). Precondition: the VM's lock is held
+	// and snap is a valid name.
+	CreateSnapshot(ctx context.Context, v *store.VM, snap string, stop bool) (*SnapshotInfo, error)
+	// Snapshots lists the VM's snapshots, oldest first.
+	Snapshots(v *store.VM) ([]*SnapshotInfo, error)
+	// RestoreSnapshot puts the VM back to its snapshot snap, running as
+	// it was then; a VM that runs is a *StateError unless force.
+	// Precondition: the VM's lock is held.
+	RestoreSnapshot(ctx context.Context, v *store.VM, snap string, force bool) error
+	// RemoveSnapshot deletes the VM's snapshot snap. Precondition: the
+	// VM's lock is held.
+	RemoveSnapshot(ctx context.Context, v *store.VM, snap string) error
 	// Remove deletes everything the VM has on the hypervisor; a VM that
 	// runs is a *StateError unless force, which kills it first. The
 	// Manager then removes the VM from the store. Precondition: the VM's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -20,23 +21,6 @@ import (
 // paddock keeps nothing of its own, and rm takes them with the domain.
 // Unlike the native backend's snapshots, a restore is not lazy: QEMU
 // reads the whole saved memory before the guest goes on.
-
-// validSnapshotName reports whether s can name a snapshot: 1 to
-// store.MaxNameLen letters, digits, '.', '_' and '-', starting with a
-// letter or digit.
-func validSnapshotName(s string) bool {
-	if s == "" || len(s) > store.MaxNameLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // snapshotDisks checks that the VM's disks can hold an internal snapshot:
 // at least one, and every writable one qcow2 (QEMU keeps the snapshot
@@ -69,55 +53,80 @@ func snapshotDisks(v *store.VM) error {
 	return nil
 }
 
-// CreateSnapshot takes the snapshot snap of a running or paused libvirt
-// VM (a name of the time when empty); with stop the VM is destroyed
-// after it. Precondition: the VM's lock is held.
-func (b *libvirtBackend) CreateSnapshot(ctx context.Context, v *store.VM, snap string, stop bool) (lv.Snapshot, error) {
-	if snap == "" {
-		snap = time.Now().UTC().Format("snap-20060102-150405")
+// snapshotInfo describes a libvirt snapshot as ls shows every backend's:
+// its disks as the spec numbers them (vda is disks[0]), its memory the
+// VM's (kept inside the first qcow2 disk, how much of it unknown).
+func libvirtSnapshotInfo(v *store.VM, s lv.Snapshot) *SnapshotInfo {
+	in := &SnapshotInfo{Name: s.Name, VM: v.Name, Created: s.Created, VMState: s.State, Disks: []string{}, Backend: string(configs.BackendLibvirt)}
+	for _, dev := range s.Disks {
+		if i := lv.DiskIndex(dev); i >= 0 {
+			in.Disks = append(in.Disks, fmt.Sprintf("disks[%d]", i))
+		}
 	}
-	if !validSnapshotName(snap) {
-		return lv.Snapshot{}, fmt.Errorf("%q cannot name a snapshot: use 1 to %d letters, digits, '.', '_' and '-', starting with a letter or digit", snap, store.MaxNameLen)
+	if vm, err := loadSpec(v); err == nil && s.Memory {
+		in.Memory = uint64(vm.Memory)
 	}
+	return in
+}
+
+// CreateSnapshot implements Backend: libvirt's internal snapshot of the
+// running or paused domain; with stop the domain is destroyed after it.
+func (b *libvirtBackend) CreateSnapshot(ctx context.Context, v *store.VM, snap string, stop bool) (*SnapshotInfo, error) {
 	if err := snapshotDisks(v); err != nil {
-		return lv.Snapshot{}, err
+		return nil, err
 	}
 	_, c, d, _, err := b.open(v, "snapshot", lv.State.Active)
 	if err != nil {
 		var se *StateError
 		if errors.As(err, &se) {
-			se.Hint = "a snapshot saves a running or paused VM: start it first"
+			se.Hint = notRunningHint
 		}
-		return lv.Snapshot{}, err
+		return nil, err
 	}
 	defer c.Close()
+	start := time.Now()
 	s, err := d.CreateSnapshot(snap)
-	if err != nil {
-		return lv.Snapshot{}, fmt.Errorf("VM %s: %w", v.Name, err)
+	if errors.Is(err, lv.ErrSnapshotExists) {
+		return nil, &SnapshotExistsError{VM: v.Name, Name: snap}
 	}
+	if err != nil {
+		return nil, fmt.Errorf("VM %s: %w", v.Name, err)
+	}
+	// libvirt holds the guest for the whole snapshot.
+	held := time.Since(start)
 	if stop {
 		if err := d.Destroy(); err != nil {
-			return s, fmt.Errorf("VM %s: snapshot %s taken, but the VM did not stop: %w", v.Name, snap, err)
+			return nil, fmt.Errorf("VM %s: snapshot %s taken, but the VM did not stop: %w", v.Name, snap, err)
 		}
-		b.recordEnd(v, &store.Exit{Reason: exit.Kill, Detail: "stopped after snapshot " + snap, At: time.Now()})
+		b.recordEnd(v, &store.Exit{Reason: exit.Stop, Detail: "stopped after snapshot " + snap, At: time.Now()})
 	}
-	return s, nil
+	in := libvirtSnapshotInfo(v, s)
+	in.Paused = held.Seconds()
+	return in, nil
 }
 
-// Snapshots lists a libvirt VM's snapshots, oldest first.
-func (b *libvirtBackend) Snapshots(v *store.VM) ([]lv.Snapshot, error) {
+// Snapshots implements Backend: the domain's snapshots, oldest first.
+func (b *libvirtBackend) Snapshots(v *store.VM) ([]*SnapshotInfo, error) {
 	_, c, d, err := b.domain(v)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	return d.Snapshots()
+	snaps, err := d.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	out := []*SnapshotInfo{}
+	for _, s := range snaps {
+		out = append(out, libvirtSnapshotInfo(v, s))
+	}
+	return out, nil
 }
 
-// RestoreSnapshot puts a libvirt VM back to its snapshot snap: memory,
-// devices and disks of that instant, running (or paused) as it was then.
-// A VM that runs is refused unless force: what it did since is lost.
-// Precondition: the VM's lock is held.
+// RestoreSnapshot implements Backend: libvirt reverts the domain, in its
+// QEMU, to the snapshot's memory, devices and disks, running (or paused)
+// as it was then. A VM that runs is refused unless force: what it did
+// since is lost.
 func (b *libvirtBackend) RestoreSnapshot(ctx context.Context, v *store.VM, snap string, force bool) error {
 	_, c, d, err := b.domain(v)
 	if err != nil {
@@ -129,11 +138,11 @@ func (b *libvirtBackend) RestoreSnapshot(ctx context.Context, v *store.VM, snap 
 		return err
 	}
 	if st.Active() && !force {
-		return stateError(v, "restore", st, "what it did since the snapshot would be lost: stop it first, or use --force")
+		return stateError(v, "restore a snapshot of", st, restoreRunningHint(v.Name))
 	}
 	if err := d.RevertSnapshot(snap); err != nil {
 		if errors.Is(err, lv.ErrNoSnapshot) {
-			return fmt.Errorf("VM '%s' has no snapshot called '%s' (paddock snapshot ls %s lists them)", v.Name, snap, v.Name)
+			return &NoSnapshotError{VM: v.Name, Name: snap}
 		}
 		return fmt.Errorf("VM %s: %w", v.Name, err)
 	}
@@ -149,7 +158,8 @@ func (b *libvirtBackend) RestoreSnapshot(ctx context.Context, v *store.VM, snap 
 	return v.WriteRecord(rec)
 }
 
-// RemoveSnapshot deletes a libvirt VM's snapshot snap.
+// RemoveSnapshot implements Backend: libvirt deletes the snapshot, from
+// its metadata and the disks.
 func (b *libvirtBackend) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) error {
 	_, c, d, err := b.domain(v)
 	if err != nil {
@@ -158,7 +168,7 @@ func (b *libvirtBackend) RemoveSnapshot(ctx context.Context, v *store.VM, snap s
 	defer c.Close()
 	if err := d.DeleteSnapshot(snap); err != nil {
 		if errors.Is(err, lv.ErrNoSnapshot) {
-			return fmt.Errorf("VM '%s' has no snapshot called '%s' (paddock snapshot ls %s lists them)", v.Name, snap, v.Name)
+			return &NoSnapshotError{VM: v.Name, Name: snap}
 		}
 		return fmt.Errorf("VM %s: %w", v.Name, err)
 	}

@@ -59,14 +59,10 @@ func TestLibvirtSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := m.store.VM("web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Not running: nothing to save.
+	// Not running: nothing to save; the same words as for a native VM.
 	var se *StateError
-	if _, err := m.libvirt.CreateSnapshot(ctx, v, "s0", false); !errors.As(err, &se) ||
-		err.Error() != "cannot snapshot VM 'web': it is created; a snapshot saves a running or paused VM: start it first" {
+	if _, err := m.CreateSnapshot(ctx, "web", "s0", false); !errors.As(err, &se) ||
+		err.Error() != "cannot snapshot VM 'web': it is created; "+notRunningHint {
 		t.Errorf("snapshot of a created VM: %v", err)
 	}
 	if _, err := m.Start(ctx, "web"); err != nil {
@@ -87,17 +83,19 @@ func TestLibvirtSnapshot(t *testing.T) {
 		t.Fatalf("the disk holds %q, not what the guest wrote", got)
 	}
 
-	s, err := m.libvirt.CreateSnapshot(ctx, v, "s1", false)
+	s, err := m.CreateSnapshot(ctx, "web", "s1", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Name != "s1" || s.State != "running" || !s.Memory || len(s.Disks) != 1 || s.Disks[0] != "vda" || time.Since(s.Created) > time.Hour {
+	if s.Name != "s1" || s.VM != "web" || s.VMState != "running" || s.Memory != 256<<20 || len(s.Disks) != 1 || s.Disks[0] != "disks[0]" ||
+		s.Backend != "libvirt" || s.Paused <= 0 || time.Since(s.Created) > time.Hour {
 		t.Errorf("snapshot %+v", s)
 	}
-	if _, err := m.libvirt.CreateSnapshot(ctx, v, "s1", false); err == nil || !strings.Contains(err.Error(), "a snapshot of that name exists") {
+	var exists *SnapshotExistsError
+	if _, err := m.CreateSnapshot(ctx, "web", "s1", false); !errors.As(err, &exists) {
 		t.Errorf("a second s1: %v", err)
 	}
-	if _, err := m.libvirt.CreateSnapshot(ctx, v, "-bad", false); err == nil || !strings.Contains(err.Error(), "cannot name a snapshot") {
+	if _, err := m.CreateSnapshot(ctx, "web", "-bad", false); err == nil || !strings.Contains(err.Error(), "cannot name a snapshot") {
 		t.Errorf("a bad name: %v", err)
 	}
 	qimg := testenv.RequireTool(t, "qemu-img", "qemu-utils")
@@ -110,23 +108,22 @@ func TestLibvirtSnapshot(t *testing.T) {
 	if got := diskBytes(t, volume, 7); got != "disktwo" {
 		t.Fatalf("the disk holds %q after the second write", got)
 	}
-	snaps, err := m.libvirt.Snapshots(v)
-	if err != nil || len(snaps) != 1 || snaps[0].Name != "s1" || !snaps[0].Current {
+	snaps, err := m.Snapshots("web")
+	if err != nil || len(snaps) != 1 || snaps[0].Name != "s1" || snaps[0].VMState != "running" {
 		t.Errorf("Snapshots = %+v, %v", snaps, err)
 	}
 
 	// Back to s1: a running VM only with force.
-	if err := m.libvirt.RestoreSnapshot(ctx, v, "s1", false); !errors.As(err, &se) || !strings.HasPrefix(err.Error(), "cannot restore VM 'web': it is running") {
+	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); !errors.As(err, &se) ||
+		err.Error() != "cannot restore a snapshot of VM 'web': it is running; "+restoreRunningHint("web") {
 		t.Errorf("restore of a running VM without force: %v", err)
 	}
-	if err := m.libvirt.RestoreSnapshot(ctx, v, "s9", true); err == nil || err.Error() != "VM 'web' has no snapshot called 's9' (paddock snapshot ls web lists them)" {
+	var none *NoSnapshotError
+	if _, err := m.RestoreSnapshot(ctx, "web", "s9", true); !errors.As(err, &none) || err.Error() != "VM 'web' has no snapshot called 's9' (paddock snapshot ls web lists them)" {
 		t.Errorf("restore of a missing snapshot: %v", err)
 	}
-	if err := m.libvirt.RestoreSnapshot(ctx, v, "s1", true); err != nil {
-		t.Fatal(err)
-	}
-	if info, err := m.Inspect("web"); err != nil || info.State != store.StateRunning {
-		t.Errorf("after the restore: %+v, %v", info, err)
+	if info, err := m.RestoreSnapshot(ctx, "web", "s1", true); err != nil || info.State != store.StateRunning {
+		t.Fatalf("RestoreSnapshot = %+v, %v", info, err)
 	}
 	if got := diskBytes(t, volume, 7); got != "diskone" {
 		t.Errorf("the disk holds %q after the restore, not the snapshot's", got)
@@ -138,10 +135,13 @@ func TestLibvirtSnapshot(t *testing.T) {
 		t.Errorf("the guest's memory was not rolled back: %q", tailOf(out))
 	}
 
-	if err := m.libvirt.RemoveSnapshot(ctx, v, "s1"); err != nil {
+	if err := m.RemoveSnapshot(ctx, "web", "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if snaps, err := m.libvirt.Snapshots(v); err != nil || len(snaps) != 0 {
+	if err := m.RemoveSnapshot(ctx, "web", "s1"); !errors.As(err, &none) {
+		t.Errorf("second RemoveSnapshot: %v", err)
+	}
+	if snaps, err := m.Snapshots("web"); err != nil || len(snaps) != 0 {
 		t.Errorf("Snapshots after remove = %+v, %v", snaps, err)
 	}
 	if out, err := exec.Command(qimg, "snapshot", "-U", "-l", volume).CombinedOutput(); err != nil || strings.Contains(string(out), " s1 ") {
@@ -163,11 +163,7 @@ func TestLibvirtSnapshotNeedsQcow2(t *testing.T) {
 	if _, err := m.CreateContext(ctx, vm, ""); err != nil {
 		t.Fatal(err)
 	}
-	v, err := m.store.VM("raw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = m.libvirt.CreateSnapshot(ctx, v, "s1", false)
+	_, err := m.CreateSnapshot(ctx, "raw", "s1", false)
 	if err == nil || !strings.HasPrefix(err.Error(), "VM raw: a libvirt snapshot lives inside the VM's disks, which must all be qcow2: disks[0] (") {
 		t.Errorf("CreateSnapshot = %v", err)
 	}

@@ -32,6 +32,7 @@ func newRootCommand() *cobra.Command {
 		newKillCommand(),
 		newInspectCommand(),
 		newRmCommand(),
+		newSnapshotCommand(),
 		newUpCommand(),
 		newSSHCommand(),
 		newCpCommand(),

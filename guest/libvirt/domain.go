@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"libvirt.org/go/libvirtxml"
 
@@ -167,6 +168,24 @@ func DomainXML(vm *configs.VM, pl *Placement, pool string, files Files, md Metad
 		return "", fmt.Errorf("libvirt: encode the domain of %s: %w", vm.Name, err)
 	}
 	return s, nil
+}
+
+// DiskIndex is the index of the virtio disk the guest calls name (vda
+// is 0, vdaa 26), or -1 for a name that is not one.
+func DiskIndex(name string) int {
+	rest, ok := strings.CutPrefix(name, "vd")
+	if !ok || rest == "" {
+		return -1
+	}
+	n := 0
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if c < 'a' || c > 'z' {
+			return -1
+		}
+		n = n*26 + int(c-'a') + 1
+	}
+	return n - 1
 }
 
 // diskName is the guest's name of the i-th virtio disk: vda, vdb, ...,

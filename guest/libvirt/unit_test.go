@@ -24,9 +24,17 @@ func mustMAC(t *testing.T, s string) netdev.MAC {
 }
 
 func TestDiskName(t *testing.T) {
+	for _, bad := range []string{"", "vd", "sda", "vdA", "vd1"} {
+		if i := DiskIndex(bad); i != -1 {
+			t.Errorf("DiskIndex(%q) = %d", bad, i)
+		}
+	}
 	for i, want := range map[int]string{0: "vda", 1: "vdb", 25: "vdz", 26: "vdaa", 27: "vdab", 51: "vdaz", 52: "vdba", 701: "vdzz", 702: "vdaaa"} {
 		if got := diskName(i); got != want {
 			t.Errorf("diskName(%d) = %s, want %s", i, got, want)
+		}
+		if got := DiskIndex(want); got != i {
+			t.Errorf("DiskIndex(%s) = %d, want %d", want, got, i)
 		}
 	}
 }

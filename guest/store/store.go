@@ -114,13 +114,23 @@ func (s *Store) sweep() {
 
 // Names returns the names of the VMs in the store, sorted.
 func (s *Store) Names() ([]string, error) {
-	ents, err := os.ReadDir(s.vms())
+	names, err := dirNames(s.vms(), ValidName)
 	if err != nil {
 		return nil, fmt.Errorf("store: list VMs: %w", err)
 	}
+	return names, nil
+}
+
+// dirNames returns the sorted names of the directories in dir that valid
+// accepts.
+func dirNames(dir string, valid func(string) bool) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() && ValidName(e.Name()) {
+		if e.IsDir() && valid(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}

@@ -153,6 +153,22 @@ func TestLibvirtCLI(t *testing.T) {
 	}
 
 	e.pauseResume("web")
+
+	// Snapshots: libvirt's internal ones, through the same commands.
+	if out := e.ok("snapshot", "create", "web", "s1"); !strings.HasPrefix(out, "web: snapshot s1 taken (libvirt's internal snapshot: the memory is in the VM's first qcow2 disk; guest held ") {
+		t.Errorf("snapshot create: %q", out)
+	}
+	if out := e.ok("snapshot", "ls", "web"); !regexp.MustCompile(`(?m)^s1    \S+ \S+  running   disks\[0\]  256MiB in the disk$`).MatchString(out) {
+		t.Errorf("snapshot ls:\n%s", out)
+	}
+	e.fails(4, "paddock: cannot restore a snapshot of VM 'web': it is running; stop it first (paddock stop web), or use --force to discard what it did since\n", "snapshot", "restore", "web", "s1")
+	if out := e.ok("snapshot", "restore", "--force", "web", "s1"); out != "web: restored snapshot s1 (libvirt host local; libvirt loaded all its memory before the guest went on, not lazily)\n" {
+		t.Errorf("snapshot restore: %q", out)
+	}
+	if out := e.ok("snapshot", "rm", "web", "s1"); !strings.HasPrefix(out, "web: ") {
+		t.Errorf("snapshot rm: %q", out)
+	}
+	e.fails(3, "paddock: VM 'web' has no snapshot called 's1' (paddock snapshot ls web lists them)\n", "snapshot", "rm", "web", "s1")
 	if out := e.ok("stop", "web", "--timeout", "3m"); !strings.HasPrefix(out, "web: stopped: the guest shut down after the ACPI power button (") {
 		t.Errorf("stop: %q", out)
 	}
