@@ -78,6 +78,23 @@ func vmmDied(rec store.Record) string {
 	return fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", rec.PID)
 }
 
+// reapStale records the end of a VMM that died (see reapLocked) if the
+// facts rec and h say one did, and returns the record then.
+// Precondition: the VM's lock is held.
+func reapStale(v *store.VM, rec store.Record, h store.Holder) (store.Record, error) {
+	if !store.Stale(rec, h) {
+		return rec, nil
+	}
+	if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
+		return rec, err
+	}
+	rec, err := v.ReadRecord()
+	if !usable(err) {
+		return rec, err
+	}
+	return rec, nil
+}
+
 // reap cleans up after a dead VMM if the VM's lock is free (a command
 // holding it does its own cleanup).
 func reap(v *store.VM) {
@@ -104,13 +121,8 @@ func (n *native) Start(ctx context.Context, v *store.VM) error {
 	if h.Alive {
 		return &StateError{Name: v.Name, Op: "start", State: store.Derive(rec, h)}
 	}
-	if store.Stale(rec, h) {
-		if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
-			return err
-		}
-		if rec, err = v.ReadRecord(); !usable(err) {
-			return err
-		}
+	if rec, err = reapStale(v, rec, h); err != nil {
+		return err
 	}
 	vm, err := loadSpec(v)
 	if err != nil {

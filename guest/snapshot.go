@@ -14,7 +14,6 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
-	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // snapshotTimeout bounds a snapshot's creation: the guest's touched
@@ -260,13 +259,8 @@ func (n *native) RestoreSnapshot(ctx context.Context, v *store.VM, snap string, 
 	if rec, h, err = facts(v); !usable(err) {
 		return err
 	}
-	if store.Stale(rec, h) {
-		if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
-			return err
-		}
-		if rec, err = v.ReadRecord(); !usable(err) {
-			return err
-		}
+	if rec, err = reapStale(v, rec, h); err != nil {
+		return err
 	}
 	vm, err := loadSpec(v)
 	if err != nil {
