@@ -141,6 +141,11 @@ func TestLibvirtCLI(t *testing.T) {
 	outW.Close()
 	fmt.Fprintf(in, "echo console-$((6*7))\n")
 	readUntil(t, outR, "console-42")
+	// libvirt gives its console to one client at a time.
+	_, stderr2, status := e.paddock("console", "web")
+	if status != 1 || !strings.HasPrefix(stderr2, "paddock: VM web: libvirt host local (") || !strings.HasSuffix(stderr2, "): domain web: another console is attached to it (libvirt allows one at a time)\n") {
+		t.Errorf("a second console: status %d, %q", status, stderr2)
+	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil || stderr.String() != "\r\npaddock: detached from web (terminated); it keeps running\r\n" {
 		t.Errorf("console: %v, stderr %q", err, stderr.String())
