@@ -188,6 +188,11 @@ func TestLibvirtCLI(t *testing.T) {
 	if out := e.ok("start", "web"); out != "web: started (libvirt host local)\n" {
 		t.Errorf("start: %q", out)
 	}
+	// No time to hear the button: forced off.
+	if out := e.ok("stop", "web", "-t", "0"); !strings.HasPrefix(out, "web: forced off: the guest did not power off within 0s of the ACPI power button (") {
+		t.Errorf("stop -t 0: %q", out)
+	}
+	e.ok("start", "web")
 	if out := e.ok("kill", "web"); !strings.HasPrefix(out, "web: killed (") {
 		t.Errorf("kill: %q", out)
 	}
