@@ -36,6 +36,7 @@ func newRootCommand() *cobra.Command {
 		newUpCommand(),
 		newSSHCommand(),
 		newCpCommand(),
+		newHostCommand(),
 		newVMMCommand(),
 		newNetworkCommand(),
 		newNetdCommand(),

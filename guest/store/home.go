@@ -10,6 +10,7 @@
 //	console.log  the guest's console, rotated to console.log.1
 //	vmm.log      the VMM's own messages (its stderr), previous in vmm.log.1
 //	formats.json the formats paddock detected for its disks (DiskFormat)
+//	libvirt.json where a libvirt VM lives: host, domain, volumes
 //
 // Files are replaced atomically (temporary file, fsync, rename, fsync of
 // the directory), VMs appear and disappear atomically (a directory
