@@ -206,6 +206,6 @@ func FuzzDecodeState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = st.check(Config{CPUs: st.CPUs, Memory: st.Memory, Disks: []Disk{{Path: "x"}}, NICs: []NIC{{}}, RNG: true})
+		_ = st.check(Config{CPUs: st.CPUs, Memory: st.Memory, Disks: []Disk{{Name: "x"}}, NICs: []NIC{{}}, RNG: true})
 	})
 }
