@@ -53,6 +53,11 @@ func (h *Handles) fit(vm *configs.VM) error {
 	case len(h.NICs) != len(vm.NICs):
 		return fmt.Errorf("vmm: VM %s has %d NICs, the handles %d taps", vm.Name, len(vm.NICs), len(h.NICs))
 	}
+	for i, d := range vm.Disks {
+		if h.Disks[i].Path != d.Path {
+			return fmt.Errorf("vmm: VM %s: disks[%d] is %s, the handles' image %s", vm.Name, i, d.Path, h.Disks[i].Path)
+		}
+	}
 	return nil
 }
 

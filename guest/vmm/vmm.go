@@ -37,10 +37,15 @@ type Config struct {
 	// KVMPath overrides /dev/kvm when the VMM opens its own handles.
 	KVMPath string
 	// Handles, if set, are the VM's handles, opened by the process that
-	// started the VMM and handed over (fdtable.go); the VMM then opens
-	// none itself and attaches to no network. Serve takes them over: they
-	// are closed when it returns. Nil: the VMM opens them (OpenHandles).
+	// started the VMM and handed over; the VMM then opens none itself and
+	// attaches to no network. Serve takes them over: they are closed when
+	// it returns. FDTable, if set instead, is the descriptor table of
+	// handles handed over as inherited descriptors (FDTableEnv), which
+	// Serve reads first (HandlesFromFDs): a table it cannot use fails the
+	// start before anything of the VM is touched. Neither: the VMM opens
+	// them itself (OpenVMHandles).
 	Handles *Handles
+	FDTable string
 	// Log receives the VMM's own messages (its stderr, vmm.log); nil
 	// discards them.
 	Log io.Writer
@@ -133,6 +138,13 @@ func (p *vmmProc) sendReady(r Ready) {
 }
 
 func (p *vmmProc) serve(ctx context.Context) error {
+	if p.cfg.Handles == nil && p.cfg.FDTable != "" {
+		h, err := HandlesFromFDs(p.cfg.FDTable)
+		if err != nil {
+			return &StartError{err}
+		}
+		p.cfg.Handles = h
+	}
 	if h := p.cfg.Handles; h != nil {
 		defer h.Close() // at once if the VM never runs; run closes them otherwise
 	}
@@ -191,11 +203,18 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		return runResult{}, err
 	}
 	vm.FillDefaults()
-	host, err := configs.HostFacts()
-	if err != nil {
-		p.logf("host memory not checked: %v", err)
+	if p.cfg.Handles != nil {
+		// The files the spec names were checked, and opened, by the
+		// command that started the VMM: it opens none of them.
+		err = vm.ValidateStructure()
+	} else {
+		host, herr := configs.HostFacts()
+		if herr != nil {
+			p.logf("host memory not checked: %v", herr)
+		}
+		err = vm.Validate(host)
 	}
-	if err := vm.Validate(host); err != nil {
+	if err != nil {
 		return runResult{}, err
 	}
 	// A VM created before paddock recorded identities gets its UUID now.
