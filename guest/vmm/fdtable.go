@@ -30,7 +30,9 @@ const (
 	// FDTableVersion is the table format this paddock writes and reads.
 	FDTableVersion = 1
 	// FirstFD is the lowest descriptor a table may name: 0-2 are the
-	// standard streams, 3 the readiness pipe.
+	// standard streams, 3 the readiness pipe. The descriptors a table
+	// names must be inherited: without the close-on-exec flag, which
+	// every descriptor the VMM opens itself has.
 	FirstFD = 4
 	// MaxFDs bounds the descriptors a table may name: FirstFD to
 	// FirstFD+MaxFDs-1.
@@ -294,8 +296,16 @@ func (t FDTable) check(lo, hi int) ([]int, error) {
 		if other, ok := seen[fd]; ok {
 			return fmt.Errorf("%s: descriptor %d is %s already", what, fd, other)
 		}
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+		if err != nil {
 			return fmt.Errorf("%s: descriptor %d is not open (%w)", what, fd, err)
+		}
+		// An inherited descriptor has no close-on-exec flag; everything
+		// this process opened has one (Go opens with O_CLOEXEC). A table
+		// naming one of the process's own, such as the runtime's, must
+		// not make the VMM take it over.
+		if flags&unix.FD_CLOEXEC != 0 {
+			return fmt.Errorf("%s: descriptor %d was not handed over (this process opened it)", what, fd)
 		}
 		seen[fd] = what
 		fds = append(fds, fd)
