@@ -69,7 +69,8 @@ func (h header) call() bool   { return h.typ == typeCall || h.typ == typeCallWit
 // stream early, and then blocks for ever handing the late packets to a
 // caller that has gone, holding the lock every call needs: the
 // connection then answers nothing more, and a process left with only
-// that connection dies with "all goroutines are asleep". replyFirst
+// that connection hangs, or dies with "all goroutines are asleep" once
+// nothing else is left to wait for. replyFirst
 // holds a stream packet that comes before its call's reply until the
 // reply came, and drops it if the call failed (a failed call has no
 // stream). Everything else passes as it comes.
@@ -103,6 +104,7 @@ type replyFirst struct {
 	err     error
 }
 
+// newReplyFirst wraps c, the connection to a host.
 func newReplyFirst(c net.Conn) *replyFirst {
 	return &replyFirst{Conn: c, r: bufio.NewReader(c), waiting: map[uint32][][]byte{}}
 }
