@@ -152,11 +152,51 @@ func TestHostBreaksProtocol(t *testing.T) {
 	defer c.Close()
 	_, err = c.DomainNames()
 	want := "libvirt host fake (" + h.URI + "): list domains: lost the connection to the libvirt host " +
-		"(the host broke libvirt's protocol: a packet of 4 bytes (libvirt's have 28 to 33554436))"
+		"(the host does not speak libvirt's protocol: a packet of 4 bytes (libvirt's have 28 to 33554436))"
 	if !errors.Is(err, ErrConnectionLost) || err.Error() != want {
 		t.Errorf("got  %v\nwant %s", err, want)
 	}
 	if strings.Count(err.Error(), "\n") != 0 {
 		t.Errorf("not one sentence: %q", err)
+	}
+}
+
+// TestNotLibvirt: a server that is not libvirtd where the host was (on
+// this machine, an HTTP proxy answers for an address nobody has) fails
+// Connect with what it said; go-libvirt alone took "HTTP" for the length
+// of a packet, allocated 1.2 GB for it, and waited for it for ever.
+func TestNotLibvirt(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "libvirt-sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		conn.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"))
+		io.Copy(io.Discard, conn)
+	}()
+	h := Host{Name: "gone", URI: "qemu:///system?socket=" + sock}
+	done := make(chan error, 1)
+	go func() {
+		c, err := Connect(h)
+		if err == nil {
+			c.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(hangTimeout):
+		t.Fatalf("no answer in %v: Connect hangs", hangTimeout)
+	}
+	want := "libvirt host gone (" + h.URI + `): cannot connect: the host does not speak libvirt's protocol: it sent "HTTP/1.1 503 Service Unavail"`
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
 	}
 }

@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,8 +38,9 @@ const (
 	statusError      = 1
 )
 
-// errBadPacket: what the host sent is not libvirt's protocol.
-var errBadPacket = errors.New("the host broke libvirt's protocol")
+// errBadPacket: what the host sent is not libvirt's protocol (a broken
+// libvirtd, or another server on its port).
+var errBadPacket = errors.New("the host does not speak libvirt's protocol")
 
 // header is what replyFirst reads of a packet's header.
 type header struct {
@@ -168,6 +170,9 @@ func (c *replyFirst) next() error {
 	}
 	h := parseHeader(hdr)
 	if h.length < packetHeader || h.length > maxPacket {
+		if line, ok := textLine(hdr); ok {
+			return c.refuse(fmt.Errorf("%w: it sent %q", errBadPacket, line))
+		}
 		return c.refuse(fmt.Errorf("%w: a packet of %d bytes (libvirt's have %d to %d)", errBadPacket, h.length, packetHeader, maxPacket))
 	}
 	c.mu.Lock()
@@ -207,6 +212,19 @@ func (c *replyFirst) next() error {
 		}
 	}
 	return nil
+}
+
+// textLine returns b up to its first line end, when b starts with text
+// (another protocol: an HTTP proxy answers "HTTP/1.1 ...").
+func textLine(b []byte) (string, bool) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	for _, ch := range line[:min(len(line), 4)] {
+		if ch < ' ' || ch > '~' {
+			return "", false
+		}
+	}
+	return string(line), len(line) >= 4
 }
 
 // refuse records err as why the connection ended and returns it.

@@ -124,12 +124,14 @@ func TestReplyFirstRefuses(t *testing.T) {
 		host []byte
 		want string
 	}{
-		{"an empty packet", length(0), "the host broke libvirt's protocol: a packet of 0 bytes (libvirt's have 28 to 33554436)"},
-		{"a packet shorter than its header", length(27), "the host broke libvirt's protocol: a packet of 27 bytes (libvirt's have 28 to 33554436)"},
-		{"a packet longer than libvirt's", length(maxPacket + 1), "the host broke libvirt's protocol: a packet of 33554437 bytes (libvirt's have 28 to 33554436)"},
-		{"a 4 GiB packet", length(1<<32 - 1), "the host broke libvirt's protocol: a packet of 4294967295 bytes (libvirt's have 28 to 33554436)"},
+		{"an empty packet", length(0), "the host does not speak libvirt's protocol: a packet of 0 bytes (libvirt's have 28 to 33554436)"},
+		{"a packet shorter than its header", length(27), "the host does not speak libvirt's protocol: a packet of 27 bytes (libvirt's have 28 to 33554436)"},
+		{"a packet longer than libvirt's", length(maxPacket + 1), "the host does not speak libvirt's protocol: a packet of 33554437 bytes (libvirt's have 28 to 33554436)"},
+		{"a 4 GiB packet", length(1<<32 - 1), "the host does not speak libvirt's protocol: a packet of 4294967295 bytes (libvirt's have 28 to 33554436)"},
+		{"another protocol", []byte("HTTP/1.1 503 Service Unavailable\r\n\r\n"),
+			`the host does not speak libvirt's protocol: it sent "HTTP/1.1 503 Service Unavail"`},
 		{"too much stream before its reply", bytes.Join([][]byte{bigData7, bigData7, reply7}, nil),
-			"the host broke libvirt's protocol: more than 32 MiB of a stream came before the reply to its call"},
+			"the host does not speak libvirt's protocol: more than 32 MiB of a stream came before the reply to its call"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, out, err := readThrough([]uint32{7}, append(slices.Clone(reply8), tc.host...))
