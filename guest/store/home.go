@@ -10,6 +10,11 @@
 //	console.log  the guest's console, rotated to console.log.1
 //	vmm.log      the VMM's own messages (its stderr), previous in vmm.log.1
 //	formats.json the formats paddock detected for its disks (DiskFormat)
+//	from.json    for a VM made from a template: which one (FromRecord)
+//	disks/       the disks paddock made for it: overlays on the
+//	             template's base disks
+//
+// and each template a directory templates/NAME (see Template).
 //
 // Files are replaced atomically (temporary file, fsync, rename, fsync of
 // the directory), VMs appear and disappear atomically (a directory
