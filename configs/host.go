@@ -22,6 +22,9 @@ type Host struct {
 	// boot; filled from the machine package's probe. CheckBootable reads
 	// it; Validate does not (the file is fine on another host).
 	EmulatedKVM bool
+	// Templates looks up the templates from: names; nil skips those
+	// checks (a file meant for another host).
+	Templates TemplateLookup
 }
 
 // CheckBootable reports a VM whose kernel this host cannot boot: a Linux
