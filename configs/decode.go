@@ -14,7 +14,7 @@ import (
 // vmFields, consoleFields and libvirtFields list the keys of each mapping,
 // in the order docs/yaml.md documents them.
 func vmFields() []string {
-	return []string{"name", "labels", "from", "root_size", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "rng", "console", "on_reboot", "restart", "backend", "libvirt"}
+	return []string{"name", "labels", "from", "root_size", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "ports", "rng", "console", "on_reboot", "restart", "backend", "libvirt", "cloud_init", "user", "ssh_keys", "user_data"}
 }
 
 func consoleFields() []string { return []string{"mode", "log", "log_size", "log_keep"} }
@@ -71,6 +71,8 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 			vm.Disks = d.disks(field, v)
 		case "nics":
 			vm.NICs = d.nics(field, v)
+		case "ports":
+			vm.Ports = d.ports(field, v)
 		case "rng":
 			vm.RNG = d.boolean(field, v)
 		case "console":
@@ -86,6 +88,14 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 		case "backend":
 			s, _ := d.scalar(field, v, "native or libvirt")
 			vm.Backend = Backend(s)
+		case "cloud_init":
+			vm.CloudInit = d.boolean(field, v)
+		case "user":
+			vm.User, _ = d.scalar(field, v, "a user name")
+		case "ssh_keys":
+			vm.SSHKeys = d.sshKeys(field, v)
+		case "user_data":
+			vm.UserData, _ = d.scalar(field, v, "a cloud-config document")
 		case "libvirt":
 			if v.Kind != yaml.MappingNode {
 				d.errorf(v, field, "must be a mapping such as {uri: %s}, got %s", DefaultLibvirtURI, describe(v))

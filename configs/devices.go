@@ -30,6 +30,12 @@ type Disk struct {
 	Serial string `yaml:"serial,omitempty" json:"serial,omitempty"`
 	// Cache is writeback, writethrough or unsafe. Default writeback.
 	Cache DiskCache `yaml:"cache" json:"cache"`
+	// Untrusted says the image came from someone else: its qcow2 backing
+	// files must lie in the image's own directory (symbolic links
+	// resolved), never a device or special file (disk.ConfinedToImage).
+	// Default false: backing files are followed wherever they are, as
+	// QEMU does, which is right only for images the user made.
+	Untrusted bool `yaml:"untrusted,omitempty" json:"untrusted,omitempty"`
 }
 
 // DiskCache says how guest flushes relate to host durability.
@@ -53,11 +59,13 @@ const (
 )
 
 // NIC is one virtio-net network interface, on a host tap device: an
-// existing one (Tap), or one paddock creates on a bridge (Bridge) and
-// removes when the VM stops.
+// existing one (Tap), or one paddock creates on a bridge (Bridge) or on
+// a paddock managed network's bridge (Network) and removes when the VM
+// stops.
 type NIC struct {
-	Tap    string `yaml:"tap,omitempty" json:"tap,omitempty"`
-	Bridge string `yaml:"bridge,omitempty" json:"bridge,omitempty"`
+	Tap     string `yaml:"tap,omitempty" json:"tap,omitempty"`
+	Bridge  string `yaml:"bridge,omitempty" json:"bridge,omitempty"`
+	Network string `yaml:"network,omitempty" json:"network,omitempty"`
 	// MAC is the guest's address; empty (the default) derives a stable,
 	// locally administered one from the VM's name and the NIC's index.
 	MAC string `yaml:"mac,omitempty" json:"mac,omitempty"`
@@ -72,9 +80,11 @@ const (
 	MaxSerialLen = 20
 )
 
-func diskFields() []string { return []string{"path", "format", "readonly", "serial", "cache"} }
+func diskFields() []string {
+	return []string{"path", "format", "readonly", "serial", "cache", "untrusted"}
+}
 
-func nicFields() []string { return []string{"tap", "bridge", "mac"} }
+func nicFields() []string { return []string{"tap", "bridge", "network", "mac"} }
 
 // disks decodes the disks list.
 func (d *decoder) disks(field string, v *yaml.Node) []Disk {
@@ -103,6 +113,8 @@ func (d *decoder) disks(field string, v *yaml.Node) []Disk {
 					disk.Format, _ = d.scalar(field, v, "raw or qcow2")
 				case "readonly":
 					disk.ReadOnly = d.boolean(field, v)
+				case "untrusted":
+					disk.Untrusted = d.boolean(field, v)
 				case "serial":
 					disk.Serial, _ = d.scalar(field, v, "a string")
 				case "cache":
@@ -111,7 +123,7 @@ func (d *decoder) disks(field string, v *yaml.Node) []Disk {
 				}
 			})
 		default:
-			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial and cache, got %s", describe(item))
+			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial, cache and untrusted, got %s", describe(item))
 		}
 		disks = append(disks, disk)
 	}
@@ -121,7 +133,7 @@ func (d *decoder) disks(field string, v *yaml.Node) []Disk {
 // nics decodes the nics list.
 func (d *decoder) nics(field string, v *yaml.Node) []NIC {
 	if v.Kind != yaml.SequenceNode {
-		d.errorf(v, field, "must be a list of NICs such as [{bridge: br0}], got %s", describe(v))
+		d.errorf(v, field, "must be a list of NICs such as [{network: default}], got %s", describe(v))
 		return nil
 	}
 	var nics []NIC
@@ -131,7 +143,7 @@ func (d *decoder) nics(field string, v *yaml.Node) []NIC {
 		d.src.fields[f] = pos{item.Line, item.Column}
 		var nic NIC
 		if item.Kind != yaml.MappingNode {
-			d.errorf(item, f, "must be a mapping with tap or bridge (and mac), such as {bridge: br0}, got %s", describe(item))
+			d.errorf(item, f, "must be a mapping with tap, bridge or network (and mac), such as {network: default}, got %s", describe(item))
 		} else {
 			d.fields(item, f, nicFields(), func(key, field string, v *yaml.Node) {
 				s, _ := d.scalar(field, v, "a name")
@@ -140,6 +152,8 @@ func (d *decoder) nics(field string, v *yaml.Node) []NIC {
 					nic.Tap = s
 				case "bridge":
 					nic.Bridge = s
+				case "network":
+					nic.Network = s
 				case "mac":
 					nic.MAC = s
 				}
@@ -172,16 +186,22 @@ func (vm *VM) fillDeviceDefaults() {
 // devices checks disks, NICs and their number.
 func (c *checker) devices() {
 	vm := c.vm
-	n := len(vm.Disks) + len(vm.NICs)
+	rng := 0
 	if vm.RNG {
+		rng = 1
+	}
+	n := len(vm.Disks) + len(vm.NICs) + rng
+	others := fmt.Sprintf("%d rng device", rng)
+	if vm.CloudInit {
 		n++
+		others += " and the cloud-init seed volume"
 	}
 	if n > MaxDevices {
 		field := "disks"
 		if len(vm.NICs) > 0 {
 			field = "nics"
 		}
-		c.add(field, "%d disks, %d NICs and %d rng device: at most %d devices fit on the PCI bus", len(vm.Disks), len(vm.NICs), n-len(vm.Disks)-len(vm.NICs), MaxDevices)
+		c.add(field, "%d disks, %d NICs and %s: at most %d devices fit on the PCI bus", len(vm.Disks), len(vm.NICs), others, MaxDevices)
 	}
 	paths := map[string]int{}
 	for i, d := range vm.Disks {
@@ -218,11 +238,23 @@ func (c *checker) devices() {
 	macs, taps := map[netdev.MAC]int{}, map[string]int{}
 	for i, n := range vm.NICs {
 		f := fmt.Sprintf("nics[%d]", i)
+		kinds := 0
+		for _, s := range []string{n.Tap, n.Bridge, n.Network} {
+			if s != "" {
+				kinds++
+			}
+		}
 		switch {
-		case n.Tap == "" && n.Bridge == "":
-			c.add(f, "must set tap (an existing tap device) or bridge (a bridge paddock puts a new tap on)")
-		case n.Tap != "" && n.Bridge != "":
-			c.add(f+".bridge", "set tap or bridge, not both")
+		case kinds == 0:
+			c.add(f, "must set network (a paddock managed network, such as default), tap (an existing tap device) or bridge (a bridge paddock puts a new tap on)")
+		case kinds > 1:
+			field := f + ".bridge"
+			if n.Network != "" {
+				field = f + ".network"
+			}
+			c.add(field, "set one of tap, bridge and network, not several")
+		case n.Network != "":
+			// managedNetworks checks it.
 		case n.Tap != "":
 			if err := netdev.CheckName(n.Tap); err != nil {
 				c.add(f+".tap", "%w", err)
@@ -270,6 +302,11 @@ func (c *checker) deviceFiles() {
 				c.add(f+".format", "is qcow2, but %s is not a qcow2 image", d.Path)
 			}
 		}
+		if d.Untrusted && !c.skip(f+".format") {
+			if err := checkConfined(d); err != nil {
+				c.add(f+".path", "%w", err)
+			}
+		}
 	}
 }
 
@@ -300,6 +337,24 @@ func checkImage(path string, readOnly bool) error {
 		return fmt.Errorf("%s is not readable and writable (set readonly: true for a read-only disk): %w", path, err)
 	}
 	return checkUnlocked(path, readOnly)
+}
+
+// checkConfined opens an untrusted disk's image and its backing chain as
+// the VMM will, under disk.ConfinedToImage, without locking others out
+// (it only reads), and reports a backing file the policy refuses.
+func checkConfined(d Disk) error {
+	format := d.Format
+	if format == "" {
+		var err error
+		if format, err = disk.Detect(d.Path); err != nil {
+			return err
+		}
+	}
+	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: true, ForceShare: true, Backing: disk.ConfinedToImage(d.Path)})
+	if err != nil {
+		return err
+	}
+	return img.Close()
 }
 
 // checkUnlocked reports an image that a running VM (paddock's or QEMU's)

@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/netdev/netnstest"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/paddock-vm/paddock/disk/imagefile"
+	"github.com/paddock-vm/paddock/disk/qcow2"
 )
 
 // deviceTree adds disk images to a test tree: root.qcow2 (a qcow2
@@ -57,11 +59,11 @@ func TestDeviceErrors(t *testing.T) {
 		{"disks not a list", ok + "disks: root.qcow2\n",
 			f + ":3:8: disks: must be a list of disks such as [root.qcow2] or [{path: data.qcow2, readonly: true}], got \"root.qcow2\""},
 		{"disk item a list", ok + "disks: [[a]]\n",
-			f + ":3:9: disks[0]: must be an image path or a mapping with path, format, readonly, serial and cache, got a list"},
+			f + ":3:9: disks[0]: must be an image path or a mapping with path, format, readonly, serial, cache and untrusted, got a list"},
 		{"disk item null", ok + "disks:\n  -\n",
 			f + ":4:4: disks[0]: is empty: write the image's path or a mapping with path"},
 		{"disk unknown field", ok + "disks: [{path: data.raw, ro: true}]\n",
-			f + ":3:26: disks[0].ro: unknown field; known fields: path, format, readonly, serial, cache"},
+			f + ":3:26: disks[0].ro: unknown field; known fields: path, format, readonly, serial, cache, untrusted"},
 		{"disk path missing", ok + "disks: [{readonly: true}]\n",
 			f + ":3:9: disks[0].path: must be set: the path of a qcow2 or raw disk image"},
 		{"disk file missing", ok + "disks: [nope.qcow2]\n",
@@ -114,13 +116,17 @@ func TestNICErrors(t *testing.T) {
 	}{
 		{"valid", ok + "nics: [{tap: tap0}, {bridge: br0, mac: '02:00:00:00:00:01'}]\n", ""},
 		{"nics not a list", ok + "nics: {bridge: br0}\n",
-			f + ":3:7: nics: must be a list of NICs such as [{bridge: br0}], got a mapping"},
+			f + ":3:7: nics: must be a list of NICs such as [{network: default}], got a mapping"},
 		{"nic a scalar", ok + "nics: [br0]\n",
-			f + `:3:8: nics[0]: must be a mapping with tap or bridge (and mac), such as {bridge: br0}, got "br0"`},
+			f + `:3:8: nics[0]: must be a mapping with tap, bridge or network (and mac), such as {network: default}, got "br0"`},
 		{"nic empty", ok + "nics: [{mac: '02:00:00:00:00:01'}]\n",
-			f + ":3:8: nics[0]: must set tap (an existing tap device) or bridge (a bridge paddock puts a new tap on)"},
+			f + ":3:8: nics[0]: must set network (a paddock managed network, such as default), tap (an existing tap device) or bridge (a bridge paddock puts a new tap on)"},
 		{"nic both", ok + "nics: [{tap: tap0, bridge: br0}]\n",
-			f + ":3:28: nics[0].bridge: set tap or bridge, not both"},
+			f + ":3:28: nics[0].bridge: set one of tap, bridge and network, not several"},
+		{"network and tap", ok + "nics: [{tap: tap0, network: default}]\n",
+			f + ":3:29: nics[0].network: set one of tap, bridge and network, not several"},
+		{"network name", ok + "nics: [{network: Default}]\n",
+			f + `:3:18: nics[0].network: "Default" is not a network name: use 1 to 32 lowercase letters, digits and dashes (not first or last)`},
 		{"tap name too long", ok + "nics: [{tap: abcdefghijklmnop}]\n",
 			f + `:3:14: nics[0].tap: interface name "abcdefghijklmnop" is longer than 15 bytes`},
 		{"bridge name with a slash", ok + "nics: [{bridge: a/b}]\n",
@@ -255,5 +261,42 @@ rng: true
 	back.FillDefaults()
 	if !reflect.DeepEqual(back.Disks, vm.Disks) || !reflect.DeepEqual(back.NICs, vm.NICs) || back.RNG != vm.RNG {
 		t.Errorf("round trip:\n%s\ngave %+v %+v %v", out, back.Disks, back.NICs, back.RNG)
+	}
+}
+
+// TestUntrustedDisk: a disk marked untrusted may only have backing files
+// in its own directory. validate opens the chain as the VMM will and names
+// a backing file elsewhere; the same image without the mark is accepted
+// (backing files are followed, as QEMU does), and a backing file beside
+// the image is fine either way.
+func TestUntrustedDisk(t *testing.T) {
+	dir := testTree(t)
+	elsewhere := t.TempDir()
+	mk := func(path string, o disk.CreateOptions) {
+		t.Helper()
+		img, err := disk.Create(path, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := img.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := filepath.Join(elsewhere, "secret.raw")
+	mk(secret, disk.CreateOptions{Format: disk.FormatRaw, Size: 1 << 20})
+	mk(filepath.Join(dir, "base.raw"), disk.CreateOptions{Format: disk.FormatRaw, Size: 1 << 20})
+	mk(filepath.Join(dir, "hostile.qcow2"), disk.CreateOptions{Qcow2: qcow2.CreateOptions{BackingFile: secret, BackingFormat: "raw"}})
+	mk(filepath.Join(dir, "fine.qcow2"), disk.CreateOptions{Qcow2: qcow2.CreateOptions{BackingFile: "base.raw", BackingFormat: "raw"}})
+
+	got := check(t, dir, "name: hello\nkernel: vmlinuz\ndisks: [{path: hostile.qcow2, untrusted: true}]\n", Host{})
+	if !strings.Contains(got, "hello.yaml:3:16: disks[0].path: ") || !strings.Contains(got, secret) ||
+		!strings.Contains(got, "outside the allowed directories") || strings.Count(got, "\n") != 0 {
+		t.Errorf("untrusted disk with a backing file elsewhere: %q", got)
+	}
+	if got := check(t, dir, "name: hello\nkernel: vmlinuz\ndisks: [hostile.qcow2]\n", Host{}); got != "" {
+		t.Errorf("the same disk, trusted: %q", got)
+	}
+	if got := check(t, dir, "name: hello\nkernel: vmlinuz\ndisks: [{path: fine.qcow2, untrusted: true}]\n", Host{}); got != "" {
+		t.Errorf("untrusted disk with its backing file beside it: %q", got)
 	}
 }

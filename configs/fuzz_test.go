@@ -35,6 +35,7 @@ func FuzzParse(f *testing.F) {
 		"\tname: a\n",
 		"{name: x, kernel: y, cpus: 0x10}",
 		"memory: 99999999999999999999999EiB\n",
+		"name: a\nkernel: k\nnics: [{network: default}, {tap: t, network: x}]\nports: ['8080:80', '0.0.0.0:53:53/udp', 1, '1.2.3.4:5:6:7']\n",
 	} {
 		f.Add([]byte(s))
 	}

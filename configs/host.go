@@ -22,6 +22,10 @@ type Host struct {
 	// boot; filled from the machine package's probe. CheckBootable reads
 	// it; Validate does not (the file is fine on another host).
 	EmulatedKVM bool
+	// CheckPorts makes Validate check that the host ports of the VM's
+	// forwards (ports) are free now. Off by default: a running VM holds
+	// its own, and starting a VM checks them anyway (they are taken).
+	CheckPorts bool
 	// Templates looks up the templates from: names; nil skips those
 	// checks (a file meant for another host).
 	Templates TemplateLookup

@@ -22,6 +22,9 @@ func (vm *VM) Validate(host Host) error {
 	c.files()
 	c.deviceFiles()
 	c.network()
+	if host.CheckPorts {
+		c.portsFree()
+	}
 	c.host(host)
 	c.template(host)
 	return c.result()
@@ -120,6 +123,7 @@ func (c *checker) structure() {
 	c.from()
 	c.cmdline()
 	c.devices()
+	c.managedNetworks()
 	switch vm.Console.Mode {
 	case ConsoleStdio, ConsoleLog:
 	case ConsoleNone:
@@ -146,6 +150,7 @@ func (c *checker) structure() {
 		c.add("restart", "must be one of %s, %s, %s; got %s", RestartNo, RestartOnFailure, RestartAlways, quote(string(vm.Restart)))
 	}
 	c.labels()
+	c.cloudInit()
 	switch vm.Backend {
 	case BackendNative:
 	case BackendLibvirt:
@@ -252,6 +257,7 @@ func (c *checker) files() {
 			c.add("console.log", "%w", err)
 		}
 	}
+	c.cloudInitFiles()
 }
 
 // host checks the VM against the host's limits, where known.

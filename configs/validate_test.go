@@ -68,7 +68,7 @@ func problems(dir, path string, host Host) string {
 
 func TestValidateErrors(t *testing.T) {
 	const ok = "name: hello\nkernel: vmlinuz\n"
-	const known = "known fields: name, labels, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, rng, console, on_reboot, restart, backend, libvirt"
+	const known = "known fields: name, labels, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data"
 	const f = "$DIR/hello.yaml"
 	tests := []struct {
 		name string

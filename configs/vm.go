@@ -103,6 +103,9 @@ type VM struct {
 	Disks []Disk `yaml:"disks,omitempty" json:"disks,omitempty"`
 	// NICs are virtio-net network interfaces. Default none.
 	NICs []NIC `yaml:"nics,omitempty" json:"nics,omitempty"`
+	// Ports forward host ports to the VM's address on its first managed
+	// network (nics[].network). Default none.
+	Ports []Port `yaml:"ports,omitempty" json:"ports,omitempty"`
 	// RNG gives the guest a virtio-rng entropy device fed by the host's
 	// random number generator. Default false.
 	RNG bool `yaml:"rng,omitempty" json:"rng,omitempty"`
@@ -117,6 +120,21 @@ type VM struct {
 	Backend Backend `yaml:"backend" json:"backend"`
 	// Libvirt configures the libvirt backend; ignored by the native one.
 	Libvirt Libvirt `yaml:"libvirt,omitempty" json:"libvirt,omitzero"`
+
+	// CloudInit gives the guest a cloud-init NoCloud seed volume
+	// (cloudinit.go). Default true when user, ssh_keys or user_data is
+	// set, else false.
+	CloudInit bool `yaml:"cloud_init,omitempty" json:"cloud_init,omitempty"`
+	// User is the guest user cloud-init creates, with sudo and the SSH
+	// keys. Default DefaultUser() with cloud_init.
+	User string `yaml:"user,omitempty" json:"user,omitempty"`
+	// SSHKeys are SSH public keys, or paths of public key files (resolved
+	// like kernel), authorized for User. paddock's own key is added at
+	// create.
+	SSHKeys []string `yaml:"ssh_keys,omitempty" json:"ssh_keys,omitempty"`
+	// UserData is a cloud-config document passed on to cloud-init with
+	// paddock's own. Default none.
+	UserData string `yaml:"user_data,omitempty" json:"user_data,omitempty"`
 
 	// src records where fields were written; nil for a VM built in Go.
 	src *source
@@ -234,4 +252,5 @@ func (vm *VM) FillDefaults() {
 		vm.Libvirt.URI = DefaultLibvirtURI
 	}
 	vm.fillDeviceDefaults()
+	vm.fillCloudInitDefaults()
 }

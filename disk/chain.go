@@ -26,6 +26,8 @@ type CommitOptions struct {
 	KeepTop bool
 	// Progress, if set, is called with bytes done and total.
 	Progress func(done, total int64)
+	// Backing restricts the backing chain (nil: any backing file).
+	Backing *BackingPolicy
 }
 
 // Commit writes everything stored in the qcow2 image at path into its
@@ -42,7 +44,12 @@ func Commit(ctx context.Context, path string, o CommitOptions) error {
 		return fmt.Errorf("disk: commit %s: the image has no backing file", path)
 	}
 	bpath := backingPath(path, name)
-	base, err := Open(bpath, Options{Format: format})
+	if o.Backing != nil {
+		if _, err := qcow2.CheckBacking(o.Backing, path, name); err != nil {
+			return err
+		}
+	}
+	base, err := Open(bpath, Options{Format: format, Backing: o.Backing})
 	if err != nil {
 		return fmt.Errorf("disk: commit %s: backing file: %w", path, err)
 	}
@@ -126,6 +133,8 @@ type RebaseOptions struct {
 	Unsafe bool
 	// Progress, if set, is called with bytes done and total.
 	Progress func(done, total int64)
+	// Backing restricts the old and the new backing chains (nil: any).
+	Backing *BackingPolicy
 }
 
 // Rebase changes the backing file of the qcow2 image at path to
@@ -135,6 +144,11 @@ type RebaseOptions struct {
 // into the image where they differ, so the disk reads the same before and
 // after.
 func Rebase(ctx context.Context, path, newBacking, newFormat string, o RebaseOptions) error {
+	if newBacking != "" && o.Backing != nil {
+		if _, err := qcow2.CheckBacking(o.Backing, path, newBacking); err != nil {
+			return err
+		}
+	}
 	if newBacking != "" && newFormat == "" {
 		f, err := Detect(backingPath(path, newBacking))
 		if err != nil {
@@ -153,14 +167,14 @@ func Rebase(ctx context.Context, path, newBacking, newFormat string, o RebaseOpt
 		}
 		return top.Close()
 	}
-	top, err := qcow2.Open(path, qcow2.Options{})
+	top, err := qcow2.Open(path, qcow2.Options{Backing: o.Backing})
 	if err != nil {
 		return err
 	}
 	defer top.Close()
 	var nb Image
 	if newBacking != "" {
-		if nb, err = Open(backingPath(path, newBacking), Options{Format: newFormat, ReadOnly: true}); err != nil {
+		if nb, err = Open(backingPath(path, newBacking), Options{Format: newFormat, ReadOnly: true, Backing: o.Backing}); err != nil {
 			return fmt.Errorf("disk: rebase %s: new backing file: %w", path, err)
 		}
 		defer nb.Close()

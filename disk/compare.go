@@ -19,6 +19,9 @@ type CompareOptions struct {
 	// ForceShare reads both without forbidding others to write them
 	// (qemu-img -U).
 	ForceShare bool
+	// BackingA and BackingB restrict the backing chains of the two
+	// images (nil: any backing file).
+	BackingA, BackingB *BackingPolicy
 	// Progress, if set, is called with bytes done and total.
 	Progress func(done, total int64)
 }
@@ -41,12 +44,12 @@ const compareChunk = 1 << 20
 // backing chains) and reports whether they are the same, like qemu-img
 // compare.
 func Compare(ctx context.Context, a, b string, o CompareOptions) (Comparison, error) {
-	ia, err := Open(a, Options{Format: o.FormatA, ReadOnly: true, ForceShare: o.ForceShare})
+	ia, err := Open(a, Options{Format: o.FormatA, ReadOnly: true, ForceShare: o.ForceShare, Backing: o.BackingA})
 	if err != nil {
 		return Comparison{}, err
 	}
 	defer ia.Close()
-	ib, err := Open(b, Options{Format: o.FormatB, ReadOnly: true, ForceShare: o.ForceShare})
+	ib, err := Open(b, Options{Format: o.FormatB, ReadOnly: true, ForceShare: o.ForceShare, Backing: o.BackingB})
 	if err != nil {
 		return Comparison{}, err
 	}

@@ -38,6 +38,8 @@ type ConvertOptions struct {
 	// default cache=unsafe for convert): faster, but the new image is
 	// only durable once the system writes it back on its own.
 	NoSync bool
+	// Backing restricts the source's backing chain (nil: any).
+	Backing *BackingPolicy
 }
 
 // convertChunk is the unit of work; a multiple of every cluster size.
@@ -52,7 +54,7 @@ const writebackEvery = 64 << 20
 // unallocated, and chunks that read as all zeros, are not written: the
 // destination stays sparse.
 func Convert(ctx context.Context, src, dst string, o ConvertOptions) (err error) {
-	in, err := Open(src, Options{Format: o.SrcFormat, ReadOnly: true, ForceShare: o.ForceShare})
+	in, err := Open(src, Options{Format: o.SrcFormat, ReadOnly: true, ForceShare: o.ForceShare, Backing: o.Backing})
 	if err != nil {
 		return err
 	}

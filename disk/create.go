@@ -29,8 +29,11 @@ type CreateOptions struct {
 // file already at path is replaced, as qemu-img create and convert do,
 // but only once Create holds its write lock: an image a VM or a QEMU
 // process uses is refused (errors.As finds an *imagefile.InUseError) and
-// left untouched. On failure a file Create made is removed again; a file
-// it replaced is left truncated. The returned image does not open its
+// left untouched, and so is one whose replacement is refused before
+// anything is written (bad qcow2 options, a backing file that cannot be
+// opened or that o.Qcow2.Backing refuses). On a later failure a file
+// Create made is removed again; a file it replaced is left truncated. The
+// returned image does not open its
 // backing file (unallocated ranges read as zeros): it is for filling a new
 // image, not for serving a disk.
 func Create(path string, o CreateOptions) (_ Image, err error) {
@@ -62,15 +65,17 @@ func Create(path string, o CreateOptions) (_ Image, err error) {
 	if st.Mode&unix.S_IFMT == unix.S_IFBLK {
 		return nil, fmt.Errorf("disk: create %s: it is a block device; paddock creates images in regular files only", path)
 	}
-	if err := f.Truncate(0); err != nil {
-		return nil, fmt.Errorf("disk: create %s: %w", path, unwrapPath(err))
-	}
 	if o.Format == FormatRaw {
+		if err := f.Truncate(0); err != nil {
+			return nil, fmt.Errorf("disk: create %s: %w", path, unwrapPath(err))
+		}
 		if err := f.Truncate(o.Size); err != nil {
 			return nil, fmt.Errorf("disk: create %s: %w", path, unwrapPath(err))
 		}
 		return newRaw(f, false)
 	}
+	// qcow2.Create empties the file only once the options and the
+	// backing file passed their checks.
 	co := o.Qcow2
 	co.Size, co.Storage = o.Size, qcow2.FileStorage(f)
 	if err := qcow2.Create(path, co); err != nil {

@@ -71,6 +71,10 @@ type Options struct {
 	// chain (0: 32 MiB, enough for 256 GiB of disk at 64 KiB clusters;
 	// memory is only used for tables actually touched).
 	L2CacheBytes int64
+	// Backing restricts the backing chain of a qcow2 image (nil: any
+	// backing file, as QEMU). Set it, with ConfinedTo, for disks the user
+	// did not make.
+	Backing *BackingPolicy
 }
 
 // ErrFormat reports an unknown or mismatched format.
@@ -127,7 +131,7 @@ func Open(path string, o Options) (Image, error) {
 	}
 	switch format {
 	case FormatQcow2:
-		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly, ForceShare: o.ForceShare, L2CacheBytes: o.L2CacheBytes})
+		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: o.ReadOnly, ForceShare: o.ForceShare, L2CacheBytes: o.L2CacheBytes, Backing: o.Backing})
 		if err != nil {
 			return nil, err
 		}

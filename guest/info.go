@@ -11,7 +11,11 @@ import (
 // Info describes one managed VM: its state, derived from facts (is its
 // VMM alive, what did the VMM record), and the spec it runs.
 type Info struct {
-	Name   string            `json:"name"`
+	Name string `json:"name"`
+	// UUID is the VM's stable UUID (identity.json), which its guest sees
+	// as the SMBIOS system UUID; empty for a VM created before paddock
+	// recorded one, until its next start.
+	UUID   string            `json:"uuid,omitempty"`
 	State  store.State       `json:"state"`
 	Labels map[string]string `json:"labels,omitempty"`
 	CPUs   int               `json:"cpus"`
@@ -31,6 +35,9 @@ type Info struct {
 	Boots    int     `json:"boots,omitempty"`
 	Restarts int     `json:"restarts,omitempty"`
 
+	// Addresses are the VM's addresses on managed networks.
+	Addresses []Address `json:"addresses,omitempty"`
+
 	// LastExit is how the latest run ended.
 	LastExit *store.Exit `json:"last_exit,omitempty"`
 	// StartError is why the latest start failed, if it did.
@@ -49,6 +56,7 @@ type Paths struct {
 	Dir        string `json:"dir"`
 	Config     string `json:"config"`
 	State      string `json:"state"`
+	Identity   string `json:"identity"`
 	ConsoleLog string `json:"console_log"`
 	VMMLog     string `json:"vmm_log"`
 	Socket     string `json:"socket"`
@@ -105,6 +113,11 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 		}
 	}
 	in.State = store.Derive(rec, h)
+	if id, ok, err := v.ReadIdentity(); err != nil {
+		in.Problem = err.Error()
+	} else if ok {
+		in.UUID = id.UUID.String()
+	}
 	in.CreatedAt, in.Source = rec.CreatedAt, rec.Source
 	in.LastExit, in.StartError = rec.Exit, rec.StartError
 	if in.State.Active() && rec.RunID == h.RunID {
@@ -116,9 +129,10 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 	}
 	vm, err := loadSpec(v)
 	if err != nil {
-		in.Problem = err.Error()
+		in.Problem = joinProblem(in.Problem, err.Error())
 	} else {
 		in.Labels, in.CPUs, in.Memory, in.Backend = vm.Labels, vm.CPUs, uint64(vm.Memory), string(vm.Backend)
+		in.Addresses = m.addresses(vm)
 		if full {
 			in.Config = vm
 		}
@@ -128,10 +142,19 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 			Dir:        v.Dir,
 			Config:     v.Path(store.SpecFile),
 			State:      v.Path(store.RecordFile),
+			Identity:   v.Path(store.IdentityFile),
 			ConsoleLog: v.Path(store.ConsoleFile),
 			VMMLog:     v.Path(store.VMMLogFile),
 			Socket:     v.Path(store.SocketFile),
 		}
 	}
 	return in, nil
+}
+
+// joinProblem adds problem to the ones already noted.
+func joinProblem(noted, problem string) string {
+	if noted == "" {
+		return problem
+	}
+	return noted + "; " + problem
 }

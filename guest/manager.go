@@ -136,9 +136,13 @@ func usable(err error) bool {
 }
 
 // Create adds vm to the store (its resolved spec becomes vm.yaml); source
-// is the file it came from, for inspect. Precondition: vm has been
-// through FillDefaults and Validate.
+// is the file it came from, for inspect. A VM with cloud_init gets
+// paddock's SSH key and its key files' keys in its ssh_keys (vm is
+// changed). Precondition: vm has been through FillDefaults and Validate.
 func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
+	if err := authorizePaddock(vm, m.Home()); err != nil {
+		return nil, err
+	}
 	spec, err := yaml.Marshal(vm)
 	if err != nil {
 		return nil, fmt.Errorf("guest: encode the spec of %s: %w", vm.Name, err)
@@ -166,6 +170,9 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := m.reserveAddresses(vm); err != nil {
+		return nil, errors.Join(fmt.Errorf("VM %s: %w", vm.Name, err), m.store.Remove(v))
 	}
 	return m.info(v, false)
 }
@@ -264,6 +271,9 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	}
 	if vm.Backend != configs.BackendNative {
 		return nil, fmt.Errorf("VM %s: backend %q: managed VMs run on the native backend", name, vm.Backend)
+	}
+	if err := writeSeed(v, vm); err != nil {
+		return nil, err
 	}
 	if err := m.spawn(ctx, v, rec); err != nil {
 		return nil, err
@@ -473,7 +483,10 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 			return err
 		}
 	}
-	return m.store.Remove(v)
+	if err := m.store.Remove(v); err != nil {
+		return err
+	}
+	return m.releaseAddresses(name)
 }
 
 // Attach connects to the VM's console: reads are guest output, writes are

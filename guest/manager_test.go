@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -375,5 +377,58 @@ func TestManagerDamagedRecord(t *testing.T) {
 	os.WriteFile(v.Path(store.RecordFile), []byte(`{"version": 99}`), 0o600)
 	if err := m.Remove(ctx, "web", true); err != nil {
 		t.Fatalf("Remove --force with a newer record: %v", err)
+	}
+}
+
+// TestManagerIdentity checks the VM's UUID: recorded at create, shown by
+// inspect, kept across starts, and recorded at the next start of a VM
+// created before paddock recorded identities.
+func TestManagerIdentity(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	info, err := m.Create(testVM(t, "web", "counter"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := uuid.Parse(info.UUID)
+	if err != nil || created.Version() != 4 {
+		t.Fatalf("created with UUID %q (%v); want a random UUID", info.UUID, err)
+	}
+	if in, err := m.Inspect("web"); err != nil || in.UUID != info.UUID || in.Paths.Identity == "" {
+		t.Fatalf("Inspect = %+v, %v; want UUID %s and the identity file", in, err, info.UUID)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Kill(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := m.Inspect("web"); in.UUID != info.UUID {
+		t.Errorf("UUID after a run: %q, want %q", in.UUID, info.UUID)
+	}
+
+	// A VM created before identities: none until its next start.
+	in, _ := m.Inspect("web")
+	if err := os.Remove(in.Paths.Identity); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := m.Inspect("web"); in.UUID != "" || in.Problem != "" {
+		t.Errorf("without identity.json: UUID %q, problem %q; want none", in.UUID, in.Problem)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	started, _ := m.Inspect("web")
+	if _, err := m.Kill(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := uuid.Parse(started.UUID); err != nil || u == created {
+		t.Errorf("UUID given at start: %q (%v); want a new one", started.UUID, err)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := m.Inspect("web"); again.UUID != started.UUID {
+		t.Errorf("UUID changed across starts: %q, then %q", started.UUID, again.UUID)
 	}
 }

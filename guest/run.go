@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/google/uuid"
+
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/vmm"
@@ -47,6 +49,9 @@ type RunOptions struct {
 	// diagnosing a stalled guest (paddock run passes its SIGUSR1s).
 	Debug       <-chan os.Signal
 	DebugOutput io.Writer
+	// Home is the state directory of the managed networks the VM's NICs
+	// join; empty means store.DefaultHome().
+	Home string
 }
 
 // Run boots vm on the native backend in the foreground and blocks until it
@@ -70,7 +75,22 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		defer input.Close()
 		input.Feed(opts.Input)
 	}
-	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input}
+	nics, nets, err := attachNetworks(vm, opts)
+	if err != nil {
+		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
+	}
+	if nets != nil {
+		defer nets.Close()
+	}
+	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, NICs: nics, UUID: RunUUID(vm.Name)}
+	if vm.CloudInit {
+		seed, err := tempSeed(vm, o.UUID)
+		if err != nil {
+			return Result{}, err
+		}
+		defer os.Remove(seed)
+		o.Seed = seed
+	}
 	if opts.OnBoot != nil {
 		o.OnBoot = func(boot int, m *machine.Machine) { opts.OnBoot(boot, m.Entry().Protocol.String()) }
 	}
@@ -96,6 +116,40 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	}
 	r := sess.Run(ctx)
 	return Result{Reason: r.Reason, Detail: r.Detail, Boots: r.Boots}, nil
+}
+
+// tempSeed writes the seed volume of a foreground run to a temporary file
+// (which the caller removes) and returns its path.
+func tempSeed(vm *configs.VM, id uuid.UUID) (string, error) {
+	img, err := seedImage(vm, id)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp("", "paddock-seed-*.iso")
+	if err != nil {
+		return "", fmt.Errorf("VM %s: cloud-init seed: %w", vm.Name, err)
+	}
+	if _, err := f.Write(img); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("VM %s: cloud-init seed: %w", vm.Name, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("VM %s: cloud-init seed: %w", vm.Name, err)
+	}
+	return f.Name(), nil
+}
+
+// runNamespace is the name space of the UUIDs of foreground runs.
+var runNamespace = uuid.MustParse("2b6b7a4e-5c1d-4f0e-9d3a-6a1f0c9e8b57")
+
+// RunUUID is the system UUID of a VM run in the foreground (Run): derived
+// from its name (a version 5 UUID), so every run of the same name has the
+// same one, as a foreground VM has no state directory to keep a random
+// one in. A managed VM has a random one of its own (store.Identity).
+func RunUUID(name string) uuid.UUID {
+	return uuid.NewSHA1(runNamespace, []byte(name))
 }
 
 // consoleWriter combines the caller's console with the spec's console

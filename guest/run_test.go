@@ -168,3 +168,13 @@ func TestRunConsoleLogUnwritable(t *testing.T) {
 		t.Errorf("Run = %v, want %q", err, want)
 	}
 }
+
+func TestRunUUID(t *testing.T) {
+	a, b := RunUUID("web"), RunUUID("web")
+	if a != b || a.Version() != 5 {
+		t.Errorf("RunUUID(web) = %s then %s; want one name-based (version 5) UUID", a, b)
+	}
+	if RunUUID("db") == a {
+		t.Error("two names share a UUID")
+	}
+}

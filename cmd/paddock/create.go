@@ -40,6 +40,7 @@ func specFlags(cmd *cobra.Command, file, name *string) {
 
 func createAction(cmd *cobra.Command, file, name string) error {
 	host := hostFacts(cmd)
+	host.CheckPorts = true // ports: forwards' host ports free
 	vm, err := readSpec(cmd, file, name, host)
 	if err != nil {
 		return err

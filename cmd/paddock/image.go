@@ -40,10 +40,25 @@ too (docs/image.md, "Image locks").`,
 		newImageResizeCommand(),
 		newImageMapCommand(),
 	)
+	pf := cmd.PersistentFlags()
+	pf.Bool("untrusted", false, "the image is not yours: follow backing files only inside its directory (and --backing-dir), never devices")
+	pf.StringArray("backing-dir", nil, "also allow backing files in this directory (repeatable; implies --untrusted)")
 	for _, c := range cmd.Commands() {
 		c.RunE = explainingInUse(c.RunE)
 	}
 	return cmd
+}
+
+// backingPolicy is the backing policy --untrusted and --backing-dir ask
+// for, for the image at path; nil (follow any backing file, as qemu-img)
+// without them.
+func backingPolicy(cmd *cobra.Command, path string) *disk.BackingPolicy {
+	untrusted, _ := cmd.Flags().GetBool("untrusted")
+	dirs, _ := cmd.Flags().GetStringArray("backing-dir")
+	if !untrusted && len(dirs) == 0 {
+		return nil
+	}
+	return disk.ConfinedToImage(path, dirs...)
 }
 
 // parseSize parses a size like qemu-img: a number of bytes, optionally

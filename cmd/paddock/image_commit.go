@@ -31,7 +31,7 @@ func imageCommitAction(cmd *cobra.Command, args []string) error {
 	force, _ := f.GetBool("progress")
 	quiet, _ := f.GetBool("quiet")
 	progress, finish := newProgress(cmd.ErrOrStderr(), "committing", force, quiet)
-	err := disk.Commit(cmd.Context(), args[0], disk.CommitOptions{KeepTop: keep, Progress: progress})
+	err := disk.Commit(cmd.Context(), args[0], disk.CommitOptions{KeepTop: keep, Progress: progress, Backing: backingPolicy(cmd, args[0])})
 	finish()
 	if err == nil && !quiet {
 		fmt.Fprintln(cmd.OutOrStdout(), "Image committed.")

@@ -38,6 +38,7 @@ func imageCompareAction(cmd *cobra.Command, args []string) error {
 	o.FormatB, _ = f.GetString("format2")
 	o.Strict, _ = f.GetBool("strict")
 	o.ForceShare = forceShare(cmd)
+	o.BackingA, o.BackingB = backingPolicy(cmd, args[0]), backingPolicy(cmd, args[1])
 	force, _ := f.GetBool("progress")
 	quiet, _ := f.GetBool("quiet")
 	progress, finish := newProgress(cmd.ErrOrStderr(), "comparing", force, quiet)

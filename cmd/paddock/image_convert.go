@@ -67,6 +67,7 @@ func imageConvertAction(cmd *cobra.Command, args []string) error {
 	quiet, _ := f.GetBool("quiet")
 	progress, finish := newProgress(cmd.ErrOrStderr(), "converting", force, quiet)
 	o.Progress = progress
+	o.Backing = backingPolicy(cmd, src)
 	err := disk.Convert(cmd.Context(), src, dst, o)
 	finish()
 	return err

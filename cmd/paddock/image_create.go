@@ -61,6 +61,7 @@ func imageCreateAction(cmd *cobra.Command, args []string) error {
 	if b, _ := f.GetString("backing"); b != "" {
 		o.BackingFile = b
 	}
+	o.Backing = backingPolicy(cmd, path)
 	if bf, _ := f.GetString("backing-format"); bf != "" {
 		o.BackingFormat = bf
 	}

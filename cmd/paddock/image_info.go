@@ -97,6 +97,11 @@ func imageInfoAction(cmd *cobra.Command, args []string) error {
 		if depth > 256 {
 			return fmt.Errorf("%s: backing chain deeper than 256 images", args[0])
 		}
+		if p := backingPolicy(cmd, args[0]); p != nil {
+			if _, err := qcow2.CheckBacking(p, path, in.BackingFilename); err != nil {
+				return err
+			}
+		}
 		path = in.FullBackingFilename
 		if format = in.BackingFilenameFormat; format == "" {
 			if format, err = disk.Detect(path); err != nil {

@@ -66,7 +66,7 @@ func imageMapAction(cmd *cobra.Command, args []string) error {
 			exts = append(exts, qcow2.Extent{Offset: e.Offset, Length: e.Length, Data: e.Data, Zero: e.Zero, HostOffset: e.Offset, File: path})
 		}
 	} else {
-		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: true, ForceShare: share})
+		img, err := qcow2.Open(path, qcow2.Options{ReadOnly: true, ForceShare: share, Backing: backingPolicy(cmd, path)})
 		if err != nil {
 			return err
 		}

@@ -38,7 +38,7 @@ func imageRebaseAction(cmd *cobra.Command, args []string) error {
 	force, _ := f.GetBool("progress")
 	quiet, _ := f.GetBool("quiet")
 	progress, finish := newProgress(cmd.ErrOrStderr(), "rebasing", force, quiet)
-	err := disk.Rebase(cmd.Context(), args[0], backing, format, disk.RebaseOptions{Unsafe: unsafe, Progress: progress})
+	err := disk.Rebase(cmd.Context(), args[0], backing, format, disk.RebaseOptions{Unsafe: unsafe, Progress: progress, Backing: backingPolicy(cmd, args[0])})
 	finish()
 	return err
 }

@@ -77,7 +77,7 @@ func imageResizeAction(cmd *cobra.Command, raw []string) error {
 	if err != nil {
 		return fmt.Errorf("resize %s: %w", path, err)
 	}
-	img, err := disk.Open(path, disk.Options{Format: format})
+	img, err := disk.Open(path, disk.Options{Format: format, Backing: backingPolicy(cmd, path)})
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,8 @@ func newLsCommand() *cobra.Command {
 		Aliases: []string{"list"},
 		Short:   "List VMs and their state",
 		Long: `List the VMs in paddock's state directory: NAME, STATE, CPUS, MEMORY,
-UPTIME (since the current boot) and BACKEND. A state is one of created,
+UPTIME (since the current boot), ADDRESS (the VM's address on its first
+managed network, docs/networks.md) and BACKEND. A state is one of created,
 starting, running, paused, stopping, restarting, stopped, crashed; it is
 derived from facts (is the VMM alive, what did it record), so a VMM that
 died shows as crashed (paddock inspect tells why). The table fits the
@@ -109,7 +110,7 @@ func matchLabels(labels map[string]string, f labelFilter) bool {
 
 // lsRows is the table: a header, then one row per VM.
 func lsRows(infos []*guest.Info) [][]string {
-	rows := [][]string{{"NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "BACKEND"}}
+	rows := [][]string{{"NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "ADDRESS", "BACKEND"}}
 	for _, in := range infos {
 		cpus, mem, backend := "-", "-", in.Backend
 		if in.CPUs > 0 {
@@ -125,9 +126,21 @@ func lsRows(infos []*guest.Info) [][]string {
 		if in.Uptime > 0 || in.State == "running" || in.State == "paused" {
 			up = formatUptime(time.Duration(in.Uptime * float64(time.Second)))
 		}
-		rows = append(rows, []string{in.Name, string(in.State), cpus, mem, up, backend})
+		rows = append(rows, []string{in.Name, string(in.State), cpus, mem, up, lsAddress(in.Addresses), backend})
 	}
 	return rows
+}
+
+// lsAddress is the ADDRESS column: the first managed NIC's address, and
+// how many more there are ("10.77.0.2 +1"); "-" for none.
+func lsAddress(addrs []guest.Address) string {
+	switch len(addrs) {
+	case 0:
+		return "-"
+	case 1:
+		return addrs[0].IP
+	}
+	return fmt.Sprintf("%s +%d", addrs[0].IP, len(addrs)-1)
 }
 
 // formatUptime prints a duration in at most two units: 45s, 12m03s,

@@ -10,29 +10,29 @@ import (
 
 func TestWriteTable(t *testing.T) {
 	rows := lsRows([]*guest.Info{
-		{Name: "web", State: "running", CPUs: 2, Memory: 1 << 30, Backend: "native", Uptime: 3725},
+		{Name: "web", State: "running", CPUs: 2, Memory: 1 << 30, Backend: "native", Uptime: 3725, Addresses: []guest.Address{{IP: "10.77.0.2"}}},
 		{Name: "a-rather-long-name-for-a-database-server-in-the-east", State: "stopped", CPUs: 16, Memory: 64 << 30, Backend: "native"},
-		{Name: "broken", State: "crashed"},
+		{Name: "broken", State: "crashed", Addresses: []guest.Address{{IP: "10.77.0.3"}, {IP: "10.78.0.9"}}},
 	})
 	tests := []struct {
 		width int
 		want  string
 	}{
 		{0, "" +
-			"NAME                                                  STATE    CPUS  MEMORY  UPTIME  BACKEND\n" +
-			"web                                                   running  2     1GiB    1h02m   native\n" +
-			"a-rather-long-name-for-a-database-server-in-the-east  stopped  16    64GiB   -       native\n" +
-			"broken                                                crashed  -     -       -       -\n"},
-		{60, "" +
-			"NAME                  STATE    CPUS  MEMORY  UPTIME  BACKEND\n" +
-			"web                   running  2     1GiB    1h02m   native\n" +
-			"a-rather-long-name-…  stopped  16    64GiB   -       native\n" +
-			"broken                crashed  -     -       -       -\n"},
+			"NAME                                                  STATE    CPUS  MEMORY  UPTIME  ADDRESS       BACKEND\n" +
+			"web                                                   running  2     1GiB    1h02m   10.77.0.2     native\n" +
+			"a-rather-long-name-for-a-database-server-in-the-east  stopped  16    64GiB   -       -             native\n" +
+			"broken                                                crashed  -     -       -       10.77.0.3 +1  -\n"},
+		{80, "" +
+			"NAME                        STATE    CPUS  MEMORY  UPTIME  ADDRESS       BACKEND\n" +
+			"web                         running  2     1GiB    1h02m   10.77.0.2     native\n" +
+			"a-rather-long-name-for-a-…  stopped  16    64GiB   -       -             native\n" +
+			"broken                      crashed  -     -       -       10.77.0.3 +1  -\n"},
 		{20, "" + // narrower than the fixed columns: names keep 8
-			"NAME      STATE    CPUS  MEMORY  UPTIME  BACKEND\n" +
-			"web       running  2     1GiB    1h02m   native\n" +
-			"a-rathe…  stopped  16    64GiB   -       native\n" +
-			"broken    crashed  -     -       -       -\n"},
+			"NAME      STATE    CPUS  MEMORY  UPTIME  ADDRESS       BACKEND\n" +
+			"web       running  2     1GiB    1h02m   10.77.0.2     native\n" +
+			"a-rathe…  stopped  16    64GiB   -       -             native\n" +
+			"broken    crashed  -     -       -       10.77.0.3 +1  -\n"},
 	}
 	for _, tt := range tests {
 		var b strings.Builder
@@ -41,7 +41,7 @@ func TestWriteTable(t *testing.T) {
 			t.Errorf("width %d:\n%s\nwant:\n%s", tt.width, b.String(), tt.want)
 		}
 		for _, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
-			if n := len([]rune(line)); tt.width >= 60 && n > tt.width {
+			if n := len([]rune(line)); tt.width >= 80 && n > tt.width {
 				t.Errorf("width %d: line %q is %d wide", tt.width, line, n)
 			}
 		}

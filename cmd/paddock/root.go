@@ -33,7 +33,11 @@ func newRootCommand() *cobra.Command {
 		newInspectCommand(),
 		newRmCommand(),
 		newUpCommand(),
+		newSSHCommand(),
+		newCpCommand(),
 		newVMMCommand(),
+		newNetworkCommand(),
+		newNetdCommand(),
 	)
 	enforceUsage(root)
 	return root

@@ -57,6 +57,7 @@ func runAction(cmd *cobra.Command, file string, allow bool) error {
 		return usageError("run -f -: standard input is the guest's console; give the VM file's path")
 	}
 	host := hostFacts(cmd)
+	host.CheckPorts = true // ports: forwards' host ports free
 	vm, err := readSpec(cmd, file, "", host)
 	if err != nil {
 		return err

@@ -50,6 +50,7 @@ func validateAction(cmd *cobra.Command, file string, asJSON bool) error {
 		name = "<stdin>"
 	}
 	host := hostFacts(cmd)
+	host.CheckPorts = true // ports: forwards' host ports free
 	vm, err := readSpec(cmd, file, "", host)
 	var ee *exitError
 	if errors.As(err, &ee) {

@@ -8,8 +8,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at link time: -ldflags "-X main.version=v0.1.0".
-var version = "dev"
+// version, commit and modified are set at link time (the Makefile does):
+// -ldflags "-X main.version=v0.1.0 -X main.commit=<full revision>
+// -X main.modified=true". Without them the commit is read from Go's VCS
+// stamp, which builds with -buildvcs=false (the default on some machines)
+// leave out.
+var (
+	version  = "dev"
+	commit   = ""
+	modified = ""
+)
 
 func newVersionCommand() *cobra.Command {
 	var asJSON bool
@@ -44,8 +52,8 @@ type versionInfo struct {
 
 // buildVersion reads the version the binary was built with.
 func buildVersion() versionInfo {
-	v := versionInfo{Version: version, Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
-	if info, ok := debug.ReadBuildInfo(); ok {
+	v := versionInfo{Version: version, Commit: commit, Modified: modified == "true", Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	if info, ok := debug.ReadBuildInfo(); ok && commit == "" {
 		for _, s := range info.Settings {
 			switch s.Key {
 			case "vcs.revision":

@@ -4,10 +4,10 @@
 //
 // # Opening
 //
-// Open and Create accept only regular files and block devices. They open
-// with O_NONBLOCK and check the file type before anything reads it, so a
-// FIFO or a character device named as an image fails at once instead of
-// blocking or draining a device.
+// Open, Reopen and Create accept only regular files and block devices.
+// They open with O_NONBLOCK and check the file type before anything reads
+// it, so a FIFO or a character device named as an image fails at once
+// instead of blocking or draining a device.
 //
 // # Locking (docs/image.md, "Image locks")
 //

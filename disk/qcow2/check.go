@@ -38,8 +38,30 @@ type CheckResult struct {
 	AllocatedClusters  int64
 	FragmentedClusters int64
 	CompressedClusters int64
-	// Messages has one line per problem found or fixed.
+	// Messages has one line per problem found or fixed, up to
+	// maxCheckMessages; then a last line says that more were counted.
 	Messages []string
+	// Unlisted counts the problems beyond maxCheckMessages, which are in
+	// the counters but not in Messages.
+	Unlisted int
+}
+
+// maxCheckMessages bounds Messages: a damaged or hostile image can have a
+// problem in every cluster of a large sparse file, and the counters say
+// how many there are.
+const maxCheckMessages = 10000
+
+// note records one problem's message, or counts it once Messages is full.
+func (res *CheckResult) note(msg string) {
+	switch {
+	case len(res.Messages) < maxCheckMessages:
+		res.Messages = append(res.Messages, msg)
+	case res.Unlisted == 0:
+		res.Messages = append(res.Messages, fmt.Sprintf("further problems are counted but not listed (more than %d)", maxCheckMessages))
+		fallthrough
+	default:
+		res.Unlisted++
+	}
 }
 
 // maxCheckClusters bounds the in-memory reference table of a check.
@@ -53,7 +75,10 @@ type refTable struct {
 }
 
 // inc counts one reference to each cluster in [off, off+n).
-func (r *refTable) inc(off, n int64, what string) {
+func (r *refTable) inc(off, n int64, what string) { r.incBy(off, n, what, 1) }
+
+// incBy counts times references to each cluster in [off, off+n).
+func (r *refTable) incBy(off, n int64, what string, times int64) {
 	if n <= 0 {
 		return
 	}
@@ -65,18 +90,16 @@ func (r *refTable) inc(off, n int64, what string) {
 	for c := first; c <= last; c++ {
 		if c >= int64(len(r.refs)) {
 			r.res.Corruptions++
-			r.res.Messages = append(r.res.Messages, fmt.Sprintf("ERROR %s at %#x is past the end of the file", what, c*r.cs))
+			r.res.note(fmt.Sprintf("ERROR %s at %#x is past the end of the file", what, c*r.cs))
 			return
 		}
-		if r.refs[c] < ^uint32(0) {
-			r.refs[c]++
-		}
+		r.refs[c] = uint32(min(int64(r.refs[c])+times, int64(^uint32(0))))
 	}
 }
 
 func (r *refTable) errorf(format string, args ...any) {
 	r.res.Corruptions++
-	r.res.Messages = append(r.res.Messages, "ERROR "+fmt.Sprintf(format, args...))
+	r.res.note("ERROR " + fmt.Sprintf(format, args...))
 }
 
 // Check verifies that every cluster's refcount equals the number of
@@ -112,7 +135,7 @@ func (img *Image) Check(mode RepairMode) (*CheckResult, error) {
 		if _, err := img.rebuildRefcountsLocked(); err != nil {
 			return res, err
 		}
-		res.Messages = append(res.Messages, "Rebuilt the refcount structures")
+		res.note("Rebuilt the refcount structures")
 		img.checkCopied(res, true)
 	case res.Leaks > 0:
 		if _, err := img.fixLeaks(r); err != nil {
@@ -173,22 +196,29 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 	r := &refTable{refs: make([]uint32, n), res: res, cs: g.cs}
 	r.inc(0, g.cs, "header")
 	res.TotalClusters = (img.Size() + g.cs - 1) / g.cs
-	// Active L1 tree, with statistics.
+	// Every L1 table first, the active one and the snapshots': each entry
+	// is one reference to an L2 table. Then each distinct L2 table is
+	// walked once, its references counted as many times as L1 entries
+	// point to it: the counts qemu-img gets by walking it once per entry,
+	// with work bounded by the file however often the L1 tables repeat
+	// one table. The active tables come first, with the statistics.
+	var tables l2Tally
 	r.inc(int64(img.hdr.L1TableOffset), int64(len(img.l1))*8, "L1 table")
-	if err := img.countTree(r, img.l1, true); err != nil {
-		return nil, err
-	}
+	img.tallyL1(r, &tables, img.l1)
+	active := len(tables.refs)
 	for _, s := range img.snaps {
 		r.inc(int64(s.l1Offset), int64(s.l1Size)*8, fmt.Sprintf("L1 table of snapshot %q", s.name))
 		l1, err := img.readTable(int64(s.l1Offset), int64(s.l1Size), "snapshot L1 table")
 		if err != nil {
 			res.CheckErrors++
-			res.Messages = append(res.Messages, err.Error())
+			res.note(err.Error())
 			continue
 		}
-		if err := img.countTree(r, l1, false); err != nil {
-			return nil, err
-		}
+		img.tallyL1(r, &tables, l1)
+	}
+	prevHost := int64(-1)
+	for i, ref := range tables.refs {
+		img.countL2(r, ref, i < active, &prevHost)
 	}
 	if img.hdr.NbSnapshots > 0 {
 		r.inc(int64(img.hdr.SnapshotsOffset), img.snapTableLen, "snapshot table")
@@ -205,11 +235,17 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 				continue
 			}
 			r.inc(off, g.cs, fmt.Sprintf("refcount block %d", bi))
+			// Counted last: any other reference to a refcount block's
+			// cluster (an L2 entry, a table) is corruption, which qemu-img
+			// check reports as such, besides the refcount mismatch.
+			if c := off / g.cs; off > 0 && c < int64(len(r.refs)) && r.refs[c] != 1 {
+				r.errorf("refcount block %d refcount=%d", bi, r.refs[c])
+			}
 		}
 	}
 	if err := img.countBitmaps(r); err != nil {
 		res.CheckErrors++
-		res.Messages = append(res.Messages, err.Error())
+		res.note(err.Error())
 	}
 	for i := len(r.refs) - 1; i >= 0; i-- {
 		if r.refs[i] != 0 {
@@ -220,12 +256,10 @@ func (img *Image) countRefs(res *CheckResult, withRefStructs bool) (*refTable, e
 	return r, nil
 }
 
-// countTree counts the L2 tables and data clusters reachable from l1.
-// active adds the allocation statistics.
-func (img *Image) countTree(r *refTable, l1 []uint64, active bool) error {
+// tallyL1 counts the references of an L1 table to L2 tables, reporting
+// the entries that cannot point to one.
+func (img *Image) tallyL1(r *refTable, tables *l2Tally, l1 []uint64) {
 	g := &img.g
-	res := r.res
-	var prevHost int64 = -1
 	for l1i, l1e := range l1 {
 		off := int64(l1e & l1OffsetMask)
 		if off == 0 {
@@ -240,51 +274,58 @@ func (img *Image) countTree(r *refTable, l1 []uint64, active bool) error {
 			continue
 		}
 		r.inc(off, g.cs, "L2 table")
-		t, err := img.l2Table(l1e)
-		if err != nil {
-			res.CheckErrors++
-			res.Messages = append(res.Messages, err.Error())
+		tables.add(off, int64(l1i))
+	}
+}
+
+// countL2 counts the data clusters one L2 table references, ref.refs
+// times. active adds the allocation statistics (prevHost carries the
+// fragmentation count from table to table).
+func (img *Image) countL2(r *refTable, ref l2Ref, active bool, prevHost *int64) {
+	g := &img.g
+	res := r.res
+	t, err := img.l2Table(uint64(ref.off))
+	if err != nil {
+		res.CheckErrors++
+		res.note(err.Error())
+		return
+	}
+	t.pin++
+	defer func() { t.pin-- }()
+	for i := int64(0); i < g.l2Entries; i++ {
+		gc := ref.l1i*g.l2Entries + i
+		le := g.readL2Entry(t.data, i)
+		if err := g.validateL2(le, gc); err != nil {
+			r.errorf("%v", err)
 			continue
 		}
-		t.pin++
-		for i := int64(0); i < g.l2Entries; i++ {
-			gc := int64(l1i)*g.l2Entries + i
-			le := g.readL2Entry(t.data, i)
-			if err := g.validateL2(le, gc); err != nil {
-				r.errorf("%v", err)
-				continue
+		switch {
+		case isCompressed(le.e):
+			coff, n := g.compressedRange(le.e)
+			first, count := g.compressedClusters(le.e)
+			for c := first; c < first+count; c++ {
+				r.incBy(c*g.cs, 1, "compressed cluster", ref.refs)
 			}
-			switch {
-			case isCompressed(le.e):
-				coff, n := g.compressedRange(le.e)
-				first, count := g.compressedClusters(le.e)
-				_ = coff
-				for c := first; c < first+count; c++ {
-					r.inc(c*g.cs, 1, "compressed cluster")
+			if active {
+				res.AllocatedClusters++
+				res.CompressedClusters++
+				if *prevHost >= 0 && coff != *prevHost {
+					res.FragmentedClusters++
 				}
-				if active {
-					res.AllocatedClusters++
-					res.CompressedClusters++
-					if prevHost >= 0 && coff != prevHost {
-						res.FragmentedClusters++
-					}
-					prevHost = coff + n
+				*prevHost = coff + n
+			}
+		case hostCluster(le.e) != 0:
+			h := hostCluster(le.e)
+			r.incBy(h, g.cs, "data cluster", ref.refs)
+			if active {
+				res.AllocatedClusters++
+				if *prevHost >= 0 && h != *prevHost {
+					res.FragmentedClusters++
 				}
-			case hostCluster(le.e) != 0:
-				h := hostCluster(le.e)
-				r.inc(h, g.cs, "data cluster")
-				if active {
-					res.AllocatedClusters++
-					if prevHost >= 0 && h != prevHost {
-						res.FragmentedClusters++
-					}
-					prevHost = h + g.cs
-				}
+				*prevHost = h + g.cs
 			}
 		}
-		t.pin--
 	}
-	return nil
 }
 
 // countBitmaps counts the clusters of persistent dirty bitmaps, when the
@@ -316,17 +357,34 @@ func (img *Image) countBitmaps(r *refTable) error {
 	if err := img.readFull(dir, int64(be.dirOffset)); err != nil {
 		return img.errf(err, "read bitmap directory")
 	}
+	var tablesBytes int64
 	for off, i := 0, uint32(0); i < be.nbBitmaps; i++ {
 		if off+24 > len(dir) {
 			return img.errf(ErrFormat, "bitmap directory entry %d is truncated", i)
 		}
 		tOff := int64(binary.BigEndian.Uint64(dir[off:]))
 		tSize := int64(binary.BigEndian.Uint32(dir[off+8:]))
+		gBits := uint(dir[off+17])
 		nameLen := int(binary.BigEndian.Uint16(dir[off+18:]))
 		extra := int(binary.BigEndian.Uint32(dir[off+20:]))
 		off += int(alignUp(int64(24+extra+nameLen), 8))
 		if tOff <= 0 || tOff%g.cs != 0 || tOff > img.fileSize || tSize*8 > img.fileSize-tOff {
 			return img.errf(ErrFormat, "bitmap table %d at %#x is invalid", i, tOff)
+		}
+		// A bitmap has one bit per granule of the disk and its table one
+		// entry per cluster of bits: no more entries than that (QEMU's
+		// granularities are 512 B to 2 GiB), and tables that, being
+		// distinct clusters, fit in the file together. Otherwise a header
+		// field would size what is read and allocated here.
+		if gBits < 9 || gBits > 31 {
+			return img.errf(ErrFormat, "bitmap %d has granularity 2^%d bytes (2^9 to 2^31 are valid)", i, gBits)
+		}
+		bits := (img.Size() + int64(1)<<gBits - 1) >> gBits
+		if need := (bits + g.cs*8 - 1) / (g.cs * 8); tSize > need {
+			return img.errf(ErrFormat, "bitmap table %d has %d entries, a bitmap of this disk needs %d", i, tSize, need)
+		}
+		if tablesBytes += tSize * 8; tablesBytes > img.fileSize {
+			return img.errf(ErrFormat, "the bitmap tables add up to more than the %d-byte file", img.fileSize)
 		}
 		r.inc(tOff, tSize*8, "bitmap table")
 		tbl, err := img.readTable(tOff, tSize, "bitmap table")
@@ -352,13 +410,13 @@ func (img *Image) compareRefs(r *refTable) int {
 		switch {
 		case err != nil:
 			res.CheckErrors++
-			res.Messages = append(res.Messages, err.Error())
+			res.note(err.Error())
 		case have < want:
 			low++
 			r.errorf("cluster %d refcount=%d reference=%d", c, have, want)
 		case have > want:
 			res.Leaks++
-			res.Messages = append(res.Messages, fmt.Sprintf("Leaked cluster %d refcount=%d reference=%d", c, have, want))
+			res.note(fmt.Sprintf("Leaked cluster %d refcount=%d reference=%d", c, have, want))
 		}
 		return nil
 	})
@@ -420,11 +478,19 @@ func (img *Image) checkCopied(res *CheckResult, fix bool) int {
 			bad++
 			img.copiedMessage(res, fix, fmt.Sprintf("OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%x refcount=%d", l1i, l1e, rc))
 			if fix {
-				img.l1[l1i] ^= oflagCopied
-				img.markL1Dirty(int64(l1i))
+				img.setL1(int64(l1i), img.l1[l1i]^oflagCopied)
 			}
 		}
-		t, err := img.l2Table(img.l1[l1i])
+	}
+	// Each distinct table once (see l2Tally).
+	for _, ref := range distinctL2(img.l1) {
+		if ref.off%g.cs != 0 || ref.off >= img.fileSize {
+			continue
+		}
+		if _, err := img.refcount(ref.off / g.cs); err != nil {
+			continue
+		}
+		t, err := img.l2Table(uint64(ref.off))
 		if err != nil {
 			continue
 		}
@@ -458,9 +524,9 @@ func (img *Image) checkCopied(res *CheckResult, fix bool) int {
 
 func (img *Image) copiedMessage(res *CheckResult, fix bool, s string) {
 	if fix {
-		res.Messages = append(res.Messages, "Repairing "+s)
+		res.note("Repairing " + s)
 	} else {
-		res.Messages = append(res.Messages, "ERROR "+s)
+		res.note("ERROR " + s)
 	}
 }
 

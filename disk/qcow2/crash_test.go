@@ -88,27 +88,38 @@ func crashChild(spec string) error {
 	ops := crashOps(seed, img.Size(), img.ClusterSize(), count)
 	out := os.Stdout
 	for i, op := range ops {
-		switch op.kind {
-		case 'w':
-			p := make([]byte, op.n)
-			fillPattern(p, op.seed)
-			_, err = img.WriteAt(p, op.off)
-		case 'z':
-			err = img.WriteZeroes(op.off, op.n, op.seed%2 == 0)
-		case 'd':
-			err = img.Discard(op.off, op.n)
-		case 'f':
-			err = img.Flush()
-			if err == nil {
-				fmt.Fprintf(out, "F %d\n", i)
-			}
-		}
-		if err != nil {
+		if err := doOp(img, op); err != nil {
 			return fmt.Errorf("op %d (%c %#x+%d): %w", i, op.kind, op.off, op.n, err)
+		}
+		if op.kind == 'f' {
+			fmt.Fprintf(out, "F %d\n", i)
 		}
 		fmt.Fprintf(out, "O %d\n", i)
 	}
 	return img.Close()
+}
+
+// doOp performs an operation on an image: 'w' write, 'c' compressed
+// write, 'z' write zeroes, 'd' discard, 'f' flush.
+func doOp(img *Image, op crashOp) error {
+	var err error
+	switch op.kind {
+	case 'w':
+		p := make([]byte, op.n)
+		fillPattern(p, op.seed)
+		_, err = img.WriteAt(p, op.off)
+	case 'c':
+		p := make([]byte, op.n)
+		compressiblePattern(p, op.seed)
+		err = img.WriteCompressed(p, op.off)
+	case 'z':
+		err = img.WriteZeroes(op.off, op.n, op.seed%2 == 0)
+	case 'd':
+		err = img.Discard(op.off, op.n)
+	case 'f':
+		err = img.Flush()
+	}
+	return err
 }
 
 // applyOp applies an operation to a byte model.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/paddock-vm/paddock/disk/imagefile"
 )
@@ -37,10 +36,14 @@ type CreateOptions struct {
 	Preallocation string
 	// Storage, if set, receives the image instead of a new file at path.
 	Storage Storage
+	// Backing restricts the backing file (see BackingPolicy); nil allows
+	// any, as QEMU does.
+	Backing *BackingPolicy
 }
 
 // Create makes a new image at path (which must not exist), or in
-// opts.Storage if it is set; Create leaves that open.
+// opts.Storage if it is set, replacing what that held once the options
+// and the backing file passed their checks; Create leaves it open.
 func Create(path string, opts CreateOptions) error {
 	o := opts
 	if o.ClusterSize == 0 {
@@ -99,14 +102,15 @@ func Create(path string, opts CreateOptions) error {
 		return bad("compression type %q (zlib or zstd)", o.Compression)
 	}
 	if o.BackingFile != "" {
-		bpath := o.BackingFile
-		if !filepath.IsAbs(bpath) {
-			bpath = filepath.Join(filepath.Dir(path), bpath)
+		// Only the backing file itself: its size and format are what
+		// creation needs (QEMU opens it the same way, without its chain).
+		// An overlay on an image in use is how a running disk is
+		// snapshotted: like qemu-img create, read it without forbidding
+		// writers (-U).
+		b, err := openBacking(path, o.BackingFile, o.BackingFormat, Options{ReadOnly: true, ForceShare: true, NoBacking: true, Backing: o.Backing}, nil)
+		if errors.Is(err, ErrBackingRefused) {
+			return err
 		}
-		// Only its size and format are read, and an overlay on an image
-		// in use is how a running disk is snapshotted: like qemu-img
-		// create, read it without forbidding writers (-U).
-		b, err := openBacking(bpath, o.BackingFormat, Options{ReadOnly: true, ForceShare: true}, nil)
 		if err != nil {
 			return fmt.Errorf("qcow2: create %s: backing file: %w", path, err)
 		}
@@ -168,6 +172,12 @@ func Create(path string, opts CreateOptions) error {
 
 	st := o.Storage
 	if st != nil {
+		// What the store held goes only now that everything was checked,
+		// the backing file too: a refused create leaves it as it was,
+		// as qemu-img create does.
+		if err := st.Truncate(0); err != nil {
+			return fmt.Errorf("qcow2: create %s: %w", path, err)
+		}
 		st = keepOpen{st} // the caller's to close
 	} else {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)

@@ -138,6 +138,10 @@ func TestHostileImages(t *testing.T) {
 			be.PutUint64(b[rt:], uint64(l1))
 			return b
 		}, ErrCorrupt, false},
+		{"L1 entry on a refcount block", func(b []byte) []byte {
+			be.PutUint64(b[l1:], info.rt[0]&rtOffsetMask|oflagCopied)
+			return b
+		}, ErrCorrupt, false},
 		{"truncated file", func(b []byte) []byte {
 			return b[:len(b)/3]
 		}, ErrFormat, false},

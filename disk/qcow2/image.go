@@ -38,7 +38,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,6 +91,9 @@ type Options struct {
 	// Repair allows opening an image marked corrupt for writing, so that
 	// Check can repair it. Nothing else should set it.
 	Repair bool
+	// Backing restricts the backing files of the chain (see
+	// BackingPolicy); nil follows any, as QEMU does.
+	Backing *BackingPolicy
 	// ForceShare reads the image (and its backing chain) without
 	// forbidding others to write it, like qemu-img -U: Open then works on
 	// an image a VM writes, and may see it half-written. Only with
@@ -148,9 +150,14 @@ type Image struct {
 	rtUsed    int64    // entries of rt up to the last non-zero one
 	rtDirtyLo int64
 	rtDirtyHi int64
-	l2c       *tableCache
-	rbc       *tableCache
-	inflight  map[int64]struct{} // guest clusters whose mapping is changing
+	// l2Set and rbSet index where the active L2 tables and the refcount
+	// blocks are, for the overlap checks (metadataIn). setL1,
+	// setL1Table and setRefTable keep them in step with the tables.
+	l2Set    clusterSet
+	rbSet    clusterSet
+	l2c      *tableCache
+	rbc      *tableCache
+	inflight map[int64]struct{} // guest clusters whose mapping is changing
 	// pendingFree holds host clusters whose references were dropped from
 	// tables that may not be durable yet; their refcounts are decreased by
 	// the next flush, after the tables are on disk.
@@ -172,12 +179,13 @@ type Image struct {
 // Open opens the qcow2 image at path and, unless opts.NoBacking, its
 // backing chain.
 func Open(path string, opts Options) (*Image, error) {
-	return openChain(path, opts, nil)
+	return openChain(path, nil, opts, nil)
 }
 
-// openChain opens an image; chain holds the files already open above it,
-// to detect backing loops.
-func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err error) {
+// openChain opens an image from file, if not nil, or else from path;
+// chain holds the files already open above it, to detect backing loops.
+// A file given is already locked for opts' access (see openBacking).
+func openChain(path string, file *os.File, opts Options, chain []os.FileInfo) (_ *Image, err error) {
 	if opts.ForceShare && !opts.ReadOnly {
 		return nil, fmt.Errorf("qcow2: open %s: force-share needs a read-only open", path)
 	}
@@ -186,9 +194,11 @@ func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err er
 		st = noSync{f}
 	}
 	if st == nil {
-		f, err := openStorage(path, opts.access())
-		if err != nil {
-			return nil, fmt.Errorf("qcow2: %w", err)
+		f := &osFile{f: file}
+		if file == nil {
+			if f, err = openStorage(path, opts.access()); err != nil {
+				return nil, fmt.Errorf("qcow2: %w", err)
+			}
 		}
 		st = f
 		if opts.NoSync {
@@ -219,10 +229,16 @@ func openChain(path string, opts Options, chain []os.FileInfo) (_ *Image, err er
 		return nil, err
 	}
 	if !opts.NoBacking && img.backingName != "" {
-		if len(chain) >= maxBackingDepth {
-			return nil, img.errf(ErrFormat, "backing chain deeper than %d files", maxBackingDepth)
+		if depth := opts.Backing.maxDepth(); len(chain) > depth {
+			if opts.Backing == nil {
+				return nil, img.errf(ErrFormat, "backing chain deeper than %d files", depth+1)
+			}
+			return nil, img.errf(ErrBackingRefused, "backing file %q would make the chain longer than %d backing files", img.backingName, depth)
 		}
-		b, err := openBacking(img.resolveBacking(), img.backingFmt, opts, chain)
+		b, err := openBacking(path, img.backingName, img.backingFmt, opts, chain)
+		if errors.Is(err, ErrBackingRefused) {
+			return nil, err // names the image that names the file
+		}
 		if err != nil {
 			return nil, fmt.Errorf("qcow2: %s: backing file: %w", path, err)
 		}
@@ -262,10 +278,15 @@ func (img *Image) load() error {
 	if err != nil {
 		return img.errf(err, "header")
 	}
+	// The rest of the header cluster continues what was read: every
+	// byte of it is read once, so what was validated is what is used.
 	cs := h.clusterSize()
 	cluster0 := make([]byte, cs)
-	if _, err := img.f.ReadAt(cluster0, 0); err != nil && !errors.Is(err, io.EOF) {
-		return img.errf(err, "read header cluster")
+	copy(cluster0, first[:n])
+	if int64(n) < cs && n == len(first) {
+		if _, err := img.f.ReadAt(cluster0[n:], int64(n)); err != nil && !errors.Is(err, io.EOF) {
+			return img.errf(err, "read header cluster")
+		}
 	}
 	if err := img.checkFeatures(&h, cluster0); err != nil {
 		return err
@@ -300,9 +321,11 @@ func (img *Image) load() error {
 		img.backingName = string(cluster0[h.BackingFileOffset : h.BackingFileOffset+uint64(h.BackingFileSize)])
 	}
 
-	if img.l1, err = img.readTable(int64(h.L1TableOffset), int64(h.L1Size), "L1 table"); err != nil {
+	l1, err := img.readTable(int64(h.L1TableOffset), int64(h.L1Size), "L1 table")
+	if err != nil {
 		return err
 	}
+	img.setL1Table(l1)
 	rtEntries := int64(h.RefcountTableClusters) * cs / 8
 	rt, err := img.readTable(int64(h.RefcountTableOffset), rtEntries, "refcount table")
 	if err != nil {
@@ -440,11 +463,16 @@ func (img *Image) readSnapshots() ([]snapshotEntry, error) {
 		if off+total > img.fileSize+8 {
 			return nil, img.errf(ErrFormat, "snapshot table entry %d runs past the end of the file", i)
 		}
-		ent := make([]byte, total)
-		if err := img.readFull(ent, off); err != nil {
+		// The rest of the entry, after the fixed part already read: the
+		// lengths just checked are the ones parsed below. Its padding may
+		// end past the file (checked above), and reads as zeros.
+		rest := make([]byte, total-40)
+		k, err := img.f.ReadAt(rest, off+40)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return nil, img.errf(err, "read snapshot table entry %d at %#x", i, off)
 		}
-		buf = append(buf, ent...)
+		clear(rest[k:])
+		buf = append(append(buf, fixed...), rest...)
 		off += total
 	}
 	img.snapTableLen = int64(len(buf))
@@ -452,9 +480,15 @@ func (img *Image) readSnapshots() ([]snapshotEntry, error) {
 	if err != nil {
 		return nil, img.errf(err, "snapshot table")
 	}
+	var l1Bytes int64
 	for i, s := range snaps {
 		if s.l1Size > maxL1Bytes/8 {
 			return nil, img.errf(ErrFormat, "snapshot %q has an L1 table of %d entries", s.name, s.l1Size)
+		}
+		// Each snapshot has an L1 table of its own, so together they fit
+		// in the file; a check or a rebuild reads every one of them.
+		if l1Bytes += int64(s.l1Size) * 8; l1Bytes > img.fileSize {
+			return nil, img.errf(ErrFormat, "the snapshots' L1 tables add up to more than the %d-byte file", img.fileSize)
 		}
 		if err := checkTable("snapshot L1 table", s.l1Offset, uint64(s.l1Size)*8, uint64(img.g.cs), uint64(img.fileSize)); err != nil {
 			return nil, img.errf(err, "snapshot %d (%q)", i, s.name)
@@ -466,52 +500,7 @@ func (img *Image) readSnapshots() ([]snapshotEntry, error) {
 // resolveBacking returns the backing file path: relative names are
 // relative to the directory of this image, as in QEMU.
 func (img *Image) resolveBacking() string {
-	name := img.backingName
-	if filepath.IsAbs(name) {
-		return name
-	}
-	return filepath.Join(filepath.Dir(img.path), name)
-}
-
-// openBacking opens a backing file read-only, with a reader's lock (or a
-// -U reader's, as the image above it): a qcow2 image, or a raw file.
-// format is the backing format from the header extension, or empty to
-// probe the file's contents. Only regular files and block devices open
-// (imagefile refuses the rest without blocking: a hostile image may name
-// a FIFO).
-func openBacking(path, format string, opts Options, chain []os.FileInfo) (layer, error) {
-	if strings.Contains(path, ":") {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("%w: backing file %q uses a protocol or json: syntax paddock cannot open", ErrUnsupported, path)
-		}
-	}
-	if format == "" {
-		f, err := imagefile.Open(path, imagefile.Unlocked)
-		if err != nil {
-			return nil, err
-		}
-		var m [4]byte
-		_, rerr := f.ReadAt(m[:], 0)
-		f.Close()
-		if rerr == nil && string(m[:]) == "QFI\xfb" {
-			format = "qcow2"
-		} else {
-			format = "raw"
-		}
-	}
-	ro := Options{
-		ReadOnly:           true,
-		ForceShare:         opts.ForceShare,
-		L2CacheBytes:       opts.L2CacheBytes,
-		RefcountCacheBytes: opts.RefcountCacheBytes,
-	}
-	switch format {
-	case "qcow2":
-		return openChain(path, ro, chain)
-	case "raw", "file", "host_device":
-		return openRawLayer(path, ro.access())
-	}
-	return nil, fmt.Errorf("%w: backing file %s has format %q (only qcow2 and raw are supported)", ErrUnsupported, path, format)
+	return backingPath(img.path, img.backingName)
 }
 
 // noSync is a Storage whose Sync does nothing (Options.NoSync).
@@ -523,19 +512,6 @@ func (noSync) Sync() error { return nil }
 type rawLayer struct {
 	f    *os.File
 	size int64
-}
-
-func openRawLayer(path string, a imagefile.Access) (*rawLayer, error) {
-	f, err := imagefile.Open(path, a)
-	if err != nil {
-		return nil, err
-	}
-	size, err := f.Seek(0, io.SeekEnd) // also right for block devices
-	if err != nil {
-		f.Close()
-		return nil, &os.PathError{Op: "seek", Path: path, Err: err}
-	}
-	return &rawLayer{f: f, size: size}, nil
 }
 
 func (r *rawLayer) ReadAt(p []byte, off int64) (int, error) { return r.f.ReadAt(p, off) }

@@ -1,8 +1,8 @@
 package qcow2
 
 import (
+	"errors"
 	"os"
-	"path/filepath"
 )
 
 // Map returns how [off, off+n) is stored in this image layer alone, as a
@@ -158,13 +158,11 @@ func (img *Image) SetBacking(name, format string) error {
 	}
 	var nb layer
 	if name != "" && !img.opts.NoBacking {
-		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(filepath.Dir(img.path), p)
-		}
 		var err error
-		if nb, err = openBacking(p, format, img.opts, nil); err != nil {
-			return img.errf(err, "open new backing file %s", p)
+		if nb, err = openBacking(img.path, name, format, img.opts, nil); errors.Is(err, ErrBackingRefused) {
+			return err
+		} else if err != nil {
+			return img.errf(err, "open new backing file %s", backingPath(img.path, name))
 		}
 	}
 	if err := img.rewriteHeaderClusterLocked(exts, name); err != nil {

@@ -3,7 +3,6 @@ package qcow2
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 )
 
 // Metadata I/O: loading L2 tables, write-back in crash-safe order, header
@@ -30,6 +29,9 @@ func (img *Image) l2Table(l1e uint64) (*cacheEntry, error) {
 	if what := img.fixedMetadataAt(off); what != "" {
 		return nil, img.errf(ErrCorrupt, "L1 entry %#016x points to an L2 table overlapping %s", l1e, what)
 	}
+	if _, ok := img.rbSet.overlapping(off, img.g.cs, img.g.cs); ok {
+		return nil, img.errf(ErrCorrupt, "L1 entry %#016x points to an L2 table on a refcount block", l1e)
+	}
 	buf := make([]byte, img.g.cs)
 	if err := img.readFull(buf, off); err != nil {
 		return nil, img.errf(err, "read L2 table at %#x", off)
@@ -38,72 +40,6 @@ func (img *Image) l2Table(l1e uint64) (*cacheEntry, error) {
 		return nil, err
 	}
 	return img.l2c.insert(off, buf), nil
-}
-
-// fixedMetadataAt names the header-referenced structure (header, active
-// L1 table, refcount table, snapshot table) overlapping the cluster at
-// off, or returns "". Precondition: mu is held.
-func (img *Image) fixedMetadataAt(off int64) string {
-	return img.fixedMetadataIn(off, img.g.cs)
-}
-
-// fixedMetadataIn is fixedMetadataAt for the host range [off, off+n).
-func (img *Image) fixedMetadataIn(off, n int64) string {
-	switch {
-	case off < img.g.cs:
-		return "the header"
-	case overlaps(off, n, int64(img.hdr.L1TableOffset), int64(len(img.l1))*8):
-		return "the active L1 table"
-	case overlaps(off, n, int64(img.hdr.RefcountTableOffset), int64(img.hdr.RefcountTableClusters)*img.g.cs):
-		return "the refcount table"
-	case img.hdr.NbSnapshots > 0 && overlaps(off, n, int64(img.hdr.SnapshotsOffset), img.snapTableLen):
-		return "the snapshot table"
-	}
-	return ""
-}
-
-// metadataIn names any metadata in the host range [off, off+n): the
-// header-referenced structures, the active L2 tables, the refcount blocks,
-// the snapshots' L1 tables and any cached table; or returns "". This is
-// QEMU's "cached" overlap check. It costs a pass over the L1 and refcount
-// tables, so it guards allocation, where only an image with wrong
-// refcounts can hand out a cluster in use. Precondition: mu is held.
-func (img *Image) metadataIn(off, n int64) string {
-	if what := img.fixedMetadataIn(off, n); what != "" {
-		return what
-	}
-	cs := img.g.cs
-	for _, e := range img.l1 {
-		if t := int64(e & l1OffsetMask); overlaps(off, n, t, cs) {
-			return fmt.Sprintf("the L2 table at %#x", t)
-		}
-	}
-	for _, e := range img.rt[:img.rtUsed] {
-		if b := int64(e & rtOffsetMask); overlaps(off, n, b, cs) {
-			return fmt.Sprintf("the refcount block at %#x", b)
-		}
-	}
-	for _, s := range img.snaps {
-		if overlaps(off, n, int64(s.l1Offset), int64(s.l1Size)*8) {
-			return fmt.Sprintf("the L1 table of snapshot %q", s.name)
-		}
-	}
-	for c := alignDown(off, cs); c < off+n; c += cs {
-		switch {
-		case img.l2c.m[c] != nil:
-			return fmt.Sprintf("the cached L2 table at %#x", c)
-		case img.rbc.m[c] != nil:
-			return fmt.Sprintf("the cached refcount block at %#x", c)
-		}
-	}
-	return ""
-}
-
-// overlaps reports whether the host ranges [a, a+an) and [b, b+bn)
-// overlap. A structure at offset 0 or of length 0 is absent and overlaps
-// nothing.
-func overlaps(a, an, b, bn int64) bool {
-	return bn > 0 && b != 0 && a < b+bn && b < a+an
 }
 
 // makeRoom evicts entries until c has room for one more. Dirty L2 tables

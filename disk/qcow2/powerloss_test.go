@@ -169,6 +169,23 @@ func (p *powerStorage) crashImage(r *rand.Rand) []byte {
 // operation (which check -r all repairs), acknowledged data and finished
 // snapshots intact.
 func TestPowerLoss(t *testing.T) {
+	eachPowerLossLayout(t, func(t *testing.T, o CreateOptions, seed int64) {
+		// A dry run counts the storage operations; the real run cuts
+		// power at a random sample of them.
+		total := powerLossRun(t, o, seed, nil)
+		cuts := powerCuts()
+		r := rand.New(rand.NewSource(seed))
+		at := map[int]bool{}
+		for len(at) < min(cuts, total) {
+			at[r.Intn(total)] = true
+		}
+		powerLossRun(t, o, seed, at)
+	})
+}
+
+// eachPowerLossLayout runs fn in parallel subtests, one per image layout
+// the power-loss tests cover, with a seed per layout.
+func eachPowerLossLayout(t *testing.T, fn func(t *testing.T, o CreateOptions, seed int64)) {
 	for ci, o := range []CreateOptions{
 		{ClusterSize: 4096},
 		{ExtendedL2: true, ClusterSize: 16384},
@@ -176,16 +193,7 @@ func TestPowerLoss(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(describe(o), " ", "_"), func(t *testing.T) {
 			t.Parallel()
-			// A dry run counts the storage operations; the real run cuts
-			// power at a random sample of them.
-			total := powerLossRun(t, o, int64(ci), nil)
-			cuts := powerCuts()
-			r := rand.New(rand.NewSource(int64(ci)))
-			at := map[int]bool{}
-			for len(at) < min(cuts, total) {
-				at[r.Intn(total)] = true
-			}
-			powerLossRun(t, o, int64(ci), at)
+			fn(t, o, int64(ci))
 		})
 	}
 }
@@ -281,23 +289,7 @@ func powerLossRun(t *testing.T, o CreateOptions, seed int64, cutAt map[int]bool)
 			op = crashOp{kind: 'c', off: off, n: n, seed: r.Int63()}
 		}
 		ops = append(ops, op)
-		switch op.kind {
-		case 'w':
-			p := make([]byte, op.n)
-			fillPattern(p, op.seed)
-			_, err = img.WriteAt(p, op.off)
-		case 'c':
-			p := make([]byte, op.n)
-			compressiblePattern(p, op.seed)
-			err = img.WriteCompressed(p, op.off)
-		case 'z':
-			err = img.WriteZeroes(op.off, op.n, op.seed%2 == 0)
-		case 'd':
-			err = img.Discard(op.off, op.n)
-		case 'f':
-			err = img.Flush()
-		}
-		if err != nil {
+		if err := doOp(img, op); err != nil {
 			t.Fatalf("op %d: %v", i, err)
 		}
 		applyModelOp(liveModel, op, cs)

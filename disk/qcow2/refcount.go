@@ -28,6 +28,9 @@ func (img *Image) refBlock(bi int64) (*cacheEntry, error) {
 	if what := img.fixedMetadataAt(off); what != "" {
 		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x overlaps %s", bi, off, what)
 	}
+	if _, ok := img.l2Set.overlapping(off, img.g.cs, img.g.cs); ok {
+		return nil, img.errf(ErrCorrupt, "refcount block %d at %#x is also an active L2 table", bi, off)
+	}
 	buf := make([]byte, img.g.cs)
 	if err := img.readFull(buf, off); err != nil {
 		return nil, img.errf(err, "read refcount block at %#x", off)
@@ -154,6 +157,7 @@ func (img *Image) createRefBlock(bi int64) error {
 	e := img.rbc.insert(off, buf)
 	img.rbc.setDirty(e)
 	img.rt[bi] = uint64(off)
+	img.rbSet.add(off)
 	img.rtUsed = max(img.rtUsed, bi+1)
 	img.markRTDirty(bi)
 	if p+1 > img.allocEnd {
@@ -163,9 +167,10 @@ func (img *Image) createRefBlock(bi int64) error {
 	return nil
 }
 
-// setRefTable installs rt as the refcount table.
+// setRefTable installs rt as the refcount table and indexes its blocks.
 func (img *Image) setRefTable(rt []uint64) {
 	img.rt, img.rtUsed = rt, int64(len(rt))
+	img.rbSet = newClusterSet(rt, rtOffsetMask)
 	for img.rtUsed > 0 && rt[img.rtUsed-1]&rtOffsetMask == 0 {
 		img.rtUsed--
 	}
@@ -425,6 +430,10 @@ func (img *Image) freeEntryLater(le l2Entry) {
 func (img *Image) releaseFrees(n int) error {
 	var freed []int64
 	for _, c := range img.pendingFree[:n] {
+		if err := img.checkFree(c); err != nil {
+			img.pendingFree = append([]int64(nil), img.pendingFree[n:]...)
+			return err
+		}
 		v, err := img.addRefcount(c, -1)
 		if err != nil {
 			img.pendingFree = append([]int64(nil), img.pendingFree[n:]...)
@@ -440,6 +449,22 @@ func (img *Image) releaseFrees(n int) error {
 		img.punchFreed(freed)
 	}
 	return nil
+}
+
+// checkFree refuses to drop the last reference to host cluster c while it
+// holds metadata: only a corrupt or hostile image has a guest cluster
+// mapped onto a table, and freeing it would make the table's space
+// reusable (and punch a hole into it). The image is marked corrupt, as for
+// a data write over metadata. Precondition: mu is held.
+func (img *Image) checkFree(c int64) error {
+	what := img.liveMetadataIn(c*img.g.cs, img.g.cs)
+	if what == "" {
+		return nil
+	}
+	if rc, err := img.refcount(c); err != nil || rc > 1 {
+		return err
+	}
+	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to free %s, which holds %s", img.describeCluster(c), what))
 }
 
 // punchFreed returns freed clusters' space to the host file system where
@@ -462,16 +487,17 @@ func (img *Image) punchFreed(clusters []int64) {
 }
 
 // computeAllocEnd finds the end of the last used cluster from the
-// refcount table. Refcounts claiming clusters past the end of the file
-// (only a damaged image has them) are ignored, so they cannot make
-// allocation jump far beyond the file.
+// refcount blocks. Only clusters inside the file can be in use, so only
+// the blocks that cover the file are read, and only their entries for
+// clusters inside it: the work is bounded by the file, whatever the
+// refcount table says (a damaged table naming one empty block a million
+// times once cost a scan of every entry of every one of them).
 func (img *Image) computeAllocEnd() error {
 	g := &img.g
+	fileClusters := max(1, alignUp(img.fileSize, g.cs)/g.cs)
 	img.allocEnd = 1
-	defer func() {
-		img.allocEnd = min(img.allocEnd, max(1, alignUp(img.fileSize, g.cs)/g.cs))
-	}()
-	for bi := int64(len(img.rt)) - 1; bi >= 0; bi-- {
+	last := min(int64(len(img.rt)), (fileClusters-1)/g.refPerBlock+1)
+	for bi := last - 1; bi >= 0; bi-- {
 		e, err := img.refBlock(bi)
 		if err != nil {
 			return err
@@ -479,7 +505,7 @@ func (img *Image) computeAllocEnd() error {
 		if e == nil {
 			continue
 		}
-		for i := g.refPerBlock - 1; i >= 0; i-- {
+		for i := min(g.refPerBlock, fileClusters-bi*g.refPerBlock) - 1; i >= 0; i-- {
 			if refcountGet(e.data, i, g.refOrder) != 0 {
 				img.allocEnd = bi*g.refPerBlock + i + 1
 				return nil

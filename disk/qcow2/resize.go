@@ -68,6 +68,7 @@ func (img *Image) Resize(size int64, allowShrink bool) error {
 func (img *Image) shrinkLocked(size int64) error {
 	g := &img.g
 	firstGC := (size + g.cs - 1) / g.cs
+	walked := map[int64]bool{}
 	for l1i := range img.l1 {
 		tableStart := int64(l1i) << g.l2Bits
 		if tableStart+g.l2Entries <= firstGC || img.l1[l1i]&l1OffsetMask == 0 {
@@ -75,17 +76,15 @@ func (img *Image) shrinkLocked(size int64) error {
 		}
 		if tableStart >= firstGC {
 			// Whole table past the end: drop every mapping and the table.
-			t, err := img.l2Table(img.l1[l1i])
-			if err != nil {
+			if err := img.freeTableEntriesOnce(img.l1[l1i], walked); err != nil {
 				return err
 			}
-			for i := int64(0); i < g.l2Entries; i++ {
-				img.freeEntryLater(g.readL2Entry(t.data, i))
+			off := int64(img.l1[l1i] & l1OffsetMask)
+			if t := img.l2c.m[off]; t != nil && t.pin == 0 {
+				img.l2c.remove(t)
 			}
-			img.freeLater(int64(img.l1[l1i]&l1OffsetMask) / g.cs)
-			img.l2c.remove(t)
-			img.l1[l1i] = 0
-			img.markL1Dirty(int64(l1i))
+			img.freeLater(off / g.cs)
+			img.clearL1(int64(l1i))
 			continue
 		}
 		t, err := img.writableL2(int64(l1i))
@@ -99,6 +98,7 @@ func (img *Image) shrinkLocked(size int64) error {
 		}
 		img.l2c.setDirty(t)
 	}
+	img.reindexL1()
 	// The new mappings must be durable before the header shrinks and the
 	// clusters are freed.
 	return img.flushLocked(true)
@@ -150,7 +150,7 @@ func (img *Image) growL1Locked(n int64) error {
 	if err := img.sync(); err != nil {
 		return err
 	}
-	img.l1 = l1
+	img.setL1Table(l1)
 	img.l1DirtyLo, img.l1DirtyHi = 0, 0
 	if oldN > 0 && oldOff != 0 {
 		for c := oldOff / g.cs; c < alignUp(oldOff+oldN*8, g.cs)/g.cs; c++ {

@@ -246,7 +246,7 @@ func (img *Image) ApplySnapshot(idOrName string) error {
 	oldL1 := append([]uint64(nil), img.l1...)
 	newL1 := make([]uint64, len(img.l1))
 	copy(newL1, snapL1)
-	img.l1 = newL1
+	img.setL1Table(newL1)
 	if err := img.writeTableRange(img.l1, 0, int64(len(img.l1)), int64(img.hdr.L1TableOffset), "L1 table"); err != nil {
 		return err
 	}
@@ -327,16 +327,14 @@ func (img *Image) prepareSnapshotOp(idOrName string) (int, []uint64, error) {
 }
 
 // adjustTree adds delta to the refcount of every L2 table and data
-// cluster reachable from l1. Precondition: mu is held; no request is
-// running.
+// cluster reachable from l1, once per L1 entry that reaches it; each
+// distinct table is walked once (see l2Tally). Precondition: mu is held;
+// no request is running.
 func (img *Image) adjustTree(l1 []uint64, delta int64) error {
 	g := &img.g
-	for _, l1e := range l1 {
-		off := int64(l1e & l1OffsetMask)
-		if off == 0 {
-			continue
-		}
-		t, err := img.l2Table(l1e)
+	for _, ref := range distinctL2(l1) {
+		d := delta * ref.refs
+		t, err := img.l2Table(uint64(ref.off))
 		if err != nil {
 			return err
 		}
@@ -346,20 +344,20 @@ func (img *Image) adjustTree(l1 []uint64, delta int64) error {
 			if isCompressed(le.e) {
 				first, n := g.compressedClusters(le.e)
 				for c := first; c < first+n; c++ {
-					if _, err := img.addRefcount(c, delta); err != nil {
+					if _, err := img.addRefcount(c, d); err != nil {
 						t.pin--
 						return err
 					}
 				}
 			} else if h := hostCluster(le.e); h != 0 {
-				if _, err := img.addRefcount(h/g.cs, delta); err != nil {
+				if _, err := img.addRefcount(h/g.cs, d); err != nil {
 					t.pin--
 					return err
 				}
 			}
 		}
 		t.pin--
-		if _, err := img.addRefcount(off/g.cs, delta); err != nil {
+		if _, err := img.addRefcount(ref.off/g.cs, d); err != nil {
 			return err
 		}
 	}
@@ -390,7 +388,9 @@ func (img *Image) fixCopied(l1 []uint64, active bool) error {
 				img.markL1Dirty(int64(l1i))
 			}
 		}
-		t, err := img.l2Table(ne)
+	}
+	for _, ref := range distinctL2(l1) {
+		t, err := img.l2Table(uint64(ref.off))
 		if err != nil {
 			return err
 		}
@@ -427,21 +427,39 @@ func (img *Image) fixCopied(l1 []uint64, active bool) error {
 // are released by the next flush. Precondition: mu is held.
 func (img *Image) dropActiveFrom(from int64) error {
 	g := &img.g
+	walked := map[int64]bool{}
 	for l1i := from >> (g.clusterBits + g.l2Bits); l1i < int64(len(img.l1)); l1i++ {
 		l1e := img.l1[l1i]
-		if l1e&l1OffsetMask == 0 {
+		off := int64(l1e & l1OffsetMask)
+		if off == 0 {
 			continue
 		}
-		t, err := img.l2Table(l1e)
-		if err != nil {
+		if err := img.freeTableEntriesOnce(l1e, walked); err != nil {
 			return err
 		}
-		for i := int64(0); i < g.l2Entries; i++ {
-			img.freeEntryLater(g.readL2Entry(t.data, i))
-		}
-		img.freeLater(int64(l1e&l1OffsetMask) / g.cs)
-		img.l1[l1i] = 0
-		img.markL1Dirty(l1i)
+		img.freeLater(off / g.cs)
+		img.clearL1(l1i)
+	}
+	img.reindexL1()
+	return nil
+}
+
+// freeTableEntriesOnce queues the clusters the L2 table of L1 entry l1e
+// references for freeing, unless walked says that table was done: a
+// table several L1 entries name (only a damaged image has one) gives up
+// its clusters once, which at worst leaks them, and is walked once.
+func (img *Image) freeTableEntriesOnce(l1e uint64, walked map[int64]bool) error {
+	off := int64(l1e & l1OffsetMask)
+	if walked[off] {
+		return nil
+	}
+	walked[off] = true
+	t, err := img.l2Table(l1e)
+	if err != nil {
+		return err
+	}
+	for i := int64(0); i < img.g.l2Entries; i++ {
+		img.freeEntryLater(img.g.readL2Entry(t.data, i))
 	}
 	return nil
 }

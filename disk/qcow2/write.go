@@ -92,8 +92,7 @@ func (img *Image) inPlaceLocked(off, max int64) (int64, int64, error) {
 		if err != nil || rc != 1 {
 			return 0, 0, err
 		}
-		img.l1[l1i] |= oflagCopied
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, img.l1[l1i]|oflagCopied)
 	}
 	t, err := img.l2Table(img.l1[l1i])
 	if err != nil {
@@ -500,8 +499,7 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 		}
 		e := img.l2c.insert(c*g.cs, make([]byte, g.cs))
 		img.l2c.setDirty(e)
-		img.l1[l1i] = uint64(c*g.cs) | oflagCopied
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, uint64(c*g.cs)|oflagCopied)
 		return e, nil
 	}
 	t, err := img.l2Table(l1e)
@@ -519,8 +517,7 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 	case 0:
 		return nil, img.markCorrupt(img.errf(ErrCorrupt, "L2 table at %#x has refcount 0", off))
 	case 1:
-		img.l1[l1i] |= oflagCopied
-		img.markL1Dirty(l1i)
+		img.setL1(l1i, img.l1[l1i]|oflagCopied)
 		return t, nil
 	}
 	// Shared with a snapshot: copy it. The data clusters keep their
@@ -543,37 +540,7 @@ func (img *Image) writableL2(l1i int64) (*cacheEntry, error) {
 	}
 	e := img.l2c.insert(c*g.cs, buf)
 	img.l2c.setDirty(e)
-	img.l1[l1i] = uint64(c*g.cs) | oflagCopied
-	img.markL1Dirty(l1i)
+	img.setL1(l1i, uint64(c*g.cs)|oflagCopied)
 	img.freeLater(off / g.cs)
 	return e, nil
-}
-
-// checkDataTarget refuses to write guest data over metadata or past the
-// end of the file: only a corrupt image maps guest clusters there. This is
-// QEMU's "overlap check" (main header, active tables, refcount table,
-// snapshot tables and cached tables). Precondition: mu is held.
-func (img *Image) checkDataTarget(h int64) error {
-	what := img.fixedMetadataAt(h)
-	switch {
-	case what != "":
-	case h >= img.fileSize:
-		what = "the space past the end of the file"
-	case img.l2c.m[h] != nil:
-		what = "an L2 table"
-	case img.rbc.m[h] != nil:
-		what = "a refcount block"
-	}
-	if what == "" {
-		for _, s := range img.snaps {
-			if overlaps(h, img.g.cs, int64(s.l1Offset), int64(s.l1Size)*8) {
-				what = "a snapshot L1 table"
-				break
-			}
-		}
-	}
-	if what == "" {
-		return nil
-	}
-	return img.markCorrupt(img.errf(ErrCorrupt, "refusing to write guest data at host offset %#x, over %s", h, what))
 }

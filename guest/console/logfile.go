@@ -131,9 +131,9 @@ func (l *LogFile) Close() error {
 	return err
 }
 
-// ReadLog returns the whole log at path: its rotated files, oldest
-// first, then PATH. Missing files read as empty.
-func ReadLog(path string) ([]byte, error) {
+// LogFiles returns the files of the log at path: its rotated files,
+// oldest first, then path itself (which may not exist).
+func LogFiles(path string) []string {
 	n := 0
 	for n < maxRotated {
 		if _, err := os.Lstat(rotated(path, n+1)); err != nil {
@@ -141,12 +141,18 @@ func ReadLog(path string) ([]byte, error) {
 		}
 		n++
 	}
+	files := make([]string, 0, n+1)
+	for i := n; i > 0; i-- {
+		files = append(files, rotated(path, i))
+	}
+	return append(files, path)
+}
+
+// ReadLog returns the whole log at path: its rotated files, oldest
+// first, then PATH. Missing files read as empty.
+func ReadLog(path string) ([]byte, error) {
 	var out []byte
-	for i := n; i >= 0; i-- {
-		p := path
-		if i > 0 {
-			p = rotated(path, i)
-		}
+	for _, p := range LogFiles(path) {
 		b, err := os.ReadFile(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("console: %w", err)

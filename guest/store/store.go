@@ -44,6 +44,8 @@ const (
 	ConsoleFile  = "console.log"
 	VMMLogFile   = "vmm.log"
 	FormatsFile  = "formats.json"
+	IdentityFile = "identity.json"
+	SeedFile     = "seed.iso"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"
@@ -155,7 +157,7 @@ func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
 
 // VM returns the VM called name; ErrNotFound if there is none. Its
 // directory and the files paddock reads from it (vm.yaml, state.json,
-// formats.json) must be owned by the current user or root and writable by
+// formats.json, identity.json) must be owned by the current user or root and writable by
 // no one else (*UnsafeError otherwise).
 func (s *Store) VM(name string) (*VM, error) {
 	if !ValidName(name) {
@@ -185,10 +187,11 @@ func (s *Store) VM(name string) (*VM, error) {
 
 // trustedFiles are the files of a VM directory whose contents paddock
 // acts on, checked by Store.VM.
-var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, FromFile, DisksDir}
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile, FromFile, DisksDir}
 
 // Create adds the VM called name with the given spec (vm.yaml), record
-// (state.json) and the detected formats of its disks (formats.json): the
+// (state.json), the detected formats of its disks (formats.json) and a
+// new identity (identity.json, a fresh UUID; NewIdentity): the
 // VM's directory is built aside and renamed into place, so other commands
 // see all of it or nothing, and of two concurrent Creates of one name
 // exactly one succeeds (the other gets ErrExists).
@@ -224,22 +227,29 @@ func (s *Store) CreateVM(name string, spec []byte, rec Record, o CreateOptions) 
 	if err != nil {
 		return nil, err
 	}
-	files := []struct {
+	id, err := NewIdentity()
+	if err != nil {
+		return nil, err
+	}
+	idata, err := marshalIdentity(id)
+	if err != nil {
+		return nil, err
+	}
+	type file struct {
 		name string
 		data []byte
-	}{{SpecFile, spec}, {RecordFile, data}, {FormatsFile, fdata}, {LockFile, nil}}
+		perm fs.FileMode
+	}
+	files := []file{{SpecFile, spec, 0o600}, {RecordFile, data, 0o600}, {FormatsFile, fdata, 0o600}, {IdentityFile, idata, identityMode}, {LockFile, nil, 0o600}}
 	if o.From != nil {
 		from, err := o.From.marshal()
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, struct {
-			name string
-			data []byte
-		}{FromFile, from})
+		files = append(files, file{FromFile, from, 0o600})
 	}
 	for _, f := range files {
-		if err := writeSynced(filepath.Join(tmp, f.name), f.data); err != nil {
+		if err := writeSynced(filepath.Join(tmp, f.name), f.data, f.perm); err != nil {
 			return nil, fmt.Errorf("store: create VM %s: %w", name, err)
 		}
 	}
@@ -268,9 +278,9 @@ func (s *Store) CreateVM(name string, spec []byte, rec Record, o CreateOptions) 
 	return &VM{Name: name, Dir: final}, nil
 }
 
-// writeSynced writes a new file and syncs it.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// writeSynced writes a new file with mode perm and syncs it.
+func writeSynced(path string, data []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}

@@ -143,10 +143,7 @@ func (st *TemplateStage) Commit(meta TemplateMeta, spec []byte) (*Template, erro
 		if f.skip {
 			continue
 		}
-		if err := writeSynced(st.Path(f.name), f.data); err != nil {
-			return nil, fmt.Errorf("store: make template %s: %w", st.name, err)
-		}
-		if err := os.Chmod(st.Path(f.name), 0o400); err != nil {
+		if err := writeSynced(st.Path(f.name), f.data, 0o400); err != nil {
 			return nil, fmt.Errorf("store: make template %s: %w", st.name, err)
 		}
 	}

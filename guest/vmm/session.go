@@ -67,6 +67,15 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// NICs are the spec's NICs resolved for the machine (ResolveNICs),
+	// one for each; nil when the spec has none.
+	NICs []machine.NIC
+	// Seed, if set, is the VM's cloud-init seed volume (an ISO 9660
+	// image), attached read-only after its disks.
+	Seed string
+	// UUID is the VM's system UUID (store.Identity), which the guest
+	// reads from the SMBIOS tables, in RFC 4122 byte order.
+	UUID [16]byte
 	// Formats pins disk formats, index by index (PinFormats): a disk
 	// whose spec leaves its format out opens in Formats[i] on every boot,
 	// never detected again. Nil: formats are detected (paddock run).
@@ -156,13 +165,17 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
-	cfg, err := machineConfig(s.vm)
+	cfg, err := machineConfig(s.vm, s.o.NICs)
 	if err != nil {
 		close(stop)
 		return err
 	}
 	applyFormats(cfg.Disks, s.o.Formats)
+	if s.o.Seed != "" {
+		cfg.Disks = append(cfg.Disks, seedDisk(s.o.Seed))
+	}
 	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
+	cfg.UUID = s.o.UUID
 	m, err := machine.New(cfg, bootConfig(s.vm))
 	if err != nil {
 		close(stop)

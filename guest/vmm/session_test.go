@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
@@ -9,7 +10,9 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/boot/smbios"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -143,4 +146,37 @@ func TestSessionContextCancel(t *testing.T) {
 		t.Errorf("result after cancel %+v; want a plain stop, no restart", r)
 	}
 	<-s.Done()
+}
+
+// TestSessionUUID checks that the session's UUID reaches the machine: the
+// SMBIOS tables in guest memory are those of the VM's UUID.
+func TestSessionUUID(t *testing.T) {
+	testguest.RequireKVM(t)
+	vm := &configs.VM{Name: "s", Kernel: testguest.Build(t, "counter"), Memory: 64 * configs.MiB, CPUs: 2}
+	vm.FillDefaults()
+	u := [16]byte{0xde, 0xad, 0xbe, 0xef, 15: 1}
+	var tables []byte
+	s := NewSession(vm, Options{UUID: u, OnBoot: func(_ int, m *machine.Machine) {
+		b, err := m.Memory().Slice(machine.SMBIOSStart, 0x200)
+		if err != nil {
+			t.Error(err)
+		}
+		tables = append([]byte{}, b...)
+	}})
+	if err := s.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	// A run with a cancelled context stops and closes the machine.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := s.Run(ctx); r.Reason != exit.Stop {
+		t.Errorf("run with a cancelled context ended %v, want stop", r.Reason)
+	}
+	want, err := smbios.Build(smbios.Config{UUID: u, CPUs: 2}, machine.SMBIOSStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(tables, want) {
+		t.Errorf("SMBIOS area after boot:\n% x\nwant the tables of UUID % x:\n% x", tables[:len(want)], u, want)
+	}
 }

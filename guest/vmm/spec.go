@@ -4,33 +4,37 @@ import (
 	"fmt"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
-	"github.com/paddock-vm/paddock/netdev"
 )
 
 // machineConfig translates a VM spec into the machine's hardware: vCPUs,
-// memory and the virtio devices. Relative paths are already resolved by
-// configs; a NIC without a MAC gets one derived from the VM's name and
-// the NIC's index (stable across restarts, new for a clone with a new
-// name). The machine takes plain device configs and never sees the spec.
+// memory and the virtio devices; nics are the spec's NICs as ResolveNICs
+// resolved them. Relative paths are already resolved by configs; an
+// untrusted disk's backing chain is confined to the image's directory
+// (disk.ConfinedToImage). The machine takes plain device configs and
+// never sees the spec.
 // Precondition: vm has been through FillDefaults and Validate.
-func machineConfig(vm *configs.VM) (machine.Config, error) {
-	cfg := machine.Config{CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG}
-	for _, d := range vm.Disks {
-		cfg.Disks = append(cfg.Disks, machine.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)})
+func machineConfig(vm *configs.VM, nics []machine.NIC) (machine.Config, error) {
+	if len(nics) != len(vm.NICs) {
+		return machine.Config{}, fmt.Errorf("vmm: VM %s has %d NICs, %d resolved", vm.Name, len(vm.NICs), len(nics))
 	}
-	for i, n := range vm.NICs {
-		mac := netdev.GenerateMAC(fmt.Sprintf("%s/%d", vm.Name, i))
-		if n.MAC != "" {
-			var err error
-			if mac, err = netdev.ParseMAC(n.MAC); err != nil {
-				return machine.Config{}, fmt.Errorf("nics[%d].mac: %w", i, err)
-			}
+	cfg := machine.Config{CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG, NICs: nics}
+	for _, d := range vm.Disks {
+		md := machine.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)}
+		if d.Untrusted {
+			md.Backing = disk.ConfinedToImage(d.Path)
 		}
-		cfg.NICs = append(cfg.NICs, machine.NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: mac})
+		cfg.Disks = append(cfg.Disks, md)
 	}
 	return cfg, nil
+}
+
+// seedDisk is the disk of the cloud-init seed volume at path: raw (never
+// detected), read-only, with the serial "cidata", after the VM's disks.
+func seedDisk(path string) machine.Disk {
+	return machine.Disk{Path: path, Format: configs.FormatRaw, ReadOnly: true, Serial: "cidata"}
 }
 
 // bootConfig is what the machine boots: the spec's kernel, initrd and

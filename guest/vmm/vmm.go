@@ -44,6 +44,9 @@ type Config struct {
 	Signals bool
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
+	// NetdCommand runs a managed network's netd; empty means this
+	// executable's `netd` command.
+	NetdCommand []string
 }
 
 // Ready is the message on the readiness pipe.
@@ -181,6 +184,19 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
+	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand})
+	if err != nil {
+		return runResult{}, err
+	}
+	if nets != nil {
+		// Held until the VMM exits: the networks serve the VM meanwhile.
+		defer nets.Close()
+	}
+	// A VM created before paddock recorded identities gets its UUID now.
+	id, err := p.vm.EnsureIdentity()
+	if err != nil {
+		return runResult{}, err
+	}
 
 	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
@@ -195,6 +211,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	input := console.NewInput()
 	defer input.Close()
 
+	seed := ""
+	if vm.CloudInit {
+		// The start command wrote it (guest.Manager.Start).
+		seed = p.vm.Path(store.SeedFile)
+	}
 	sess := NewSession(vm, Options{
 		KVMPath:  p.cfg.KVMPath,
 		Console:  hub,
@@ -206,6 +227,9 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
+		NICs:    nics,
+		UUID:    id.UUID,
+		Seed:    seed,
 	})
 
 	// The API answers from now on (status: starting).

@@ -2,10 +2,10 @@ package boot
 
 // Guest-physical layout of everything the loader builds besides the kernel
 // and the initrd. All of it lives in conventional memory between LowStart and
-// LowEnd: below the EBDA (0x9FC00), away from the BIOS/ACPI area
-// 0xE0000-0xFFFFF that the machine keeps for the RSDP, and above the real-mode
-// IVT and BIOS data area (0x000-0x4FF), which stay zero (Linux reads the BDA's
-// EBDA pointer and treats zero as "no EBDA").
+// LowEnd: below the EBDA (0x9FC00), away from the BIOS area 0xE0000-0xFFFFF
+// that the machine keeps for its ACPI and SMBIOS tables, and above the
+// real-mode IVT and BIOS data area (0x000-0x4FF), which stay zero (Linux
+// reads the BDA's EBDA pointer and treats zero as "no EBDA").
 //
 //	0x00500-0x0052F  GDT: null, null, code (0x10), data (0x18), TSS (0x20, 16 bytes)
 //	0x00540-0x0054F  IDT: empty (limit 0); an exception before the kernel
@@ -19,7 +19,8 @@ package boot
 //	0x0A000-0x0AFFF  PDPT
 //	0x0B000-0x0EFFF  four page directories: the first 4 GiB, 2 MiB pages
 //	0x20000-0x2FFFF  kernel command line, NUL-terminated
-//	0xE0000-0xFFFFF  not touched: the machine's ACPI tables (RSDP)
+//	0xE0000-0xFFFFF  not touched: the machine's ACPI tables (RSDP) and
+//	                 SMBIOS tables (entry points from 0xF0000)
 //	0x100000-        bzImage: the protected-mode kernel (PVH: the ELF's
 //	                 PT_LOAD segments wherever p_paddr says, above 1 MiB)
 //
@@ -50,7 +51,7 @@ const (
 	CmdlineMax = 0x10000
 
 	// ACPIStart and ACPIEnd bound the BIOS area the machine reserves for
-	// ACPI tables; the loader never writes there.
+	// ACPI and SMBIOS tables; the loader never writes there.
 	ACPIStart = 0xE0000
 	ACPIEnd   = 0x100000
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/paddock-vm/paddock/hypervisor/boot/smbios"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
@@ -55,7 +56,8 @@ func TestBuildThenBoot(t *testing.T) {
 	requireKVM(t)
 	kernel := buildGuest(t, "serial", nil)
 	con := newConsole()
-	m, err := Build(Config{CPUs: 2, Memory: 64 << 20, Console: con, Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true})
+	cfg := Config{CPUs: 2, Memory: 64 << 20, Console: con, Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true, UUID: [16]byte{0x6f, 0x1e, 15: 0x3e}}
+	m, err := Build(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +94,13 @@ func TestBuildThenBoot(t *testing.T) {
 	rsdp, err := m.Memory().Slice(ACPIStart, uint64(len(rsdpSignature)))
 	if err != nil || string(rsdp) != rsdpSignature {
 		t.Errorf("no RSDP at %#x after Boot: %q, %v", ACPIStart, rsdp, err)
+	}
+	want, err := smbios.Build(smbios.Config{UUID: cfg.UUID, CPUs: cfg.CPUs}, SMBIOSStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Memory().Slice(SMBIOSStart, uint64(len(want))); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("SMBIOS area at %#x after Boot: % x, %v; want the tables for the machine's UUID and CPUs", SMBIOSStart, got[:min(len(got), 32)], err)
 	}
 	if err := m.Boot(BootConfig{Kernel: kernel}); err == nil {
 		t.Error("a second Boot succeeded")

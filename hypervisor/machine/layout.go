@@ -11,7 +11,9 @@ import (
 //	0x0000_0000 - 0x0009_FBFF  RAM (the boot loader's structures live here)
 //	0x0009_FC00 - 0x0009_FFFF  reserved (where a PC has its EBDA)
 //	0x000A_0000 - 0x000D_FFFF  RAM in the memslot, reserved in e820 (legacy VGA/ROM hole)
-//	0x000E_0000 - 0x000F_FFFF  ACPI tables (RSDP scanned for here), reserved
+//	0x000E_0000 - 0x000E_FFFF  ACPI tables (RSDP scanned for here), reserved
+//	0x000F_0000 - 0x000F_FFFF  SMBIOS entry points and tables (scanned for
+//	                           here), reserved
 //	0x0010_0000 - lowRAMEnd    RAM: kernel, initrd, the rest of low memory
 //	0xC000_0000 - 0xDFFF_FFFF  32-bit PCI MMIO window
 //	0xE000_0000 - 0xEFFF_FFFF  PCIe ECAM (256 buses)
@@ -30,7 +32,11 @@ const (
 	legacyStart = 0xA_0000
 	// ACPIStart is where the ACPI tables (RSDP first) are copied.
 	ACPIStart = 0xE_0000
-	acpiEnd   = 0x10_0000
+	// SMBIOSStart is where the SMBIOS entry points and tables are
+	// copied: the start of the area a guest scans for the entry point.
+	SMBIOSStart = 0xF_0000
+	// biosEnd ends the reserved area of the tables (ACPI, then SMBIOS).
+	biosEnd = 0x10_0000
 
 	// PCIIOStart and PCIIOSize bound the I/O-port window for PCI BARs,
 	// clear of the legacy devices and the ACPI blocks at 0x600.
@@ -97,8 +103,8 @@ func e820Map(memory uint64) ([]boot.E820Entry, error) {
 	m := []boot.E820Entry{
 		{Addr: 0, Size: ebdaStart, Type: boot.E820RAM},
 		{Addr: ebdaStart, Size: legacyStart - ebdaStart, Type: boot.E820Reserved},
-		{Addr: ACPIStart, Size: acpiEnd - ACPIStart, Type: boot.E820Reserved},
-		{Addr: acpiEnd, Size: regs[0].end() - acpiEnd, Type: boot.E820RAM},
+		{Addr: ACPIStart, Size: biosEnd - ACPIStart, Type: boot.E820Reserved},
+		{Addr: biosEnd, Size: regs[0].end() - biosEnd, Type: boot.E820RAM},
 		{Addr: ECAMStart, Size: ECAMSize, Type: boot.E820Reserved},
 	}
 	if len(regs) > 1 {

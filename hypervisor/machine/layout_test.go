@@ -35,7 +35,7 @@ func TestE820Map(t *testing.T) {
 					t.Errorf("memory %d: %+v overlaps %+v", tt.memory, e, o)
 				}
 			}
-			if e.Type == boot.E820RAM && e.Addr < acpiEnd && e.Addr+e.Size > ACPIStart {
+			if e.Type == boot.E820RAM && e.Addr < biosEnd && e.Addr+e.Size > ACPIStart {
 				t.Errorf("RAM entry %+v covers the ACPI area", e)
 			}
 		}

@@ -42,6 +42,11 @@ type Config struct {
 	// KVMPath is the KVM device; empty means /dev/kvm.
 	KVMPath string
 
+	// UUID is the system UUID the guest reads from the SMBIOS tables
+	// (/sys/class/dmi/id/product_uuid), in RFC 4122 byte order. All
+	// zero: the tables say the system has none.
+	UUID [16]byte
+
 	// Disks, NICs and RNG are the virtio devices (virtio.go), on PCI
 	// bus 0 in that order.
 	Disks []Disk
@@ -176,9 +181,9 @@ func Build(cfg Config) (*Machine, error) {
 	return m, nil
 }
 
-// Boot writes the ACPI tables, the kernel, initrd and command line and
-// the boot structures into guest memory, and puts the boot vCPU at the
-// kernel's entry point. It is called once, on a built machine, before
+// Boot writes the ACPI and SMBIOS tables, the kernel, initrd and command
+// line and the boot structures into guest memory, and puts the boot vCPU
+// at the kernel's entry point. It is called once, on a built machine, before
 // Run. On error the machine cannot run; Close it.
 func (m *Machine) Boot(b BootConfig) error {
 	if m.started.Load() {
@@ -195,6 +200,9 @@ func (m *Machine) Boot(b BootConfig) error {
 	rsdp, err := m.plat.writeACPI(m.mem)
 	if err != nil {
 		return fmt.Errorf("machine: ACPI tables: %w", err)
+	}
+	if err := writeSMBIOS(m.mem, m.cfg); err != nil {
+		return fmt.Errorf("machine: SMBIOS tables: %w", err)
 	}
 	entry, err := boot.Load(m.mem, boot.Config{
 		KernelPath: b.Kernel,

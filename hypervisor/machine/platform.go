@@ -138,8 +138,8 @@ func (p *platform) writeACPI(mem *Memory) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if uint64(len(blob)) > acpiEnd-ACPIStart {
-		return 0, fmt.Errorf("%d bytes of tables do not fit the %d-byte ACPI area", len(blob), acpiEnd-ACPIStart)
+	if uint64(len(blob)) > SMBIOSStart-ACPIStart {
+		return 0, fmt.Errorf("%d bytes of tables do not fit the %d-byte ACPI area", len(blob), SMBIOSStart-ACPIStart)
 	}
 	dst, err := mem.Slice(ACPIStart, uint64(len(blob)))
 	if err != nil {

@@ -36,6 +36,9 @@ type Disk struct {
 	// Queues is the number of request queues; 0 means one per vCPU (at
 	// most blk.MaxQueues).
 	Queues int
+	// Backing restricts the image's backing chain (disk.ConfinedTo...);
+	// nil follows any backing file, as QEMU does.
+	Backing *disk.BackingPolicy
 }
 
 // NIC is a virtio-net NIC backed by a host tap.

@@ -22,7 +22,7 @@ func (v *virtioDevices) openDisk(i int, d Disk) (virtio.Device, error) {
 		}
 		guard = format == disk.FormatRaw
 	}
-	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: d.ReadOnly})
+	img, err := disk.Open(d.Path, disk.Options{Format: format, ReadOnly: d.ReadOnly, Backing: d.Backing})
 	if err != nil {
 		return nil, fmt.Errorf("machine: %s: %w", name, err)
 	}

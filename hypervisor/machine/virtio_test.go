@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
@@ -351,6 +353,28 @@ func TestVirtioDiskHeldByQEMU(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Fatalf("machine on a disk QEMU writes: %v\nwant %s", err, want)
 	}
+}
+
+// TestVirtioDiskBackingPolicy: a disk opened under a backing policy (an
+// untrusted disk, guest/vmm) refuses a qcow2 overlay whose backing file
+// lies outside its directory, naming it, and builds nothing; without the
+// policy the same overlay opens, as in QEMU.
+func TestVirtioDiskBackingPolicy(t *testing.T) {
+	requireKVM(t)
+	secret := rawImage(t, 1<<20)
+	overlay := filepath.Join(t.TempDir(), "hostile.qcow2")
+	img, err := disk.Create(overlay, disk.CreateOptions{Qcow2: qcow2.CreateOptions{BackingFile: secret, BackingFormat: "raw"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: overlay, Backing: disk.ConfinedToImage(overlay)}}})
+	if err == nil || !strings.HasPrefix(err.Error(), "machine: disks[0]: ") || !strings.Contains(err.Error(), secret) {
+		t.Fatalf("untrusted overlay on a file elsewhere: %v", err)
+	}
+	newVirtioMachine(t, Config{Disks: []Disk{{Path: overlay}}}, BootConfig{})
 }
 
 func TestVirtioSetupErrors(t *testing.T) {

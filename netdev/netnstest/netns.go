@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/http"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -176,3 +178,58 @@ func (p *PacketSocket) Recv(match func([]byte) bool) ([]byte, error) {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// VethTo creates a veth pair between two namespaces, both ends up: a in
+// n (made a port of bridge, unless bridge is empty) and b in other.
+func (n *NS) VethTo(t testing.TB, other *NS, a, b, bridge string) {
+	t.Helper()
+	n.IP(t, "link", "add", a, "type", "veth", "peer", "name", b, "netns", other.Name)
+	if bridge != "" {
+		n.IP(t, "link", "set", a, "master", bridge)
+	}
+	n.IP(t, "link", "set", a, "up")
+	other.IP(t, "link", "set", b, "up")
+}
+
+// Try runs a command inside the namespace and returns its combined
+// output and error, for commands that are expected to fail.
+func (n *NS) Try(name string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", n.Name, name}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// Listen opens a listener ("tcp4", "unix", ...) in the namespace; it is
+// closed at cleanup. It is bound when Listen returns.
+func (n *NS) Listen(t testing.TB, network, addr string) net.Listener {
+	t.Helper()
+	var l net.Listener
+	err := n.Do(func() error {
+		var err error
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("netnstest: listen on %s in %s: %v", addr, n.Name, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// ServeHTTP answers every request to addr (host:port, in the namespace)
+// with body and the client's address on a second line, until cleanup.
+func (n *NS) ServeHTTP(t testing.TB, addr, body string) {
+	t.Helper()
+	l := n.Listen(t, "tcp4", addr)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s\nfrom %s\n", body, r.RemoteAddr)
+	})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+}

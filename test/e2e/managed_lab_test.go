@@ -140,12 +140,19 @@ func TestManagedLab(t *testing.T) {
 // powerButtonInitrd builds the hello initramfs with the power button
 // modules of the lab's guest kernel.
 func powerButtonInitrd(ctx context.Context, im *lab.Image) (string, error) {
+	return helloInitrd(ctx, im, "hello-acpi", hello.PowerButtonModules, nil)
+}
+
+// helloInitrd builds (into the cache, as name) the hello initramfs with
+// the given modules of the lab's guest kernel, and their dependencies,
+// and the given built-in scripts (name -> sh source).
+func helloInitrd(ctx context.Context, im *lab.Image, name string, modules []string, scripts map[string]string) (string, error) {
 	k := im.Guest.Kernel
 	ix, err := kmod.Open(k.ModulesDir)
 	if err != nil {
 		return "", err
 	}
-	mods, err := ix.Resolve(ctx, hello.PowerButtonModules...)
+	mods, err := ix.Resolve(ctx, modules...)
 	if err != nil {
 		return "", err
 	}
@@ -156,6 +163,7 @@ func powerButtonInitrd(ctx context.Context, im *lab.Image) (string, error) {
 	spec, err := hello.Spec(hello.Options{
 		Busybox: im.Guest.Busybox,
 		Modules: &initramfs.Modules{Dir: k.ModulesDir, Release: k.Release, Paths: paths},
+		Scripts: scripts,
 	})
 	if err != nil {
 		return "", err
@@ -164,7 +172,7 @@ func powerButtonInitrd(ctx context.Context, im *lab.Image) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return images.CachedInitramfs(ctx, c, "hello-acpi", spec)
+	return images.CachedInitramfs(ctx, c, name, spec)
 }
 
 // managedStep returns a step that finished with status 0.

@@ -26,7 +26,7 @@ func TestManagedLifecycle(t *testing.T) {
 		t.Errorf("create: %q", out)
 	}
 	e.fails(4, "paddock: a VM named 'web' exists already: remove it (paddock rm web) or pick another name (--name)\n", "create", "-f", web)
-	if out := e.ok("ls"); out != "NAME  STATE    CPUS  MEMORY  UPTIME  BACKEND\nweb   created  1     64MiB   -       native\n" {
+	if out := e.ok("ls"); out != "NAME  STATE    CPUS  MEMORY  UPTIME  ADDRESS  BACKEND\nweb   created  1     64MiB   -       -        native\n" {
 		t.Errorf("ls:\n%s", out)
 	}
 
@@ -121,7 +121,7 @@ func TestManagedLifecycle(t *testing.T) {
 	if out := e.ok("rm", "web", "btn"); out != "web: removed\nbtn: removed\n" {
 		t.Errorf("rm: %q", out)
 	}
-	if out := e.ok("ls"); out != "NAME  STATE  CPUS  MEMORY  UPTIME  BACKEND\n" {
+	if out := e.ok("ls"); out != "NAME  STATE  CPUS  MEMORY  UPTIME  ADDRESS  BACKEND\n" {
 		t.Errorf("ls after rm: %q", out)
 	}
 	if ents, _ := os.ReadDir(e.home + "/vms"); len(ents) != 0 {
@@ -248,7 +248,7 @@ func TestManagedVMMKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitVMMGone("web")
-	if out := e.ok("ls"); out != "NAME  STATE    CPUS  MEMORY  UPTIME  BACKEND\nweb   crashed  1     64MiB   -       native\n" {
+	if out := e.ok("ls"); out != "NAME  STATE    CPUS  MEMORY  UPTIME  ADDRESS  BACKEND\nweb   crashed  1     64MiB   -       -        native\n" {
 		t.Errorf("ls after SIGKILL:\n%s", out)
 	}
 	x := e.ls()["web"].LastExit

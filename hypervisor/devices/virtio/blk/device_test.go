@@ -162,13 +162,30 @@ type request struct {
 // scatter-gather) and returns the head and where the answer goes.
 func (g *rig) add(t *testing.T, qi int, r request, indirect bool) (head uint16, in, status uint64) {
 	t.Helper()
+	bufs, in, status := g.buffers(r)
+	q := g.drv.Queues[qi]
+	var err error
+	if indirect {
+		head, err = q.AddIndirect(bufs)
+	} else {
+		head, err = q.Add(bufs)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return head, in, status
+}
+
+// buffers lays out r's header, data and status in guest memory and
+// returns the chain's buffers and where its input and status go.
+func (g *rig) buffers(r request) (bufs []virtiotest.Buf, in, status uint64) {
 	hdr := make([]byte, 16)
 	binary.LittleEndian.PutUint32(hdr[0:], r.typ)
 	binary.LittleEndian.PutUint64(hdr[8:], r.sector)
 	if r.short {
 		hdr = hdr[:10]
 	}
-	bufs := []virtiotest.Buf{{Addr: g.mem.Put(hdr), Len: uint32(len(hdr))}}
+	bufs = []virtiotest.Buf{{Addr: g.mem.Put(hdr), Len: uint32(len(hdr))}}
 	split := func(addr uint64, n int, write bool) {
 		if n == 0 {
 			return
@@ -191,17 +208,7 @@ func (g *rig) add(t *testing.T, qi int, r request, indirect bool) (head uint16, 
 		status = g.mem.Put([]byte{0xaa})
 		bufs = append(bufs, virtiotest.Buf{Addr: status, Len: 1, Write: true})
 	}
-	q := g.drv.Queues[qi]
-	var err error
-	if indirect {
-		head, err = q.AddIndirect(bufs)
-	} else {
-		head, err = q.Add(bufs)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return head, in, status
+	return bufs, in, status
 }
 
 // do runs one request on queue 0 and returns its status, data and used
@@ -796,10 +803,21 @@ func TestInFlightBound(t *testing.T) {
 	var once sync.Once
 	release := func() { once.Do(func() { close(g.open) }) }
 	t.Cleanup(release) // before the device's reset, which waits for the writes
+	// Every request becomes available at once (one store of the ring's
+	// index): made available one by one, the first could be seen alone,
+	// and a request with nothing else pending runs inline, blocking the
+	// queue's goroutine on the gate.
 	const requests = 3 * blk.InFlight
+	q := r.drv.Queues[0]
+	var idx uint16
 	for i := 0; i < requests; i++ {
-		r.add(t, 0, request{typ: tOut, sector: uint64(8 * i), out: pattern(4096, int64(i))}, true)
+		bufs, _, _ := r.buffers(request{typ: tOut, sector: uint64(8 * i), out: pattern(4096, int64(i))})
+		var err error
+		if _, _, idx, err = q.StageIndirect(bufs); err != nil {
+			t.Fatal(err)
+		}
 	}
+	q.SetAvailIdx(idx)
 	r.drv.Kick(0)
 	deadline := time.Now().Add(virtiotest.DefaultTimeout)
 	for n, _ := g.counts(); n < blk.InFlight; n, _ = g.counts() {

@@ -87,6 +87,17 @@ func (q *Queue) chain(bufs []Buf) (uint16, error) {
 // AddIndirect lays bufs out in an indirect table referenced by one
 // descriptor and makes it available.
 func (q *Queue) AddIndirect(bufs []Buf) (uint16, error) {
+	head, err := q.indirect(bufs)
+	if err != nil {
+		return 0, err
+	}
+	q.Publish(head)
+	return head, nil
+}
+
+// indirect writes bufs as an indirect table referenced by one descriptor
+// and returns that descriptor.
+func (q *Queue) indirect(bufs []Buf) (uint16, error) {
 	if len(q.free) == 0 {
 		return 0, fmt.Errorf("virtiotest: queue %d: no free descriptor", q.Index)
 	}
@@ -104,7 +115,6 @@ func (q *Queue) AddIndirect(bufs []Buf) (uint16, error) {
 	ids := q.take(1)
 	q.PutDesc(q.Desc, ids[0], table, uint32(16*len(bufs)), FlagIndirect, 0)
 	q.chains[ids[0]] = ids
-	q.Publish(ids[0])
 	return ids[0], nil
 }
 
@@ -116,9 +126,25 @@ func (q *Queue) Stage(bufs []Buf) (head uint16, idxAddr uint64, idx uint16, err 
 	if head, err = q.chain(bufs); err != nil {
 		return 0, 0, 0, err
 	}
+	idxAddr, idx = q.stage(head)
+	return head, idxAddr, idx, nil
+}
+
+// StageIndirect is Stage with bufs in an indirect table, as AddIndirect.
+func (q *Queue) StageIndirect(bufs []Buf) (head uint16, idxAddr uint64, idx uint16, err error) {
+	if head, err = q.indirect(bufs); err != nil {
+		return 0, 0, 0, err
+	}
+	idxAddr, idx = q.stage(head)
+	return head, idxAddr, idx, nil
+}
+
+// stage puts head in the available ring without publishing the index,
+// and returns the index's address and the value that publishes it.
+func (q *Queue) stage(head uint16) (uint64, uint16) {
 	q.d.Mem.PutU16(q.Avail+4+2*uint64(q.availIdx%q.Size), head)
 	q.availIdx++
-	return head, q.Avail + 2, q.availIdx, nil
+	return q.Avail + 2, q.availIdx
 }
 
 // take pops n free descriptors.

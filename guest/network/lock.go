@@ -1,0 +1,78 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// LockWait bounds how long a command waits for a network's lock: the
+// holders (another command attaching or releasing a VM, netd taking the
+// network down) keep it for moments.
+const LockWait = 30 * time.Second
+
+// lockPoll is how often a waiting command tries the lock again. flock(2)
+// cannot be given a deadline, and a blocked flock cannot be abandoned.
+const lockPoll = 20 * time.Millisecond
+
+// lockFile takes an exclusive flock on path (created if needed), waiting
+// up to LockWait, and returns the function that releases it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("network: lock %s: %w", path, err)
+	}
+	deadline := time.Now().Add(LockWait)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("network: lock %s: still held by another paddock process after %s", path, LockWait)
+			}
+			return nil, fmt.Errorf("network: lock %s: %w", path, err)
+		}
+		time.Sleep(lockPoll)
+	}
+}
+
+// lock takes network name's lock. Precondition: the network exists.
+func (s *Store) lock(name string) (func(), error) {
+	return lockFile(s.path(name, LockFile))
+}
+
+// getLocked returns network name's record with its lock taken, and the
+// function that releases it.
+func (s *Store) getLocked(name string) (*Network, func(), error) {
+	n, err := s.Get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := s.lock(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, unlock, nil
+}
+
+// netdAlive reports whether a netd holds the network's netd.lock.
+func (s *Store) netdAlive(name string) (bool, error) {
+	f, err := os.OpenFile(s.path(name, NetdLock), os.O_RDONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return false, fmt.Errorf("network %s: %w", name, err)
+	}
+	defer f.Close()
+	switch err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("network %s: check netd: %w", name, err)
+	}
+	return false, nil
+}

@@ -1,0 +1,369 @@
+package network
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/paddock-vm/paddock/netdev"
+	"github.com/paddock-vm/paddock/netdev/dhcpd"
+	"github.com/paddock-vm/paddock/netdev/dnsfwd"
+	"github.com/paddock-vm/paddock/netdev/hostnet"
+)
+
+// NetdConfig is what the hidden `paddock netd` command passes to
+// ServeNetd.
+type NetdConfig struct {
+	// Home is the state directory and Name the network.
+	Home, Name string
+	// User is the first VM's connection (the socket Attach made when it
+	// started this netd).
+	User net.Conn
+	// Logf gets netd's messages (netd.log).
+	Logf func(format string, args ...any)
+	// ResolvConf lists the host's resolvers; empty means
+	// dnsfwd.ResolvConf.
+	ResolvConf string
+}
+
+// netd is one network's helper process.
+type netd struct {
+	c   NetdConfig
+	st  *Store
+	net *Network
+	cfg hostnet.Config
+
+	mu       sync.Mutex
+	users    map[*user]bool // attached VMs; guarded by mu
+	leases   map[netdev.MAC]dhcpd.Lease
+	closing  bool          // guarded by mu: taking the network down
+	idle     chan struct{} // gets a value when the last user leaves
+	listener net.Listener
+}
+
+// user is one attached VM.
+type user struct {
+	hello    hello
+	forwards []hostnet.Forward
+	reserved []io.Closer
+}
+
+// ServeNetd is the body of a network's netd: it brings the network's
+// host side up (bridge, nftables, DHCP, DNS), serves the VMs that attach
+// (the first on c.User, the others on netd.sock), and when the last one
+// has gone — or ctx ends — takes everything down again and returns.
+func ServeNetd(ctx context.Context, c NetdConfig) error {
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	if c.ResolvConf == "" {
+		c.ResolvConf = dnsfwd.ResolvConf
+	}
+	fail := func(err error) error {
+		if c.User != nil {
+			_ = sendLine(c.User, answer{Error: err.Error()})
+			c.User.Close()
+		}
+		return err
+	}
+	st, err := Open(c.Home)
+	if err != nil {
+		return fail(err)
+	}
+	n, err := st.Get(c.Name)
+	if err != nil {
+		return fail(err)
+	}
+	cfg, err := n.hostConfig()
+	if err != nil {
+		return fail(err)
+	}
+	runLock, err := os.OpenFile(st.path(n.Name, NetdLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fail(fmt.Errorf("network %s: %w", n.Name, err))
+	}
+	defer runLock.Close()
+	if err := unix.Flock(int(runLock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail(fmt.Errorf("network %s: another netd runs it (%w)", n.Name, err))
+	}
+	// The pid, for paddock network inspect; it means something only
+	// while the lock is held.
+	if err := runLock.Truncate(0); err == nil {
+		_, _ = runLock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	d := &netd{c: c, st: st, net: n, cfg: cfg, users: map[*user]bool{}, leases: map[netdev.MAC]dhcpd.Lease{}, idle: make(chan struct{}, 1)}
+	stop, err := d.up()
+	if err != nil {
+		return fail(err)
+	}
+	c.Logf("network %s is up: bridge %s, %s", n.Name, n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
+	if c.User != nil {
+		go d.serve(c.User)
+	} else {
+		d.idle <- struct{}{} // nobody to wait for
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			d.mu.Lock()
+			d.closing = true
+			d.mu.Unlock()
+			c.Logf("network %s: %v: taking it down", n.Name, ctx.Err())
+			return errors.Join(stop(), d.down(runLock))
+		case <-d.idle:
+		}
+		done, err := d.tryDown(stop, runLock)
+		if done {
+			return err
+		}
+	}
+}
+
+// up brings the host side and the servers up; the returned function
+// stops the servers.
+func (d *netd) up() (func() error, error) {
+	var stops []func() error
+	stop := func() error {
+		var errs error
+		for _, s := range slices.Backward(stops) {
+			errs = errors.Join(errs, s())
+		}
+		return errs
+	}
+	if err := hostnet.Up(d.cfg, nil); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			err = fmt.Errorf("%w (managed networks need root: CAP_NET_ADMIN)", err)
+		}
+		return nil, errors.Join(err, hostnet.Down(d.cfg))
+	}
+	fail := func(err error) (func() error, error) {
+		return nil, errors.Join(err, stop(), hostnet.Down(d.cfg))
+	}
+	dh, err := dhcpd.Listen(dhcpd.Config{Interface: d.cfg.Bridge, ServerIP: d.net.Gateway, Subnet: d.net.Subnet, Lookup: d.lookup, Logf: d.c.Logf})
+	if err != nil {
+		return fail(err)
+	}
+	stops = append(stops, dh.Close)
+	go func() {
+		if err := dh.Serve(); err != nil {
+			d.c.Logf("DHCP server: %v", err)
+		}
+	}()
+	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers, Logf: d.c.Logf}, d.net.Gateway)
+	if err != nil {
+		return fail(err)
+	}
+	stops = append(stops, dns.Close)
+	go func() {
+		if err := dns.Serve(); err != nil {
+			d.c.Logf("DNS server: %v", err)
+		}
+	}()
+	sock := d.st.path(d.net.Name, NetdSocket)
+	os.Remove(sock) // a dead netd's; we hold netd.lock
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return fail(fmt.Errorf("network %s: %w", d.net.Name, err))
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		l.Close()
+		return fail(fmt.Errorf("network %s: %w", d.net.Name, err))
+	}
+	d.listener = l
+	stops = append(stops, func() error {
+		l.Close()
+		os.Remove(sock)
+		return nil
+	})
+	go d.accept(l)
+	return stop, nil
+}
+
+// accept serves the VMs that attach on netd.sock.
+func (d *netd) accept(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				d.c.Logf("netd.sock: %v", err)
+			}
+			return
+		}
+		go d.serve(c)
+	}
+}
+
+// tryDown takes the network down if no VM uses it, holding the network's
+// lock so that no VM attaches meanwhile; done is false if one did.
+func (d *netd) tryDown(stop func() error, runLock *os.File) (done bool, err error) {
+	unlock, err := d.st.lock(d.net.Name)
+	if err != nil {
+		d.c.Logf("%v; trying again when the next VM leaves", err)
+		return false, nil
+	}
+	defer unlock()
+	d.mu.Lock()
+	if len(d.users) > 0 {
+		d.mu.Unlock()
+		return false, nil
+	}
+	d.closing = true
+	d.mu.Unlock()
+	d.c.Logf("network %s: no VM uses it: taking it down", d.net.Name)
+	// netd.lock goes before the network's lock: whoever takes that next
+	// finds no netd and starts a new one.
+	return true, errors.Join(stop(), d.down(runLock))
+}
+
+// down removes the host side and releases netd.lock.
+func (d *netd) down(runLock *os.File) error {
+	err := hostnet.Down(d.cfg)
+	runLock.Close()
+	return err
+}
+
+// lookup is the DHCP server's lease lookup: attached VMs only.
+func (d *netd) lookup(mac netdev.MAC) (dhcpd.Lease, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	l, ok := d.leases[mac]
+	return l, ok
+}
+
+// serve attaches one VM and holds it until its connection closes.
+func (d *netd) serve(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	var h hello
+	if err := readLine(c, r, &h); err != nil {
+		d.c.Logf("a VM's hello: %v", err)
+		d.leave(nil)
+		return
+	}
+	u, err := d.join(h)
+	if err != nil {
+		d.c.Logf("VM %s not attached: %v", h.VM, err)
+		_ = sendLine(c, answer{Error: err.Error()})
+		d.leave(nil)
+		return
+	}
+	if err := sendLine(c, answer{OK: true}); err != nil {
+		d.c.Logf("VM %s: %v", h.VM, err)
+		d.leave(u)
+		return
+	}
+	d.c.Logf("VM %s attached", h.VM)
+	// The VM never writes again: a read returns when its VMM closes the
+	// connection or exits, however it exits.
+	_, _ = io.Copy(io.Discard, r)
+	d.c.Logf("VM %s left", h.VM)
+	d.leave(u)
+}
+
+// join checks a hello and attaches the VM: its leases in the DHCP
+// server, its port forwards reserved and in the nftables table.
+func (d *netd) join(h hello) (*user, error) {
+	if len(h.NICs) == 0 {
+		return nil, errors.New("no NICs")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closing {
+		return nil, fmt.Errorf("network %s is being taken down; try again", d.net.Name)
+	}
+	u := &user{hello: h}
+	for o := range d.users {
+		if o.hello.VM == h.VM {
+			return nil, fmt.Errorf("VM %s is already attached to network %s (does it run already?)", h.VM, d.net.Name)
+		}
+	}
+	for _, l := range h.NICs {
+		mac, err := netdev.ParseMAC(l.MAC)
+		if err != nil {
+			return nil, fmt.Errorf("nics[%d]: %w", l.NIC, err)
+		}
+		if _, dup := d.leases[mac]; dup {
+			return nil, fmt.Errorf("nics[%d]: MAC %s is attached already", l.NIC, mac)
+		}
+		if !d.net.Subnet.Contains(l.IP) {
+			return nil, fmt.Errorf("nics[%d]: address %s is not in %s", l.NIC, l.IP, d.net.Subnet)
+		}
+	}
+	for _, p := range h.Ports {
+		f := hostnet.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestIP: h.NICs[0].IP, GuestPort: p.GuestPort}
+		c, err := hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
+		if err != nil {
+			closeAll(u.reserved)
+			return nil, fmt.Errorf("ports: %s: %w", p, err)
+		}
+		u.reserved = append(u.reserved, c)
+		u.forwards = append(u.forwards, f)
+	}
+	if len(u.forwards) > 0 {
+		if err := hostnet.SetForwards(d.cfg, append(d.forwardsLocked(), u.forwards...)); err != nil {
+			closeAll(u.reserved)
+			return nil, err
+		}
+	}
+	for _, l := range h.NICs {
+		mac, _ := netdev.ParseMAC(l.MAC)
+		d.leases[mac] = dhcpd.Lease{IP: l.IP, Hostname: h.VM}
+	}
+	d.users[u] = true
+	return u, nil
+}
+
+// forwardsLocked is every attached VM's forwards. Precondition: mu is
+// held.
+func (d *netd) forwardsLocked() []hostnet.Forward {
+	var all []hostnet.Forward
+	for u := range d.users {
+		all = append(all, u.forwards...)
+	}
+	return all
+}
+
+// leave detaches a VM (nil: a connection that never attached one) and
+// reports when none is left.
+func (d *netd) leave(u *user) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if u != nil && d.users[u] {
+		delete(d.users, u)
+		for _, l := range u.hello.NICs {
+			if mac, err := netdev.ParseMAC(l.MAC); err == nil {
+				delete(d.leases, mac)
+			}
+		}
+		if len(u.forwards) > 0 && !d.closing {
+			if err := hostnet.SetForwards(d.cfg, d.forwardsLocked()); err != nil {
+				d.c.Logf("VM %s left, but its forwards stay: %v", u.hello.VM, err)
+			}
+		}
+		closeAll(u.reserved)
+	}
+	if len(d.users) == 0 {
+		select {
+		case d.idle <- struct{}{}:
+		default: // one wake-up pending is enough
+		}
+	}
+}
+
+// closeAll closes each closer.
+func closeAll(cs []io.Closer) {
+	for _, c := range cs {
+		c.Close()
+	}
+}

@@ -1,0 +1,310 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
+	"github.com/paddock-vm/paddock/netdev/netnstest"
+)
+
+// envTestNetd makes the test binary act as netd (the hidden `paddock
+// netd` command).
+const envTestNetd = "PADDOCK_NETWORK_TEST_NETD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envTestNetd) == "1" {
+		os.Exit(testNetd(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// testNetd parses what Attach appends, "--home HOME --user-fd 3 NAME",
+// and serves the network.
+func testNetd(args []string) int {
+	fs := flag.NewFlagSet("netd", flag.ContinueOnError)
+	home := fs.String("home", "", "")
+	userFD := fs.Int("user-fd", 0, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "test netd: bad arguments", args)
+		return 2
+	}
+	conn, err := UserConn(*userFD)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test netd:", err)
+		return 1
+	}
+	// As paddock netd does: SIGTERM takes the network down.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	err = ServeNetd(ctx, NetdConfig{
+		Home: *home, Name: fs.Arg(0), User: conn, ResolvConf: os.Getenv("RESOLV"),
+		Logf: func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) },
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netd:", err)
+		return 1
+	}
+	return 0
+}
+
+// netdHost is a host namespace where the test's netds run, and the
+// options that attach VMs there.
+type netdHost struct {
+	ns   *netnstest.NS
+	st   *Store
+	opts AttachOptions
+}
+
+func newNetdHost(t *testing.T) *netdHost {
+	t.Helper()
+	testenv.RequireTool(t, "curl", "curl")
+	testenv.RequireTool(t, "nft", "nftables")
+	ns := netnstest.New(t)
+	home := t.TempDir()
+	st, err := Open(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolv := filepath.Join(home, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envTestNetd, "1") // for the netds only: this process has read it
+	t.Setenv("RESOLV", resolv)
+	return &netdHost{ns: ns, st: st, opts: AttachOptions{
+		Home:        home,
+		NetdCommand: []string{"ip", "netns", "exec", ns.Name, os.Args[0]},
+	}}
+}
+
+// attach attaches a VM with one NIC on network name.
+// VM "other" runs in the foreground (its lease is ephemeral).
+func (h *netdHost) attach(vm string, m int, name string, ports ...Port) (*Attachment, error) {
+	o := h.opts
+	o.VM, o.NICs, o.Ports = vm, []AttachNIC{{Index: 0, Network: name, MAC: mac(m)}}, ports
+	o.Ephemeral = vm == "other"
+	return Attach(o)
+}
+
+// guest plays a VM's NIC: a namespace on the network's bridge with the
+// NIC's MAC, configured by busybox udhcpc, serving HTTP on port 80.
+func (h *netdHost) guest(t *testing.T, a *Attachment, m int) *netnstest.NS {
+	t.Helper()
+	bb := testenv.RequireTool(t, "busybox", "busybox-static")
+	g := netnstest.New(t)
+	name := fmt.Sprintf("vm%d", m)
+	h.ns.VethTo(t, g, name, "eth0", a.Bridges[0])
+	g.IP(t, "link", "set", "eth0", "address", mac(m).String())
+	script := filepath.Join(t.TempDir(), "udhcpc.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ncase $1 in bound) ip addr add $ip/$mask dev $interface; ip route add default via $router;; esac\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := g.Try(bb, "udhcpc", "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", "eth0", "-s", script); err != nil {
+		t.Fatalf("udhcpc as %s: %v\n%s", name, err, out)
+	}
+	g.ServeHTTP(t, ":80", name)
+	return g
+}
+
+// curl fetches url in ns; "" on failure.
+func curl(ns *netnstest.NS, url string) string {
+	out, err := ns.Try("curl", "-sS", "--max-time", "5", url)
+	if err != nil {
+		return ""
+	}
+	first, _, _ := strings.Cut(out, "\n")
+	return first
+}
+
+// TestNetd attaches VMs to a network in a namespace: the first starts
+// netd, which brings the bridge, nftables and DHCP up; each VM's NIC gets
+// its leased address from DHCP, the VMs reach each other, a port forward
+// reaches its VM; a second VM with the same forward is refused; when the
+// last VM detaches netd takes everything down.
+func TestNetd(t *testing.T) {
+	h := newNetdHost(t)
+	lo := netip.MustParseAddr("127.0.0.1")
+	web, err := h.attach("web", 1, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	def, err := h.st.Get(DefaultName)
+	if err != nil {
+		t.Fatalf("default was not created on first use: %v", err)
+	}
+	if web.Bridges[0] != def.Bridge || !def.Subnet.Contains(web.Leases[0].IP) {
+		t.Fatalf("web: bridge %s, lease %+v; network %+v", web.Bridges[0], web.Leases[0], def)
+	}
+	if alive, _ := h.st.netdAlive(DefaultName); !alive {
+		t.Fatal("no netd runs")
+	}
+	db, err := h.attach("db", 2, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Leases[0].IP == web.Leases[0].IP {
+		t.Fatalf("web and db share %s", db.Leases[0].IP)
+	}
+	gw, gd := h.guest(t, web, 1), h.guest(t, db, 2)
+	for g, want := range map[*netnstest.NS]Lease{gw: web.Leases[0], gd: db.Leases[0]} {
+		if out := g.IP(t, "-4", "-o", "addr", "show", "eth0"); !strings.Contains(out, want.IP.String()+"/24") {
+			t.Errorf("%s's address: %s, want %s", want.VM, out, want.IP)
+		}
+	}
+	if got := curl(gw, "http://"+db.Leases[0].IP.String()+"/"); got != "vm2" {
+		t.Errorf("web -> db: %q", got)
+	}
+	if got := curl(gd, "http://"+web.Leases[0].IP.String()+"/"); got != "vm1" {
+		t.Errorf("db -> web: %q", got)
+	}
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
+		t.Errorf("the forward of 127.0.0.1:8080: %q", got)
+	}
+	// netd's DNS server answers on the gateway (the host's resolver,
+	// 127.0.0.1 here, has nothing: SERVFAIL; without a server the
+	// client would be refused).
+	bb := testenv.RequireTool(t, "busybox", "busybox-static")
+	if out, _ := gw.Try(bb, "nslookup", "example.test", def.Gateway.String()); !strings.Contains(out, "SERVFAIL") {
+		t.Errorf("nslookup through netd:\n%s", out)
+	}
+
+	// A VM that wants a forwarded port is refused, with its ephemeral
+	// lease released; a VM attached twice is refused.
+	_, err = h.attach("other", 3, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80})
+	if err == nil || !strings.Contains(err.Error(), "network default: ports: 127.0.0.1:8080:80/tcp: host port 127.0.0.1:8080/tcp is in use") {
+		t.Errorf("a forwarded port again: %v", err)
+	}
+	if _, err := h.attach("web", 1, DefaultName); err == nil || !strings.Contains(err.Error(), "VM web is already attached to network default") {
+		t.Errorf("web twice: %v", err)
+	}
+	if err := h.st.Remove(DefaultName); !errors.Is(err, ErrInUse) {
+		t.Errorf("Remove while in use: %v", err)
+	}
+
+	// web leaves: its forward goes, netd stays for db.
+	if err := web.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Close returned once netd detached web: the port is free.
+	again, err := h.attach("other", 3, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 81})
+	if err != nil {
+		t.Fatalf("after web left, its port: %v", err)
+	}
+	again.Close()
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "" {
+		t.Errorf("web's forward after it left: %q", got)
+	}
+	if alive, _ := h.st.netdAlive(DefaultName); !alive {
+		t.Fatal("netd stopped while db is attached")
+	}
+	// The last VM leaves: nothing of the network stays on the host.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockFile(h.st.path(DefaultName, NetdLock)) // netd's, until it is done
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if out, err := h.ns.Try("ip", "link", "show", def.Bridge); err == nil {
+		t.Errorf("the bridge outlived netd:\n%s", out)
+	}
+	if out, _ := h.ns.Try("nft", "list", "tables"); strings.Contains(out, def.Table) {
+		t.Errorf("the nftables table outlived netd:\n%s", out)
+	}
+	if _, err := os.Stat(h.st.path(DefaultName, NetdSocket)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("netd.sock: %v", err)
+	}
+	leases, _ := h.st.Leases(DefaultName)
+	if len(leases) != 2 { // web's and db's stay until the VMs are removed; other's was ephemeral
+		t.Errorf("leases after the VMs left: %+v", leases)
+	}
+	if log, err := os.ReadFile(h.st.path(DefaultName, NetdLog)); err == nil {
+		t.Logf("netd.log:\n%s", log)
+	}
+}
+
+// TestAttachConcurrently: VMs that start at once on a network that is
+// down all attach, to one netd, with distinct addresses.
+func TestAttachConcurrently(t *testing.T) {
+	h := newNetdHost(t)
+	const n = 4
+	type result struct {
+		a   *Attachment
+		err error
+	}
+	results := make(chan result, n)
+	for i := range n {
+		go func() {
+			a, err := h.attach(fmt.Sprintf("vm%d", i), 10+i, DefaultName)
+			results <- result{a, err}
+		}()
+	}
+	seen := map[netip.Addr]bool{}
+	var all []*Attachment
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Error(r.err)
+			continue
+		}
+		all = append(all, r.a)
+		if ip := r.a.Leases[0].IP; seen[ip] {
+			t.Errorf("%s twice", ip)
+		} else {
+			seen[ip] = true
+		}
+	}
+	log, _ := os.ReadFile(h.st.path(DefaultName, NetdLog))
+	if got := strings.Count(string(log), "is up"); got != 1 {
+		t.Errorf("the network came up %d times:\n%s", got, log)
+	}
+	for _, a := range all {
+		if err := a.Close(); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestNetdSIGTERM: netd told to stop takes the network down at once, VMs
+// attached or not, and the VMs' connections end.
+func TestNetdSIGTERM(t *testing.T) {
+	h := newNetdHost(t)
+	web, err := h.attach("web", 1, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := h.st.Info(DefaultName)
+	if err != nil || in.State != "up" || in.NetdPID <= 0 {
+		t.Fatalf("Info: %+v, %v", in, err)
+	}
+	if err := syscall.Kill(in.NetdPID, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// netd closes web's connection as it exits: Close returns then.
+	if err := web.Close(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lockFile(h.st.path(DefaultName, NetdLock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if out, err := h.ns.Try("ip", "link", "show", in.Bridge); err == nil {
+		t.Errorf("the bridge outlived netd:\n%s", out)
+	}
+	if in, err := h.st.Info(DefaultName); err != nil || in.State != "down" || in.NetdPID != 0 {
+		t.Errorf("Info after SIGTERM: %+v, %v", in, err)
+	}
+}

@@ -1,0 +1,156 @@
+// Package hostnet is the host side of a paddock managed network: a Linux
+// bridge with the network's gateway address, IPv4 forwarding, and an
+// nftables table with the network's outbound NAT and port forwards. It
+// works on the network namespace of the calling thread (the host's, in
+// paddock; a test's own namespace in tests: call it from a thread that
+// entered one) and needs CAP_NET_ADMIN.
+//
+// Bring a network up with Up and down with Down. Up is idempotent and
+// repairs what it finds: a bridge left by a previous run is taken over,
+// the nftables table is replaced as a whole, in one netlink transaction,
+// so no packet ever sees half a rule set. SetForwards replaces the table
+// again with another set of port forwards.
+//
+// The table (family ip, one per network) has three NAT chains:
+//
+//	prerouting, output   port forwards: DNAT from a host address and port
+//	                     to a guest's address and port
+//	postrouting          masquerade what the guests send outside their
+//	                     subnet (outbound NAT); masquerade what a port
+//	                     forward on a loopback address sends into the
+//	                     bridge, and forwarded traffic from one guest to
+//	                     another (hairpin), so that replies come back
+//	                     through the host
+//
+// Packets from a loopback source may leave only through an interface
+// with route_localnet set; Up sets it on the bridge, and only there.
+package hostnet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/paddock-vm/paddock/netdev"
+)
+
+// Config describes one managed network's host side.
+type Config struct {
+	// Bridge is the bridge's interface name.
+	Bridge string
+	// MAC is the bridge's address (fixed, so guests' ARP caches stay
+	// right when taps join and leave); zero lets the kernel choose.
+	MAC netdev.MAC
+	// Gateway is the host's address on the network with the subnet's
+	// prefix length: 10.77.0.1/24.
+	Gateway netip.Prefix
+	// Table is the nftables table's name (family ip).
+	Table string
+}
+
+// Subnet is the network the gateway's prefix describes.
+func (c Config) Subnet() netip.Prefix { return c.Gateway.Masked() }
+
+// check validates the configuration.
+func (c Config) check() error {
+	if err := netdev.CheckName(c.Bridge); err != nil {
+		return fmt.Errorf("hostnet: bridge: %w", err)
+	}
+	if !c.Gateway.IsValid() || !c.Gateway.Addr().Is4() || c.Gateway.Bits() > 30 {
+		return fmt.Errorf("hostnet: gateway %s: want an IPv4 address with a prefix length of at most 30", c.Gateway)
+	}
+	if c.Table == "" {
+		return errors.New("hostnet: no nftables table name")
+	}
+	return nil
+}
+
+// Up brings the network's host side up: the bridge (created unless it
+// exists; an interface of that name that is not a bridge is an error),
+// its MAC and gateway address, the bridge up, route_localnet on the
+// bridge, IPv4 forwarding on, and the nftables table with forwards.
+// Forwarding (net.ipv4.ip_forward) is a setting of the whole namespace
+// and is left on by Down, as libvirt and Docker leave it.
+func Up(c Config, forwards []Forward) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	link, err := netlink.LinkByName(c.Bridge)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = c.Bridge
+		if c.MAC != (netdev.MAC{}) {
+			attrs.HardwareAddr = net.HardwareAddr(c.MAC[:])
+		}
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+			return fmt.Errorf("hostnet: create bridge %s: %w", c.Bridge, err)
+		}
+		if link, err = netlink.LinkByName(c.Bridge); err != nil {
+			return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+		}
+	case err != nil:
+		return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+	case link.Type() != "bridge":
+		return fmt.Errorf("hostnet: %s is a %s interface, not a bridge: %w", c.Bridge, link.Type(), netdev.ErrNotBridge)
+	case c.MAC != (netdev.MAC{}) && link.Attrs().HardwareAddr.String() != c.MAC.String():
+		if err := netlink.LinkSetHardwareAddr(link, net.HardwareAddr(c.MAC[:])); err != nil {
+			return fmt.Errorf("hostnet: set the MAC of bridge %s: %w", c.Bridge, err)
+		}
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: c.Gateway.Addr().AsSlice(), Mask: net.CIDRMask(c.Gateway.Bits(), 32)}}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("hostnet: address %s on bridge %s: %w", c.Gateway, c.Bridge, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("hostnet: bring bridge %s up: %w", c.Bridge, err)
+	}
+	if err := sysctl(filepath.Join("net/ipv4/conf", c.Bridge, "route_localnet"), "1"); err != nil {
+		return err
+	}
+	if err := sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	return SetForwards(c, forwards)
+}
+
+// Down removes the network's nftables table and its bridge (with any
+// port still on it). What is already gone is not an error.
+func Down(c Config) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	err := removeTable(c.Table)
+	link, lerr := netlink.LinkByName(c.Bridge)
+	var notFound netlink.LinkNotFoundError
+	switch {
+	case errors.As(lerr, &notFound):
+	case lerr != nil:
+		err = errors.Join(err, fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, lerr))
+	case link.Type() != "bridge":
+		err = errors.Join(err, fmt.Errorf("hostnet: %s is a %s interface, not a bridge; left alone", c.Bridge, link.Type()))
+	default:
+		if derr := netlink.LinkDel(link); derr != nil {
+			err = errors.Join(err, fmt.Errorf("hostnet: remove bridge %s: %w", c.Bridge, derr))
+		}
+	}
+	return err
+}
+
+// sysctlDir is where sysctl writes; /proc/sys/net shows the network
+// namespace of the thread that opens it.
+const sysctlDir = "/proc/sys"
+
+// sysctl sets a kernel parameter (a path under /proc/sys).
+func sysctl(name, value string) error {
+	if err := os.WriteFile(filepath.Join(sysctlDir, name), []byte(value+"\n"), 0o644); err != nil {
+		return fmt.Errorf("hostnet: set %s: %w", name, err)
+	}
+	return nil
+}

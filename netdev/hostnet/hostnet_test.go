@@ -1,0 +1,269 @@
+package hostnet_test
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
+	"github.com/paddock-vm/paddock/netdev"
+	"github.com/paddock-vm/paddock/netdev/hostnet"
+	"github.com/paddock-vm/paddock/netdev/netnstest"
+)
+
+// testConfig is the network of these tests.
+var testConfig = hostnet.Config{
+	Bridge:  "pd-test",
+	MAC:     netdev.GenerateMAC("hostnet test bridge"),
+	Gateway: netip.MustParsePrefix("10.77.0.1/24"),
+	Table:   "paddock-test",
+}
+
+// Addresses of the test topology.
+var (
+	guestIP    = netip.MustParseAddr("10.77.0.2")
+	uplinkIP   = netip.MustParseAddr("198.51.100.1") // the host's, towards upstream
+	upstreamIP = netip.MustParseAddr("198.51.100.2")
+)
+
+// topology is a host namespace with the network up, a guest namespace on
+// the bridge (a veth in place of a VM's tap) and an upstream namespace
+// beyond the host's uplink, which has no route back to the guests'
+// subnet: only the host's NAT lets guests reach it. Guest and upstream
+// each serve HTTP on port 80.
+type topology struct {
+	host, guest, upstream *netnstest.NS
+}
+
+func newTopology(t *testing.T, forwards []hostnet.Forward) *topology {
+	t.Helper()
+	testenv.RequireTool(t, "curl", "curl")
+	tp := &topology{host: netnstest.New(t), guest: netnstest.New(t), upstream: netnstest.New(t)}
+	up(t, tp.host, forwards)
+	tp.host.VethTo(t, tp.guest, "vguest", "eth0", testConfig.Bridge)
+	tp.guest.IP(t, "addr", "add", guestIP.String()+"/24", "dev", "eth0")
+	tp.guest.IP(t, "route", "add", "default", "via", testConfig.Gateway.Addr().String())
+	tp.host.VethTo(t, tp.upstream, "uplink", "eth0", "")
+	tp.host.IP(t, "addr", "add", uplinkIP.String()+"/24", "dev", "uplink")
+	tp.upstream.IP(t, "addr", "add", upstreamIP.String()+"/24", "dev", "eth0")
+	tp.guest.ServeHTTP(t, ":80", "guest")
+	tp.upstream.ServeHTTP(t, ":80", "upstream")
+	return tp
+}
+
+// up brings the test network up in ns.
+func up(t *testing.T, ns *netnstest.NS, forwards []hostnet.Forward) {
+	t.Helper()
+	if err := ns.Do(func() error { return hostnet.Up(testConfig, forwards) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get fetches url with curl in ns; it fails the test unless the answer
+// is want (its first line).
+func get(t *testing.T, ns *netnstest.NS, url, want string) string {
+	t.Helper()
+	out, err := ns.Try("curl", "-sS", "--max-time", "10", url)
+	if err != nil {
+		t.Fatalf("curl %s in %s: %v\n%s", url, ns.Name, err, out)
+	}
+	if first, _, _ := strings.Cut(out, "\n"); first != want {
+		t.Fatalf("curl %s in %s: %q, want %q first", url, ns.Name, out, want)
+	}
+	return out
+}
+
+// refused checks that url cannot be fetched from ns.
+func refused(t *testing.T, ns *netnstest.NS, url string) {
+	t.Helper()
+	if out, err := ns.Try("curl", "-sS", "--max-time", "3", url); err == nil {
+		t.Fatalf("curl %s in %s succeeded: %q", url, ns.Name, out)
+	}
+}
+
+// nftTable lists the table with nft, the oracle; "" if it does not exist.
+func nftTable(t *testing.T, ns *netnstest.NS) string {
+	t.Helper()
+	testenv.RequireTool(t, "nft", "nftables")
+	out, err := ns.Try("nft", "list", "table", "ip", testConfig.Table)
+	if err != nil {
+		if strings.Contains(out, "No such file or directory") {
+			return ""
+		}
+		t.Fatalf("nft list table: %v\n%s", err, out)
+	}
+	return out
+}
+
+func TestNATAndForwards(t *testing.T) {
+	forwards := []hostnet.Forward{
+		{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, GuestIP: guestIP, GuestPort: 80},
+		{Proto: "tcp", HostIP: netip.IPv4Unspecified(), HostPort: 8081, GuestIP: guestIP, GuestPort: 80},
+		{Proto: "udp", HostIP: uplinkIP, HostPort: 5353, GuestIP: guestIP, GuestPort: 53},
+	}
+	tp := newTopology(t, forwards)
+
+	// The rules, as nft lists them.
+	golden := filepath.Join("testdata", "table.nft")
+	got := nftTable(t, tp.host)
+	if os.Getenv("PADDOCK_UPDATE_GOLDEN") != "" {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != string(want) {
+		t.Errorf("nft list table:\n%s\nwant:\n%s", got, want)
+	}
+	link := tp.host.IP(t, "-d", "link", "show", testConfig.Bridge)
+	if !strings.Contains(link, testConfig.MAC.String()) || !strings.Contains(link, "bridge") {
+		t.Errorf("bridge:\n%s", link)
+	}
+	if a := tp.host.IP(t, "-4", "addr", "show", testConfig.Bridge); !strings.Contains(a, "inet 10.77.0.1/24") {
+		t.Errorf("bridge addresses:\n%s", a)
+	}
+
+	// Outbound NAT: upstream sees the host's uplink address.
+	if out := get(t, tp.guest, "http://198.51.100.2/", "upstream"); !strings.Contains(out, "from 198.51.100.1:") {
+		t.Errorf("upstream saw the guest as %q, want the host's address", out)
+	}
+	// A forward on 127.0.0.1, from the host.
+	if out := get(t, tp.host, "http://127.0.0.1:8080/", "guest"); !strings.Contains(out, "from 10.77.0.1:") {
+		t.Errorf("the guest saw a loopback forward's client as %q, want the gateway", out)
+	}
+	// A forward on every address, from upstream (prerouting) and from
+	// the host (output).
+	get(t, tp.upstream, "http://198.51.100.1:8081/", "guest")
+	get(t, tp.host, "http://198.51.100.1:8081/", "guest")
+	// The loopback forward is not reachable from outside.
+	refused(t, tp.upstream, "http://198.51.100.1:8080/")
+	// Another guest reaching the first through a forward on the host's
+	// address (hairpin): it sees the gateway, so replies come back
+	// through the host's NAT.
+	other := netnstest.New(t)
+	tp.host.VethTo(t, other, "vother", "eth0", testConfig.Bridge)
+	other.IP(t, "addr", "add", "10.77.0.3/24", "dev", "eth0")
+	other.IP(t, "route", "add", "default", "via", testConfig.Gateway.Addr().String())
+	if out := get(t, other, "http://198.51.100.1:8081/", "guest"); !strings.Contains(out, "from 10.77.0.1:") {
+		t.Errorf("a hairpin forward's client is %q, want the gateway", out)
+	}
+
+	// Up again (a second VM, a restarted netd) changes nothing.
+	up(t, tp.host, forwards)
+	if again := nftTable(t, tp.host); again != got {
+		t.Errorf("after a second Up:\n%s", again)
+	}
+
+	// Fewer forwards: the dropped one stops at once.
+	if err := tp.host.Do(func() error { return hostnet.SetForwards(testConfig, forwards[1:]) }); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, tp.host, "http://127.0.0.1:8080/")
+	get(t, tp.host, "http://198.51.100.1:8081/", "guest")
+
+	// Down leaves nothing: no table, no bridge.
+	if err := tp.host.Do(func() error { return hostnet.Down(testConfig) }); err != nil {
+		t.Fatal(err)
+	}
+	if tbl := nftTable(t, tp.host); tbl != "" {
+		t.Errorf("table left after Down:\n%s", tbl)
+	}
+	if out, err := tp.host.Try("ip", "link", "show", testConfig.Bridge); err == nil {
+		t.Errorf("bridge left after Down:\n%s", out)
+	}
+	if err := tp.host.Do(func() error { return hostnet.Down(testConfig) }); err != nil {
+		t.Errorf("a second Down: %v", err)
+	}
+}
+
+func TestUpRefusesNonBridge(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Veth(t, testConfig.Bridge, "peer", "")
+	err := ns.Do(func() error { return hostnet.Up(testConfig, nil) })
+	if !errors.Is(err, netdev.ErrNotBridge) {
+		t.Fatalf("Up over a veth: %v", err)
+	}
+	if tbl := nftTable(t, ns); tbl != "" {
+		t.Errorf("a failed Up left a table:\n%s", tbl)
+	}
+	// Down leaves someone else's interface alone.
+	if err := ns.Do(func() error { return hostnet.Down(testConfig) }); err == nil || !strings.Contains(err.Error(), "left alone") {
+		t.Errorf("Down over a veth: %v", err)
+	}
+	ns.IP(t, "link", "show", testConfig.Bridge)
+}
+
+func TestCheckSubnet(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Bridge(t, "corp") // any interface with routes would do
+	ns.IP(t, "addr", "add", "192.168.50.1/24", "dev", "corp")
+	ns.IP(t, "route", "add", "10.0.0.0/8", "dev", "corp")
+	ns.IP(t, "route", "add", "default", "via", "192.168.50.254")
+	ns.IP(t, "route", "add", "172.20.0.0/16", "dev", "corp", "table", "100")
+	check := func(subnet, own, want string) {
+		t.Helper()
+		err := ns.Do(func() error { return hostnet.CheckSubnet(netip.MustParsePrefix(subnet), own) })
+		var oe *hostnet.OverlapError
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("CheckSubnet(%s): %v", subnet, err)
+		case want != "" && !errors.As(err, &oe):
+			t.Errorf("CheckSubnet(%s) = %v, want an overlap with %s", subnet, err, want)
+		case want != "" && err.Error() != want:
+			t.Errorf("CheckSubnet(%s):\n%v\nwant\n%s", subnet, err, want)
+		}
+	}
+	check("10.77.0.0/24", "", "subnet 10.77.0.0/24 overlaps the host's route to 10.0.0.0/8 on corp")
+	check("192.168.50.128/25", "", "subnet 192.168.50.128/25 overlaps the host's route to 192.168.50.0/24 on corp")
+	check("172.20.5.0/24", "", "subnet 172.20.5.0/24 overlaps the host's route to 172.20.0.0/16 on corp")
+	check("172.16.0.0/12", "", "subnet 172.16.0.0/12 overlaps the host's route to 172.20.0.0/16 on corp")
+	check("192.0.2.0/24", "", "") // the default route does not count
+	// The network's own bridge does not count.
+	cfg := testConfig
+	cfg.Gateway = netip.MustParsePrefix("192.0.2.1/24")
+	if err := ns.Do(func() error { return hostnet.Up(cfg, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	check("192.0.2.0/24", cfg.Bridge, "")
+	check("192.0.2.0/24", "", "subnet 192.0.2.0/24 overlaps the host's route to 192.0.2.0/24 on pd-test")
+}
+
+func TestReserve(t *testing.T) {
+	ns := netnstest.New(t)
+	lo := netip.MustParseAddr("127.0.0.1")
+	var taken error
+	var free error
+	err := ns.Do(func() error {
+		c, err := hostnet.Reserve("tcp", lo, 8080)
+		if err != nil {
+			return err
+		}
+		taken = hostnet.CheckPort("tcp", netip.IPv4Unspecified(), 8080)
+		free = hostnet.CheckPort("udp", lo, 8080)
+		if err := c.Close(); err != nil {
+			return err
+		}
+		if err := hostnet.CheckPort("tcp", lo, 8080); err != nil {
+			return err
+		}
+		if _, err := hostnet.Reserve("tcp", netip.MustParseAddr("192.0.2.9"), 8080); err == nil || !strings.Contains(err.Error(), "not an address of this host") {
+			return errors.New("a foreign address was reserved")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(taken, hostnet.ErrPortInUse) || taken.Error() != "host port 0.0.0.0:8080/tcp is in use" {
+		t.Errorf("a reserved port: %v", taken)
+	}
+	if free != nil {
+		t.Errorf("UDP on a reserved TCP port: %v", free)
+	}
+}
