@@ -22,6 +22,8 @@ type Info struct {
 	Memory uint64            `json:"memory"` // bytes
 	// Backend is the hypervisor of the spec (native, libvirt).
 	Backend string `json:"backend"`
+	// Template is the template the VM was made from, if any.
+	Template string `json:"template,omitempty"`
 
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	Source    string    `json:"source,omitempty"`
@@ -119,6 +121,11 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 		in.UUID = id.UUID.String()
 	}
 	in.CreatedAt, in.Source = rec.CreatedAt, rec.Source
+	if from, err := v.ReadFrom(); err != nil {
+		in.Problem = joinProblem(in.Problem, err.Error())
+	} else if from != nil {
+		in.Template = from.Template
+	}
 	in.LastExit, in.StartError = rec.Exit, rec.StartError
 	if in.State.Active() && rec.RunID == h.RunID {
 		in.PID, in.StartedAt, in.BootedAt = rec.PID, rec.StartedAt, rec.BootedAt

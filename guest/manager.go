@@ -143,6 +143,15 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
+	var opts store.CreateOptions
+	if vm.From != "" {
+		from, err := m.planFrom(vm)
+		if err != nil {
+			return nil, err
+		}
+		defer from.lock.Unlock()
+		vm, opts = from.spec, from.opts
+	}
 	spec, err := yaml.Marshal(vm)
 	if err != nil {
 		return nil, fmt.Errorf("guest: encode the spec of %s: %w", vm.Name, err)
@@ -164,7 +173,8 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 		return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}
 	rec := store.Record{CreatedAt: time.Now(), Source: source, Phase: store.PhaseCreated}
-	v, err := m.store.Create(vm.Name, spec, rec, formats...)
+	opts.Formats = formats
+	v, err := m.store.CreateVM(vm.Name, spec, rec, opts)
 	if errors.Is(err, store.ErrExists) {
 		return nil, &ExistsError{Name: vm.Name}
 	}
@@ -261,6 +271,9 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	}
 	vm, err := loadSpec(v)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.checkFrom(v); err != nil {
 		return nil, err
 	}
 	// Validate against the host's memory; the vCPU limit is the VMM's to
