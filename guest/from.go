@@ -141,7 +141,11 @@ func makeOverlay(path string, o store.Overlay, format string, size int64) error 
 		img.Close()
 		return err
 	}
-	return img.Close()
+	if err := img.Close(); err != nil {
+		return err
+	}
+	// The state tree is private (store): the overlay holds the VM's data.
+	return os.Chmod(path, 0o600)
 }
 
 // checkFrom checks, before a VM made from a template starts, that its

@@ -162,6 +162,9 @@ func TestCreateFromTemplate(t *testing.T) {
 	if qi.VirtualSize != 128<<20 || qi.BackingFile != base || qi.BackingFormat != "qcow2" {
 		t.Errorf("qemu-img info of the overlay: %+v", qi)
 	}
+	if fi, err := os.Stat(overlay); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the overlay's mode: %v, %v; want 0600, as the rest of the VM's files", fi.Mode(), err)
+	}
 	if out, err := exec.Command("qemu-img", "check", "-U", overlay).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check: %v\n%s", err, out)
 	}
