@@ -340,3 +340,15 @@ func TestVMMConfinesOverlay(t *testing.T) {
 		t.Errorf("Start with the base outside the overlay's policy: %v", err)
 	}
 }
+
+// TestRunFromTemplate: a foreground run does not take from: (a VM from
+// a template needs an overlay in the state directory); it says what to
+// do instead.
+func TestRunFromTemplate(t *testing.T) {
+	m := testManager(t)
+	testTemplate(t, m, "tiny", testguest.Build(t, "counter"), "")
+	_, err := Run(context.Background(), fromVM(t, m, "web", "tiny", ""), RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "make it with paddock up -f FILE") {
+		t.Errorf("Run of a VM from a template: %v", err)
+	}
+}
