@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/debootstrap"
@@ -80,18 +80,6 @@ type templateBuildOptions struct {
 	verbose                bool
 }
 
-// buildSpec is spec.yaml of a built template: what it was built from.
-type buildSpec struct {
-	Builder        string   `yaml:"builder"`
-	Suite          string   `yaml:"suite"`
-	Mirror         string   `yaml:"mirror"`
-	SecurityMirror string   `yaml:"security_mirror,omitempty"`
-	DiskSize       string   `yaml:"disk_size"`
-	Kernel         string   `yaml:"kernel"`
-	Packages       []string `yaml:"packages"`
-	Installed      int      `yaml:"installed_packages"`
-}
-
 func templateBuildAction(cmd *cobra.Command, release string, o templateBuildOptions) error {
 	r, err := debootstrap.LookupRelease(release)
 	if err != nil {
@@ -126,11 +114,9 @@ func templateBuildAction(cmd *cobra.Command, release string, o templateBuildOpti
 	if err != nil {
 		return err
 	}
-	st, err := m.NewTemplate(name)
-	if err != nil {
-		return templateError(err)
+	if _, err := m.Template(name); err == nil {
+		return templateError(&guest.ExistsError{Name: name, Kind: guest.KindTemplate})
 	}
-	defer st.Abort()
 
 	// The tools' output goes to a log in the cache.
 	logPath := filepath.Join(c.Dir, "logs", "template-build-"+name+".log")
@@ -166,7 +152,7 @@ func templateBuildAction(cmd *cobra.Command, release string, o templateBuildOpti
 	opts.Progress = p.progress
 	start := time.Now()
 	p.begin(fmt.Sprintf("%s: building %s (Debian %s)", name, r.Name, r.Suite))
-	res, err := debootstrap.Build(ctx, st.Dir, opts)
+	t, res, err := m.BuildTemplate(ctx, name, opts)
 	p.end()
 	if err != nil {
 		select {
@@ -178,27 +164,11 @@ func templateBuildAction(cmd *cobra.Command, release string, o templateBuildOpti
 			return &exitError{code: code, err: fmt.Errorf("template build interrupted (%v); nothing was kept", s)}
 		default:
 		}
+		var ee *guest.ExistsError
+		if errors.As(err, &ee) {
+			return templateError(err)
+		}
 		return fmt.Errorf("template build %s: %w (the tools' output is in %s)", name, err, logPath)
-	}
-	spec, err := yaml.Marshal(buildSpec{
-		Builder: r.Name, Suite: r.Suite, Mirror: res.Mirror, SecurityMirror: res.SecurityMirror,
-		DiskSize: configs.ByteSize(res.DiskSize).String(), Kernel: r.Kernel,
-		Packages: res.Packages, Installed: res.Installed,
-	})
-	if err != nil {
-		return err
-	}
-	spec = append([]byte(fmt.Sprintf("# paddock template build %s, %s\n", r.Name, time.Now().UTC().Format(time.RFC3339))), spec...)
-	t, err := m.CommitTemplate(st, store.TemplateMeta{
-		Origin:  store.TemplateOrigin{Kind: store.OriginBuild, Builder: r.Name, Seconds: time.Since(start).Round(time.Second).Seconds()},
-		OS:      store.TemplateOS{ID: res.OS.ID, VersionID: res.OS.VersionID, Codename: res.OS.Codename, PrettyName: res.OS.PrettyName},
-		Kernel:  store.TemplateKernel{TemplateFile: store.TemplateFile{File: res.Kernel}, Release: res.KernelRelease, Package: res.KernelPackage},
-		Initrd:  &store.TemplateFile{File: res.Initrd},
-		Cmdline: res.Cmdline,
-		Disks:   []store.TemplateDisk{{TemplateFile: store.TemplateFile{File: res.Disk}, Format: "qcow2", VirtualSize: res.DiskSize}},
-	}, spec)
-	if err != nil {
-		return templateError(err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: built in %s: %s, kernel %s, %s (a %s disk)\n", t.Name, formatUptime(time.Since(start)),
 		dash(t.Meta.OS.PrettyName), t.Meta.Kernel.Release, humanSize(t.Meta.Size()), configs.ByteSize(res.DiskSize))

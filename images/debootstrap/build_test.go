@@ -17,6 +17,7 @@ import (
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/qemutest"
+	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/boot"
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/cpio"
@@ -54,8 +55,26 @@ func TestBuild(t *testing.T) {
 	for _, e := range ents {
 		names = append(names, e.Name())
 	}
-	if strings.Join(names, " ") != "disks initrd.img result.json vmlinuz" {
-		t.Errorf("the build left %v, want only its files", names)
+	if strings.Join(names, " ") != "disks initrd.img lock spec.yaml template.json vmlinuz" {
+		t.Errorf("the template's directory holds %v, want only its files", names)
+	}
+	s, err := store.Open(filepath.Dir(filepath.Dir(b.Dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := s.Template(debootstraptest.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Error(err)
+	}
+	if m := tmpl.Meta; m.Cmdline != res.Cmdline || m.Kernel.Release != res.KernelRelease || m.OS.PrettyName != "Debian GNU/Linux 12 (bookworm)" ||
+		m.Origin.Kind != store.OriginBuild || m.Origin.Builder != "debian-12" || len(m.Disks) != 1 || m.Disks[0].VirtualSize != debootstrap.DefaultDiskSize {
+		t.Errorf("template.json: %+v", m)
+	}
+	if spec, err := os.ReadFile(tmpl.Path(store.TemplateSpecFile)); err != nil || !strings.Contains(string(spec), "builder: debian-12\nsuite: bookworm\nmirror: "+res.Mirror) {
+		t.Errorf("spec.yaml: %v\n%s", err, spec)
 	}
 
 	k, err := boot.Inspect(b.Path(debootstrap.KernelFile))

@@ -22,19 +22,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paddock-vm/paddock/guest"
 	"github.com/paddock-vm/paddock/images/cache"
 	"github.com/paddock-vm/paddock/images/debootstrap"
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
-// Built is a built template's files, in the cache: read, never write.
+// Built is a built template, committed to a template store in the
+// cache: read, never write.
 type Built struct {
-	// Dir holds debootstrap.KernelFile, InitrdFile and DiskFile.
+	// Dir is the template's directory (store.Template's): its
+	// template.json, spec.yaml and lock, and debootstrap.KernelFile,
+	// InitrdFile and DiskFile.
 	Dir    string
 	Result debootstrap.Result
 	// Log is the build's output, when this process built it.
 	Log string
 }
+
+// Name is the template's name.
+const Name = "debian-12"
 
 // Path returns the path of one of the files.
 func (b *Built) Path(file string) string { return filepath.Join(b.Dir, file) }
@@ -55,9 +62,10 @@ var (
 	buildErr error
 )
 
-// Template returns the files of the debian-12 template, built with the
-// default options from the host's mirror, building them if the cache
-// has no build of the current sources. It needs root, debootstrap and
+// Template returns the debian-12 template, built with the default
+// options from the host's mirror by guest.Manager.BuildTemplate into a
+// template store in the cache, building it if the cache has no build of
+// the current sources. It needs root, debootstrap and
 // the Debian mirror (tb ends with testenv.Unavailable otherwise) and
 // declares tb an Oracle test (it runs debootstrap and apt).
 func Template(tb testing.TB) *Built {
@@ -81,8 +89,8 @@ func build(tb testing.TB) (*Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := cachePrefix + "/debian-12-" + id
-	r, err := debootstrap.LookupRelease("debian-12")
+	key := cachePrefix + "/" + Name + "-" + id
+	r, err := debootstrap.LookupRelease(Name)
 	if err != nil {
 		return nil, err
 	}
@@ -96,8 +104,12 @@ func build(tb testing.TB) (*Built, error) {
 		}
 		defer logf.Close()
 		out.Log = logf.Name()
-		tb.Logf("building the debian-12 template (minutes); its output goes to %s", logf.Name())
-		res, err := debootstrap.Build(ctx, tmp, debootstrap.Options{
+		tb.Logf("building the %s template (minutes); its output goes to %s", Name, logf.Name())
+		m, err := guest.Open(guest.Options{Home: filepath.Join(tmp, "home")})
+		if err != nil {
+			return err
+		}
+		_, res, err := m.BuildTemplate(ctx, Name, debootstrap.Options{
 			Release: r, Cache: c,
 			Step:   func(s string) { fmt.Fprintf(logf, "@@ %s %s\n", time.Now().Format(time.TimeOnly), s) },
 			Output: func(l string) { fmt.Fprintln(logf, l) },
@@ -121,7 +133,7 @@ func build(tb testing.TB) (*Built, error) {
 	if err := json.Unmarshal(data, &out.Result); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, resultFile), err)
 	}
-	out.Dir = dir
+	out.Dir = filepath.Join(dir, "home", "templates", Name)
 	prune(c, key)
 	return out, nil
 }
@@ -139,15 +151,31 @@ func prune(c *cache.Cache, keep string) {
 	}
 }
 
+// storeSources are the files, relative to the module's root, that make
+// a built template's directory besides package debootstrap: what writes
+// template.json and spec.yaml.
+var storeSources = []string{
+	"guest/template_build.go", "guest/store/template_meta.go", "guest/store/template_stage.go",
+}
+
 // sourcesID hashes the builder's sources: the files of package
-// debootstrap, found beside this package's own source.
+// debootstrap, found beside this package's own source, and storeSources.
 func sourcesID() (string, error) {
 	_, self, _, ok := runtime.Caller(0)
 	if !ok {
 		return "", fmt.Errorf("debootstraptest: cannot find the builder's sources")
 	}
 	dir := filepath.Dir(filepath.Dir(self))
+	root := filepath.Join(dir, "..", "..")
 	h := sha256.New()
+	for _, f := range storeSources {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			return "", fmt.Errorf("debootstraptest: hash the builder's sources: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", f, len(data))
+		h.Write(data)
+	}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
