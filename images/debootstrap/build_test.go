@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/boot"
@@ -301,4 +302,62 @@ func processesUnder(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// BenchmarkBuild builds the debian-12 template with a new, empty package
+// cache (cold: every package downloaded), then again with that cache,
+// and reports each build's seconds and the template's sizes; then,
+// as the peer of the build's last step, it writes the same file system
+// as a zstd-compressed qcow2 with paddock's engine and with qemu-img
+// convert -c, timed side by side.
+//
+//	go test ./images/debootstrap -run '^$' -bench Build -benchtime 1x -v
+func BenchmarkBuild(b *testing.B) {
+	testenv.RequireRoot(b, "a template build installs packages as root")
+	testenv.RequireTool(b, "debootstrap", "debootstrap")
+	qemuImg := testenv.RequireTool(b, "qemu-img", "qemu-utils")
+	r, _ := debootstrap.LookupRelease("debian-12")
+	c := cache.New(b.TempDir())
+	for b.Loop() {
+		var last string
+		for _, run := range []string{"cold", "cached"} {
+			dir := b.TempDir()
+			start := time.Now()
+			res, err := debootstrap.Build(context.Background(), dir, debootstrap.Options{Release: r, Cache: c})
+			if err != nil {
+				b.Fatal(err)
+			}
+			secs := time.Since(start).Seconds()
+			b.ReportMetric(secs, run+"-s")
+			b.Logf("%s build: %.1f s, steps %+v", run, secs, res.Steps)
+			last = filepath.Join(dir, debootstrap.DiskFile)
+			if run == "cached" {
+				b.ReportMetric(float64(res.RootBytes)/(1<<20), "rootfs-MiB")
+			}
+		}
+		fi, err := os.Stat(last)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(fi.Size())/(1<<20), "qcow2-MiB")
+		raw := filepath.Join(b.TempDir(), "root.raw")
+		if err := disk.Convert(context.Background(), last, raw, disk.ConvertOptions{DstFormat: disk.FormatRaw}); err != nil {
+			b.Fatal(err)
+		}
+		out := filepath.Join(b.TempDir(), "out.qcow2")
+		start := time.Now()
+		if err := disk.Convert(context.Background(), raw, out, disk.ConvertOptions{SrcFormat: disk.FormatRaw, Compress: true, Qcow2: qcow2.CreateOptions{Compression: "zstd"}}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "paddock-convert-c-s")
+		start = time.Now()
+		if out, err := exec.Command(qemuImg, "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zstd", raw, out+".qemu").CombinedOutput(); err != nil {
+			b.Fatalf("qemu-img convert: %v\n%s", err, out)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "qemu-img-convert-c-s")
+		if fi, err := os.Stat(out + ".qemu"); err == nil {
+			b.ReportMetric(float64(fi.Size())/(1<<20), "qemu-img-qcow2-MiB")
+		}
+	}
+	b.ReportMetric(0, "ns/op")
 }
