@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"os"
@@ -196,5 +197,59 @@ func TestTemplateBuildNotRoot(t *testing.T) {
 	}
 	if _, err := os.Stat(home); !os.IsNotExist(err) {
 		t.Errorf("a refused build made the state directory: %v", err)
+	}
+}
+
+// TestTemplateBuildInterrupted starts paddock template build -v in a
+// process of its own and sends it SIGINT once debootstrap has begun:
+// it exits 130 saying nothing was kept, and leaves no template, no stage
+// and no process behind.
+func TestTemplateBuildInterrupted(t *testing.T) {
+	testenv.RequireRoot(t, "template build needs root")
+	testenv.RequireTool(t, "debootstrap", "debootstrap")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	cmd := exec.Command(exe, "template", "build", "-v", "debian-12")
+	cmd.Env = append(os.Environ(), envRunMain+"=1", store.EnvHome+"="+home)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	var tail []string
+	for sc.Scan() {
+		tail = append(tail, sc.Text())
+		// debootstrap's own first lines: it runs, in the build's namespaces.
+		if strings.HasPrefix(sc.Text(), "I: Retrieving") || strings.HasPrefix(sc.Text(), "I: Checking Release") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		tail = append(tail, sc.Text())
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupt || len(tail) == 0 ||
+		tail[len(tail)-1] != "paddock: template build interrupted (interrupt); nothing was kept" {
+		t.Fatalf("template build after SIGINT: %v; its last lines:\n%s", err, strings.Join(tail[max(0, len(tail)-5):], "\n"))
+	}
+	ents, err := os.ReadDir(filepath.Join(home, "templates"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		t.Errorf("an interrupted build left %v in templates/", ents)
+	}
+	if data, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(data), home) {
+		t.Errorf("mounts under %s outlived the build", home)
 	}
 }
