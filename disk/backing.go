@@ -1,8 +1,11 @@
 package disk
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
 
+	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 )
 
@@ -31,4 +34,46 @@ func ConfinedTo(dirs ...string) *BackingPolicy {
 // dirs: what `paddock image --untrusted` uses.
 func ConfinedToImage(path string, dirs ...string) *BackingPolicy {
 	return ConfinedTo(append([]string{filepath.Dir(path)}, dirs...)...)
+}
+
+// OpenBacking opens the backing file name of the image at path (a
+// relative name is relative to the image's directory) as o.Backing
+// allows, with the locks of o's access, and a qcow2 backing file's own
+// chain under the same policy. The file is judged and then opened and
+// locked in one step (qcow2.OpenBackingFile), so the image returned is
+// the file judged, whatever the name leads to by then. o.Format is the
+// format the image records for its backing file, or empty to detect it
+// from the file opened. Commit opens the base it writes into this way,
+// Rebase the new backing file it compares with. Errors are one sentence
+// naming the image and the backing file.
+func OpenBacking(path, name string, o Options) (Image, error) {
+	if o.ForceShare && !o.ReadOnly {
+		return nil, fmt.Errorf("disk: open the backing file of %s: force-share needs a read-only open", path)
+	}
+	f, format, err := qcow2.OpenBackingFile(o.Backing, path, name, o.Format, imagefile.AccessFor(o.ReadOnly, o.ForceShare))
+	if err != nil {
+		return nil, err
+	}
+	var img Image
+	switch format {
+	case FormatQcow2:
+		var q *qcow2.Image
+		if q, err = qcow2.OpenFile(f, qcow2.Options{ReadOnly: o.ReadOnly, ForceShare: o.ForceShare, L2CacheBytes: o.L2CacheBytes, Backing: o.Backing}); err == nil {
+			img = &qcow2Image{q}
+		}
+	case FormatRaw:
+		if img, err = newRaw(f, o.ReadOnly); err != nil {
+			imagefile.Close(f)
+		}
+	default:
+		imagefile.Close(f)
+		err = fmt.Errorf("%s: %w %q (raw or qcow2)", f.Name(), ErrFormat, format)
+	}
+	if errors.Is(err, qcow2.ErrBackingRefused) {
+		return nil, err // names the image that names the file
+	}
+	if err != nil {
+		return nil, fmt.Errorf("disk: %s: backing file: %w", path, err)
+	}
+	return img, nil
 }

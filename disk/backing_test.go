@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/disk/qemutest"
 )
@@ -128,4 +129,98 @@ func TestCreateRefusedKeepsTarget(t *testing.T) {
 		t.Errorf("a replaced image still reads %q (%v)", buf, err)
 	}
 	img.Close()
+}
+
+// TestCommitWritesBaseJudged: Commit writes into the base it judged, under
+// a writer's lock, even when the base's name is swapped for a link out of
+// the allowed directory right after the judgement (a caller that judged,
+// then opened by name, would write into the file outside): while the
+// data is copied qemu-io can neither write nor read the file judged and
+// the file outside is free; afterwards the file judged holds the chain's
+// data and the file outside is unchanged.
+func TestCommitWritesBaseJudged(t *testing.T) {
+	qemutest.NeedTool(t, "qemu-io")
+	root := qemutest.TempDir(t)
+	dir := filepath.Join(root, "images")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(root, "secret.qcow2")
+	qemutest.QemuImg(t, "create", "-q", "-f", "qcow2", secret, "4M")
+	qemutest.QemuIO(t, secret, "write -P 0x55 0 4M")
+	secretBefore := qemutest.Raw(t, secret)
+	base, judged := filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "judged.qcow2")
+	qemutest.QemuImg(t, "create", "-q", "-f", "qcow2", base, "4M")
+	qemutest.QemuIO(t, base, "write -P 0x11 0 4M")
+	top := filepath.Join(dir, "top.qcow2")
+	qemutest.QemuImg(t, "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", top, "4M")
+	qemutest.QemuIO(t, top, "write -P 0x22 100k 300k", "write -z 1M 128k", "write -P 0x33 3M 4k")
+	want := qemutest.Raw(t, top)
+
+	imagefile.OnReopen(t, qemutest.SwapOnce(t, base, judged, secret))
+	progress := whileBusy(t, func() {
+		qemutest.WantLocks(t, "qcow2", judged, false, false)
+		qemutest.WantLocks(t, "qcow2", secret, true, true)
+	})
+	if err := Commit(context.Background(), top, CommitOptions{Progress: progress, Backing: ConfinedToImage(top)}); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.SameBytes(t, "the base judged after commit", qemutest.Raw(t, judged), want)
+	qemutest.SameBytes(t, "the file outside", qemutest.Raw(t, secret), secretBefore)
+	qemutest.Check(t, judged)
+}
+
+// TestRebaseComparesBackingJudged: a safe Rebase compares with the new
+// backing file it judged, under a reader's lock, even when its name is
+// swapped for another file right after the judgement: while it compares,
+// qemu-io can read but not write the file judged and the other file is
+// free, and afterwards the image over the file judged reads as it did
+// before (compared with the other file, it would not).
+func TestRebaseComparesBackingJudged(t *testing.T) {
+	qemutest.NeedTool(t, "qemu-io")
+	dir := qemutest.TempDir(t)
+	old := filepath.Join(dir, "old.qcow2")
+	qemutest.QemuImg(t, "create", "-q", "-f", "qcow2", old, "4M")
+	qemutest.QemuIO(t, old, "write -P 0x11 0 2M")
+	nb, judged, decoy := filepath.Join(dir, "new.raw"), filepath.Join(dir, "judged.raw"), filepath.Join(dir, "decoy.raw")
+	qemutest.WriteRawImage(t, nb, 4<<20, 5)
+	qemutest.WriteRawImage(t, decoy, 4<<20, 6)
+	top := filepath.Join(dir, "top.qcow2")
+	qemutest.QemuImg(t, "create", "-q", "-f", "qcow2", "-b", "old.qcow2", "-F", "qcow2", top, "4M")
+	qemutest.QemuIO(t, top, "write -P 0x22 512k 64k")
+	want := qemutest.Raw(t, top)
+
+	imagefile.OnReopen(t, qemutest.SwapOnce(t, nb, judged, decoy))
+	progress := whileBusy(t, func() {
+		qemutest.WantLocks(t, "raw", judged, false, true)
+		qemutest.WantLocks(t, "raw", decoy, true, true)
+	})
+	if err := Rebase(context.Background(), top, "new.raw", "", RebaseOptions{Progress: progress, Backing: ConfinedToImage(top)}); err != nil {
+		t.Fatal(err)
+	}
+	// Put the file judged back under its name: the image over it reads
+	// as before the rebase.
+	if err := os.Rename(judged, nb); err != nil {
+		t.Fatal(err)
+	}
+	qemutest.SameBytes(t, "the image over the backing file judged", qemutest.Raw(t, top), want)
+	qemutest.Check(t, top)
+}
+
+// whileBusy returns a Progress callback that runs check at its first
+// call, while the operation has its images open; the test fails if it
+// never ran.
+func whileBusy(t *testing.T, check func()) func(done, total int64) {
+	ran := false
+	t.Cleanup(func() {
+		if !ran {
+			t.Error("the operation reported no progress")
+		}
+	})
+	return func(done, total int64) {
+		if !ran {
+			ran = true
+			check()
+		}
+	}
 }

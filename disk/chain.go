@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 )
 
@@ -43,17 +44,14 @@ func Commit(ctx context.Context, path string, o CommitOptions) error {
 	if name == "" {
 		return fmt.Errorf("disk: commit %s: the image has no backing file", path)
 	}
-	bpath := backingPath(path, name)
-	if o.Backing != nil {
-		if _, err := qcow2.CheckBacking(o.Backing, path, name); err != nil {
-			return err
-		}
-	}
-	base, err := Open(bpath, Options{Format: format, Backing: o.Backing})
+	// The base is opened as judged (OpenBacking): the data goes into the
+	// very file the policy allowed, under a writer's lock.
+	base, err := OpenBacking(path, name, Options{Format: format, Backing: o.Backing})
 	if err != nil {
-		return fmt.Errorf("disk: commit %s: backing file: %w", path, err)
+		return err
 	}
 	defer base.Close()
+	bpath := backingPath(path, name)
 	if base.Size() < top.Size() {
 		if err := Resize(base, top.Size(), false); err != nil {
 			return fmt.Errorf("disk: commit %s: grow backing file %s: %w", path, bpath, err)
@@ -144,19 +142,18 @@ type RebaseOptions struct {
 // into the image where they differ, so the disk reads the same before and
 // after.
 func Rebase(ctx context.Context, path, newBacking, newFormat string, o RebaseOptions) error {
-	if newBacking != "" && o.Backing != nil {
-		if _, err := qcow2.CheckBacking(o.Backing, path, newBacking); err != nil {
-			return err
-		}
-	}
-	if newBacking != "" && newFormat == "" {
-		f, err := Detect(backingPath(path, newBacking))
-		if err != nil {
-			return fmt.Errorf("disk: rebase %s: new backing file: %w", path, err)
-		}
-		newFormat = f
-	}
 	if o.Unsafe {
+		if newBacking != "" && (newFormat == "" || o.Backing != nil) {
+			// Judge the new backing file and read its format from the
+			// file judged. Only its name is recorded and none of its
+			// data read (as qemu-img rebase -u), so no lock is held.
+			f, format, err := qcow2.OpenBackingFile(o.Backing, path, newBacking, newFormat, imagefile.Unlocked)
+			if err != nil {
+				return err
+			}
+			f.Close()
+			newFormat = format
+		}
 		top, err := qcow2.Open(path, qcow2.Options{NoBacking: true})
 		if err != nil {
 			return err
@@ -172,12 +169,15 @@ func Rebase(ctx context.Context, path, newBacking, newFormat string, o RebaseOpt
 		return err
 	}
 	defer top.Close()
+	// The new backing file is compared with as judged (OpenBacking), under
+	// a reader's lock, so no one writes it meanwhile.
 	var nb Image
 	if newBacking != "" {
-		if nb, err = Open(backingPath(path, newBacking), Options{Format: newFormat, ReadOnly: true, Backing: o.Backing}); err != nil {
-			return fmt.Errorf("disk: rebase %s: new backing file: %w", path, err)
+		if nb, err = OpenBacking(path, newBacking, Options{Format: newFormat, ReadOnly: true, Backing: o.Backing}); err != nil {
+			return err
 		}
 		defer nb.Close()
+		newFormat = nb.Capabilities().Format
 	}
 	maps, err := top.Map(0, top.Size())
 	if err != nil {

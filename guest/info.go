@@ -47,6 +47,10 @@ type Info struct {
 	// Problem explains facts paddock could not read (a broken vm.yaml
 	// or state.json); the rest of Info is then partial.
 	Problem string `json:"problem,omitempty"`
+	// Warnings are what the VM's spec meets on this host that keeps it
+	// from working, found by the command that lists it: a Linux kernel on
+	// a host whose KVM cannot boot one (docs/cli.md).
+	Warnings []string `json:"warnings,omitempty"`
 
 	// Config and Paths are filled by Inspect only.
 	Config *configs.VM `json:"config,omitempty"`

@@ -16,6 +16,11 @@ type VMMConfig struct {
 	Ready io.WriteCloser
 	// Log receives the VMM's messages (its stderr).
 	Log io.Writer
+	// Restore, if set, names the snapshot to restore instead of booting
+	// (paddock snapshot restore).
+	Restore string
+	// Version is paddock's version, recorded in snapshots.
+	Version string
 }
 
 // ServeVMM is the body of a VMM process: it runs the VM until it ends for
@@ -29,5 +34,5 @@ func ServeVMM(ctx context.Context, c VMMConfig) error {
 		}
 		c.Home = h
 	}
-	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true})
+	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Version: c.Version})
 }

@@ -24,9 +24,10 @@ const ReadyFD = 3
 // spawn starts the VM's VMM as a detached process (its own session,
 // stdin /dev/null, stdout and stderr to vmm.log, the previous log kept as
 // vmm.log.1) and waits for its readiness message. prev is the VM's record
-// before the start, restored if the VMM dies before it could. Precondition:
-// the VM's lock is held and no VMM runs it.
-func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) error {
+// before the start, restored if the VMM dies before it could; extra are
+// more arguments for the VMM (--restore SNAP). Precondition: the VM's
+// lock is held and no VMM runs it.
+func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record, extra ...string) error {
 	logPath := v.Path(store.VMMLogFile)
 	if _, err := os.Stat(logPath); err == nil {
 		if err := os.Rename(logPath, logPath+".1"); err != nil {
@@ -50,7 +51,8 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record) err
 	defer r.Close()
 
 	argv := append(append([]string(nil), m.opts.VMMCommand...),
-		"--home", m.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD), v.Name)
+		"--home", m.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD))
+	argv = append(append(argv, extra...), v.Name)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
 	cmd.Dir = v.Dir                // not the caller's directory, which it would pin

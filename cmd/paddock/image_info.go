@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/disk/qcow2"
 )
 
@@ -84,9 +85,20 @@ func imageInfoAction(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	access := imagefile.AccessFor(true, share)
+	policy := backingPolicy(cmd, path)
+	f, err := imagefile.Open(path, access)
+	if err != nil {
+		// Worded as the other commands word it, which open the image
+		// through its format's package.
+		if format == disk.FormatQcow2 {
+			return fmt.Errorf("qcow2: %w", err)
+		}
+		return fmt.Errorf("disk: %w", err)
+	}
 	var infos []imageInfoJSON
 	for depth := 0; ; depth++ {
-		in, err := describeImage(path, format, share)
+		in, err := describeImage(f, path, format, share)
 		if err != nil {
 			return err
 		}
@@ -97,17 +109,12 @@ func imageInfoAction(cmd *cobra.Command, args []string) error {
 		if depth > 256 {
 			return fmt.Errorf("%s: backing chain deeper than 256 images", args[0])
 		}
-		if p := backingPolicy(cmd, args[0]); p != nil {
-			if _, err := qcow2.CheckBacking(p, path, in.BackingFilename); err != nil {
-				return err
-			}
+		// Judged and opened in one step: what is described, and where
+		// the walk goes on, is the file the policy allowed.
+		if f, format, err = qcow2.OpenBackingFile(policy, path, in.BackingFilename, in.BackingFilenameFormat, access); err != nil {
+			return err
 		}
 		path = in.FullBackingFilename
-		if format = in.BackingFilenameFormat; format == "" {
-			if format, err = disk.Detect(path); err != nil {
-				return err
-			}
-		}
 	}
 	out := cmd.OutOrStdout()
 	if asJSON {
@@ -127,23 +134,25 @@ func imageInfoAction(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// describeImage collects the info of one image; share is -U.
-func describeImage(path, format string, share bool) (imageInfoJSON, error) {
+// describeImage collects the info of the image in f, opened and locked
+// for reading, which it closes; path names the image and share is -U.
+func describeImage(f *os.File, path, format string, share bool) (imageInfoJSON, error) {
 	in := imageInfoJSON{Filename: path, Format: format}
-	if fi, err := os.Stat(path); err == nil {
+	if fi, err := f.Stat(); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			in.ActualSize = st.Blocks * 512
 		}
 	}
 	if format == disk.FormatRaw {
-		r, err := disk.Open(path, disk.Options{Format: format, ReadOnly: true, ForceShare: share})
+		defer imagefile.Close(f)
+		size, err := f.Seek(0, io.SeekEnd) // also right for block devices
 		if err != nil {
 			return in, err
 		}
-		in.VirtualSize = r.Size()
-		return in, r.Close()
+		in.VirtualSize = size
+		return in, nil
 	}
-	img, err := openQcow2ReadOnly(path, share)
+	img, err := qcow2.OpenFile(f, qcow2.Options{ReadOnly: true, ForceShare: share, NoBacking: true})
 	if err != nil {
 		return in, err
 	}

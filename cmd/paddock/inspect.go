@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/paddock-vm/paddock/guest"
 	"github.com/spf13/cobra"
 )
 
@@ -30,5 +31,6 @@ func inspectAction(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return managedError(err)
 	}
+	hostWarnings(cmd, m, []*guest.Info{info})
 	return writeJSON(cmd.OutOrStdout(), info)
 }

@@ -65,6 +65,7 @@ func lsAction(cmd *cobra.Command, asJSON, quiet bool, labels []string) error {
 			infos = append(infos, in)
 		}
 	}
+	hostWarnings(cmd, m, infos)
 	out := cmd.OutOrStdout()
 	switch {
 	case asJSON:
@@ -76,6 +77,11 @@ func lsAction(cmd *cobra.Command, asJSON, quiet bool, labels []string) error {
 		return nil
 	}
 	writeTable(out, lsRows(infos), terminalWidth(out))
+	for _, in := range infos {
+		for _, w := range in.Warnings {
+			fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: VM %s: %s\n", in.Name, w)
+		}
+	}
 	return nil
 }
 

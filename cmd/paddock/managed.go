@@ -34,14 +34,16 @@ func managedError(err error) error {
 	}
 	var (
 		nf *guest.NotFoundError
+		ns *guest.NoSnapshotError
 		se *guest.StateError
 		ex *guest.ExistsError
+		sx *guest.SnapshotExistsError
 		be *guest.BusyError
 	)
 	switch {
-	case errors.As(err, &nf):
+	case errors.As(err, &nf), errors.As(err, &ns):
 		return &exitError{code: codeNoVM, err: err}
-	case errors.As(err, &se), errors.As(err, &ex):
+	case errors.As(err, &se), errors.As(err, &ex), errors.As(err, &sx):
 		return &exitError{code: codeWrongState, err: err}
 	case errors.As(err, &be):
 		return &exitError{code: codeBusy, err: err}

@@ -33,6 +33,7 @@ func newRootCommand() *cobra.Command {
 		newKillCommand(),
 		newInspectCommand(),
 		newRmCommand(),
+		newSnapshotCommand(),
 		newUpCommand(),
 		newSSHCommand(),
 		newCpCommand(),

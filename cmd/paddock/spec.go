@@ -107,6 +107,32 @@ func bootWarnings(vm *configs.VM, host configs.Host) []*configs.Error {
 	return configs.Problems(vm.CheckBootable(host))
 }
 
+// hostWarnings adds to each VM's Info what keeps its spec from working on
+// this host (CheckBootable: a Linux kernel on a KVM that emulates guest
+// kernel code, started with --allow-emulated or created anyway), so that
+// ls --json and inspect tell a program what the table's reader is told on
+// standard error. Only an emulating host costs anything: the specs are
+// read only there.
+func hostWarnings(cmd *cobra.Command, m *guest.Manager, infos []*guest.Info) {
+	r := guest.HostReport()
+	if !r.Usable || r.Acceleration != machine.AccelEmulated {
+		return
+	}
+	host := configs.Host{EmulatedKVM: true}
+	for _, in := range infos {
+		vm := in.Config
+		if vm == nil {
+			var err error
+			if vm, err = m.Spec(in.Name); err != nil {
+				continue // in.Problem says why
+			}
+		}
+		if err := vm.CheckBootable(host); err != nil {
+			in.Warnings = append(in.Warnings, err.Error())
+		}
+	}
+}
+
 // printWarnings prints warnings on standard error.
 func printWarnings(cmd *cobra.Command, warnings []*configs.Error) {
 	for _, w := range warnings {

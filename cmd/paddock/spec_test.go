@@ -140,4 +140,25 @@ func TestEmulatedHost(t *testing.T) {
 	if stdout, _, _ = runPaddock(t, "", "inspect", "linux"); !strings.Contains(stdout, `"state": "created"`) {
 		t.Errorf("start refused, but the VM is not created: %s", stdout)
 	}
+	// Programs see it too: ls --json and inspect carry the warning for the
+	// Linux VM and for no other; the table's reader gets it on stderr.
+	var infos []guest.Info
+	stdout, _, _ = runPaddock(t, "", "ls", "--json")
+	if err := json.Unmarshal([]byte(stdout), &infos); err != nil {
+		t.Fatalf("ls --json: %v\n%s", err, stdout)
+	}
+	for _, in := range infos {
+		warned := len(in.Warnings) == 1 && strings.Contains(in.Warnings[0], "is a Linux kernel, which this host cannot boot")
+		if warned != (in.Name == "linux") {
+			t.Errorf("ls --json: VM %s has warnings %q", in.Name, in.Warnings)
+		}
+	}
+	var info guest.Info
+	stdout, _, _ = runPaddock(t, "", "inspect", "linux")
+	if err := json.Unmarshal([]byte(stdout), &info); err != nil || len(info.Warnings) != 1 {
+		t.Errorf("inspect: warnings %q (%v)", info.Warnings, err)
+	}
+	if _, stderr, _ = runPaddock(t, "", "ls"); !strings.Contains(stderr, "paddock: warning: VM linux: ") || strings.Contains(stderr, "VM idle") {
+		t.Errorf("ls: stderr %q", stderr)
+	}
 }

@@ -9,28 +9,30 @@ import (
 )
 
 func newVMMCommand() *cobra.Command {
-	var home string
+	var home, restore string
 	var readyFD int
 	cmd := &cobra.Command{
-		Use:    "vmm [--home DIR] [--ready-fd N] NAME",
+		Use:    "vmm [--home DIR] [--ready-fd N] [--restore SNAPSHOT] NAME",
 		Short:  "Run one managed VM's VMM (started by paddock start)",
 		Hidden: true,
 		Long: `Run the VM NAME from the state directory in this process until it ends,
 serving its control API on the VM's ctl.sock (docs/vmm-api.md). paddock
 start runs it detached, with the readiness pipe as --ready-fd; run by hand
-it stays in the foreground and logs to standard error.`,
+it stays in the foreground and logs to standard error. --restore starts
+the VM from one of its snapshots (paddock snapshot restore).`,
 		Args: oneVM,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return vmmAction(cmd, home, readyFD, args[0])
+			return vmmAction(cmd, home, readyFD, restore, args[0])
 		},
 	}
 	cmd.Flags().StringVar(&home, "home", "", "state directory (default $PADDOCK_HOME or the per-user default)")
 	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "descriptor to report readiness on (one JSON line)")
+	cmd.Flags().StringVar(&restore, "restore", "", "restore this snapshot of the VM instead of booting it")
 	return managed(cmd)
 }
 
-func vmmAction(cmd *cobra.Command, home string, readyFD int, name string) error {
-	c := guest.VMMConfig{Home: home, Name: name, Log: cmd.ErrOrStderr()}
+func vmmAction(cmd *cobra.Command, home string, readyFD int, restore, name string) error {
+	c := guest.VMMConfig{Home: home, Name: name, Log: cmd.ErrOrStderr(), Restore: restore, Version: version}
 	if readyFD > 2 {
 		c.Ready = os.NewFile(uintptr(readyFD), "ready")
 	}

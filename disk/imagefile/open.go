@@ -43,6 +43,7 @@ func Open(path string, a Access) (*os.File, error) {
 // regular file or a block device and never blocks. pathFD stays the
 // caller's to close.
 func Reopen(pathFD int, path string, a Access) (*os.File, error) {
+	runReopenHook(path)
 	proc := "/proc/self/fd/" + strconv.Itoa(pathFD)
 	f, err := openLocked(proc, path, a)
 	if errors.Is(err, unix.ENOENT) {

@@ -112,59 +112,59 @@ func backingPath(imagePath, name string) string {
 }
 
 // openBackingFile opens the backing file name of the image at imagePath
-// read-only with access a's locks (disk/imagefile), as policy p allows,
-// and returns it with its resolved path. The path is first opened with
-// O_PATH, which reaches the file without opening it (opening a FIFO
-// blocks; opening some character devices has effects, a watchdog's starts
-// it), so that its type and, under a policy, where its symbolic links
-// lead are judged on the file itself; only then is that same file opened
-// for reading and locked, through /proc/self/fd (imagefile.Reopen). A
-// path swapped for another file or link after the check cannot get
-// through, and the lock is on the file judged.
-func (p *BackingPolicy) openBackingFile(imagePath, name string, a imagefile.Access) (*os.File, string, error) {
+// for access a (read-write for a writer's) with a's locks
+// (disk/imagefile), as policy p allows, and returns it, named by its
+// resolved path. The path is first opened with O_PATH, which reaches the
+// file without opening it (opening a FIFO blocks; opening some character
+// devices has effects, a watchdog's starts it), so that its type and,
+// under a policy, where its symbolic links lead are judged on the file
+// itself; only then is that same file opened and locked, through
+// /proc/self/fd (imagefile.Reopen). A path swapped for another file or
+// link after the check cannot get through, and the lock is on the file
+// judged.
+func (p *BackingPolicy) openBackingFile(imagePath, name string, a imagefile.Access) (*os.File, error) {
 	path := backingPath(imagePath, name)
 	var dirs []string
 	if p != nil {
 		dirs = p.dirs()
 		abs, err := filepath.Abs(path)
 		if err != nil {
-			return nil, path, err
+			return nil, err
 		}
 		if !inside(abs, dirs) && !p.Devices {
-			return nil, path, refuse(name, abs, "is outside "+p.allowed())
+			return nil, refuse(name, abs, "is outside "+p.allowed())
 		}
 	}
 	pfd, err := openRetry(path, unix.O_PATH|unix.O_CLOEXEC)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) && strings.Contains(name, ":") {
-			return nil, path, fmt.Errorf("%q uses a protocol or json: syntax paddock cannot open: %w", name, ErrUnsupported)
+			return nil, fmt.Errorf("%q uses a protocol or json: syntax paddock cannot open: %w", name, ErrUnsupported)
 		}
-		return nil, path, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(pfd)
 	var st unix.Stat_t
 	if err := unix.Fstat(pfd, &st); err != nil {
-		return nil, path, &os.PathError{Op: "fstat", Path: path, Err: err}
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
 	}
 	if err := imagefile.CheckMode(path, st.Mode); err != nil {
-		return nil, path, err
+		return nil, err
 	}
 	dev := st.Mode&unix.S_IFMT == unix.S_IFBLK
 	if dev && p != nil && !p.Devices {
-		return nil, path, refuse(name, path, "is a block device (allow devices explicitly)")
+		return nil, refuse(name, path, "is a block device (allow devices explicitly)")
 	}
 	proc := "/proc/self/fd/" + strconv.Itoa(pfd)
 	if p != nil && !dev {
 		real, err := os.Readlink(proc)
 		if err != nil {
-			return nil, path, fmt.Errorf("find where %s leads: %w", path, err)
+			return nil, fmt.Errorf("find where %s leads: %w", path, err)
 		}
 		if !inside(real, dirs) {
-			return nil, path, refuse(name, path, "leads to "+real+", outside "+p.allowed())
+			return nil, refuse(name, path, "leads to "+real+", outside "+p.allowed())
 		}
 	}
-	f, err := imagefile.Reopen(pfd, path, a)
-	return f, path, err
+	return imagefile.Reopen(pfd, path, a)
 }
 
 // openRetry is open(2), retried on EINTR.
@@ -177,19 +177,57 @@ func openRetry(path string, flags int) (int, error) {
 	}
 }
 
-// CheckBacking verifies that the backing file name of the image at
-// imagePath is one policy p allows and returns its resolved path, for
-// callers that open it themselves (the chain walk of `image info`, the
-// base of commit). Opening a chain with Options.Backing checks it on the
-// opened files instead, which leaves no window for the file to change.
-func CheckBacking(p *BackingPolicy, imagePath, name string) (string, error) {
-	// A look, not a use: the caller's own open takes the locks.
-	f, path, err := p.openBackingFile(imagePath, name, imagefile.Unlocked)
+// OpenBackingFile judges the backing file name of the image at imagePath
+// under policy p, as a chain open judges each backing file (see
+// BackingPolicy; a nil p allows any regular file or block device), and
+// returns that very file opened for access a (read-write for
+// imagefile.Write) with a's locks, named by its resolved path, and its
+// format: format if not empty (the backing format a header records),
+// else what the file's first bytes show ("qcow2" or "raw"). The judgement
+// and the open are one step (openBackingFile): a name swapped for another
+// file or link once the file is judged cannot get through, and the lock
+// is on the file judged. It is for callers that use a backing file
+// themselves: the base commit writes into, the new backing file of a
+// rebase, the chain walk of `image info`. Errors are one sentence naming
+// the image and the backing file.
+func OpenBackingFile(p *BackingPolicy, imagePath, name, format string, a imagefile.Access) (*os.File, string, error) {
+	f, format, err := p.reachBacking(imagePath, name, format, a)
 	if err != nil {
-		return path, fmt.Errorf("qcow2: %s: %w", imagePath, err)
+		return nil, "", backingError(imagePath, err)
 	}
-	f.Close()
-	return path, nil
+	return f, format, nil
+}
+
+// reachBacking is openBackingFile with the refusal naming the image at
+// imagePath, and the format probed from the file when format is empty.
+// Other errors name only the backing file (see backingError).
+func (p *BackingPolicy) reachBacking(imagePath, name, format string, a imagefile.Access) (*os.File, string, error) {
+	f, err := p.openBackingFile(imagePath, name, a)
+	if errors.Is(err, ErrBackingRefused) {
+		return nil, "", fmt.Errorf("qcow2: %s: %w", imagePath, err)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if format == "" {
+		var m [4]byte
+		if _, rerr := f.ReadAt(m[:], 0); rerr == nil && string(m[:]) == "QFI\xfb" {
+			format = "qcow2"
+		} else {
+			format = "raw"
+		}
+	}
+	return f, format, nil
+}
+
+// backingError names the image at imagePath in an error from opening its
+// backing file; a refusal already names the image whose header names the
+// file (which, deeper in a chain, is not imagePath).
+func backingError(imagePath string, err error) error {
+	if errors.Is(err, ErrBackingRefused) {
+		return err
+	}
+	return fmt.Errorf("qcow2: %s: backing file: %w", imagePath, err)
 }
 
 // openBacking opens the backing file name of the image at imagePath
@@ -208,21 +246,11 @@ func openBacking(imagePath, name, format string, opts Options, chain []os.FileIn
 		RefcountCacheBytes: opts.RefcountCacheBytes,
 		Backing:            opts.Backing,
 	}
-	f, path, err := opts.Backing.openBackingFile(imagePath, name, ro.access())
-	if errors.Is(err, ErrBackingRefused) {
-		return nil, fmt.Errorf("qcow2: %s: %w", imagePath, err)
-	}
+	f, format, err := opts.Backing.reachBacking(imagePath, name, format, ro.access())
 	if err != nil {
 		return nil, err
 	}
-	if format == "" {
-		var m [4]byte
-		if _, rerr := f.ReadAt(m[:], 0); rerr == nil && string(m[:]) == "QFI\xfb" {
-			format = "qcow2"
-		} else {
-			format = "raw"
-		}
-	}
+	path := f.Name()
 	switch format {
 	case "qcow2":
 		return openChain(path, f, ro, chain)

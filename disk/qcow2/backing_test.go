@@ -310,3 +310,73 @@ func TestBackingPolicyLocks(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenBackingFile: OpenBackingFile returns the file it judged, opened
+// and locked for the access asked, even when the name leads elsewhere by
+// the time it opens it (the name is swapped for a link out of the allowed
+// directory right after the judgement); its format is probed from that
+// file; and hostile names are refused in one sentence naming the image
+// and the backing file, as a chain open refuses them.
+func TestOpenBackingFile(t *testing.T) {
+	needTool(t, "qemu-io")
+	root := tempDir(t)
+	dir := filepath.Join(root, "images")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(root, "secret.raw")
+	writeRawImage(t, secret, 1<<20, 1)
+	top := filepath.Join(dir, "top.qcow2")
+	policy := &BackingPolicy{Dirs: []string{dir}}
+	for _, tc := range []struct {
+		name               string
+		access             imagefile.Access
+		writable, readable bool // what qemu-io may do with the file judged
+	}{
+		{"reader", imagefile.Read, false, true},
+		{"-U_reader", imagefile.ReadShared, true, true},
+		{"writer", imagefile.Write, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := filepath.Join(dir, "base.qcow2")
+			judged := filepath.Join(dir, "judged.qcow2")
+			os.Remove(base)
+			os.Remove(judged)
+			if err := Create(base, CreateOptions{Size: 1 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			imagefile.OnReopen(t, qemutest.SwapOnce(t, base, judged, secret))
+			f, format, err := OpenBackingFile(policy, top, "base.qcow2", "", tc.access)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer imagefile.Close(f)
+			if format != "qcow2" || f.Name() != base {
+				t.Errorf("format %q, name %q; want qcow2, %s", format, f.Name(), base)
+			}
+			qemutest.SameFile(t, f, judged)
+			qemutest.WantLocks(t, "qcow2", judged, tc.writable, tc.readable)
+			qemutest.WantLocks(t, "raw", secret, true, true)
+		})
+	}
+
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		backing string
+		want    error
+		says    string
+	}{
+		{secret, ErrBackingRefused, "outside the allowed directories"},
+		{"../secret.raw", ErrBackingRefused, "outside the allowed directories"},
+		{"link", ErrBackingRefused, "leads to " + secret},
+		{"fifo", imagefile.ErrNotImage, "is a named pipe (FIFO)"},
+	} {
+		_, _, err := OpenBackingFile(policy, top, c.backing, "raw", imagefile.Write)
+		checkRefusal(t, err, c.want, top, c.backing, c.says)
+	}
+}

@@ -182,11 +182,25 @@ func Open(path string, opts Options) (*Image, error) {
 	return openChain(path, nil, opts, nil)
 }
 
+// OpenFile opens the qcow2 image in f, a file the caller opened and
+// locked for opts' access (disk/imagefile), such as one OpenBackingFile
+// returns, and, unless opts.NoBacking, its backing chain. f.Name() names
+// the image in messages and anchors relative backing file names;
+// opts.Storage is ignored. OpenFile takes f over: closing the image, or
+// a failed open, closes it.
+func OpenFile(f *os.File, opts Options) (*Image, error) {
+	opts.Storage = nil
+	return openChain(f.Name(), f, opts, nil)
+}
+
 // openChain opens an image from file, if not nil, or else from path;
 // chain holds the files already open above it, to detect backing loops.
 // A file given is already locked for opts' access (see openBacking).
 func openChain(path string, file *os.File, opts Options, chain []os.FileInfo) (_ *Image, err error) {
 	if opts.ForceShare && !opts.ReadOnly {
+		if file != nil {
+			imagefile.Close(file)
+		}
 		return nil, fmt.Errorf("qcow2: open %s: force-share needs a read-only open", path)
 	}
 	st := opts.Storage
@@ -236,11 +250,8 @@ func openChain(path string, file *os.File, opts Options, chain []os.FileInfo) (_
 			return nil, img.errf(ErrBackingRefused, "backing file %q would make the chain longer than %d backing files", img.backingName, depth)
 		}
 		b, err := openBacking(path, img.backingName, img.backingFmt, opts, chain)
-		if errors.Is(err, ErrBackingRefused) {
-			return nil, err // names the image that names the file
-		}
 		if err != nil {
-			return nil, fmt.Errorf("qcow2: %s: backing file: %w", path, err)
+			return nil, backingError(path, err)
 		}
 		img.backing = b
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/paddock-vm/paddock/internal/testenv"
@@ -180,4 +181,77 @@ func WriteRawImage(t testing.TB, path string, size int64, seed int64) []byte {
 		t.Fatal(err)
 	}
 	return buf
+}
+
+// WantLocks asks qemu-io what the locks others hold on the image at path
+// (in format) let it do, reading the first sector each time so that
+// nothing is written: writable says whether qemu-io may open it for
+// writing, readable whether qemu-io -r may open it (a writer's lock
+// forbids both; a reader's lock forbids writing). A difference fails the
+// test.
+func WantLocks(t testing.TB, format, path string, writable, readable bool) {
+	t.Helper()
+	NeedTool(t, "qemu-io")
+	for _, try := range []struct {
+		flags []string
+		want  bool
+		what  string
+	}{
+		{nil, writable, "for writing"},
+		{[]string{"-r"}, readable, "read-only"},
+	} {
+		args := append(append(try.flags, "-f", format, "-c", "read 0 512"), path)
+		out, err := exec.Command("qemu-io", args...).CombinedOutput()
+		refused := err != nil && strings.Contains(string(out), "lock")
+		if err != nil && !refused {
+			t.Fatalf("qemu-io %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if !refused != try.want {
+			t.Errorf("qemu-io can open %s %s: %t, want %t\n%s", path, try.what, !refused, try.want, out)
+		}
+	}
+}
+
+// SwapOnce returns a hook for imagefile.OnReopen that, the first time it
+// is called with path (the moment between the judgement of a backing
+// file and its open), moves the file at path to judged and puts a
+// symbolic link to decoy in its place: what an attacker who swaps the
+// name at the worst moment does. A caller that judged the file and then
+// opened it by name would open decoy. The test fails if no open reached
+// path.
+func SwapOnce(t testing.TB, path, judged, decoy string) func(string) {
+	t.Helper()
+	var swapped atomic.Bool
+	t.Cleanup(func() {
+		if !swapped.Load() {
+			t.Errorf("nothing reopened %s", path)
+		}
+	})
+	return func(p string) {
+		if p != path || swapped.Swap(true) {
+			return
+		}
+		if err := os.Rename(path, judged); err != nil {
+			t.Error(err)
+		}
+		if err := os.Symlink(decoy, path); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// SameFile fails the test unless the open file f is the file at path.
+func SameFile(t testing.TB, f *os.File, path string) {
+	t.Helper()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(fi, want) {
+		t.Errorf("%s is open on another file than %s", f.Name(), path)
+	}
 }

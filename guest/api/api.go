@@ -25,7 +25,8 @@ const (
 	CodeWrongState     = "wrong_state" // not possible in the VM's state
 	CodeBadRequest     = "bad_request" // malformed request
 	CodeMethod         = "method_not_allowed"
-	CodeNotImplemented = "not_implemented" // reserved endpoint (snapshot)
+	CodeNotImplemented = "not_implemented" // an endpoint this VMM does not serve
+	CodeExists         = "exists"          // a snapshot of that name exists
 	CodeInternal       = "internal"        // the VMM failed
 )
 
@@ -45,7 +46,7 @@ func Errorf(code, format string, args ...any) *Error {
 	switch code {
 	case CodeNotFound:
 		status = http.StatusNotFound
-	case CodeWrongState:
+	case CodeWrongState, CodeExists:
 		status = http.StatusConflict
 	case CodeBadRequest:
 		status = http.StatusBadRequest
@@ -106,6 +107,43 @@ const (
 	StopKilled    = "killed"
 	StopCancelled = "cancelled"
 )
+
+// SnapshotRequest is the body of POST .../snapshot.
+type SnapshotRequest struct {
+	// Name names the snapshot (store.ValidSnapshotName); required.
+	Name string `json:"name"`
+	// Stop ends the VM once the snapshot is taken, instead of letting it
+	// run on (or stay paused).
+	Stop bool `json:"stop,omitempty"`
+}
+
+// SnapshotResult is what POST .../snapshot returns once the snapshot is
+// complete on disk.
+type SnapshotResult struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// VMState is running or paused: what the VM was doing at the
+	// snapshot.
+	VMState string `json:"vm_state"`
+	// Memory is the guest's RAM and MemoryWritten the bytes of it the
+	// memory file holds (the rest are holes), in bytes.
+	Memory        uint64 `json:"memory"`
+	MemoryWritten int64  `json:"memory_written"`
+	// Disks lists the disks with an internal qcow2 snapshot ("disks[0]").
+	Disks []string `json:"disks"`
+	// Paused is how long the guest was held for the snapshot, in
+	// seconds.
+	Paused float64 `json:"paused_seconds"`
+	// Stopped says the VM was stopped after the snapshot (Stop).
+	Stopped bool `json:"stopped,omitempty"`
+}
+
+// SnapshotDeleteRequest is the body of POST .../snapshot/delete: the
+// running VMM deletes the internal snapshots of that name from the disks
+// it holds open.
+type SnapshotDeleteRequest struct {
+	Name string `json:"name"`
+}
 
 // vmPath returns the path of op on VM name ("" for the VM itself).
 func vmPath(name, op string) string {

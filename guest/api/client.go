@@ -147,9 +147,17 @@ func (c *Client) Kill(ctx context.Context) (StopResult, error) {
 	return res, err
 }
 
-// Snapshot is reserved: the VMM answers not_implemented.
-func (c *Client) Snapshot(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "snapshot", nil, nil, nil)
+// Snapshot takes a snapshot of the VM and returns once it is on disk.
+func (c *Client) Snapshot(ctx context.Context, req SnapshotRequest) (SnapshotResult, error) {
+	var res SnapshotResult
+	err := c.do(ctx, http.MethodPost, "snapshot", nil, req, &res)
+	return res, err
+}
+
+// DeleteSnapshot asks the VMM to delete the internal qcow2 snapshots
+// called name from the VM's disks.
+func (c *Client) DeleteSnapshot(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodPost, "snapshot/delete", nil, SnapshotDeleteRequest{Name: name}, nil)
 }
 
 // ConsoleOptions select what Console streams.

@@ -39,6 +39,12 @@ type Controller interface {
 	History() []byte
 	// Input is where attached clients' keystrokes go.
 	Input() io.Writer
+	// Snapshot takes a snapshot of the running or paused VM and returns
+	// once it is complete on disk.
+	Snapshot(req SnapshotRequest) (SnapshotResult, error)
+	// DeleteSnapshot deletes the internal qcow2 snapshots called name
+	// from the disks the VMM holds open.
+	DeleteSnapshot(name string) error
 }
 
 // maxBody bounds a request body.
@@ -96,14 +102,15 @@ type route struct {
 }
 
 var routes = map[string]route{
-	"":               {http.MethodGet, nil, (*Server).status},
-	"pause":          {http.MethodPost, nil, (*Server).pause},
-	"resume":         {http.MethodPost, nil, (*Server).resume},
-	"shutdown":       {http.MethodPost, nil, (*Server).shutdown},
-	"kill":           {http.MethodPost, nil, (*Server).kill},
-	"console":        {http.MethodGet, []string{"follow", "tail", "history"}, (*Server).console},
-	"console/attach": {http.MethodPost, []string{"tail"}, (*Server).attach},
-	"snapshot":       {http.MethodPost, nil, (*Server).snapshot},
+	"":                {http.MethodGet, nil, (*Server).status},
+	"pause":           {http.MethodPost, nil, (*Server).pause},
+	"resume":          {http.MethodPost, nil, (*Server).resume},
+	"shutdown":        {http.MethodPost, nil, (*Server).shutdown},
+	"kill":            {http.MethodPost, nil, (*Server).kill},
+	"console":         {http.MethodGet, []string{"follow", "tail", "history"}, (*Server).console},
+	"console/attach":  {http.MethodPost, []string{"tail"}, (*Server).attach},
+	"snapshot":        {http.MethodPost, nil, (*Server).snapshot},
+	"snapshot/delete": {http.MethodPost, nil, (*Server).deleteSnapshot},
 }
 
 // ServeHTTP routes a request and writes errors as JSON.
@@ -268,8 +275,35 @@ func (s *Server) kill(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) snapshot(http.ResponseWriter, *http.Request) error {
-	return Errorf(CodeNotImplemented, "snapshots of VM '%s': not implemented yet (the endpoint is reserved)", s.name)
+func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) error {
+	var req SnapshotRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return Errorf(CodeBadRequest, "request body: a snapshot needs a name")
+	}
+	res, err := s.ctl.Snapshot(req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) error {
+	var req SnapshotDeleteRequest
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		return Errorf(CodeBadRequest, "request body: which snapshot? name is empty")
+	}
+	if err := s.ctl.DeleteSnapshot(req.Name); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	return nil
 }
 
 // consoleQuery holds the console endpoints' parameters.

@@ -111,19 +111,23 @@ func (s *Store) sweep() {
 
 // Names returns the names of the VMs in the store, sorted.
 func (s *Store) Names() ([]string, error) {
-	return listNames(s.vms(), "VMs")
+	names, err := dirNames(s.vms(), ValidName)
+	if err != nil {
+		return nil, fmt.Errorf("store: list VMs: %w", err)
+	}
+	return names, nil
 }
 
-// listNames returns the names of the directories in dir that are valid
-// names (ValidName), sorted; what names what they are, for errors.
-func listNames(dir, what string) ([]string, error) {
+// dirNames returns the sorted names of the directories in dir that valid
+// accepts.
+func dirNames(dir string, valid func(string) bool) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("store: list %s: %w", what, err)
+		return nil, err
 	}
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() && ValidName(e.Name()) {
+		if e.IsDir() && valid(e.Name()) {
 			names = append(names, e.Name())
 		}
 	}

@@ -113,7 +113,11 @@ func (s *Store) TemplateNames() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listNames(dir, "templates")
+	names, err := dirNames(dir, ValidName)
+	if err != nil {
+		return nil, fmt.Errorf("store: list templates: %w", err)
+	}
+	return names, nil
 }
 
 // Template returns the template called name, its metadata read and

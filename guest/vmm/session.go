@@ -84,6 +84,10 @@ type Options struct {
 	// Backing confines the backing chains of disks, index by index
 	// (OverlayBacking); a nil entry leaves the disk as the spec says.
 	Backing []*disk.BackingPolicy
+	// Restore, if set, is the snapshot the first machine is restored
+	// from instead of booted; later boots (a guest reboot, a restart)
+	// boot the kernel.
+	Restore *RestoreFrom
 }
 
 // Snapshot is a session's state at one moment.
@@ -181,20 +185,39 @@ func (s *Session) build() error {
 	}
 	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
 	cfg.UUID = s.o.UUID
-	m, err := machine.New(cfg, bootConfig(s.vm))
+	m, protocol, err := s.newMachine(cfg)
 	if err != nil {
 		close(stop)
 		return err
 	}
 	s.mu.Lock()
 	s.m, s.bootStop = m, stop
-	s.protocol = m.Entry().Protocol.String()
+	s.protocol = protocol
 	boot := s.boots
 	s.mu.Unlock()
 	if s.o.OnBoot != nil {
 		s.o.OnBoot(boot, m)
 	}
 	return nil
+}
+
+// newMachine boots a machine with cfg, or restores the snapshot Options
+// names (once: the first machine only). It returns the machine and how
+// it started (its kernel's boot protocol, or "snapshot").
+func (s *Session) newMachine(cfg machine.Config) (*machine.Machine, string, error) {
+	if r := s.o.Restore; r != nil {
+		s.o.Restore = nil
+		m, err := machine.Restore(cfg, r.State, r.Memory)
+		if err != nil {
+			return nil, "", fmt.Errorf("restore snapshot %s: %w", r.Name, err)
+		}
+		return m, "snapshot", nil
+	}
+	m, err := machine.New(cfg, bootConfig(s.vm))
+	if err != nil {
+		return nil, "", err
+	}
+	return m, m.Entry().Protocol.String(), nil
 }
 
 // Snapshot returns the session's state now.

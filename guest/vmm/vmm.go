@@ -47,6 +47,11 @@ type Config struct {
 	// NetdCommand runs a managed network's netd; empty means this
 	// executable's `netd` command.
 	NetdCommand []string
+	// Restore, if set, names the VM's snapshot the first machine is
+	// restored from instead of booted.
+	Restore string
+	// Version is the paddock version, recorded in snapshots.
+	Version string
 }
 
 // Ready is the message on the readiness pipe.
@@ -72,6 +77,10 @@ type vmmProc struct {
 
 	recMu sync.Mutex
 	rec   store.Record // what state.json says; guarded by recMu
+
+	// disks are the VM's disks, as its spec has them (snapshots record
+	// their paths).
+	disks []machine.Disk
 
 	readyOnce sync.Once
 }
@@ -134,6 +143,7 @@ func (p *vmmProc) serve(ctx context.Context) error {
 		return &StartError{err}
 	}
 	defer lock.Release()
+	v.SweepSnapshotDirs() // what a VMM killed while it took one left
 
 	prev, err := v.ReadRecord()
 	if err != nil {
@@ -201,6 +211,16 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
+	if mc, err := machineConfig(vm, nics); err == nil {
+		p.disks = mc.Disks
+	}
+	var restore *RestoreFrom
+	if p.cfg.Restore != "" {
+		if restore, err = OpenSnapshot(p.vm, p.cfg.Restore); err != nil {
+			return runResult{}, err
+		}
+		p.logf("restoring snapshot %s", p.cfg.Restore)
+	}
 
 	managedLog := ""
 	if vm.Console.Mode != configs.ConsoleNone {
@@ -226,7 +246,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Input:    input,
 		OnChange: p.changed,
 		OnBoot: func(boot int, m *machine.Machine) {
-			p.logf("boot %d: %s", boot+1, m.Entry())
+			if e := m.Entry(); e != nil {
+				p.logf("boot %d: %s", boot+1, e)
+			} else {
+				p.logf("boot %d: restored from snapshot %s", boot+1, p.cfg.Restore)
+			}
 		},
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
@@ -235,6 +259,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		NICs:    nics,
 		UUID:    id.UUID,
 		Seed:    seed,
+		Restore: restore,
 	})
 
 	// The API answers from now on (status: starting).
@@ -468,6 +493,16 @@ func (c *controller) Output(history bool, tail int) *console.Subscriber {
 func (c *controller) History() []byte { return c.hub.History() }
 
 func (c *controller) Input() io.Writer { return c.input }
+
+func (c *controller) Snapshot(req api.SnapshotRequest) (api.SnapshotResult, error) {
+	return c.p.snapshot(c.sess, req)
+}
+
+func (c *controller) DeleteSnapshot(name string) error {
+	return c.sess.withMachine("delete a snapshot of", func(m *machine.Machine) error {
+		return m.DeleteDiskSnapshot(name)
+	})
+}
 
 // IsStartError reports whether err is a failure before the guest ran.
 func IsStartError(err error) bool {

@@ -190,8 +190,8 @@ func TestServeLifecycle(t *testing.T) {
 	if _, err := rn.c.Resume(ctx); !errors.As(err, &ae) || ae.Status != http.StatusConflict || ae.Message != "cannot resume VM 'web': it is running, not paused" {
 		t.Errorf("second Resume: %v", err)
 	}
-	if err := rn.c.Snapshot(ctx); !errors.As(err, &ae) || ae.Code != api.CodeNotImplemented {
-		t.Errorf("Snapshot: %v", err)
+	if _, err := rn.c.Snapshot(ctx, api.SnapshotRequest{}); !errors.As(err, &ae) || ae.Code != api.CodeBadRequest {
+		t.Errorf("Snapshot without a name: %v", err)
 	}
 	// The counter guest ignores the power button: forced off.
 	res, err := rn.c.Shutdown(ctx, 50*time.Millisecond)
@@ -264,7 +264,10 @@ func TestAPIErrors(t *testing.T) {
 		{"GET", "/v1/vms/web?verbose=1", "", 400, api.CodeBadRequest, `unknown parameter "verbose"`},
 		{"POST", "/v1/vms/web/console/attach", "", 400, api.CodeBadRequest, "attach needs the headers Connection: Upgrade and Upgrade: paddock-console"},
 		{"POST", "/v1/vms/web/resume", "", 409, api.CodeWrongState, "cannot resume VM 'web': it is running, not paused"},
-		{"POST", "/v1/vms/web/snapshot", "", 501, api.CodeNotImplemented, "snapshots of VM 'web': not implemented yet (the endpoint is reserved)"},
+		{"POST", "/v1/vms/web/snapshot", "", 400, api.CodeBadRequest, "request body: a snapshot needs a name"},
+		{"POST", "/v1/vms/web/snapshot", `{"name": "../x"}`, 400, api.CodeBadRequest, `"../x" cannot name a snapshot: use 1 to 63 letters, digits, '.', '_' and '-', starting with a letter or digit`},
+		{"POST", "/v1/vms/web/snapshot", `{"name": "s", "memory": true}`, 400, api.CodeBadRequest, `request body: json: unknown field "memory"`},
+		{"POST", "/v1/vms/web/snapshot/delete", `{}`, 400, api.CodeBadRequest, "request body: which snapshot? name is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+tt.path, func(t *testing.T) {

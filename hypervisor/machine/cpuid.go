@@ -46,20 +46,11 @@ const (
 )
 
 func vendorOf(entries []kvm.CPUIDEntry) cpuVendor {
-	for _, e := range entries {
-		if e.Function != leafVendor {
-			continue
-		}
-		var id [12]byte
-		binary.LittleEndian.PutUint32(id[0:], e.EBX)
-		binary.LittleEndian.PutUint32(id[4:], e.EDX)
-		binary.LittleEndian.PutUint32(id[8:], e.ECX)
-		switch string(id[:]) {
-		case "GenuineIntel":
-			return vendorIntel
-		case "AuthenticAMD", "HygonGenuine":
-			return vendorAMD
-		}
+	switch vendorString(entries) {
+	case "GenuineIntel":
+		return vendorIntel
+	case "AuthenticAMD", "HygonGenuine":
+		return vendorAMD
 	}
 	return vendorOther
 }

@@ -11,7 +11,7 @@ import (
 // waitParked waits until n vCPU threads are parked in checkpoint, where a
 // vCPU waits before its next KVM_RUN while the machine is paused. It
 // fails the test after guestTimeout.
-func waitParked(t *testing.T, m *Machine, n int) {
+func waitParked(t fataler, m *Machine, n int) {
 	t.Helper()
 	timedOut := false
 	timer := time.AfterFunc(guestTimeout, func() {

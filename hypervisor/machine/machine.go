@@ -95,6 +95,14 @@ type Machine struct {
 	parked  int // vCPUs waiting in checkpoint
 	running int // vCPU goroutines still alive
 
+	// restoring is what Restore builds the machine from; nil for a
+	// machine that boots. Only used while the machine is built.
+	restoring *restoring
+	// clock is the kvmclock value Run sets before the vCPUs start, on a
+	// restored machine; restoredClock says it is set.
+	clock         uint64
+	restoredClock bool
+
 	// bootTried is set by Boot; ready once the vCPUs have a state to
 	// run from (Boot succeeded). Not synchronised: the caller orders
 	// Boot before Run.
@@ -131,6 +139,16 @@ func New(cfg Config, b BootConfig) (*Machine, error) {
 // the machine can be booted (Boot) or given a saved state. On error
 // everything created so far is released.
 func Build(cfg Config) (*Machine, error) {
+	return build(cfg, nil)
+}
+
+// build is Build; with r it builds the machine a snapshot describes
+// (Restore): guest RAM is mapped from the memory file, disks are
+// reverted to their snapshot before their devices are made, and each
+// vCPU gets its saved CPUID table instead of one derived from the host.
+// Everything r says is checked against the host before anything is
+// changed on disk.
+func build(cfg Config, r *restoring) (*Machine, error) {
 	if cfg.CPUs < 1 {
 		return nil, fmt.Errorf("machine: %d vCPUs: need at least 1", cfg.CPUs)
 	}
@@ -144,11 +162,14 @@ func Build(cfg Config) (*Machine, error) {
 	if path == "" {
 		path = "/dev/kvm"
 	}
-	m := &Machine{cfg: cfg, ports: newPortBus(), mmio: &mmioBus{}, exitCh: make(chan Exit, 1)}
+	m := &Machine{cfg: cfg, ports: newPortBus(), mmio: &mmioBus{}, exitCh: make(chan Exit, 1), restoring: r}
 	m.cond = sync.NewCond(&m.ctl)
 	built := false
 	defer func() {
 		if !built {
+			if r != nil && m.mem == nil {
+				r.memory.Close() // the memory never took it over
+			}
 			m.Close()
 		}
 	}()
@@ -158,6 +179,11 @@ func Build(cfg Config) (*Machine, error) {
 	}
 	if err := m.checkHost(); err != nil {
 		return nil, err
+	}
+	if r != nil {
+		if err := r.checkHost(m.sys); err != nil {
+			return nil, err
+		}
 	}
 	if m.vm, err = m.sys.CreateVM(); err != nil {
 		return nil, fmt.Errorf("machine: create VM: %w", err)
@@ -245,7 +271,13 @@ func (m *Machine) checkHost() error {
 }
 
 func (m *Machine) setupMemory() error {
-	mem, err := newMemory(m.cfg.Memory)
+	var mem *Memory
+	var err error
+	if m.restoring != nil {
+		mem, err = newFileMemory(m.cfg.Memory, m.restoring.memory)
+	} else {
+		mem, err = newMemory(m.cfg.Memory)
+	}
 	if err != nil {
 		return fmt.Errorf("machine: %w", err)
 	}
@@ -308,9 +340,13 @@ func (m *Machine) createVCPUs() error {
 		if err != nil {
 			return fmt.Errorf("machine: create vCPU %d: %w", i, err)
 		}
-		v := &vcpu{m: m, k: k, index: i, stats: newExitStats()}
+		cpuid := cpuidFor(supported, i, m.cfg.CPUs, deadline > 0)
+		if m.restoring != nil {
+			cpuid = m.restoring.state.VCPUs[i].CPUID
+		}
+		v := &vcpu{m: m, k: k, index: i, stats: newExitStats(), cpuid: cpuid}
 		m.vcpus = append(m.vcpus, v)
-		if err := setupVCPU(k, cpuidFor(supported, i, m.cfg.CPUs, deadline > 0), msrs); err != nil {
+		if err := setupVCPU(k, v.cpuid, msrs); err != nil {
 			return fmt.Errorf("machine: vCPU %d: %w", i, err)
 		}
 	}
@@ -326,6 +362,15 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 	}
 	if !m.started.CompareAndSwap(false, true) {
 		return Exit{}, errors.New("machine: Run called twice")
+	}
+	if m.restoredClock {
+		// The guest's clock continues from the instant it was saved.
+		if err := m.vm.SetClock(kvm.ClockData{Clock: m.clock}); err != nil {
+			return Exit{}, fmt.Errorf("machine: restore the guest clock: %w", err)
+		}
+	}
+	if m.virtio != nil {
+		m.virtio.resume() // restored devices wait quiesced until now
 	}
 	if m.cfg.ConsoleInput != nil {
 		m.plat.feedConsole(m.cfg.ConsoleInput)
@@ -407,6 +452,12 @@ func (m *Machine) vcpuDone() {
 func (m *Machine) checkpoint(v *vcpu) bool {
 	if runState(m.state.Load()) == stateRunning {
 		return true
+	}
+	// Complete the last I/O instruction before parking, so that a paused
+	// vCPU's saved state holds its result. It takes no lock: serving a
+	// further exit may end the machine, which takes ctl.
+	if !v.completeIO() {
+		return false
 	}
 	m.ctl.Lock()
 	defer m.ctl.Unlock()

@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +48,24 @@ func unmap(b []byte) error {
 		return nil
 	}
 	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))
+}
+
+// mapFileOver replaces the mapping b with len(b) bytes of f from offset
+// off, mapped private (copy-on-write) at the same address: MAP_FIXED
+// over a reservation of ours, so nothing else can be mapped there in
+// between.
+func mapFileOver(b []byte, f *os.File, off int64) error {
+	addr := unsafe.Pointer(unsafe.SliceData(b))
+	p, err := unix.MmapPtr(int(f.Fd()), off, addr, uintptr(len(b)), unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_FIXED|unix.MAP_NORESERVE)
+	if err != nil {
+		return err
+	}
+	if p != addr {
+		// MAP_FIXED maps at addr or fails; anything else is a kernel bug
+		// that would leave guest memory elsewhere than KVM is told.
+		unix.MunmapPtr(p, uintptr(len(b)))
+		return fmt.Errorf("mmap placed the file at %p instead of %p", p, addr)
+	}
+	return nil
 }

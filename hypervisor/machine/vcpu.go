@@ -49,6 +49,13 @@ type vcpu struct {
 	index int
 	tid   atomic.Int32 // OS thread id once the loop started, for kicks
 	stats *exitStats
+	// cpuid is the CPUID table the vCPU was given, which a snapshot
+	// keeps (KVM's copy may differ in bits it rewrites as the guest runs).
+	cpuid []kvm.CPUIDEntry
+	// ioPending is set after the vCPU's goroutine served a port or MMIO
+	// exit and until its next KVM_RUN, which completes the instruction.
+	// Only that goroutine uses it.
+	ioPending bool
 }
 
 // kick makes the vCPU leave KVM_RUN (or not enter it) as soon as possible.
@@ -78,6 +85,7 @@ func (v *vcpu) loop() {
 		if !v.m.checkpoint(v) {
 			return
 		}
+		v.ioPending = false // this KVM_RUN completes the last I/O
 		if err := v.k.Run(); err != nil {
 			switch {
 			case errors.Is(err, unix.EINTR):
@@ -106,6 +114,7 @@ func (v *vcpu) handleExit() bool {
 	v.stats.byReason[r]++
 	switch r {
 	case kvm.ExitIO:
+		v.ioPending = true
 		io := v.k.IO()
 		v.stats.ports[io.Port]++
 		data := io.Data
@@ -119,6 +128,7 @@ func (v *vcpu) handleExit() bool {
 		}
 		return true
 	case kvm.ExitMMIO:
+		v.ioPending = true
 		mm := v.k.MMIO()
 		v.stats.mmio[mm.Addr&^0xfff]++
 		if mm.Write {
@@ -158,6 +168,38 @@ func (v *vcpu) handleExit() bool {
 		m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: unhandled KVM exit %v (%s)", v.index, r, v.describe())})
 		return false
 	}
+}
+
+// completeIO finishes the instruction of the port or MMIO exit the vCPU
+// last served, without running the guest further. KVM's rule (api.rst,
+// KVM_RUN): after KVM_EXIT_IO or KVM_EXIT_MMIO the vCPU's state is
+// consistent, and the data of an IN or MMIO read in its registers, only
+// once user space enters KVM_RUN again; with immediate_exit set, that
+// KVM_RUN completes the operation and returns EINTR at once. A paused
+// vCPU does this before it parks, so its state can be saved and no I/O
+// is lost. An instruction that needs another exit (an MMIO access split
+// in fragments, a string I/O instruction) makes KVM_RUN return that exit
+// instead: it is served and completed the same way. It returns false
+// when the vCPU must stop (an exit that ended the machine, or an error,
+// both reported). Called on the vCPU's goroutine only.
+func (v *vcpu) completeIO() bool {
+	for v.ioPending {
+		v.ioPending = false
+		v.k.SetImmediateExit(true)
+		err := v.k.Run()
+		v.k.SetImmediateExit(false)
+		switch {
+		case err == nil:
+			if !v.handleExit() {
+				return false
+			}
+		case errors.Is(err, unix.EINTR):
+		default:
+			v.m.report(Exit{Reason: exit.Crash, Detail: fmt.Sprintf("vCPU %d: completing I/O: %v", v.index, err)})
+			return false
+		}
+	}
+	return true
 }
 
 // describe summarises the vCPU's registers for crash reports.

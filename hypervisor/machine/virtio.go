@@ -87,8 +87,13 @@ type virtioFunc struct {
 	v    *virtioDevices
 	name string
 	slot int
+	dev  virtio.Device
 	pci  *virtio.PCI
 	msix *msixVectors
+	// image is a disk's image, disk its index in Config.Disks; nil and
+	// 0 for other devices.
+	image disk.Image
+	disk  int
 
 	mu     sync.Mutex
 	base   uint64 // where BAR 0 is mapped, when mapped
@@ -125,14 +130,30 @@ func (m *Machine) setupVirtio() error {
 	if err := v.router.commit(); err != nil {
 		return fmt.Errorf("machine: GSI routing: %w", err)
 	}
+	// Every image is opened (and locked) before any device is made, so
+	// that a restore can check every disk's snapshot before it reverts
+	// any disk to one.
+	guards := make([]bool, len(m.cfg.Disks))
 	for i, d := range m.cfg.Disks {
-		dev, err := v.openDisk(i, d)
+		if guards[i], err = v.openImage(i, d); err != nil {
+			return err
+		}
+	}
+	if m.restoring != nil {
+		if err := m.restoring.revertDisks(m.cfg.Disks, v.images); err != nil {
+			return err
+		}
+	}
+	for i, d := range m.cfg.Disks {
+		dev, err := v.diskDevice(i, d, v.images[i], guards[i])
 		if err != nil {
 			return err
 		}
 		if err := v.attach(fmt.Sprintf("virtio-blk disks[%d]", i), dev); err != nil {
 			return err
 		}
+		f := v.funcs[len(v.funcs)-1]
+		f.image, f.disk = v.images[i], i
 	}
 	for i, nic := range m.cfg.NICs {
 		dev, err := v.openNIC(i, nic)
@@ -154,7 +175,7 @@ func (m *Machine) setupVirtio() error {
 // attach puts dev on the next PCI slot with MSI-X, INTx and a BAR.
 func (v *virtioDevices) attach(name string, dev virtio.Device) error {
 	slot := firstVirtioSlot + len(v.funcs)
-	f := &virtioFunc{v: v, name: name, slot: slot}
+	f := &virtioFunc{v: v, name: name, slot: slot, dev: dev}
 	nvec := min(len(dev.QueueSizes())+1, virtio.MaxVectors)
 	msix, err := newMSIXVectors(v.m.vm, v.router, nvec)
 	if err != nil {

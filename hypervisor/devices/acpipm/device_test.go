@@ -210,7 +210,7 @@ func TestSaveRestore(t *testing.T) {
 	st := r.pm.Save()
 
 	q := newRig(t)
-	if err := q.pm.Restore(st); err != nil {
+	if err := q.pm.Restore(devicestest.Golden(t, "state", st)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if q.pm.Save() != st {

@@ -321,7 +321,7 @@ func TestSaveRestore(t *testing.T) {
 	st := r.c.Save()
 
 	q := newRig(t)
-	if err := q.c.Restore(st); err != nil {
+	if err := q.c.Restore(devicestest.Golden(t, "state", st)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if !reflect.DeepEqual(q.c.Save(), st) {

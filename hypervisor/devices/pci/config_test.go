@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"reflect"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 )
 
 func mustConfigSpace(t testing.TB, h Header, onChange func(BARChange)) *ConfigSpace {
@@ -361,7 +363,7 @@ func TestConfigSpaceSaveRestore(t *testing.T) {
 	if _, err := d.AddCapability(0x09, []byte{1, 2, 3}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Restore(st); err != nil {
+	if err := d.Restore(devicestest.Golden(t, "config-state", st)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if !reflect.DeepEqual(d.Save(), st) {

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"sync"
 	"testing"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 )
 
 const ecamBase = 0xe000_0000
@@ -286,7 +288,7 @@ func TestHostBridgeSaveRestore(t *testing.T) {
 	st := r.h.Save()
 
 	q := newBridge(t)
-	if err := q.h.Restore(st); err != nil {
+	if err := q.h.Restore(devicestest.Golden(t, "host-bridge-state", st)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if got := q.h.Save(); !reflect.DeepEqual(got, st) {

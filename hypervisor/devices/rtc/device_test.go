@@ -565,7 +565,7 @@ func TestSaveRestore(t *testing.T) {
 	// Saved at host start+2s with the guest at 08:09:12.5; restored at
 	// host start+1h, the clock has run on for 1h-2s.
 	h := newRig(t, start.Add(time.Hour))
-	if err := h.r.Restore(st); err != nil {
+	if err := h.r.Restore(devicestest.Golden(t, "state", st)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if !h.irq.High() {

@@ -753,7 +753,7 @@ func TestSaveRestore(t *testing.T) {
 	st := g.s.Save()
 
 	h, l := newUART(t, nil)
-	if err := h.s.Restore(st); err != nil {
+	if err := h.s.Restore(devicestest.Golden(t, "state", st)); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if !l.High() {

@@ -234,7 +234,7 @@ func (p *PCI) setStatus(v uint8) {
 			v &^= StatusDriverOK
 		} else {
 			p.status = v
-			if err := p.activate(nil); err != nil {
+			if err := p.activate(); err != nil {
 				p.fail(err)
 			}
 			return
@@ -254,11 +254,22 @@ func (p *PCI) checkFeatures() error {
 	return nil
 }
 
-// activate maps the enabled queues and starts the device; saved, if not
-// nil, gives the queues' ring positions (restore). Precondition: mu is
-// held.
-func (p *PCI) activate(saved []QueueState) error {
-	qs := make([]*Queue, len(p.queues))
+// activate maps the enabled queues and starts the device.
+// Precondition: mu is held.
+func (p *PCI) activate() error {
+	if err := p.mapQueues(nil); err != nil {
+		return err
+	}
+	if err := p.start(); err != nil {
+		return err
+	}
+	p.active = true
+	return nil
+}
+
+// mapQueues maps the enabled queues' rings; saved, if not nil, gives
+// their ring positions (restore). Precondition: mu is held.
+func (p *PCI) mapQueues(saved []QueueState) error {
 	for i, q := range p.queues {
 		if !p.qcfg[i].Ready {
 			continue
@@ -269,7 +280,19 @@ func (p *PCI) activate(saved []QueueState) error {
 		if saved != nil {
 			q.restore(saved[i].LastAvail, saved[i].UsedIdx)
 		}
-		qs[i] = q
+	}
+	return nil
+}
+
+// start activates the device model on the mapped queues. Precondition:
+// mu is held and the queues are mapped.
+func (p *PCI) start() error {
+	qs := make([]*Queue, len(p.queues))
+	for i, q := range p.queues {
+		if p.qcfg[i].Ready {
+			q.restart()
+			qs[i] = q
+		}
 	}
 	err := p.dev.Activate(Env{
 		Mem:           p.mem,
@@ -281,19 +304,17 @@ func (p *PCI) activate(saved []QueueState) error {
 	if err != nil {
 		return fmt.Errorf("activate: %w", err)
 	}
-	p.active = true
 	return nil
 }
 
-// reset is the virtio device reset. Precondition: mu is held.
 func (p *PCI) reset() {
 	for _, q := range p.queues {
 		q.Stop()
 	}
-	if p.active {
+	if p.active && !p.quiesced {
 		p.dev.Reset()
-		p.active = false
 	}
+	p.active, p.quiesced = false, false
 	for _, q := range p.queues {
 		q.reset()
 	}

@@ -128,7 +128,11 @@ type PCI struct {
 	queueSel    uint16
 	qcfg        []queueConfig
 	active      bool
-	closed      bool
+	// quiesced is set while an active device is stopped by Quiesce (or
+	// restored and not yet resumed): its queues stay mapped at their
+	// positions, no goroutine of the device runs.
+	quiesced bool
+	closed   bool
 
 	// Set from device goroutines.
 	needsReset atomic.Bool
@@ -301,10 +305,10 @@ func (p *PCI) Close() error {
 	for _, q := range p.queues {
 		q.Stop()
 	}
-	if p.active {
+	if p.active && !p.quiesced {
 		p.dev.Reset()
-		p.active = false
 	}
+	p.active, p.quiesced = false, false
 	p.mu.Unlock()
 	var errs []error
 	for _, q := range p.queues {

@@ -370,33 +370,32 @@ func TestSaveRestore(t *testing.T) {
 		roundTrip(fmt.Sprintf("before %d", i))
 	}
 	r.drv.MaskVector(0, true)
+	r.pci.Quiesce()
 	st := r.pci.Save()
 	if err := r.pci.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	// A new function on the same memory continues where the old one was.
-	irq := virtiotest.NewInterrupts(3)
-	dev := &echo{sizes: []uint16{8, 8}, feat: 1 << 3}
-	p2, err := virtio.NewPCI(virtio.PCIConfig{Device: dev, Memory: r.mem, MSIX: irq, INTx: devicestest.NewLine()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
-	if err := p2.Restore(st); err != nil {
-		t.Fatal(err)
-	}
+	p2, dev, irq := restoreEcho(t, r.mem, devicestest.Golden(t, "pci-state", st), 8, 8)
 	if _, ok := irq.Routed(0); ok {
 		t.Error("masked vector 0 was routed on restore")
 	}
 	if _, ok := irq.Routed(1); !ok {
 		t.Error("vector 1 was not routed on restore")
 	}
-	if a, _ := dev.counts(); a != 1 {
-		t.Fatalf("restored device activated %d times", a)
+	// Restore leaves the device quiesced: nothing runs before Resume.
+	if a, _ := dev.counts(); a != 0 || !p2.Quiesced() {
+		t.Fatalf("restored device activated %d times (quiesced %v), want 0 before Resume", a, p2.Quiesced())
 	}
 	if got := p2.Save(); fmt.Sprint(got) != fmt.Sprint(st) {
 		t.Fatalf("state after restore differs:\n got %+v\nwant %+v", got, st)
+	}
+	if err := p2.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := dev.counts(); a != 1 {
+		t.Fatalf("restored device activated %d times after Resume", a)
 	}
 	r.pci, r.irq, r.dev = p2, irq, dev
 	r.drv.T, r.drv.IRQ = p2, irq

@@ -146,10 +146,15 @@ func (q *Queue) activate(mem GuestMemory, cfg QueueConfig, features uint64) erro
 }
 
 // restore sets the ring positions of an activated queue (snapshots).
+// Every interrupt owed for the used chains was delivered before the save
+// (Quiesce), so none is owed now. The used ring's flags are the device's
+// but live in guest memory: they are read back, so a NO_NOTIFY the saved
+// device had set is cleared when the device next waits.
 func (q *Queue) restore(lastAvail, usedIdx uint16) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.lastAvail, q.usedIdx, q.lastSignal = lastAvail, usedIdx, usedIdx
+	q.usedFlags = load16(q.used[ringFlags:])
 }
 
 // positions returns the ring positions (snapshots).

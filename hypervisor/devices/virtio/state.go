@@ -45,7 +45,8 @@ type PCIState struct {
 }
 
 // Save returns the transport's state. Precondition: the vCPUs are
-// paused and the device has no request in flight.
+// paused and the device is quiesced (Quiesce) or was never started, so
+// no request is in flight and the ring positions are final.
 func (p *PCI) Save() PCIState {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -82,7 +83,8 @@ func (p *PCI) Save() PCIState {
 // Restore loads st into a transport that has not been used yet (built
 // like the saved one, over the same guest memory), re-routes its MSI-X
 // vectors and, if the driver had set DRIVER_OK, maps the queues at their
-// saved positions and activates the device. Restore the device model's
+// saved positions. The device is left quiesced: Resume starts it, once
+// the rest of the machine is restored too. Restore the device model's
 // own state first. An incompatible state is refused with an error and
 // nothing is changed.
 func (p *PCI) Restore(st PCIState) error {
@@ -141,8 +143,12 @@ func (p *PCI) Restore(st PCIState) error {
 	if st.Status&StatusDriverOK == 0 || st.NeedsReset {
 		return nil
 	}
-	if err := p.activate(st.Queues); err != nil {
+	if err := p.mapQueues(st.Queues); err != nil {
 		return fmt.Errorf("virtio: %s: restore: %w", p.name, err)
 	}
+	for _, q := range p.queues {
+		q.Stop()
+	}
+	p.active, p.quiesced = true, true
 	return nil
 }

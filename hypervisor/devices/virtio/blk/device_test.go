@@ -655,8 +655,11 @@ func TestResetWaitsForRequests(t *testing.T) {
 func TestStateRoundTrip(t *testing.T) {
 	r := newRig(t, newImage(t, disk.FormatRaw), blk.Config{Serial: "s1"}, 0)
 	st := r.dev.Save()
-	if err := r.dev.Restore(st); err != nil {
+	if err := r.dev.Restore(devicestest.Golden(t, "state", st)); err != nil {
 		t.Fatal(err)
+	}
+	if got := r.dev.Save(); got != st {
+		t.Fatalf("state after restore %+v, want %+v", got, st)
 	}
 	other := newRig(t, newImage(t, disk.FormatRaw), blk.Config{Serial: "s2"}, 0)
 	if err := other.dev.Restore(st); err == nil {

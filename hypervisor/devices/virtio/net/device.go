@@ -351,8 +351,17 @@ func (d *Device) deliver(q *virtio.Queue, c *virtio.Chain, frame []byte, mergeab
 			return false, fmt.Errorf("virtio-net %s: a %d-byte frame would take more receive buffers than the queue's %d: %w", d.cfg.Name, len(frame), maxChains, virtio.ErrChain)
 		}
 		ok, err := q.Next(c, q.Notify)
-		if err != nil || !ok {
+		if err != nil {
 			return false, err
+		}
+		if !ok {
+			// Stopped in the middle of the frame (a reset, or a
+			// quiesce for a snapshot): the frame is dropped, and the
+			// chains it took go back to the ring, so that a resumed
+			// device uses them for the next frame instead of keeping
+			// them from the driver for ever.
+			q.Unpop(len(d.used))
+			return false, nil
 		}
 		if len(d.used) > 0 && c.WriteLen() == 0 {
 			return false, fmt.Errorf("virtio-net %s: receive buffer %d has no writable byte: %w", d.cfg.Name, c.Head, virtio.ErrChain)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	vnet "github.com/paddock-vm/paddock/hypervisor/devices/virtio/net"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -391,6 +392,16 @@ func TestLinkStatus(t *testing.T) {
 	st := r.dev.Save()
 	if !st.LinkUp || st.MAC != guestMAC {
 		t.Fatalf("state %+v", st)
+	}
+	r.dev.SetLink(false)
+	if err := r.drv.WaitConfigInterrupt(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dev.Restore(devicestest.Golden(t, "state", st)); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.dev.Save(); got != st {
+		t.Fatalf("state after restore %+v, want %+v", got, st)
 	}
 	if err := r.dev.Restore(vnet.State{MAC: netdev.GenerateMAC("other")}); err == nil {
 		t.Fatal("restored another MAC")

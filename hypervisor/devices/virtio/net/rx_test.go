@@ -1,8 +1,13 @@
 package net_test
 
 import (
+	"bytes"
+
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
+	vnet "github.com/paddock-vm/paddock/hypervisor/devices/virtio/net"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
 )
@@ -111,4 +116,42 @@ func TestReceiveMoreChainsThanTheQueue(t *testing.T) {
 	p.inject(append(hdr(0, 0, 0), ethFrame(60000, 1)...))
 	published := r.recycle(t, first, head, 8, 128)
 	r.checkFailed(t, published, int(r.drv.Queues[0].Size)+1)
+}
+
+// TestQuiesceMidFrame stops the device while a frame that needs two
+// mergeable receive buffers has only one: the frame is dropped, and the
+// chain it took goes back to the ring instead of staying with the
+// device, so that after Resume (or a restore from the saved positions)
+// the next frame arrives in it and the driver gets every buffer back.
+func TestQuiesceMidFrame(t *testing.T) {
+	p := newPipe()
+	r := newRig(t, p, vnet.Offered|virtio.FeatureVersion1|virtio.FeatureEventIdx)
+	q := r.drv.Queues[0]
+	first := r.post(t, 1, 256)
+	p.inject(append(hdr(0, 0, 0), ethFrame(1000, 1)...))
+	// The device takes the buffer, finds the frame needs more and asks
+	// to be notified for the next chain (avail_event moves to 1).
+	deadline := time.Now().Add(virtiotest.DefaultTimeout)
+	for q.AvailEvent() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the device never took the first receive buffer")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	r.pci.Quiesce()
+	if taken := r.pci.Save().Queues[0].LastAvail; taken != 0 {
+		t.Fatalf("after Quiesce the device holds %d receive chains, want 0", taken)
+	}
+	if err := r.pci.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	f := ethFrame(100, 2)
+	p.inject(append(hdr(0, 0, 0), f...))
+	u, err := q.WaitUsed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.mem.Read(first[0], uint64(u.Len)); !bytes.Equal(got[vnet.HdrLen:], f) {
+		t.Fatalf("the next frame did not arrive in the buffer the stopped one had taken")
+	}
 }
