@@ -352,3 +352,44 @@ func TestRunFromTemplate(t *testing.T) {
 		t.Errorf("Run of a VM from a template: %v", err)
 	}
 }
+
+// TestSnapshotFromTemplate: a VM made from a template is snapshotted
+// (its overlay takes the disk's internal snapshot) and restored in a new
+// VMM, whose overlays are confined as a booted one's; once the
+// template's base disk changed, the restore is refused as a start is.
+func TestSnapshotFromTemplate(t *testing.T) {
+	m := testManager(t)
+	tmpl, _ := testTemplate(t, m, "tiny", testguest.Build(t, "counter"), "")
+	base := tmpl.Path("disks/root.qcow2")
+	baseSum := sha(t, base)
+	if _, err := m.Create(fromVM(t, m, "web", "tiny", ""), ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateSnapshot(ctx, "web", "s1", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); err != nil {
+		t.Fatalf("restore of a VM from a template: %v", err)
+	}
+	if _, err := m.Kill(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if sha(t, base) != baseSum {
+		t.Fatal("the snapshot and restore changed the template's base disk")
+	}
+	os.Chmod(base, 0o600)
+	f, err := os.OpenFile(base, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff}, 1<<20+17)
+	f.Close()
+	var ce *store.TemplateChangedError
+	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); !errors.As(err, &ce) {
+		t.Errorf("restore on a changed template: %v", err)
+	}
+}
