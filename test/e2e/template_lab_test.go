@@ -13,6 +13,8 @@ import (
 
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/images/debootstrap/debootstraptest"
+	"github.com/paddock-vm/paddock/images/virtioguest"
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/test/lab"
 )
 
@@ -48,6 +50,7 @@ from: debian-12
 root_size: 6GiB
 memory: 512MiB
 console: log
+nics: [{network: default}]
 user_data: |
   #cloud-config
   runcmd:
@@ -83,6 +86,12 @@ while IFS= read -r line; do
 done < /tmp/web.console
 mark "host.reported-at $(up)"
 kill $logs
+# paddock's SSH key, the user cloud-init made, its sudo, the machine ID
+# made at first boot, over the managed network.
+out=$(paddock ssh web -- 'echo "$(hostname) $(id -un) $(wc -c < /etc/machine-id)"; sudo -n true && echo sudo-ok' 2> /tmp/ssh.err)
+mark "host.ssh-rc $?"
+mark "host.ssh $(echo $out)"
+cat /tmp/ssh.err
 mark "host.stop $(paddock stop --timeout 120 web 2>&1)"
 mark "host.stopped-at $(up)"
 mark "host.base-after $(sha256sum $base | cut -d' ' -f1)"
@@ -93,11 +102,13 @@ paddock template rm debian-12; mark "host.template-rm-rc $?"
 
 // TestTemplateLab boots a VM made from the debian-12 template (built on
 // the host from Debian's packages, stock cloud kernel and initramfs)
-// under paddock in the nested lab, one L1 boot: systemd reaches
-// multi-user.target and the system is running (no failed unit),
-// cloud-init reads paddock's seed (the host name is the VM's), makes the
-// SSH host keys, and the root file system has grown to root_size; paddock
-// stop shuts it down through the ACPI power button; the template's base
+// under paddock in the nested lab, on the managed network default, one
+// L1 boot: systemd reaches multi-user.target and the system is running
+// (no failed unit), cloud-init reads paddock's seed (the host name is
+// the VM's), makes the SSH host keys and the user, and the root file
+// system has grown to root_size; paddock ssh reaches the user, with sudo,
+// at the VM's DHCP address; paddock stop shuts it down through the ACPI
+// power button; the template's base
 // disk is the same, byte for byte, after the run; rm removes the VM and
 // not the template, which template rm then removes.
 func TestTemplateLab(t *testing.T) {
@@ -110,6 +121,17 @@ func TestTemplateLab(t *testing.T) {
 		Steps:       []lab.Step{{Name: "template", Script: templateStep, Timeout: 12 * time.Minute}},
 	}
 	templateFiles(t, b, sc.Files)
+	// paddock ssh runs the system's ssh, which wants to know who root is.
+	bin := testenv.RequireTool(t, "ssh", "openssh-client")
+	host, err := virtioguest.HostFiles(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range host {
+		sc.Files[f.Path] = lab.File{Source: f.Source, Mode: f.Mode}
+	}
+	sc.Files["/etc/passwd"] = lab.File{Data: []byte("root:x:0:0:root:/root:/bin/sh\n")}
+	sc.Files["/etc/group"] = lab.File{Data: []byte("root:x:0:\n")}
 	res, err := l.Run(ctx, sc)
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +157,8 @@ func TestTemplateLab(t *testing.T) {
 		t.Errorf("systemctl is-system-running in the guest: %q, want running (failed units after the state)", state)
 	}
 	expectMarker(t, st, "guest.units", "active active")
+	expectMarker(t, st, "host.ssh-rc", "0")
+	expectMarker(t, st, "host.ssh", "web paddock 33 sudo-ok")
 	t.Logf("the guest's systemd-analyze: %s", value(t, st, "guest.startup"))
 	size, err := strconv.ParseInt(value(t, st, "guest.root-size"), 10, 64)
 	if err != nil || size < 5<<30 || size > 6<<30 {
