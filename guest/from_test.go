@@ -216,35 +216,15 @@ func TestCreateFromTemplate(t *testing.T) {
 // changed after the VM was made keeps it from starting, with the file
 // named.
 func TestStartFromTemplate(t *testing.T) {
-	m := testManager(t)
-	tmpl, _ := testTemplate(t, m, "tiny", testguest.Build(t, "counter"), "")
-	base := tmpl.Path("disks/root.qcow2")
-	baseSum := sha(t, base)
-	if _, err := m.Create(fromVM(t, m, "web", "tiny", ""), ""); err != nil {
-		t.Fatal(err)
-	}
+	m, base, baseSum := startedFromTemplate(t)
 	ctx := context.Background()
-	if _, err := m.Start(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := m.Kill(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
 	if sha(t, base) != baseSum {
 		t.Error("running the VM changed the template's base disk")
 	}
-	// Someone writes the template's base disk.
-	if err := os.Chmod(base, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(base, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte{0xff}, 1<<20+17); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	spoil(t, base)
 	var ce *store.TemplateChangedError
 	if _, err := m.Start(ctx, "web"); !errors.As(err, &ce) || ce.Path != base {
 		t.Errorf("Start on a changed template: %v", err)
@@ -358,17 +338,8 @@ func TestRunFromTemplate(t *testing.T) {
 // VMM, whose overlays are confined as a booted one's; once the
 // template's base disk changed, the restore is refused as a start is.
 func TestSnapshotFromTemplate(t *testing.T) {
-	m := testManager(t)
-	tmpl, _ := testTemplate(t, m, "tiny", testguest.Build(t, "counter"), "")
-	base := tmpl.Path("disks/root.qcow2")
-	baseSum := sha(t, base)
-	if _, err := m.Create(fromVM(t, m, "web", "tiny", ""), ""); err != nil {
-		t.Fatal(err)
-	}
+	m, base, baseSum := startedFromTemplate(t)
 	ctx := context.Background()
-	if _, err := m.Start(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := m.CreateSnapshot(ctx, "web", "s1", true); err != nil {
 		t.Fatal(err)
 	}
@@ -381,15 +352,44 @@ func TestSnapshotFromTemplate(t *testing.T) {
 	if sha(t, base) != baseSum {
 		t.Fatal("the snapshot and restore changed the template's base disk")
 	}
-	os.Chmod(base, 0o600)
+	spoil(t, base)
+	var ce *store.TemplateChangedError
+	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); !errors.As(err, &ce) {
+		t.Errorf("restore on a changed template: %v", err)
+	}
+}
+
+// startedFromTemplate makes the template tiny (the counter guest) and
+// the VM web from it, and starts it; it returns the manager, the
+// template's base disk and the base's SHA-256.
+func startedFromTemplate(t *testing.T) (*Manager, string, string) {
+	t.Helper()
+	m := testManager(t)
+	tmpl, _ := testTemplate(t, m, "tiny", testguest.Build(t, "counter"), "")
+	base := tmpl.Path("disks/root.qcow2")
+	baseSum := sha(t, base)
+	if _, err := m.Create(fromVM(t, m, "web", "tiny", ""), ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	return m, base, baseSum
+}
+
+// spoil writes one byte of a template's base disk, as someone who
+// changes it behind paddock's back.
+func spoil(t *testing.T, base string) {
+	t.Helper()
+	if err := os.Chmod(base, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	f, err := os.OpenFile(base, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.WriteAt([]byte{0xff}, 1<<20+17)
-	f.Close()
-	var ce *store.TemplateChangedError
-	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); !errors.As(err, &ce) {
-		t.Errorf("restore on a changed template: %v", err)
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0xff}, 1<<20+17); err != nil {
+		t.Fatal(err)
 	}
 }
