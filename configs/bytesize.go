@@ -144,10 +144,10 @@ func (b ByteSize) String() string {
 	return strconv.FormatUint(uint64(b>>(10*u)), 10) + units[u]
 }
 
-// approx prints the size rounded to one decimal in the largest unit not
+// Approx prints the size rounded to one decimal in the largest unit not
 // above it (23.4GiB), for messages about sizes that are not round, like a
 // host's RAM.
-func (b ByteSize) approx() string {
+func (b ByteSize) Approx() string {
 	units := [...]string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
 	u := 0
 	for u+1 < len(units) && b >= 1<<(10*(u+1)) {

@@ -141,8 +141,8 @@ func TestByteSizeApprox(t *testing.T) {
 		{100, "100B"},
 	}
 	for _, tt := range tests {
-		if got := tt.in.approx(); got != tt.want {
-			t.Errorf("ByteSize(%d).approx() = %q, want %q", uint64(tt.in), got, tt.want)
+		if got := tt.in.Approx(); got != tt.want {
+			t.Errorf("ByteSize(%d).Approx() = %q, want %q", uint64(tt.in), got, tt.want)
 		}
 	}
 }

@@ -194,7 +194,7 @@ func ReadKeyFile(path string) ([]string, error) {
 	}
 	defer f.Close()
 	if size > int64(MaxKeyFileSize) {
-		return nil, fmt.Errorf("%s is %s, too large for a public key file (at most %s)", path, ByteSize(size).approx(), ByteSize(MaxKeyFileSize))
+		return nil, fmt.Errorf("%s is %s, too large for a public key file (at most %s)", path, ByteSize(size).Approx(), ByteSize(MaxKeyFileSize))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, int64(MaxKeyFileSize)+1))
 	if err != nil {

@@ -19,7 +19,7 @@ func vmFields() []string {
 
 func consoleFields() []string { return []string{"mode", "log", "log_size", "log_keep"} }
 
-func libvirtFields() []string { return []string{"uri"} }
+func libvirtFields() []string { return []string{"host", "uri", "type"} }
 
 // decoder turns a YAML node tree into a VM, collecting every problem rather
 // than stopping at the first.
@@ -101,8 +101,15 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 				d.errorf(v, field, "must be a mapping such as {uri: %s}, got %s", DefaultLibvirtURI, describe(v))
 				return
 			}
-			d.fields(v, field, libvirtFields(), func(_, field string, v *yaml.Node) {
-				vm.Libvirt.URI, _ = d.scalar(field, v, "a libvirt URI")
+			d.fields(v, field, libvirtFields(), func(key, field string, v *yaml.Node) {
+				switch key {
+				case "host":
+					vm.Libvirt.Host, _ = d.scalar(field, v, "a host name (paddock host ls) or auto")
+				case "uri":
+					vm.Libvirt.URI, _ = d.scalar(field, v, "a libvirt URI")
+				case "type":
+					vm.Libvirt.Type, _ = d.scalar(field, v, "auto, kvm or qemu")
+				}
 			})
 		}
 	})

@@ -39,8 +39,8 @@ type Host struct {
 // The problem is an *Error about the kernel field; nil when the host is
 // not known to be emulating. Precondition: vm is valid (Validate).
 func (vm *VM) CheckBootable(host Host) error {
-	if !host.EmulatedKVM {
-		return nil
+	if !host.EmulatedKVM || vm.Backend == BackendLibvirt {
+		return nil // a libvirt VM runs on its libvirt host, KVM or not
 	}
 	k, err := boot.Inspect(vm.Kernel)
 	if err != nil || !k.Linux {

@@ -68,6 +68,10 @@ func TestCheckBootable(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("Linux kernel on an emulating host:\n%v\nwant\n%s", err, want)
 	}
+	vm.Backend = BackendLibvirt
+	if err := vm.CheckBootable(Host{EmulatedKVM: true}); err != nil {
+		t.Errorf("a libvirt VM, which runs on its libvirt host: %v", err)
+	}
 	small := &VM{Name: "small", Kernel: testguest.Build(t, "counter")}
 	small.FillDefaults()
 	if err := small.CheckBootable(Host{EmulatedKVM: true}); err != nil {

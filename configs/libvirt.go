@@ -22,11 +22,11 @@ func libvirtTransports() []string {
 // libvirtURIForm is how a libvirt URI is written, for messages.
 const libvirtURIForm = "driver[+transport]://[user@][host][:port]/path, such as qemu:///system or qemu+ssh://user@host/system"
 
-// checkLibvirtURI checks the form of a libvirt connection URI,
+// CheckLibvirtURI checks the form of a libvirt connection URI,
 // driver[+transport]://[user@][host][:port]/path[?params], without
 // connecting: a driver libvirt has, a transport it knows, a port that is
 // a number and a path.
-func checkLibvirtURI(s string) error {
+func CheckLibvirtURI(s string) error {
 	scheme, _, ok := strings.Cut(s, "://")
 	if !ok || scheme == "" {
 		return fmt.Errorf("must be a libvirt URI, %s; got %s", libvirtURIForm, quote(s))
@@ -54,4 +54,36 @@ func checkLibvirtURI(s string) error {
 		return fmt.Errorf("%s has no path, such as /system or /session", quote(s))
 	}
 	return nil
+}
+
+// libvirt checks the libvirt section, and what a libvirt VM cannot have.
+func (c *checker) libvirt() {
+	vm := c.vm
+	l := vm.Libvirt
+	if l.URI != "" {
+		if err := CheckLibvirtURI(l.URI); err != nil {
+			c.add("libvirt.uri", "%w", err)
+		}
+	}
+	switch {
+	case l.Host == "":
+	case l.URI != "":
+		c.add("libvirt.host", "and libvirt.uri are both set: name a host paddock knows (paddock host ls) or give a URI, not both")
+	case l.Host != LibvirtAutoHost && !validName(l.Host):
+		c.add("libvirt.host", "must be a host name (paddock host ls lists them) or %s, got %s", LibvirtAutoHost, quote(l.Host))
+	}
+	switch l.Type {
+	case "", LibvirtAuto, LibvirtKVM, LibvirtQEMU:
+	default:
+		c.add("libvirt.type", "must be one of %s, %s (hardware virtualization), %s (TCG emulation); got %s", LibvirtAuto, LibvirtKVM, LibvirtQEMU, quote(l.Type))
+	}
+	if vm.Backend != BackendLibvirt {
+		return
+	}
+	if vm.Restart != RestartNo && vm.Restart != "" {
+		c.add("restart", "is %s, but libvirt boots no domain again by itself: a libvirt VM has restart: %s only (leave restart out)", vm.Restart, RestartNo)
+	}
+	if vm.Console.Log != "" {
+		c.add("console.log", "is set, but a libvirt VM's console is logged on its host (paddock logs shows it): leave console.log out")
+	}
 }

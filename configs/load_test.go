@@ -58,9 +58,12 @@ func TestFillDefaultsKeepsExplicitValues(t *testing.T) {
 			return vm.Console.LogSize == 64*KiB && vm.Console.LogKeep == 3
 		}},
 		{"log_keep 0 stays for Validate", "console: {log_keep: 0}", func(vm *VM) bool { return vm.Console.LogKeep == 0 }},
-		{"libvirt backend gets the default URI", "backend: libvirt", func(vm *VM) bool { return vm.Libvirt.URI == DefaultLibvirtURI }},
-		{"native backend gets no URI", "backend: native", func(vm *VM) bool { return vm.Libvirt.URI == "" }},
-		{"explicit URI", "backend: libvirt\nlibvirt: {uri: 'test:///default'}", func(vm *VM) bool { return vm.Libvirt.URI == "test:///default" }},
+		{"libvirt backend gets the local host", "backend: libvirt", func(vm *VM) bool {
+			return vm.Libvirt.Host == LibvirtLocalHost && vm.Libvirt.URI == "" && vm.Libvirt.Type == LibvirtAuto
+		}},
+		{"native backend gets no host", "backend: native", func(vm *VM) bool { return vm.Libvirt == Libvirt{} }},
+		{"explicit URI", "backend: libvirt\nlibvirt: {uri: 'test:///default'}", func(vm *VM) bool { return vm.Libvirt.URI == "test:///default" && vm.Libvirt.Host == "" }},
+		{"explicit host and type", "backend: libvirt\nlibvirt: {host: lab1, type: qemu}", func(vm *VM) bool { return vm.Libvirt.Host == "lab1" && vm.Libvirt.Type == LibvirtQEMU }},
 		{"restart", "on_reboot: restart", func(vm *VM) bool { return vm.OnReboot == RebootRestart }},
 		{"restart policy", "restart: on-failure", func(vm *VM) bool { return vm.Restart == RestartOnFailure }},
 		{"empty restart stays for Validate", `restart: ""`, func(vm *VM) bool { return vm.Restart == "" }},

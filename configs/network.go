@@ -114,7 +114,10 @@ func (d *decoder) ports(field string, v *yaml.Node) []Port {
 }
 
 // managedNetworks checks the NICs on managed networks and the ports
-// that need one. Precondition: devices has checked each NIC's kind.
+// that need one. A libvirt VM's network is a libvirt network of its host
+// (such as libvirt's own default): its name is checked the same way, and
+// it has no ports, which are paddock's managed networks' forwards.
+// Precondition: devices has checked each NIC's kind.
 func (c *checker) managedNetworks() {
 	vm := c.vm
 	first := -1
@@ -125,13 +128,13 @@ func (c *checker) managedNetworks() {
 		if first < 0 {
 			first = i
 		}
-		if vm.Backend == BackendLibvirt {
-			c.add(fmt.Sprintf("nics[%d].network", i), "managed networks are the native backend's; with libvirt use bridge")
-			continue
-		}
 		if err := CheckNetworkName(n.Network); err != nil {
 			c.add(fmt.Sprintf("nics[%d].network", i), "%w", err)
 		}
+	}
+	if len(vm.Ports) > 0 && vm.Backend == BackendLibvirt {
+		c.add("ports", "forwards host ports through paddock's managed networks, which are the native backend's: a libvirt VM's network is its host's libvirt network (forward ports there with libvirt's own means)")
+		return
 	}
 	if len(vm.Ports) > 0 && first < 0 {
 		c.add("ports", "forwards to the VM's address on a managed network: give it a NIC with network (such as {network: default})")

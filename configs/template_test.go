@@ -67,6 +67,8 @@ func TestFromErrors(t *testing.T) {
 			"$DIR/hello.yaml:3:12: root_size: must be a positive size such as 8GiB, got 0B"},
 		{"huge", "name: web\nfrom: debian-12\nroot_size: 65TiB\n",
 			"$DIR/hello.yaml:3:12: root_size: must be at most 64TiB, got 65TiB"},
+		{"libvirt", "name: web\nfrom: debian-12\nbackend: libvirt\n",
+			"$DIR/hello.yaml:2:7: from: is for the native backend only: a libvirt VM cannot be made from a template yet (its disks are copied into its host's storage pool, where the template's base disk is not); leave out backend: libvirt, or from:"},
 		{"no kernel, no from", "name: web\n",
 			"$DIR/hello.yaml:1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux), or from: a template"},
 		{"long cmdline", "name: web\nfrom: debian-12\ncmdline: " + strings.Repeat("x", 2030) + "\n",

@@ -21,19 +21,23 @@ func (vm *VM) Validate(host Host) error {
 	c.structure()
 	c.files()
 	c.deviceFiles()
-	c.network()
-	if host.CheckPorts {
-		c.portsFree()
+	if vm.Backend != BackendLibvirt {
+		// A libvirt VM's host is another machine, maybe: its bridges,
+		// taps and RAM are its own, and libvirt checks them.
+		c.network()
+		if host.CheckPorts {
+			c.portsFree()
+		}
+		c.host(host)
 	}
-	c.host(host)
 	c.template(host)
 	return c.result()
 }
 
 // ValidateStructure checks the values alone, without touching the file
 // system or the host: name form, cpus and memory ranges, kernel set,
-// cmdline form, enum fields (backend: native only, until the libvirt
-// backend lands), the libvirt URI form. It suits configs meant
+// cmdline form, enum fields, the libvirt fields (URI form, host name,
+// domain type, what a libvirt VM cannot have). It suits configs meant
 // for another machine, and tests.
 func (vm *VM) ValidateStructure() error {
 	c := &checker{vm: vm}
@@ -152,17 +156,11 @@ func (c *checker) structure() {
 	c.labels()
 	c.cloudInit()
 	switch vm.Backend {
-	case BackendNative:
-	case BackendLibvirt:
-		c.add("backend", "%s is not available yet: paddock runs VMs on its %s backend only; leave backend out or set it to %s", BackendLibvirt, BackendNative, BackendNative)
+	case BackendNative, BackendLibvirt:
 	default:
-		c.add("backend", "must be %s (the only backend so far), got %s", BackendNative, quote(string(vm.Backend)))
+		c.add("backend", "must be %s or %s, got %s", BackendNative, BackendLibvirt, quote(string(vm.Backend)))
 	}
-	if vm.Libvirt.URI != "" {
-		if err := checkLibvirtURI(vm.Libvirt.URI); err != nil {
-			c.add("libvirt.uri", "%w", err)
-		}
-	}
+	c.libvirt()
 }
 
 // labels checks label keys and values.
@@ -267,7 +265,7 @@ func (c *checker) host(h Host) {
 		c.add("cpus", "must be at most %d, the most vCPUs KVM supports on this host, got %d", h.MaxVCPUs, vm.CPUs)
 	}
 	if h.MemoryBytes > 0 && uint64(vm.Memory) > h.MemoryBytes {
-		c.add("memory", "must be at most the host's RAM (%s), got %s", ByteSize(h.MemoryBytes).approx(), vm.Memory)
+		c.add("memory", "must be at most the host's RAM (%s), got %s", ByteSize(h.MemoryBytes).Approx(), vm.Memory)
 	}
 }
 

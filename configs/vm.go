@@ -19,7 +19,7 @@ const (
 	DefaultCPUs       = 1
 	DefaultMemory     = 512 * MiB
 	DefaultCmdline    = "console=ttyS0"
-	DefaultLibvirtURI = "qemu:///system"
+	DefaultLibvirtURI = "qemu:///system" // the libvirt host "local", unless paddock host add says otherwise
 	// DefaultConsoleLogSize and DefaultConsoleLogKeep bound a console log:
 	// at most 8MiB on disk, in the file and the one rotated before it.
 	DefaultConsoleLogSize = 4 * MiB
@@ -209,13 +209,34 @@ const (
 	BackendLibvirt Backend = "libvirt"
 )
 
-// Libvirt configures the libvirt backend.
+// Libvirt configures the libvirt backend: which libvirt host runs the
+// VM (Host or URI, not both) and how.
 type Libvirt struct {
-	// URI is the libvirt connection URI, e.g. qemu:///system or
-	// qemu+ssh://user@host/system. Default qemu:///system when the backend
-	// is libvirt.
+	// Host names a libvirt host paddock knows (paddock host ls), or is
+	// LibvirtAutoHost: the reachable host with the most free memory.
+	// Default LibvirtLocalHost when the backend is libvirt and URI is
+	// empty.
+	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+	// URI is a libvirt connection URI, e.g. qemu:///system or
+	// qemu+ssh://user@host/system, for a host paddock was not told about.
 	URI string `yaml:"uri,omitempty" json:"uri,omitempty"`
+	// Type is the domain type: LibvirtKVM, LibvirtQEMU (TCG emulation),
+	// or LibvirtAuto (KVM where the host has it). Default auto.
+	Type string `yaml:"type,omitempty" json:"type,omitempty"`
 }
+
+// libvirt.host and libvirt.type values.
+const (
+	// LibvirtLocalHost is this machine's system libvirtd (qemu:///system)
+	// unless paddock host add says otherwise.
+	LibvirtLocalHost = "local"
+	// LibvirtAutoHost picks the reachable host with the most free memory.
+	LibvirtAutoHost = "auto"
+	// LibvirtAuto, LibvirtKVM and LibvirtQEMU are the domain types.
+	LibvirtAuto = "auto"
+	LibvirtKVM  = "kvm"
+	LibvirtQEMU = "qemu"
+)
 
 // FillDefaults sets every field the YAML file left out to its default. A
 // field written explicitly keeps its value, even a zero one (`cpus: 0` stays
@@ -248,8 +269,13 @@ func (vm *VM) FillDefaults() {
 	if vm.Backend == "" && !vm.written("backend") {
 		vm.Backend = BackendNative
 	}
-	if vm.Backend == BackendLibvirt && vm.Libvirt.URI == "" && !vm.written("libvirt.uri") {
-		vm.Libvirt.URI = DefaultLibvirtURI
+	if vm.Backend == BackendLibvirt {
+		if vm.Libvirt.Host == "" && vm.Libvirt.URI == "" && !vm.written("libvirt.host") && !vm.written("libvirt.uri") {
+			vm.Libvirt.Host = LibvirtLocalHost
+		}
+		if vm.Libvirt.Type == "" && !vm.written("libvirt.type") {
+			vm.Libvirt.Type = LibvirtAuto
+		}
 	}
 	vm.fillDeviceDefaults()
 	vm.fillCloudInitDefaults()

@@ -24,6 +24,9 @@ type Info struct {
 	Backend string `json:"backend"`
 	// Template is the template the VM was made from, if any.
 	Template string `json:"template,omitempty"`
+	// Host is the libvirt host a libvirt VM lives on (its name, or its
+	// URI when the spec gave one).
+	Host string `json:"host,omitempty"`
 
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	Source    string    `json:"source,omitempty"`
@@ -103,40 +106,23 @@ func (m *Manager) Inspect(name string) (*Info, error) {
 	return m.info(v, true)
 }
 
-// info gathers a VM's facts.
+// info gathers a VM's facts: its state from its backend, the rest from
+// its spec.
 func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 	in := &Info{Name: v.Name}
-	rec, h, err := facts(v)
-	if err != nil {
-		in.State, in.Problem = store.StateCrashed, err.Error()
+	if err := m.backend(v).State(v, in); err != nil {
+		in.Problem = err.Error()
 		return in, nil
 	}
-	if store.Stale(rec, h) {
-		reap(v)
-		if rec, h, err = facts(v); err != nil {
-			in.State, in.Problem = store.StateCrashed, err.Error()
-			return in, nil
-		}
-	}
-	in.State = store.Derive(rec, h)
 	if id, ok, err := v.ReadIdentity(); err != nil {
-		in.Problem = err.Error()
+		in.Problem = joinProblem(in.Problem, err.Error())
 	} else if ok {
 		in.UUID = id.UUID.String()
 	}
-	in.CreatedAt, in.Source = rec.CreatedAt, rec.Source
 	if from, err := v.ReadFrom(); err != nil {
 		in.Problem = joinProblem(in.Problem, err.Error())
 	} else if from != nil {
 		in.Template = from.Template
-	}
-	in.LastExit, in.StartError = rec.Exit, rec.StartError
-	if in.State.Active() && rec.RunID == h.RunID {
-		in.PID, in.StartedAt, in.BootedAt = rec.PID, rec.StartedAt, rec.BootedAt
-		in.Boots, in.Restarts = rec.Boots, rec.Restarts
-		if (in.State == store.StateRunning || in.State == store.StatePaused) && !rec.BootedAt.IsZero() {
-			in.Uptime = time.Since(rec.BootedAt).Round(time.Second).Seconds()
-		}
 	}
 	vm, err := loadSpec(v)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
 )
 
 // envTestVMM makes the test binary act as a VMM process (the hidden
@@ -16,7 +18,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envTestVMM) == "1" {
 		os.Exit(testVMM(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	libvirttest.Cleanup()
+	os.Exit(code)
 }
 
 // testVMM parses what Start appends, "--home HOME --ready-fd 3

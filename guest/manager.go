@@ -8,18 +8,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
-	"github.com/paddock-vm/paddock/guest/console"
+	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
-	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // Timeouts of managed operations.
@@ -49,10 +46,13 @@ type Options struct {
 
 // Manager manages the VMs of one state directory. Every method may run
 // concurrently with any other, in this process or another: per-VM locks
-// and the VMMs' run locks keep them consistent.
+// and the VMMs' run locks keep them consistent. Each VM runs on the
+// Backend its spec names.
 type Manager struct {
-	store *store.Store
-	opts  Options
+	store   *store.Store
+	opts    Options
+	native  *native
+	libvirt *libvirtBackend
 }
 
 // Open returns the manager of the state directory opts.Home.
@@ -78,8 +78,31 @@ func Open(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{store: s, opts: opts}, nil
+	m := &Manager{store: s, opts: opts}
+	m.native = &native{store: s, opts: &m.opts}
+	m.libvirt = &libvirtBackend{store: s, hosts: lv.OpenHosts(s.Home())}
+	return m, nil
 }
+
+// backend returns the Backend that runs the VM v.
+func (m *Manager) backend(v *store.VM) Backend {
+	if isLibvirt(v) {
+		return m.libvirt
+	}
+	return m.native
+}
+
+// backendFor returns the Backend of a spec's backend field.
+// Precondition: kind is valid (configs.Validate).
+func (m *Manager) backendFor(kind configs.Backend) Backend {
+	if kind == configs.BackendLibvirt {
+		return m.libvirt
+	}
+	return m.native
+}
+
+// Hosts returns the libvirt hosts of the state directory.
+func (m *Manager) Hosts() *lv.Hosts { return m.libvirt.hosts }
 
 // Home returns the state directory.
 func (m *Manager) Home() string { return m.store.Home() }
@@ -112,34 +135,18 @@ func (m *Manager) lock(v *store.VM) (*store.Lock, error) {
 	return l, err
 }
 
-// facts reads a VM's record and run lock. A record that cannot be read
-// (a damaged state.json) reads as a VM that is not running, with the
-// problem in err; a record of a newer paddock is only an error, as is a
-// run lock that cannot be checked.
-func facts(v *store.VM) (store.Record, store.Holder, error) {
-	h, err := v.RunHolder()
-	if err != nil {
-		return store.Record{}, store.Holder{}, err
-	}
-	rec, err := v.ReadRecord()
-	if err != nil {
-		return store.Record{Phase: store.PhaseExited}, h, err
-	}
-	return rec, h, nil
-}
-
-// usable reports whether an error from facts leaves facts good enough to
-// act on: only a damaged state.json does, which the next VMM replaces.
-func usable(err error) bool {
-	var pe *store.RecordError
-	return err == nil || errors.As(err, &pe) && !errors.Is(err, store.ErrRecordVersion)
-}
-
-// Create adds vm to the store (its resolved spec becomes vm.yaml); source
-// is the file it came from, for inspect. A VM with cloud_init gets
-// paddock's SSH key and its key files' keys in its ssh_keys (vm is
-// changed). Precondition: vm has been through FillDefaults and Validate.
+// Create adds vm to the store (its resolved spec becomes vm.yaml) and
+// sets it up on its backend; source is the file it came from, for
+// inspect. A VM with cloud_init gets paddock's SSH key and its key files'
+// keys in its ssh_keys (vm is changed). Precondition: vm has been through
+// FillDefaults and Validate.
 func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
+	return m.CreateContext(context.Background(), vm, source)
+}
+
+// CreateContext is Create with a context, which bounds the backend's
+// work (a libvirt host's uploads).
+func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source string) (*Info, error) {
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
@@ -181,10 +188,38 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.reserveAddresses(vm); err != nil {
-		return nil, errors.Join(fmt.Errorf("VM %s: %w", vm.Name, err), m.store.Remove(v))
+	if vm.Backend == configs.BackendNative {
+		if err := m.reserveAddresses(vm); err != nil {
+			return nil, errors.Join(fmt.Errorf("VM %s: %w", vm.Name, err), m.store.Remove(v))
+		}
+	}
+	if err := m.setUp(ctx, v, vm); err != nil {
+		return nil, err
 	}
 	return m.info(v, false)
+}
+
+// setUp has the backend of a VM that just entered the store set it up,
+// and takes the VM out of the store (and its addresses) again if that
+// fails.
+func (m *Manager) setUp(ctx context.Context, v *store.VM, vm *configs.VM) error {
+	l, err := m.lock(v)
+	if err == nil {
+		defer l.Unlock()
+		err = m.backendFor(vm.Backend).Create(ctx, v, vm)
+	}
+	if err == nil {
+		return nil
+	}
+	if rerr := m.store.Remove(v); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	if vm.Backend == configs.BackendNative {
+		if rerr := m.releaseAddresses(vm.Name); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // Spec returns the VM's stored spec, defaults filled.
@@ -205,45 +240,8 @@ func loadSpec(v *store.VM) (*configs.VM, error) {
 	return vm, nil
 }
 
-// reapLocked records the end of a VMM that died without recording it:
-// why it probably died, the last console lines and the VMM's last
-// messages; and removes its socket. reason is exit.VMMDied, or exit.Kill
-// after a SIGKILL. Precondition: the VM's lock is held and no VMM holds
-// its run lock.
-func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string) error {
-	end := &store.Exit{Reason: reason, Detail: detail, At: time.Now()}
-	end.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
-	if b, err := os.ReadFile(v.Path(store.VMMLogFile)); err == nil {
-		end.VMMLogTail = console.TailLines(b, 20)
-	}
-	rec.Phase, rec.Exit = store.PhaseExited, end
-	os.Remove(v.Path(store.SocketFile))
-	return v.WriteRecord(rec)
-}
-
-// vmmDied is the detail of an exit.VMMDied.
-func vmmDied(rec store.Record) string {
-	return fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", rec.PID)
-}
-
-// reap cleans up after a dead VMM if the VM's lock is free (a command
-// holding it does its own cleanup).
-func reap(v *store.VM) {
-	l, err := v.Lock()
-	if err != nil {
-		return
-	}
-	defer l.Unlock()
-	rec, h, err := facts(v)
-	if err != nil || !store.Stale(rec, h) {
-		return
-	}
-	_ = reapLocked(v, rec, exit.VMMDied, vmmDied(rec))
-}
-
-// Start boots the VM in a detached VMM process and returns once the
-// guest runs (or the VMM failed: a *StartError, the VM keeping its
-// state).
+// Start boots the VM on its backend and returns once the guest runs (or
+// the start failed: a *StartError, the VM keeping its state).
 func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	v, err := m.vm(name)
 	if err != nil {
@@ -254,126 +252,43 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		return nil, err
 	}
 	defer l.Unlock()
-	rec, h, err := facts(v)
-	if !usable(err) {
-		return nil, err
-	}
-	if h.Alive {
-		return nil, &StateError{Name: name, Op: "start", State: store.Derive(rec, h)}
-	}
-	if store.Stale(rec, h) {
-		if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
-			return nil, err
-		}
-		if rec, err = v.ReadRecord(); !usable(err) {
-			return nil, err
-		}
-	}
-	vm, err := loadSpec(v)
-	if err != nil {
-		return nil, err
-	}
+	// A VM made from a template starts only on that template, unchanged.
 	if err := m.checkFrom(v); err != nil {
 		return nil, err
 	}
-	// Validate against the host's memory; the vCPU limit is the VMM's to
-	// check (machine.New), which saves probing KVM twice on the way.
-	host, _ := configs.HostFacts()
-	if err := vm.Validate(host); err != nil {
-		return nil, err
-	}
-	if vm.Backend != configs.BackendNative {
-		return nil, fmt.Errorf("VM %s: backend %q: managed VMs run on the native backend", name, vm.Backend)
-	}
-	if err := writeSeed(v, vm); err != nil {
-		return nil, err
-	}
-	if err := m.spawn(ctx, v, rec); err != nil {
+	if err := m.backend(v).Start(ctx, v); err != nil {
 		return nil, err
 	}
 	return m.info(v, false)
 }
 
-// client returns an API client for a VM whose VMM is alive, or a
-// StateError.
-func (m *Manager) client(v *store.VM, op string) (*api.Client, store.Holder, error) {
-	rec, h, err := facts(v)
-	var re *store.RecordError
-	switch {
-	case err != nil && !errors.As(err, &re):
-		return nil, h, err
-	case err != nil && h.Alive:
-		// The record is unreadable but the VMM lives: ask it.
-		return api.NewClient(v.Path(store.SocketFile), v.Name), h, nil
-	}
-	if !h.Alive {
-		if store.Stale(rec, h) {
-			reap(v)
-			rec, _ = v.ReadRecord()
-		}
-		return nil, h, &StateError{Name: v.Name, Op: op, State: store.Derive(rec, h)}
-	}
-	if st := store.Derive(rec, h); st == store.StateStarting {
-		return nil, h, &StateError{Name: v.Name, Op: op, State: st, Hint: "try again once it runs"}
-	}
-	return api.NewClient(v.Path(store.SocketFile), v.Name), h, nil
-}
-
-// apiError turns the VMM's refusals into the errors users see.
-func apiError(name, op string, err error) error {
-	var ae *api.Error
-	if errors.As(err, &ae) {
-		switch ae.Code {
-		case api.CodeWrongState:
-			return &StateError{Name: name, Op: op, Message: ae.Message}
-		case api.CodeNotFound:
-			return &NotFoundError{Name: name}
-		}
-		return fmt.Errorf("VM %s: %s: %w", name, op, ae)
-	}
-	if errors.Is(err, api.ErrUnavailable) {
-		return fmt.Errorf("VM %s: %s: the VMM runs but does not answer on its control socket (%w); paddock kill %s ends it", name, op, err, name)
-	}
-	return fmt.Errorf("VM %s: %s: %w", name, op, err)
-}
-
 // Pause stops the VM's vCPUs.
 func (m *Manager) Pause(ctx context.Context, name string) (api.Status, error) {
-	return m.simpleCall(ctx, name, "pause", (*api.Client).Pause)
+	return m.call(ctx, name, Backend.Pause)
 }
 
 // Resume lets a paused VM run again.
 func (m *Manager) Resume(ctx context.Context, name string) (api.Status, error) {
-	return m.simpleCall(ctx, name, "resume", (*api.Client).Resume)
+	return m.call(ctx, name, Backend.Resume)
 }
 
-// Status asks a running VM's VMM for its live status.
+// Status asks a running VM's backend for its live status.
 func (m *Manager) Status(ctx context.Context, name string) (api.Status, error) {
-	return m.simpleCall(ctx, name, "query", (*api.Client).Status)
+	return m.call(ctx, name, Backend.Status)
 }
 
-func (m *Manager) simpleCall(ctx context.Context, name, op string, call func(*api.Client, context.Context) (api.Status, error)) (api.Status, error) {
+// call runs a backend method that needs no lock on the named VM.
+func (m *Manager) call(ctx context.Context, name string, f func(Backend, context.Context, *store.VM) (api.Status, error)) (api.Status, error) {
 	v, err := m.vm(name)
 	if err != nil {
 		return api.Status{}, err
 	}
-	c, _, err := m.client(v, op)
-	if err != nil {
-		return api.Status{}, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	st, err := call(c, ctx)
-	if err != nil {
-		return api.Status{}, apiError(name, op, err)
-	}
-	return st, nil
+	return f(m.backend(v), ctx, v)
 }
 
 // Stop presses the VM's ACPI power button, waits up to timeout for the
-// guest to power off, then forces it off; it returns once the VMM has
-// exited.
+// guest to power off, then forces it off; it returns once the VM has
+// stopped (for the native backend: once the VMM has exited).
 func (m *Manager) Stop(ctx context.Context, name string, timeout time.Duration) (api.StopResult, error) {
 	v, err := m.vm(name)
 	if err != nil {
@@ -384,84 +299,17 @@ func (m *Manager) Stop(ctx context.Context, name string, timeout time.Duration) 
 		return api.StopResult{}, err
 	}
 	defer l.Unlock()
-	c, _, err := m.client(v, "stop")
-	if err != nil {
-		return api.StopResult{}, err
-	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, timeout+exitGrace)
-	defer cancel()
-	res, err := c.Shutdown(cctx, timeout)
-	if err != nil {
-		return api.StopResult{}, apiError(name, "stop", err)
-	}
-	if err := v.WaitRunUnlocked(exitGrace); err != nil {
-		return res, fmt.Errorf("VM %s stopped, but its VMM did not exit: %w", name, err)
-	}
-	return res, nil
+	return m.backend(v).Stop(ctx, v, timeout)
 }
 
-// Kill stops the VM at once. If the VMM does not answer, it is killed
-// with SIGKILL. It returns once the VMM has exited.
+// Kill stops the VM at once. A native VM's VMM that does not answer is
+// killed with SIGKILL. It returns once the VM has stopped.
 func (m *Manager) Kill(ctx context.Context, name string) (api.StopResult, error) {
 	v, err := m.vm(name)
 	if err != nil {
 		return api.StopResult{}, err
 	}
-	return m.kill(ctx, v)
-}
-
-func (m *Manager) kill(ctx context.Context, v *store.VM) (api.StopResult, error) {
-	start := time.Now()
-	c, h, err := m.client(v, "kill")
-	if err != nil {
-		var se *StateError
-		if !errors.As(err, &se) || se.State != store.StateStarting {
-			return api.StopResult{}, err
-		}
-		// A VMM that is starting does not serve its API yet.
-		return m.sigkill(v, h, start)
-	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	res, err := c.Kill(cctx)
-	if err != nil {
-		var ae *api.Error
-		if errors.As(err, &ae) && ae.Code == api.CodeWrongState {
-			return api.StopResult{}, apiError(v.Name, "kill", err)
-		}
-		return m.sigkill(v, h, start)
-	}
-	if err := v.WaitRunUnlocked(exitGrace); err != nil {
-		return m.sigkill(v, h, start)
-	}
-	return res, nil
-}
-
-// sigkill kills the VMM h with SIGKILL and records the kill.
-func (m *Manager) sigkill(v *store.VM, h store.Holder, start time.Time) (api.StopResult, error) {
-	now, err := v.RunHolder()
-	if err != nil {
-		return api.StopResult{}, err
-	}
-	// Kill only the process that holds the run lock now: its pid cannot
-	// have been reused while it holds the lock.
-	if now.Alive && now.PID > 0 && (h.RunID == "" || now.RunID == h.RunID) {
-		if err := syscall.Kill(now.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return api.StopResult{}, fmt.Errorf("VM %s: kill the VMM (pid %d): %w", v.Name, now.PID, err)
-		}
-	}
-	if err := v.WaitRunUnlocked(exitGrace); err != nil {
-		return api.StopResult{}, fmt.Errorf("VM %s: the VMM survived SIGKILL: %w", v.Name, err)
-	}
-	if l, err := v.Lock(); err == nil {
-		defer l.Unlock()
-		if rec, h, err := facts(v); err == nil && store.Stale(rec, h) {
-			_ = reapLocked(v, rec, exit.Kill, "the VMM did not answer; killed with SIGKILL")
-		}
-	}
-	return api.StopResult{How: api.StopKilled, Elapsed: time.Since(start).Seconds()}, nil
+	return m.backend(v).Kill(ctx, v)
 }
 
 // Remove deletes the VM and everything paddock created for it. A VM that
@@ -476,25 +324,8 @@ func (m *Manager) Remove(ctx context.Context, name string, force bool) error {
 		return err
 	}
 	defer l.Unlock()
-	rec, h, err := facts(v)
-	var re *store.RecordError
-	if err != nil && !errors.As(err, &re) {
-		return err // only the run lock matters here
-	}
-	if h.Alive {
-		if !force {
-			return &StateError{Name: name, Op: "remove", State: store.Derive(rec, h), Hint: "stop it first (paddock stop " + name + "), or use --force"}
-		}
-		if _, err := m.kill(ctx, v); err != nil {
-			var se *StateError
-			if !errors.As(err, &se) {
-				return err
-			}
-			// It stopped by itself meanwhile.
-		}
-		if err := v.WaitRunUnlocked(exitGrace); err != nil {
-			return err
-		}
+	if err := m.backend(v).Remove(ctx, v, force); err != nil {
+		return err
 	}
 	if err := m.store.Remove(v); err != nil {
 		return err
@@ -510,18 +341,7 @@ func (m *Manager) Attach(ctx context.Context, name string, tail int) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	c, _, err := m.client(v, "attach to")
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	defer cancel()
-	conn, err := c.Attach(cctx, tail)
-	if err != nil {
-		return nil, apiError(name, "attach to", err)
-	}
-	return conn, nil
+	return m.backend(v).Attach(ctx, v, tail)
 }
 
 // LogOptions select what Logs returns.
@@ -533,33 +353,13 @@ type LogOptions struct {
 	Tail int
 }
 
-// Logs returns the VM's console output: console.log (with the rotated
-// console.log.1) or, when following a running VM, the VMM's stream.
+// Logs returns the VM's console output: for a native VM, console.log
+// (with the rotated console.log.1) or, when following a running VM, the
+// VMM's stream.
 func (m *Manager) Logs(ctx context.Context, name string, o LogOptions) (io.ReadCloser, error) {
 	v, err := m.vm(name)
 	if err != nil {
 		return nil, err
 	}
-	if o.Follow {
-		rec, h, err := facts(v)
-		if err != nil {
-			return nil, err
-		}
-		if h.Alive && store.Derive(rec, h) != store.StateStarting {
-			c := api.NewClient(v.Path(store.SocketFile), v.Name)
-			rc, err := c.Console(ctx, api.ConsoleOptions{Follow: true, Tail: o.Tail})
-			if err == nil {
-				return rc, nil
-			}
-			if !errors.Is(err, api.ErrUnavailable) {
-				return nil, apiError(name, "follow the console of", err)
-			}
-			// The VMM ended meanwhile: the files have everything.
-		}
-	}
-	data, err := console.ReadLog(v.Path(store.ConsoleFile))
-	if err != nil {
-		return nil, err
-	}
-	return io.NopCloser(strings.NewReader(string(console.TailBytes(data, o.Tail)))), nil
+	return m.backend(v).Logs(ctx, v, o)
 }

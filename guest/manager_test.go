@@ -26,7 +26,13 @@ import (
 func testVM(t *testing.T, name, guest string) *configs.VM {
 	t.Helper()
 	testguest.RequireKVM(t)
-	vm, err := configs.Parse([]byte(fmt.Sprintf("name: %s\nmemory: 64MiB\nkernel: %s\nconsole: log\n", name, testguest.Build(t, guest))), "")
+	return parseVM(t, fmt.Sprintf("name: %s\nmemory: 64MiB\nkernel: %s\nconsole: log\n", name, testguest.Build(t, guest)), "")
+}
+
+// parseVM parses, fills and validates the YAML of a VM (file names it).
+func parseVM(t *testing.T, yaml, file string) *configs.VM {
+	t.Helper()
+	vm, err := configs.Parse([]byte(yaml), file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
-	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // snapshotTimeout bounds a snapshot's creation: the guest's touched
@@ -56,6 +55,11 @@ type SnapshotInfo struct {
 	// Paused is how long the guest was held while the snapshot was
 	// taken, in seconds (set by CreateSnapshot only).
 	Paused float64 `json:"paused_seconds,omitempty"`
+	// Backend is "libvirt" for a libvirt VM's snapshot: libvirt's
+	// internal snapshot, its memory inside the VM's first qcow2 disk
+	// (MemoryWritten and MemoryOnDisk unknown), restored in full, not
+	// lazily. Empty for the native backend's.
+	Backend string `json:"backend,omitempty"`
 }
 
 // lockVM returns the VM called name with its mutation lock held.
@@ -81,7 +85,8 @@ func snapshotName(t time.Time) string {
 // disk, all of one instant. An empty snap names it after the time. The
 // VM runs on afterwards (a paused one stays paused), or stops with stop.
 // A VM that does not run is refused: there is no machine to save (its
-// disks alone can be snapshotted with paddock image snapshot).
+// disks alone can be snapshotted with paddock image snapshot). A libvirt
+// VM's snapshot is libvirt's internal snapshot (docs/libvirt.md).
 func (m *Manager) CreateSnapshot(ctx context.Context, name, snap string, stop bool) (*SnapshotInfo, error) {
 	v, err := m.vm(name)
 	if err != nil {
@@ -98,14 +103,23 @@ func (m *Manager) CreateSnapshot(ctx context.Context, name, snap string, stop bo
 		return nil, err
 	}
 	defer l.Unlock()
+	return m.backend(v).CreateSnapshot(ctx, v, snap, stop)
+}
+
+// notRunningHint is what a StateError of a snapshot of a VM that does
+// not run adds.
+const notRunningHint = "a snapshot saves a running or paused VM: start it first (paddock image snapshot takes a disk alone)"
+
+// CreateSnapshot implements Backend: the VMM saves the machine.
+func (n *native) CreateSnapshot(ctx context.Context, v *store.VM, snap string, stop bool) (*SnapshotInfo, error) {
 	if _, err := v.ReadSnapshot(snap); err == nil {
-		return nil, &SnapshotExistsError{VM: name, Name: snap}
+		return nil, &SnapshotExistsError{VM: v.Name, Name: snap}
 	}
-	c, _, err := m.client(v, "snapshot")
+	c, _, err := n.client(v, "snapshot")
 	if err != nil {
 		var se *StateError
 		if errors.As(err, &se) && se.Hint == "" && !se.State.Active() {
-			se.Hint = "a snapshot saves a running or paused VM: start it first (paddock image snapshot takes a disk alone)"
+			se.Hint = notRunningHint
 		}
 		return nil, err
 	}
@@ -116,13 +130,13 @@ func (m *Manager) CreateSnapshot(ctx context.Context, name, snap string, stop bo
 	if err != nil {
 		var ae *api.Error
 		if errors.As(err, &ae) && ae.Code == api.CodeExists {
-			return nil, &SnapshotExistsError{VM: name, Name: snap}
+			return nil, &SnapshotExistsError{VM: v.Name, Name: snap}
 		}
-		return nil, apiError(name, "snapshot", err)
+		return nil, apiError(v.Name, "snapshot", err)
 	}
 	if stop {
 		if err := v.WaitRunUnlocked(exitGrace); err != nil {
-			return nil, fmt.Errorf("VM %s: snapshot %s taken, but the VMM did not exit: %w", name, snap, err)
+			return nil, fmt.Errorf("VM %s: snapshot %s taken, but the VMM did not exit: %w", v.Name, snap, err)
 		}
 	}
 	info, err := snapshotInfo(v, snap)
@@ -164,6 +178,11 @@ func (m *Manager) Snapshots(name string) ([]*SnapshotInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	return m.backend(v).Snapshots(v)
+}
+
+// Snapshots implements Backend: the VM's snapshots directory.
+func (n *native) Snapshots(v *store.VM) ([]*SnapshotInfo, error) {
 	names, err := v.SnapshotNames()
 	if err != nil {
 		return nil, err
@@ -189,85 +208,97 @@ func (m *Manager) Snapshots(name string) ([]*SnapshotInfo, error) {
 // reverted to their internal snapshots, so disk and memory go back
 // together. A running VM is refused unless force, which kills it first
 // (what it did since the snapshot is lost). The snapshot is checked
-// (format version, integrity) before anything happens to the VM.
+// (format version, integrity) before anything happens to the VM. A
+// libvirt VM is reverted by libvirt, in its QEMU.
 func (m *Manager) RestoreSnapshot(ctx context.Context, name, snap string, force bool) (*Info, error) {
 	v, l, err := m.lockVM(name)
 	if err != nil {
 		return nil, err
 	}
 	defer l.Unlock()
-	r, err := vmm.OpenSnapshot(v, snap)
-	if errors.Is(err, store.ErrNoSnapshot) || errors.Is(err, store.ErrBadSnapshotName) {
-		return nil, &NoSnapshotError{VM: name, Name: snap}
-	}
-	if err != nil {
-		return nil, err
-	}
-	r.Memory.Close() // the VMM opens it again; this was the check
-	rec, h, err := facts(v)
-	if !usable(err) {
-		return nil, err
-	}
-	if h.Alive {
-		if !force {
-			return nil, &StateError{Name: name, Op: "restore a snapshot of", State: store.Derive(rec, h),
-				Hint: "stop it first (paddock stop " + name + "), or use --force to discard what it did since"}
-		}
-		if _, err := m.kill(ctx, v); err != nil {
-			var se *StateError
-			if !errors.As(err, &se) {
-				return nil, err
-			}
-		}
-		if err := v.WaitRunUnlocked(exitGrace); err != nil {
-			return nil, err
-		}
-	}
-	if rec, h, err = facts(v); !usable(err) {
-		return nil, err
-	}
-	if store.Stale(rec, h) {
-		if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
-			return nil, err
-		}
-		if rec, err = v.ReadRecord(); !usable(err) {
-			return nil, err
-		}
-	}
-	vm, err := loadSpec(v)
-	if err != nil {
-		return nil, err
-	}
-	if vm.Backend != configs.BackendNative {
-		return nil, fmt.Errorf("VM %s: backend %q: snapshots are of VMs on the native backend", name, vm.Backend)
-	}
-	// A VM from a template restores only on the template it was made
-	// from, unchanged, as it starts.
+	// A VM made from a template restores only on that template,
+	// unchanged, as it starts.
 	if err := m.checkFrom(v); err != nil {
 		return nil, err
 	}
-	// The seed volume is one of the machine's disks, as at a start.
-	if err := writeSeed(v, vm); err != nil {
-		return nil, err
-	}
-	if err := m.spawn(ctx, v, rec, "--restore", snap); err != nil {
+	if err := m.backend(v).RestoreSnapshot(ctx, v, snap, force); err != nil {
 		return nil, err
 	}
 	return m.info(v, false)
 }
 
+// restoreRunningHint is what a StateError of a restore of a running VM
+// adds.
+func restoreRunningHint(name string) string {
+	return "stop it first (paddock stop " + name + "), or use --force to discard what it did since"
+}
+
+// RestoreSnapshot implements Backend: a new VMM starts from the snapshot.
+func (n *native) RestoreSnapshot(ctx context.Context, v *store.VM, snap string, force bool) error {
+	r, err := vmm.OpenSnapshot(v, snap)
+	if errors.Is(err, store.ErrNoSnapshot) || errors.Is(err, store.ErrBadSnapshotName) {
+		return &NoSnapshotError{VM: v.Name, Name: snap}
+	}
+	if err != nil {
+		return err
+	}
+	r.Memory.Close() // the VMM opens it again; this was the check
+	rec, h, err := facts(v)
+	if !usable(err) {
+		return err
+	}
+	if h.Alive {
+		if !force {
+			return &StateError{Name: v.Name, Op: "restore a snapshot of", State: store.Derive(rec, h), Hint: restoreRunningHint(v.Name)}
+		}
+		if _, err := n.Kill(ctx, v); err != nil {
+			var se *StateError
+			if !errors.As(err, &se) {
+				return err
+			}
+		}
+		if err := v.WaitRunUnlocked(exitGrace); err != nil {
+			return err
+		}
+	}
+	if rec, h, err = facts(v); !usable(err) {
+		return err
+	}
+	if rec, err = reapStale(v, rec, h); err != nil {
+		return err
+	}
+	vm, err := loadSpec(v)
+	if err != nil {
+		return err
+	}
+	if vm.Backend != configs.BackendNative {
+		return fmt.Errorf("VM %s: backend %q: snapshots are of VMs on the native backend", v.Name, vm.Backend)
+	}
+	// The seed volume is one of the machine's disks, as at a start.
+	if err := writeSeed(v, vm); err != nil {
+		return err
+	}
+	return n.spawn(ctx, v, rec, "--restore", snap)
+}
+
 // RemoveSnapshot deletes the VM's snapshot snap: the internal qcow2
 // snapshots it left in the disks (through the VMM, which holds the
-// disks, if the VM runs) and its directory.
+// disks, if the VM runs) and its directory; for a libvirt VM, libvirt's
+// snapshot.
 func (m *Manager) RemoveSnapshot(ctx context.Context, name, snap string) error {
 	v, l, err := m.lockVM(name)
 	if err != nil {
 		return err
 	}
 	defer l.Unlock()
+	return m.backend(v).RemoveSnapshot(ctx, v, snap)
+}
+
+// RemoveSnapshot implements Backend.
+func (n *native) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) error {
 	meta, err := v.ReadSnapshot(snap)
 	if errors.Is(err, store.ErrNoSnapshot) || errors.Is(err, store.ErrBadSnapshotName) {
-		return &NoSnapshotError{VM: name, Name: snap}
+		return &NoSnapshotError{VM: v.Name, Name: snap}
 	}
 	if err != nil {
 		return err
@@ -277,7 +308,7 @@ func (m *Manager) RemoveSnapshot(ctx context.Context, name, snap string) error {
 		return err
 	}
 	if h.Alive {
-		c, _, err := m.client(v, "remove a snapshot of")
+		c, _, err := n.client(v, "remove a snapshot of")
 		if err != nil {
 			return err
 		}
@@ -285,7 +316,7 @@ func (m *Manager) RemoveSnapshot(ctx context.Context, name, snap string) error {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		defer cancel()
 		if err := c.DeleteSnapshot(cctx, snap); err != nil {
-			return apiError(name, "remove a snapshot of", err)
+			return apiError(v.Name, "remove a snapshot of", err)
 		}
 	} else if err := deleteDiskSnapshots(meta); err != nil {
 		return err

@@ -27,7 +27,7 @@ const ReadyFD = 3
 // before the start, restored if the VMM dies before it could; extra are
 // more arguments for the VMM (--restore SNAP). Precondition: the VM's
 // lock is held and no VMM runs it.
-func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record, extra ...string) error {
+func (n *native) spawn(ctx context.Context, v *store.VM, prev store.Record, extra ...string) error {
 	logPath := v.Path(store.VMMLogFile)
 	if _, err := os.Stat(logPath); err == nil {
 		if err := os.Rename(logPath, logPath+".1"); err != nil {
@@ -50,8 +50,8 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record, ext
 	}
 	defer r.Close()
 
-	argv := append(append([]string(nil), m.opts.VMMCommand...),
-		"--home", m.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD))
+	argv := append(append([]string(nil), n.opts.VMMCommand...),
+		"--home", n.store.Home(), "--ready-fd", fmt.Sprint(ReadyFD))
 	argv = append(append(argv, extra...), v.Name)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
@@ -64,7 +64,7 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record, ext
 		return &StartError{Name: v.Name, Err: fmt.Errorf("run the VMM %s: %w", argv[0], err)}
 	}
 
-	msg, err := readReady(ctx, r, m.opts.StartTimeout)
+	msg, err := readReady(ctx, r, n.opts.StartTimeout)
 	switch {
 	case err == nil && msg.OK:
 		// The VMM lives on, in its own session. Reap it should it exit
@@ -82,7 +82,7 @@ func (m *Manager) spawn(ctx context.Context, v *store.VM, prev store.Record, ext
 	werr := cmd.Wait()
 	why := fmt.Errorf("the VMM exited before the guest ran (%v)", describeWait(werr))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		why = fmt.Errorf("the VMM did not get the guest running within %s; killed it", m.opts.StartTimeout)
+		why = fmt.Errorf("the VMM did not get the guest running within %s; killed it", n.opts.StartTimeout)
 	} else if ctx.Err() != nil {
 		why = fmt.Errorf("cancelled; killed the VMM: %w", ctx.Err())
 	}

@@ -7,6 +7,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/guest"
+	lv "github.com/paddock-vm/paddock/guest/libvirt"
+	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
@@ -27,9 +29,15 @@ needs, and whether the CPU offers hardware virtualization or KVM only
 emulates guest kernel code (as in some cloud VMs), which cannot boot a
 stock Linux kernel.
 
+It also asks the libvirt host local (qemu:///system unless paddock host
+add says otherwise) how it would run libvirt VMs (backend: libvirt): kvm,
+or qemu (TCG emulation) and why, and says what libvirt VMs cannot do that
+native ones can. That part does not change the exit status.
+
 --json prints one object: status (ready, emulated or unusable), usable,
 acceleration (hardware, emulated or unknown), max_vcpus, checks (each
-with name, ok and detail) and advice.
+with name, ok and detail), advice, and libvirt (host, uri, reachable,
+problem, libvirt_version, qemu_version, domain_type, detail, limits).
 
 Exit status: 0 ready (hardware virtualization), 1 KVM unusable,
 3 KVM usable but emulation-only.`,
@@ -52,6 +60,57 @@ type doctorReport struct {
 	MaxVCPUs     int           `json:"max_vcpus"`
 	Checks       []doctorCheck `json:"checks"`
 	Advice       string        `json:"advice"`
+	Libvirt      doctorLibvirt `json:"libvirt"`
+}
+
+// doctorLibvirt is doctor's report of the libvirt host local.
+type doctorLibvirt struct {
+	Host      string `json:"host"`
+	URI       string `json:"uri"`
+	Reachable bool   `json:"reachable"`
+	Problem   string `json:"problem,omitempty"`
+	Libvirt   string `json:"libvirt_version,omitempty"`
+	QEMU      string `json:"qemu_version,omitempty"`
+	// DomainType is how libvirt VMs of type auto run there (kvm or
+	// qemu), Detail the same in words.
+	DomainType string `json:"domain_type,omitempty"`
+	Detail     string `json:"detail"`
+	// Limits are what libvirt VMs cannot do that native ones can.
+	Limits []string `json:"limits"`
+}
+
+// libvirtLimits are what paddock promises native VMs and libvirt cannot
+// do (docs/libvirt.md).
+func libvirtLimits() []string {
+	return []string{
+		"no restart policy (libvirt boots no domain again by itself): restart: no only",
+		"one console at a time (libvirt's console streams are exclusive)",
+		"the console log is virtlogd's on the host (its size limits, not console.log_size and log_keep)",
+		"snapshots are QEMU's internal ones (qcow2 disks only), and a restore reads all the saved memory first instead of lazily",
+		"no templates yet (from: is refused): the template's base disk is not in the host's pool",
+	}
+}
+
+// doctorLibvirtReport asks the libvirt host local about itself.
+func doctorLibvirtReport() doctorLibvirt {
+	r := doctorLibvirt{Host: lv.LocalHost, URI: lv.LocalURI, Limits: libvirtLimits()}
+	home, err := store.DefaultHome()
+	if err == nil {
+		var h lv.Host
+		if h, err = lv.OpenHosts(home).Get(lv.LocalHost); err == nil {
+			r.URI = h.URI
+			var f lv.Facts
+			if f, err = guest.HostFacts(h); err == nil {
+				r.Reachable, r.Libvirt, r.QEMU = true, f.Libvirt, f.QEMU
+				r.DomainType = f.DomainType()
+				r.Detail = fmt.Sprintf("libvirt %s, QEMU %s: libvirt VMs run as %s", f.Libvirt, f.QEMU, f.Describe())
+				return r
+			}
+		}
+	}
+	r.Problem = err.Error()
+	r.Detail = "not reachable, so libvirt VMs (backend: libvirt) cannot run on local; paddock host add local URI points paddock at another libvirtd"
+	return r
 }
 
 // doctorCheck is one line of the report.
@@ -86,6 +145,9 @@ func doctorAction(cmd *cobra.Command, quiet, asJSON bool) error {
 	default:
 		rep.Status, rep.Advice = "ready", adviceReady
 	}
+	if !quiet {
+		rep.Libvirt = doctorLibvirtReport()
+	}
 	out := cmd.OutOrStdout()
 	switch {
 	case asJSON:
@@ -101,6 +163,15 @@ func doctorAction(cmd *cobra.Command, quiet, asJSON bool) error {
 			fmt.Fprintf(out, "%s  %-14s %s\n", mark, c.Name, c.Detail)
 		}
 		fmt.Fprintf(out, "\n%s\n", wrap(rep.Advice, 76))
+		l := rep.Libvirt
+		fmt.Fprintf(out, "\nlibvirt host %s (%s): %s\n", l.Host, l.URI, l.Detail)
+		if l.Problem != "" {
+			fmt.Fprintf(out, "  %s\n", l.Problem)
+		}
+		fmt.Fprintf(out, "libvirt VMs differ from native ones:\n")
+		for _, lim := range l.Limits {
+			fmt.Fprintf(out, "  - %s\n", lim)
+		}
 	}
 	if code != doctorReady {
 		return &exitError{code: code}

@@ -25,10 +25,12 @@ func newLsCommand() *cobra.Command {
 		Short:   "List VMs and their state",
 		Long: `List the VMs in paddock's state directory: NAME, STATE, CPUS, MEMORY,
 UPTIME (since the current boot), ADDRESS (the VM's address on its first
-managed network, docs/networks.md) and BACKEND. A state is one of created,
-starting, running, paused, stopping, restarting, stopped, crashed; it is
-derived from facts (is the VMM alive, what did it record), so a VMM that
-died shows as crashed (paddock inspect tells why). The table fits the
+managed network, docs/networks.md) and BACKEND (native, or libvirt:HOST).
+A state is one of created, starting, running, paused, stopping,
+restarting, stopped, crashed, or unknown; it is derived from facts (is the
+VMM alive, what did it record; for a libvirt VM, the domain's state on its
+host), so a VMM that died shows as crashed and a libvirt VM whose host
+cannot be reached as unknown (paddock inspect tells why). The table fits the
 terminal: long names are shortened.
 
 --json prints a JSON array with one object per VM. --label filters by
@@ -127,6 +129,9 @@ func lsRows(infos []*guest.Info) [][]string {
 		}
 		if backend == "" {
 			backend = "-"
+		}
+		if in.Host != "" {
+			backend += ":" + in.Host
 		}
 		up := "-"
 		if in.Uptime > 0 || in.State == "running" || in.State == "paused" {

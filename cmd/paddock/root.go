@@ -37,6 +37,7 @@ func newRootCommand() *cobra.Command {
 		newUpCommand(),
 		newSSHCommand(),
 		newCpCommand(),
+		newHostCommand(),
 		newVMMCommand(),
 		newNetworkCommand(),
 		newNetdCommand(),

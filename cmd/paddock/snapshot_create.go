@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/store"
 )
 
@@ -60,7 +61,11 @@ func snapshotCreateAction(cmd *cobra.Command, name, snap string, stop bool) erro
 	if stop {
 		what += ", VM stopped"
 	}
-	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s of memory written, guest held %s)\n", name, what,
-		formatBytes(in.MemoryWritten), time.Duration(in.Paused*float64(time.Second)).Round(time.Millisecond))
+	held := time.Duration(in.Paused * float64(time.Second)).Round(time.Millisecond)
+	if in.Backend == string(configs.BackendLibvirt) {
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (libvirt's internal snapshot: the memory is in the VM's first qcow2 disk; guest held %s)\n", name, what, held)
+		return nil
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%s of memory written, guest held %s)\n", name, what, formatBytes(in.MemoryWritten), held)
 	return nil
 }

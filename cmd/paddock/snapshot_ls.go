@@ -57,6 +57,9 @@ func snapshotRows(snaps []*guest.SnapshotInfo) [][]string {
 			disks = strings.Join(s.Disks, ",")
 		}
 		mem := fmt.Sprintf("%s of %s", formatBytes(s.MemoryOnDisk), configs.ByteSize(s.Memory))
+		if s.Backend == string(configs.BackendLibvirt) {
+			mem = configs.ByteSize(s.Memory).String() + " in the disk"
+		}
 		rows = append(rows, []string{s.Name, s.Created.Local().Format("2006-01-02 15:04:05"), s.VMState, disks, mem})
 	}
 	return rows

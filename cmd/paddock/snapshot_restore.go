@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/spf13/cobra"
 )
 
@@ -46,6 +47,12 @@ func snapshotRestoreAction(cmd *cobra.Command, name, snap string, force bool) er
 	info, err := m.RestoreSnapshot(cmd.Context(), name, snap, force)
 	if err != nil {
 		return managedError(err)
+	}
+	if info.Backend == string(configs.BackendLibvirt) {
+		// libvirt reads all the saved memory first: not lazy, as the
+		// native backend's restore is.
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: restored snapshot %s (libvirt host %s; libvirt loaded all its memory before the guest went on, not lazily)\n", name, snap, info.Host)
+		return nil
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s: restored snapshot %s (VMM pid %d)\n", name, snap, info.PID)
 	return nil

@@ -63,6 +63,35 @@ func readSpec(cmd *cobra.Command, file, name string, host configs.Host) (*config
 	return vm, nil
 }
 
+// hostFlag adds --host, for the commands that create VMs.
+func hostFlag(cmd *cobra.Command, host *string) {
+	cmd.Flags().StringVar(host, "host", "", "the libvirt host of a backend: libvirt VM (a name from paddock host ls, or auto: the most free memory); overrides libvirt.host and libvirt.uri")
+}
+
+// applyHost puts a libvirt VM on the host --host names (none: as its
+// file says).
+func applyHost(vm *configs.VM, host string) error {
+	if host == "" {
+		return nil
+	}
+	if vm.Backend != configs.BackendLibvirt {
+		return usageError("--host %s: only a libvirt VM (backend: libvirt) has a host; %s runs on the %s backend", host, vm.Name, vm.Backend)
+	}
+	vm.Libvirt.Host, vm.Libvirt.URI = host, ""
+	if err := vm.ValidateStructure(); err != nil {
+		return usageError("--host %s: %v", host, err)
+	}
+	return nil
+}
+
+// started says where a VM that started runs.
+func started(info *guest.Info) string {
+	if info.Backend == string(configs.BackendLibvirt) {
+		return fmt.Sprintf("started (libvirt host %s)", info.Host)
+	}
+	return fmt.Sprintf("started (VMM pid %d)", info.PID)
+}
+
 // allowEmulatedFlag adds --allow-emulated, for the commands that start a
 // VM.
 func allowEmulatedFlag(cmd *cobra.Command, allow *bool) {

@@ -56,7 +56,7 @@ func startAction(cmd *cobra.Command, names []string, allow bool) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s: started (VMM pid %d)\n", name, info.PID)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", name, started(info))
 		return nil
 	})
 }

@@ -12,17 +12,18 @@ import (
 )
 
 func newUpCommand() *cobra.Command {
-	var file, name string
+	var file, name, host string
 	var allow bool
 	cmd := &cobra.Command{
-		Use:   "up -f FILE [--name NAME]",
+		Use:   "up -f FILE [--name NAME] [--host HOST]",
 		Short: "Create a VM from a YAML file if needed, and start it",
 		Long: `paddock create, then paddock start, in one step. If the VM exists already
 with the same resolved spec it is only started (and left alone if it
 runs); if its spec differs, nothing is done: remove it first, or pick
 another --name. On a host whose KVM has no hardware virtualization a
 Linux kernel cannot boot, and is refused before anything is created
-unless --allow-emulated (paddock doctor tells).
+unless --allow-emulated (paddock doctor tells). --host puts a libvirt VM
+on a libvirt host (a name, or auto), as with paddock create.
 
 Exit status: 0 the VM runs, 1 invalid file or the VM could not start, 2
 usage, 4 a VM of that name exists with another spec, 5 another command is
@@ -30,18 +31,22 @@ changing the VM.`,
 		Example: `  paddock up -f web.yaml`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return upAction(cmd, file, name, allow)
+			return upAction(cmd, file, name, host, allow)
 		},
 	}
 	specFlags(cmd, &file, &name)
+	hostFlag(cmd, &host)
 	allowEmulatedFlag(cmd, &allow)
 	return managed(cmd)
 }
 
-func upAction(cmd *cobra.Command, file, name string, allow bool) error {
+func upAction(cmd *cobra.Command, file, name, libvirtHost string, allow bool) error {
 	host := hostFacts(cmd)
 	vm, err := readSpec(cmd, file, name, host)
 	if err != nil {
+		return err
+	}
+	if err := applyHost(vm, libvirtHost); err != nil {
 		return err
 	}
 	if err := checkBootable(cmd, vm, host, allowEmulated(allow)); err != nil {
@@ -52,7 +57,7 @@ func upAction(cmd *cobra.Command, file, name string, allow bool) error {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	_, err = m.Create(vm, file)
+	_, err = m.CreateContext(cmd.Context(), vm, file)
 	var exists *guest.ExistsError
 	switch {
 	case errors.As(err, &exists):
@@ -82,6 +87,6 @@ func upAction(cmd *cobra.Command, file, name string, allow bool) error {
 	if err != nil {
 		return managedError(err)
 	}
-	fmt.Fprintf(out, "%s: started (VMM pid %d)\n", vm.Name, info.PID)
+	fmt.Fprintf(out, "%s: %s\n", vm.Name, started(info))
 	return nil
 }

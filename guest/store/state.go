@@ -15,6 +15,10 @@ const (
 	StateRestarting State = "restarting"
 	StateStopped    State = "stopped"
 	StateCrashed    State = "crashed"
+	// StateUnknown: the VM's state cannot be learnt now (its libvirt
+	// host cannot be reached); Info.Problem says why. Derive never
+	// returns it.
+	StateUnknown State = "unknown"
 )
 
 // Active reports whether a VMM runs the VM in this state.

@@ -46,6 +46,9 @@ const (
 	FormatsFile  = "formats.json"
 	IdentityFile = "identity.json"
 	SeedFile     = "seed.iso"
+	// LibvirtFile says where a libvirt VM lives (guest/libvirt's
+	// Placement).
+	LibvirtFile  = "libvirt.json"
 	vmsDir       = "vms"
 	newPrefix    = ".new-"
 	trashPrefix  = ".trash-"
@@ -161,7 +164,7 @@ func (v *VM) Path(file string) string { return filepath.Join(v.Dir, file) }
 
 // VM returns the VM called name; ErrNotFound if there is none. Its
 // directory and the files paddock reads from it (vm.yaml, state.json,
-// formats.json, identity.json) must be owned by the current user or root and writable by
+// formats.json, identity.json, libvirt.json) must be owned by the current user or root and writable by
 // no one else (*UnsafeError otherwise).
 func (s *Store) VM(name string) (*VM, error) {
 	if !ValidName(name) {
@@ -191,7 +194,7 @@ func (s *Store) VM(name string) (*VM, error) {
 
 // trustedFiles are the files of a VM directory whose contents paddock
 // acts on, checked by Store.VM.
-var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile, FromFile, DisksDir}
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile, LibvirtFile, FromFile, DisksDir}
 
 // Create adds the VM called name with the given spec (vm.yaml), record
 // (state.json), the detected formats of its disks (formats.json) and a

@@ -33,10 +33,17 @@ type managedEnv struct {
 	dir  string // YAML files and guests
 }
 
-// newManagedEnv builds ./cmd/paddock and makes a state directory.
+// newManagedEnv builds ./cmd/paddock and makes a state directory, for
+// tests of VMs on this host's /dev/kvm.
 func newManagedEnv(t testing.TB) *managedEnv {
 	t.Helper()
 	testguest.RequireKVM(t)
+	return newEnv(t)
+}
+
+// newEnv builds ./cmd/paddock and makes a state directory.
+func newEnv(t testing.TB) *managedEnv {
+	t.Helper()
 	root, err := testguest.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +157,23 @@ func (e *managedEnv) ls() map[string]lsEntry {
 	return m
 }
 
+// pauseResume pauses and resumes the running VM name, with their
+// refusals, as the same commands do on every backend.
+func (e *managedEnv) pauseResume(name string) {
+	e.t.Helper()
+	if out := e.ok("pause", name); out != name+": paused\n" {
+		e.t.Errorf("pause: %q", out)
+	}
+	if st := e.state(name); st != "paused" {
+		e.t.Errorf("state after pause: %s", st)
+	}
+	e.fails(4, "paddock: cannot pause VM '"+name+"': it is paused\n", "pause", name)
+	if out := e.ok("resume", name); out != name+": resumed\n" {
+		e.t.Errorf("resume: %q", out)
+	}
+	e.fails(4, "paddock: cannot resume VM '"+name+"': it is running, not paused\n", "resume", name)
+}
+
 // state returns the VM's state as ls reports it.
 func (e *managedEnv) state(name string) string {
 	e.t.Helper()
@@ -160,7 +184,15 @@ func (e *managedEnv) state(name string) string {
 // shown text.
 func (e *managedEnv) waitConsole(name, text string) {
 	e.t.Helper()
+	e.waitConsoleFor(name, text, managedTimeout)
+}
+
+// waitConsoleFor is waitConsole with a timeout.
+func (e *managedEnv) waitConsoleFor(name, text string, timeout time.Duration) {
+	e.t.Helper()
 	cmd := e.command("logs", "-f", name)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		e.t.Fatal(err)
@@ -192,9 +224,10 @@ func (e *managedEnv) waitConsole(name, text string) {
 	select {
 	case ok := <-found:
 		if !ok {
-			e.t.Fatalf("the console of %s ended before %q", name, text)
+			cmd.Wait()
+			e.t.Fatalf("the console of %s ended before %q (%s)", name, text, strings.TrimSpace(stderr.String()))
 		}
-	case <-time.After(managedTimeout):
+	case <-time.After(timeout):
 		e.t.Fatalf("the console of %s did not show %q", name, text)
 	}
 }

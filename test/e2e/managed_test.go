@@ -47,17 +47,7 @@ func TestManagedLifecycle(t *testing.T) {
 	}
 	e.waitConsole("web", "counting\n")
 
-	if out := e.ok("pause", "web"); out != "web: paused\n" {
-		t.Errorf("pause: %q", out)
-	}
-	if st := e.state("web"); st != "paused" {
-		t.Errorf("state after pause: %s", st)
-	}
-	e.fails(4, "paddock: cannot pause VM 'web': it is paused\n", "pause", "web")
-	if out := e.ok("resume", "web"); out != "web: resumed\n" {
-		t.Errorf("resume: %q", out)
-	}
-	e.fails(4, "paddock: cannot resume VM 'web': it is running, not paused\n", "resume", "web")
+	e.pauseResume("web")
 
 	// The counter guest ignores the power button: forced off.
 	if out := e.ok("stop", "web", "--timeout", "200ms"); !strings.HasPrefix(out, "web: forced off: the guest did not power off within 200ms of the ACPI power button (") {

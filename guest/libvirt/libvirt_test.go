@@ -1,0 +1,131 @@
+package libvirt_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/paddock-vm/paddock/guest/libvirt"
+	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	libvirttest.Cleanup()
+	os.Exit(code)
+}
+
+// TestShareUploadsOnce puts a sparse file into a pool twice: the first
+// time it is uploaded (holes and all), the second time the volume named
+// by its SHA-256 is reused; its content on the host is the file's.
+func TestShareUploadsOnce(t *testing.T) {
+	d := libvirttest.Shared(t)
+	c, err := libvirt.Connect(d.Host("local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := c.Pool(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sparse.img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 3<<20)
+	copy(want, "head")
+	copy(want[2<<20:], "middle of nowhere")
+	f.WriteAt([]byte("head"), 0)
+	f.WriteAt([]byte("middle of nowhere"), 2<<20)
+	f.Truncate(3 << 20)
+	f.Close()
+
+	v1, err := pool.Share(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v1.Name, "sha256-") || !strings.HasPrefix(v1.Path, pool.Dir+"/") {
+		t.Errorf("volume %+v in pool %s", v1, pool.Dir)
+	}
+	v2, err := pool.Share(context.Background(), path)
+	if err != nil || v2 != v1 {
+		t.Fatalf("second Share = %+v, %v; want %+v", v2, err, v1)
+	}
+	names, err := pool.Names("sha256-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.Contains(n, ".part-") {
+			t.Errorf("partial upload %s left behind", n)
+		}
+	}
+	var got bytes.Buffer
+	if err := pool.Download(v1.Name, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("the volume does not hold the file's bytes (%d bytes)", got.Len())
+	}
+	if err := pool.Delete(v1.Name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConnectErrors: a host that cannot be reached is one sentence naming
+// it and its URI.
+func TestConnectErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		host libvirt.Host
+		want string
+	}{
+		{libvirt.Host{Name: "gone", URI: "qemu:///system?socket=" + dir + "/no-sock"},
+			"libvirt host gone (qemu:///system?socket=" + dir + "/no-sock): cannot connect: "},
+		{libvirt.Host{Name: "refused", URI: "qemu+tcp://127.0.0.1:1/system"},
+			"libvirt host refused (qemu+tcp://127.0.0.1:1/system): cannot connect: "},
+		{libvirt.Host{Name: "xen", URI: "xen:///system"},
+			"libvirt host xen (xen:///system): paddock drives QEMU hosts only (qemu:// URIs), not xen"},
+		{libvirt.Host{URI: "qemu+ext:///system"},
+			"libvirt host qemu+ext:///system: transport ext is not supported: use unix, tcp, tls or ssh"},
+	} {
+		_, err := libvirt.Connect(tt.host)
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Count(err.Error(), "\n") > 0 {
+			t.Errorf("Connect(%v) = %v; want %q...", tt.host, err, tt.want)
+		}
+	}
+}
+
+// TestFacts reads the shared daemon's facts: this machine's CPUs, a
+// domain type it can run, and plain words for it.
+func TestFacts(t *testing.T) {
+	d := libvirttest.Shared(t)
+	c, err := libvirt.Connect(d.Host("local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f, err := c.Facts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.CPUs < 1 || f.Memory == 0 || f.FreeMemory == 0 || f.FreeMemory > f.Memory || !strings.HasPrefix(f.Libvirt, "9.") {
+		t.Errorf("facts %+v", f)
+	}
+	if !f.KVM && (f.NoKVM == "" || f.DomainType() != libvirt.TypeQEMU || !strings.HasPrefix(f.Describe(), "qemu (TCG: ")) {
+		t.Errorf("a host without KVM: %+v, %q", f, f.Describe())
+	}
+	_, err = c.ResolveType(libvirt.TypeKVM)
+	if !f.KVM && (err == nil || !strings.Contains(err.Error(), "cannot run domains of type kvm")) {
+		t.Errorf("kvm on a host without it: %v", err)
+	}
+	if errors.Is(err, libvirt.ErrConnectionLost) {
+		t.Errorf("%v", err)
+	}
+}

@@ -1,0 +1,393 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/api"
+	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
+)
+
+// native is the Backend of paddock's own VMM: each VM runs in a detached
+// `paddock vmm` process (spawn) that holds the VM's run lock, records its
+// run in state.json and serves the control API on ctl.sock. A VM's state
+// is derived from those facts (store.Derive).
+type native struct {
+	store *store.Store
+	opts  *Options // the Manager's
+}
+
+// Kind implements Backend.
+func (n *native) Kind() configs.Backend { return configs.BackendNative }
+
+// Create implements Backend: the store holds all a native VM needs (its
+// disk formats were pinned when it entered the store).
+func (n *native) Create(context.Context, *store.VM, *configs.VM) error { return nil }
+
+// facts reads a VM's record and run lock. A record that cannot be read
+// (a damaged state.json) reads as a VM that is not running, with the
+// problem in err; a record of a newer paddock is only an error, as is a
+// run lock that cannot be checked.
+func facts(v *store.VM) (store.Record, store.Holder, error) {
+	h, err := v.RunHolder()
+	if err != nil {
+		return store.Record{}, store.Holder{}, err
+	}
+	rec, err := v.ReadRecord()
+	if err != nil {
+		return store.Record{Phase: store.PhaseExited}, h, err
+	}
+	return rec, h, nil
+}
+
+// usable reports whether an error from facts leaves facts good enough to
+// act on: only a damaged state.json does, which the next VMM replaces.
+func usable(err error) bool {
+	var pe *store.RecordError
+	return err == nil || errors.As(err, &pe) && !errors.Is(err, store.ErrRecordVersion)
+}
+
+// reapLocked records the end of a VMM that died without recording it:
+// why it probably died, the last console lines and the VMM's last
+// messages; and removes its socket. reason is exit.VMMDied, or exit.Kill
+// after a SIGKILL. Precondition: the VM's lock is held and no VMM holds
+// its run lock.
+func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string) error {
+	end := &store.Exit{Reason: reason, Detail: detail, At: time.Now()}
+	end.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
+	if b, err := os.ReadFile(v.Path(store.VMMLogFile)); err == nil {
+		end.VMMLogTail = console.TailLines(b, 20)
+	}
+	rec.Phase, rec.Exit = store.PhaseExited, end
+	os.Remove(v.Path(store.SocketFile))
+	return v.WriteRecord(rec)
+}
+
+// vmmDied is the detail of an exit.VMMDied.
+func vmmDied(rec store.Record) string {
+	return fmt.Sprintf("the VMM (pid %d) ended without recording why: it was killed (SIGKILL, the OOM killer) or crashed; its last messages are in vmm_log_tail", rec.PID)
+}
+
+// reapStale records the end of a VMM that died (see reapLocked) if the
+// facts rec and h say one did, and returns the record then.
+// Precondition: the VM's lock is held.
+func reapStale(v *store.VM, rec store.Record, h store.Holder) (store.Record, error) {
+	if !store.Stale(rec, h) {
+		return rec, nil
+	}
+	if err := reapLocked(v, rec, exit.VMMDied, vmmDied(rec)); err != nil {
+		return rec, err
+	}
+	rec, err := v.ReadRecord()
+	if !usable(err) {
+		return rec, err
+	}
+	return rec, nil
+}
+
+// reap cleans up after a dead VMM if the VM's lock is free (a command
+// holding it does its own cleanup).
+func reap(v *store.VM) {
+	l, err := v.Lock()
+	if err != nil {
+		return
+	}
+	defer l.Unlock()
+	rec, h, err := facts(v)
+	if err != nil || !store.Stale(rec, h) {
+		return
+	}
+	_ = reapLocked(v, rec, exit.VMMDied, vmmDied(rec))
+}
+
+// Start implements Backend: it boots the VM in a detached VMM process and
+// returns once the guest runs (or the VMM failed: a *StartError, the VM
+// keeping its state).
+func (n *native) Start(ctx context.Context, v *store.VM) error {
+	rec, h, err := facts(v)
+	if !usable(err) {
+		return err
+	}
+	if h.Alive {
+		return &StateError{Name: v.Name, Op: "start", State: store.Derive(rec, h)}
+	}
+	if rec, err = reapStale(v, rec, h); err != nil {
+		return err
+	}
+	vm, err := loadSpec(v)
+	if err != nil {
+		return err
+	}
+	// Validate against the host's memory; the vCPU limit is the VMM's to
+	// check (machine.New), which saves probing KVM twice on the way.
+	host, _ := configs.HostFacts()
+	if err := vm.Validate(host); err != nil {
+		return err
+	}
+	switch vm.Backend {
+	case configs.BackendNative:
+	case configs.BackendLibvirt:
+		return fmt.Errorf("VM %s: its create was interrupted before it reached a libvirt host: remove it (paddock rm %s) and create it again", v.Name, v.Name)
+	default:
+		return fmt.Errorf("VM %s: backend %q: managed VMs run on the native backend", v.Name, vm.Backend)
+	}
+	if err := writeSeed(v, vm); err != nil {
+		return err
+	}
+	return n.spawn(ctx, v, rec)
+}
+
+// client returns an API client for a VM whose VMM is alive, or a
+// StateError.
+func (n *native) client(v *store.VM, op string) (*api.Client, store.Holder, error) {
+	rec, h, err := facts(v)
+	var re *store.RecordError
+	switch {
+	case err != nil && !errors.As(err, &re):
+		return nil, h, err
+	case err != nil && h.Alive:
+		// The record is unreadable but the VMM lives: ask it.
+		return api.NewClient(v.Path(store.SocketFile), v.Name), h, nil
+	}
+	if !h.Alive {
+		if store.Stale(rec, h) {
+			reap(v)
+			rec, _ = v.ReadRecord()
+		}
+		return nil, h, &StateError{Name: v.Name, Op: op, State: store.Derive(rec, h)}
+	}
+	if st := store.Derive(rec, h); st == store.StateStarting {
+		return nil, h, &StateError{Name: v.Name, Op: op, State: st, Hint: "try again once it runs"}
+	}
+	return api.NewClient(v.Path(store.SocketFile), v.Name), h, nil
+}
+
+// apiError turns the VMM's refusals into the errors users see.
+func apiError(name, op string, err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case api.CodeWrongState:
+			return &StateError{Name: name, Op: op, Message: ae.Message}
+		case api.CodeNotFound:
+			return &NotFoundError{Name: name}
+		}
+		return fmt.Errorf("VM %s: %s: %w", name, op, ae)
+	}
+	if errors.Is(err, api.ErrUnavailable) {
+		return fmt.Errorf("VM %s: %s: the VMM runs but does not answer on its control socket (%w); paddock kill %s ends it", name, op, err, name)
+	}
+	return fmt.Errorf("VM %s: %s: %w", name, op, err)
+}
+
+// Pause implements Backend.
+func (n *native) Pause(ctx context.Context, v *store.VM) (api.Status, error) {
+	return n.simpleCall(ctx, v, "pause", (*api.Client).Pause)
+}
+
+// Resume implements Backend.
+func (n *native) Resume(ctx context.Context, v *store.VM) (api.Status, error) {
+	return n.simpleCall(ctx, v, "resume", (*api.Client).Resume)
+}
+
+// Status implements Backend: it asks the VMM.
+func (n *native) Status(ctx context.Context, v *store.VM) (api.Status, error) {
+	return n.simpleCall(ctx, v, "query", (*api.Client).Status)
+}
+
+func (n *native) simpleCall(ctx context.Context, v *store.VM, op string, call func(*api.Client, context.Context) (api.Status, error)) (api.Status, error) {
+	c, _, err := n.client(v, op)
+	if err != nil {
+		return api.Status{}, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	st, err := call(c, ctx)
+	if err != nil {
+		return api.Status{}, apiError(v.Name, op, err)
+	}
+	return st, nil
+}
+
+// Stop implements Backend; it returns once the VMM has exited.
+func (n *native) Stop(ctx context.Context, v *store.VM, timeout time.Duration) (api.StopResult, error) {
+	c, _, err := n.client(v, "stop")
+	if err != nil {
+		return api.StopResult{}, err
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, timeout+exitGrace)
+	defer cancel()
+	res, err := c.Shutdown(cctx, timeout)
+	if err != nil {
+		return api.StopResult{}, apiError(v.Name, "stop", err)
+	}
+	if err := v.WaitRunUnlocked(exitGrace); err != nil {
+		return res, fmt.Errorf("VM %s stopped, but its VMM did not exit: %w", v.Name, err)
+	}
+	return res, nil
+}
+
+// Kill implements Backend. If the VMM does not answer, it is killed with
+// SIGKILL. It returns once the VMM has exited.
+func (n *native) Kill(ctx context.Context, v *store.VM) (api.StopResult, error) {
+	start := time.Now()
+	c, h, err := n.client(v, "kill")
+	if err != nil {
+		var se *StateError
+		if !errors.As(err, &se) || se.State != store.StateStarting {
+			return api.StopResult{}, err
+		}
+		// A VMM that is starting does not serve its API yet.
+		return n.sigkill(v, h, start)
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	res, err := c.Kill(cctx)
+	if err != nil {
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Code == api.CodeWrongState {
+			return api.StopResult{}, apiError(v.Name, "kill", err)
+		}
+		return n.sigkill(v, h, start)
+	}
+	if err := v.WaitRunUnlocked(exitGrace); err != nil {
+		return n.sigkill(v, h, start)
+	}
+	return res, nil
+}
+
+// sigkill kills the VMM h with SIGKILL and records the kill.
+func (n *native) sigkill(v *store.VM, h store.Holder, start time.Time) (api.StopResult, error) {
+	now, err := v.RunHolder()
+	if err != nil {
+		return api.StopResult{}, err
+	}
+	// Kill only the process that holds the run lock now: its pid cannot
+	// have been reused while it holds the lock.
+	if now.Alive && now.PID > 0 && (h.RunID == "" || now.RunID == h.RunID) {
+		if err := syscall.Kill(now.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return api.StopResult{}, fmt.Errorf("VM %s: kill the VMM (pid %d): %w", v.Name, now.PID, err)
+		}
+	}
+	if err := v.WaitRunUnlocked(exitGrace); err != nil {
+		return api.StopResult{}, fmt.Errorf("VM %s: the VMM survived SIGKILL: %w", v.Name, err)
+	}
+	if l, err := v.Lock(); err == nil {
+		defer l.Unlock()
+		if rec, h, err := facts(v); err == nil && store.Stale(rec, h) {
+			_ = reapLocked(v, rec, exit.Kill, "the VMM did not answer; killed with SIGKILL")
+		}
+	}
+	return api.StopResult{How: api.StopKilled, Elapsed: time.Since(start).Seconds()}, nil
+}
+
+// Remove implements Backend: a native VM has nothing outside the store,
+// so this only makes sure no VMM runs it.
+func (n *native) Remove(ctx context.Context, v *store.VM, force bool) error {
+	rec, h, err := facts(v)
+	var re *store.RecordError
+	if err != nil && !errors.As(err, &re) {
+		return err // only the run lock matters here
+	}
+	if h.Alive {
+		if !force {
+			return &StateError{Name: v.Name, Op: "remove", State: store.Derive(rec, h), Hint: "stop it first (paddock stop " + v.Name + "), or use --force"}
+		}
+		if _, err := n.Kill(ctx, v); err != nil {
+			var se *StateError
+			if !errors.As(err, &se) {
+				return err
+			}
+			// It stopped by itself meanwhile.
+		}
+		if err := v.WaitRunUnlocked(exitGrace); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Attach implements Backend: a connection to the VMM's console hub.
+func (n *native) Attach(ctx context.Context, v *store.VM, tail int) (net.Conn, error) {
+	c, _, err := n.client(v, "attach to")
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	conn, err := c.Attach(cctx, tail)
+	if err != nil {
+		return nil, apiError(v.Name, "attach to", err)
+	}
+	return conn, nil
+}
+
+// Logs implements Backend: console.log (with the rotated console.log.1)
+// or, when following a running VM, the VMM's stream.
+func (n *native) Logs(ctx context.Context, v *store.VM, o LogOptions) (io.ReadCloser, error) {
+	if o.Follow {
+		rec, h, err := facts(v)
+		if err != nil {
+			return nil, err
+		}
+		if h.Alive && store.Derive(rec, h) != store.StateStarting {
+			c := api.NewClient(v.Path(store.SocketFile), v.Name)
+			rc, err := c.Console(ctx, api.ConsoleOptions{Follow: true, Tail: o.Tail})
+			if err == nil {
+				return rc, nil
+			}
+			if !errors.Is(err, api.ErrUnavailable) {
+				return nil, apiError(v.Name, "follow the console of", err)
+			}
+			// The VMM ended meanwhile: the files have everything.
+		}
+	}
+	data, err := console.ReadLog(v.Path(store.ConsoleFile))
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(strings.NewReader(string(console.TailBytes(data, o.Tail)))), nil
+}
+
+// State implements Backend: the state derived from the VMM's record and
+// run lock. A VMM that died is cleaned up on the way. A record or run
+// lock that cannot be read shows as crashed.
+func (n *native) State(v *store.VM, in *Info) error {
+	rec, h, err := facts(v)
+	if err != nil {
+		in.State = store.StateCrashed
+		return err
+	}
+	if store.Stale(rec, h) {
+		reap(v)
+		if rec, h, err = facts(v); err != nil {
+			in.State = store.StateCrashed
+			return err
+		}
+	}
+	in.State = store.Derive(rec, h)
+	in.CreatedAt, in.Source = rec.CreatedAt, rec.Source
+	in.LastExit, in.StartError = rec.Exit, rec.StartError
+	if in.State.Active() && rec.RunID == h.RunID {
+		in.PID, in.StartedAt, in.BootedAt = rec.PID, rec.StartedAt, rec.BootedAt
+		in.Boots, in.Restarts = rec.Boots, rec.Restarts
+		if (in.State == store.StateRunning || in.State == store.StatePaused) && !rec.BootedAt.IsZero() {
+			in.Uptime = time.Since(rec.BootedAt).Round(time.Second).Seconds()
+		}
+	}
+	return nil
+}
