@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -80,6 +81,9 @@ type Options struct {
 	// whose spec leaves its format out opens in Formats[i] on every boot,
 	// never detected again. Nil: formats are detected (paddock run).
 	Formats []string
+	// Backing confines the backing chains of disks, index by index
+	// (OverlayBacking); a nil entry leaves the disk as the spec says.
+	Backing []*disk.BackingPolicy
 	// Restore, if set, is the snapshot the first machine is restored
 	// from instead of booted; later boots (a guest reboot, a restart)
 	// boot the kernel.
@@ -175,6 +179,7 @@ func (s *Session) build() error {
 		return err
 	}
 	applyFormats(cfg.Disks, s.o.Formats)
+	applyBacking(cfg.Disks, s.o.Backing)
 	if s.o.Seed != "" {
 		cfg.Disks = append(cfg.Disks, seedDisk(s.o.Seed))
 	}

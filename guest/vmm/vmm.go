@@ -194,6 +194,10 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
+	backing, err := OverlayBacking(p.vm)
+	if err != nil {
+		return runResult{}, err
+	}
 	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand})
 	if err != nil {
 		return runResult{}, err
@@ -251,6 +255,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
 		Formats: formats,
+		Backing: backing,
 		NICs:    nics,
 		UUID:    id.UUID,
 		Seed:    seed,
