@@ -76,9 +76,10 @@ func (d *decoder) sshKeys(field string, v *yaml.Node) []string {
 }
 
 // fillCloudInitDefaults turns cloud_init on for a VM that sets a
-// first-boot field without saying, and gives such a VM its user.
+// first-boot field or is made from a template (whose guest runs
+// cloud-init) without saying, and gives such a VM its user.
 func (vm *VM) fillCloudInitDefaults() {
-	if !vm.CloudInit && !vm.written("cloud_init") && (vm.User != "" || len(vm.SSHKeys) > 0 || vm.UserData != "") {
+	if !vm.CloudInit && !vm.written("cloud_init") && (vm.From != "" || vm.User != "" || len(vm.SSHKeys) > 0 || vm.UserData != "") {
 		vm.CloudInit = true
 	}
 	if vm.CloudInit && vm.User == "" && !vm.written("user") {

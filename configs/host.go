@@ -26,6 +26,9 @@ type Host struct {
 	// forwards (ports) are free now. Off by default: a running VM holds
 	// its own, and starting a VM checks them anyway (they are taken).
 	CheckPorts bool
+	// Templates looks up the templates from: names; nil skips those
+	// checks (a file meant for another host).
+	Templates TemplateLookup
 }
 
 // CheckBootable reports a VM whose kernel this host cannot boot: a Linux

@@ -266,7 +266,7 @@ func TestEmptyFile(t *testing.T) {
 		}
 		vm.FillDefaults()
 		want := "empty.yaml:1:1: name: must be set: a DNS label such as \"web-1\"\n" +
-			"empty.yaml:1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux)"
+			"empty.yaml:1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux), or from: a template"
 		if err := vm.ValidateStructure(); err == nil || err.Error() != want {
 			t.Errorf("Parse(%q) then Validate = %v, want:\n%s", data, err, want)
 		}

@@ -30,6 +30,7 @@ func (vm *VM) Validate(host Host) error {
 		}
 		c.host(host)
 	}
+	c.template(host)
 	return c.result()
 }
 
@@ -120,9 +121,10 @@ func (c *checker) structure() {
 	case vm.Memory%MemoryAlign != 0:
 		c.add("memory", "must be a whole number of MiB, got %s", vm.Memory)
 	}
-	if vm.Kernel == "" {
-		c.add("kernel", "must be set: the path of a Linux kernel (bzImage or ELF vmlinux)")
+	if vm.Kernel == "" && vm.From == "" {
+		c.add("kernel", "must be set: the path of a Linux kernel (bzImage or ELF vmlinux), or from: a template")
 	}
+	c.from()
 	c.cmdline()
 	c.devices()
 	c.managedNetworks()

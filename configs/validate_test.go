@@ -68,7 +68,7 @@ func problems(dir, path string, host Host) string {
 
 func TestValidateErrors(t *testing.T) {
 	const ok = "name: hello\nkernel: vmlinuz\n"
-	const known = "known fields: name, labels, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data"
+	const known = "known fields: name, labels, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data"
 	const f = "$DIR/hello.yaml"
 	tests := []struct {
 		name string
@@ -132,7 +132,7 @@ func TestValidateErrors(t *testing.T) {
 		{"memory a list", ok + "memory: [1]\n", Host{},
 			f + ":3:9: memory: must be a size such as 512MiB, got a list"},
 		{"kernel not set", "name: hello\n", Host{},
-			f + ":1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux)"},
+			f + ":1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux), or from: a template"},
 		{"kernel missing", "name: hello\nkernel: nope\n", Host{},
 			f + ":2:9: kernel: $DIR/nope: no such file or directory"},
 		{"kernel a directory", "name: hello\nkernel: dir\n", Host{},
@@ -376,7 +376,7 @@ func TestValidateAllProblems(t *testing.T) {
 	got = check(t, dir, "on_reboot: never\nbackend: xen\ncpus: 0\nmemory: 8MiB\ninitrd: missing.img\nconsole: tty\n", Host{MaxVCPUs: 4})
 	want = strings.Join([]string{
 		f + `:1:1: name: must be set: a DNS label such as "web-1"`,
-		f + `:1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux)`,
+		f + `:1:1: kernel: must be set: the path of a Linux kernel (bzImage or ELF vmlinux), or from: a template`,
 		f + `:1:12: on_reboot: must be one of exit, restart; got "never"`,
 		f + `:2:10: backend: must be native or libvirt, got "xen"`,
 		f + `:3:7: cpus: must be between 1 and 255, got 0`,

@@ -75,17 +75,28 @@ type VM struct {
 	// Labels are free-form key/value pairs for people and tools (`paddock
 	// ls --label`); paddock gives them no meaning. Default none.
 	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// From names a template (paddock template ls): the VM boots the
+	// template's kernel and initrd, and its first disk is a qcow2
+	// overlay of its own on the template's root disk (then kernel and
+	// initrd must be left out, and cmdline holds only arguments added to
+	// the template's). Default none.
+	From string `yaml:"from,omitempty" json:"from,omitempty"`
+	// RootSize is the size of the root disk of a VM made from a template,
+	// at least the template's (the guest grows its file system to fill
+	// it on boot). Default the template's size.
+	RootSize ByteSize `yaml:"root_size,omitempty" json:"root_size,omitempty"`
 	// CPUs is the number of vCPUs. Default 1.
 	CPUs int `yaml:"cpus" json:"cpus"`
 	// Memory is guest RAM, a whole number of MiB. Default 512MiB.
 	Memory ByteSize `yaml:"memory" json:"memory"`
 	// Kernel is the absolute path of the Linux kernel (bzImage or ELF
 	// vmlinux): Load resolves relative paths against the YAML file's
-	// directory and expands ~. Required.
+	// directory and expands ~. Required, unless From is set.
 	Kernel string `yaml:"kernel" json:"kernel"`
 	// Initrd is the absolute path of an initial ramdisk, or empty.
 	Initrd string `yaml:"initrd,omitempty" json:"initrd,omitempty"`
-	// Cmdline is the kernel command line. Default "console=ttyS0".
+	// Cmdline is the kernel command line. Default "console=ttyS0"; with
+	// From, arguments added to the template's command line, default none.
 	Cmdline string `yaml:"cmdline" json:"cmdline"`
 	// Disks are virtio-blk disks, in the order the guest sees them
 	// (/dev/vda, /dev/vdb, ...). Default none.
@@ -237,7 +248,7 @@ func (vm *VM) FillDefaults() {
 	if vm.Memory == 0 && !vm.written("memory") {
 		vm.Memory = DefaultMemory
 	}
-	if vm.Cmdline == "" && !vm.written("cmdline") {
+	if vm.Cmdline == "" && !vm.written("cmdline") && vm.From == "" {
 		vm.Cmdline = DefaultCmdline
 	}
 	if vm.Console.Mode == "" && !vm.written("console.mode") {

@@ -91,6 +91,10 @@ func Convert(ctx context.Context, src, dst string, o ConvertOptions) (err error)
 			err = cerr
 		}
 	}()
+	var cs int64
+	if q := Qcow2(out); q != nil {
+		cs = q.ClusterSize()
+	}
 	// The work list: data extents, cut into chunks.
 	var work []Extent
 	for off := int64(0); off < size; off += convertChunk {
@@ -102,18 +106,22 @@ func Convert(ctx context.Context, src, dst string, o ConvertOptions) (err error)
 			}
 		}
 		for _, e := range exts {
-			if !e.Zero {
-				work = append(work, e)
+			if e.Zero {
+				continue
 			}
+			if o.Compress {
+				e = clusterAligned(e, cs, off+n)
+				if last := len(work) - 1; last >= 0 && work[last].Offset >= off && work[last].Offset+work[last].Length >= e.Offset {
+					work[last].Length = max(work[last].Length, e.Offset+e.Length-work[last].Offset)
+					continue
+				}
+			}
+			work = append(work, e)
 		}
 	}
 	workers := o.Workers
 	if workers <= 0 {
 		workers = max(4, 2*runtime.NumCPU())
-	}
-	var cs int64
-	if q := Qcow2(out); q != nil {
-		cs = q.ClusterSize()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -175,6 +183,16 @@ feed:
 		return nil
 	}
 	return out.Flush()
+}
+
+// clusterAligned widens e to whole clusters of size cs, ending at most at
+// end (a chunk's end, itself on a cluster boundary or the disk's end): a
+// compressed cluster is written whole, once, so the extents of a sparse
+// raw source (4 KiB apart, say) must not split one.
+func clusterAligned(e Extent, cs, end int64) Extent {
+	start := e.Offset / cs * cs
+	stop := min((e.Offset+e.Length+cs-1)/cs*cs, end)
+	return Extent{Offset: start, Length: stop - start, Data: e.Data}
 }
 
 // convertExtent copies one chunk, skipping zero parts.

@@ -426,3 +426,41 @@ func TestRawVectored(t *testing.T) {
 		t.Errorf("write past the end: %v, want ErrRange", err)
 	}
 }
+
+// TestConvertCompressSparseRaw: a sparse raw source whose data extents
+// do not fall on cluster boundaries (a file system image: 4 KiB blocks,
+// several to a cluster, holes between them) converts with compression
+// into an image qemu-img finds clean and equal to it.
+func TestConvertCompressSparseRaw(t *testing.T) {
+	qemutest.NeedTool(t, "qemu-img")
+	dir := qemutest.TempDir(t)
+	src := filepath.Join(dir, "fs.raw")
+	const size = 8 << 20
+	if err := CreateRaw(src, size); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRaw(src, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := bytes.Repeat([]byte("ext4"), 1024)
+	// Two blocks inside one 64 KiB cluster, one straddling a cluster
+	// boundary, one at the end of a 2 MiB chunk and one at the start of
+	// the next.
+	for _, off := range []int64{4096, 3 * 4096, 64<<10 - 2048, 2<<20 - 4096, 2 << 20, size - 4096} {
+		if _, err := r.WriteAt(block, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Close()
+	for _, c := range []string{"zlib", "zstd"} {
+		dst := filepath.Join(dir, c+".qcow2")
+		if err := Convert(context.Background(), src, dst, ConvertOptions{SrcFormat: FormatRaw, Compress: true, Qcow2: qcow2.CreateOptions{Compression: c}}); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		if leaks := qemutest.Check(t, dst); leaks != 0 {
+			t.Errorf("%s: %d leaks", c, leaks)
+		}
+		qemutest.QemuImg(t, "compare", "-f", "raw", "-F", "qcow2", src, dst)
+	}
+}

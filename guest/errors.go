@@ -6,25 +6,43 @@ import (
 	"github.com/paddock-vm/paddock/guest/store"
 )
 
-// NotFoundError: there is no VM of that name.
+// KindTemplate is the Kind of NotFoundError and ExistsError about a
+// template; the empty Kind is about a VM.
+const KindTemplate = "template"
+
+// NotFoundError: there is no VM (or, with Kind KindTemplate, template)
+// of that name.
 type NotFoundError struct {
 	Name string
 	// Suggestion is the closest existing name, if one is close.
 	Suggestion string
+	Kind       string
 }
 
 func (e *NotFoundError) Error() string {
-	if e.Suggestion != "" {
-		return fmt.Sprintf("no VM named '%s'; did you mean '%s'?", e.Name, e.Suggestion)
+	what, list := "VM", "paddock ls lists them"
+	if e.Kind == KindTemplate {
+		what, list = "template", "paddock template ls lists them; paddock template build debian-12 makes one"
 	}
-	return fmt.Sprintf("no VM named '%s' (paddock ls lists them)", e.Name)
+	if e.Suggestion != "" {
+		return fmt.Sprintf("no %s named '%s'; did you mean '%s'?", what, e.Name, e.Suggestion)
+	}
+	return fmt.Sprintf("no %s named '%s' (%s)", what, e.Name, list)
 }
 
-// ExistsError: a VM of that name exists already.
-type ExistsError struct{ Name string }
+// ExistsError: a VM (or, with Kind KindTemplate, template) of that name
+// exists already.
+type ExistsError struct {
+	Name string
+	Kind string
+}
 
 func (e *ExistsError) Error() string {
-	return fmt.Sprintf("a VM named '%s' exists already: remove it (paddock rm %s) or pick another name (--name)", e.Name, e.Name)
+	what, rm := "VM", "paddock rm"
+	if e.Kind == KindTemplate {
+		what, rm = "template", "paddock template rm"
+	}
+	return fmt.Sprintf("a %s named '%s' exists already: remove it (%s %s) or pick another name (--name)", what, e.Name, rm, e.Name)
 }
 
 // StateError: the VM's state does not allow the operation.

@@ -22,6 +22,8 @@ type Info struct {
 	Memory uint64            `json:"memory"` // bytes
 	// Backend is the hypervisor of the spec (native, libvirt).
 	Backend string `json:"backend"`
+	// Template is the template the VM was made from, if any.
+	Template string `json:"template,omitempty"`
 	// Host is the libvirt host a libvirt VM lives on (its name, or its
 	// URI when the spec gave one).
 	Host string `json:"host,omitempty"`
@@ -116,6 +118,11 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 		in.Problem = joinProblem(in.Problem, err.Error())
 	} else if ok {
 		in.UUID = id.UUID.String()
+	}
+	if from, err := v.ReadFrom(); err != nil {
+		in.Problem = joinProblem(in.Problem, err.Error())
+	} else if from != nil {
+		in.Template = from.Template
 	}
 	vm, err := loadSpec(v)
 	if err != nil {

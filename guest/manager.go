@@ -150,6 +150,15 @@ func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source stri
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
+	var opts store.CreateOptions
+	if vm.From != "" {
+		from, err := m.planFrom(vm)
+		if err != nil {
+			return nil, err
+		}
+		defer from.lock.Unlock()
+		vm, opts = from.spec, from.opts
+	}
 	spec, err := yaml.Marshal(vm)
 	if err != nil {
 		return nil, fmt.Errorf("guest: encode the spec of %s: %w", vm.Name, err)
@@ -171,7 +180,8 @@ func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source stri
 		return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}
 	rec := store.Record{CreatedAt: time.Now(), Source: source, Phase: store.PhaseCreated}
-	v, err := m.store.Create(vm.Name, spec, rec, formats...)
+	opts.Formats = formats
+	v, err := m.store.CreateVM(vm.Name, spec, rec, opts)
 	if errors.Is(err, store.ErrExists) {
 		return nil, &ExistsError{Name: vm.Name}
 	}
@@ -242,6 +252,10 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		return nil, err
 	}
 	defer l.Unlock()
+	// A VM made from a template starts only on that template, unchanged.
+	if err := m.checkFrom(v); err != nil {
+		return nil, err
+	}
 	if err := m.backend(v).Start(ctx, v); err != nil {
 		return nil, err
 	}

@@ -63,6 +63,9 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 	if vm.Backend != configs.BackendNative {
 		return Result{}, fmt.Errorf("backend %q: foreground runs use the native backend", vm.Backend)
 	}
+	if vm.From != "" {
+		return Result{}, fmt.Errorf("VM %s: from: %s: paddock run boots a kernel and disks you name; a VM made from a template needs a disk of its own on the template's: make it with paddock up -f FILE", vm.Name, vm.From)
+	}
 	out, closeLogs, err := consoleWriter(vm, opts.Console)
 	if err != nil {
 		return Result{}, err

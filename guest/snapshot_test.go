@@ -310,7 +310,7 @@ func TestSnapshotRestoreRefusals(t *testing.T) {
 			if err := os.WriteFile(statePath, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, "format version 2 (a newer format, written by paddock test); this paddock reads version 1 only"},
+		}, fmt.Sprintf("format version %d (a newer format, written by paddock test); this paddock reads version %d only", snapshot.Version+1, snapshot.Version)},
 		{"another CPU", func(t *testing.T) {
 			f, err := snapshot.Decode(goodState)
 			if err != nil {

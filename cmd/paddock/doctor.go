@@ -87,6 +87,7 @@ func libvirtLimits() []string {
 		"one console at a time (libvirt's console streams are exclusive)",
 		"the console log is virtlogd's on the host (its size limits, not console.log_size and log_keep)",
 		"snapshots are QEMU's internal ones (qcow2 disks only), and a restore reads all the saved memory first instead of lazily",
+		"no templates yet (from: is refused): the template's base disk is not in the host's pool",
 	}
 }
 

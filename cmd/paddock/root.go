@@ -21,6 +21,7 @@ func newRootCommand() *cobra.Command {
 		newRunCommand(),
 		newDoctorCommand(),
 		newImageCommand(),
+		newTemplateCommand(),
 		newCreateCommand(),
 		newStartCommand(),
 		newLsCommand(),

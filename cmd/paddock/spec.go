@@ -28,6 +28,7 @@ func hostFacts(cmd *cobra.Command) configs.Host {
 	r := guest.HostReport()
 	host.MaxVCPUs = r.MaxVCPUs
 	host.EmulatedKVM = r.Usable && r.Acceleration == machine.AccelEmulated
+	host.Templates = &lazyTemplates{}
 	return host
 }
 

@@ -11,6 +11,11 @@
 //	vmm.log      the VMM's own messages (its stderr), previous in vmm.log.1
 //	formats.json the formats paddock detected for its disks (DiskFormat)
 //	libvirt.json where a libvirt VM lives: host, domain, volumes
+//	from.json    for a VM made from a template: which one (FromRecord)
+//	disks/       the disks paddock made for it: overlays on the
+//	             template's base disks
+//
+// and each template a directory templates/NAME (see Template).
 //
 // Files are replaced atomically (temporary file, fsync, rename, fsync of
 // the directory), VMs appear and disappear atomically (a directory

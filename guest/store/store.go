@@ -194,7 +194,7 @@ func (s *Store) VM(name string) (*VM, error) {
 
 // trustedFiles are the files of a VM directory whose contents paddock
 // acts on, checked by Store.VM.
-var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile, LibvirtFile}
+var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile, LibvirtFile, FromFile, DisksDir}
 
 // Create adds the VM called name with the given spec (vm.yaml), record
 // (state.json), the detected formats of its disks (formats.json) and a
@@ -203,6 +203,13 @@ var trustedFiles = []string{SpecFile, RecordFile, FormatsFile, IdentityFile, Lib
 // see all of it or nothing, and of two concurrent Creates of one name
 // exactly one succeeds (the other gets ErrExists).
 func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskFormat) (*VM, error) {
+	return s.CreateVM(name, spec, rec, CreateOptions{Formats: formats})
+}
+
+// CreateVM is Create with more in the new VM's directory: from.json and
+// the files o.Prepare makes, all of which appear with the VM or not at
+// all.
+func (s *Store) CreateVM(name string, spec []byte, rec Record, o CreateOptions) (*VM, error) {
 	if !ValidName(name) {
 		return nil, fmt.Errorf("store: %q: %w", name, ErrBadName)
 	}
@@ -223,7 +230,7 @@ func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskForm
 	if err != nil {
 		return nil, err
 	}
-	fdata, err := marshalFormats(formats)
+	fdata, err := marshalFormats(o.Formats)
 	if err != nil {
 		return nil, err
 	}
@@ -235,19 +242,36 @@ func (s *Store) Create(name string, spec []byte, rec Record, formats ...DiskForm
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
+	type file struct {
 		name string
 		data []byte
 		perm fs.FileMode
-	}{{SpecFile, spec, 0o600}, {RecordFile, data, 0o600}, {FormatsFile, fdata, 0o600}, {IdentityFile, idata, identityMode}, {LockFile, nil, 0o600}} {
+	}
+	files := []file{{SpecFile, spec, 0o600}, {RecordFile, data, 0o600}, {FormatsFile, fdata, 0o600}, {IdentityFile, idata, identityMode}, {LockFile, nil, 0o600}}
+	if o.From != nil {
+		from, err := o.From.marshal()
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, file{FromFile, from, 0o600})
+	}
+	for _, f := range files {
 		if err := writeSynced(filepath.Join(tmp, f.name), f.data, f.perm); err != nil {
 			return nil, fmt.Errorf("store: create VM %s: %w", name, err)
+		}
+	}
+	final := s.VMDir(name)
+	if o.Prepare != nil {
+		if err := o.Prepare(tmp, final); err != nil {
+			return nil, err
+		}
+		if err := syncTree(tmp); err != nil {
+			return nil, err
 		}
 	}
 	if err := syncDir(tmp); err != nil {
 		return nil, err
 	}
-	final := filepath.Join(s.vms(), name)
 	if err := os.Rename(tmp, final); err != nil {
 		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) || errors.Is(err, syscall.ENOTDIR) {
 			return nil, fmt.Errorf("store: VM %s: %w", name, ErrExists)
@@ -282,23 +306,41 @@ func writeSynced(path string, data []byte, perm fs.FileMode) error {
 // leaves vms/ in one rename, so no command sees it half-removed.
 // Precondition: the caller holds the VM's Lock and no VMM runs it.
 func (s *Store) Remove(v *VM) error {
-	var rnd [8]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return fmt.Errorf("store: remove VM %s: %w", v.Name, err)
+	return removeDir(v.Dir, "VM "+v.Name, ErrNotFound)
+}
+
+// removeDir deletes dir, the directory of what (say "VM web"), and
+// everything in it: first a rename to a trash name beside it, so it
+// disappears in one step, then the deletion. A dir already gone is
+// notFound.
+func removeDir(dir, what string, notFound error) error {
+	parent := filepath.Dir(dir)
+	trash, err := trashName(parent, filepath.Base(dir))
+	if err != nil {
+		return fmt.Errorf("store: remove %s: %w", what, err)
 	}
-	trash := filepath.Join(s.vms(), trashPrefix+v.Name+"-"+hex.EncodeToString(rnd[:]))
 	// rename(2) itself: os.Rename refuses directories as targets.
-	if err := unix.Renameat2(unix.AT_FDCWD, v.Dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
+	if err := unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
+			return fmt.Errorf("store: %s: %w", what, notFound)
 		}
-		return fmt.Errorf("store: remove VM %s: rename %s to %s: %w", v.Name, v.Dir, trash, err)
+		return fmt.Errorf("store: remove %s: rename %s to %s: %w", what, dir, trash, err)
 	}
-	if err := syncDir(s.vms()); err != nil {
+	if err := syncDir(parent); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(trash); err != nil {
-		return fmt.Errorf("store: remove VM %s: delete its files: %w", v.Name, err)
+		return fmt.Errorf("store: remove %s: delete its files: %w", what, err)
 	}
 	return nil
+}
+
+// trashName returns a new name in dir for name's directory on its way
+// out: the sweep of the next Open removes what a crash left there.
+func trashName(dir, name string) (string, error) {
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, trashPrefix+name+"-"+hex.EncodeToString(rnd[:])), nil
 }

@@ -63,6 +63,10 @@ type OpenOptions struct {
 	// Formats are the disks' pinned formats (PinFormats); nil detects
 	// each format the spec leaves out (paddock run).
 	Formats []string
+	// Backing confines the backing chains of disks, index by index
+	// (OverlayBacking); a missing or nil entry leaves the disk as the
+	// spec says.
+	Backing []*disk.BackingPolicy
 	// Seed, if set, is the VM's cloud-init seed volume (an ISO 9660
 	// image), attached read-only after its disks.
 	Seed string
@@ -115,6 +119,9 @@ func OpenHandles(vm *configs.VM, o OpenOptions) (_ *Handles, err error) {
 		opts := disk.Options{Format: format, ReadOnly: d.ReadOnly}
 		if d.Untrusted {
 			opts.Backing = disk.ConfinedToImage(d.Path)
+		}
+		if i < len(o.Backing) && o.Backing[i] != nil {
+			opts.Backing = o.Backing[i]
 		}
 		od, err := openDisk(i, d.Path, opts)
 		if err != nil {
@@ -235,8 +242,10 @@ type VMHandleOptions struct {
 }
 
 // OpenVMHandles opens the handles of the managed VM v, whose spec is vm:
-// its disks in their pinned formats (PinFormats), its NICs attached to
-// their managed networks (AttachNetworks), everything OpenHandles opens.
+// its disks in their pinned formats (PinFormats), a clone's overlays
+// with their backing chains confined (OverlayBacking), its NICs attached
+// to their managed networks (AttachNetworks), everything OpenHandles
+// opens.
 // The VMM calls it when it was handed none; the paddock command that
 // starts a VMM calls it to hand them over.
 // Precondition: the caller holds v's lock or run lock; vm has been
@@ -246,9 +255,13 @@ func OpenVMHandles(v *store.VM, vm *configs.VM, o VMHandleOptions) (*Handles, er
 	if err != nil {
 		return nil, err
 	}
+	backing, err := OverlayBacking(v)
+	if err != nil {
+		return nil, err
+	}
 	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: o.Home, NetdCommand: o.NetdCommand})
 	if err != nil {
 		return nil, err
 	}
-	return OpenHandles(vm, OpenOptions{KVMPath: o.KVMPath, Formats: formats, Seed: o.Seed, NICs: nics, Network: nets})
+	return OpenHandles(vm, OpenOptions{KVMPath: o.KVMPath, Formats: formats, Backing: backing, Seed: o.Seed, NICs: nics, Network: nets})
 }

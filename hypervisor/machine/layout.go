@@ -11,7 +11,8 @@ import (
 //	0x0000_0000 - 0x0009_FBFF  RAM (the boot loader's structures live here)
 //	0x0009_FC00 - 0x0009_FFFF  reserved (where a PC has its EBDA)
 //	0x000A_0000 - 0x000D_FFFF  RAM in the memslot, reserved in e820 (legacy VGA/ROM hole)
-//	0x000E_0000 - 0x000E_FFFF  ACPI tables (RSDP scanned for here), reserved
+//	0x000E_0000 - 0x000E_EFFF  ACPI tables (RSDP scanned for here), reserved
+//	0x000E_F000 - 0x000E_F00F  the VM generation ID (the DSDT's VGEN.ADDR), reserved
 //	0x000F_0000 - 0x000F_FFFF  SMBIOS entry points and tables (scanned for
 //	                           here), reserved
 //	0x0010_0000 - lowRAMEnd    RAM: kernel, initrd, the rest of low memory
@@ -32,6 +33,11 @@ const (
 	legacyStart = 0xA_0000
 	// ACPIStart is where the ACPI tables (RSDP first) are copied.
 	ACPIStart = 0xE_0000
+	// VMGenIDAddr is where the VM generation ID lives, after the ACPI
+	// tables, in the reserved area: guest memory the guest's OS does
+	// not use, as the specification asks. Linux maps it from the DSDT's
+	// VGEN.ADDR.
+	VMGenIDAddr = 0xE_F000
 	// SMBIOSStart is where the SMBIOS entry points and tables are
 	// copied: the start of the area a guest scans for the entry point.
 	SMBIOSStart = 0xF_0000

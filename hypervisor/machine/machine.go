@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 
 	"github.com/paddock-vm/paddock/hypervisor/boot"
+	"github.com/paddock-vm/paddock/hypervisor/devices/vmgenid"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
@@ -54,6 +55,13 @@ type Config struct {
 	// (/sys/class/dmi/id/product_uuid), in RFC 4122 byte order. All
 	// zero: the tables say the system has none.
 	UUID [16]byte
+
+	// GenerationID is the VM generation ID the guest reads
+	// (hypervisor/devices/vmgenid); all zero picks a random one when
+	// the machine is built. A machine restored from a snapshot shows the
+	// guest this ID, not the saved one, and notifies it once Run starts:
+	// every restore is a new generation.
+	GenerationID vmgenid.ID
 
 	// Disks, NICs and RNG are the virtio devices (virtio.go), on PCI
 	// bus 0 in that order.
@@ -236,6 +244,9 @@ func (m *Machine) Boot(b BootConfig) error {
 	if err != nil {
 		return fmt.Errorf("machine: ACPI tables: %w", err)
 	}
+	if err := m.plat.genID.Write(); err != nil {
+		return fmt.Errorf("machine: %w", err)
+	}
 	if err := writeSMBIOS(m.mem, m.cfg); err != nil {
 		return fmt.Errorf("machine: SMBIOS tables: %w", err)
 	}
@@ -376,6 +387,11 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 		// The guest's clock continues from the instant it was saved.
 		if err := m.vm.SetClock(kvm.ClockData{Clock: m.clock}); err != nil {
 			return Exit{}, fmt.Errorf("machine: restore the guest clock: %w", err)
+		}
+		// Restore wrote the new generation ID; the guest learns of it
+		// as soon as its vCPUs run.
+		if err := m.plat.genID.Notify(); err != nil {
+			return Exit{}, fmt.Errorf("machine: %w", err)
 		}
 	}
 	if m.virtio != nil {
@@ -547,6 +563,9 @@ func (m *Machine) Paused() bool { return runState(m.state.Load()) == statePaused
 
 // Memory returns the guest's RAM.
 func (m *Machine) Memory() *Memory { return m.mem }
+
+// GenerationID returns the VM generation ID the guest sees.
+func (m *Machine) GenerationID() vmgenid.ID { return m.plat.genID.ID() }
 
 // Close releases the VM, its memory and devices. The handles Config and
 // BootConfig gave it (KVM, disk images, taps, kernel, initrd) stay open:

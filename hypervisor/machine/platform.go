@@ -7,10 +7,12 @@ import (
 
 	"github.com/paddock-vm/paddock/hypervisor/boot/acpi"
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ged"
 	"github.com/paddock-vm/paddock/hypervisor/devices/i8042"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/rtc"
 	"github.com/paddock-vm/paddock/hypervisor/devices/serial"
+	"github.com/paddock-vm/paddock/hypervisor/devices/vmgenid"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
@@ -20,9 +22,10 @@ const (
 	com1IRQ  = 4
 )
 
-// platform is the set of legacy PC devices every machine has: COM1, the
-// i8042 (for its reset line), the CMOS RTC and the ACPI power-management
-// block, and the ACPI tables that describe them.
+// platform is the set of PC devices every machine has: COM1, the i8042
+// (for its reset line), the CMOS RTC, the ACPI power-management block,
+// the Generic Event Device and the VM generation ID it announces, and
+// the ACPI tables that describe them.
 type platform struct {
 	m      *Machine
 	serial *serial.Serial
@@ -30,6 +33,8 @@ type platform struct {
 	rtc    *rtc.RTC
 	pci    *pci.HostBridge
 	pm     *acpipm.PM
+	ged    *ged.GED
+	genID  *vmgenid.Device
 
 	// stopFeed ends the console input feed.
 	stopFeed context.CancelFunc
@@ -63,6 +68,17 @@ func newPlatform(m *Machine) (*platform, error) {
 		p.close()
 		return nil, fmt.Errorf("machine: ACPI power management: %w", err)
 	}
+	p.ged = ged.New(ged.Config{Port: ged.DefaultPort, Line: newGSILine(m.vm, ged.DefaultGSI)})
+	p.genID, err = vmgenid.New(vmgenid.Config{
+		Addr:   VMGenIDAddr,
+		Memory: m.mem,
+		ID:     m.cfg.GenerationID,
+		Notify: func() error { return p.ged.Trigger(ged.EventGenerationID) },
+	})
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("machine: VM generation ID: %w", err)
+	}
 	if p.pci, err = pci.NewHostBridge(ECAMStart, onReset); err != nil {
 		p.close()
 		return nil, fmt.Errorf("machine: PCI host bridge: %w", err)
@@ -88,6 +104,7 @@ func newPlatform(m *Machine) (*platform, error) {
 		{acpipm.DefaultEventPort, acpipm.EventBlockLen, p.pm, "ACPI PM1a event block"},
 		{acpipm.DefaultControlPort, acpipm.ControlBlockLen, p.pm, "ACPI PM1a control block"},
 		{acpipm.DefaultResetPort, acpipm.ResetLen, p.pm, "ACPI reset register"},
+		{ged.DefaultPort, ged.Len, p.ged, "GED event register"},
 	}
 	for _, r := range regs {
 		if err := m.ports.register(r.base, r.n, r.dev); err != nil {
@@ -113,6 +130,8 @@ func (p *platform) acpiConfig() acpi.Config {
 		SleepTypeS5:   acpipm.DefaultSleepTypeS5,
 		HasRTC:        true,
 		HasI8042:      true,
+		GED:           &acpi.GED{GSI: ged.DefaultGSI, Port: ged.DefaultPort},
+		VMGenID:       &acpi.VMGenID{Addr: VMGenIDAddr, Event: ged.EventGenerationID},
 		PCI: &acpi.PCIHostBridge{
 			ECAMBase: ECAMStart,
 			BusStart: 0,
@@ -138,8 +157,8 @@ func (p *platform) writeACPI(mem *Memory) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if uint64(len(blob)) > SMBIOSStart-ACPIStart {
-		return 0, fmt.Errorf("%d bytes of tables do not fit the %d-byte ACPI area", len(blob), SMBIOSStart-ACPIStart)
+	if uint64(len(blob)) > VMGenIDAddr-ACPIStart {
+		return 0, fmt.Errorf("%d bytes of tables do not fit the %d-byte ACPI area", len(blob), VMGenIDAddr-ACPIStart)
 	}
 	dst, err := mem.Slice(ACPIStart, uint64(len(blob)))
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	vnet "github.com/paddock-vm/paddock/hypervisor/devices/virtio/net"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/rng"
+	"github.com/paddock-vm/paddock/hypervisor/devices/vmgenid"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
@@ -25,7 +26,11 @@ type restoring struct {
 // written); every writable disk is reverted to the internal qcow2
 // snapshot st names; every vCPU, interrupt controller and device gets
 // its saved state. Run then continues the guest from the instant it was
-// saved; its kvmclock continues from the saved value.
+// saved; its kvmclock continues from the saved value. The one thing that
+// does not come back is the VM generation ID: Restore writes
+// cfg.GenerationID (or a random ID) where the guest reads it, and Run
+// notifies the guest, so that a guest restored many times (warm clones)
+// knows each run for a new one and reseeds its RNG.
 //
 // cfg must describe the same hardware as the saved machine (vCPUs,
 // memory, disks, NICs with their MACs, RNG) and the host must offer
@@ -59,6 +64,11 @@ func (st *State) check(cfg Config) error {
 		return fmt.Errorf("machine: restore: the snapshot has %d vCPUs (%d saved), the machine %d", st.CPUs, len(st.VCPUs), cfg.CPUs)
 	case st.Memory != cfg.Memory:
 		return fmt.Errorf("machine: restore: the snapshot has %d MiB of memory, the machine %d MiB", st.Memory>>20, cfg.Memory>>20)
+	case st.VMGenID.Addr < ACPIStart || st.VMGenID.Addr > biosEnd-vmgenid.Len:
+		// Only the reserved firmware area: a new ID written anywhere
+		// else would land in memory the guest's OS uses.
+		return fmt.Errorf("machine: restore: the snapshot puts the VM generation ID at %#x, outside the reserved firmware area %#x-%#x",
+			st.VMGenID.Addr, ACPIStart, biosEnd-1)
 	}
 	rngs := 0
 	if cfg.RNG {
@@ -167,7 +177,8 @@ func (m *Machine) applyState(st *State) error {
 		return fmt.Errorf("machine: restore: %w", err)
 	}
 	p := m.plat
-	err := errors.Join(p.serial.Restore(st.Serial), p.kbd.Restore(st.I8042), p.rtc.Restore(st.RTC), p.pm.Restore(st.PM), p.pci.Restore(st.PCI))
+	err := errors.Join(p.serial.Restore(st.Serial), p.kbd.Restore(st.I8042), p.rtc.Restore(st.RTC), p.pm.Restore(st.PM), p.pci.Restore(st.PCI),
+		p.ged.Restore(st.GED), p.genID.Restore(st.VMGenID))
 	if err != nil {
 		return fmt.Errorf("machine: restore: %w", err)
 	}

@@ -189,6 +189,7 @@ func (m *Machine) saveState() (*State, error) {
 	st.Clock = clock.Clock
 	p := m.plat
 	st.Serial, st.I8042, st.RTC, st.PM, st.PCI = p.serial.Save(), p.kbd.Save(), p.rtc.Save(), p.pm.Save(), p.pci.Save()
+	st.GED, st.VMGenID = p.ged.Save(), p.genID.Save()
 	if m.virtio != nil {
 		for _, f := range m.virtio.funcs {
 			st.Virtio = append(st.Virtio, f.save())

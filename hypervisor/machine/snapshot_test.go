@@ -190,7 +190,7 @@ func TestSaveRestore(t *testing.T) {
 
 // TestSaveRestoreSave restores a saved machine and saves it again before
 // it runs: the vCPUs' registers and the devices' states are what was
-// saved.
+// saved, but for the generation ID.
 func TestSaveRestoreSave(t *testing.T) {
 	requireKVM(t)
 	dir := t.TempDir()
@@ -225,6 +225,7 @@ func TestSaveRestoreSave(t *testing.T) {
 	}{
 		{"master PIC", a.PICMaster, b.PICMaster}, {"slave PIC", a.PICSlave, b.PICSlave}, {"IOAPIC", a.IOAPIC, b.IOAPIC},
 		{"serial", a.Serial, b.Serial}, {"i8042", a.I8042, b.I8042}, {"ACPI PM", a.PM, b.PM}, {"PCI", a.PCI, b.PCI},
+		{"GED", a.GED, b.GED},
 	} {
 		if !reflect.DeepEqual(c.got, c.was) {
 			t.Errorf("%s after restore differs:\n got %+v\nsaved %+v", c.what, c.got, c.was)
@@ -232,6 +233,11 @@ func TestSaveRestoreSave(t *testing.T) {
 	}
 	if fmt.Sprint(a.RTC.CMOS) != fmt.Sprint(b.RTC.CMOS) {
 		t.Errorf("RTC CMOS after restore differs")
+	}
+	// The generation ID stays where it was and is new: a restore is a
+	// new generation.
+	if a.VMGenID.Addr != b.VMGenID.Addr || a.VMGenID.ID == b.VMGenID.ID {
+		t.Errorf("generation ID after restore %+v, saved %+v: want a new ID at the same address", a.VMGenID, b.VMGenID)
 	}
 }
 

@@ -2,6 +2,7 @@ package machine
 
 import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ged"
 	"github.com/paddock-vm/paddock/hypervisor/devices/i8042"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/rtc"
@@ -10,6 +11,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	vnet "github.com/paddock-vm/paddock/hypervisor/devices/virtio/net"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/rng"
+	"github.com/paddock-vm/paddock/hypervisor/devices/vmgenid"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 )
 
@@ -39,6 +41,10 @@ type State struct {
 	RTC    rtc.State
 	PM     acpipm.State
 	PCI    pci.State
+	GED    ged.State
+	// VMGenID is where the guest reads its generation ID and the ID it
+	// had; a restore keeps the place and writes a new ID there.
+	VMGenID vmgenid.State
 
 	// Virtio holds the virtio functions in PCI slot order: disks, NICs,
 	// then the RNG.

@@ -23,6 +23,8 @@ const (
 	secRTC       = "rtc"
 	secPM        = "acpi-pm"
 	secPCI       = "pci/host"
+	secGED       = "ged"
+	secVMGenID   = "vmgenid"
 	secVirtio    = "virtio/" // + the function's device id
 )
 
@@ -61,6 +63,7 @@ func (st *State) fixedParts() []part {
 	return []part{
 		{secPICMaster, &st.PICMaster}, {secPICSlave, &st.PICSlave}, {secIOAPIC, &st.IOAPIC}, {secPIT, &st.PIT},
 		{secSerial, &st.Serial}, {secI8042, &st.I8042}, {secRTC, &st.RTC}, {secPM, &st.PM}, {secPCI, &st.PCI},
+		{secGED, &st.GED}, {secVMGenID, &st.VMGenID},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ged"
 	"github.com/paddock-vm/paddock/hypervisor/devices/i8042"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
 	"github.com/paddock-vm/paddock/hypervisor/devices/rtc"
@@ -18,6 +19,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	vnet "github.com/paddock-vm/paddock/hypervisor/devices/virtio/net"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/rng"
+	"github.com/paddock-vm/paddock/hypervisor/devices/vmgenid"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 	"github.com/paddock-vm/paddock/netdev"
@@ -52,6 +54,8 @@ func sampleState(t testing.TB) *State {
 		RTC:       r.Save(),
 		PM:        pm.Save(),
 		PCI:       bridge.Save(),
+		GED:       ged.State{Pending: 1 << ged.EventGenerationID},
+		VMGenID:   vmgenid.State{Addr: VMGenIDAddr, ID: vmgenid.ID{0x5e, 0xed, 15: 0x01}},
 	}
 	for i := 0; i < st.CPUs; i++ {
 		st.VCPUs = append(st.VCPUs, VCPUState{
@@ -178,6 +182,11 @@ func TestDecodeStateRefuses(t *testing.T) {
 		{"other vendor", edit(func(f *snapshot.File) { f.Header.CPUVendor = "GenuineIntel" }), "names a GenuineIntel CPU"},
 		{"virtio twice", edit(set(secMachine, `{"CPUs":2,"Memory":268435456,"Virtio":["disks[0]","disks[0]"]}`)), "twice"},
 		{"missing virtio", edit(set(secMachine, `{"CPUs":2,"Memory":268435456,"Virtio":["disks[0]","nics[0]","virtio-rng","disks[1]"]}`)), `no "virtio/disks[1]" section`},
+		{"no generation ID", edit(drop(secVMGenID)), `no "vmgenid" section`},
+		{"no GED", edit(drop(secGED)), `no "ged" section`},
+		{"short generation ID", edit(set(secVMGenID, `{"Addr":978944,"ID":"5eed"}`)), "32 hex digits, not 4"},
+		{"generation ID not hex", edit(set(secVMGenID, `{"Addr":978944,"ID":"5eed000000000000000000000000000g"}`)), `"vmgenid" section`},
+		{"generation ID as bytes", edit(set(secVMGenID, `{"Addr":978944,"ID":[1,2,3]}`)), `"vmgenid" section`},
 	} {
 		_, err := DecodeState(tc.f)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -208,4 +217,25 @@ func FuzzDecodeState(f *testing.F) {
 		}
 		_ = st.check(Config{CPUs: st.CPUs, Memory: st.Memory, Disks: []Disk{{Name: "x"}}, NICs: []NIC{{}}, RNG: true})
 	})
+}
+
+// TestCheckGenerationIDAddr: a state may put the generation ID only in
+// the reserved firmware area, where writing a new ID on restore cannot
+// touch memory the guest's OS uses.
+func TestCheckGenerationIDAddr(t *testing.T) {
+	cfg := Config{CPUs: 2, Memory: 256 << 20, Disks: []Disk{{Name: "x"}}, NICs: []NIC{{}}, RNG: true}
+	for _, c := range []struct {
+		addr uint64
+		ok   bool
+	}{
+		{VMGenIDAddr, true}, {ACPIStart, true}, {biosEnd - vmgenid.Len, true},
+		{0, false}, {ACPIStart - 8, false}, {biosEnd - 8, false}, {biosEnd, false}, {0x100000, false}, {^uint64(7), false},
+	} {
+		st := sampleState(t)
+		st.VMGenID.Addr = c.addr
+		err := st.check(cfg)
+		if (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), "outside the reserved firmware area")) {
+			t.Errorf("generation ID at %#x: %v, want ok = %v", c.addr, err, c.ok)
+		}
+	}
 }

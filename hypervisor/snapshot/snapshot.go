@@ -39,9 +39,14 @@ import (
 const Magic = "paddock-vmstate\n"
 
 // Version is the format version this package writes and the only one it
-// reads. A change to the layout above, or to what a section holds that
-// an older paddock would misread, takes a new version.
-const Version = 1
+// reads. A change to the layout above, or to the sections a machine's
+// state has or what one holds, takes a new version.
+//
+//	1  the first format
+//	2  the machine's state gains the "ged" and "vmgenid" sections (the
+//	   Generic Event Device and the VM generation ID); the layout is
+//	   version 1's
+const Version = 2
 
 // Caps on what a state file may hold. They bound what a reader
 // allocates for a hostile file.

@@ -61,15 +61,15 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestGolden keeps the encoding of version 1 as it is: a change to the
-// layout shows as a difference from testdata/v1.state, which must then
+// TestGolden keeps the encoding of version 2 as it is: a change to the
+// layout shows as a difference from testdata/v2.state, which must then
 // come with a new Version.
 func TestGolden(t *testing.T) {
 	b, err := Encode(sample())
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "v1.state")
+	golden := filepath.Join("testdata", "v2.state")
 	if *update {
 		if err := os.WriteFile(golden, b, 0o644); err != nil {
 			t.Fatal(err)
@@ -103,13 +103,20 @@ func TestOtherVersions(t *testing.T) {
 		version uint32
 		want    string
 	}{
-		{2, "format version 2 (a newer format, written by paddock v1.2.3); this paddock reads version 1 only"},
+		{3, "format version 3 (a newer format, written by paddock v1.2.3); this paddock reads version 2 only"},
+		{1, "format version 1 (an older format, written by paddock v1.2.3)"},
 		{0, "format version 0 (an older format, written by paddock v1.2.3)"},
 	} {
 		_, err := Decode(withVersion(b, tc.version))
 		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("version %d: %v, want ErrVersion saying %q", tc.version, err, tc.want)
 		}
+	}
+	// A file a version-1 paddock wrote (testdata/v1.state, kept as it
+	// was) is refused, naming its version and its writer.
+	_, err = ReadFile(filepath.Join("testdata", "v1.state"))
+	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "format version 1 (an older format, written by paddock v1.2.3); this paddock reads version 2 only") {
+		t.Errorf("testdata/v1.state: %v, want ErrVersion naming version 1", err)
 	}
 }
 
@@ -218,7 +225,7 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
-	f.Add(withVersion(good, 2))
+	f.Add(withVersion(good, Version+1))
 	f.Add(good[:len(good)/2])
 	f.Add([]byte(Magic))
 	f.Fuzz(func(t *testing.T, b []byte) {

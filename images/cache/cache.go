@@ -169,9 +169,31 @@ func checkKey(key string) error {
 	return nil
 }
 
+// Lock takes the exclusive lock of key (a file key.lock beside its
+// entry), for callers that keep a directory of their own under key
+// rather than an entry that Ensure builds once: the package cache of
+// template builds, say. It waits for other holders, calling waiting
+// first if there are any; the wait ends early with ctx's error when ctx
+// is done.
+func (c *Cache) Lock(ctx context.Context, key string, waiting func()) (unlock func(), err error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	path := c.Path(key)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return lockWaiting(ctx, path+".lock", waiting)
+}
+
 // lock takes an exclusive flock on path, waiting for other holders. The
 // wait ends early with ctx's error when ctx is done.
 func lock(ctx context.Context, path string) (unlock func(), err error) {
+	return lockWaiting(ctx, path, nil)
+}
+
+// lockWaiting is lock, calling waiting (if not nil) before it waits.
+func lockWaiting(ctx context.Context, path string, waiting func()) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cache: lock %s: %w", path, err)
@@ -179,6 +201,9 @@ func lock(ctx context.Context, path string) (unlock func(), err error) {
 	// Fast path: uncontended.
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
 		return func() { f.Close() }, nil
+	}
+	if waiting != nil {
+		waiting()
 	}
 	done := make(chan error, 1)
 	go func() { done <- flockWait(f) }()

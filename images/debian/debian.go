@@ -191,7 +191,7 @@ func Key(pkg, version string) string {
 // Fetch returns pkg at version unpacked in the cache, downloading and
 // unpacking it the first time.
 func (c *Client) Fetch(ctx context.Context, pkg, version string) (*Package, error) {
-	if !validName(pkg) || !validVersion(version) {
+	if !ValidName(pkg) || !validVersion(version) {
 		return nil, fmt.Errorf("debian: invalid package %q version %q", pkg, version)
 	}
 	key := Key(pkg, version)
@@ -260,8 +260,8 @@ func (c *Client) Cached(pkgPrefix string) ([]*Package, error) {
 	return out, nil
 }
 
-// validName reports whether s is a Debian package name (policy 5.6.1).
-func validName(s string) bool {
+// ValidName reports whether s is a Debian package name (policy 5.6.1).
+func ValidName(s string) bool {
 	if len(s) < 2 || !isLowerAlnum(s[0]) {
 		return false
 	}

@@ -50,8 +50,8 @@ func TestKeyAndValidation(t *testing.T) {
 	}
 	names := map[string]bool{"linux-image-6.1.0-56-amd64": true, "g++": true, "a": false, "-x": false, "Foo": false, "a/b": false, "a b": false, "../x": false}
 	for n, want := range names {
-		if validName(n) != want {
-			t.Errorf("validName(%q) = %v, want %v", n, !want, want)
+		if ValidName(n) != want {
+			t.Errorf("ValidName(%q) = %v, want %v", n, !want, want)
 		}
 	}
 	versions := map[string]bool{"6.1.192-2": true, "1:1.35.0-4+deb12u1+b1": true, "1.0~rc1": true, "": false, "x1": false, "1/2": false, "1 2": false}

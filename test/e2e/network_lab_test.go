@@ -29,19 +29,14 @@ console: log
 `, name, lab.GuestVmlinux, virtioInitrd, peer, port)
 }
 
-// networkLabStep runs in L1, the host of the managed network: an
-// upstream namespace beyond L1's uplink (198.51.100.2, with no route
-// back to the guests) serves HTTP with a CGI that answers the client's
-// address; two VMs on default, a (127.0.0.1:8080 -> 80) and b (every
-// address, 8081 -> 80), boot, take their addresses by DHCP, reach
-// upstream through the NAT and each other; L1 reaches each through its
-// forward (b's from upstream too); then rm of each VM, and what stays.
-// The guests' markers come from their console logs, prefixed a. and b.
-const networkLabStep = `
-mark() { echo "@@LAB $*"; }
-export PADDOCK_HOME=/var/lib/paddock
-# iproute2's ip by its path: busybox's sh runs its own applets first.
-IP=/usr/local/bin/ip
+// upstreamScript is sh for L1 (mark defined) that makes the network
+// namespace upstream beyond L1's uplink: 198.51.100.2 on a veth whose
+// L1 end is 198.51.100.1, with no route back to the guests, serving HTTP
+// with busybox httpd and the CGI /cgi-bin/addr, which answers "from"
+// and the client's address; l1.upstream-httpd is httpd's status. It
+// sets IP, iproute2's ip by its path (busybox's sh runs its own applets
+// first).
+const upstreamScript = `IP=/usr/local/bin/ip
 $IP netns add upstream
 $IP link add uplink type veth peer name eth0 netns upstream
 $IP addr add 198.51.100.1/24 dev uplink
@@ -53,7 +48,20 @@ mkdir -p /www-up/cgi-bin
 printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho "from $REMOTE_ADDR"\n' > /www-up/cgi-bin/addr
 chmod +x /www-up/cgi-bin/addr
 $IP netns exec upstream httpd -p 80 -h /www-up
-mark "l1.upstream-httpd $?"
+mark "l1.upstream-httpd $?"`
+
+// networkLabStep runs in L1, the host of the managed network: an
+// upstream namespace beyond L1's uplink (198.51.100.2, with no route
+// back to the guests) serves HTTP with a CGI that answers the client's
+// address; two VMs on default, a (127.0.0.1:8080 -> 80) and b (every
+// address, 8081 -> 80), boot, take their addresses by DHCP, reach
+// upstream through the NAT and each other; L1 reaches each through its
+// forward (b's from upstream too); then rm of each VM, and what stays.
+// The guests' markers come from their console logs, prefixed a. and b.
+const networkLabStep = `
+mark() { echo "@@LAB $*"; }
+export PADDOCK_HOME=/var/lib/paddock
+` + upstreamScript + `
 
 paddock create -f /guest/a.yaml > /dev/null; mark "l1.create-a $?"
 paddock create -f /guest/b.yaml > /dev/null; mark "l1.create-b $?"
@@ -105,27 +113,12 @@ func TestNetworkLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var bins []string
-	for _, tool := range [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}, {"flock", "util-linux"}} {
-		bins = append(bins, testenv.RequireTool(t, tool[0], tool[1]))
-	}
-	host, err := virtioguest.HostFiles(ctx, bins...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]lab.File{
 		virtioInitrd:    {Source: initrd},
 		"/guest/a.yaml": {Data: []byte(netVMYAML("a", "10.77.0.3", "8080:80"))},
 		"/guest/b.yaml": {Data: []byte(netVMYAML("b", "10.77.0.2", "0.0.0.0:8081:80"))},
 	}
-	for _, f := range host {
-		path := f.Path
-		if f.Source != "" && slices.Contains(bins, f.Path) {
-			// Ahead of busybox's applets of the same names on L1's PATH.
-			path = "/usr/local/bin/" + filepath.Base(f.Path)
-		}
-		files[path] = lab.File{Source: f.Source, Mode: f.Mode}
-	}
+	labHostTools(t, files, networkTools...)
 	res, err := l.Run(ctx, lab.Scenario{
 		WithPaddock: true,
 		WithVmlinux: true,
@@ -175,5 +168,32 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.leases", "0")
 	if t.Failed() {
 		t.Logf("transcript tail:\n%s", res.Tail(120))
+	}
+}
+
+// networkTools are the host's tools a managed network's lab test needs in
+// L1: ip for the upstream namespace, nft to list paddock's rules, flock
+// to wait for netd's lock.
+var networkTools = [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}, {"flock", "util-linux"}}
+
+// labHostTools adds the host's tools (name, Debian package) to L1's files
+// as /usr/local/bin/NAME, ahead of busybox's applets of the same names on
+// L1's PATH, with their shared libraries at their paths.
+func labHostTools(t *testing.T, files map[string]lab.File, tools ...[2]string) {
+	t.Helper()
+	var bins []string
+	for _, tool := range tools {
+		bins = append(bins, testenv.RequireTool(t, tool[0], tool[1]))
+	}
+	host, err := virtioguest.HostFiles(context.Background(), bins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range host {
+		path := f.Path
+		if f.Source != "" && slices.Contains(bins, f.Path) {
+			path = "/usr/local/bin/" + filepath.Base(f.Path)
+		}
+		files[path] = lab.File{Source: f.Source, Mode: f.Mode}
 	}
 }

@@ -144,13 +144,7 @@ rm -f /tmp/qemu.state
 func BenchmarkSnapshotRestoreLab(b *testing.B) {
 	l := lab.New(b)
 	ctx := context.Background()
-	rounds := 2
-	if v := os.Getenv(EnvSnapshotBenchRounds); v != "" {
-		var err error
-		if rounds, err = strconv.Atoi(v); err != nil || rounds < 1 {
-			b.Fatalf("%s=%q: want a positive number", EnvSnapshotBenchRounds, v)
-		}
-	}
+	rounds := benchRounds(b, EnvSnapshotBenchRounds, 2)
 	fill := cmp.Or(os.Getenv(EnvSnapshotBenchFill), "256")
 	if n, err := strconv.Atoi(fill); err != nil || n < 0 || n > 400 {
 		b.Fatalf("%s=%q: want MiB from 0 to 400", EnvSnapshotBenchFill, fill)

@@ -57,6 +57,9 @@ waittick() {
 	kill $lp 2>/dev/null
 }
 lasttick() { paddock logs web | awk '$1 == "@@LAB" && $2 == "snap.tick" { t = $3 } END { print t }'; }
+# lastgenid prints the guest's last snap.genid marker: tick, generation
+# ID, GED interrupts, reseeds.
+lastgenid() { paddock logs web | awk '$1 == "@@LAB" && $2 == "snap.genid" { v = $3 " " $4 " " $5 " " $6 } END { print v }'; }
 state() { paddock ls --json | sed -n 's/^ *"state": "\([a-z]*\)".*/\1/p'; }
 # complete prints the complete lines of a file that is being written.
 complete() { head -n "$(wc -l < "$1")" "$1"; }
@@ -64,6 +67,8 @@ complete() { head -n "$(wc -l < "$1")" "$1"; }
 paddock up -f /guest/web.yaml
 mark "snap.up $?"
 mark "snap.before $(waittick 5)"
+mark "snap.bound $(paddock logs web | awk '$1 == "@@LAB" && $2 == "snap.bound" { print $3; exit }')"
+mark "snap.genid0 $(lastgenid)"
 paddock snapshot create web s1
 mark "snap.s1 $?"
 pid=$(paddock inspect web | sed -n 's/^ *"pid": \([0-9]*\).*/\1/p' | head -1)
@@ -83,6 +88,7 @@ mark "snap.restore1 $?"
 first=$(waittick 0)
 mark "snap.restore1-first $first"
 mark "snap.run-on $(waittick $((first + 5)))"
+mark "snap.genid1 $(lastgenid)"
 # The connection carried on: L1's server still has the one connection it
 # accepted, and has every tick once, in order, past the restore.
 mark "snap.nc-alive $(kill -0 $srv && echo 1)"
@@ -98,6 +104,7 @@ mark "snap.restore2 $?"
 first2=$(waittick 0)
 mark "snap.restore2-first $first2"
 mark "snap.run-on2 $(waittick $((later + 3)))"
+mark "snap.genid2 $(lastgenid)"
 paddock snapshot ls web
 echo stop >&4
 paddock logs -f web > /tmp/final.log
@@ -129,7 +136,9 @@ mark "snap.disk-snaps-after $(qemu-img snapshot -l ` + snapshotRoot + ` | grep -
 // older snapshot again later, over the running VM, rolls disk and memory
 // back together: the count goes back, and after a clean shutdown the
 // file holds every count exactly once, fsck in the guest and qemu-img
-// check in L1 are clean. One L1 boot.
+// check in L1 are clean. Each restore gives the guest a new VM
+// generation ID, which its kernel's vmgenid driver learns of through
+// the GED's interrupt and reseeds the RNG. One L1 boot.
 func TestSnapshotLab(t *testing.T) {
 	l := lab.New(t)
 	ctx := context.Background()
@@ -195,6 +204,43 @@ func TestSnapshotLab(t *testing.T) {
 		f := strings.Fields(value(t, st, "snap.tcp"))
 		if n, err := strconv.Atoi(f[0]); err != nil || n < num("snap.run-on")-1 || len(f) != 2 || f[1] != "0" {
 			t.Errorf("snap.tcp = %q: want every tick once and in order, up to at least %d, on the connection L1 accepted before the snapshot", f, num("snap.run-on")-1)
+		}
+	})
+	t.Run("generation ID", func(t *testing.T) {
+		// Linux's vmgenid driver bound VGEN; the booted guest saw an
+		// ID and no event. Each restore gave it a new ID, raised the
+		// GED's interrupt (counted in /proc/interrupts, where evged's
+		// ACPI:Ged line appears once it has bound), and the kernel
+		// reseeded its RNG once ("crng reseeded due to virtual machine
+		// fork"): both restores are of s1, taken before any event.
+		want("snap.bound", "1")
+		gen := func(key string) (id string, geds, forks int) {
+			t.Helper()
+			f := strings.Fields(value(t, st, key))
+			if len(f) != 4 || len(f[1]) != 32 {
+				t.Fatalf("%s = %q: want tick, a 32-digit ID, GED interrupts and reseeds", key, f)
+			}
+			geds, err1 := strconv.Atoi(f[2])
+			forks, err2 := strconv.Atoi(f[3])
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%s = %q", key, f)
+			}
+			return f[1], geds, forks
+		}
+		id0, geds0, forks0 := gen("snap.genid0")
+		if id0 == strings.Repeat("0", 32) || geds0 != 0 || forks0 != 0 {
+			t.Errorf("the booted guest: ID %s, %d GED interrupts, %d reseeds; want an ID and no event", id0, geds0, forks0)
+		}
+		seen := map[string]string{id0: "the boot"}
+		for _, key := range []string{"snap.genid1", "snap.genid2"} {
+			id, geds, forks := gen(key)
+			if prev, ok := seen[id]; ok {
+				t.Errorf("%s: the guest reads ID %s, the same as after %s", key, id, prev)
+			}
+			seen[id] = key
+			if geds < 1 || forks != 1 {
+				t.Errorf("%s: %d GED interrupts and %d reseeds after the restore, want at least 1 and exactly 1", key, geds, forks)
+			}
 		}
 	})
 	// Every count once, in order, in the file on disk, across both

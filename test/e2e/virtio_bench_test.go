@@ -130,12 +130,7 @@ func BenchmarkVirtioLab(b *testing.B) {
 	}
 	files := virtioHostTools(ctx, b)
 	files[virtioInitrd] = lab.File{Source: initrd}
-	rounds := 2
-	if v := os.Getenv(EnvVirtioBenchRounds); v != "" {
-		if rounds, err = strconv.Atoi(v); err != nil || rounds < 1 {
-			b.Fatalf("%s=%q: want a positive number", EnvVirtioBenchRounds, v)
-		}
-	}
+	rounds := benchRounds(b, EnvVirtioBenchRounds, 2)
 	sc := lab.Scenario{
 		WithPaddock: true, WithQEMU: true, WithVmlinux: true,
 		Files: files,
@@ -230,6 +225,20 @@ func BenchmarkVirtioLab(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 	b.Logf("virtio, paddock vs QEMU (ratio > 1: paddock better):\n%s", table.String())
+}
+
+// benchRounds is the number of rounds the environment variable env
+// asks a benchmark for, def when it is unset.
+func benchRounds(b *testing.B, env string, def int) int {
+	v := os.Getenv(env)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive number", env, v)
+	}
+	return n
 }
 
 // pairedRatio compares the VMMs round by round: each round runs paddock

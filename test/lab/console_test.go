@@ -280,9 +280,9 @@ func TestParseLdd(t *testing.T) {
 }
 
 func TestShellJoin(t *testing.T) {
-	got := shellJoin([]string{"qemu", "-append", "console=ttyS0 quiet", "it's", ""})
+	got := ShellJoin([]string{"qemu", "-append", "console=ttyS0 quiet", "it's", ""})
 	if want := `qemu -append 'console=ttyS0 quiet' 'it'\''s' ''`; got != want {
-		t.Errorf("shellJoin = %s, want %s", got, want)
+		t.Errorf("ShellJoin = %s, want %s", got, want)
 	}
 }
 

@@ -88,7 +88,7 @@ func (q QEMU) Command(g L2) string {
 	}
 	args = append(args, "-append", g.Cmdline)
 	args = append(args, q.Extra...)
-	return shellJoin(args)
+	return ShellJoin(args)
 }
 
 // Files implements VMM.
@@ -112,7 +112,7 @@ func (Paddock) YAMLPath(g L2) string { return "/guest/" + g.Name + ".yaml" }
 
 // Command implements VMM.
 func (p Paddock) Command(g L2) string {
-	return shellJoin([]string{"paddock", "run", "-f", p.YAMLPath(g)})
+	return ShellJoin([]string{"paddock", "run", "-f", p.YAMLPath(g)})
 }
 
 // Files implements VMM: the VM description (configs' schema).
@@ -170,8 +170,8 @@ func BootScenario(vmms []VMM, guests []L2, stepTimeout time.Duration) (Scenario,
 	return sc, nil
 }
 
-// shellJoin quotes words for sh.
-func shellJoin(words []string) string {
+// ShellJoin quotes words for sh and joins them.
+func ShellJoin(words []string) string {
 	q := make([]string, len(words))
 	for i, w := range words {
 		if w != "" && strings.Trim(w, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,+:") == "" {

@@ -3,7 +3,10 @@
 // copies into guest memory. The platform is a full (not hardware-reduced)
 // ACPI PC: a fixed-feature power button and PM1a event/control blocks in
 // I/O space that the machine's power-management device implements, SCI on
-// an ISA IRQ, a RESET_REG, and an \_S5 sleep type for power-off.
+// an ISA IRQ, a RESET_REG, and an \_S5 sleep type for power-off. Device
+// events other than the power button (the VM generation ID's change)
+// reach the guest through a Generic Event Device with an interrupt of
+// its own, not through GPEs and the SCI.
 //
 // The tables follow ACPI 6.5 and are shaped after what Linux's ACPICA and
 // arch/x86/kernel/acpi code read: no PM timer (Linux uses kvm-clock and the
@@ -31,7 +34,35 @@ type Config struct {
 	PCI           *PCIHostBridge // nil = no PCI in the DSDT/MCFG
 	HasRTC        bool           // a CMOS RTC at 0x70 (else IAPC_BOOT_ARCH says none)
 	HasI8042      bool           // FADT IAPC_BOOT_ARCH 8042 flag
+	GED           *GED           // nil = no Generic Event Device
+	VMGenID       *VMGenID       // nil = no VM Generation ID device; needs GED
 }
+
+// GED is a Generic Event Device (ACPI0013, ACPI 6.5 section 5.6.9): one
+// interrupt whose handler, the device's _EVT method, reads the pending
+// events from a one-byte register in I/O space and notifies the devices
+// they concern. Linux binds it with its built-in evged driver. The
+// register is read once per interrupt; the device clears what it
+// returns and lowers its line.
+type GED struct {
+	GSI  uint32 // the interrupt: level-triggered, active high
+	Port uint16 // the event register: one byte, a bit per event
+}
+
+// VMGenID is the VM Generation ID device of Microsoft's "Virtual Machine
+// Generation ID" specification: a 128-bit ID in guest memory that
+// changes whenever the VM starts again from saved state, announced by
+// Notify(VGEN, 0x80) from the GED. Its _HID VMGENCTR and _CID
+// VM_Gen_Counter are the two ids Linux's vmgenid driver matches (ACPICA
+// upper-cases the _CID); ADDR gives the ID's address as a Package of two
+// 32-bit integers, low then high.
+type VMGenID struct {
+	Addr  uint64 // the 16-byte ID: 8-byte aligned, in memory the OS does not use (reserved in E820)
+	Event uint8  // the GED event bit (0 to 7) that says the ID changed
+}
+
+// vmgenIDLen is the size of the generation ID.
+const vmgenIDLen = 16
 
 // PCIHostBridge is the PCI root complex: segment 0 with ECAM
 // configuration space and the windows it forwards to devices.
@@ -141,14 +172,32 @@ func (cfg *Config) validate(base uint64) error {
 	if cfg.SleepTypeS5 > 7 {
 		bad("SleepTypeS5 = %d: SLP_TYP is 3 bits (0 to 7)", cfg.SleepTypeS5)
 	}
-	ports := []struct {
+	type portRange struct {
 		field string
 		port  uint16
 		len   int
-	}{
+	}
+	ports := []portRange{
 		{"PM1aEventPort", cfg.PM1aEventPort, pm1EventLen},
 		{"PM1aCtrlPort", cfg.PM1aCtrlPort, pm1CtrlLen},
 		{"ResetPort", cfg.ResetPort, 1},
+	}
+	if g := cfg.GED; g != nil {
+		ports = append(ports, portRange{"GED.Port", g.Port, 1})
+		if g.GSI == 0 || g.GSI == timerGSI || g.GSI == uint32(cfg.SCI) {
+			bad("GED.GSI = %d: must be a GSI other than 0, 2 (the timer's) and the SCI", g.GSI)
+		}
+	}
+	if v := cfg.VMGenID; v != nil {
+		switch {
+		case cfg.GED == nil:
+			bad("VMGenID needs a GED to notify it")
+		case v.Addr == 0 || v.Addr%8 != 0 || v.Addr+vmgenIDLen < v.Addr:
+			bad("VMGenID.Addr %#x: must be non-zero, 8-byte aligned, and not wrap around", v.Addr)
+		}
+		if v.Event > 7 {
+			bad("VMGenID.Event = %d: the GED's register has bits 0 to 7", v.Event)
+		}
 	}
 	for i, p := range ports {
 		if p.port == 0 || int(p.port)+p.len > 0x10000 {

@@ -25,9 +25,17 @@ const (
 	opDualName    = 0x2E
 	opMultiName   = 0x2F
 	opExtPrefix   = 0x5B
+	opOpRegion    = 0x80 // after opExtPrefix
+	opField       = 0x81 // after opExtPrefix
 	opDevice      = 0x82 // after opExtPrefix
 	opRootChar    = 0x5C // '\'
 	opParentChar  = 0x5E // '^'
+	opLocal0      = 0x60 // Local0-Local7: 0x60-0x67
+	opArg0        = 0x68 // Arg0-Arg6: 0x68-0x6E
+	opStore       = 0x70
+	opAnd         = 0x7B
+	opNotify      = 0x86
+	opIf          = 0xA0
 	opReturn      = 0xA4
 
 	// maxPkgLength is the largest length a 4-byte PkgLength encodes.
@@ -170,20 +178,29 @@ func hexDigit(c byte) (byte, bool) {
 // counts the PkgLength bytes themselves (ACPI 6.5, 20.2.4).
 func (a *aml) pkgLength(n int) []byte {
 	for size := 1; size <= 4; size++ {
-		total := n + size
-		switch {
-		case size == 1 && total < 0x40:
-			return []byte{byte(total)}
-		case size > 1 && total < 1<<(4+8*(size-1)):
-			b := []byte{byte(size-1)<<6 | byte(total&0x0F)}
-			for i := 1; i < size; i++ {
-				b = append(b, byte(total>>(4+8*(i-1))))
-			}
+		if b, ok := lengthBytes(n+size, size); ok {
 			return b
 		}
 	}
 	a.fail("package of %d bytes exceeds the largest PkgLength (%d)", n, maxPkgLength)
 	return []byte{0}
+}
+
+// lengthBytes encodes v in the PkgLength format in exactly size bytes
+// (1 to 4), or reports that it does not fit: one byte holds 6 bits, a
+// longer encoding 4 bits in its lead byte and 8 in each following one.
+func lengthBytes(v, size int) ([]byte, bool) {
+	switch {
+	case size == 1 && v < 0x40:
+		return []byte{byte(v)}, true
+	case size > 1 && v < 1<<(4+8*(size-1)):
+		b := []byte{byte(size-1)<<6 | byte(v&0x0F)}
+		for i := 1; i < size; i++ {
+			b = append(b, byte(v>>(4+8*(i-1))))
+		}
+		return b, true
+	}
+	return nil, false
 }
 
 // withLength returns op, then the PkgLength of body, then body.
@@ -241,3 +258,83 @@ func (a *aml) method(path string, args int, serialized bool, terms ...[]byte) []
 
 // ret encodes Return(obj).
 func (a *aml) ret(obj []byte) []byte { return append([]byte{opReturn}, obj...) }
+
+// local encodes LocalN (0 to 7).
+func (a *aml) local(n int) []byte {
+	if n < 0 || n > 7 {
+		a.fail("Local%d does not exist (Local0 to Local7)", n)
+	}
+	return []byte{opLocal0 + byte(n&7)}
+}
+
+// arg encodes ArgN (0 to 6).
+func (a *aml) arg(n int) []byte {
+	if n < 0 || n > 6 {
+		a.fail("Arg%d does not exist (Arg0 to Arg6)", n)
+	}
+	return []byte{opArg0 + byte(n%7)}
+}
+
+// store encodes Store(src, dst), ASL's dst = src.
+func (a *aml) store(src, dst []byte) []byte {
+	return append(append([]byte{opStore}, src...), dst...)
+}
+
+// and encodes And(x, y) with no target: an expression, as ASL's (x & y).
+func (a *aml) and(x, y []byte) []byte {
+	return append(append(append([]byte{opAnd}, x...), y...), 0x00) // NullName target
+}
+
+// ifThen encodes If(predicate){terms}.
+func (a *aml) ifThen(predicate []byte, terms ...[]byte) []byte {
+	return a.withLength([]byte{opIf}, append([][]byte{predicate}, terms...)...)
+}
+
+// notify encodes Notify(path, value).
+func (a *aml) notify(path string, value uint64) []byte {
+	return append(append([]byte{opNotify}, a.nameString(path)...), a.integer(value)...)
+}
+
+// Operation region spaces (ACPI 6.5, 19.6.100 "OperationRegion").
+const (
+	regionSystemMemory = 0x00
+	regionSystemIO     = 0x01
+)
+
+// opRegion encodes OperationRegion(name, space, offset, length).
+func (a *aml) opRegion(name string, space byte, offset, length uint64) []byte {
+	b := append([]byte{opExtPrefix, opOpRegion}, a.nameString(name)...)
+	b = append(b, space)
+	b = append(b, a.integer(offset)...)
+	return append(b, a.integer(length)...)
+}
+
+// Field flags (ACPI 6.5, 19.6.48 "Field"): the access type in bits 0-3;
+// bit 4 clear is NoLock, bits 5-6 clear are Preserve.
+const fieldByteAcc = 0x01
+
+// fieldUnit is one named field of a Field: a name and a width in bits.
+type fieldUnit struct {
+	name string
+	bits int
+}
+
+// field encodes Field(region, flags){units}: the units are laid out one
+// after another from bit 0 of the region.
+func (a *aml) field(region string, flags byte, units ...fieldUnit) []byte {
+	body := [][]byte{a.nameString(region), {flags}}
+	for _, u := range units {
+		// A NamedField's length is a PkgLength-style encoding of its
+		// width, which does not count its own bytes.
+		var n []byte
+		for size := 1; size <= 4 && n == nil; size++ {
+			n, _ = lengthBytes(u.bits, size)
+		}
+		if u.bits < 1 || n == nil {
+			a.fail("field %q: %d bits", u.name, u.bits)
+			n = []byte{0}
+		}
+		body = append(body, a.nameSeg(u.name, u.name), n)
+	}
+	return a.withLength([]byte{opExtPrefix, opField}, body...)
+}

@@ -150,6 +150,48 @@ func TestAMLObjects(t *testing.T) {
 	}
 }
 
+// TestAMLStatements covers the terms of a method body: locals and
+// arguments, Store, And, If, Notify, and the operation region and field
+// they read through.
+func TestAMLStatements(t *testing.T) {
+	a := &aml{}
+	for _, c := range []struct {
+		name string
+		got  []byte
+		want []byte
+	}{
+		{"Local0", a.local(0), []byte{0x60}},
+		{"Local7", a.local(7), []byte{0x67}},
+		{"Arg0", a.arg(0), []byte{0x68}},
+		{"Arg6", a.arg(6), []byte{0x6E}},
+		// Store(GDAT, Local0): StoreOp TermArg SuperName.
+		{"Local0 = GDAT", a.store(a.nameString("GDAT"), a.local(0)), []byte{0x70, 'G', 'D', 'A', 'T', 0x60}},
+		// And(Local0, One) with a NullName target.
+		{"Local0 & One", a.and(a.local(0), a.integer(1)), []byte{0x7B, 0x60, 0x01, 0x00}},
+		// PkgLength = 1 + And (4) + Return One (2) = 7.
+		{"If (Local0 & One) { Return (One) }", a.ifThen(a.and(a.local(0), a.integer(1)), a.ret(a.integer(1))),
+			[]byte{0xA0, 0x07, 0x7B, 0x60, 0x01, 0x00, 0xA4, 0x01}},
+		{"Notify(\\_SB.VGEN, 0x80)", a.notify(`\_SB.VGEN`, 0x80),
+			[]byte{0x86, '\\', 0x2E, '_', 'S', 'B', '_', 'V', 'G', 'E', 'N', 0x0A, 0x80}},
+		{"OperationRegion(GDST, SystemIO, 0x610, 1)", a.opRegion("GDST", regionSystemIO, 0x610, 1),
+			[]byte{0x5B, 0x80, 'G', 'D', 'S', 'T', 0x01, 0x0B, 0x10, 0x06, 0x01}},
+		// PkgLength = 1 + name (4) + flags (1) + GDAT (4) + width (1) = 11.
+		{"Field(GDST, ByteAcc, NoLock, Preserve){GDAT, 8}", a.field("GDST", fieldByteAcc, fieldUnit{"GDAT", 8}),
+			[]byte{0x5B, 0x81, 0x0B, 'G', 'D', 'S', 'T', 0x01, 'G', 'D', 'A', 'T', 0x08}},
+		// A width of 0x40 bits takes two bytes: 0x40 | low nibble 0, then
+		// 0x04. PkgLength = 1 + 4 + 1 + (4 + 2) + (4 + 1) = 17.
+		{"Field(R, ByteAcc){A, 64, B, 1}", a.field("R", fieldByteAcc, fieldUnit{"A", 64}, fieldUnit{"B", 1}),
+			[]byte{0x5B, 0x81, 0x11, 'R', '_', '_', '_', 0x01, 'A', '_', '_', '_', 0x40, 0x04, 'B', '_', '_', '_', 0x01}},
+	} {
+		if !bytes.Equal(c.got, c.want) {
+			t.Errorf("%s = % x, want % x", c.name, c.got, c.want)
+		}
+	}
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+}
+
 func TestAMLLargeObjects(t *testing.T) {
 	a := &aml{}
 	// 300 elements need VarPackageOp with a TermArg count.
@@ -184,6 +226,9 @@ func TestAMLErrors(t *testing.T) {
 		{"NUL in string", func(a *aml) { a.str("a\x00b") }, "not allowed"},
 		{"too many arguments", func(a *aml) { a.method("_DSM", 8, false) }, "8 arguments"},
 		{"bad segment", func(a *aml) { a.device("PCI0.x") }, `segment "x" has invalid character`},
+		{"Local8", func(a *aml) { a.local(8) }, "Local8 does not exist"},
+		{"Arg7", func(a *aml) { a.arg(7) }, "Arg7 does not exist"},
+		{"empty field", func(a *aml) { a.field("R", fieldByteAcc, fieldUnit{"A", 0}) }, `field "A": 0 bits`},
 	} {
 		a := &aml{}
 		c.use(a)

@@ -77,6 +77,10 @@ func TestTablesDisassembleWithIASL(t *testing.T) {
 			"DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,",
 			"QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite,",
 			`Name (_HID, EisaId ("PNP0C02")`, "Memory32Fixed (ReadWrite, 0xB0000000, // Address Base",
+			`Device (GED)`, `Name (_HID, "ACPI0013" /* Generic Event Device */)`, "Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, ) { 0x00000014, }",
+			"OperationRegion (GDST, SystemIO, 0x0610, One)", "Field (GDST, ByteAcc, NoLock, Preserve) { GDAT, 8 }",
+			"Method (_EVT, 1, Serialized)", "Local0 = GDAT", `Notify (\_SB.VGEN, 0x80)`,
+			`Device (VGEN)`, `Name (_HID, "VMGENCTR")`, `Name (_CID, "VM_Gen_Counter")`, `Name (ADDR, Package (0x02) { 0x000EF000, Zero })`,
 		},
 	}
 	for sig, path := range paths {
@@ -123,6 +127,9 @@ func dsdtASL(cfg Config) string {
 {
     Name (\_S5, Package (4) { %s, %s, Zero, Zero })
 `, s5, s5)
+	if cfg.PCI != nil || cfg.GED != nil {
+		asl += "    Scope (\\_SB)\n    {\n"
+	}
 	if p := cfg.PCI; p != nil {
 		last := func(base, size uint64) uint64 { return base + size - 1 }
 		ecamBase := p.ECAMBase + uint64(p.BusStart)<<20
@@ -132,9 +139,7 @@ func dsdtASL(cfg Config) string {
 			ecam = fmt.Sprintf("QWordMemory (ResourceConsumer, PosDecode, MinFixed, MaxFixed, Cacheable, ReadWrite, 0, 0x%X, 0x%X, 0, 0x%X)",
 				ecamBase, last(ecamBase, ecamSize), ecamSize)
 		}
-		asl += fmt.Sprintf(`    Scope (\_SB)
-    {
-        Device (PCI0)
+		asl += fmt.Sprintf(`        Device (PCI0)
         {
             Name (_HID, EisaId ("PNP0A08"))
             Name (_CID, EisaId ("PNP0A03"))
@@ -156,11 +161,42 @@ func dsdtASL(cfg Config) string {
             Name (_UID, Zero)
             Name (_CRS, ResourceTemplate () { %s })
         }
-    }
 `, aslInt(uint64(p.BusStart)), p.BusStart, p.BusEnd, int(p.BusEnd)-int(p.BusStart)+1,
 			p.IOBase, last(uint64(p.IOBase), uint64(p.IOSize)), p.IOSize,
 			p.MMIO32Base, last(uint64(p.MMIO32Base), uint64(p.MMIO32Size)), p.MMIO32Size,
 			p.MMIO64Base, last(p.MMIO64Base, p.MMIO64Size), p.MMIO64Size, prtASL(p), ecam)
+	}
+	if g := cfg.GED; g != nil {
+		notify := ""
+		if v := cfg.VMGenID; v != nil {
+			notify = fmt.Sprintf("                If ((Local0 & %s)) { Notify (\\_SB.VGEN, 0x80) }\n", aslInt(1<<v.Event))
+		}
+		asl += fmt.Sprintf(`        Device (GED)
+        {
+            Name (_HID, "ACPI0013")
+            Name (_UID, Zero)
+            Name (_CRS, ResourceTemplate () { Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) { %d } })
+            OperationRegion (GDST, SystemIO, 0x%X, One)
+            Field (GDST, ByteAcc, NoLock, Preserve) { GDAT, 8 }
+            Method (_EVT, 1, Serialized)
+            {
+                Local0 = GDAT
+%s            }
+        }
+`, g.GSI, g.Port, notify)
+	}
+	if v := cfg.VMGenID; v != nil {
+		asl += fmt.Sprintf(`        Device (VGEN)
+        {
+            Name (_HID, "VMGENCTR")
+            Name (_CID, "VM_Gen_Counter")
+            Name (_DDN, "VM_Gen_Counter")
+            Name (ADDR, Package (2) { %s, %s })
+        }
+`, aslInt(v.Addr&0xFFFF_FFFF), aslInt(v.Addr>>32))
+	}
+	if cfg.PCI != nil || cfg.GED != nil {
+		asl += "    }\n"
 	}
 	return asl + "}\n"
 }
@@ -191,7 +227,14 @@ func TestDSDTMatchesIASL(t *testing.T) {
 	ecam64.PCI.ECAMBase, ecam64.PCI.BusStart, ecam64.PCI.BusEnd = 0x40_0000_0000, 8, 15
 	noPCI := testConfig()
 	noPCI.PCI = nil
-	for name, cfg := range map[string]Config{"pci": testConfig(), "ecam above 4 GiB": ecam64, "no pci": noPCI} {
+	highID := testConfig()
+	highID.VMGenID = &VMGenID{Addr: 0x1_2345_6780, Event: 3}
+	gedOnly := testConfig()
+	gedOnly.VMGenID = nil
+	bare := noPCI
+	bare.GED, bare.VMGenID = nil, nil
+	for name, cfg := range map[string]Config{"pci": testConfig(), "ecam above 4 GiB": ecam64, "no pci": noPCI,
+		"generation ID above 4 GiB": highID, "GED without generation ID": gedOnly, "neither PCI nor GED": bare} {
 		t.Run(name, func(t *testing.T) {
 			blob, _, err := Build(cfg, testBase)
 			if err != nil {
@@ -203,7 +246,11 @@ func TestDSDTMatchesIASL(t *testing.T) {
 			if err := os.WriteFile(src, []byte(dsdtASL(cfg)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, err := exec.Command(iasl, "-oa", "-p", filepath.Join(dir, "ref"), src).CombinedOutput()
+			// -vw 6035 lets VGEN's _HID VMGENCTR through: iasl wants an
+			// ACPI id's last four characters hex, but VMGENCTR is the id
+			// Linux's vmgenid driver matches, and nothing checks it at
+			// run time (TestTablesLoadInACPICA).
+			out, err := exec.Command(iasl, "-oa", "-vw", "6035", "-p", filepath.Join(dir, "ref"), src).CombinedOutput()
 			if err != nil {
 				t.Fatalf("iasl: %v\n%s", err, out)
 			}
@@ -239,7 +286,8 @@ func TestTablesLoadInACPICA(t *testing.T) {
 	}
 	p := parseBlob(t, blob, testBase)
 	paths := writeTables(t, p)
-	cmds := `evaluate \_S5; evaluate \_SB.PCI0._HID; evaluate \_SB.PCI0._BBN; evaluate \_SB.PCI0._CRS; evaluate \_SB.MRES._CRS; evaluate \_SB.PCI0._PRT`
+	cmds := `evaluate \_S5; evaluate \_SB.PCI0._HID; evaluate \_SB.PCI0._BBN; evaluate \_SB.PCI0._CRS; evaluate \_SB.MRES._CRS; evaluate \_SB.PCI0._PRT;` +
+		` evaluate \_SB.GED._HID; evaluate \_SB.GED._CRS; evaluate \_SB.GED._EVT 20; evaluate \_SB.VGEN._HID; evaluate \_SB.VGEN._CID; evaluate \_SB.VGEN.ADDR`
 	out, err := exec.Command(acpiexec, "-b", cmds, paths["DSDT"], paths["FACP"], paths["APIC"], paths["MCFG"]).CombinedOutput()
 	if err != nil {
 		t.Fatalf("acpiexec: %v\n%s", err, out)
@@ -258,6 +306,14 @@ func TestTablesLoadInACPICA(t *testing.T) {
 		"86 09 00 01 00 00 00 B0 00 00 00 10 79", // the ECAM reservation
 		"[Package] Contains 124 Elements:",       // _PRT: devices 1-31, 4 pins
 		"[Integer] = 000000000001FFFF",           // device 1's address
+		`[String] Length 08 = "ACPI0013"`,
+		"89 06 00 01 01 14 00 00 00 79", // Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive){20}
+		"No object was returned from evaluation of \\_SB.GED._EVT",
+		`[String] Length 08 = "VMGENCTR"`,
+		// ACPICA upper-cases the _CID, which makes it the id Linux's
+		// vmgenid driver lists.
+		`[String] Length 0E = "VM_GEN_COUNTER"`,
+		"[Package] Contains 2 Elements:\n    [Integer] = 00000000000EF000\n    [Integer] = 0000000000000000",
 	} {
 		if !strings.Contains(text, w) {
 			t.Errorf("acpiexec output has no %q:\n%s", w, text)

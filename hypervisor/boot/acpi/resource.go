@@ -16,6 +16,7 @@ const (
 	tagDWordAddress  = 0x87 // large item 0x07
 	tagWordAddress   = 0x88 // large item 0x08
 	tagQWordAddress  = 0x8A // large item 0x0A
+	tagExtendedIRQ   = 0x89 // large item 0x09
 )
 
 // Address space resource types (byte 3 of an address space descriptor).
@@ -58,6 +59,32 @@ func (r *resourceTemplate) memory32Fixed(base, length uint32) *resourceTemplate 
 	r.b = append(r.b, fixedMemReadWrite)
 	r.b = binary.LittleEndian.AppendUint32(r.b, base)
 	r.b = binary.LittleEndian.AppendUint32(r.b, length)
+	return r
+}
+
+// Extended interrupt descriptor flags (ACPI 6.5, 6.4.3.6).
+const (
+	irqConsumer  = 1 << 0 // ResourceConsumer
+	irqEdge      = 1 << 1 // Edge; clear = Level
+	irqActiveLow = 1 << 2 // ActiveLow; clear = ActiveHigh
+	// bit 3 clear = Exclusive, bit 4 clear = not wake capable
+)
+
+// interrupt appends Interrupt(ResourceConsumer, Level or Edge,
+// ActiveHigh or ActiveLow, Exclusive){gsi}: an extended interrupt
+// descriptor with one interrupt number.
+func (r *resourceTemplate) interrupt(edge, activeLow bool, gsi uint32) *resourceTemplate {
+	flags := byte(irqConsumer)
+	if edge {
+		flags |= irqEdge
+	}
+	if activeLow {
+		flags |= irqActiveLow
+	}
+	r.b = append(r.b, tagExtendedIRQ)
+	r.b = binary.LittleEndian.AppendUint16(r.b, 6) // flags, count, one DWord
+	r.b = append(r.b, flags, 1)
+	r.b = binary.LittleEndian.AppendUint32(r.b, gsi)
 	return r
 }
 

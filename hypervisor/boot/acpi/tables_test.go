@@ -9,7 +9,8 @@ import (
 const testBase = 0xE0000
 
 // testConfig is a typical paddock VM: 2 CPUs, PM block at 0x600, reset via
-// 0xCF9, PCI with ECAM at 0xB0000000 and 32/64-bit windows.
+// 0xCF9, PCI with ECAM at 0xB0000000 and 32/64-bit windows, a GED on GSI
+// 20 with its register at 0x610, and a generation ID at 0xEF000.
 func testConfig() Config {
 	return Config{
 		CPUs: 2, IOAPICAddr: 0xFEC00000, IOAPICID: 0, LAPICAddr: 0xFEE00000, SCI: 9,
@@ -22,6 +23,8 @@ func testConfig() Config {
 			MMIO64Base: 0x80_0000_0000, MMIO64Size: 0x80_0000_0000,
 			INTx: [4]uint32{16, 17, 18, 19},
 		},
+		GED:     &GED{GSI: 20, Port: 0x610},
+		VMGenID: &VMGenID{Addr: 0xEF000, Event: 0},
 	}
 }
 
@@ -333,7 +336,7 @@ func TestMCFGAndNoPCI(t *testing.T) {
 		t.Errorf("DSDT does not reserve the ECAM area of buses 0-63")
 	}
 
-	cfg.PCI = nil
+	cfg.PCI, cfg.GED, cfg.VMGenID = nil, nil, nil
 	blob, _, err = Build(cfg, testBase)
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +346,7 @@ func TestMCFGAndNoPCI(t *testing.T) {
 		t.Errorf("without PCI the XSDT lists %s", got)
 	}
 	if bytes.Contains(p.tables["DSDT"], []byte("PCI0")) || bytes.Contains(p.tables["DSDT"], []byte("_SB_")) {
-		t.Errorf("DSDT without PCI has a PCI0 device")
+		t.Errorf("DSDT without PCI and GED has a PCI0 device or an \\_SB scope")
 	}
 	// Just \_S5 = Package(4){5, 5, 0, 0}.
 	s5 := []byte{0x08, '\\', '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0A, 0x05, 0x0A, 0x05, 0x00, 0x00}
@@ -410,6 +413,17 @@ func TestBuildErrors(t *testing.T) {
 		{"INTx partly routed", func(c *Config) { c.PCI.INTx = [4]uint32{16, 0, 18, 19} }, 0, []string{"PCI.INTx[1] is 0"}},
 		{"no INTx routing", func(c *Config) { c.PCI.INTx = [4]uint32{} }, 0, nil},
 		{"several at once", func(c *Config) { c.CPUs, c.SCI = 0, 0 }, 0, []string{"CPUs = 0", "SCI = 0"}},
+		{"GED on the SCI", func(c *Config) { c.GED.GSI = 9 }, 0, []string{"GED.GSI = 9"}},
+		{"GED on GSI 0", func(c *Config) { c.GED.GSI = 0 }, 0, []string{"GED.GSI = 0"}},
+		{"GED port in the PM block", func(c *Config) { c.GED.Port = 0x605 }, 0, []string{"GED.Port 0x605-0x605 overlaps PM1aCtrlPort"}},
+		{"GED port 0", func(c *Config) { c.GED.Port = 0 }, 0, []string{"GED.Port = 0x0"}},
+		{"VMGenID without GED", func(c *Config) { c.GED = nil }, 0, []string{"VMGenID needs a GED"}},
+		{"VMGenID unaligned", func(c *Config) { c.VMGenID.Addr = 0xEF004 }, 0, []string{"VMGenID.Addr 0xef004"}},
+		{"VMGenID at 0", func(c *Config) { c.VMGenID.Addr = 0 }, 0, []string{"VMGenID.Addr 0x0"}},
+		{"VMGenID wraps", func(c *Config) { c.VMGenID.Addr = ^uint64(7) }, 0, []string{"not wrap around"}},
+		{"VMGenID event 8", func(c *Config) { c.VMGenID.Event = 8 }, 0, []string{"VMGenID.Event = 8"}},
+		{"GED alone", func(c *Config) { c.VMGenID = nil }, 0, nil},
+		{"neither", func(c *Config) { c.GED, c.VMGenID = nil, nil }, 0, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig()

@@ -6,8 +6,18 @@
 # and printed as a marker. It stops when L1 sends "stop" on the
 # connection (or after 600 ticks), then unmounts the disk and checks it.
 # Snapshots taken and restored meanwhile must leave the connection, the
-# file and the count going on as if nothing happened.
+# file and the count going on as if nothing happened, but for the VM
+# generation ID: whenever it, the count of the GED's interrupts or the
+# kernel's "crng reseeded due to virtual machine fork" messages change,
+# a snap.genid marker says so (with the tick), and snap.bound says at
+# the start whether the vmgenid driver bound (the GED's driver shows in
+# /proc/interrupts, as ACPI:Ged, once it has bound).
 mark() { echo "@@LAB $*"; }
+# genid reads the ID where paddock keeps it (VMGenIDAddr, 0xEF000: below
+# 1 MiB and reserved, so /dev/mem may read it), as 32 hex digits.
+genid() { dd if=/dev/mem bs=16 skip=$((0xEF000 / 16)) count=1 2>/dev/null | od -An -tx1 | tr -d ' \n'; }
+geds() { awk '/ACPI:Ged/ { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i } END { print s + 0 }' /proc/interrupts; }
+mark "snap.bound $(ls /sys/bus/acpi/drivers/vmgenid 2>/dev/null | grep -c '^VMGENCTR')"
 mkdir -p /mnt
 mount -t ext4 /dev/vda /mnt || { mark "snap.mount failed"; exit 1; }
 ip link set eth0 up
@@ -21,6 +31,11 @@ while [ $n -lt 600 ] && ! grep -q stop /tmp/in 2>/dev/null; do
 	echo "tick $n" >&3
 	echo "$n" >> /mnt/counter.txt
 	mark "snap.tick $n"
+	g="$(genid) $(geds)"
+	if [ "$g" != "$lastg" ]; then
+		lastg=$g
+		mark "snap.genid $n $g $(dmesg | grep -c 'virtual machine fork')"
+	fi
 	usleep 300000
 done
 mark "snap.stopped $n"

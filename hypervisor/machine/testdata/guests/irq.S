@@ -10,25 +10,11 @@
 	.globl _start
 _start:
 	SETUP
-	# Interrupt gate for VEC -> handler (selector 0x08, present, DPL0, 32-bit).
-	mov $handler, %eax
-	mov %ax, idt + VEC*8
-	movw $0x08, idt + VEC*8 + 2
-	movw $0x8e00, idt + VEC*8 + 4
-	shr $16, %eax
-	mov %ax, idt + VEC*8 + 6
+	GATE VEC, handler
 	lidt idt_desc
-	# Mask both PICs: interrupts come through the IOAPIC.
-	mov $0xff, %al
-	outb %al, $0x21
-	outb %al, $0xa1
-	# LAPIC software enable (SVR bit 8, spurious vector 0xff).
-	movl $0x1ff, LAPIC + 0xf0
-	# IOAPIC pin 4: vector VEC, fixed, physical, edge, active high, unmasked, to APIC 0.
-	movl $(0x10 + 2*4), IOAPIC
-	movl $VEC, IOAPIC + 0x10
-	movl $(0x11 + 2*4), IOAPIC
-	movl $0, IOAPIC + 0x10
+	APIC_ONLY
+	# IOAPIC pin 4: vector VEC, fixed, physical, edge, active high, unmasked.
+	PIN 4, VEC
 	# UART: FIFOs on, RX data interrupt on, OUT2 (the PC's IRQ gate) on.
 	mov $1, %al
 	mov $(COM1 + 2), %dx
@@ -65,12 +51,6 @@ handler:
 	add $12, %esp			# drop EIP, CS, EFLAGS
 	jmp idle
 
+	IDT
 	.data
 ready:	.asciz "ready\n"
-	.balign 8
-idt_desc:
-	.word 256*8 - 1
-	.long idt
-	.bss
-	.balign 8
-idt:	.skip 256*8

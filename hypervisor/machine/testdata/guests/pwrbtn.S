@@ -8,21 +8,10 @@
 	.globl _start
 _start:
 	SETUP
-	mov $handler, %eax
-	mov %ax, idt + VEC*8
-	movw $0x08, idt + VEC*8 + 2
-	movw $0x8e00, idt + VEC*8 + 4
-	shr $16, %eax
-	mov %ax, idt + VEC*8 + 6
+	GATE VEC, handler
 	lidt idt_desc
-	mov $0xff, %al
-	outb %al, $0x21
-	outb %al, $0xa1
-	movl $0x1ff, LAPIC + 0xf0
-	movl $(0x10 + 2*9), IOAPIC
-	movl $(VEC | 1 << 15), IOAPIC + 0x10	# level triggered
-	movl $(0x11 + 2*9), IOAPIC
-	movl $0, IOAPIC + 0x10
+	APIC_ONLY
+	PIN 9, VEC | 1 << 15			# level triggered
 	mov $(PM1A_EVT + 2), %dx		# PM1_EN: PWRBTN_EN
 	mov $0x100, %ax
 	outw %ax, %dx
@@ -43,13 +32,7 @@ handler:
 	call puts
 	POWEROFF
 
+	IDT
 	.data
 armed:	.asciz "armed\n"
 button:	.asciz "button\n"
-	.balign 8
-idt_desc:
-	.word 256*8 - 1
-	.long idt
-	.bss
-	.balign 8
-idt:	.skip 256*8

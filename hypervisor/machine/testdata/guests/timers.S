@@ -11,22 +11,6 @@
 	.set PIT_VEC, 0x20
 	.set PORT, 0x540
 
-.macro GATE vec, handler
-	mov $\handler, %eax
-	mov %ax, idt + \vec*8
-	movw $0x08, idt + \vec*8 + 2
-	movw $0x8e00, idt + \vec*8 + 4
-	shr $16, %eax
-	mov %ax, idt + \vec*8 + 6
-.endm
-
-.macro PIN pin, vec
-	movl $(0x10 + 2*\pin), IOAPIC
-	movl $\vec, IOAPIC + 0x10
-	movl $(0x11 + 2*\pin), IOAPIC
-	movl $0, IOAPIC + 0x10
-.endm
-
 	.text
 	.globl _start
 _start:
@@ -34,10 +18,7 @@ _start:
 	GATE LAPIC_VEC, lapic_tick
 	GATE PIT_VEC, pit_tick
 	lidt idt_desc
-	mov $0xff, %al			# PICs masked: the IOAPIC delivers
-	outb %al, $0x21
-	outb %al, $0xa1
-	movl $0x1ff, LAPIC + 0xf0	# software enable
+	APIC_ONLY
 	movl $0xb, LAPIC + 0x3e0	# divide by 1
 	movl $(LAPIC_VEC | 1 << 17), LAPIC + 0x320	# periodic
 	movl $10000000, LAPIC + 0x380	# 10 ms of the 1 GHz APIC bus
@@ -69,13 +50,7 @@ eoi:
 	add $12, %esp			# drop EIP, CS, EFLAGS
 	jmp idle
 
+	IDT
 	.data
-	.balign 8
-idt_desc:
-	.word 256*8 - 1
-	.long idt
 lapic_ticks:	.long 0
 pit_ticks:	.long 0
-	.bss
-	.balign 8
-idt:	.skip 256*8

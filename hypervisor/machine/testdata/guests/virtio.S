@@ -19,22 +19,11 @@
 	.globl _start
 _start:
 	SETUP
-	mov $handler, %eax
-	mov %ax, idt + VEC*8
-	movw $0x08, idt + VEC*8 + 2
-	movw $0x8e00, idt + VEC*8 + 4
-	shr $16, %eax
-	mov %ax, idt + VEC*8 + 6
+	GATE VEC, handler
 	lidt idt_desc
-	mov $0xff, %al			# mask both PICs
-	outb %al, $0x21
-	outb %al, $0xa1
-	movl $0x1ff, LAPIC + 0xf0	# LAPIC on, spurious vector 0xff
+	APIC_ONLY
 	.if INTX
-	movl $(0x10 + 2*PIN), IOAPIC	# vector, fixed, physical, active low, level
-	movl $(VEC | 0xa000), IOAPIC + 0x10
-	movl $(0x11 + 2*PIN), IOAPIC	# to APIC 0
-	movl $0, IOAPIC + 0x10
+	PIN PIN, VEC | 0xa000		# vector, fixed, physical, active low, level
 	.endif
 	mov $ready, %esi
 	call puts
@@ -59,13 +48,7 @@ handler:
 	movl $0, LAPIC + 0xb0		# EOI
 	POWEROFF
 
+	IDT
 	.data
 ready:	.asciz "ready\n"
 irq:	.asciz "irq "
-	.balign 8
-idt_desc:
-	.word 256*8 - 1
-	.long idt
-	.bss
-	.balign 8
-idt:	.skip 256*8

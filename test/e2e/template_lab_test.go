@@ -1,0 +1,330 @@
+package e2e
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/images/debootstrap/debootstraptest"
+	"github.com/paddock-vm/paddock/test/lab"
+)
+
+// labTemplates is the template store of L1's paddock (root's default
+// $PADDOCK_HOME).
+const labTemplates = store.RootHome + "/templates"
+
+// templateFiles puts the template b, as the host built it, into L1's
+// template store, read-only as paddock keeps it.
+func templateFiles(t testing.TB, b *debootstraptest.Built, files map[string]lab.File) {
+	t.Helper()
+	err := filepath.WalkDir(b.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(b.Dir, p)
+		files[path.Join(labTemplates, debootstraptest.Name, filepath.ToSlash(rel))] = lab.File{Source: p, Mode: 0o400}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// templateVM is a managed VM of TestTemplateLab, made from the template
+// on the network default, with extra YAML, and cloud-init user data that
+// reports on the console the root file system's size, the host name
+// cloud-init set and the SSH host keys it made, and, once systemd has
+// finished booting, the system's state, the default target's and sshd's,
+// and systemd's own boot times.
+func templateVM(name, extra string) string {
+	return `name: ` + name + `
+from: debian-12
+console: log
+nics: [{network: default}]
+` + extra + `
+user_data: |
+  #cloud-config
+  runcmd:
+    - echo "@@LAB guest.root-size $(df -B1 --output=size / | tail -n 1 | tr -d ' ')" > /dev/ttyS0
+    - echo "@@LAB guest.hostname $(hostname)" > /dev/ttyS0
+    - echo "@@LAB guest.ssh-keys $(ls /etc/ssh/ssh_host_*_key | wc -l)" > /dev/ttyS0
+    - [sh, -c, '(s=$(systemctl is-system-running --wait); f=$(systemctl list-units --state=failed --plain --no-legend | cut -d" " -f1 | tr "\n" " "); echo "@@LAB guest.units $(systemctl is-active multi-user.target ssh.service | tr "\n" " ")"; echo "@@LAB guest.startup $(systemd-analyze time | head -n 1)"; echo "@@LAB guest.state $s $f") > /dev/ttyS0 &']
+`
+}
+
+// The guest programs of TestTemplateLab (the template has python3, for
+// cloud-init): fetch prints the body of the URL $1; banner prints the
+// first 8 bytes a TCP server at $1 port $2 sends; serve serves the
+// directory $1 over HTTP on port 80 and writes $2 once it listens.
+const (
+	templateFetch  = "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=60).read().decode().strip())\n"
+	templateBanner = "import socket, sys\nprint(socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60).recv(8).decode())\n"
+	templateServe  = `import functools, http.server, sys
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+s = http.server.ThreadingHTTPServer(("", 80), h)
+open(sys.argv[2], "w").close()
+s.serve_forever()
+`
+)
+
+// templateCommon is sh for every step of TestTemplateLab: the state
+// directory, markers, L1's uptime, the template's base disk, a VM's address from paddock ls.
+const templateCommon = `
+export PADDOCK_HOME=` + store.RootHome + `
+mark() { echo "@@LAB $*"; }
+up() { cut -d' ' -f1 /proc/uptime; }
+base=` + labTemplates + `/debian-12/disks/root.qcow2
+addr() { paddock ls | awk -v vm=$1 '$1 == vm { print $6 }'; }
+`
+
+// templateUpStep makes the upstream namespace, then web and db from the
+// template, starts both at once and follows each console until its
+// guest reports its state (the guests' markers renamed web.* and db.*,
+// the rest of the console prefixed with the VM's name). The base disk's
+// SHA-256 is taken first.
+const templateUpStep = templateCommon + upstreamScript + `
+# follow VM: the VM's console up to its guest's last report, from a FIFO
+# so that the reader can stop without waiting for another line; the
+# step's watchdog bounds the wait.
+follow() {
+	mkfifo /tmp/$1.console
+	paddock logs -f $1 > /tmp/$1.console &
+	logs=$!
+	while IFS= read -r line; do
+		case "$line" in
+		*"@@LAB guest."*) echo "@@LAB $1.${line#*@@LAB guest.}" ;;
+		*) echo "$1| $line" ;;
+		esac
+		case "$line" in *"@@LAB guest.state"*) break ;; esac
+	done < /tmp/$1.console
+	kill $logs
+	# Why the console ended, if the VM did.
+	if ! paddock ls | grep -q "^$1 *running"; then
+		paddock inspect $1
+		tail -n 30 $PADDOCK_HOME/vms/$1/vmm.log
+		dmesg | tail -n 30
+	fi
+}
+mark "host.base-before $(sha256sum $base | cut -d' ' -f1)"
+paddock create -f /guest/web.yaml > /dev/null; mark "host.create-web $?"
+paddock create -f /guest/db.yaml > /dev/null; mark "host.create-db $?"
+mark "host.overlay $(paddock inspect web | grep -c '/vms/web/disks/root.qcow2')"
+mark "host.start-at $(up)"
+paddock start web > /dev/null; mark "host.start-web $?"
+paddock start db > /dev/null; mark "host.start-db $?"
+mark "host.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l)"
+follow web
+mark "host.web-reported-at $(up)"
+follow db
+mark "host.db-reported-at $(up)"
+`
+
+// templateNetStep checks the guests over paddock ssh and cp: the user
+// cloud-init made, with sudo and a machine ID, in each guest its own
+// name; each guest's address is the one paddock ls shows; web reaches
+// upstream through the NAT and each guest the other's sshd; a forward
+// from L1's 127.0.0.1:8080 reaches a server web starts on its port 80.
+const templateNetStep = templateCommon + `
+mark "host.addresses $(addr web) $(addr db)"
+out=$(paddock ssh web -- 'echo "$(hostname) $(id -un) $(wc -c < /etc/machine-id)"; sudo -n true && echo sudo-ok' 2> /tmp/ssh.err)
+mark "host.ssh-rc $?"
+mark "host.ssh $(echo $out)"
+cat /tmp/ssh.err
+mark "host.db-hostname $(paddock ssh db -- hostname)"
+mark "host.guest-addresses $(echo $(paddock ssh web -- hostname -I) $(paddock ssh db -- hostname -I))"
+paddock cp -r /guest/py web:py; mark "host.cp-web $?"
+paddock cp -r /guest/py db:py; mark "host.cp-db $?"
+mark "host.upstream $(paddock ssh web -- python3 py/fetch.py http://198.51.100.2/cgi-bin/addr)"
+mark "host.web-to-db $(paddock ssh web -- python3 py/banner.py $(addr db) 22)"
+mark "host.db-to-web $(paddock ssh db -- python3 py/banner.py $(addr web) 22)"
+# The server listens before it writes /tmp/listening, and the next ssh
+# waits for that file: then L1 fetches through the forward.
+paddock ssh web -- 'mkdir www && echo "guest $(hostname)" > www/index.html && sudo -n systemd-run --unit=www python3 $PWD/py/serve.py $PWD/www /tmp/listening > /dev/null && timeout 60 sh -c "until [ -e /tmp/listening ]; do sleep 0.2; done"'
+mark "host.serve-rc $?"
+mark "host.forward $(timeout 60 wget -q -O - http://127.0.0.1:8080/)"
+`
+
+// templateRmStep removes web, running, with rm --force: no bridge port,
+// forward, lease or overlay of it remains; stops db with the ACPI power
+// button and removes it: the network goes with its last VM. The base
+// disk is the same, and the template stays until template rm.
+const templateRmStep = templateCommon + `
+paddock rm --force web; mark "host.rm-web $?"
+mark "host.after-web $(ls /sys/class/net/pd-default/brif | wc -l) $(nft list table ip paddock-default | grep -c 8080) $(paddock network inspect default | grep -c '"vm": "web"') $(ls -d $PADDOCK_HOME/vms/web 2> /dev/null | wc -l)"
+mark "host.stop $(paddock stop --timeout 120 db 2>&1)"
+mark "host.stopped-at $(up)"
+paddock rm db; mark "host.rm-db $?"
+# netd takes the network down once db's VMM is gone: wait for its lock.
+timeout 60 /usr/local/bin/flock $PADDOCK_HOME/networks/default/netd.lock true; mark "host.netd-gone $?"
+[ -e /sys/class/net/pd-default ]; mark "host.bridge-gone $?"
+nft list table ip paddock-default > /dev/null 2>&1; mark "host.table-gone $?"
+mark "host.leases $(paddock network inspect default | grep -c '"vm":')"
+mark "host.base-after $(sha256sum $base | cut -d' ' -f1)"
+[ -e $base ]; mark "host.base-kept $?"
+paddock template rm debian-12; mark "host.template-rm-rc $?"
+`
+
+// TestTemplateLab boots two VMs made from the debian-12 template (built
+// on the host from Debian's packages, stock cloud kernel and initramfs)
+// under paddock in the nested lab, on the managed network default, in
+// one L1 boot: in each, systemd reaches multi-user.target and the
+// system is running (no failed unit), cloud-init reads paddock's seed
+// (the host name is the VM's), makes the SSH host keys and the user, and
+// web's root file system has grown to root_size; paddock ssh reaches the
+// user, with sudo, at the VM's DHCP address, and paddock cp copies to
+// it; the VMs have distinct addresses and reach each other, web reaches
+// an HTTP server in a namespace upstream of the NAT, and L1 reaches
+// web's port 80 through a forward; rm --force of the running web leaves
+// no bridge port, forward, lease or overlay of it; paddock stop shuts
+// db down through the ACPI power button, and the network goes with it;
+// the template's base disk is the same, byte for byte, after the run;
+// rm removes the VMs and not the template, which template rm then
+// removes.
+func TestTemplateLab(t *testing.T) {
+	l := lab.New(t)
+	b := debootstraptest.Template(t)
+	ctx := context.Background()
+	sc := lab.Scenario{
+		WithPaddock: true,
+		Files: map[string]lab.File{
+			"/guest/web.yaml":     {Data: []byte(templateVM("web", "root_size: 6GiB\nmemory: 512MiB\nports: [\"8080:80\"]"))},
+			"/guest/db.yaml":      {Data: []byte(templateVM("db", "memory: 384MiB"))},
+			"/guest/py/fetch.py":  {Data: []byte(templateFetch)},
+			"/guest/py/banner.py": {Data: []byte(templateBanner)},
+			"/guest/py/serve.py":  {Data: []byte(templateServe)},
+		},
+		Steps: []lab.Step{
+			{Name: "template/up", Script: templateUpStep, Timeout: 15 * time.Minute},
+			{Name: "template/net", Script: templateNetStep, Timeout: 6 * time.Minute},
+			{Name: "template/rm", Script: templateRmStep, Timeout: 5 * time.Minute},
+		},
+	}
+	templateFiles(t, b, sc.Files)
+	// paddock ssh and cp run the system's ssh and scp, which want to
+	// know who root is; scp runs ssh by its path.
+	labHostTools(t, sc.Files, append(networkTools, [2]string{"ssh", "openssh-client"}, [2]string{"scp", "openssh-client"})...)
+	sc.Files["/usr/bin/ssh"] = sc.Files["/usr/local/bin/ssh"]
+	sc.Files["/etc/passwd"] = lab.File{Data: []byte("root:x:0:0:root:/root:/bin/sh\n")}
+	sc.Files["/etc/group"] = lab.File{Data: []byte("root:x:0:\n")}
+	res, err := l.Run(ctx, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(b.Dir, store.TemplateMetaFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := store.ParseTemplateMeta(data, store.TemplateMetaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("transcript tail:\n%s", res.Tail(150))
+		}
+	}()
+
+	st := managedStep(t, res, "template/up")
+	expectMarker(t, st, "l1.upstream-httpd", "0")
+	expectMarker(t, st, "host.base-before", meta.Disks[0].SHA256)
+	expectMarker(t, st, "host.create-web", "0")
+	expectMarker(t, st, "host.create-db", "0")
+	expectMarker(t, st, "host.overlay", "1")
+	expectMarker(t, st, "host.start-web", "0")
+	expectMarker(t, st, "host.start-db", "0")
+	expectMarker(t, st, "host.bridge-ports", "2")
+	for _, vm := range []string{"web", "db"} {
+		expectMarker(t, st, vm+".hostname", vm)
+		if n, err := strconv.Atoi(markerValue(st, vm+".ssh-keys")); err != nil || n < 3 {
+			t.Errorf("%s has %d SSH host keys (%v), want those cloud-init makes", vm, n, err)
+		}
+		if state := markerValue(st, vm+".state"); state != "running" {
+			t.Errorf("systemctl is-system-running in %s: %q, want running (failed units after the state)", vm, state)
+		}
+		expectMarker(t, st, vm+".units", "active active")
+		t.Logf("%s's systemd-analyze: %s", vm, markerValue(st, vm+".startup"))
+	}
+	size, err := strconv.ParseInt(markerValue(st, "web.root-size"), 10, 64)
+	if err != nil || size < 5<<30 || size > 6<<30 {
+		t.Errorf("web's root file system is %d bytes (%v), want it grown to fill its 6 GiB disk", size, err)
+	}
+	for _, span := range []struct{ what, from, to string }{
+		{"start of both to web's report (systemd running)", "host.start-at", "host.web-reported-at"},
+		{"start of both to db's report", "host.start-at", "host.db-reported-at"},
+	} {
+		if d, err := l1Seconds(st, span.from, span.to); err == nil {
+			t.Logf("%s: %.1f s of L1 time", span.what, d)
+		}
+	}
+
+	st = managedStep(t, res, "template/net")
+	addrs := strings.Fields(markerValue(st, "host.addresses"))
+	if len(addrs) != 2 || addrs[0] == addrs[1] || !strings.HasPrefix(addrs[0], "10.77.0.") || !strings.HasPrefix(addrs[1], "10.77.0.") {
+		t.Errorf("paddock ls: web and db at %q, want two distinct addresses on default (10.77.0.0/24)", addrs)
+	} else {
+		expectMarker(t, st, "host.guest-addresses", addrs[0]+" "+addrs[1])
+	}
+	expectMarker(t, st, "host.ssh-rc", "0")
+	expectMarker(t, st, "host.ssh", "web paddock 33 sudo-ok")
+	expectMarker(t, st, "host.db-hostname", "db")
+	expectMarker(t, st, "host.cp-web", "0")
+	expectMarker(t, st, "host.cp-db", "0")
+	// Upstream sees L1's uplink address: outbound NAT (busybox httpd
+	// listens on IPv6 and IPv4 at once, so the address is mapped).
+	expectMarker(t, st, "host.upstream", "from [::ffff:198.51.100.1]")
+	expectMarker(t, st, "host.web-to-db", "SSH-2.0-")
+	expectMarker(t, st, "host.db-to-web", "SSH-2.0-")
+	expectMarker(t, st, "host.serve-rc", "0")
+	expectMarker(t, st, "host.forward", "guest web")
+
+	st = managedStep(t, res, "template/rm")
+	expectMarker(t, st, "host.rm-web", "0")
+	// db's tap alone on the bridge; no 8080 rule; no lease of web; no
+	// directory (overlay) of web.
+	expectMarker(t, st, "host.after-web", "1 0 0 0")
+	if stop := markerValue(st, "host.stop"); !strings.Contains(stop, "the guest shut down after the ACPI power button") {
+		t.Errorf("paddock stop: %q, want the guest to shut down on the power button", stop)
+	}
+	expectMarker(t, st, "host.rm-db", "0")
+	expectMarker(t, st, "host.netd-gone", "0")
+	expectMarker(t, st, "host.bridge-gone", "1")
+	expectMarker(t, st, "host.table-gone", "1")
+	expectMarker(t, st, "host.leases", "0")
+	expectMarker(t, st, "host.base-after", meta.Disks[0].SHA256)
+	expectMarker(t, st, "host.base-kept", "0")
+	expectMarker(t, st, "host.template-rm-rc", "0")
+}
+
+// markerValue is a step's marker value, "" when it is missing.
+func markerValue(st *lab.StepResult, key string) string {
+	m, ok := st.Marker(key)
+	if !ok {
+		return ""
+	}
+	return strings.TrimSpace(m.Value)
+}
+
+// l1Seconds is the L1 uptime between two markers whose values start with
+// L1's uptime.
+func l1Seconds(st *lab.StepResult, from, to string) (float64, error) {
+	var v [2]float64
+	for i, k := range []string{from, to} {
+		m, ok := st.Marker(k)
+		if !ok {
+			return 0, strconv.ErrSyntax
+		}
+		f, err := strconv.ParseFloat(strings.Fields(m.Value + " x")[0], 64)
+		if err != nil {
+			return 0, err
+		}
+		v[i] = f
+	}
+	return v[1] - v[0], nil
+}
