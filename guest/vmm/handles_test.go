@@ -111,7 +111,8 @@ func TestOpenHandlesHeldByQEMU(t *testing.T) {
 
 // TestOpenHandlesUntrusted: an untrusted disk refuses a qcow2 overlay
 // whose backing file lies outside its directory, naming it; the same
-// overlay as a trusted disk opens, as in QEMU.
+// overlay as a trusted disk opens, as in QEMU, unless a backing policy
+// is given for it.
 func TestOpenHandlesUntrusted(t *testing.T) {
 	secret := rawDisk(t, t.TempDir(), "secret.img")
 	overlay := filepath.Join(t.TempDir(), "hostile.qcow2")
@@ -122,7 +123,13 @@ func TestOpenHandlesUntrusted(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), "disks[0]: ") || !strings.Contains(err.Error(), secret) {
 		t.Fatalf("untrusted overlay on a file elsewhere: %v", err)
 	}
-	openHandles(t, diskVM(t, configs.Disk{Path: overlay}), OpenOptions{})
+	openHandles(t, diskVM(t, configs.Disk{Path: overlay}), OpenOptions{}).Close()
+	// A clone's overlay is confined by its policy (OverlayBacking),
+	// whatever its spec says.
+	_, err = OpenHandles(diskVM(t, configs.Disk{Path: overlay}), OpenOptions{Backing: []*disk.BackingPolicy{disk.ConfinedToImage(overlay)}})
+	if err == nil || !strings.Contains(err.Error(), secret) {
+		t.Fatalf("a clone's overlay on a file outside its directories: %v", err)
+	}
 }
 
 // TestOpenHandlesErrors: each problem is one error naming the disk or
