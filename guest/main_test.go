@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
+	"github.com/paddock-vm/paddock/guest/vmm"
 )
 
 // envTestVMM makes the test binary act as a VMM process (the hidden
@@ -34,7 +35,7 @@ func testVMM(args []string) int {
 		fmt.Fprintln(os.Stderr, "test VMM: bad arguments", args)
 		return 2
 	}
-	c := VMMConfig{Home: *home, Name: fs.Arg(0), Log: os.Stderr, Restore: *restore, Version: "test"}
+	c := VMMConfig{Home: *home, Name: fs.Arg(0), Log: os.Stderr, Restore: *restore, Version: "test", FDTable: os.Getenv(vmm.FDTableEnv)}
 	if *readyFD > 2 {
 		c.Ready = os.NewFile(uintptr(*readyFD), "ready")
 	}

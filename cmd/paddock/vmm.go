@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/guest"
+	"github.com/paddock-vm/paddock/guest/vmm"
 )
 
 func newVMMCommand() *cobra.Command {
@@ -33,6 +34,10 @@ the VM from one of its snapshots (paddock snapshot restore).`,
 
 func vmmAction(cmd *cobra.Command, home string, readyFD int, restore, name string) error {
 	c := guest.VMMConfig{Home: home, Name: name, Log: cmd.ErrOrStderr(), Restore: restore, Version: version}
+	// The handles paddock start opened and handed over, if any; the
+	// variable is not passed on to the VMM's own children.
+	c.FDTable = os.Getenv(vmm.FDTableEnv)
+	os.Unsetenv(vmm.FDTableEnv)
 	if readyFD > 2 {
 		c.Ready = os.NewFile(uintptr(readyFD), "ready")
 	}
