@@ -29,6 +29,11 @@ type CloneOptions struct {
 	Count    int
 	// Start boots each clone once all are made.
 	Start bool
+	// CheckStart, with Start, is asked about each clone's spec (its
+	// kernel the template's) before anything is made; an error refuses
+	// the clones (the CLI's refusal of a Linux kernel on an emulating
+	// KVM, say).
+	CheckStart func(*configs.VM) error
 	// Host is what Validate checks each clone's spec against (its
 	// Templates are this manager's).
 	Host configs.Host
@@ -90,6 +95,13 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 		vm.FillDefaults()
 		if err := vm.Validate(host); err != nil {
 			return nil, fmt.Errorf("clone %s of template %s: %w", n, tmpl, err)
+		}
+		if o.Start && o.CheckStart != nil {
+			booted := *vm
+			booted.Kernel = t.Path(t.Meta.Kernel.File)
+			if err := o.CheckStart(&booted); err != nil {
+				return nil, fmt.Errorf("clone %s of template %s: %w", n, tmpl, err)
+			}
 		}
 		specs[i] = vm
 	}

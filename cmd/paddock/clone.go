@@ -5,12 +5,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest"
 )
 
 func newCloneCommand() *cobra.Command {
 	var count int
-	var start bool
+	var start, allow bool
 	cmd := &cobra.Command{
 		Use:   "clone TEMPLATE NAME [-n COUNT] [--start]",
 		Short: "Make new VMs from a template made of a VM",
@@ -37,7 +38,11 @@ that name exists.`,
 		},
 		ValidArgsFunction: completeTemplates,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: hostFacts(cmd)}
+			host := hostFacts(cmd)
+			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: host}
+			o.CheckStart = func(vm *configs.VM) error {
+				return checkBootable(cmd, vm, host, allowEmulated(allow))
+			}
 			if o.Numbered && (count < 1 || count > guest.MaxClones) {
 				return usageError("-n %d: the number of clones must be 1 to %d", count, guest.MaxClones)
 			}
@@ -61,5 +66,6 @@ that name exists.`,
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 0, "make COUNT clones, NAME-1 .. NAME-COUNT")
 	cmd.Flags().BoolVar(&start, "start", false, "start the clones once all are made")
+	allowEmulatedFlag(cmd, &allow)
 	return cmd
 }
