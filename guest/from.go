@@ -37,10 +37,11 @@ type fromTemplate struct {
 
 // planFrom prepares making vm from its template (vm.From): the template
 // must exist, be free to use, and have the files its metadata records
-// (every checksum is verified), and each base disk must open read-only
-// as its format with no backing file outside the template.
-// Precondition: vm validated.
-func (m *Manager) planFrom(vm *configs.VM) (*fromTemplate, error) {
+// (every checksum is verified, except those of files whose stamps in
+// known are unchanged: a clone of many verifies once), and each base
+// disk must open read-only as its format with no backing file outside
+// the template. Precondition: vm validated.
+func (m *Manager) planFrom(vm *configs.VM, known []store.FileStamp) (*fromTemplate, error) {
 	t, err := m.Template(vm.From)
 	if err != nil {
 		return nil, fmt.Errorf("VM %s: from: %w", vm.Name, err)
@@ -55,7 +56,7 @@ func (m *Manager) planFrom(vm *configs.VM) (*fromTemplate, error) {
 			lock.Unlock()
 		}
 	}()
-	stamps, err := t.Verify(nil)
+	stamps, err := t.Verify(known)
 	if err != nil {
 		return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}

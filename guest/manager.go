@@ -147,12 +147,18 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 // CreateContext is Create with a context, which bounds the backend's
 // work (a libvirt host's uploads).
 func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source string) (*Info, error) {
+	return m.create(ctx, vm, source, nil)
+}
+
+// create is CreateContext; known are stamps of the template's files
+// verified already (planFrom).
+func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, known []store.FileStamp) (*Info, error) {
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
 	var opts store.CreateOptions
 	if vm.From != "" {
-		from, err := m.planFrom(vm)
+		from, err := m.planFrom(vm, known)
 		if err != nil {
 			return nil, err
 		}
