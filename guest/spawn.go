@@ -15,6 +15,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 )
@@ -87,6 +88,14 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
 		vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if jail.Enabled() {
+		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
+		if err != nil {
+			return n.failed(v, prev, err)
+		}
+		cmd.Env = append(cmd.Env, jail.SpecEnv+"="+spec.Encode())
+		cmd.SysProcAttr.Cloneflags = jail.Cloneflags
+	}
 	err = cmd.Start()
 	w.Close()
 	for _, f := range handed {
@@ -133,6 +142,19 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 		_ = v.WriteRecord(prev)
 	}
 	return &StartError{Name: v.Name, Err: why, Log: tail}
+}
+
+// prepareJail readies the jail of the VM's VMM (guest/jail), which is
+// handed keep descriptors. The VMM does not write its identity: it is
+// written here first, root's.
+func (n *native) prepareJail(v *store.VM, vm *configs.VM, keep int) (*jail.Spec, error) {
+	if _, err := v.EnsureIdentity(); err != nil {
+		return nil, err
+	}
+	return jail.Prepare(jail.Options{
+		Home: n.store.Home(), VM: v, KeepFDs: keep,
+		Limits: jail.Limits{CPUs: vm.CPUs, Memory: uint64(vm.Memory)},
+	})
 }
 
 // readReady reads the VMM's readiness message; an error means none came
