@@ -58,6 +58,11 @@ func ServeVMM(ctx context.Context, c VMMConfig) error {
 	pid, jailed := jail.Jailed()
 	if jailed {
 		os.Unsetenv(jail.JailedEnv)
+		if err := jail.Seccomp(); err != nil {
+			vmmFailed(c, err)
+			return err
+		}
+		jail.ForbiddenSyscall()
 	}
 	if c.Home == "" {
 		h, err := store.DefaultHome()

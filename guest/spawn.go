@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -148,6 +149,9 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 // handed keep descriptors. The VMM does not write its identity: it is
 // written here first, root's.
 func (n *native) prepareJail(v *store.VM, vm *configs.VM, keep int) (*jail.Spec, error) {
+	if vm.Console.Log != "" && filepath.Dir(vm.Console.Log) != v.Dir {
+		return nil, fmt.Errorf("VM %s: console.log %s: a jailed VMM writes only in its VM's directory; start it with %s=1 to run it unjailed", v.Name, vm.Console.Log, jail.NoJailEnv)
+	}
 	if _, err := v.EnsureIdentity(); err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ const cpuPeriod = 100000
 
 // Cgroup describes the cgroup a VMM runs in.
 type Cgroup struct {
-	// Version is 1 or 2.
+	// Version is 1 or 2 (0: no cgroup).
 	Version int `json:"version"`
 	// Dirs are the leaf's directories: one on v2, one per controller
 	// hierarchy (cpu, memory, pids) on v1.
@@ -137,11 +137,17 @@ func MakeCgroup(leaf string, lim Limits) (Cgroup, error) {
 }
 
 // makeLeaf makes parent/leaf afresh: a leaf a previous run of the VM left
-// (empty: its VMM is gone) is removed first, so no limit or count of that
-// run carries over.
+// (its VMM is gone) is removed first, so no count of that run carries
+// over.
 func makeLeaf(parent, leaf string) (string, error) {
 	dir := filepath.Join(parent, leaf)
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := os.Remove(dir)
+	switch {
+	case errors.Is(err, unix.EBUSY):
+		// The previous VMM has exited but the kernel has not let go of
+		// the cgroup yet: use it again, with the limits written afresh.
+		return dir, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return "", fmt.Errorf("jail: cgroup: %w", err)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {

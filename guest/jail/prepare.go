@@ -1,6 +1,7 @@
 package jail
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -53,9 +54,14 @@ func Prepare(o Options) (*Spec, error) {
 	if err := o.VM.PrepareJail(id); err != nil {
 		return nil, err
 	}
-	cg, err := MakeCgroup(LeafName(o.VM.Name, o.VM.Dir), o.Limits)
-	if err != nil {
-		return nil, err
+	// Without a usable cgroup hierarchy (none mounted where this process
+	// sees /sys, as under ip netns exec) the VMM runs without its cgroup
+	// layer, as paddock doctor reports; a hierarchy that fails is an error.
+	var cg Cgroup
+	if _, verr := CgroupVersion(); verr == nil {
+		if cg, err = MakeCgroup(LeafName(o.VM.Name, o.VM.Dir), o.Limits); err != nil {
+			return nil, err
+		}
 	}
 	root := filepath.Join(o.Home, rootDir)
 	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -66,9 +72,35 @@ func Prepare(o Options) (*Spec, error) {
 		Hostname: "paddock-" + o.VM.Name,
 		Binds:    []Bind{{Path: o.VM.Dir}},
 	}
+	// A dynamically linked paddock (a Go test binary built with cgo)
+	// needs its loader and libraries: the host's library directories,
+	// read-only. paddock's release build is static and needs none.
+	if dynamic(exe) {
+		for _, d := range []string{"/lib", "/lib64", "/usr/lib", "/usr/lib64"} {
+			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+				s.Binds = append(s.Binds, Bind{Path: d, ReadOnly: true})
+			}
+		}
+	}
 	// The time zone of vmm.log's timestamps (Go reads it at the first).
 	if fi, err := os.Stat("/etc/localtime"); err == nil && fi.Mode().IsRegular() {
 		s.Binds = append(s.Binds, Bind{Path: "/etc/localtime", File: true, ReadOnly: true})
 	}
 	return s, nil
+}
+
+// dynamic reports whether the ELF executable exe names a program
+// interpreter (is dynamically linked).
+func dynamic(exe string) bool {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return true
+		}
+	}
+	return false
 }

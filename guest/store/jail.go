@@ -36,6 +36,12 @@ func vmmOwned(name string) bool {
 	return strings.HasPrefix(name, ConsoleFile)
 }
 
+// vmmRead reports whether name, an entry of a VM directory, is one its
+// VMM reads by path and does not write.
+func vmmRead(name string) bool {
+	return name == SpecFile || name == IdentityFile
+}
+
 // PrepareJail lets the jailed VMM with user and group id id work in the
 // VM's directory, and nothing more: the directory becomes root's, of
 // group id, mode 1770 (the VMM may create entries, and sticky: it may
@@ -64,11 +70,11 @@ func (v *VM) PrepareJail(id int) error {
 			}
 			continue
 		}
+		if !vmmRead(e.Name()) {
+			continue
+		}
 		fi, err := e.Info()
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
 			return fmt.Errorf("store: VM %s: %w", v.Name, err)
 		}
 		if !fi.Mode().IsRegular() {

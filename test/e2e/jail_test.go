@@ -135,3 +135,23 @@ func cgroupDir(t *testing.T, controllers, path string) string {
 	}
 	return filepath.Join(jail.CgroupRoot, controllers, path)
 }
+
+// TestManagedJailSeccomp: a jailed VMM that makes a system call its
+// filter forbids is killed (SIGSYS), and the VM's start error says so.
+func TestManagedJailSeccomp(t *testing.T) {
+	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
+	e := newManagedEnv(t)
+	e.ok("create", "-f", e.guestVM("web", "counter", ""))
+	cmd := e.command("start", "web")
+	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "killed by signal bad system call") {
+		t.Fatalf("start with a forbidden system call: %v\n%s", err, out)
+	}
+	if st := e.state("web"); st != "created" {
+		t.Errorf("state after the VMM was killed: %s", st)
+	}
+	if out := e.ok("inspect", "web"); !strings.Contains(out, "bad system call") {
+		t.Errorf("inspect does not say why the start failed:\n%s", out)
+	}
+}
