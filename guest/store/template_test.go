@@ -372,7 +372,10 @@ func TestParseTemplateMeta(t *testing.T) {
 		t.Fatalf("a good template.json: %v", err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
-		{`"version":1`, `"version":2`, "version 2 written by a newer paddock"},
+		{`"version":1`, `"version":3`, "version 3 written by a newer paddock"},
+		{`"version":1`, `"version":1,"warm":{"state":{"file":"state","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":1,"memory_size":4096}`, "warm: version 1 has no memory snapshot"},
+		{`"version":1`, `"version":2,"warm":{"state":{"file":"state","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":1,"memory_size":8192}`, "warm.memory_size 8192"},
+		{`"version":1`, `"version":2,"warm":{"state":{"file":"vmlinuz","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":0,"memory_size":4096}`, "warm.state: vmlinuz is also kernel"},
 		{`"name":"t"`, `"name":"../t"`, "not a template name"},
 		{`"id":"x"`, `"id":""`, "no id"},
 		{`"kind":"build"`, `"kind":"magic"`, `origin.kind "magic"`},
