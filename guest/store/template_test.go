@@ -321,7 +321,7 @@ func TestTemplateUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := v.ReadFrom()
-	if err != nil || got.Template != "t" || got.Version != FromVersion || !reflect.DeepEqual(got.Overlays, from.Overlays) {
+	if err != nil || got.Template != "t" || got.Version != 1 || !reflect.DeepEqual(got.Overlays, from.Overlays) {
 		t.Errorf("ReadFrom: %+v, %v", got, err)
 	}
 	if err := os.WriteFile(filepath.Join(s.VMDir("plain"), FromFile), []byte("{"), 0o600); err != nil {
