@@ -81,7 +81,7 @@ func TestTemplateCommit(t *testing.T) {
 		t.Errorf("Template read back\n%+v\nCommit returned\n%+v", got.Meta, made.Meta)
 	}
 	m := got.Meta
-	if m.Version != TemplateVersion || m.Name != "debian-12" || len(m.ID) != 32 || m.Created.IsZero() {
+	if m.Version != templateVersionCold || m.Name != "debian-12" || len(m.ID) != 32 || m.Created.IsZero() {
 		t.Errorf("version %d, name %q, id %q, created %v: want them filled in", m.Version, m.Name, m.ID, m.Created)
 	}
 	if m.Kernel.SHA256 != sum("kernel bytes") || m.Kernel.Size != int64(len("kernel bytes")) {
