@@ -1,0 +1,144 @@
+package guest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/internal/testenv"
+	"github.com/paddock-vm/paddock/internal/testguest"
+)
+
+// passLine is the warm guest's line after each pass over its filled
+// memory.
+var passLine = regexp.MustCompile(`pass ([0-9a-f]{8}) sum ([0-9a-f]{8}) id ([0-9a-f]{32})`)
+
+// warmSum is the sum the warm guest's pass prints: the addresses of its
+// filled pages (0x1000000 to 0x1d000000), modulo 2^32.
+func warmSum() string {
+	var s uint32
+	for a := uint32(0x1000000); a < 0x1d000000; a += 4096 {
+		s += a
+	}
+	return fmt.Sprintf("%08x", s)
+}
+
+// waitPass follows VM name's console until the warm guest's pass line
+// number pass and returns its submatches.
+func waitPass(t *testing.T, m *Manager, name string, pass int, timeout time.Duration) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	rc, err := m.Logs(ctx, name, LogOptions{Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	sc := bufio.NewScanner(rc)
+	var seen []string
+	for sc.Scan() {
+		seen = append(seen, sc.Text())
+		if mm := passLine.FindStringSubmatch(sc.Text()); mm != nil {
+			if n, _ := strconv.ParseUint(mm[1], 16, 32); int(n) == pass {
+				return mm
+			}
+		}
+	}
+	t.Fatalf("VM %s: the console ended before pass %d: %v; read %q", name, pass, sc.Err(), seen)
+	return nil
+}
+
+// warmTemplate runs the warm guest as VM web (memory, a qcow2 overlay on
+// the tiny template), waits for its first pass and makes the warm
+// template warm of it. It returns the manager, the template and web's
+// first pass line.
+func warmTemplate(t *testing.T, memory string) (*Manager, *store.Template, []string) {
+	t.Helper()
+	testenv.RequireTool(t, "qemu-img", "qemu-utils")
+	m := testManager(t)
+	testTemplate(t, m, "tiny", testguest.Build(t, "warm"), "")
+	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n", memory)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.FillDefaults()
+	if err := vm.Validate(configs.Host{Templates: m.TemplateLookup()}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := m.Create(vm, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Start(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Kill(context.Background(), "web") })
+	first := waitPass(t, m, "web", 1, 2*time.Minute)
+	tmpl, err := m.CreateTemplateFromVM(ctx, "warm", "web", TemplateFromVMOptions{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, tmpl, first
+}
+
+// TestWarmTemplate: --memory on a running VM makes a warm template (its
+// memory file and state in template.json, checksummed, version 2) and
+// leaves the VM running, with no snapshot or internal disk snapshot
+// left behind; --memory on a stopped VM is refused.
+func TestWarmTemplate(t *testing.T) {
+	m, tmpl, first := warmTemplate(t, "512MiB")
+	if first[2] != warmSum() {
+		t.Fatalf("the template guest's sum %s, want %s", first[2], warmSum())
+	}
+	w := tmpl.Meta.Warm
+	if w == nil || w.CPUs != 1 || w.MemorySize != 512<<20 || w.Memory.Size != 512<<20 || w.VMState != "running" || tmpl.Meta.Version != 2 {
+		t.Fatalf("template.json: version %d, warm %+v", tmpl.Meta.Version, w)
+	}
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(tmpl.Path(w.Memory.File)); err != nil || fi.Mode().Perm() != 0o400 {
+		t.Errorf("memory file: %v, %v; want mode 0400", fi, err)
+	}
+	info, err := m.Inspect("web")
+	if err != nil || info.State != store.StateRunning {
+		t.Errorf("VM web after the template: %+v, %v; want it running", info, err)
+	}
+	snaps, err := m.Snapshots("web")
+	if err != nil || len(snaps) != 0 {
+		t.Errorf("VM web keeps snapshots: %v, %v", snaps, err)
+	}
+	out := qemuImg(t, "snapshot", "-U", "-l", filepath.Join(m.Home(), "vms", "web", "disks", "root.qcow2"))
+	if strings.Contains(out, "paddock-template") {
+		t.Errorf("VM web's disk keeps the template's internal snapshot:\n%s", out)
+	}
+	if _, err := m.Kill(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.CreateTemplateFromVM(context.Background(), "warm2", "web", TemplateFromVMOptions{Memory: true})
+	var se *StateError
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "--memory saves a running VM's memory") {
+		t.Errorf("--memory on a stopped VM: %v", err)
+	}
+}
+
+// qemuImg runs qemu-img with args and returns its output.
+func qemuImg(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("qemu-img", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
