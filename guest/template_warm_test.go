@@ -16,6 +16,8 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
+	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
@@ -279,4 +281,117 @@ func memAvailable(t *testing.T) int64 {
 	}
 	t.Fatal("no MemAvailable in /proc/meminfo")
 	return 0
+}
+
+// copyWarm makes the template name, a copy of the warm template tmpl
+// whose state file is edited by state (if set), checksummed anew as a
+// template made so would be.
+func copyWarm(t *testing.T, m *Manager, tmpl *store.Template, name string, state func(*machine.State)) {
+	t.Helper()
+	st, err := m.NewTemplate(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Abort()
+	meta := tmpl.Meta
+	meta.ID, meta.Created = "", time.Time{}
+	w := *meta.Warm
+	meta.Warm = &w
+	for _, f := range meta.Files() {
+		if err := os.MkdirAll(filepath.Dir(st.Path(f.File)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := copyFile(tmpl.Path(f.File), st.Path(f.File)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if state != nil {
+		f, err := snapshot.ReadFile(st.Path(w.State.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := machine.DecodeState(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state(s)
+		out, err := s.File(f.Header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := snapshot.Encode(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(st.Path(w.State.File), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spec, err := os.ReadFile(tmpl.Path(store.TemplateSpecFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CommitTemplate(st, meta, spec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWarmCloneRefused: a warm template saved on another kind of CPU, one
+// whose memory file is short, and one whose memory file changed after it
+// was made are refused with one clear error each, and no clone is made.
+func TestWarmCloneRefused(t *testing.T) {
+	m, tmpl, _ := warmTemplate(t, "512MiB")
+	copyWarm(t, m, tmpl, "other-cpu", func(s *machine.State) {
+		for i := range s.VCPUs {
+			for j := range s.VCPUs[i].CPUID {
+				if e := &s.VCPUs[i].CPUID[j]; e.Function == 0 {
+					// "CyrixInstead" in EBX, EDX, ECX.
+					e.EBX, e.EDX, e.ECX = 0x69727943, 0x736e4978, 0x64616574
+				}
+			}
+		}
+	})
+	copyWarm(t, m, tmpl, "short", nil)
+	short, err := m.Template("short")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(short.Path(short.Meta.Warm.Memory.File), 256<<20); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct{ tmpl, want string }{
+		{"other-cpu", "template other-cpu was saved on another kind of CPU: its clones cannot run here (machine: restore: the snapshot was taken on a CyrixInstead CPU"},
+		{"short", "template short: its memory file: " + short.Path(short.Meta.Warm.Memory.File) + " is 268435456 bytes, want 536870912 (the saved machine's RAM)"},
+	} {
+		_, err := m.Clone(ctx, tc.tmpl, "x", CloneOptions{Numbered: true, Count: 2, Start: true})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("clone of %s: %v; want an error saying %q", tc.tmpl, err, tc.want)
+		}
+	}
+	// The template's memory file written after it was made.
+	mem := tmpl.Path(tmpl.Meta.Warm.Memory.File)
+	if err := os.Chmod(mem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(mem, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, 0x2000000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chmod(mem, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Clone(ctx, "warm", "x", CloneOptions{Start: true})
+	var changed *store.TemplateChangedError
+	if !errors.As(err, &changed) || changed.Path != mem {
+		t.Errorf("clone of a template whose memory changed: %v", err)
+	}
+	infos, err := m.List()
+	if err != nil || len(infos) != 1 || infos[0].Name != "web" {
+		t.Errorf("VMs after the refusals: %+v, %v; want web alone", infos, err)
+	}
 }
