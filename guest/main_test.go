@@ -48,7 +48,7 @@ func testVMM(args []string) int {
 
 // testManager returns a Manager of a new state directory whose VMMs are
 // this test binary.
-func testManager(t *testing.T) *Manager {
+func testManager(t testing.TB) *Manager {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
