@@ -81,7 +81,7 @@ func TestTemplateCommit(t *testing.T) {
 		t.Errorf("Template read back\n%+v\nCommit returned\n%+v", got.Meta, made.Meta)
 	}
 	m := got.Meta
-	if m.Version != TemplateVersion || m.Name != "debian-12" || len(m.ID) != 32 || m.Created.IsZero() {
+	if m.Version != templateVersionCold || m.Name != "debian-12" || len(m.ID) != 32 || m.Created.IsZero() {
 		t.Errorf("version %d, name %q, id %q, created %v: want them filled in", m.Version, m.Name, m.ID, m.Created)
 	}
 	if m.Kernel.SHA256 != sum("kernel bytes") || m.Kernel.Size != int64(len("kernel bytes")) {
@@ -321,7 +321,7 @@ func TestTemplateUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := v.ReadFrom()
-	if err != nil || got.Template != "t" || got.Version != FromVersion || !reflect.DeepEqual(got.Overlays, from.Overlays) {
+	if err != nil || got.Template != "t" || got.Version != 1 || !reflect.DeepEqual(got.Overlays, from.Overlays) {
 		t.Errorf("ReadFrom: %+v, %v", got, err)
 	}
 	if err := os.WriteFile(filepath.Join(s.VMDir("plain"), FromFile), []byte("{"), 0o600); err != nil {
@@ -372,7 +372,10 @@ func TestParseTemplateMeta(t *testing.T) {
 		t.Fatalf("a good template.json: %v", err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
-		{`"version":1`, `"version":2`, "version 2 written by a newer paddock"},
+		{`"version":1`, `"version":3`, "version 3 written by a newer paddock"},
+		{`"version":1`, `"version":1,"warm":{"state":{"file":"state","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":1,"memory_size":4096}`, "warm: version 1 has no memory snapshot"},
+		{`"version":1`, `"version":2,"warm":{"state":{"file":"state","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":1,"memory_size":8192}`, "warm.memory_size 8192"},
+		{`"version":1`, `"version":2,"warm":{"state":{"file":"vmlinuz","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":0,"memory_size":4096}`, "warm.state: vmlinuz is also kernel"},
 		{`"name":"t"`, `"name":"../t"`, "not a template name"},
 		{`"id":"x"`, `"id":""`, "no id"},
 		{`"kind":"build"`, `"kind":"magic"`, `origin.kind "magic"`},
