@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -251,6 +252,61 @@ func TestTemplateVerify(t *testing.T) {
 	os.WriteFile(disk, []byte("short"), 0o600)
 	if _, err := tmpl.Verify(stamps); err == nil || !strings.Contains(err.Error(), "size 5, want 10") {
 		t.Errorf("Verify of a truncated disk: %v", err)
+	}
+}
+
+// TestTemplateVerifyRemembers: Verify(nil) remembers the stamps it found
+// good in the template, so the next command does not read an unchanged
+// file again (here: a checksum made wrong in memory goes unseen while
+// the remembered stamp holds, and is caught once the stamps file is
+// gone, damaged or not the user's); a file written since is read again.
+func TestTemplateVerifyRemembers(t *testing.T) {
+	s := newStore(t)
+	tmpl := makeTemplate(t, s, "t")
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatal(err)
+	}
+	stampsFile := tmpl.Path(TemplateStampsFile)
+	if fi, err := os.Stat(stampsFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the stamps file after Verify: %v, %v", fi, err)
+	}
+	i := slices.IndexFunc(tmpl.Meta.Disks, func(d TemplateDisk) bool { return d.File == "disks/root.qcow2" })
+	if i < 0 {
+		t.Fatal("no disks/root.qcow2 in the template")
+	}
+	good := tmpl.Meta.Disks[i].SHA256
+	tmpl.Meta.Disks[i].SHA256 = strings.Repeat("0", 64)
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatalf("Verify(nil) with the disk's stamp remembered read it again: %v", err)
+	}
+	for name, spoil := range map[string]func(){
+		"removed":  func() { os.Remove(stampsFile) },
+		"damaged":  func() { os.WriteFile(stampsFile, []byte("[{"), 0o600) },
+		"writable": func() { os.Chmod(stampsFile, 0o666) },
+	} {
+		tmpl.Meta.Disks[i].SHA256 = good
+		if _, err := tmpl.Verify(nil); err != nil {
+			t.Fatal(err)
+		}
+		spoil()
+		tmpl.Meta.Disks[i].SHA256 = strings.Repeat("0", 64)
+		var ce *TemplateChangedError
+		if _, err := tmpl.Verify(nil); !errors.As(err, &ce) {
+			t.Errorf("stamps file %s: Verify(nil) = %v, want the wrong checksum found", name, err)
+		}
+	}
+	tmpl.Meta.Disks[i].SHA256 = good
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatal(err)
+	}
+	disk := tmpl.Path("disks/root.qcow2")
+	os.Chmod(disk, 0o600)
+	if err := os.WriteFile(disk, []byte("disk BYTES"), 0o600); err != nil { // same size
+		t.Fatal(err)
+	}
+	var ce *TemplateChangedError
+	if _, err := tmpl.Verify(nil); !errors.As(err, &ce) || ce.Path != disk {
+		t.Errorf("Verify(nil) of a disk written since its stamp was remembered: %v", err)
 	}
 }
 
