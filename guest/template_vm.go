@@ -142,10 +142,12 @@ func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string,
 	if err != nil {
 		return nil, err
 	}
-	if warm != nil && !vm.CloudInit {
-		// A warm clone restores the VM's machine, so it must have the
-		// same disks: no seed volume where the VM had none (a clone
-		// has cloud_init by default).
+	if !vm.CloudInit {
+		// A clone has cloud_init by default (it has from:); a VM without
+		// it keeps it off in its clones: its guest may not run
+		// cloud-init, and a warm clone restores the VM's machine, so it
+		// must have the same disks (no seed volume where the VM had
+		// none).
 		spec = append(spec, "cloud_init: false\n"...)
 	}
 	meta.Origin.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
