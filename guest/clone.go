@@ -10,6 +10,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
 )
 
 // MaxClones bounds how many clones one Clone makes.
@@ -61,6 +62,14 @@ func cloneNames(name string, o CloneOptions) ([]string, error) {
 // name), DHCP leases and cloud-init instance-id and hostname. All are
 // made, in parallel, or none: a failure removes the clones made
 // (started ones are killed first). It returns the clones' names.
+//
+// A warm template's clones are warm: the first start of each restores
+// the template's memory snapshot instead of booting (the guest continues
+// from the snapshot's instant with a new VM generation ID; every clone
+// maps the template's one memory file), and their NICs keep the
+// template's MAC addresses, which the guest knows. A warm template
+// whose saved CPU this host does not have is refused before any clone
+// is made.
 func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) ([]string, error) {
 	names, err := cloneNames(name, o)
 	if err != nil {
@@ -77,6 +86,7 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", tmpl, err)
 	}
+	warm := t.Meta.Warm
 	host := o.Host
 	host.Templates = m.TemplateLookup()
 	specs := make([]*configs.VM, len(names))
@@ -92,6 +102,11 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 			return nil, fmt.Errorf("template %s: %w", tmpl, err)
 		}
 		vm.Name, vm.From = n, tmpl
+		if warm != nil {
+			if err := warmNICs(vm, tmpl, warm); err != nil {
+				return nil, err
+			}
+		}
 		vm.FillDefaults()
 		if err := vm.Validate(host); err != nil {
 			return nil, fmt.Errorf("clone %s of template %s: %w", n, tmpl, err)
@@ -105,6 +120,11 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 		}
 		specs[i] = vm
 	}
+	if warm != nil {
+		if err := vmm.CheckWarm(t, ""); err != nil {
+			return nil, err
+		}
+	}
 	// The checksums are verified once for all the clones.
 	known, err := t.Verify(nil)
 	if err != nil {
@@ -112,7 +132,7 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	}
 	made := make([]bool, len(names))
 	err = parallel(len(names), func(i int) error {
-		if _, err := m.create(ctx, specs[i], "", known); err != nil {
+		if _, err := m.create(ctx, specs[i], "", fromOptions{known: known, warm: warm != nil}); err != nil {
 			return err
 		}
 		made[i] = true
@@ -180,6 +200,19 @@ func parallel(n int, f func(i int) error) error {
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// warmNICs gives a warm clone's NICs the MAC addresses of the warm
+// template's: the restored guest knows its NICs by them (docs/cli.md,
+// "Warm clones and networks").
+func warmNICs(vm *configs.VM, tmpl string, w *store.TemplateWarm) error {
+	if len(vm.NICs) != len(w.MACs) {
+		return fmt.Errorf("template %s: its spec has %d NICs, its memory snapshot %d: the template is damaged", tmpl, len(vm.NICs), len(w.MACs))
+	}
+	for i := range vm.NICs {
+		vm.NICs[i].MAC = w.MACs[i]
 	}
 	return nil
 }

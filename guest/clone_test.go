@@ -121,6 +121,9 @@ func TestTemplateFromVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(string(spec), "\ncloud_init: false\n") {
+		t.Errorf("spec.yaml of a VM without cloud_init does not keep it off (its clones would get a seed):\n%s", spec)
+	}
 	for _, leak := range []string{"name: web", "52:54:00:12:34:56", "root.qcow2", "vmlinuz"} {
 		if strings.Contains(string(spec), leak) {
 			t.Errorf("spec.yaml holds %q, part of the VM's identity or the template's files:\n%s", leak, spec)

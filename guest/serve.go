@@ -25,6 +25,9 @@ type VMMConfig struct {
 	// Restore, if set, names the snapshot to restore instead of booting
 	// (paddock snapshot restore).
 	Restore string
+	// Warm restores the memory snapshot of the VM's warm template
+	// instead (a warm clone's first start).
+	Warm bool
 	// Version is paddock's version, recorded in snapshots.
 	Version string
 	// FDTable is the table of the handles Start handed over
@@ -71,7 +74,7 @@ func ServeVMM(ctx context.Context, c VMMConfig) error {
 		}
 		c.Home = h
 	}
-	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Version: c.Version, FDTable: c.FDTable, PID: pid})
+	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Warm: c.Warm, Version: c.Version, FDTable: c.FDTable, PID: pid})
 }
 
 // vmmFailed reports a VMM's failure before it could serve the VM: on its

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -41,7 +42,13 @@ func noMemoryStoppedHint(vm string) string {
 // itself is left as it was and runs on its own disks: a template never
 // takes a user's files away. Nothing of the template exists unless all
 // of it does.
-func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string, o TemplateFromVMOptions) (*store.Template, error) {
+//
+// With o.Memory the VM must run (or be paused) instead, and the template
+// is warm: a snapshot of the VM is taken (its machine, memory and disks
+// at one instant), each disk is copied as it was at that instant, the
+// snapshot's state and memory file become the template's, and the
+// snapshot is removed from the VM, which runs on (warm.go).
+func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string, o TemplateFromVMOptions) (_ *store.Template, err error) {
 	v, l, err := m.lockVM(vmName)
 	if err != nil {
 		return nil, err
@@ -55,9 +62,7 @@ func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string,
 	switch {
 	case o.Memory && !h.Alive:
 		return nil, &StateError{Name: vmName, Op: "make a warm template of", State: state, Hint: noMemoryStoppedHint(vmName)}
-	case o.Memory:
-		return nil, fmt.Errorf("template %s: --memory (a warm template) is not available yet: stop VM %s and make a cold template of its disks", name, vmName)
-	case h.Alive:
+	case !o.Memory && h.Alive:
 		return nil, &StateError{Name: vmName, Op: "make a template of", State: state,
 			Hint: "its disks change while it runs: stop it first (paddock stop " + vmName + "), or add --memory for a warm template of the running VM"}
 	}
@@ -72,7 +77,7 @@ func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string,
 	if err := m.checkFrom(v); err != nil {
 		return nil, err
 	}
-	src, err := m.templateSources(v, vm)
+	src, err := m.templateSources(v, vm, o.Memory)
 	if err != nil {
 		return nil, err
 	}
@@ -103,9 +108,23 @@ func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string,
 	if err := os.Mkdir(st.Path(store.DisksDir), 0o700); err != nil {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
+	var warm *warmSnapshot
+	if o.Memory {
+		if warm, err = m.takeWarmSnapshot(ctx, v); err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		// The VM's snapshot goes whatever happens: its files are the
+		// template's now, or nobody's.
+		defer func() { err = errors.Join(err, warm.remove(ctx)) }()
+	}
 	for i, d := range src.disks {
 		file := filepath.Join(store.DisksDir, overlayName(i))
 		co := disk.ConvertOptions{SrcFormat: d.format, DstFormat: disk.FormatQcow2, Backing: d.backing}
+		if warm != nil {
+			// The disk as it was at the snapshot's instant, read while
+			// the VM writes on (it never writes the snapshot's clusters).
+			co.Snapshot, co.ForceShare = warm.name, true
+		}
 		if o.Progress != nil {
 			co.Progress = func(done, total int64) { o.Progress(i, done, total) }
 		}
@@ -114,9 +133,22 @@ func (m *Manager) CreateTemplateFromVM(ctx context.Context, name, vmName string,
 		}
 		meta.Disks = append(meta.Disks, store.TemplateDisk{TemplateFile: store.TemplateFile{File: file}, Format: disk.FormatQcow2, VirtualSize: d.size})
 	}
+	if warm != nil {
+		if meta.Warm, err = warm.move(st); err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+	}
 	spec, err := templateSpec(vm, name)
 	if err != nil {
 		return nil, err
+	}
+	if !vm.CloudInit {
+		// A clone has cloud_init by default (it has from:); a VM without
+		// it keeps it off in its clones: its guest may not run
+		// cloud-init, and a warm clone restores the VM's machine, so it
+		// must have the same disks (no seed volume where the VM had
+		// none).
+		spec = append(spec, "cloud_init: false\n"...)
 	}
 	meta.Origin.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
 	return m.CommitTemplate(st, meta, spec)
@@ -143,7 +175,9 @@ type templateSources struct {
 // its VMM would, to check it and learn its size. The template's disks
 // come first in its clones' specs, so a read-only disk before a writable
 // one is refused: the clones' disk order would differ from the VM's.
-func (m *Manager) templateSources(v *store.VM, vm *configs.VM) (*templateSources, error) {
+// With running, the VM runs and holds its disks: they are opened without
+// a lock (qemu-img -U).
+func (m *Manager) templateSources(v *store.VM, vm *configs.VM, running bool) (*templateSources, error) {
 	pins, err := vmm.PinFormats(v, vm)
 	if err != nil {
 		return nil, fmt.Errorf("VM %s: %w", v.Name, err)
@@ -180,7 +214,7 @@ func (m *Manager) templateSources(v *store.VM, vm *configs.VM) (*templateSources
 		} else if d.Untrusted {
 			s.backing = disk.ConfinedToImage(d.Path)
 		}
-		img, err := disk.Open(d.Path, disk.Options{Format: s.format, ReadOnly: true, Backing: s.backing})
+		img, err := disk.Open(d.Path, disk.Options{Format: s.format, ReadOnly: true, ForceShare: running, Backing: s.backing})
 		if err != nil {
 			return nil, fmt.Errorf("VM %s: disks[%d]: %w", v.Name, i, err)
 		}

@@ -26,6 +26,12 @@ in parallel; either all are made (and with --start, all run) or none:
 a failure removes those made. Clones are ordinary VMs (ls, stop, rm,
 snapshot); rm removes only the clone's overlays.
 
+The clones of a warm template (template create --memory) are warm: the
+first start of each restores the template's memory snapshot instead of
+booting, every clone sharing the template's memory file; their NICs
+keep the template's MAC addresses. A warm template saved on another
+kind of CPU is refused before any clone is made.
+
 Exit status: 0 made, 1 error, 2 usage, 3 no such template, 4 a VM of
 that name exists.`,
 		Example: `  paddock clone web-tpl web-a

@@ -60,6 +60,10 @@ type Config struct {
 	// Restore, if set, names the VM's snapshot the first machine is
 	// restored from instead of booted.
 	Restore string
+	// Warm restores the first machine from the memory snapshot of the
+	// warm template the VM was made from (its from.json) instead: a
+	// warm clone's first start.
+	Warm bool
 	// Version is the paddock version, recorded in snapshots.
 	Version string
 	// PID is the VMM's process id as the host sees it, recorded for
@@ -260,6 +264,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 			return runResult{}, err
 		}
 		p.logf("restoring snapshot %s", p.cfg.Restore)
+	} else if p.cfg.Warm {
+		if restore, err = p.openWarm(); err != nil {
+			return runResult{}, err
+		}
+		p.logf("restoring the memory snapshot %s", restore.Name)
 	}
 
 	managedLog := ""
@@ -284,7 +293,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 			if e := m.Entry(); e != nil {
 				p.logf("boot %d: %s", boot+1, e)
 			} else {
-				p.logf("boot %d: restored from snapshot %s", boot+1, p.cfg.Restore)
+				p.logf("boot %d: restored from snapshot %s", boot+1, restore.Name)
 			}
 		},
 		Logf:    p.logf,

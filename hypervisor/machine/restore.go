@@ -230,3 +230,14 @@ func (f *virtioFunc) restore(vs VirtioState) error {
 	}
 	return f.pci.Restore(vs.Transport)
 }
+
+// CheckHost checks, building nothing, that this host can run the vCPUs
+// st saved, as Restore checks first: the same CPU vendor and every CPU
+// feature their CPUID offers. A warm template's clones are refused with
+// it before any is made.
+func (st *State) CheckHost(sys *kvm.System) error {
+	if len(st.VCPUs) == 0 {
+		return errors.New("machine: restore: the snapshot has no vCPUs")
+	}
+	return (&restoring{state: st}).checkHost(sys)
+}
