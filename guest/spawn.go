@@ -89,7 +89,11 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
 		vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if jail.Enabled() {
+	// A warm clone's first start restores its template's memory, which
+	// the VMM opens by path in the template's directory, outside the
+	// jail: until the starting command hands those files over too, that
+	// one start runs unjailed (docs/architecture.md, "The jail").
+	if jail.Enabled() && !slices.Contains(extra, "--warm") {
 		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
 		if err != nil {
 			return n.failed(v, prev, err)
