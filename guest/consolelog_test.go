@@ -12,6 +12,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 )
 
@@ -49,7 +50,11 @@ func chattyOutput() string {
 // times what its console logs may hold: its own console.log and the
 // spec's console.log rotate within console.log_size and log_keep, keep
 // the newest output, and paddock logs reads it all back in order.
+//
+// A jailed VMM cannot write a log outside its VM's directory (the start
+// says so: TestJailConsoleLogOutside), so this VMM runs unjailed.
 func TestManagerConsoleLogBounded(t *testing.T) {
+	t.Setenv(jail.NoJailEnv, "1")
 	m := testManager(t)
 	vm := testVM(t, "chat", "chatty")
 	user := filepath.Join(t.TempDir(), "user.log")
@@ -100,5 +105,23 @@ func TestManagerConsoleLogBounded(t *testing.T) {
 	got, err := io.ReadAll(rc)
 	if err != nil || len(got) < 2*4096 || !strings.HasSuffix(want, string(got)) {
 		t.Errorf("paddock logs: %d bytes, %v; want the newest output in order", len(got), err)
+	}
+}
+
+// TestJailConsoleLogOutside: as root, a VM whose spec logs its console
+// outside its directory is not started jailed, and start says why.
+func TestJailConsoleLogOutside(t *testing.T) {
+	if !jail.Enabled() {
+		t.Skip("VMMs run jailed only when paddock runs as root")
+	}
+	m := testManager(t)
+	vm := testVM(t, "chat", "chatty")
+	vm.Console.Log = filepath.Join(t.TempDir(), "user.log")
+	if _, err := m.Create(vm, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Start(context.Background(), "chat")
+	if err == nil || !strings.Contains(err.Error(), "a jailed VMM writes only in its VM's directory") {
+		t.Fatalf("start: %v", err)
 	}
 }

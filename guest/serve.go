@@ -2,8 +2,14 @@ package guest
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"os"
+	"slices"
+	"strings"
 
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 )
@@ -32,7 +38,35 @@ type VMMConfig struct {
 // ServeVMM is the body of a VMM process: it runs the VM until it ends for
 // good (see vmm.Serve). SIGTERM and SIGINT shut the VM down through ACPI,
 // a second one kills it.
+//
+// A jailed VMM (guest/jail) runs ServeVMM twice: the first time, with the
+// jail's Spec in its environment, it finishes the jail and executes
+// itself again (jail.Enter, which returns only on failure); the second
+// time, it installs its seccomp filter and serves the VM.
 func ServeVMM(ctx context.Context, c VMMConfig) error {
+	if s := os.Getenv(jail.SpecEnv); s != "" {
+		spec, err := jail.ParseSpec(s)
+		if err == nil {
+			// The command may have taken the descriptor table out of
+			// the environment; the VMM proper needs it.
+			env := slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") })
+			if c.FDTable != "" {
+				env = append(env, vmm.FDTableEnv+"="+c.FDTable)
+			}
+			err = jail.Enter(spec, env)
+		}
+		vmmFailed(c, err)
+		return err
+	}
+	pid, jailed := jail.Jailed()
+	if jailed {
+		os.Unsetenv(jail.JailedEnv)
+		if err := jail.Seccomp(); err != nil {
+			vmmFailed(c, err)
+			return err
+		}
+		jail.ForbiddenSyscall()
+	}
 	if c.Home == "" {
 		h, err := store.DefaultHome()
 		if err != nil {
@@ -40,5 +74,18 @@ func ServeVMM(ctx context.Context, c VMMConfig) error {
 		}
 		c.Home = h
 	}
-	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Warm: c.Warm, Version: c.Version, FDTable: c.FDTable})
+	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Warm: c.Warm, Version: c.Version, FDTable: c.FDTable, PID: pid})
+}
+
+// vmmFailed reports a VMM's failure before it could serve the VM: on its
+// log and, as the VMM itself would, on the readiness pipe.
+func vmmFailed(c VMMConfig, err error) {
+	if c.Log != nil {
+		fmt.Fprintf(c.Log, "vmm: %v\n", err)
+	}
+	if c.Ready != nil {
+		b, _ := json.Marshal(vmm.Ready{Error: err.Error()})
+		c.Ready.Write(append(b, '\n'))
+		c.Ready.Close()
+	}
 }

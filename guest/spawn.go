@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 )
@@ -87,6 +89,18 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
 		vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// A warm clone's first start restores its template's memory, which
+	// the VMM opens by path in the template's directory, outside the
+	// jail: until the starting command hands those files over too, that
+	// one start runs unjailed (docs/architecture.md, "The jail").
+	if jail.Enabled() && !slices.Contains(extra, "--warm") {
+		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
+		if err != nil {
+			return n.failed(v, prev, err)
+		}
+		cmd.Env = append(cmd.Env, jail.SpecEnv+"="+spec.Encode())
+		cmd.SysProcAttr.Cloneflags = jail.Cloneflags
+	}
 	err = cmd.Start()
 	w.Close()
 	for _, f := range handed {
@@ -133,6 +147,22 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 		_ = v.WriteRecord(prev)
 	}
 	return &StartError{Name: v.Name, Err: why, Log: tail}
+}
+
+// prepareJail readies the jail of the VM's VMM (guest/jail), which is
+// handed keep descriptors. The VMM does not write its identity: it is
+// written here first, root's.
+func (n *native) prepareJail(v *store.VM, vm *configs.VM, keep int) (*jail.Spec, error) {
+	if vm.Console.Log != "" && filepath.Dir(vm.Console.Log) != v.Dir {
+		return nil, fmt.Errorf("VM %s: console.log %s: a jailed VMM writes only in its VM's directory; start it with %s=1 to run it unjailed", v.Name, vm.Console.Log, jail.NoJailEnv)
+	}
+	if _, err := v.EnsureIdentity(); err != nil {
+		return nil, err
+	}
+	return jail.Prepare(jail.Options{
+		Home: n.store.Home(), VM: v, KeepFDs: keep,
+		Limits: jail.Limits{CPUs: vm.CPUs, Memory: uint64(vm.Memory)},
+	})
 }
 
 // readReady reads the VMM's readiness message; an error means none came

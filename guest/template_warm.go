@@ -60,6 +60,11 @@ func (w *warmSnapshot) move(st *store.TemplateStage) (*store.TemplateWarm, error
 	if err := os.Rename(filepath.Join(dir, store.SnapshotMemoryFile), st.Path(warmMemoryFile)); err != nil {
 		return nil, fmt.Errorf("move VM %s's memory file into the template: %w", w.v.Name, err)
 	}
+	// A jailed VMM wrote it as the VM's jail user (guest/jail): the
+	// template's files are this user's, as the rest of the template.
+	if err := os.Lchown(st.Path(warmMemoryFile), os.Geteuid(), os.Getegid()); err != nil {
+		return nil, fmt.Errorf("take VM %s's memory file into the template: %w", w.v.Name, err)
+	}
 	tw := &store.TemplateWarm{
 		State:  store.TemplateFile{File: warmStateFile},
 		Memory: store.TemplateFile{File: warmMemoryFile},

@@ -86,10 +86,10 @@ type Holder struct {
 }
 
 // AcquireRunLock takes the VM's run lock for the calling VMM and records
-// its pid and runID in the lock file. It fails with ErrRunning if another
+// pid (its process id as the host sees it) and runID in the lock file. It fails with ErrRunning if another
 // VMM holds it; it waits only for commands that briefly hold a read lock
 // while waiting for a previous VMM to exit (WaitRunUnlocked).
-func (v *VM) AcquireRunLock(runID string) (*RunLock, error) {
+func (v *VM) AcquireRunLock(pid int, runID string) (*RunLock, error) {
 	f, err := os.OpenFile(v.Path(RunLockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -124,7 +124,7 @@ func (v *VM) AcquireRunLock(runID string) (*RunLock, error) {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
 	}
-	content := strconv.Itoa(os.Getpid()) + " " + runID + "\n"
+	content := strconv.Itoa(pid) + " " + runID + "\n"
 	if err := f.Truncate(0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)

@@ -181,13 +181,8 @@ func (s *Store) VM(name string) (*VM, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("store: VM %s: %s is not a directory", name, v.Dir)
 	}
-	if err := checkEntry(s.vms(), name, false); err != nil {
+	if err := checkVMDir(s.vms(), name); err != nil {
 		return nil, err
-	}
-	for _, f := range trustedFiles {
-		if err := checkEntry(v.Dir, f, true); err != nil {
-			return nil, err
-		}
 	}
 	return v, nil
 }

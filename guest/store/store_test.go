@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	case "lock":
 		v := &VM{Name: "helper", Dir: os.Getenv("PADDOCK_STORE_DIR")}
-		if _, err := v.AcquireRunLock("helper-run"); err != nil {
+		if _, err := v.AcquireRunLock(os.Getpid(), "helper-run"); err != nil {
 			fmt.Println(err)
 			os.Exit(1)
 		}
@@ -224,7 +224,7 @@ func TestRunLock(t *testing.T) {
 	if h, err := v.RunHolder(); err != nil || h.Alive {
 		t.Fatalf("RunHolder before any VMM: %+v, %v", h, err)
 	}
-	rl, err := v.AcquireRunLock("run-1")
+	rl, err := v.AcquireRunLock(os.Getpid(), "run-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestRunLock(t *testing.T) {
 	if err != nil || !h.Alive || h.PID != os.Getpid() || h.RunID != "run-1" {
 		t.Fatalf("RunHolder = %+v, %v; want alive, our pid, run-1", h, err)
 	}
-	if _, err := v.AcquireRunLock("run-2"); !errors.Is(err, ErrRunning) {
+	if _, err := v.AcquireRunLock(os.Getpid(), "run-2"); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second AcquireRunLock: %v, want ErrRunning", err)
 	}
 	if err := v.WaitRunUnlocked(10 * time.Millisecond); !errors.Is(err, ErrWaitTimeout) {
@@ -249,7 +249,7 @@ func TestRunLock(t *testing.T) {
 		t.Fatalf("RunHolder after Release: %+v, %v", h, err)
 	}
 	// A waiter's read lock does not make a VMM alive, nor keep one out.
-	rl, err = v.AcquireRunLock("run-3")
+	rl, err = v.AcquireRunLock(os.Getpid(), "run-3")
 	if err != nil {
 		t.Fatalf("AcquireRunLock after Release: %v", err)
 	}
@@ -284,7 +284,7 @@ func TestRunLockDiesWithProcess(t *testing.T) {
 	if err != nil || !h.Alive || h.PID != cmd.Process.Pid || h.RunID != "helper-run" {
 		t.Errorf("RunHolder = %+v, %v; want the helper (pid %d)", h, err, cmd.Process.Pid)
 	}
-	if _, err := v.AcquireRunLock("mine"); !errors.Is(err, ErrRunning) {
+	if _, err := v.AcquireRunLock(os.Getpid(), "mine"); !errors.Is(err, ErrRunning) {
 		t.Errorf("AcquireRunLock while the helper holds it: %v", err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -427,7 +427,7 @@ func BenchmarkRunHolder(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rl, err := v.AcquireRunLock("r")
+	rl, err := v.AcquireRunLock(os.Getpid(), "r")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -66,6 +66,10 @@ type Config struct {
 	Warm bool
 	// Version is the paddock version, recorded in snapshots.
 	Version string
+	// PID is the VMM's process id as the host sees it, recorded for
+	// paddock kill and shown by paddock inspect; zero means os.Getpid().
+	// A jailed VMM, in its own PID namespace, is 1 there (guest/jail).
+	PID int
 }
 
 // Ready is the message on the readiness pipe.
@@ -115,7 +119,7 @@ func Serve(ctx context.Context, cfg Config) error {
 	p.logf = devices.NewLogLimiter(func(format string, args ...any) {
 		logMu.Lock()
 		defer logMu.Unlock()
-		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), os.Getpid(), fmt.Sprintf(format, args...))
+		fmt.Fprintf(logw, "%s vmm[%d]: %s\n", time.Now().Format(time.RFC3339Nano), p.pid(), fmt.Sprintf(format, args...))
 	}, LogPace, nil).Printf
 	err := p.serve(ctx)
 	if err != nil {
@@ -123,6 +127,14 @@ func Serve(ctx context.Context, cfg Config) error {
 		p.ready(Ready{Error: err.Error()})
 	}
 	return err
+}
+
+// pid is the VMM's process id as the host sees it (Config.PID).
+func (p *vmmProc) pid() int {
+	if p.cfg.PID > 0 {
+		return p.cfg.PID
+	}
+	return os.Getpid()
 }
 
 // ready sends the readiness message once and closes the pipe.
@@ -162,7 +174,7 @@ func (p *vmmProc) serve(ctx context.Context) error {
 	}
 	p.vm = v
 	p.runID = newRunID()
-	lock, err := v.AcquireRunLock(p.runID)
+	lock, err := v.AcquireRunLock(p.pid(), p.runID)
 	if err != nil {
 		return &StartError{err}
 	}
@@ -178,7 +190,7 @@ func (p *vmmProc) serve(ctx context.Context) error {
 	// run lock, whose run id differs from the record's, says "starting";
 	// not writing it here saves an fsync'd write on the way to ready.
 	rec := prev
-	rec.RunID, rec.PID, rec.Phase = p.runID, os.Getpid(), store.PhaseStarting
+	rec.RunID, rec.PID, rec.Phase = p.runID, p.pid(), store.PhaseStarting
 	rec.StartedAt, rec.BootedAt, rec.Boots, rec.Restarts, rec.StartError = time.Now(), time.Time{}, 0, 0, ""
 	p.recMu.Lock()
 	p.rec = rec
@@ -388,7 +400,7 @@ func (p *vmmProc) changed(s Snapshot) {
 	if s.Phase == store.PhaseRunning {
 		p.readyOnce.Do(func() {
 			p.logf("the guest runs")
-			p.sendReady(Ready{OK: true, PID: os.Getpid()})
+			p.sendReady(Ready{OK: true, PID: p.pid()})
 		})
 	}
 }
@@ -487,7 +499,7 @@ func (c *controller) Status() api.Status {
 		state = string(store.StateStopping)
 	}
 	return api.Status{
-		Name: c.vm.Name, State: state, PID: os.Getpid(), RunID: c.p.runID,
+		Name: c.vm.Name, State: state, PID: c.p.pid(), RunID: c.p.runID,
 		StartedAt: started, BootedAt: s.BootedAt, Boots: s.Boots, Restarts: s.Restarts,
 		CPUs: c.vm.CPUs, Memory: uint64(c.vm.Memory), Protocol: s.Protocol,
 		ConsoleClients: c.hub.Subscribers(),

@@ -2,9 +2,14 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/guest/jail"
 )
 
 // managedBenchRuns is how many timed runs one benchmark iteration makes;
@@ -25,19 +30,47 @@ func reportMedian(b *testing.B, samples []time.Duration) {
 // exec to the command's return, which is when the VMM reports the guest
 // running (machine built, vCPUs about to enter the guest). The VM is
 // killed between runs (untimed).
+//
+// As root it runs twice: jailed (the default) and with PADDOCK_NO_JAIL=1,
+// and reports the VMM's resident memory (VmRSS) once started.
 func BenchmarkManagedStart(b *testing.B) {
-	e := newManagedEnv(b)
-	e.ok("create", "-f", e.guestVM("bench", "counter", ""))
-	var samples []time.Duration
-	for b.Loop() {
-		for i := 0; i < managedBenchRuns; i++ {
-			start := time.Now()
-			e.ok("start", "bench")
-			samples = append(samples, time.Since(start))
-			e.ok("kill", "bench")
+	for _, mode := range []string{"jail", "nojail"} {
+		b.Run(mode, func(b *testing.B) {
+			if mode == "nojail" {
+				b.Setenv(jail.NoJailEnv, "1")
+			}
+			e := newManagedEnv(b)
+			e.ok("create", "-f", e.guestVM("bench", "counter", ""))
+			var samples []time.Duration
+			var rss int
+			for b.Loop() {
+				for i := 0; i < managedBenchRuns; i++ {
+					start := time.Now()
+					e.ok("start", "bench")
+					samples = append(samples, time.Since(start))
+					rss = vmRSS(e.ls()["bench"].PID)
+					e.ok("kill", "bench")
+				}
+			}
+			reportMedian(b, samples)
+			b.ReportMetric(float64(rss), "VmRSS-KiB")
+		})
+	}
+}
+
+// vmRSS is the resident memory of process pid in KiB (0 if unknown).
+func vmRSS(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
 		}
 	}
-	reportMedian(b, samples)
+	return 0
 }
 
 // BenchmarkManagedLs50 measures `paddock ls` (exec to exit) with 50 VMs

@@ -1,0 +1,115 @@
+// Package jail confines a VMM process, as Firecracker's jailer does: the
+// process that starts a VMM (running as root) opens everything the VM
+// needs and hands it over as descriptors (guest/vmm's Handles), prepares
+// a jail (Prepare: a user and group id of the VM's own, the VM
+// directory's permissions, a cgroup leaf with the VM's limits) and starts
+// the VMM in new mount, PID, IPC and UTS namespaces. The VMM's first act
+// (Enter) finishes the jail from inside, as root still: it joins the
+// cgroup, pivots into a root holding only the VM's directory and a
+// private /proc, closes every descriptor it was not handed, sets its
+// rlimits, drops every capability, becomes the VM's user with
+// no_new_privs set, and executes paddock again, so that the VMM proper
+// starts as one thread that has all of it. That VMM installs its seccomp
+// filter (Seccomp) before it touches the VM.
+//
+// docs/architecture.md ("The jail") describes the layers and why.
+package jail
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+)
+
+// Environment variables between the starting command and the two stages
+// of a jailed VMM.
+const (
+	// SpecEnv carries the Spec, as JSON, to the first stage (Enter).
+	SpecEnv = "PADDOCK_VMM_JAIL"
+	// JailedEnv tells the second stage (the VMM proper) that it is
+	// jailed, and its process id as the host sees it.
+	JailedEnv = "PADDOCK_VMM_JAILED"
+	// NoJailEnv, set to 1, starts VMMs unjailed (for debugging: strace,
+	// gdb, core dumps); docs/architecture.md.
+	NoJailEnv = "PADDOCK_NO_JAIL"
+	// ForbiddenSyscallEnv, set in a jailed VMM's environment by a test,
+	// makes the VMM make a system call its filter forbids once it runs:
+	// the test of the seccomp layer. Only tests set it.
+	ForbiddenSyscallEnv = "PADDOCK_TEST_FORBIDDEN_SYSCALL"
+)
+
+// Limits of a jailed VMM.
+const (
+	// MemoryOverhead is what a VMM may use beyond its guest's RAM before
+	// its cgroup's memory limit stops it: the VMM's own heap and stacks,
+	// KVM's per-VM kernel memory, device buffers and the page cache of
+	// its disk I/O, which the kernel reclaims at the limit.
+	MemoryOverhead = 128 << 20
+	// PidsMax bounds the threads of a VMM (its cgroup's pids.max): a
+	// thread per vCPU, the Go runtime's, and one per disk request that
+	// blocks in the kernel (at most blk.InFlight per queue).
+	PidsMax = 1024
+	// NoFile is a jailed VMM's RLIMIT_NOFILE.
+	NoFile = 4096
+)
+
+// Spec is what the first stage needs to finish the jail.
+type Spec struct {
+	// ID is the user and group id the VMM runs as.
+	ID int `json:"id"`
+	// Root is an existing empty directory on which the first stage mounts
+	// the jail's root (a small tmpfs), in its own mount namespace.
+	Root string `json:"root"`
+	// Binds are mounted into the jail, at the same paths as on the host.
+	Binds []Bind `json:"binds"`
+	// Exe is the executable the second stage runs (this program).
+	Exe string `json:"exe"`
+	// Cgroups are the cgroup.procs files of the VM's cgroup leaf (one per
+	// hierarchy: one on cgroup v2, several on v1).
+	Cgroups []string `json:"cgroups"`
+	// KeepFDs is how many descriptors, from 0, the VMM was handed; every
+	// other one is closed.
+	KeepFDs int `json:"keep_fds"`
+	// Hostname is the jail's host name (its own UTS namespace).
+	Hostname string `json:"hostname"`
+}
+
+// Bind is one bind mount of the jail.
+type Bind struct {
+	Path     string `json:"path"`
+	File     bool   `json:"file,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// ExePath is where the jail holds the executable of its second stage.
+const ExePath = "/paddock"
+
+// Encode renders s for SpecEnv.
+func (s *Spec) Encode() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// ParseSpec reads a Spec from SpecEnv's value.
+func ParseSpec(v string) (*Spec, error) {
+	var s Spec
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return nil, fmt.Errorf("jail: %s: %w", SpecEnv, err)
+	}
+	if s.ID <= 0 || s.Root == "" || s.Exe == "" {
+		return nil, fmt.Errorf("jail: %s: incomplete specification %q", SpecEnv, v)
+	}
+	return &s, nil
+}
+
+// Jailed reports whether this process is a jailed VMM's second stage, and
+// its process id as the host sees it.
+func Jailed() (pid int, ok bool) {
+	v := os.Getenv(JailedEnv)
+	if v == "" {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(v)
+	return pid, err == nil && pid > 0
+}

@@ -1,0 +1,106 @@
+package jail
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/paddock-vm/paddock/guest/store"
+)
+
+// rootDir, in the state directory, is the empty directory each jailed
+// VMM mounts its own root on, in its own mount namespace: the host never
+// sees anything in it.
+const rootDir = "jail-root"
+
+// Cloneflags are the namespaces a jailed VMM starts in.
+const Cloneflags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+
+// Options says what Prepare jails.
+type Options struct {
+	// Home is the state directory; VM the VM.
+	Home string
+	VM   *store.VM
+	// Limits are the VM's cgroup limits.
+	Limits Limits
+	// KeepFDs is how many descriptors, from 0, the VMM is handed.
+	KeepFDs int
+}
+
+// Enabled reports whether VMMs started by this process run jailed: when
+// it runs as root and NoJailEnv is not 1.
+func Enabled() bool {
+	return os.Geteuid() == 0 && os.Getenv(NoJailEnv) != "1"
+}
+
+// Prepare readies the jail of o.VM's next VMM and returns the Spec to
+// pass it in SpecEnv: the VM's jail id (ID), its directory's permissions
+// for it (store.PrepareJail), its cgroup leaf with o.Limits (MakeCgroup).
+// The VMM must then be started with Cloneflags.
+// Precondition: the VM's lock is held and no VMM runs it.
+func Prepare(o Options) (*Spec, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("jail: %w", err)
+	}
+	id, err := ID(o.Home, o.VM.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.VM.PrepareJail(id); err != nil {
+		return nil, err
+	}
+	// Without a usable cgroup hierarchy (none mounted where this process
+	// sees /sys, as under ip netns exec) the VMM runs without its cgroup
+	// layer, as paddock doctor reports; a hierarchy that fails is an error.
+	var cg Cgroup
+	if _, verr := CgroupVersion(); verr == nil {
+		if cg, err = MakeCgroup(LeafName(o.VM.Name, o.VM.Dir), o.Limits); err != nil {
+			return nil, err
+		}
+	}
+	root := filepath.Join(o.Home, rootDir)
+	if err := os.Mkdir(root, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("jail: %w", err)
+	}
+	s := &Spec{
+		ID: id, Root: root, Exe: exe, Cgroups: cg.Procs(), KeepFDs: o.KeepFDs,
+		Hostname: "paddock-" + o.VM.Name,
+		Binds:    []Bind{{Path: o.VM.Dir}},
+	}
+	// A dynamically linked paddock (a Go test binary built with cgo)
+	// needs its loader and libraries: the host's library directories,
+	// read-only. paddock's release build is static and needs none.
+	if dynamic(exe) {
+		for _, d := range []string{"/lib", "/lib64", "/usr/lib", "/usr/lib64"} {
+			if fi, err := os.Stat(d); err == nil && fi.IsDir() {
+				s.Binds = append(s.Binds, Bind{Path: d, ReadOnly: true})
+			}
+		}
+	}
+	// The time zone of vmm.log's timestamps (Go reads it at the first).
+	if fi, err := os.Stat("/etc/localtime"); err == nil && fi.Mode().IsRegular() {
+		s.Binds = append(s.Binds, Bind{Path: "/etc/localtime", File: true, ReadOnly: true})
+	}
+	return s, nil
+}
+
+// dynamic reports whether the ELF executable exe names a program
+// interpreter (is dynamically linked).
+func dynamic(exe string) bool {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/paddock-vm/paddock/guest/jail"
+	"github.com/paddock-vm/paddock/internal/testenv"
+)
+
+// procStatus reads the fields of /proc/PID/status.
+func procStatus(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// TestManagedJail: the VMM of a running VM runs jailed (guest/jail): not
+// root, no capability in any set, no_new_privs, a seccomp filter, its own
+// namespaces with a root that holds its VM's directory and nothing else
+// of the host, and a cgroup with its limits.
+func TestManagedJail(t *testing.T) {
+	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
+	e := newManagedEnv(t)
+	e.ok("up", "-f", e.guestVM("web", "counter", ""))
+	e.ok("up", "-f", e.guestVM("db", "counter", ""))
+	e.waitConsoleLog("web", "counting\n")
+	pid := e.ls()["web"].PID
+	st := procStatus(t, pid)
+	uid := strings.Fields(st["Uid"])
+	gid := strings.Fields(st["Gid"])
+	if len(uid) != 4 || uid[0] == "0" || uid[1] == "0" || uid[2] == "0" || uid[3] == "0" || len(gid) != 4 || gid[0] == "0" {
+		t.Errorf("the VMM's ids: Uid %q Gid %q", st["Uid"], st["Gid"])
+	}
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if st[k] != "0000000000000000" {
+			t.Errorf("the VMM's %s is %s", k, st[k])
+		}
+	}
+	if st["NoNewPrivs"] != "1" {
+		t.Errorf("NoNewPrivs: %q", st["NoNewPrivs"])
+	}
+	if st["Seccomp"] != "2" {
+		t.Errorf("Seccomp: %q", st["Seccomp"])
+	}
+	if ns := strings.Fields(st["NSpid"]); len(ns) != 2 || ns[1] != "1" {
+		t.Errorf("NSpid %q: the VMM is not PID 1 of its own PID namespace", st["NSpid"])
+	}
+	for _, ns := range []string{"mnt", "pid", "ipc", "uts"} {
+		mine, err1 := os.Readlink("/proc/self/ns/" + ns)
+		its, err2 := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/" + ns)
+		if err1 != nil || err2 != nil || mine == its {
+			t.Errorf("%s namespace: mine %s, the VMM's %s (%v, %v)", ns, mine, its, err1, err2)
+		}
+	}
+	// Its root: its VM's directory, nothing else of the host.
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
+	for _, p := range []string{"/etc/shadow", "/etc/passwd", "/usr/bin", "/dev/kvm", e.vm("db").Dir, filepath.Join(e.home, "vms", "db")} {
+		if _, err := os.Lstat(root + p); !os.IsNotExist(err) {
+			t.Errorf("%s exists in the VMM's root: %v", p, err)
+		}
+	}
+	for _, p := range []string{e.vm("web").Path("vm.yaml"), e.vm("web").Path("ctl.sock"), e.vm("web").Path("console.log")} {
+		if _, err := os.Lstat(root + p); err != nil {
+			t.Errorf("%s is missing from the VMM's root: %v", p, err)
+		}
+	}
+	// Its cgroup and limits (64 MiB of guest RAM, 1 vCPU).
+	cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := jail.LeafName("web", e.vm("web").Dir)
+	if !strings.Contains(string(cg), "/paddock/"+leaf+"\n") {
+		t.Fatalf("the VMM's cgroups:\n%s", cg)
+	}
+	v, err := jail.CgroupVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"memory.max": strconv.Itoa(64<<20 + jail.MemoryOverhead), "pids.max": strconv.Itoa(jail.PidsMax), "cpu.max": "100000 100000"}
+	if v == 1 {
+		want = map[string]string{"memory.limit_in_bytes": want["memory.max"], "pids.max": want["pids.max"], "cpu.cfs_quota_us": "100000"}
+	}
+	found := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if !strings.HasSuffix(parts[2], "/paddock/"+leaf) {
+			continue
+		}
+		for f, val := range want {
+			dir := cgroupDir(t, parts[1], parts[2])
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				continue // not this hierarchy's file
+			}
+			found++
+			if got := strings.TrimSpace(string(b)); got != val {
+				t.Errorf("%s: %s, want %s", f, got, val)
+			}
+		}
+	}
+	if found != len(want) {
+		t.Errorf("found %d of the %d limits %v", found, len(want), want)
+	}
+	// Still a working VM, through its control socket.
+	e.pauseResume("web")
+	e.ok("stop", "web")
+	e.ok("start", "web")
+	e.ok("rm", "--force", "web", "db")
+}
+
+// cgroupDir is where the cgroup path of a /proc/PID/cgroup line is, on
+// v2 (controllers "") or on the v1 hierarchy of controllers.
+func cgroupDir(t *testing.T, controllers, path string) string {
+	if controllers == "" {
+		return filepath.Join(jail.CgroupRoot, path)
+	}
+	for _, c := range strings.Split(controllers, ",") {
+		if strings.HasPrefix(c, "name=") {
+			return ""
+		}
+	}
+	return filepath.Join(jail.CgroupRoot, controllers, path)
+}
+
+// TestManagedJailSeccomp: a jailed VMM that makes a system call its
+// filter forbids is killed (SIGSYS), and the VM's start error says so.
+func TestManagedJailSeccomp(t *testing.T) {
+	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
+	e := newManagedEnv(t)
+	e.ok("create", "-f", e.guestVM("web", "counter", ""))
+	cmd := e.command("start", "web")
+	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "killed by signal bad system call") {
+		t.Fatalf("start with a forbidden system call: %v\n%s", err, out)
+	}
+	if st := e.state("web"); st != "created" {
+		t.Errorf("state after the VMM was killed: %s", st)
+	}
+	if out := e.ok("inspect", "web"); !strings.Contains(out, "bad system call") {
+		t.Errorf("inspect does not say why the start failed:\n%s", out)
+	}
+}
