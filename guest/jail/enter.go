@@ -157,9 +157,21 @@ func pivot(root string) error {
 	// pivot_root(".", "."): the old root ends up on top of the new one,
 	// and unmounting "." detaches it (pivot_root(2)).
 	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("jail: pivot_root into %s: %w", root, err)
-	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		if !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("jail: pivot_root into %s: %w", root, err)
+		}
+		// The host runs from its initramfs: rootfs cannot be pivoted
+		// away (pivot_root(2)). Move the new root over it and chroot
+		// into it instead, as runc does without pivot_root; the host's
+		// mounts lie hidden below, out of reach without CAP_SYS_CHROOT,
+		// which Enter drops.
+		if merr := unix.Mount(".", "/", "", unix.MS_MOVE, ""); merr != nil {
+			return fmt.Errorf("jail: pivot_root into %s: %w; moving it over / instead: %w", root, err, merr)
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("jail: chroot into %s: %w", root, err)
+		}
+	} else if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("jail: detach the host's root: %w", err)
 	}
 	if err := unix.Chdir("/"); err != nil {
