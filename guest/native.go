@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -278,6 +279,12 @@ func (n *native) sigkill(v *store.VM, h store.Holder, start time.Time) (api.Stop
 	// Kill only the process that holds the run lock now: its pid cannot
 	// have been reused while it holds the lock.
 	if now.Alive && now.PID > 0 && (h.RunID == "" || now.RunID == h.RunID) {
+		// A jailed VMM writes its run lock itself: a compromised one could
+		// name any process there. Only a process of its jail's user is
+		// its own.
+		if id, jailed := v.JailID(); jailed && !runsAs(now.PID, id) {
+			return api.StopResult{}, fmt.Errorf("VM %s: its run lock names pid %d, which is not a process of its jail's user %d: not killed; the VMM may be compromised: find its processes (user %d) and kill them by hand", v.Name, now.PID, id, id)
+		}
 		if err := syscall.Kill(now.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return api.StopResult{}, fmt.Errorf("VM %s: kill the VMM (pid %d): %w", v.Name, now.PID, err)
 		}
@@ -390,4 +397,26 @@ func (n *native) State(v *store.VM, in *Info) error {
 		}
 	}
 	return nil
+}
+
+// runsAs reports whether the process pid runs with real, effective and
+// saved user id uid (the Uid line of /proc/PID/status).
+func runsAs(pid int, uid uint32) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		ids, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(ids)
+		if len(f) < 3 {
+			return false
+		}
+		want := strconv.FormatUint(uint64(uid), 10)
+		return f[0] == want && f[1] == want && f[2] == want
+	}
+	return false
 }

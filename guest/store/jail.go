@@ -170,3 +170,13 @@ func checkJailOwned(dir, name string, id uint32) error {
 	}
 	return checkInfo(path, fi, true)
 }
+
+// JailID returns the jail id of the VM's directory if PrepareJail made it
+// a jailed VMM's (jailedDir); ok is false for a VM that runs unjailed.
+func (v *VM) JailID() (id uint32, ok bool) {
+	fi, err := os.Lstat(v.Dir)
+	if err != nil {
+		return 0, false
+	}
+	return jailedDir(fi)
+}

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/paddock-vm/paddock/guest/jail"
@@ -153,5 +155,53 @@ func TestManagedJailSeccomp(t *testing.T) {
 	}
 	if out := e.ok("inspect", "web"); !strings.Contains(out, "bad system call") {
 		t.Errorf("inspect does not say why the start failed:\n%s", out)
+	}
+}
+
+// TestJailKillChecksPID: a jailed VMM writes its own run lock, so a
+// compromised one could name another process there for root to kill.
+// paddock kill of a VMM that does not answer (stopped with SIGSTOP)
+// refuses to SIGKILL a pid that is not a process of the VM's jail user,
+// and kills the real VMM once the lock names it again.
+func TestJailKillChecksPID(t *testing.T) {
+	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
+	e := newManagedEnv(t)
+	e.ok("up", "-f", e.guestVM("web", "counter", ""))
+	e.waitConsoleLog("web", "counting\n")
+	vmm := e.ls()["web"].PID
+	lockPath := e.vm("web").Path("vmm.lock")
+	real, err := os.ReadFile(lockPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, runID, ok := strings.Cut(strings.TrimSpace(string(real)), " ")
+	if !ok || pid != strconv.Itoa(vmm) {
+		t.Fatalf("vmm.lock holds %q; want the VMM's pid %d and its run id", real, vmm)
+	}
+	// A root process the "compromised" VMM names instead of itself.
+	victim := exec.Command("sleep", "600")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	if err := os.WriteFile(lockPath, []byte(strconv.Itoa(victim.Process.Pid)+" "+runID+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(vmm, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(vmm, syscall.SIGCONT)
+	if _, stderr, status := e.paddock("kill", "web"); status != 1 || !strings.Contains(stderr, "which is not a process of its jail's user") {
+		t.Errorf("paddock kill with another process in the run lock: status %d, stderr %q", status, stderr)
+	}
+	if st := procStatus(t, victim.Process.Pid)["State"]; !strings.HasPrefix(st, "S") {
+		t.Fatalf("the process the run lock named is in state %q after paddock kill; want it sleeping on", st)
+	}
+	if err := os.WriteFile(lockPath, real, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.ok("kill", "web")
+	if s := e.state("web"); s != "stopped" && s != "crashed" {
+		t.Errorf("after kill the VM is %s", s)
 	}
 }
