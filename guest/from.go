@@ -35,12 +35,23 @@ type fromTemplate struct {
 	lock *store.TemplateLock
 }
 
+// fromOptions say more about making a VM from a template.
+type fromOptions struct {
+	// known are stamps of the template's files verified already: a
+	// clone of many verifies once.
+	known []store.FileStamp
+	// warm makes a warm clone: its first start restores the template's
+	// memory snapshot.
+	warm bool
+}
+
 // planFrom prepares making vm from its template (vm.From): the template
 // must exist, be free to use, and have the files its metadata records
-// (every checksum is verified), and each base disk must open read-only
-// as its format with no backing file outside the template.
-// Precondition: vm validated.
-func (m *Manager) planFrom(vm *configs.VM) (*fromTemplate, error) {
+// (every checksum is verified, except those of files whose stamps in
+// fo.known are unchanged), and each base
+// disk must open read-only as its format with no backing file outside
+// the template. Precondition: vm validated.
+func (m *Manager) planFrom(vm *configs.VM, fo fromOptions) (*fromTemplate, error) {
 	t, err := m.Template(vm.From)
 	if err != nil {
 		return nil, fmt.Errorf("VM %s: from: %w", vm.Name, err)
@@ -55,12 +66,15 @@ func (m *Manager) planFrom(vm *configs.VM) (*fromTemplate, error) {
 			lock.Unlock()
 		}
 	}()
-	stamps, err := t.Verify(nil)
+	stamps, err := t.Verify(fo.known)
 	if err != nil {
 		return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}
+	if fo.warm && t.Meta.Warm == nil {
+		return nil, fmt.Errorf("VM %s: template %s is not a warm template: it has no memory snapshot to restore", vm.Name, t.Name)
+	}
 	vmDir := m.store.VMDir(vm.Name)
-	rec := &store.FromRecord{Template: t.Name, ID: t.Meta.ID, Verified: stamps}
+	rec := &store.FromRecord{Template: t.Name, ID: t.Meta.ID, Verified: stamps, Warm: fo.warm}
 	var overlays []configs.Disk
 	for i, d := range t.Meta.Disks {
 		base := t.Path(d.File)

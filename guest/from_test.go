@@ -30,7 +30,7 @@ const baseSize = 64 << 20
 // an initrd and a qcow2 base disk with a pattern at its start; base, if
 // set, names the base disk's own backing file. It returns the template
 // and the base disk's first MiB.
-func testTemplate(t *testing.T, m *Manager, name, kernel, base string) (*store.Template, []byte) {
+func testTemplate(t testing.TB, m *Manager, name, kernel, base string) (*store.Template, []byte) {
 	t.Helper()
 	return templateOf(t, m, name, kernel, []byte("070701 initrd"), base, "root=UUID=x console=ttyS0")
 }

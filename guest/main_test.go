@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
+	"github.com/paddock-vm/paddock/guest/vmm"
 )
 
 // envTestVMM makes the test binary act as a VMM process (the hidden
@@ -24,17 +25,18 @@ func TestMain(m *testing.M) {
 }
 
 // testVMM parses what Start appends, "--home HOME --ready-fd 3
-// [--restore SNAPSHOT] NAME", and serves the VM.
+// [--restore SNAPSHOT | --warm] NAME", and serves the VM.
 func testVMM(args []string) int {
 	fs := flag.NewFlagSet("vmm", flag.ContinueOnError)
 	home := fs.String("home", "", "")
 	readyFD := fs.Int("ready-fd", 0, "")
 	restore := fs.String("restore", "", "")
+	warm := fs.Bool("warm", false, "")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "test VMM: bad arguments", args)
 		return 2
 	}
-	c := VMMConfig{Home: *home, Name: fs.Arg(0), Log: os.Stderr, Restore: *restore, Version: "test"}
+	c := VMMConfig{Home: *home, Name: fs.Arg(0), Log: os.Stderr, Restore: *restore, Warm: *warm, Version: "test", FDTable: os.Getenv(vmm.FDTableEnv)}
 	if *readyFD > 2 {
 		c.Ready = os.NewFile(uintptr(*readyFD), "ready")
 	}
@@ -46,7 +48,7 @@ func testVMM(args []string) int {
 
 // testManager returns a Manager of a new state directory whose VMMs are
 // this test binary.
-func testManager(t *testing.T) *Manager {
+func testManager(t testing.TB) *Manager {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

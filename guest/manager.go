@@ -147,12 +147,18 @@ func (m *Manager) Create(vm *configs.VM, source string) (*Info, error) {
 // CreateContext is Create with a context, which bounds the backend's
 // work (a libvirt host's uploads).
 func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source string) (*Info, error) {
+	return m.create(ctx, vm, source, fromOptions{})
+}
+
+// create is CreateContext; fo says more about making a VM from a
+// template (planFrom).
+func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo fromOptions) (*Info, error) {
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
 	var opts store.CreateOptions
 	if vm.From != "" {
-		from, err := m.planFrom(vm)
+		from, err := m.planFrom(vm, fo)
 		if err != nil {
 			return nil, err
 		}

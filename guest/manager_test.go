@@ -193,7 +193,10 @@ func TestManagerVMMKilled(t *testing.T) {
 }
 
 // waitLog follows the console until it shows text.
-func waitLog(t *testing.T, m *Manager, name, text string) {
+func waitLog(t *testing.T, m *Manager, name, text string) { waitLogTB(t, m, name, text) }
+
+// waitLogTB is waitLog for tests and benchmarks.
+func waitLogTB(t testing.TB, m *Manager, name, text string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

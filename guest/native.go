@@ -144,7 +144,7 @@ func (n *native) Start(ctx context.Context, v *store.VM) error {
 	if err := writeSeed(v, vm); err != nil {
 		return err
 	}
-	return n.spawn(ctx, v, rec)
+	return n.startFrom(ctx, v, vm, rec)
 }
 
 // client returns an API client for a VM whose VMM is alive, or a

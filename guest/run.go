@@ -78,22 +78,26 @@ func Run(ctx context.Context, vm *configs.VM, opts RunOptions) (Result, error) {
 		defer input.Close()
 		input.Feed(opts.Input)
 	}
+	id := RunUUID(vm.Name)
+	seed := ""
+	if vm.CloudInit {
+		if seed, err = tempSeed(vm, id); err != nil {
+			return Result{}, err
+		}
+		defer os.Remove(seed)
+	}
 	nics, nets, err := attachNetworks(vm, opts)
 	if err != nil {
 		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}
-	if nets != nil {
-		defer nets.Close()
+	// Opened once: every boot of the run (after a guest reboot, a
+	// restart) is built on the same handles.
+	h, err := vmm.OpenHandles(vm, vmm.OpenOptions{KVMPath: opts.KVMPath, Seed: seed, NICs: nics, Network: nets})
+	if err != nil {
+		return Result{}, fmt.Errorf("VM %s: %w", vm.Name, err)
 	}
-	o := vmm.Options{KVMPath: opts.KVMPath, Console: out, Input: input, NICs: nics, UUID: RunUUID(vm.Name)}
-	if vm.CloudInit {
-		seed, err := tempSeed(vm, o.UUID)
-		if err != nil {
-			return Result{}, err
-		}
-		defer os.Remove(seed)
-		o.Seed = seed
-	}
+	defer h.Close()
+	o := vmm.Options{Handles: h, Console: out, Input: input, UUID: id}
 	if opts.OnBoot != nil {
 		o.OnBoot = func(boot int, m *machine.Machine) { opts.OnBoot(boot, m.Entry().Protocol.String()) }
 	}

@@ -5,13 +5,12 @@ import (
 	"github.com/paddock-vm/paddock/guest/network"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
-	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
 // attachNetworks attaches a foreground VM's NICs on managed networks,
 // with ephemeral leases (released when the run ends, unless the VM is a
 // managed one's namesake that has its own).
-func attachNetworks(vm *configs.VM, opts RunOptions) ([]machine.NIC, *network.Attachment, error) {
+func attachNetworks(vm *configs.VM, opts RunOptions) ([]vmm.NIC, *network.Attachment, error) {
 	home := opts.Home
 	if home == "" {
 		for _, n := range vm.NICs {

@@ -19,8 +19,14 @@ type VMMConfig struct {
 	// Restore, if set, names the snapshot to restore instead of booting
 	// (paddock snapshot restore).
 	Restore string
+	// Warm restores the memory snapshot of the VM's warm template
+	// instead (a warm clone's first start).
+	Warm bool
 	// Version is paddock's version, recorded in snapshots.
 	Version string
+	// FDTable is the table of the handles Start handed over
+	// (vmm.FDTableEnv); empty when run by hand: the VMM opens them.
+	FDTable string
 }
 
 // ServeVMM is the body of a VMM process: it runs the VM until it ends for
@@ -34,5 +40,5 @@ func ServeVMM(ctx context.Context, c VMMConfig) error {
 		}
 		c.Home = h
 	}
-	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Version: c.Version})
+	return vmm.Serve(ctx, vmm.Config{Home: c.Home, Name: c.Name, Ready: c.Ready, Log: c.Log, Signals: true, Restore: c.Restore, Warm: c.Warm, Version: c.Version, FDTable: c.FDTable})
 }

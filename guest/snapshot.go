@@ -278,7 +278,7 @@ func (n *native) RestoreSnapshot(ctx context.Context, v *store.VM, snap string, 
 	if err := writeSeed(v, vm); err != nil {
 		return err
 	}
-	return n.spawn(ctx, v, rec, "--restore", snap)
+	return n.spawn(ctx, v, vm, rec, "--restore", snap)
 }
 
 // RemoveSnapshot deletes the VM's snapshot snap: the internal qcow2

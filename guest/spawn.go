@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
@@ -23,11 +25,35 @@ const ReadyFD = 3
 
 // spawn starts the VM's VMM as a detached process (its own session,
 // stdin /dev/null, stdout and stderr to vmm.log, the previous log kept as
-// vmm.log.1) and waits for its readiness message. prev is the VM's record
-// before the start, restored if the VMM dies before it could; extra are
-// more arguments for the VMM (--restore SNAP). Precondition: the VM's
-// lock is held and no VMM runs it.
-func (n *native) spawn(ctx context.Context, v *store.VM, prev store.Record, extra ...string) error {
+// vmm.log.1) and waits for its readiness message. It opens what the VM
+// needs first (vmm.OpenVMHandles: KVM, kernel, initrd, the disks with
+// their locks, the seed volume, the taps, the managed networks) and hands
+// it to the VMM as inherited descriptors, described by the table in
+// vmm.FDTableEnv; once the VMM has them, this process closes its own
+// copies, which leaves every lock, tap and connection with the VMM. prev
+// is the VM's record before the start, restored if the VMM dies before it
+// could; extra are more arguments for the VMM (--restore SNAP).
+// Precondition: the VM's lock is held and no VMM runs it; vm is its spec.
+func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev store.Record, extra ...string) error {
+	seed := ""
+	if vm.CloudInit {
+		seed = v.Path(store.SeedFile)
+	}
+	h, err := vmm.OpenVMHandles(v, vm, vmm.VMHandleOptions{Home: n.store.Home(), Seed: seed})
+	if err != nil {
+		return n.failed(v, prev, err)
+	}
+	table, handed, err := h.Handover()
+	if err != nil {
+		return n.failed(v, prev, err)
+	}
+	// Whatever happens, this process lets go of its copies: the VMM holds
+	// the handles, or nobody does.
+	defer func() {
+		for _, f := range handed {
+			f.Close()
+		}
+	}()
 	logPath := v.Path(store.VMMLogFile)
 	if _, err := os.Stat(logPath); err == nil {
 		if err := os.Rename(logPath, logPath+".1"); err != nil {
@@ -55,11 +81,18 @@ func (n *native) spawn(ctx context.Context, v *store.VM, prev store.Record, extr
 	argv = append(append(argv, extra...), v.Name)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
-	cmd.Dir = v.Dir                // not the caller's directory, which it would pin
-	cmd.ExtraFiles = []*os.File{w} // fd 3 = ReadyFD
+	cmd.Dir = v.Dir // not the caller's directory, which it would pin
+	// fd 3 = ReadyFD, then the handles from vmm.FirstFD.
+	cmd.ExtraFiles = append([]*os.File{w}, handed...)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
+		vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
+	for _, f := range handed {
+		f.Close()
+	}
+	handed = nil
 	if err != nil {
 		return &StartError{Name: v.Name, Err: fmt.Errorf("run the VMM %s: %w", argv[0], err)}
 	}
@@ -138,4 +171,18 @@ func describeWait(err error) string {
 		return fmt.Sprintf("exit status %d", ee.ExitCode())
 	}
 	return err.Error()
+}
+
+// failed records that the VM could not start, before any VMM ran, as a
+// VMM records its own start errors: the VM keeps its state (a VM that ran
+// before shows as exited), with the error as its start_error.
+func (n *native) failed(v *store.VM, prev store.Record, err error) error {
+	prev.StartError = err.Error()
+	if prev.Phase != store.PhaseCreated {
+		prev.Phase = store.PhaseExited
+	}
+	if werr := v.WriteRecord(prev); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	return &StartError{Name: v.Name, Err: err}
 }

@@ -367,3 +367,80 @@ func TestCreatedTapVanishesWhenVMMDies(t *testing.T) {
 		t.Fatalf("br0 still lists %s:\n%s", name, out)
 	}
 }
+
+// TestTapFromFD makes a Tap of a created tap's descriptor, as a VMM
+// handed one does: it learns the tap's name, carries frames, keeps the
+// tap after the creator closes its own descriptor, and the tap goes with
+// the last one. A descriptor of anything else is refused, and closed.
+func TestTapFromFD(t *testing.T) {
+	ns := netnstest.New(t)
+	ns.Bridge(t, "br0")
+	ns.Veth(t, "ve0", "ve1", "br0")
+	var orig *netdev.Tap
+	inNS(t, ns, func() error {
+		var err error
+		if orig, err = netdev.CreateTap("pdhanded"); err != nil {
+			return err
+		}
+		return netdev.AddToBridge(orig.Name(), "br0")
+	})
+	fd, err := unix.Dup(int(orig.File().Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed, err := netdev.TapFromFD(fd, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handed.Name() != "pdhanded" || !handed.Created() {
+		t.Errorf("handed tap %q, created %v", handed.Name(), handed.Created())
+	}
+	if err := orig.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ns.IP(t, "link", "show", "pdhanded") // the handed descriptor keeps it
+	sock := ns.OpenPacketSocket(t, "ve1", 5000)
+	out := frame(netdev.GenerateMAC("host"), netdev.GenerateMAC("guest"), "handed over")
+	if _, err := handed.Write([][]byte{make([]byte, netdev.VnetHdrLen), out}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sock.Recv(func(f []byte) bool { return isTest(f) && bytes.Contains(f, []byte("handed over")) }); err != nil {
+		t.Fatal(err)
+	}
+	// Reads go through the poller again: Interrupt releases a blocked one.
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		_, err := handed.Read([][]byte{buf}, nil)
+		for err == nil {
+			_, err = handed.Read([][]byte{buf}, nil)
+		}
+		done <- err
+	}()
+	handed.Interrupt()
+	select {
+	case err := <-done:
+		if !errors.Is(err, netdev.ErrInterrupted) {
+			t.Fatalf("interrupted read: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Interrupt did not release the reader of a handed tap")
+	}
+	if err := handed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ns.Try("ip", "link", "show", "pdhanded"); err == nil {
+		t.Fatalf("the tap outlived its last descriptor:\n%s", out)
+	}
+
+	null, err := unix.Open(os.DevNull, unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := netdev.TapFromFD(null, false); err == nil || !strings.Contains(err.Error(), "is not a tap device") {
+		t.Errorf("TapFromFD of /dev/null: %v", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(null), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+		t.Errorf("the refused descriptor is still open: %v", err)
+	}
+}

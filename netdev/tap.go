@@ -206,3 +206,46 @@ func (t *Tap) Close() error {
 	}
 	return nil
 }
+
+// File is the tap's open file, for handing it to another process (which
+// makes a Tap of it with TapFromFD). It stays the Tap's.
+func (t *Tap) File() *os.File { return t.f }
+
+// TapFromFD makes a Tap of fd, a tap device's descriptor another process
+// opened (OpenTap, CreateTap) and handed over: it checks that fd is a tap
+// that exchanges virtio-net headers and learns its name from it. created
+// says the other process created the tap (it disappears with its last
+// descriptor). TapFromFD takes fd over: it is closed with the Tap, or at
+// once if TapFromFD fails.
+func TapFromFD(fd int, created bool) (*Tap, error) {
+	fail := func(err error) (*Tap, error) {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq("")
+	if err != nil {
+		return fail(fmt.Errorf("tap descriptor %d: %w", fd, err))
+	}
+	if err := unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr); err != nil {
+		return fail(fmt.Errorf("descriptor %d is not a tap device: TUNGETIFF: %w", fd, err))
+	}
+	name := ifr.Name()
+	if flags := ifr.Uint16(); flags&unix.IFF_TAP == 0 || flags&unix.IFF_VNET_HDR == 0 || flags&unix.IFF_NO_PI == 0 {
+		return fail(fmt.Errorf("tap %s (descriptor %d): not a tap with virtio-net headers (flags %#x)", name, fd, flags))
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+		return fail(fmt.Errorf("tap %s: TUNSETVNETHDRSZ: %w", name, err))
+	}
+	// Handing a file over can leave it blocking (os/exec does); the
+	// poller needs it non-blocking.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return fail(fmt.Errorf("tap %s: %w", name, err))
+	}
+	unix.CloseOnExec(fd)
+	t := &Tap{name: name, created: created, f: os.NewFile(uintptr(fd), tunDevice)}
+	if t.rc, err = t.f.SyscallConn(); err != nil {
+		t.f.Close()
+		return nil, fmt.Errorf("tap %s: %w", name, err)
+	}
+	return t, nil
+}

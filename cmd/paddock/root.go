@@ -23,6 +23,7 @@ func newRootCommand() *cobra.Command {
 		newImageCommand(),
 		newTemplateCommand(),
 		newCreateCommand(),
+		newCloneCommand(),
 		newStartCommand(),
 		newLsCommand(),
 		newConsoleCommand(),

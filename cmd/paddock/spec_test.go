@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/internal/testguest"
@@ -160,5 +161,29 @@ func TestEmulatedHost(t *testing.T) {
 	}
 	if _, stderr, _ = runPaddock(t, "", "ls"); !strings.Contains(stderr, "paddock: warning: VM linux: ") || strings.Contains(stderr, "VM idle") {
 		t.Errorf("ls: stderr %q", stderr)
+	}
+	// clone --start refuses clones of a Linux VM's template before it
+	// makes any of them.
+	img := filepath.Join(filepath.Dir(linux), "root.qcow2")
+	d, err := disk.Create(img, disk.CreateOptions{Size: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	withDisk := filepath.Join(filepath.Dir(linux), "disk.yaml")
+	if err := os.WriteFile(withDisk, []byte("name: linuxd\nmemory: 64MiB\nkernel: vmlinuz\nconsole: log\ndisks: [{path: root.qcow2}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, status = runPaddock(t, "", "create", "-f", withDisk); status != 0 {
+		t.Fatalf("create %s: status %d, stderr %q", withDisk, status, stderr)
+	}
+	if _, stderr, status = runPaddock(t, "", "template", "create", "linux-tpl", "--from", "linuxd"); status != 0 {
+		t.Fatalf("template create: status %d, stderr %q", status, stderr)
+	}
+	if _, stderr, status = runPaddock(t, "", "clone", "linux-tpl", "c", "-n", "2", "--start"); status != 1 || !strings.Contains(stderr, "clone c-1 of template linux-tpl: ") || !strings.Contains(stderr, " is a Linux kernel, which this host cannot boot") {
+		t.Errorf("clone --start: status %d, stderr %q", status, stderr)
+	}
+	if stdout, _, _ = runPaddock(t, "", "ls", "-q"); strings.Contains(stdout, "c-") {
+		t.Errorf("clone --start refused, but ls shows %q", stdout)
 	}
 }

@@ -25,7 +25,7 @@ build makes a template from Debian packages. Templates live in
 $PADDOCK_HOME/templates. See docs/cli.md, "Templates".`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(newTemplateBuildCommand(), newTemplateLsCommand(), newTemplateInspectCommand(), newTemplateRmCommand())
+	cmd.AddCommand(newTemplateBuildCommand(), newTemplateCreateCommand(), newTemplateLsCommand(), newTemplateInspectCommand(), newTemplateRmCommand())
 	return cmd
 }
 

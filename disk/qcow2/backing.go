@@ -210,14 +210,19 @@ func (p *BackingPolicy) reachBacking(imagePath, name, format string, a imagefile
 		return nil, "", err
 	}
 	if format == "" {
-		var m [4]byte
-		if _, rerr := f.ReadAt(m[:], 0); rerr == nil && string(m[:]) == "QFI\xfb" {
-			format = "qcow2"
-		} else {
-			format = "raw"
-		}
+		format = probeFormat(f)
 	}
 	return f, format, nil
+}
+
+// probeFormat is the format of the open file f by its first bytes:
+// "qcow2" for the qcow2 magic, else "raw".
+func probeFormat(f *os.File) string {
+	var m [4]byte
+	if _, err := f.ReadAt(m[:], 0); err == nil && string(m[:]) == "QFI\xfb" {
+		return "qcow2"
+	}
+	return "raw"
 }
 
 // backingError names the image at imagePath in an error from opening its
@@ -245,8 +250,17 @@ func openBacking(imagePath, name, format string, opts Options, chain []os.FileIn
 		L2CacheBytes:       opts.L2CacheBytes,
 		RefcountCacheBytes: opts.RefcountCacheBytes,
 		Backing:            opts.Backing,
+		Handed:             opts.Handed,
 	}
-	f, format, err := opts.Backing.reachBacking(imagePath, name, format, ro.access())
+	var f *os.File
+	var err error
+	if opts.Handed != nil {
+		if f, err = opts.Handed.next(imagePath, name); err == nil && format == "" {
+			format = probeFormat(f)
+		}
+	} else {
+		f, format, err = opts.Backing.reachBacking(imagePath, name, format, ro.access())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -99,6 +99,12 @@ type Options struct {
 	// an image a VM writes, and may see it half-written. Only with
 	// ReadOnly.
 	ForceShare bool
+	// Handed, if set, holds the chain's backing files, handed over by
+	// another process (Image.Handover): the chain takes them in order
+	// and opens no backing file by name. Backing is not applied to them:
+	// the process that opened them did. Only with OpenFile; call
+	// Handed.Finish after it.
+	Handed *Handed
 }
 
 // access is the lock access of opts on the image file (see

@@ -40,7 +40,7 @@ import (
 type Conn struct {
 	Host Host
 	l    *golibvirt.Libvirt
-	raw  net.Conn      // the connection go-libvirt speaks over
+	raw  *replyFirst   // the connection go-libvirt speaks over
 	stop chan struct{} // closed by Close: ends the heartbeat
 }
 
@@ -77,6 +77,9 @@ func Connect(h Host) (*Conn, error) {
 	rd := &recordingDialer{d: d}
 	l := golibvirt.NewWithDialer(rd)
 	if err := l.ConnectToURI(golibvirt.RemoteURI(u)); err != nil {
+		if bad := rd.conn.broken(); bad != nil {
+			err = bad
+		}
 		return nil, fmt.Errorf("%s: cannot connect: %w", h, err)
 	}
 	c := &Conn{Host: h, l: l, raw: rd.conn, stop: make(chan struct{})}
@@ -142,16 +145,20 @@ func dialer(u *url.URL) (socket.Dialer, error) {
 }
 
 // recordingDialer keeps the connection its dialer made, so that a lost
-// host's connection can be closed under go-libvirt.
+// host's connection can be closed under go-libvirt, and puts what the
+// host sends in the order go-libvirt needs (replyFirst).
 type recordingDialer struct {
 	d    socket.Dialer
-	conn net.Conn
+	conn *replyFirst
 }
 
 func (r *recordingDialer) Dial() (net.Conn, error) {
 	c, err := r.d.Dial()
-	r.conn = c
-	return c, err
+	if err != nil {
+		return nil, err
+	}
+	r.conn = newReplyFirst(c)
+	return r.conn, nil
 }
 
 // heartbeat asks the host for its version every heartbeatEvery; one that
@@ -226,6 +233,9 @@ var ErrConnectionLost = errors.New("lost the connection to the libvirt host")
 // noticed it.
 func (c *Conn) fail(what string, err error) error {
 	if lost(err) {
+		if bad := c.raw.broken(); bad != nil {
+			err = bad // what broke it, rather than go-libvirt's "interrupted"
+		}
 		return fmt.Errorf("%s: %s: %w (%v)", c.where(), what, ErrConnectionLost, err)
 	}
 	return fmt.Errorf("%s: %s: %w", c.where(), what, err)

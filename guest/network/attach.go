@@ -62,6 +62,8 @@ type Attachment struct {
 
 	conns   []net.Conn
 	release func() error
+	// ephemeral: Close releases the VM's new leases (AttachOptions).
+	ephemeral bool
 }
 
 // Close detaches the VM and releases its ephemeral leases. It returns
@@ -96,7 +98,7 @@ func Attach(o AttachOptions) (*Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Attachment{Bridges: map[int]string{}, Leases: map[int]Lease{}}
+	a := &Attachment{Bridges: map[int]string{}, Leases: map[int]Lease{}, ephemeral: o.Ephemeral}
 	var released []string // networks whose ephemeral leases go at Close
 	a.release = func() error {
 		var errs error

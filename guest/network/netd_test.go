@@ -81,10 +81,35 @@ func newNetdHost(t *testing.T) *netdHost {
 	}
 	t.Setenv(envTestNetd, "1") // for the netds only: this process has read it
 	t.Setenv("RESOLV", resolv)
-	return &netdHost{ns: ns, st: st, opts: AttachOptions{
+	h := &netdHost{ns: ns, st: st, opts: AttachOptions{
 		Home:        home,
 		NetdCommand: []string{"ip", "netns", "exec", ns.Name, os.Args[0]},
 	}}
+	// Before home and the namespace go (cleanups run last in, first
+	// out): a netd whose last VM detached is still taking its network
+	// down, and writes into the network's directory as it does.
+	t.Cleanup(func() {
+		names, err := st.Names()
+		if err != nil {
+			t.Error(err)
+		}
+		for _, name := range names {
+			h.waitNetdGone(t, name)
+		}
+	})
+	return h
+}
+
+// waitNetdGone waits until network name's netd has exited (it holds
+// netd.lock until it has taken the network down), up to LockWait.
+func (h *netdHost) waitNetdGone(t *testing.T, name string) {
+	t.Helper()
+	unlock, err := lockFile(h.st.path(name, NetdLock))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	unlock()
 }
 
 // attach attaches a VM with one NIC on network name.
@@ -212,11 +237,7 @@ func TestNetd(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockFile(h.st.path(DefaultName, NetdLock)) // netd's, until it is done
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock()
+	h.waitNetdGone(t, DefaultName)
 	if out, err := h.ns.Try("ip", "link", "show", def.Bridge); err == nil {
 		t.Errorf("the bridge outlived netd:\n%s", out)
 	}
@@ -296,11 +317,7 @@ func TestNetdSIGTERM(t *testing.T) {
 	if err := web.Close(); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lockFile(h.st.path(DefaultName, NetdLock))
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock()
+	h.waitNetdGone(t, DefaultName)
 	if out, err := h.ns.Try("ip", "link", "show", in.Bridge); err == nil {
 		t.Errorf("the bridge outlived netd:\n%s", out)
 	}

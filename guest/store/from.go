@@ -12,8 +12,10 @@ import (
 // and what the VM's disks on it are.
 const FromFile = "from.json"
 
-// FromVersion is the version of from.json this code writes.
-const FromVersion = 1
+// FromVersion is the newest version of from.json this code reads and
+// writes. Version 2 added Warm; a record without it is written as
+// version 1, which older paddocks read.
+const FromVersion = 2
 
 // maxFromRecord bounds from.json.
 const maxFromRecord = 1 << 20
@@ -38,6 +40,11 @@ type FromRecord struct {
 	// Verified are the stamps of the template's files when their
 	// checksums were last verified (Template.Verify).
 	Verified []FileStamp `json:"verified,omitempty"`
+	// Warm says the VM is a warm clone that has not run yet: its next
+	// start restores the template's memory snapshot instead of booting
+	// (the overlays are still the disks of the snapshot's instant). The
+	// start that succeeds clears it. Version 2.
+	Warm bool `json:"warm,omitempty"`
 }
 
 // Overlay is one of a VM's qcow2 overlays on a template's base disk.
@@ -57,7 +64,10 @@ type Overlay struct {
 }
 
 func (r FromRecord) marshal() ([]byte, error) {
-	r.Version = FromVersion
+	r.Version = 1
+	if r.Warm {
+		r.Version = FromVersion
+	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("store: encode %s: %w", FromFile, err)

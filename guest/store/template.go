@@ -37,7 +37,11 @@ const (
 	// was made from, TemplateLockFile its lock.
 	TemplateMetaFile = "template.json"
 	TemplateSpecFile = "spec.yaml"
-	TemplateLockFile = "lock"
+	// TemplateStampsFile remembers the stamps of the files the last
+	// Verify found good (a cache: Verify reads again a file whose stamp
+	// changed or is not there).
+	TemplateStampsFile = "verified.json"
+	TemplateLockFile   = "lock"
 )
 
 // Errors about templates, wrapped with the template's name; test with

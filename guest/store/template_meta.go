@@ -10,11 +10,17 @@ import (
 	"time"
 )
 
-// TemplateVersion is the version of template.json this code writes and
-// reads. A newer file is refused with a clear message (ErrRecordVersion)
-// rather than misread: a template another paddock made with parts this
-// one does not know (a memory snapshot, say) must not boot without them.
-const TemplateVersion = 1
+// TemplateVersion is the newest version of template.json this code
+// writes and reads. A newer file is refused with a clear message
+// (ErrRecordVersion) rather than misread: a template another paddock
+// made with parts this one does not know must not boot without them.
+// Version 2 added the memory snapshot of a warm template (Warm); a
+// template without one is still written as version 1, which older
+// paddocks read.
+const TemplateVersion = 2
+
+// templateVersionCold is the version of a template without Warm.
+const templateVersionCold = 1
 
 // maxTemplateMeta bounds template.json; real ones are about 1 KiB.
 const maxTemplateMeta = 1 << 20
@@ -49,6 +55,31 @@ type TemplateMeta struct {
 	// Disks are the base disks, read-only; a VM from the template gets a
 	// qcow2 overlay on each, in this order. Disks[0] is the root disk.
 	Disks []TemplateDisk `json:"disks"`
+	// Warm, for a warm template (made with --memory from a running VM),
+	// is the machine saved at the instant its disks were frozen: the
+	// base disks hold the disks' contents of that instant. Version 2.
+	Warm *TemplateWarm `json:"warm,omitempty"`
+}
+
+// TemplateWarm is a warm template's memory snapshot: the saved machine a
+// warm clone is restored from instead of booted.
+type TemplateWarm struct {
+	// State is the machine's state file (hypervisor/snapshot format),
+	// naming no internal disk snapshot: the base disks are that state.
+	State TemplateFile `json:"state"`
+	// Memory is guest RAM, sparse; every clone maps it MAP_PRIVATE, so
+	// it is never written.
+	Memory TemplateFile `json:"memory"`
+	// CPUs and MemorySize are the saved machine's vCPUs and bytes of
+	// RAM: a clone must have the same.
+	CPUs       int    `json:"cpus"`
+	MemorySize uint64 `json:"memory_size"`
+	// MACs are the MAC addresses of the saved machine's NICs, in order:
+	// the guest knows them, so a warm clone's NICs keep them.
+	MACs []string `json:"macs,omitempty"`
+	// VMState is what the VM was doing at the snapshot: running or
+	// paused. A warm clone runs either way.
+	VMState string `json:"vm_state"`
 }
 
 // TemplateOrigin says how a template was made.
@@ -101,12 +132,26 @@ type TemplateDisk struct {
 
 // Files returns every file the metadata names, kernel first.
 func (m *TemplateMeta) Files() []TemplateFile {
-	files := []TemplateFile{m.Kernel.TemplateFile}
-	if m.Initrd != nil {
-		files = append(files, *m.Initrd)
+	var files []TemplateFile
+	for _, f := range m.filePtrs() {
+		files = append(files, *f)
 	}
-	for _, d := range m.Disks {
-		files = append(files, d.TemplateFile)
+	return files
+}
+
+// filePtrs returns the entries of every file the metadata names, kernel
+// first, then the initrd, the disks and a warm template's state and
+// memory, for filling in.
+func (m *TemplateMeta) filePtrs() []*TemplateFile {
+	files := []*TemplateFile{&m.Kernel.TemplateFile}
+	if m.Initrd != nil {
+		files = append(files, m.Initrd)
+	}
+	for i := range m.Disks {
+		files = append(files, &m.Disks[i].TemplateFile)
+	}
+	if m.Warm != nil {
+		files = append(files, &m.Warm.State, &m.Warm.Memory)
 	}
 	return files
 }
@@ -122,7 +167,10 @@ func (m *TemplateMeta) Size() int64 {
 
 // marshal encodes template.json.
 func (m TemplateMeta) marshal() ([]byte, error) {
-	m.Version = TemplateVersion
+	m.Version = templateVersionCold
+	if m.Warm != nil {
+		m.Version = TemplateVersion
+	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("store: encode template %s: %w", m.Name, err)
@@ -194,6 +242,19 @@ func (m *TemplateMeta) check() error {
 		}
 		if d.VirtualSize <= 0 {
 			bad("%s.virtual_size %d: want a positive size", field, d.VirtualSize)
+		}
+	}
+	if w := m.Warm; w != nil {
+		if m.Version < 2 {
+			bad("warm: version %d has no memory snapshot: want version 2", m.Version)
+		}
+		checkFile("warm.state", w.State)
+		checkFile("warm.memory", w.Memory)
+		if w.CPUs < 1 {
+			bad("warm.cpus %d: want at least 1", w.CPUs)
+		}
+		if w.MemorySize == 0 || w.Memory.Size != 0 && uint64(w.Memory.Size) != w.MemorySize {
+			bad("warm.memory_size %d: want the memory file's size, %d", w.MemorySize, w.Memory.Size)
 		}
 	}
 	if strings.ContainsAny(m.Cmdline, "\x00\n") {

@@ -92,7 +92,10 @@ func (st *TemplateStage) Commit(meta TemplateMeta, spec []byte) (*Template, erro
 	if st.lock == nil {
 		return nil, fmt.Errorf("store: template %s: the stage was committed or aborted already", st.name)
 	}
-	meta.Name, meta.Version = st.name, TemplateVersion
+	meta.Name, meta.Version = st.name, templateVersionCold
+	if meta.Warm != nil {
+		meta.Version = TemplateVersion
+	}
 	if meta.ID == "" {
 		var id [16]byte
 		if _, err := rand.Read(id[:]); err != nil {
@@ -104,13 +107,7 @@ func (st *TemplateStage) Commit(meta TemplateMeta, spec []byte) (*Template, erro
 		meta.Created = time.Now().UTC().Truncate(time.Second)
 	}
 	// Checksum the files (their fields must pass check meanwhile).
-	files := []*TemplateFile{&meta.Kernel.TemplateFile}
-	if meta.Initrd != nil {
-		files = append(files, meta.Initrd)
-	}
-	for i := range meta.Disks {
-		files = append(files, &meta.Disks[i].TemplateFile)
-	}
+	files := meta.filePtrs()
 	for _, f := range files {
 		f.SHA256 = zeroSum
 	}

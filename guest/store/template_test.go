@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -81,7 +82,7 @@ func TestTemplateCommit(t *testing.T) {
 		t.Errorf("Template read back\n%+v\nCommit returned\n%+v", got.Meta, made.Meta)
 	}
 	m := got.Meta
-	if m.Version != TemplateVersion || m.Name != "debian-12" || len(m.ID) != 32 || m.Created.IsZero() {
+	if m.Version != templateVersionCold || m.Name != "debian-12" || len(m.ID) != 32 || m.Created.IsZero() {
 		t.Errorf("version %d, name %q, id %q, created %v: want them filled in", m.Version, m.Name, m.ID, m.Created)
 	}
 	if m.Kernel.SHA256 != sum("kernel bytes") || m.Kernel.Size != int64(len("kernel bytes")) {
@@ -254,6 +255,61 @@ func TestTemplateVerify(t *testing.T) {
 	}
 }
 
+// TestTemplateVerifyRemembers: Verify(nil) remembers the stamps it found
+// good in the template, so the next command does not read an unchanged
+// file again (here: a checksum made wrong in memory goes unseen while
+// the remembered stamp holds, and is caught once the stamps file is
+// gone, damaged or not the user's); a file written since is read again.
+func TestTemplateVerifyRemembers(t *testing.T) {
+	s := newStore(t)
+	tmpl := makeTemplate(t, s, "t")
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatal(err)
+	}
+	stampsFile := tmpl.Path(TemplateStampsFile)
+	if fi, err := os.Stat(stampsFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the stamps file after Verify: %v, %v", fi, err)
+	}
+	i := slices.IndexFunc(tmpl.Meta.Disks, func(d TemplateDisk) bool { return d.File == "disks/root.qcow2" })
+	if i < 0 {
+		t.Fatal("no disks/root.qcow2 in the template")
+	}
+	good := tmpl.Meta.Disks[i].SHA256
+	tmpl.Meta.Disks[i].SHA256 = strings.Repeat("0", 64)
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatalf("Verify(nil) with the disk's stamp remembered read it again: %v", err)
+	}
+	for name, spoil := range map[string]func(){
+		"removed":  func() { os.Remove(stampsFile) },
+		"damaged":  func() { os.WriteFile(stampsFile, []byte("[{"), 0o600) },
+		"writable": func() { os.Chmod(stampsFile, 0o666) },
+	} {
+		tmpl.Meta.Disks[i].SHA256 = good
+		if _, err := tmpl.Verify(nil); err != nil {
+			t.Fatal(err)
+		}
+		spoil()
+		tmpl.Meta.Disks[i].SHA256 = strings.Repeat("0", 64)
+		var ce *TemplateChangedError
+		if _, err := tmpl.Verify(nil); !errors.As(err, &ce) {
+			t.Errorf("stamps file %s: Verify(nil) = %v, want the wrong checksum found", name, err)
+		}
+	}
+	tmpl.Meta.Disks[i].SHA256 = good
+	if _, err := tmpl.Verify(nil); err != nil {
+		t.Fatal(err)
+	}
+	disk := tmpl.Path("disks/root.qcow2")
+	os.Chmod(disk, 0o600)
+	if err := os.WriteFile(disk, []byte("disk BYTES"), 0o600); err != nil { // same size
+		t.Fatal(err)
+	}
+	var ce *TemplateChangedError
+	if _, err := tmpl.Verify(nil); !errors.As(err, &ce) || ce.Path != disk {
+		t.Errorf("Verify(nil) of a disk written since its stamp was remembered: %v", err)
+	}
+}
+
 func TestTemplateLock(t *testing.T) {
 	s := newStore(t)
 	tmpl := makeTemplate(t, s, "t")
@@ -321,7 +377,7 @@ func TestTemplateUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := v.ReadFrom()
-	if err != nil || got.Template != "t" || got.Version != FromVersion || !reflect.DeepEqual(got.Overlays, from.Overlays) {
+	if err != nil || got.Template != "t" || got.Version != 1 || !reflect.DeepEqual(got.Overlays, from.Overlays) {
 		t.Errorf("ReadFrom: %+v, %v", got, err)
 	}
 	if err := os.WriteFile(filepath.Join(s.VMDir("plain"), FromFile), []byte("{"), 0o600); err != nil {
@@ -372,7 +428,10 @@ func TestParseTemplateMeta(t *testing.T) {
 		t.Fatalf("a good template.json: %v", err)
 	}
 	for _, tc := range []struct{ old, new, want string }{
-		{`"version":1`, `"version":2`, "version 2 written by a newer paddock"},
+		{`"version":1`, `"version":3`, "version 3 written by a newer paddock"},
+		{`"version":1`, `"version":1,"warm":{"state":{"file":"state","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":1,"memory_size":4096}`, "warm: version 1 has no memory snapshot"},
+		{`"version":1`, `"version":2,"warm":{"state":{"file":"state","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":1,"memory_size":8192}`, "warm.memory_size 8192"},
+		{`"version":1`, `"version":2,"warm":{"state":{"file":"vmlinuz","size":1,"sha256":"` + sum("") + `"},"memory":{"file":"memory","size":4096,"sha256":"` + sum("") + `"},"cpus":0,"memory_size":4096}`, "warm.state: vmlinuz is also kernel"},
 		{`"name":"t"`, `"name":"../t"`, "not a template name"},
 		{`"id":"x"`, `"id":""`, "no id"},
 		{`"kind":"build"`, `"kind":"magic"`, `origin.kind "magic"`},

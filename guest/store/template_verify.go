@@ -3,9 +3,11 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -51,8 +53,14 @@ func (e *TemplateChangedError) Error() string {
 // Verify checks the contents of every file of the template against the
 // sizes and SHA-256s of its metadata (*TemplateChangedError on a
 // mismatch). A file whose stamp is in known, unchanged, is not read
-// again. It returns the stamps of all the files, for the next Verify.
+// again; with known nil, the stamps the last Verify of any command
+// remembered in the template (TemplateStampsFile) are known. It returns
+// the stamps of all the files, for the next Verify.
 func (t *Template) Verify(known []FileStamp) ([]FileStamp, error) {
+	remembered := t.rememberedStamps()
+	if known == nil {
+		known = remembered
+	}
 	byFile := map[string]FileStamp{}
 	for _, s := range known {
 		byFile[s.File] = s
@@ -91,7 +99,43 @@ func (t *Template) Verify(known []FileStamp) ([]FileStamp, error) {
 		}
 		stamps = append(stamps, stamp)
 	}
+	if !slices.Equal(stamps, remembered) {
+		t.rememberStamps(stamps)
+	}
 	return stamps, nil
+}
+
+// maxStampsFile caps what rememberedStamps reads.
+const maxStampsFile = 1 << 20
+
+// rememberedStamps returns the stamps TemplateStampsFile holds, or nil
+// when it is missing, unsafe (not the user's or root's, or writable by
+// others) or unreadable: then every file is read again.
+func (t *Template) rememberedStamps() []FileStamp {
+	if err := checkEntry(t.Dir, TemplateStampsFile, false); err != nil {
+		return nil
+	}
+	data, err := readCapped(t.Path(TemplateStampsFile), maxStampsFile)
+	if err != nil {
+		return nil
+	}
+	var stamps []FileStamp
+	if json.Unmarshal(data, &stamps) != nil {
+		return nil
+	}
+	return stamps
+}
+
+// rememberStamps writes stamps, the files just verified, to
+// TemplateStampsFile for the next command's Verify. It is a cache: a
+// template it cannot be written to (a read-only store) is verified in
+// full each time.
+func (t *Template) rememberStamps(stamps []FileStamp) {
+	data, err := json.Marshal(stamps)
+	if err != nil {
+		return
+	}
+	_ = WriteFileAtomic(t.Path(TemplateStampsFile), data, 0o600)
 }
 
 // hashFile returns the size and hex SHA-256 of the file at path; with

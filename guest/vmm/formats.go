@@ -7,7 +7,6 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest/store"
-	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
 // DetectFormats detects the format of each of vm's disks whose spec
@@ -89,16 +88,4 @@ type FormatChangedError struct {
 func (e *FormatChangedError) Error() string {
 	return fmt.Sprintf("disks[%d]: %s was a %s image when VM %s was created and reads as %s now, and paddock does not let a disk's contents change its format; if you converted it yourself, set disks[%d].format: %s in the VM's YAML and create the VM again (paddock rm %s, then paddock create)",
 		e.Index, e.Path, e.Was, e.VM, e.Now, e.Index, e.Now, e.VM)
-}
-
-// applyFormats opens each disk in its pinned format (pins from
-// PinFormats, index by index; a missing or empty pin leaves the disk as
-// the spec says). A pinned disk counts as detected: a raw one keeps the
-// device's guard against a guest writing a qcow2 header into it.
-func applyFormats(disks []machine.Disk, pins []string) {
-	for i := range disks {
-		if i < len(pins) && pins[i] != "" && disks[i].Format == "" {
-			disks[i].Format, disks[i].Detected = pins[i], true
-		}
-	}
 }

@@ -136,12 +136,6 @@ func TestPinFormats(t *testing.T) {
 	if _, err := PinFormats(v, vm); err == nil || !strings.Contains(err.Error(), "remove it to detect the disks' formats again") {
 		t.Errorf("damaged formats.json: %v", err)
 	}
-
-	disks := []machine.Disk{{Path: "a"}, {Path: "b", Format: "raw"}, {Path: "c"}}
-	applyFormats(disks, []string{"raw", "qcow2"})
-	if disks[0].Format != "raw" || !disks[0].Detected || disks[1].Detected || disks[2].Format != "" || disks[2].Detected {
-		t.Errorf("applyFormats: %+v", disks)
-	}
 }
 
 func equalFormats(a, b []store.DiskFormat) bool {
@@ -170,7 +164,7 @@ func TestPinnedAcrossReboots(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := NewSession(vm, Options{
-		Formats: []string{disk.FormatRaw},
+		Handles: openHandles(t, vm, OpenOptions{Formats: []string{disk.FormatRaw}}),
 		Backoff: Backoff{First: time.Millisecond, Max: time.Millisecond, Window: time.Hour, Limit: 2},
 		OnBoot: func(boot int, _ *machine.Machine) {
 			if boot == 0 {

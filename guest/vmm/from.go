@@ -5,7 +5,6 @@ import (
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest/store"
-	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
 // OverlayBacking returns the backing-file policy of each of a VM's disks,
@@ -36,15 +35,4 @@ func OverlayBacking(v *store.VM) ([]*disk.BackingPolicy, error) {
 // directory and its base disk's.
 func ConfinedOverlay(o store.Overlay) *disk.BackingPolicy {
 	return disk.ConfinedTo(filepath.Dir(o.Path), filepath.Dir(o.Base))
-}
-
-// applyBacking sets each disk's backing-file policy (policies from
-// OverlayBacking, index by index; a missing or nil one leaves the disk as
-// the spec says).
-func applyBacking(disks []machine.Disk, policies []*disk.BackingPolicy) {
-	for i := range disks {
-		if i < len(policies) && policies[i] != nil {
-			disks[i].Backing = policies[i]
-		}
-	}
 }

@@ -5,22 +5,21 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/network"
-	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/netdev"
 )
 
-// ResolveNICs turns the spec's NICs into the machine's, once per VMM run:
+// ResolveNICs resolves the spec's NICs for this host, once per VMM run:
 // the tap or bridge (a managed network's NIC takes its network's bridge
 // from bridges, by index), and the MAC address (nicMACs).
 // Precondition: vm has been through FillDefaults and Validate.
-func ResolveNICs(vm *configs.VM, host string, bridges map[int]string) ([]machine.NIC, error) {
+func ResolveNICs(vm *configs.VM, host string, bridges map[int]string) ([]NIC, error) {
 	macs, err := nicMACs(vm, host)
 	if err != nil {
 		return nil, err
 	}
-	var nics []machine.NIC
+	var nics []NIC
 	for i, n := range vm.NICs {
-		nic := machine.NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: macs[i]}
+		nic := NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: macs[i]}
 		if n.Network != "" {
 			if nic.Bridge = bridges[i]; nic.Bridge == "" {
 				return nil, fmt.Errorf("nics[%d]: network %s is not attached", i, n.Network)
@@ -85,10 +84,10 @@ type NetworkOptions struct {
 
 // AttachNetworks attaches the VM's NICs on managed networks (each network
 // up, the NICs' leases in its DHCP server, the spec's ports forwarded)
-// and returns the machine's NICs, and the attachment to close when the
+// and returns the resolved NICs, and the attachment to close when the
 // VM ends (nil for a VM without such NICs).
 // Precondition: vm has been through FillDefaults and Validate.
-func AttachNetworks(vm *configs.VM, o NetworkOptions) ([]machine.NIC, *network.Attachment, error) {
+func AttachNetworks(vm *configs.VM, o NetworkOptions) ([]NIC, *network.Attachment, error) {
 	host, err := hostID(vm)
 	if err != nil {
 		return nil, nil, err

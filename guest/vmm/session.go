@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
-	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -50,8 +49,10 @@ func (b Backoff) delay(n int) time.Duration {
 
 // Options connect a Session to its surroundings.
 type Options struct {
-	// KVMPath overrides /dev/kvm.
-	KVMPath string
+	// Handles are what every machine of the session runs on (OpenHandles,
+	// or handed over: fdtable.go); required. The session does not close
+	// them.
+	Handles *Handles
 	// Console receives guest output; nil discards it.
 	Console io.Writer
 	// Input, if set, is the guest's console input, across boots.
@@ -68,22 +69,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Backoff paces restarts; zero means DefaultBackoff.
 	Backoff Backoff
-	// NICs are the spec's NICs resolved for the machine (ResolveNICs),
-	// one for each; nil when the spec has none.
-	NICs []machine.NIC
-	// Seed, if set, is the VM's cloud-init seed volume (an ISO 9660
-	// image), attached read-only after its disks.
-	Seed string
 	// UUID is the VM's system UUID (store.Identity), which the guest
 	// reads from the SMBIOS tables, in RFC 4122 byte order.
 	UUID [16]byte
-	// Formats pins disk formats, index by index (PinFormats): a disk
-	// whose spec leaves its format out opens in Formats[i] on every boot,
-	// never detected again. Nil: formats are detected (paddock run).
-	Formats []string
-	// Backing confines the backing chains of disks, index by index
-	// (OverlayBacking); a nil entry leaves the disk as the spec says.
-	Backing []*disk.BackingPolicy
 	// Restore, if set, is the snapshot the first machine is restored
 	// from instead of booted; later boots (a guest reboot, a restart)
 	// boot the kernel.
@@ -173,17 +161,16 @@ func (s *Session) build() error {
 	if s.o.Input != nil {
 		input = s.o.Input.Reader(stop)
 	}
-	cfg, err := machineConfig(s.vm, s.o.NICs)
+	if s.o.Handles == nil {
+		close(stop)
+		return fmt.Errorf("vmm: VM %s: no handles to build its machine on", s.vm.Name)
+	}
+	cfg, err := machineConfig(s.vm, s.o.Handles)
 	if err != nil {
 		close(stop)
 		return err
 	}
-	applyFormats(cfg.Disks, s.o.Formats)
-	applyBacking(cfg.Disks, s.o.Backing)
-	if s.o.Seed != "" {
-		cfg.Disks = append(cfg.Disks, seedDisk(s.o.Seed))
-	}
-	cfg.Console, cfg.ConsoleInput, cfg.KVMPath, cfg.Logf = s.o.Console, input, s.o.KVMPath, s.deviceLogf
+	cfg.Console, cfg.ConsoleInput, cfg.Logf = s.o.Console, input, s.deviceLogf
 	cfg.UUID = s.o.UUID
 	m, protocol, err := s.newMachine(cfg)
 	if err != nil {
@@ -213,7 +200,7 @@ func (s *Session) newMachine(cfg machine.Config) (*machine.Machine, string, erro
 		}
 		return m, "snapshot", nil
 	}
-	m, err := machine.New(cfg, bootConfig(s.vm))
+	m, err := machine.New(cfg, bootConfig(s.vm, s.o.Handles))
 	if err != nil {
 		return nil, "", err
 	}

@@ -27,7 +27,7 @@ func newSession(t *testing.T, guest string, restart configs.RestartPolicy, b Bac
 		t.Fatal(err)
 	}
 	phases := make(chan store.Phase, 64)
-	s := NewSession(vm, Options{Backoff: b, OnChange: func(s Snapshot) { phases <- s.Phase }})
+	s := NewSession(vm, Options{Handles: openHandles(t, vm, OpenOptions{}), Backoff: b, OnChange: func(s Snapshot) { phases <- s.Phase }})
 	if err := s.Boot(); err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestSessionUUID(t *testing.T) {
 	vm.FillDefaults()
 	u := [16]byte{0xde, 0xad, 0xbe, 0xef, 15: 1}
 	var tables []byte
-	s := NewSession(vm, Options{UUID: u, OnBoot: func(_ int, m *machine.Machine) {
+	s := NewSession(vm, Options{Handles: openHandles(t, vm, OpenOptions{}), UUID: u, OnBoot: func(_ int, m *machine.Machine) {
 		b, err := m.Memory().Slice(machine.SMBIOSStart, 0x200)
 		if err != nil {
 			t.Error(err)

@@ -183,8 +183,8 @@ func (p *vmmProc) finishSnapshot(saved machine.SaveResult, mem *os.File, tmp, na
 		Format: store.SnapshotMetaFormat, Name: name, VM: p.vm.Name, Created: res.Created, VMState: res.VMState,
 		Paddock: p.cfg.Version, CPUs: st.CPUs, Memory: st.Memory, MemoryWritten: saved.Memory.Written,
 	}
-	for i, d := range p.disks {
-		sd := store.SnapshotDisk{Index: i, Path: d.Path}
+	for i, path := range p.diskPaths {
+		sd := store.SnapshotDisk{Index: i, Path: path}
 		if i < len(st.Virtio) {
 			sd.Snapshot = st.Virtio[i].Snapshot
 		}

@@ -4,41 +4,65 @@ import (
 	"fmt"
 
 	"github.com/paddock-vm/paddock/configs"
-	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
 
 // machineConfig translates a VM spec into the machine's hardware: vCPUs,
-// memory and the virtio devices; nics are the spec's NICs as ResolveNICs
-// resolved them. Relative paths are already resolved by configs; an
-// untrusted disk's backing chain is confined to the image's directory
-// (disk.ConfinedToImage). The machine takes plain device configs and
-// never sees the spec.
+// memory and the virtio devices, on the handles h (OpenHandles): its
+// disks, then its seed volume, and its NICs. The machine takes plain
+// device configs and open handles and never sees the spec.
 // Precondition: vm has been through FillDefaults and Validate.
-func machineConfig(vm *configs.VM, nics []machine.NIC) (machine.Config, error) {
-	if len(nics) != len(vm.NICs) {
-		return machine.Config{}, fmt.Errorf("vmm: VM %s has %d NICs, %d resolved", vm.Name, len(vm.NICs), len(nics))
+func machineConfig(vm *configs.VM, h *Handles) (machine.Config, error) {
+	if err := h.fit(vm); err != nil {
+		return machine.Config{}, err
 	}
-	cfg := machine.Config{CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG, NICs: nics}
-	for _, d := range vm.Disks {
-		md := machine.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: blk.CacheMode(d.Cache)}
-		if d.Untrusted {
-			md.Backing = disk.ConfinedToImage(d.Path)
+	cfg := machine.Config{KVM: h.KVM, CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG, NICs: h.NICs}
+	for i, d := range h.Disks {
+		md := machine.Disk{Image: d.Image, Name: d.Path, GuardFormat: d.Guard}
+		if i < len(vm.Disks) {
+			s := vm.Disks[i]
+			md.ReadOnly, md.Serial, md.Cache = s.ReadOnly, s.Serial, blk.CacheMode(s.Cache)
+		} else {
+			// The seed volume (OpenOptions.Seed).
+			md.ReadOnly, md.Serial = true, seedSerial
 		}
 		cfg.Disks = append(cfg.Disks, md)
 	}
 	return cfg, nil
 }
 
-// seedDisk is the disk of the cloud-init seed volume at path: raw (never
-// detected), read-only, with the serial "cidata", after the VM's disks.
-func seedDisk(path string) machine.Disk {
-	return machine.Disk{Path: path, Format: configs.FormatRaw, ReadOnly: true, Serial: "cidata"}
+// seedSerial is the serial number of the cloud-init seed volume's disk.
+const seedSerial = "cidata"
+
+// fit checks that the handles are vm's: one disk for each of the spec's,
+// and the seed volume after them for a VM with cloud_init; one tap for
+// each NIC; a kernel, and an initrd exactly when the spec names one.
+func (h *Handles) fit(vm *configs.VM) error {
+	disks := len(vm.Disks)
+	if vm.CloudInit {
+		disks++
+	}
+	switch {
+	case h.KVM == nil || h.Kernel == nil:
+		return fmt.Errorf("vmm: VM %s: the handles lack the KVM device or the kernel", vm.Name)
+	case (h.Initrd != nil) != (vm.Initrd != ""):
+		return fmt.Errorf("vmm: VM %s: the handles do not match the spec's initrd", vm.Name)
+	case len(h.Disks) != disks:
+		return fmt.Errorf("vmm: VM %s has %d disks (the seed volume included), the handles %d images", vm.Name, disks, len(h.Disks))
+	case len(h.NICs) != len(vm.NICs):
+		return fmt.Errorf("vmm: VM %s has %d NICs, the handles %d taps", vm.Name, len(vm.NICs), len(h.NICs))
+	}
+	for i, d := range vm.Disks {
+		if h.Disks[i].Path != d.Path {
+			return fmt.Errorf("vmm: VM %s: disks[%d] is %s, the handles' image %s", vm.Name, i, d.Path, h.Disks[i].Path)
+		}
+	}
+	return nil
 }
 
-// bootConfig is what the machine boots: the spec's kernel, initrd and
-// command line.
-func bootConfig(vm *configs.VM) machine.BootConfig {
-	return machine.BootConfig{Kernel: vm.Kernel, Initrd: vm.Initrd, Cmdline: vm.Cmdline}
+// bootConfig is what the machine boots: the handles' kernel and initrd,
+// with the spec's command line.
+func bootConfig(vm *configs.VM, h *Handles) machine.BootConfig {
+	return machine.BootConfig{Kernel: h.Kernel, Initrd: h.Initrd, Cmdline: vm.Cmdline}
 }

@@ -1,42 +1,23 @@
 package vmm
 
 import (
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/hypervisor/kvm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/netdev"
 )
 
-func TestMachineConfigFromSpec(t *testing.T) {
-	vm := &configs.VM{
-		Name:   "web-1",
-		CPUs:   3,
-		Memory: 96 * configs.MiB,
-		Disks:  []configs.Disk{{Path: "/a.qcow2", ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "qcow2"}, {Path: "/in/b.qcow2", Untrusted: true}},
-		NICs:   []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}},
-		RNG:    true,
-	}
+func TestResolveNICs(t *testing.T) {
+	vm := &configs.VM{Name: "web-1", NICs: []configs.NIC{{Bridge: "br0"}, {Tap: "tap0", MAC: "02:00:00:00:00:07"}}}
 	nics, err := ResolveNICs(vm, "machine-id:test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := machineConfig(vm, nics)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.CPUs != 3 || cfg.Memory != 96<<20 || !cfg.RNG {
-		t.Errorf("CPUs %d, memory %d, rng %v", cfg.CPUs, cfg.Memory, cfg.RNG)
-	}
-	if len(cfg.Disks) != 2 || cfg.Disks[0] != (machine.Disk{Path: "/a.qcow2", Format: "qcow2", ReadOnly: true, Serial: "s", Cache: "unsafe"}) {
-		t.Errorf("disks %+v", cfg.Disks)
-	}
-	// An untrusted disk's backing chain stays in its directory.
-	if b := cfg.Disks[1].Backing; b == nil || len(b.Dirs) != 1 || b.Dirs[0] != "/in" || b.Devices {
-		t.Errorf("untrusted disk's backing policy %+v", b)
-	}
-	nics = cfg.NICs
 	if len(nics) != 2 || nics[0].Bridge != "br0" || nics[1].Tap != "tap0" {
 		t.Fatalf("nics %+v", nics)
 	}
@@ -47,7 +28,82 @@ func TestMachineConfigFromSpec(t *testing.T) {
 	if _, err := ResolveNICs(vm, "machine-id:test", nil); err == nil || !strings.Contains(err.Error(), "nics[1].mac") {
 		t.Errorf("bad MAC: %v", err)
 	}
-	if _, err := machineConfig(vm, nics[:1]); err == nil {
-		t.Error("machineConfig took one resolved NIC for two")
+}
+
+// TestMachineConfigFromSpec: the spec's hardware and the handles make the
+// machine's configuration; handles that are not the spec's are refused.
+func TestMachineConfigFromSpec(t *testing.T) {
+	dir := t.TempDir()
+	a, b, seed := rawDisk(t, dir, "a.img"), rawDisk(t, dir, "b.img"), rawDisk(t, dir, "seed.iso")
+	vm := &configs.VM{
+		Name:      "web-1",
+		CPUs:      3,
+		Memory:    96 * configs.MiB,
+		Disks:     []configs.Disk{{Path: a, ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "raw"}, {Path: b}},
+		NICs:      []configs.NIC{{Bridge: "br0"}},
+		RNG:       true,
+		CloudInit: true,
+	}
+	img := func(path string, ro bool) disk.Image {
+		i, err := disk.Open(path, disk.Options{Format: disk.FormatRaw, ReadOnly: ro})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { i.Close() })
+		return i
+	}
+	kernel, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kernel.Close()
+	sys := &kvm.System{}
+	mac := netdev.GenerateMAC("spec/0")
+	h := &Handles{KVM: sys, Kernel: kernel,
+		Disks: []Disk{{Image: img(a, true), Path: a}, {Image: img(b, false), Path: b, Guard: true}, {Image: img(seed, true), Path: seed}},
+		NICs:  []machine.NIC{{MAC: mac}}}
+	vm.FillDefaults()
+	cfg, err := machineConfig(vm, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.KVM != sys || cfg.CPUs != 3 || cfg.Memory != 96<<20 || !cfg.RNG {
+		t.Errorf("KVM %p, CPUs %d, memory %d, rng %v", cfg.KVM, cfg.CPUs, cfg.Memory, cfg.RNG)
+	}
+	want := []machine.Disk{
+		{Image: h.Disks[0].Image, Name: a, ReadOnly: true, Serial: "s", Cache: "unsafe"},
+		{Image: h.Disks[1].Image, Name: b, GuardFormat: true, Cache: "writeback"},
+		{Image: h.Disks[2].Image, Name: seed, ReadOnly: true, Serial: "cidata"},
+	}
+	if len(cfg.Disks) != len(want) {
+		t.Fatalf("disks %+v", cfg.Disks)
+	}
+	for i := range want {
+		if cfg.Disks[i] != want[i] {
+			t.Errorf("disks[%d] = %+v, want %+v", i, cfg.Disks[i], want[i])
+		}
+	}
+	if len(cfg.NICs) != 1 || cfg.NICs[0].MAC != mac {
+		t.Errorf("NICs %+v", cfg.NICs)
+	}
+	if bc := bootConfig(vm, h); bc.Kernel != kernel || bc.Initrd != nil {
+		t.Errorf("boot config %+v", bc)
+	}
+
+	for _, tc := range []struct {
+		name string
+		edit func(*Handles)
+		want string
+	}{
+		{"no seed", func(h *Handles) { h.Disks = h.Disks[:2] }, "VM web-1 has 3 disks (the seed volume included), the handles 2 images"},
+		{"NIC missing", func(h *Handles) { h.NICs = nil }, "VM web-1 has 1 NICs, the handles 0 taps"},
+		{"an initrd", func(h *Handles) { h.Initrd = kernel }, "the handles do not match the spec's initrd"},
+		{"no kernel", func(h *Handles) { h.Kernel = nil }, "the handles lack the KVM device or the kernel"},
+	} {
+		bad := *h
+		tc.edit(&bad)
+		if _, err := machineConfig(vm, &bad); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }

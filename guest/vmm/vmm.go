@@ -34,8 +34,18 @@ type Config struct {
 	// once starting failed, and is then closed: the readiness pipe of
 	// the `paddock start` that spawned the VMM.
 	Ready io.WriteCloser
-	// KVMPath overrides /dev/kvm.
+	// KVMPath overrides /dev/kvm when the VMM opens its own handles.
 	KVMPath string
+	// Handles, if set, are the VM's handles, opened by the process that
+	// started the VMM and handed over; the VMM then opens none itself and
+	// attaches to no network. Serve takes them over: they are closed when
+	// it returns. FDTable, if set instead, is the descriptor table of
+	// handles handed over as inherited descriptors (FDTableEnv), which
+	// Serve reads first (HandlesFromFDs): a table it cannot use fails the
+	// start before anything of the VM is touched. Neither: the VMM opens
+	// them itself (OpenVMHandles).
+	Handles *Handles
+	FDTable string
 	// Log receives the VMM's own messages (its stderr, vmm.log); nil
 	// discards them.
 	Log io.Writer
@@ -50,6 +60,10 @@ type Config struct {
 	// Restore, if set, names the VM's snapshot the first machine is
 	// restored from instead of booted.
 	Restore string
+	// Warm restores the first machine from the memory snapshot of the
+	// warm template the VM was made from (its from.json) instead: a
+	// warm clone's first start.
+	Warm bool
 	// Version is the paddock version, recorded in snapshots.
 	Version string
 }
@@ -78,9 +92,9 @@ type vmmProc struct {
 	recMu sync.Mutex
 	rec   store.Record // what state.json says; guarded by recMu
 
-	// disks are the VM's disks, as its spec has them (snapshots record
-	// their paths).
-	disks []machine.Disk
+	// diskPaths are the paths of the VM's disks, as its spec has them
+	// (snapshots record them).
+	diskPaths []string
 
 	readyOnce sync.Once
 }
@@ -128,6 +142,16 @@ func (p *vmmProc) sendReady(r Ready) {
 }
 
 func (p *vmmProc) serve(ctx context.Context) error {
+	if p.cfg.Handles == nil && p.cfg.FDTable != "" {
+		h, err := HandlesFromFDs(p.cfg.FDTable)
+		if err != nil {
+			return &StartError{err}
+		}
+		p.cfg.Handles = h
+	}
+	if h := p.cfg.Handles; h != nil {
+		defer h.Close() // at once if the VM never runs; run closes them otherwise
+	}
 	st, err := store.Open(p.cfg.Home)
 	if err != nil {
 		return &StartError{err}
@@ -183,36 +207,44 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		return runResult{}, err
 	}
 	vm.FillDefaults()
-	host, err := configs.HostFacts()
-	if err != nil {
-		p.logf("host memory not checked: %v", err)
+	if p.cfg.Handles != nil {
+		// The files the spec names were checked, and opened, by the
+		// command that started the VMM: it opens none of them.
+		err = vm.ValidateStructure()
+	} else {
+		host, herr := configs.HostFacts()
+		if herr != nil {
+			p.logf("host memory not checked: %v", herr)
+		}
+		err = vm.Validate(host)
 	}
-	if err := vm.Validate(host); err != nil {
-		return runResult{}, err
-	}
-	formats, err := PinFormats(p.vm, vm)
-	if err != nil {
-		return runResult{}, err
-	}
-	backing, err := OverlayBacking(p.vm)
-	if err != nil {
-		return runResult{}, err
-	}
-	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand})
 	if err != nil {
 		return runResult{}, err
-	}
-	if nets != nil {
-		// Held until the VMM exits: the networks serve the VM meanwhile.
-		defer nets.Close()
 	}
 	// A VM created before paddock recorded identities gets its UUID now.
 	id, err := p.vm.EnsureIdentity()
 	if err != nil {
 		return runResult{}, err
 	}
-	if mc, err := machineConfig(vm, nics); err == nil {
-		p.disks = mc.Disks
+	seed := ""
+	if vm.CloudInit {
+		// The start command wrote it (guest.Manager.Start).
+		seed = p.vm.Path(store.SeedFile)
+	}
+	h := p.cfg.Handles
+	if h == nil {
+		if h, err = OpenVMHandles(p.vm, vm, VMHandleOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand, KVMPath: p.cfg.KVMPath, Seed: seed}); err != nil {
+			return runResult{}, err
+		}
+	}
+	// Held until the VMM exits: the networks serve the VM meanwhile, and
+	// every machine of the run is built on the same handles.
+	defer h.Close()
+	if err := h.fit(vm); err != nil {
+		return runResult{}, err
+	}
+	for _, d := range vm.Disks {
+		p.diskPaths = append(p.diskPaths, d.Path)
 	}
 	var restore *RestoreFrom
 	if p.cfg.Restore != "" {
@@ -220,6 +252,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 			return runResult{}, err
 		}
 		p.logf("restoring snapshot %s", p.cfg.Restore)
+	} else if p.cfg.Warm {
+		if restore, err = p.openWarm(); err != nil {
+			return runResult{}, err
+		}
+		p.logf("restoring the memory snapshot %s", restore.Name)
 	}
 
 	managedLog := ""
@@ -235,13 +272,8 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	input := console.NewInput()
 	defer input.Close()
 
-	seed := ""
-	if vm.CloudInit {
-		// The start command wrote it (guest.Manager.Start).
-		seed = p.vm.Path(store.SeedFile)
-	}
 	sess := NewSession(vm, Options{
-		KVMPath:  p.cfg.KVMPath,
+		Handles:  h,
 		Console:  hub,
 		Input:    input,
 		OnChange: p.changed,
@@ -249,16 +281,12 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 			if e := m.Entry(); e != nil {
 				p.logf("boot %d: %s", boot+1, e)
 			} else {
-				p.logf("boot %d: restored from snapshot %s", boot+1, p.cfg.Restore)
+				p.logf("boot %d: restored from snapshot %s", boot+1, restore.Name)
 			}
 		},
 		Logf:    p.logf,
 		Backoff: p.cfg.Backoff,
-		Formats: formats,
-		Backing: backing,
-		NICs:    nics,
 		UUID:    id.UUID,
-		Seed:    seed,
 		Restore: restore,
 	})
 

@@ -28,11 +28,16 @@ type Memory interface {
 
 // Config says what to boot and describes the guest's physical memory.
 type Config struct {
-	KernelPath string      // bzImage or ELF vmlinux with a PVH note; format detected from content, never the name
-	InitrdPath string      // optional
-	Cmdline    string      // kernel command line, without the terminating NUL
-	E820       []E820Entry // the guest's physical memory map, supplied by the machine (RAM + reserved ranges)
-	RSDP       uint64      // guest-physical address of the ACPI RSDP (0 = none)
+	KernelPath string // bzImage or ELF vmlinux with a PVH note; format detected from content, never the name
+	InitrdPath string // optional
+	// Kernel and Initrd, if set, are the kernel and initrd already open
+	// (OpenKernel, OpenInitrd): Load reads them and never opens a path,
+	// and KernelPath and InitrdPath (or else the files' names) only name
+	// them in messages. Load leaves them open: they can boot again.
+	Kernel, Initrd *os.File
+	Cmdline        string      // kernel command line, without the terminating NUL
+	E820           []E820Entry // the guest's physical memory map, supplied by the machine (RAM + reserved ranges)
+	RSDP           uint64      // guest-physical address of the ACPI RSDP (0 = none)
 }
 
 // Protocol is the boot protocol a kernel was loaded with.
@@ -115,19 +120,33 @@ const (
 	rflags1 = 1 << 1 // reserved, always 1
 )
 
-// Load writes the kernel named by cfg.KernelPath (and the initrd, command
-// line and boot structures) into mem and returns the boot vCPU's state.
+// Load writes the kernel cfg.Kernel, or else the one named by
+// cfg.KernelPath (and the initrd, command line and boot structures) into
+// mem and returns the boot vCPU's state.
 // The format is detected from the file's content: a bzImage header ("HdrS"
 // at 0x202) or an ELF file with a PVH entry note. Errors name the file and
 // the problem; nothing in a kernel or initrd file can make Load panic or
 // allocate more than the file's own size.
 func Load(mem Memory, cfg Config) (*Entry, error) {
-	f, size, err := openKernel(cfg.KernelPath)
-	if err != nil {
-		return nil, err
+	if cfg.Kernel == nil {
+		f, err := OpenKernel(cfg.KernelPath)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		cfg.Kernel = f
 	}
-	defer f.Close()
-	return loadKernel(mem, cfg, f, size)
+	if cfg.KernelPath == "" {
+		cfg.KernelPath = cfg.Kernel.Name()
+	}
+	if cfg.Initrd != nil && cfg.InitrdPath == "" {
+		cfg.InitrdPath = cfg.Initrd.Name()
+	}
+	size, err := regularSize(cfg.Kernel)
+	if err != nil {
+		return nil, &KernelError{Path: cfg.KernelPath, Err: err}
+	}
+	return loadKernel(mem, cfg, cfg.Kernel, size)
 }
 
 // KernelError is a problem with a kernel file. It prints as
@@ -143,28 +162,57 @@ func (e *KernelError) Error() string { return "kernel " + e.Path + ": " + e.Err.
 // Unwrap returns the problem, so errors.Is(err, fs.ErrNotExist) works.
 func (e *KernelError) Unwrap() error { return e.Err }
 
-// openKernel opens a kernel file for reading and returns its size. It
+// OpenKernel opens the kernel file at path for Load (Config.Kernel). It
 // refuses anything but a regular file, and never blocks: a FIFO is opened
-// non-blocking and refused.
-func openKernel(path string) (*os.File, int64, error) {
+// non-blocking and refused. Errors are *KernelError.
+func OpenKernel(path string) (*os.File, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, &KernelError{Path: path, Err: err}
+	}
+	return f, nil
+}
+
+// OpenInitrd opens the initrd file at path for Load (Config.Initrd), as
+// OpenKernel opens a kernel. Errors name the file as an initrd.
+func OpenInitrd(path string) (*os.File, error) {
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, fmt.Errorf("initrd %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// openRegular opens the regular file at path read-only and non-blocking
+// (a FIFO cannot hang it); errors leave the path out, for the caller to
+// name the file.
+func openRegular(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			err = pe.Err // the path is in the KernelError
+			err = pe.Err
 		}
-		return nil, 0, &KernelError{Path: path, Err: err}
+		return nil, err
 	}
+	if _, err := regularSize(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// regularSize returns the size of f, which must be a regular file; errors
+// leave the file's name out.
+func regularSize(f *os.File) (int64, error) {
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
-		return nil, 0, &KernelError{Path: path, Err: fmt.Errorf("stat: %w", errors.Unwrap(err))}
+		return 0, fmt.Errorf("stat: %w", errors.Unwrap(err))
 	}
 	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, 0, &KernelError{Path: path, Err: errors.New("not a regular file")}
+		return 0, errors.New("not a regular file")
 	}
-	return f, st.Size(), nil
+	return st.Size(), nil
 }
 
 // loadKernel is Load on an open kernel image of the given size.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // lowMemoryEnd bounds the first MiB: loader structures, the BIOS/ACPI area
@@ -33,26 +32,24 @@ func placeInitrd(free spans, size uint64) (addr uint64, largest uint64, ok bool)
 // of the avoid ranges (the kernel). It returns the address and size (0, 0
 // without an initrd).
 func (l *loader) loadInitrd(limit uint64, avoid ...span) (addr, size uint64, err error) {
-	path := l.cfg.InitrdPath
-	if path == "" {
-		return 0, 0, nil
+	path, f := l.cfg.InitrdPath, l.cfg.Initrd
+	if f == nil {
+		if path == "" {
+			return 0, 0, nil
+		}
+		if f, err = OpenInitrd(path); err != nil {
+			return 0, 0, err
+		}
+		defer f.Close()
 	}
-	f, err := os.Open(path)
+	st, err := regularSize(f)
 	if err != nil {
-		return 0, 0, fmt.Errorf("initrd: %w", err)
+		return 0, 0, fmt.Errorf("initrd %s: %w", path, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, 0, fmt.Errorf("initrd: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return 0, 0, fmt.Errorf("initrd %s: not a regular file", path)
-	}
-	if st.Size() == 0 {
+	if st == 0 {
 		return 0, 0, fmt.Errorf("initrd %s: file is empty", path)
 	}
-	size = uint64(st.Size())
+	size = uint64(st)
 	free := l.ram.below(limit).subtract(append(avoid, span{0, lowMemoryEnd})...)
 	addr, largest, ok := placeInitrd(free, size)
 	if !ok {

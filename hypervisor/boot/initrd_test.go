@@ -106,7 +106,7 @@ func TestInitrdErrors(t *testing.T) {
 			wantErr: []string{"empty.img: file is empty"}},
 		{name: "missing", e820: pcMap(64),
 			initrd:  func(t *testing.T) string { return "/nonexistent/initrd.img" },
-			wantErr: []string{"initrd: open /nonexistent/initrd.img"}},
+			wantErr: []string{"initrd /nonexistent/initrd.img: no such file or directory"}},
 		{name: "directory", e820: pcMap(64),
 			initrd:  func(t *testing.T) string { return t.TempDir() },
 			wantErr: []string{"not a regular file"}},

@@ -33,11 +33,15 @@ type Kernel struct {
 // memory. Errors are *KernelError. It refuses anything but a regular
 // file and never blocks on a FIFO.
 func Inspect(path string) (Kernel, error) {
-	f, size, err := openKernel(path)
+	f, err := OpenKernel(path)
 	if err != nil {
 		return Kernel{}, err
 	}
 	defer f.Close()
+	size, err := regularSize(f)
+	if err != nil {
+		return Kernel{}, &KernelError{Path: path, Err: err}
+	}
 	return inspect(f, size, path)
 }
 

@@ -26,7 +26,16 @@ func Open(path string) (*System, error) {
 	if err != nil {
 		return nil, &Error{Op: "open " + path, Err: err}
 	}
-	s := &System{fd: fd, path: path}
+	return NewSystem(fd, path)
+}
+
+// NewSystem makes a System of fd, a KVM device another process opened
+// and handed over, which name names in errors; it checks that it speaks
+// KVM API version 12 (a descriptor of anything else fails the check).
+// NewSystem takes fd over: it is closed with the System, or at once if
+// NewSystem fails.
+func NewSystem(fd int, name string) (*System, error) {
+	s := &System{fd: fd, path: name}
 	v, err := s.APIVersion()
 	if err != nil {
 		unix.Close(fd)
@@ -34,13 +43,13 @@ func Open(path string) (*System, error) {
 	}
 	if v != APIVersion {
 		unix.Close(fd)
-		return nil, &Error{Op: "KVM_GET_API_VERSION", Detail: path,
+		return nil, &Error{Op: "KVM_GET_API_VERSION", Detail: name,
 			Err: fmt.Errorf("%w %d, want %d", ErrAPIVersion, v, APIVersion)}
 	}
 	size, err := ioctl(fd, kvmGetVCPUMmapSize, 0)
 	if err != nil {
 		unix.Close(fd)
-		return nil, wrapDetail("KVM_GET_VCPU_MMAP_SIZE", path, err)
+		return nil, wrapDetail("KVM_GET_VCPU_MMAP_SIZE", name, err)
 	}
 	s.mmapSize = size
 	return s, nil

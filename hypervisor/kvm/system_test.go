@@ -26,6 +26,30 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestNewSystem makes a System of a KVM descriptor opened elsewhere (as a
+// VMM is handed one), and refuses a descriptor of another file, closing
+// it.
+func TestNewSystem(t *testing.T) {
+	openSystem(t) // skips without KVM
+	fd, err := unix.Open(DefaultPath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	check(t, err)
+	sys, err := NewSystem(fd, "fd 7")
+	check(t, err)
+	defer sys.Close()
+	vm, err := sys.CreateVM()
+	check(t, err)
+	vm.Close()
+
+	other, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	check(t, err)
+	if _, err := NewSystem(other, "fd 8"); err == nil || err.Error() != "kvm: KVM_GET_API_VERSION (fd 8): inappropriate ioctl for device" {
+		t.Errorf("NewSystem of /dev/null: %v", err)
+	}
+	if _, err := unix.FcntlInt(uintptr(other), unix.F_GETFD, 0); !errors.Is(err, unix.EBADF) {
+		t.Errorf("the refused descriptor is still open: %v", err)
+	}
+}
+
 // TestCapabilities checks that the capabilities paddock relies on are
 // reported, as docs/hosts.md says they are on every test host.
 func TestCapabilities(t *testing.T) {

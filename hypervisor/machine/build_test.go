@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/boot/smbios"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
@@ -54,9 +55,9 @@ func vcpuAtReset(t *testing.T, m *Machine, i int) bool {
 // the same machine and runs it to its power-off.
 func TestBuildThenBoot(t *testing.T) {
 	requireKVM(t)
-	kernel := buildGuest(t, "serial", nil)
+	kernel := guestKernel(t, "serial", nil)
 	con := newConsole()
-	cfg := Config{CPUs: 2, Memory: 64 << 20, Console: con, Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true, UUID: [16]byte{0x6f, 0x1e, 15: 0x3e}}
+	cfg := Config{KVM: testKVM(t), CPUs: 2, Memory: 64 << 20, Console: con, Disks: []Disk{openDisk(t, rawImage(t, 1<<20), disk.Options{})}, RNG: true, UUID: [16]byte{0x6f, 0x1e, 15: 0x3e}}
 	m, err := Build(cfg)
 	if err != nil {
 		t.Fatal(err)

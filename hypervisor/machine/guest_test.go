@@ -143,6 +143,9 @@ func start(t *testing.T, cfg Config, b BootConfig) *run {
 	if cfg.CPUs == 0 {
 		cfg.CPUs = 1
 	}
+	if cfg.KVM == nil {
+		cfg.KVM = testKVM(t)
+	}
 	m, err := New(cfg, b)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -176,7 +179,7 @@ func (r *run) wait(t *testing.T) Exit {
 }
 
 func TestSerialGuest(t *testing.T) {
-	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "serial", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: guestKernel(t, "serial", nil)})
 	e := r.wait(t)
 	if e.Reason != exit.PowerOff {
 		t.Fatalf("exit = %v (%s), want poweroff", e.Reason, e.Detail)
@@ -211,7 +214,7 @@ func (d *recorder) WriteMMIO(addr uint64, data []byte) {
 func TestMMIOGuest(t *testing.T) {
 	requireKVM(t)
 	dev := &recorder{}
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: buildGuest(t, "mmio", nil)})
+	m, err := New(Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: guestKernel(t, "mmio", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +244,7 @@ func TestMMIOGuest(t *testing.T) {
 
 func TestInterruptGuest(t *testing.T) {
 	in, feed := io.Pipe()
-	r := start(t, Config{ConsoleInput: in}, BootConfig{Kernel: buildGuest(t, "irq", nil)})
+	r := start(t, Config{ConsoleInput: in}, BootConfig{Kernel: guestKernel(t, "irq", nil)})
 	if !r.con.waitFor("ready\n", r.done) {
 		t.Fatalf("guest never got ready; console %q", r.con.String())
 	}
@@ -263,7 +266,7 @@ func TestSMPGuest(t *testing.T) {
 	for _, cpus := range []int{2, 4} {
 		t.Run(fmt.Sprintf("cpus=%d", cpus), func(t *testing.T) {
 			aps := (1<<cpus - 1) &^ 1 // every APIC ID but the BSP's
-			r := start(t, Config{CPUs: cpus}, BootConfig{Kernel: buildGuest(t, "smp", map[string]int{"APS": aps})})
+			r := start(t, Config{CPUs: cpus}, BootConfig{Kernel: guestKernel(t, "smp", map[string]int{"APS": aps})})
 			e := r.wait(t)
 			if e.Reason != exit.PowerOff {
 				t.Fatalf("exit = %v (%s), want poweroff; console %q", e.Reason, e.Detail, r.con.String())
@@ -276,7 +279,7 @@ func TestSMPGuest(t *testing.T) {
 }
 
 func TestPauseResume(t *testing.T) {
-	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: guestKernel(t, "counter", nil)})
 	if !r.con.waitFor("counting\n", r.done) {
 		t.Fatalf("guest never started counting; console %q", r.con.String())
 	}
@@ -328,7 +331,7 @@ func TestPauseResume(t *testing.T) {
 }
 
 func TestPowerButton(t *testing.T) {
-	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "pwrbtn", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: guestKernel(t, "pwrbtn", nil)})
 	if !r.con.waitFor("armed\n", r.done) {
 		t.Fatalf("guest never armed its power button handler; console %q", r.con.String())
 	}

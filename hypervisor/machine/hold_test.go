@@ -36,7 +36,7 @@ func waitParked(t fataler, m *Machine, n int) {
 func TestHoldBeforeRun(t *testing.T) {
 	requireKVM(t)
 	con := newConsole()
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20, Console: con}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
+	m, err := New(Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Console: con}, BootConfig{Kernel: guestKernel(t, "counter", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

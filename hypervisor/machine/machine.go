@@ -9,6 +9,13 @@
 // into it and points the boot vCPU at it. New does both. A machine
 // restored from a snapshot is built the same way and gets its saved
 // state instead of Boot.
+//
+// A machine opens nothing by path. It is given handles its caller opened:
+// the KVM device, the kernel and initrd files, the disk images with their
+// locks, the taps. It uses them and leaves them open when it is closed, so
+// the next machine of the same VM (after a guest reboot) is built on the
+// very same handles, and a VMM that was handed them as descriptors needs
+// no right to open anything (docs/architecture.md).
 package machine
 
 import (
@@ -40,8 +47,9 @@ type Config struct {
 	// returns an error (close it to end the feed).
 	ConsoleInput io.Reader
 
-	// KVMPath is the KVM device; empty means /dev/kvm.
-	KVMPath string
+	// KVM is the KVM device (kvm.Open or kvm.NewSystem); required. The
+	// machine creates its VM on it and leaves it open.
+	KVM *kvm.System
 
 	// UUID is the system UUID the guest reads from the SMBIOS tables
 	// (/sys/class/dmi/id/product_uuid), in RFC 4122 byte order. All
@@ -65,10 +73,11 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// BootConfig is what Boot loads into a built machine.
+// BootConfig is what Boot loads into a built machine: open files
+// (boot.OpenKernel, boot.OpenInitrd), which Boot reads and leaves open.
 type BootConfig struct {
-	Kernel  string // bzImage or ELF vmlinux with a PVH note
-	Initrd  string // optional
+	Kernel  *os.File // bzImage or ELF vmlinux with a PVH note; required
+	Initrd  *os.File // optional
 	Cmdline string
 }
 
@@ -163,12 +172,11 @@ func build(cfg Config, r *restoring) (*Machine, error) {
 	if cfg.Memory < MinMemory {
 		return nil, fmt.Errorf("machine: memory %d MiB is below the minimum of %d MiB", cfg.Memory>>20, MinMemory>>20)
 	}
+	if cfg.KVM == nil || cfg.KVM.Fd() < 0 {
+		return nil, errors.New("machine: no open KVM device (Config.KVM)")
+	}
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
-	}
-	path := cfg.KVMPath
-	if path == "" {
-		path = "/dev/kvm"
 	}
 	m := &Machine{cfg: cfg, ports: newPortBus(), mmio: &mmioBus{}, exitCh: make(chan Exit, 1), restoring: r}
 	m.cond = sync.NewCond(&m.ctl)
@@ -182,9 +190,7 @@ func build(cfg Config, r *restoring) (*Machine, error) {
 		}
 	}()
 	var err error
-	if m.sys, err = kvm.Open(path); err != nil {
-		return nil, fmt.Errorf("machine: %w", err)
-	}
+	m.sys = cfg.KVM
 	if err := m.checkHost(); err != nil {
 		return nil, err
 	}
@@ -227,6 +233,9 @@ func (m *Machine) Boot(b BootConfig) error {
 		return errors.New("machine: Boot called twice")
 	}
 	m.bootTried = true
+	if b.Kernel == nil {
+		return errors.New("machine: no open kernel file (BootConfig.Kernel)")
+	}
 	e820, err := e820Map(m.cfg.Memory)
 	if err != nil {
 		return fmt.Errorf("machine: %w", err)
@@ -242,11 +251,11 @@ func (m *Machine) Boot(b BootConfig) error {
 		return fmt.Errorf("machine: SMBIOS tables: %w", err)
 	}
 	entry, err := boot.Load(m.mem, boot.Config{
-		KernelPath: b.Kernel,
-		InitrdPath: b.Initrd,
-		Cmdline:    b.Cmdline,
-		E820:       e820,
-		RSDP:       rsdp,
+		Kernel:  b.Kernel,
+		Initrd:  b.Initrd,
+		Cmdline: b.Cmdline,
+		E820:    e820,
+		RSDP:    rsdp,
 	})
 	if err != nil {
 		return err
@@ -558,7 +567,9 @@ func (m *Machine) Memory() *Memory { return m.mem }
 // GenerationID returns the VM generation ID the guest sees.
 func (m *Machine) GenerationID() vmgenid.ID { return m.plat.genID.ID() }
 
-// Close releases the VM, its memory and devices. It must not be called
+// Close releases the VM, its memory and devices. The handles Config and
+// BootConfig gave it (KVM, disk images, taps, kernel, initrd) stay open:
+// they are the caller's, for the next machine. It must not be called
 // while Run is executing.
 func (m *Machine) Close() error {
 	if m.closed {
@@ -580,9 +591,6 @@ func (m *Machine) Close() error {
 	}
 	if m.mem != nil {
 		errs = append(errs, m.mem.Close())
-	}
-	if m.sys != nil {
-		errs = append(errs, m.sys.Close())
 	}
 	return errors.Join(errs...)
 }

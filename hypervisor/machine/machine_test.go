@@ -2,23 +2,18 @@ package machine
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
+	"github.com/paddock-vm/paddock/internal/testenv"
+	"github.com/paddock-vm/paddock/netdev"
 )
-
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
 
 func TestNewRejectsBadInput(t *testing.T) {
 	requireKVM(t)
@@ -27,7 +22,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 	if err := os.WriteFile(notKernel, []byte("this is not a kernel\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	guest := buildGuest(t, "serial", nil)
+	guest := guestKernel(t, "serial", nil)
 	bigInitrd := filepath.Join(dir, "big.img")
 	f, err := os.Create(bigInitrd)
 	if err != nil {
@@ -37,6 +32,9 @@ func TestNewRejectsBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	sys := testKVM(t)
+	closed := testKVM(t)
+	closed.Close()
 
 	tests := []struct {
 		name string
@@ -44,17 +42,20 @@ func TestNewRejectsBadInput(t *testing.T) {
 		boot BootConfig
 		want string
 	}{
-		{"no cpus", Config{CPUs: 0, Memory: 64 << 20}, BootConfig{Kernel: guest}, "need at least 1"},
-		{"too many cpus", Config{CPUs: 100000, Memory: 64 << 20}, BootConfig{Kernel: guest}, "at most"},
-		{"tiny memory", Config{CPUs: 1, Memory: 1 << 20}, BootConfig{Kernel: guest}, "below the minimum"},
-		{"missing kernel", Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: filepath.Join(dir, "nope")}, "no such file"},
-		{"not a kernel", Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: notKernel}, "not a Linux kernel"},
-		{"initrd too big", Config{CPUs: 1, Memory: 32 << 20}, BootConfig{Kernel: guest, Initrd: bigInitrd}, "does not fit"},
-		{"no kvm", Config{CPUs: 1, Memory: 64 << 20, KVMPath: filepath.Join(dir, "kvm")}, BootConfig{Kernel: guest}, "no such file"},
+		{"no cpus", Config{KVM: sys, CPUs: 0, Memory: 64 << 20}, BootConfig{Kernel: guest}, "need at least 1"},
+		{"too many cpus", Config{KVM: sys, CPUs: 100000, Memory: 64 << 20}, BootConfig{Kernel: guest}, "at most"},
+		{"tiny memory", Config{KVM: sys, CPUs: 1, Memory: 1 << 20}, BootConfig{Kernel: guest}, "below the minimum"},
+		{"no kernel", Config{KVM: sys, CPUs: 1, Memory: 64 << 20}, BootConfig{}, "machine: no open kernel file (BootConfig.Kernel)"},
+		{"not a kernel", Config{KVM: sys, CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: openKernel(t, notKernel)}, "not a Linux kernel"},
+		{"initrd too big", Config{KVM: sys, CPUs: 1, Memory: 32 << 20}, BootConfig{Kernel: guest, Initrd: openKernel(t, bigInitrd)}, "does not fit"},
+		{"no kvm", Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: guest}, "machine: no open KVM device (Config.KVM)"},
+		{"closed kvm", Config{KVM: closed, CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: guest}, "machine: no open KVM device (Config.KVM)"},
+		{"no disk image", Config{KVM: sys, CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Name: "x"}}}, BootConfig{Kernel: guest}, "machine: disks[0]: no open image"},
+		{"no tap", Config{KVM: sys, CPUs: 1, Memory: 64 << 20, NICs: []NIC{{MAC: netdev.MAC{2, 0, 0, 0, 0, 1}}}}, BootConfig{Kernel: guest}, "machine: nics[0]: no open tap"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := openFDs(t)
+			before := testenv.OpenFDs(t)
 			m, err := New(tt.cfg, tt.boot)
 			if err == nil {
 				m.Close()
@@ -63,7 +64,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New error = %q, want it to contain %q", err, tt.want)
 			}
-			if after := openFDs(t); after != before {
+			if after := testenv.OpenFDs(t); after != before {
 				t.Errorf("%d file descriptors before New, %d after its failure", before, after)
 			}
 		})
@@ -72,7 +73,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 
 func TestRunTwice(t *testing.T) {
 	requireKVM(t)
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: buildGuest(t, "poweroff", nil)})
+	m, err := New(Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: guestKernel(t, "poweroff", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +87,19 @@ func TestRunTwice(t *testing.T) {
 	}
 }
 
+// TestCloseReleasesEverything builds, runs and closes machines one
+// after another on the same handles, as a VMM does across guest reboots:
+// each machine releases everything it made, and leaves the handles open
+// (the same descriptors, the image still locked and usable) for the next.
 func TestCloseReleasesEverything(t *testing.T) {
 	requireKVM(t)
-	kernel := buildGuest(t, "poweroff", nil)
-	before := openFDs(t)
+	sys := testKVM(t)
+	kernel := guestKernel(t, "poweroff", nil)
+	img := rawImage(t, 1<<20)
+	d := openDisk(t, img, disk.Options{Format: disk.FormatRaw})
+	before := testenv.OpenFDs(t)
 	for i := 0; i < 3; i++ {
-		m, err := New(Config{CPUs: 2, Memory: 64 << 20}, BootConfig{Kernel: kernel})
+		m, err := New(Config{KVM: sys, CPUs: 2, Memory: 64 << 20, Disks: []Disk{d}}, BootConfig{Kernel: kernel})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,8 +109,20 @@ func TestCloseReleasesEverything(t *testing.T) {
 		if err := m.Close(); err != nil {
 			t.Fatal(err)
 		}
+		if after := testenv.OpenFDs(t); after != before {
+			t.Fatalf("machine %d: %d file descriptors before, %d after", i, before, after)
+		}
 	}
-	if after := openFDs(t); after != before {
-		t.Fatalf("%d file descriptors before, %d after three machines", before, after)
+	if _, err := sys.APIVersion(); err != nil {
+		t.Errorf("the KVM device after three machines: %v", err)
+	}
+	if _, err := kernel.Stat(); err != nil {
+		t.Errorf("the kernel file after three machines: %v", err)
+	}
+	if _, err := d.Image.WriteAt([]byte("still mine"), 0); err != nil {
+		t.Errorf("the disk image after three machines: %v", err)
+	}
+	if err := imagefile.Check(img, imagefile.Write); !errors.Is(err, imagefile.ErrInUse) {
+		t.Errorf("the image's lock after three machines: %v, want it in use", err)
 	}
 }

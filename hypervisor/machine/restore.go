@@ -107,10 +107,10 @@ func (st *State) check(cfg Config) error {
 	}
 	for i, d := range cfg.Disks {
 		if s := st.Virtio[i].Snapshot; s != "" && d.ReadOnly {
-			return fmt.Errorf("machine: restore: disks[%d] (%s) is read-only now, but the snapshot saved it writable (internal snapshot %q)", i, d.Path, s)
+			return fmt.Errorf("machine: restore: disks[%d] (%s) is read-only now, but the snapshot saved it writable (internal snapshot %q)", i, d.Name, s)
 		}
 		if st.Virtio[i].Blk.ReadOnly != d.ReadOnly && !d.ReadOnly {
-			return fmt.Errorf("machine: restore: disks[%d] (%s) was read-only in the snapshot, it is writable now", i, d.Path)
+			return fmt.Errorf("machine: restore: disks[%d] (%s) was read-only in the snapshot, it is writable now", i, d.Name)
 		}
 	}
 	return nil
@@ -142,7 +142,7 @@ func (r *restoring) revertDisks(disks []Disk, images []disk.Image) error {
 		q := disk.Qcow2(img)
 		if q == nil {
 			return fmt.Errorf("machine: restore: disks[%d] (%s) is a %s image, but the snapshot keeps its contents as the internal qcow2 snapshot %q",
-				i, disks[i].Path, img.Capabilities().Format, name)
+				i, disks[i].Name, img.Capabilities().Format, name)
 		}
 		found := false
 		for _, s := range q.Snapshots() {
@@ -150,13 +150,13 @@ func (r *restoring) revertDisks(disks []Disk, images []disk.Image) error {
 		}
 		if !found {
 			return fmt.Errorf("machine: restore: disks[%d] (%s) has no internal snapshot %q: the disk is not the one the snapshot was taken of, or its snapshot was deleted",
-				i, disks[i].Path, name)
+				i, disks[i].Name, name)
 		}
 	}
 	for i, img := range images {
 		if name := r.state.Virtio[i].Snapshot; name != "" {
 			if err := disk.Qcow2(img).ApplySnapshot(name); err != nil {
-				return fmt.Errorf("machine: restore: revert disks[%d] (%s) to snapshot %q: %w", i, disks[i].Path, name, err)
+				return fmt.Errorf("machine: restore: revert disks[%d] (%s) to snapshot %q: %w", i, disks[i].Name, name, err)
 			}
 		}
 	}
@@ -229,4 +229,15 @@ func (f *virtioFunc) restore(vs VirtioState) error {
 		return err
 	}
 	return f.pci.Restore(vs.Transport)
+}
+
+// CheckHost checks, building nothing, that this host can run the vCPUs
+// st saved, as Restore checks first: the same CPU vendor and every CPU
+// feature their CPUID offers. A warm template's clones are refused with
+// it before any is made.
+func (st *State) CheckHost(sys *kvm.System) error {
+	if len(st.VCPUs) == 0 {
+		return errors.New("machine: restore: the snapshot has no vCPUs")
+	}
+	return (&restoring{state: st}).checkHost(sys)
 }

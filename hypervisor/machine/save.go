@@ -115,7 +115,7 @@ func (m *Machine) checkDiskSnapshot(name string) error {
 
 // diskName names a disk's function in messages: "disks[N] (PATH)".
 func (f *virtioFunc) diskName() string {
-	return fmt.Sprintf("disks[%d] (%s)", f.disk, f.v.m.cfg.Disks[f.disk].Path)
+	return fmt.Sprintf("disks[%d] (%s)", f.disk, f.v.m.cfg.Disks[f.disk].Name)
 }
 
 // flushDisks makes every write the guest's disks completed durable.

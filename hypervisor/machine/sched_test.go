@@ -32,7 +32,7 @@ func onThread(fn func()) {
 // policy and the process's other threads (those device goroutines run
 // on) are SCHED_BATCH.
 func TestThreadPolicy(t *testing.T) {
-	r := start(t, Config{}, BootConfig{Kernel: buildGuest(t, "counter", nil)})
+	r := start(t, Config{}, BootConfig{Kernel: guestKernel(t, "counter", nil)})
 	if !r.con.waitFor("counting\n", r.done) {
 		t.Fatalf("guest never started counting; console %q", r.con.String())
 	}

@@ -32,8 +32,8 @@ func (d *firstIn) WritePort(port uint16, data []byte) {}
 // on one of its IN exits and saves it into dir.
 func savedInloop(b *testing.B, memory uint64, dir string) (Config, *State) {
 	b.Helper()
-	cfg := Config{CPUs: 1, Memory: memory}
-	m, err := New(cfg, BootConfig{Kernel: buildGuest(b, "inloop", nil)})
+	cfg := Config{KVM: testKVM(b), CPUs: 1, Memory: memory}
+	m, err := New(cfg, BootConfig{Kernel: guestKernel(b, "inloop", nil)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,8 +109,8 @@ func BenchmarkSnapshotCreate(b *testing.B) {
 	requireKVM(b)
 	for _, touched := range []uint64{0, 200 << 20} {
 		b.Run(fmt.Sprintf("memory=4GiB/touched=%dMiB", touched>>20), func(b *testing.B) {
-			cfg := Config{CPUs: 1, Memory: 4 << 30}
-			m, err := New(cfg, BootConfig{Kernel: buildGuest(b, "cpl3count", nil)})
+			cfg := Config{KVM: testKVM(b), CPUs: 1, Memory: 4 << 30}
+			m, err := New(cfg, BootConfig{Kernel: guestKernel(b, "cpl3count", nil)})
 			if err != nil {
 				b.Fatal(err)
 			}

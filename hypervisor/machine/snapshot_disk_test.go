@@ -55,10 +55,12 @@ func readDisk(t *testing.T, m *Machine, i, n int) string {
 // contents.
 func TestSaveRestoreDisk(t *testing.T) {
 	requireKVM(t)
-	kernel := buildGuest(t, "cpl3count", nil)
-	cfg := Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{
-		{Path: qcow2Image(t, 1<<20), Format: disk.FormatQcow2},
-		{Path: rawImage(t, 1<<16), Format: disk.FormatRaw, ReadOnly: true},
+	kernel := guestKernel(t, "cpl3count", nil)
+	path := qcow2Image(t, 1<<20)
+	open := func() Disk { return openDisk(t, path, disk.Options{Format: disk.FormatQcow2}) }
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Disks: []Disk{
+		open(),
+		openDisk(t, rawImage(t, 1<<16), disk.Options{Format: disk.FormatRaw, ReadOnly: true}),
 	}}
 	m, err := New(cfg, BootConfig{Kernel: kernel})
 	if err != nil {
@@ -90,19 +92,25 @@ func TestSaveRestoreDisk(t *testing.T) {
 	}
 	writeDisk(t, m, 0, "after the snapshot")
 	m.Close()
+	// The machine left the image open and locked; qemu-img needs it
+	// closed.
+	if err := cfg.Disks[0].Image.Close(); err != nil {
+		t.Fatal(err)
+	}
 
-	path := cfg.Disks[0].Path
 	qemutest.Check(t, path)
 	if out := qemutest.QemuImg(t, "snapshot", "-l", path); !strings.Contains(out, "snap1") {
 		t.Fatalf("qemu-img snapshot -l does not list snap1:\n%s", out)
 	}
 	for run := 0; run < 2; run++ {
+		cfg.Disks[0] = open()
 		m2 := restoreFrom(t, cfg, res.State, dir)
 		if got := readDisk(t, m2, 0, 15); got != "at the snapshot" {
 			t.Fatalf("restore %d: the disk reads %q, want what it held at the snapshot", run, got)
 		}
 		writeDisk(t, m2, 0, "run "+string(rune('0'+run)))
 		m2.Close()
+		cfg.Disks[0].Image.Close()
 	}
 	qemutest.Check(t, path)
 }
@@ -112,8 +120,8 @@ func TestSaveRestoreDisk(t *testing.T) {
 // refused, naming the disk, before it writes anything.
 func TestSaveRefusesRawDisk(t *testing.T) {
 	requireKVM(t)
-	cfg := Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: rawImage(t, 1<<16), Format: disk.FormatRaw}}}
-	m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "cpl3count", nil)})
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Disks: []Disk{openDisk(t, rawImage(t, 1<<16), disk.Options{Format: disk.FormatRaw})}}
+	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "cpl3count", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +135,7 @@ func TestSaveRefusesRawDisk(t *testing.T) {
 	}
 	defer mem.Close()
 	_, err = m.Save(SaveOptions{Memory: mem, DiskSnapshot: "s"})
-	if err == nil || !strings.Contains(err.Error(), "disks[0] ("+cfg.Disks[0].Path+") is a raw image") {
+	if err == nil || !strings.Contains(err.Error(), "disks[0] ("+cfg.Disks[0].Name+") is a raw image") {
 		t.Fatalf("Save with a writable raw disk: %v", err)
 	}
 	if fi, _ := mem.Stat(); fi.Size() != 0 {
@@ -142,8 +150,8 @@ func TestSaveRefusesRawDisk(t *testing.T) {
 // and the disk keeps what it held.
 func TestRestoreRefuses(t *testing.T) {
 	requireKVM(t)
-	cfg := Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: qcow2Image(t, 1<<20), Format: disk.FormatQcow2}}}
-	m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "cpl3count", nil)})
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Disks: []Disk{openDisk(t, qcow2Image(t, 1<<20), disk.Options{Format: disk.FormatQcow2})}}
+	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "cpl3count", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +200,7 @@ func TestRestoreRefuses(t *testing.T) {
 		{"memory size", bigger, res.State, "", "the snapshot has 64 MiB of memory, the machine 128 MiB"},
 		{"short memory file", cfg, res.State, short, "holds 4096 bytes, the guest has 64 MiB of RAM"},
 		{"CPU features", cfg, &other, "", "CPU features this host's KVM does not offer (CPUID leaf 0x7.0 EBX"},
-		{"no such disk snapshot", cfg, &noSnap, "", `disks[0] (` + cfg.Disks[0].Path + `) has no internal snapshot "never-taken"`},
+		{"no such disk snapshot", cfg, &noSnap, "", `disks[0] (` + cfg.Disks[0].Name + `) has no internal snapshot "never-taken"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := tc.memory
@@ -216,13 +224,8 @@ func TestRestoreRefuses(t *testing.T) {
 				t.Errorf("Restore left the memory file open")
 			}
 			// The disk is as it was: not reverted to snap1.
-			img, err := disk.Open(cfg.Disks[0].Path, disk.Options{Format: disk.FormatQcow2, ReadOnly: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer img.Close()
 			b := make([]byte, 12)
-			if _, err := img.ReadAt(b, 0); err != nil {
+			if _, err := cfg.Disks[0].Image.ReadAt(b, 0); err != nil {
 				t.Fatal(err)
 			}
 			if string(b) != "the disk now" {
@@ -237,8 +240,8 @@ func TestRestoreRefuses(t *testing.T) {
 // with an error, and nothing panics.
 func TestRestoreHostileState(t *testing.T) {
 	requireKVM(t)
-	cfg := Config{CPUs: 1, Memory: 64 << 20, RNG: true}
-	m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "cpl3count", nil)})
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, RNG: true}
+	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "cpl3count", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paddock-vm/paddock/hypervisor/kvm"
 	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 )
 
@@ -64,9 +65,13 @@ func helperFail(msg string) {
 func snapshotHelper(mode string) {
 	var t helperT
 	dir := os.Getenv("SNAPSHOT_DIR")
-	cfg := Config{CPUs: 1, Memory: 64 << 20}
 	out := json.NewEncoder(os.Stdout)
 	fail := func(err error) { helperFail(err.Error()) }
+	sys, err := kvm.Open(kvm.DefaultPath)
+	if err != nil {
+		fail(err)
+	}
+	cfg := Config{KVM: sys, CPUs: 1, Memory: 64 << 20}
 	switch mode {
 	case "save":
 		st, before := saveCounting(t, cfg, os.Getenv("SNAPSHOT_KERNEL"), dir, os.Getenv("SNAPSHOT_AT") == "io-exit")

@@ -122,8 +122,8 @@ func TestSaveRestoreSMP(t *testing.T) {
 			for i := 0; i < cpus; i++ {
 				ports = append(ports, port+uint64(4*i))
 			}
-			cfg := Config{CPUs: cpus, Memory: 64 << 20}
-			m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "smpcount", nil)})
+			cfg := Config{KVM: testKVM(t), CPUs: cpus, Memory: 64 << 20}
+			m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "smpcount", nil)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,8 +155,8 @@ func TestSaveRestoreSMP(t *testing.T) {
 func TestSaveRestoreTimers(t *testing.T) {
 	requireKVM(t)
 	const lapic, pit = 0x540, 0x544
-	cfg := Config{CPUs: 1, Memory: 64 << 20}
-	m, err := New(cfg, BootConfig{Kernel: buildGuest(t, "timers", nil)})
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20}
+	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "timers", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,9 +191,9 @@ func TestSaveRestoreTimers(t *testing.T) {
 // handler, which echoes them and powers off on 'q'.
 func TestSaveRestoreSerialInterrupts(t *testing.T) {
 	requireKVM(t)
-	kernel := buildGuest(t, "irq", nil)
+	kernel := guestKernel(t, "irq", nil)
 	con := newConsole()
-	cfg := Config{CPUs: 1, Memory: 64 << 20, Console: con}
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Console: con}
 	m, err := New(cfg, BootConfig{Kernel: kernel})
 	if err != nil {
 		t.Fatal(err)

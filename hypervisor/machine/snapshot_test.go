@@ -125,7 +125,7 @@ func pauseMidLoop(t fataler, m *Machine, rep *reporter, run *running) {
 // It returns the state and the reports made before the save.
 func saveCounting(t fataler, cfg Config, kernel, dir string, atIOExit bool) (*State, []report) {
 	t.Helper()
-	m, err := New(cfg, BootConfig{Kernel: kernel})
+	m, err := New(cfg, BootConfig{Kernel: openKernel(t, kernel)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestSaveRestore(t *testing.T) {
 	}{{"io-exit", true}, {"cpl3-loop", false}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := Config{CPUs: 1, Memory: 64 << 20}
+			cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20}
 			st, before := saveCounting(t, cfg, buildGuest(t, "cpl3count", nil), dir, tc.atIOExit)
 			want := expectedReports(len(before) + 3)
 			if !reflect.DeepEqual(before, want[:len(before)]) {
@@ -194,7 +194,7 @@ func TestSaveRestore(t *testing.T) {
 func TestSaveRestoreSave(t *testing.T) {
 	requireKVM(t)
 	dir := t.TempDir()
-	cfg := Config{CPUs: 2, Memory: 64 << 20}
+	cfg := Config{KVM: testKVM(t), CPUs: 2, Memory: 64 << 20}
 	st, _ := saveCounting(t, cfg, buildGuest(t, "cpl3count", nil), dir, false)
 	m := restoreFrom(t, cfg, st, dir)
 	defer m.Close()
@@ -248,7 +248,7 @@ func TestSaveRestoreSave(t *testing.T) {
 func TestRestoreTwice(t *testing.T) {
 	requireKVM(t)
 	dir := t.TempDir()
-	cfg := Config{CPUs: 1, Memory: 64 << 20}
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20}
 	st, before := saveCounting(t, cfg, buildGuest(t, "cpl3count", nil), dir, true)
 	want := expectedReports(len(before) + 3)[len(before):]
 	a, b := restoreFrom(t, cfg, st, dir), restoreFrom(t, cfg, st, dir)

@@ -215,7 +215,7 @@ func FuzzDecodeState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = st.check(Config{CPUs: st.CPUs, Memory: st.Memory, Disks: []Disk{{Path: "x"}}, NICs: []NIC{{}}, RNG: true})
+		_ = st.check(Config{CPUs: st.CPUs, Memory: st.Memory, Disks: []Disk{{Name: "x"}}, NICs: []NIC{{}}, RNG: true})
 	})
 }
 
@@ -223,7 +223,7 @@ func FuzzDecodeState(f *testing.F) {
 // the reserved firmware area, where writing a new ID on restore cannot
 // touch memory the guest's OS uses.
 func TestCheckGenerationIDAddr(t *testing.T) {
-	cfg := Config{CPUs: 2, Memory: 256 << 20, Disks: []Disk{{Path: "x"}}, NICs: []NIC{{}}, RNG: true}
+	cfg := Config{CPUs: 2, Memory: 256 << 20, Disks: []Disk{{Name: "x"}}, NICs: []NIC{{}}, RNG: true}
 	for _, c := range []struct {
 		addr uint64
 		ok   bool

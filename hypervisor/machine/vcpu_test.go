@@ -33,7 +33,7 @@ func (d *inPort) WritePort(port uint16, data []byte) {}
 // would lack the read, and the restored guest would see another value.
 func TestPauseCompletesIO(t *testing.T) {
 	requireKVM(t)
-	m, err := New(Config{CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: buildGuest(t, "inloop", nil)})
+	m, err := New(Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20}, BootConfig{Kernel: guestKernel(t, "inloop", nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

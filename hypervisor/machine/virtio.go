@@ -15,18 +15,20 @@ import (
 	"github.com/paddock-vm/paddock/netdev"
 )
 
-// Disk is a virtio-blk disk.
+// Disk is a virtio-blk disk on an open image.
 type Disk struct {
-	// Path is the image file (qcow2 or raw).
-	Path string
-	// Format is disk.FormatRaw or disk.FormatQcow2, or empty to detect
-	// it from the file's contents; a detected raw disk refuses guest
-	// writes of a qcow2 header to its first sector (see blk.Config).
-	Format string
-	// Detected says Format was detected earlier (when a managed VM was
-	// created), not chosen by the user: a raw disk keeps the guard.
-	Detected bool
-	// ReadOnly presents the disk read-only and opens the image so.
+	// Image is the disk image, open (disk.Open) and holding its locks;
+	// required. The machine does the disk's I/O on it and leaves it open:
+	// closing it, which flushes it and drops its locks, is the caller's.
+	Image disk.Image
+	// Name names the image in messages: its path.
+	Name string
+	// GuardFormat says the image is raw because its format was detected,
+	// not chosen by the user: the device refuses guest writes that would
+	// make its first sector detect as anything else (see blk.Config).
+	GuardFormat bool
+	// ReadOnly presents the disk read-only. A writable disk needs an
+	// image opened for writing.
 	ReadOnly bool
 	// Serial is what the guest reads as the disk's serial number (at most
 	// 20 bytes); Linux shows it in /dev/disk/by-id.
@@ -36,18 +38,13 @@ type Disk struct {
 	// Queues is the number of request queues; 0 means one per vCPU (at
 	// most blk.MaxQueues).
 	Queues int
-	// Backing restricts the image's backing chain (disk.ConfinedTo...);
-	// nil follows any backing file, as QEMU does.
-	Backing *disk.BackingPolicy
 }
 
-// NIC is a virtio-net NIC backed by a host tap.
+// NIC is a virtio-net NIC on an open host tap.
 type NIC struct {
-	// Tap names an existing tap device to use, or Bridge a bridge on
-	// which the machine creates a tap (removed when the VMM exits,
-	// however it exits). Exactly one is set.
-	Tap    string
-	Bridge string
+	// Tap carries the NIC's frames (netdev.OpenTap, netdev.CreateTap,
+	// netdev.TapFromFile); required. The machine leaves it open.
+	Tap *netdev.Tap
 	// MAC is the guest's address; required.
 	MAC netdev.MAC
 }
@@ -69,8 +66,8 @@ const (
 // raises intxGSIs[(d+p)%4].
 var intxGSIs = [4]uint32{16, 17, 18, 19}
 
-// virtioDevices is the machine's virtio-pci functions and what they hold:
-// disk images, taps, GSI routes.
+// virtioDevices is the machine's virtio-pci functions, the disk images
+// they use (not theirs to close) and their GSI routes.
 type virtioDevices struct {
 	m      *Machine
 	logf   func(format string, args ...any)
@@ -79,7 +76,6 @@ type virtioDevices struct {
 	lines  map[uint32]*sharedLine
 	funcs  []*virtioFunc
 	images []disk.Image
-	taps   []*netdev.Tap
 }
 
 // virtioFunc is one virtio-pci function on the bus.
@@ -130,14 +126,14 @@ func (m *Machine) setupVirtio() error {
 	if err := v.router.commit(); err != nil {
 		return fmt.Errorf("machine: GSI routing: %w", err)
 	}
-	// Every image is opened (and locked) before any device is made, so
-	// that a restore can check every disk's snapshot before it reverts
-	// any disk to one.
-	guards := make([]bool, len(m.cfg.Disks))
+	// Every image is checked before any device is made, so that a
+	// restore can check every disk's snapshot before it reverts any disk
+	// to one.
 	for i, d := range m.cfg.Disks {
-		if guards[i], err = v.openImage(i, d); err != nil {
+		if err := checkImage(i, d); err != nil {
 			return err
 		}
+		v.images = append(v.images, d.Image)
 	}
 	if m.restoring != nil {
 		if err := m.restoring.revertDisks(m.cfg.Disks, v.images); err != nil {
@@ -145,7 +141,7 @@ func (m *Machine) setupVirtio() error {
 		}
 	}
 	for i, d := range m.cfg.Disks {
-		dev, err := v.diskDevice(i, d, v.images[i], guards[i])
+		dev, err := v.diskDevice(i, d)
 		if err != nil {
 			return err
 		}
@@ -156,7 +152,7 @@ func (m *Machine) setupVirtio() error {
 		f.image, f.disk = v.images[i], i
 	}
 	for i, nic := range m.cfg.NICs {
-		dev, err := v.openNIC(i, nic)
+		dev, err := v.nicDevice(i, nic)
 		if err != nil {
 			return err
 		}
@@ -293,20 +289,13 @@ func (w *barWindow) WriteMMIO(addr uint64, data []byte) {
 	w.f.pci.WriteBAR(virtio.BAR, off, data)
 }
 
-// close stops every device, then flushes and closes the disk images
-// (which drops their locks) and closes the taps (a created tap
-// disappears).
+// close stops every device. The disk images and taps stay open: they
+// are the machine's caller's.
 func (v *virtioDevices) close() error {
 	var errs []error
 	for _, f := range v.funcs {
 		errs = append(errs, f.close())
 	}
-	for _, img := range v.images {
-		errs = append(errs, img.Close())
-	}
-	for _, t := range v.taps {
-		errs = append(errs, t.Close())
-	}
-	v.funcs, v.images, v.taps = nil, nil, nil
+	v.funcs, v.images = nil, nil
 	return errors.Join(errs...)
 }

@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paddock-vm/paddock/disk"
-	"github.com/paddock-vm/paddock/disk/qcow2"
-	"github.com/paddock-vm/paddock/disk/qemutest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/devicestest"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
@@ -89,6 +85,9 @@ func newVirtioMachine(t *testing.T, cfg Config, b BootConfig) *Machine {
 	t.Helper()
 	requireKVM(t)
 	cfg.CPUs, cfg.Memory = max(cfg.CPUs, 1), 64<<20
+	if cfg.KVM == nil {
+		cfg.KVM = testKVM(t)
+	}
 	if cfg.Logf == nil {
 		cfg.Logf = (&logRecorder{lines: make(chan string, 100)}).logf
 	}
@@ -96,7 +95,7 @@ func newVirtioMachine(t *testing.T, cfg Config, b BootConfig) *Machine {
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
-	if b.Kernel != "" {
+	if b.Kernel != nil {
 		if err := m.Boot(b); err != nil {
 			m.Close()
 			t.Fatalf("Boot: %v", err)
@@ -122,7 +121,7 @@ func driverMemory(t *testing.T, m *Machine) *virtiotest.Memory {
 }
 
 func TestVirtioEnumeration(t *testing.T) {
-	m := newVirtioMachine(t, Config{Disks: []Disk{{Path: rawImage(t, 1<<20)}}, RNG: true}, BootConfig{})
+	m := newVirtioMachine(t, Config{Disks: []Disk{openDisk(t, rawImage(t, 1<<20), disk.Options{})}, RNG: true}, BootConfig{})
 	want := []struct {
 		slot int
 		id   uint32
@@ -157,7 +156,9 @@ func TestVirtioEnumeration(t *testing.T) {
 // machine's buses, as a guest would (no vCPU runs): notifications arrive
 // as MMIO writes, and the BAR follows the guest when it is moved.
 func TestVirtioThroughBuses(t *testing.T) {
-	m := newVirtioMachine(t, Config{Disks: []Disk{{Path: rawImage(t, 1<<20), Serial: "bus-disk"}}, RNG: true}, BootConfig{})
+	d := openDisk(t, rawImage(t, 1<<20), disk.Options{})
+	d.Serial = "bus-disk"
+	m := newVirtioMachine(t, Config{Disks: []Disk{d}, RNG: true}, BootConfig{})
 	mem := driverMemory(t, m)
 	disk := &busTransport{m: m, slot: 1}
 	disk.setCfg32(0x04, 0x06) // memory decode and bus mastering on
@@ -262,7 +263,7 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 				defs["ISR"] = int(uint64(PCIMMIO32Start) + 0x800)
 			}
 			con := newConsole()
-			m := newVirtioMachine(t, Config{RNG: true, Console: con}, BootConfig{Kernel: buildGuest(t, "virtio", defs)})
+			m := newVirtioMachine(t, Config{RNG: true, Console: con}, BootConfig{Kernel: guestKernel(t, "virtio", defs)})
 			rngT := &busTransport{m: m, slot: 1}
 			if got := rngT.bar(); got != PCIMMIO32Start {
 				t.Fatalf("BAR 0 at %#x, the guest was built for %#x", got, uint64(PCIMMIO32Start))
@@ -317,88 +318,30 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 	}
 }
 
-// TestVirtioDiskLocks: a machine's disks take QEMU's image locks, so a
-// second machine, qemu-io and qemu-img see them in use, naming this
-// process; read-only disks are shared.
-func TestVirtioDiskLocks(t *testing.T) {
-	img := rawImage(t, 1<<20)
-	a := newVirtioMachine(t, Config{Disks: []Disk{{Path: img}}}, BootConfig{})
-	_, err := Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: img, ReadOnly: true}}})
-	self := fmt.Sprintf("%s (pid %d)", filepath.Base(os.Args[0]), os.Getpid())
-	if want := "machine: disks[0]: disk: " + img + " is in use: " + self + " writes it"; err == nil || err.Error() != want {
-		t.Fatalf("second VM on a writable image: %v\nwant %s", err, want)
-	}
-	if testenv.HasTool(t, "qemu-io", "qemu-utils") {
-		out, err := exec.Command("qemu-io", "-f", "raw", "-c", "write 0 4k", img).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), `Failed to get "write" lock`) {
-			t.Errorf("qemu-io wrote a VM's disk: %v\n%s", err, out)
-		}
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Read-only users share an image.
-	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}}, BootConfig{})
-	newVirtioMachine(t, Config{Disks: []Disk{{Path: img, ReadOnly: true}}}, BootConfig{})
-}
-
-// TestVirtioDiskHeldByQEMU: a disk a QEMU VM writes keeps a machine from
-// starting, and the error names the QEMU process.
-func TestVirtioDiskHeldByQEMU(t *testing.T) {
-	requireKVM(t)
-	img := rawImage(t, 1<<20)
-	q := qemutest.HoldVM(t, "file="+img+",format=raw")
-	_, err := Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: img, Format: "raw", ReadOnly: true}}})
-	want := fmt.Sprintf("machine: disks[0]: disk: %s is in use: qemu-system-x86_64 (pid %d) writes it", img, q.PID)
-	if err == nil || err.Error() != want {
-		t.Fatalf("machine on a disk QEMU writes: %v\nwant %s", err, want)
-	}
-}
-
-// TestVirtioDiskBackingPolicy: a disk opened under a backing policy (an
-// untrusted disk, guest/vmm) refuses a qcow2 overlay whose backing file
-// lies outside its directory, naming it, and builds nothing; without the
-// policy the same overlay opens, as in QEMU.
-func TestVirtioDiskBackingPolicy(t *testing.T) {
-	requireKVM(t)
-	secret := rawImage(t, 1<<20)
-	overlay := filepath.Join(t.TempDir(), "hostile.qcow2")
-	img, err := disk.Create(overlay, disk.CreateOptions{Qcow2: qcow2.CreateOptions{BackingFile: secret, BackingFormat: "raw"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := img.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Build(Config{CPUs: 1, Memory: 64 << 20, Disks: []Disk{{Path: overlay, Backing: disk.ConfinedToImage(overlay)}}})
-	if err == nil || !strings.HasPrefix(err.Error(), "machine: disks[0]: ") || !strings.Contains(err.Error(), secret) {
-		t.Fatalf("untrusted overlay on a file elsewhere: %v", err)
-	}
-	newVirtioMachine(t, Config{Disks: []Disk{{Path: overlay}}}, BootConfig{})
-}
-
 func TestVirtioSetupErrors(t *testing.T) {
 	requireKVM(t)
 	mac := netdev.GenerateMAC("errors/0")
+	sys := testKVM(t)
+	raw := openDisk(t, rawImage(t, 4096), disk.Options{Format: disk.FormatRaw})
+	ro := openDisk(t, rawImage(t, 4096), disk.Options{Format: disk.FormatRaw, ReadOnly: true})
+	ro.ReadOnly = false
 	tests := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
-		{"missing image", Config{Disks: []Disk{{Path: "/nonexistent/disk.qcow2"}}}, "disks[0]: disk: open /nonexistent/disk.qcow2: no such file or directory"},
-		{"bad serial", Config{Disks: []Disk{{Path: rawImage(t, 4096), Serial: strings.Repeat("x", 21)}}}, "longer than 20 bytes"},
-		{"format mismatch", Config{Disks: []Disk{{Path: rawImage(t, 4096), Format: "qcow2"}}}, "disks[0]"},
-		{"missing bridge", Config{NICs: []NIC{{Bridge: "nosuchbr0", MAC: mac}}}, "nics[0]: bridge nosuchbr0: no such network interface"},
-		{"missing tap", Config{NICs: []NIC{{Tap: "nosuchtap0", MAC: mac}}}, "nics[0]: tap nosuchtap0: no such network interface"},
-		{"tap and bridge", Config{NICs: []NIC{{Tap: "t", Bridge: "b", MAC: mac}}}, "nics[0]: set tap or bridge, not both"},
-		{"no MAC", Config{NICs: []NIC{{Bridge: "br0"}}}, "nics[0]: MAC 00:00:00:00:00:00 is not a unicast address"},
+		{"no image", Config{Disks: []Disk{{Name: "/nonexistent/disk.qcow2"}}}, "machine: disks[0]: no open image"},
+		{"bad serial", Config{Disks: []Disk{{Image: raw.Image, Name: raw.Name, Serial: strings.Repeat("x", 21)}}}, "longer than 20 bytes"},
+		{"writable on a read-only image", Config{Disks: []Disk{ro}}, "machine: disks[0] (" + ro.Name + "): the disk is writable, but its image was opened read-only"},
+		{"no tap", Config{NICs: []NIC{{MAC: mac}}}, "machine: nics[0]: no open tap"},
+		{"no MAC", Config{NICs: []NIC{{}}}, "nics[0]: MAC 00:00:00:00:00:00 is not a unicast address"},
 		{"too many devices", Config{RNG: true, Disks: make([]Disk, 31)}, "32 virtio devices; at most 31"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
-			cfg.CPUs, cfg.Memory = 1, 64<<20
-			before := openFDs(t)
+			cfg.KVM, cfg.CPUs, cfg.Memory = sys, 1, 64<<20
+			before := testenv.OpenFDs(t)
 			m, err := Build(cfg)
 			if err == nil {
 				m.Close()
@@ -407,60 +350,52 @@ func TestVirtioSetupErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q, want it to contain %q", err, tc.want)
 			}
-			if after := openFDs(t); after != before {
+			if after := testenv.OpenFDs(t); after != before {
 				t.Errorf("%d file descriptors leaked", after-before)
 			}
 		})
 	}
 }
 
-// TestVirtioNICOnBridge builds a machine with a NIC on a bridge inside a
-// private network namespace: the tap appears on the bridge while the
-// machine lives and disappears with it.
-func TestVirtioNICOnBridge(t *testing.T) {
+// TestVirtioNICOnTap builds machines with a NIC on a tap (created
+// inside a private network namespace): the NIC's MAC is in its
+// configuration space, and the tap outlives each machine (a VMM's next
+// boot uses it again) until its owner closes it.
+func TestVirtioNICOnTap(t *testing.T) {
 	requireKVM(t)
 	ns := netnstest.New(t)
-	ns.Bridge(t, "br0")
-	ns.IP(t, "tuntap", "add", "tap5", "mode", "tap")
-	mac := netdev.GenerateMAC("bridge-test/0")
-	var m *Machine
-	err := ns.Do(func() error {
+	var tap *netdev.Tap
+	if err := ns.Do(func() error {
 		var err error
-		m, err = Build(Config{CPUs: 1, Memory: 64 << 20, NICs: []NIC{{Bridge: "br0", MAC: mac}, {Tap: "tap5", MAC: netdev.GenerateMAC("bridge-test/1")}}})
+		tap, err = netdev.CreateTap("pdtest0")
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("pd%02x%02x%02x%02x", mac[2], mac[3], mac[4], mac[5])
-	if out := ns.IP(t, "link", "show", "master", "br0"); !strings.Contains(out, name) {
-		t.Fatalf("bridge ports lack %s:\n%s", name, out)
+	defer tap.Close()
+	mac := netdev.GenerateMAC("tap-test/0")
+	for boot := 0; boot < 2; boot++ {
+		m := newVirtioMachine(t, Config{NICs: []NIC{{Tap: tap, MAC: mac}}}, BootConfig{})
+		b := &busTransport{m: m, slot: 1}
+		b.setCfg32(0x04, 0x06)
+		drv, err := virtiotest.New(b, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := drv.ReadConfig(0, 6); !bytes.Equal(got, mac[:]) {
+			t.Errorf("boot %d: config MAC % x, want %s", boot, got, mac)
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ns.IP(t, "link", "show", "pdtest0") // still there
 	}
-	// The NIC's MAC is in its configuration space.
-	b := &busTransport{m: m, slot: 1}
-	b.setCfg32(0x04, 0x06)
-	drv, err := virtiotest.New(b, nil, nil, nil)
-	if err != nil {
+	if err := tap.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if got := drv.ReadConfig(0, 6); !bytes.Equal(got, mac[:]) {
-		t.Errorf("config MAC % x, want %s", got, mac)
+	if out, err := ns.Try("ip", "link", "show", "pdtest0"); err == nil {
+		t.Fatalf("the tap outlived its last descriptor:\n%s", out)
 	}
-	// The second NIC holds tap5: another user is refused.
-	err = ns.Do(func() error {
-		_, err := netdev.OpenTap("tap5")
-		return err
-	})
-	if !errors.Is(err, netdev.ErrBusy) {
-		t.Errorf("opening the machine's tap5: %v, want busy", err)
-	}
-	if err := m.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if out := ns.IP(t, "link", "show"); strings.Contains(out, name) {
-		t.Fatalf("the created tap %s outlived its machine:\n%s", name, out)
-	}
-	ns.IP(t, "link", "show", "tap5") // an existing tap stays
 }
 
 func TestGSIRoutingTable(t *testing.T) {

@@ -41,11 +41,11 @@ func genIDAt(t *testing.T, m *Machine) vmgenid.ID {
 // where the DSDT says it is. A fresh boot raises no event.
 func TestGenerationIDRestore(t *testing.T) {
 	requireKVM(t)
-	kernel := buildGuest(t, "vmgenid", map[string]int{"VMGENID": VMGenIDAddr, "GED_PORT": ged.DefaultPort, "GED_GSI": ged.DefaultGSI})
+	kernel := guestKernel(t, "vmgenid", map[string]int{"VMGENID": VMGenIDAddr, "GED_PORT": ged.DefaultPort, "GED_GSI": ged.DefaultGSI})
 	dir := t.TempDir()
 	first := vmgenid.ID{0x11, 0x22, 0x33, 0x44, 15: 0xff}
 	con := newConsole()
-	cfg := Config{CPUs: 1, Memory: 64 << 20, Console: con, GenerationID: first}
+	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Console: con, GenerationID: first}
 	m, err := New(cfg, BootConfig{Kernel: kernel})
 	if err != nil {
 		t.Fatal(err)

@@ -110,3 +110,18 @@ func TestRank(t *testing.T) {
 		t.Error("want lab > host KVM > oracle > unit > unknown")
 	}
 }
+
+func TestOpenFDs(t *testing.T) {
+	before := OpenFDs(t)
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := OpenFDs(t); got != before+1 {
+		t.Errorf("%d descriptors with one more open, %d before", got, before)
+	}
+	f.Close()
+	if got := OpenFDs(t); got != before {
+		t.Errorf("%d descriptors after closing it, %d before", got, before)
+	}
+}

@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ged"
+	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
@@ -62,6 +64,9 @@ func BuildIn(dir, name string) (string, error) {
 		"--defsym", fmt.Sprintf("PM1A_CNT=%d", acpipm.DefaultControlPort),
 		"--defsym", fmt.Sprintf("S5_TYP=%d", acpipm.DefaultSleepTypeS5),
 		"--defsym", fmt.Sprintf("PM1A_EVT=%d", acpipm.DefaultEventPort),
+		"--defsym", fmt.Sprintf("VMGENID=%d", machine.VMGenIDAddr),
+		"--defsym", fmt.Sprintf("GED_PORT=%d", ged.DefaultPort),
+		"--defsym", fmt.Sprintf("GED_GSI=%d", ged.DefaultGSI),
 		"-o", obj, src,
 	}
 	if out, err := exec.Command("as", args...).CombinedOutput(); err != nil {

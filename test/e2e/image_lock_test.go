@@ -16,7 +16,10 @@ import (
 // image's writing subcommands are refused naming the VM, its reading ones
 // need -U, qemu-io, qemu-img and qemu-system-x86_64 refuse the disk, and
 // the read-only base stays shared with another VM and with QEMU. Once the
-// VM is stopped, everything works again.
+// VM is stopped, everything works again. The locks are taken by `paddock
+// up`, which opens the disks and hands them to the VMM as descriptors
+// (docs/architecture.md, "Handles"), and has exited by then: they belong
+// to the open files, which the VMM holds, and /proc names the VMM.
 func TestManagedDiskLocks(t *testing.T) {
 	for _, tool := range []string{"qemu-img", "qemu-io", "qemu-system-x86_64"} {
 		qemutest.NeedTool(t, tool)

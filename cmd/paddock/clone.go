@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest"
+)
+
+func newCloneCommand() *cobra.Command {
+	var count int
+	var start, allow bool
+	cmd := &cobra.Command{
+		Use:   "clone TEMPLATE NAME [-n COUNT] [--start]",
+		Short: "Make new VMs from a template made of a VM",
+		Long: `Make the VM NAME from TEMPLATE (made by paddock template create): it gets
+the template's spec, a qcow2 overlay on each of the template's base
+disks (nothing is copied: creation takes the same time whatever the
+disks' size) and a new identity: a new UUID (SMBIOS, cloud-init
+instance-id), MAC addresses derived from its name, its own DHCP leases
+and its name as hostname, so cloud-init makes new SSH host keys and a
+new machine-id at its first boot. -n COUNT makes NAME-1 .. NAME-COUNT,
+in parallel; either all are made (and with --start, all run) or none:
+a failure removes those made. Clones are ordinary VMs (ls, stop, rm,
+snapshot); rm removes only the clone's overlays.
+
+The clones of a warm template (template create --memory) are warm: the
+first start of each restores the template's memory snapshot instead of
+booting, every clone sharing the template's memory file; their NICs
+keep the template's MAC addresses. A warm template saved on another
+kind of CPU is refused before any clone is made.
+
+Exit status: 0 made, 1 error, 2 usage, 3 no such template, 4 a VM of
+that name exists.`,
+		Example: `  paddock clone web-tpl web-a
+  paddock clone web-tpl worker -n 20 --start`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usageError("clone needs a template and a name (usage: paddock %s)", cmd.Use)
+			}
+			return nil
+		},
+		ValidArgsFunction: completeTemplates,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			host := hostFacts(cmd)
+			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: host}
+			o.CheckStart = func(vm *configs.VM) error {
+				return checkBootable(cmd, vm, host, allowEmulated(allow))
+			}
+			if o.Numbered && (count < 1 || count > guest.MaxClones) {
+				return usageError("-n %d: the number of clones must be 1 to %d", count, guest.MaxClones)
+			}
+			m, err := openManager()
+			if err != nil {
+				return err
+			}
+			names, err := m.Clone(cmd.Context(), args[0], args[1], o)
+			if err != nil {
+				return templateError(err)
+			}
+			what := "created"
+			if start {
+				what = "running"
+			}
+			for _, n := range names {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", n, what)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&count, "count", "n", 0, "make COUNT clones, NAME-1 .. NAME-COUNT")
+	cmd.Flags().BoolVar(&start, "start", false, "start the clones once all are made")
+	allowEmulatedFlag(cmd, &allow)
+	return cmd
+}
