@@ -73,6 +73,9 @@ func (m *Manager) planFrom(vm *configs.VM, fo fromOptions) (*fromTemplate, error
 	if fo.warm && t.Meta.Warm == nil {
 		return nil, fmt.Errorf("VM %s: template %s is not a warm template: it has no memory snapshot to restore", vm.Name, t.Name)
 	}
+	if fo.warm && vm.Backend == configs.BackendLibvirt {
+		return nil, fmt.Errorf("VM %s: template %s is a warm template: its memory snapshot restores into paddock's VMM only; a libvirt VM cannot be its clone (leave out backend: libvirt)", vm.Name, t.Name)
+	}
 	vmDir := m.store.VMDir(vm.Name)
 	rec := &store.FromRecord{Template: t.Name, ID: t.Meta.ID, Verified: stamps, Warm: fo.warm}
 	var overlays []configs.Disk

@@ -37,7 +37,7 @@ func testTemplate(t testing.TB, m *Manager, name, kernel, base string) (*store.T
 
 // templateOf is testTemplate with the initrd's content and the command
 // line given.
-func templateOf(t *testing.T, m *Manager, name, kernel string, initrd []byte, base, cmdline string) (*store.Template, []byte) {
+func templateOf(t testing.TB, m *Manager, name, kernel string, initrd []byte, base, cmdline string) (*store.Template, []byte) {
 	t.Helper()
 	st, err := m.NewTemplate(name)
 	if err != nil {
