@@ -44,11 +44,8 @@ func (c *checker) from() {
 		}
 		return
 	}
-	switch {
-	case !validName(vm.From):
+	if !validName(vm.From) {
 		c.add("from", "must name a template (a DNS label such as debian-12; paddock template ls lists them), got %s", quote(vm.From))
-	case vm.Backend == BackendLibvirt:
-		c.add("from", "is for the native backend only: a libvirt VM cannot be made from a template yet (its disks are copied into its host's storage pool, where the template's base disk is not); leave out backend: libvirt, or from:")
 	}
 	for _, f := range []struct {
 		field, value string

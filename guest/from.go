@@ -73,10 +73,12 @@ func (m *Manager) planFrom(vm *configs.VM, fo fromOptions) (*fromTemplate, error
 	if fo.warm && t.Meta.Warm == nil {
 		return nil, fmt.Errorf("VM %s: template %s is not a warm template: it has no memory snapshot to restore", vm.Name, t.Name)
 	}
+	if fo.warm && vm.Backend == configs.BackendLibvirt {
+		return nil, fmt.Errorf("VM %s: template %s is a warm template: its memory snapshot restores into paddock's VMM only; a libvirt VM cannot be its clone (leave out backend: libvirt)", vm.Name, t.Name)
+	}
 	vmDir := m.store.VMDir(vm.Name)
 	rec := &store.FromRecord{Template: t.Name, ID: t.Meta.ID, Verified: stamps, Warm: fo.warm}
 	var overlays []configs.Disk
-	var sizes []int64
 	for i, d := range t.Meta.Disks {
 		base := t.Path(d.File)
 		o := store.Overlay{Index: i, Path: filepath.Join(vmDir, store.DisksDir, overlayName(i)), Base: base}
@@ -90,9 +92,9 @@ func (m *Manager) planFrom(vm *configs.VM, fo fromOptions) (*fromTemplate, error
 		if i == 0 && vm.RootSize != 0 && int64(vm.RootSize) < d.VirtualSize {
 			return nil, fmt.Errorf("VM %s: root_size %s is smaller than the root disk of template %s (%s)", vm.Name, vm.RootSize, t.Name, configs.ByteSize(d.VirtualSize))
 		}
+		o.Size = size
 		rec.Overlays = append(rec.Overlays, o)
 		overlays = append(overlays, configs.Disk{Path: o.Path, Format: configs.FormatQcow2, Cache: configs.CacheWriteback})
-		sizes = append(sizes, size)
 	}
 	spec := *vm
 	spec.From, spec.RootSize = "", 0
@@ -107,12 +109,16 @@ func (m *Manager) planFrom(vm *configs.VM, fo fromOptions) (*fromTemplate, error
 	}
 	spec.Disks = append(overlays, vm.Disks...)
 	prepare := func(dir, final string) error {
+		if vm.Backend == configs.BackendLibvirt {
+			// Its overlays are volumes its host makes (libvirtBackend).
+			return nil
+		}
 		if err := os.Mkdir(filepath.Join(dir, store.DisksDir), 0o700); err != nil {
 			return fmt.Errorf("VM %s: %w", vm.Name, err)
 		}
 		for i, o := range rec.Overlays {
 			path := filepath.Join(dir, store.DisksDir, filepath.Base(o.Path))
-			if err := makeOverlay(path, o, t.Meta.Disks[i].Format, sizes[i]); err != nil {
+			if err := makeOverlay(path, o, t.Meta.Disks[i].Format, o.Size); err != nil {
 				return fmt.Errorf("VM %s: %w", vm.Name, err)
 			}
 		}

@@ -32,6 +32,13 @@ const baseSize = 64 << 20
 // and the base disk's first MiB.
 func testTemplate(t testing.TB, m *Manager, name, kernel, base string) (*store.Template, []byte) {
 	t.Helper()
+	return templateOf(t, m, name, kernel, []byte("070701 initrd"), base, "root=UUID=x console=ttyS0")
+}
+
+// templateOf is testTemplate with the initrd's content and the command
+// line given.
+func templateOf(t testing.TB, m *Manager, name, kernel string, initrd []byte, base, cmdline string) (*store.Template, []byte) {
+	t.Helper()
 	st, err := m.NewTemplate(name)
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +51,7 @@ func testTemplate(t testing.TB, m *Manager, name, kernel, base string) (*store.T
 	if err := os.WriteFile(st.Path("vmlinuz"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(st.Path("initrd.img"), []byte("070701 initrd"), 0o600); err != nil {
+	if err := os.WriteFile(st.Path("initrd.img"), initrd, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(st.Path("disks"), 0o700); err != nil {
@@ -68,7 +75,7 @@ func testTemplate(t testing.TB, m *Manager, name, kernel, base string) (*store.T
 		Origin:  store.TemplateOrigin{Kind: store.OriginBuild, Builder: "test"},
 		Kernel:  store.TemplateKernel{TemplateFile: store.TemplateFile{File: "vmlinuz"}},
 		Initrd:  &store.TemplateFile{File: "initrd.img"},
-		Cmdline: "root=UUID=x console=ttyS0",
+		Cmdline: cmdline,
 		Disks:   []store.TemplateDisk{{TemplateFile: store.TemplateFile{File: "disks/root.qcow2"}, Format: "qcow2", VirtualSize: baseSize}},
 	}, []byte("builder: test\n"))
 	if err != nil {
@@ -88,7 +95,14 @@ func formatIf(base string) string {
 // checked against m's templates.
 func fromVM(t *testing.T, m *Manager, name, from, extra string) *configs.VM {
 	t.Helper()
-	vm, err := configs.Parse([]byte(fmt.Sprintf("name: %s\nfrom: %s\nmemory: 64MiB\nconsole: log\ncloud_init: false\n%s", name, from, extra)), "")
+	return specFrom(t, m, fmt.Sprintf("name: %s\nfrom: %s\nmemory: 64MiB\nconsole: log\ncloud_init: false\n%s", name, from, extra))
+}
+
+// specFrom parses and validates the YAML y, checked against m's
+// templates.
+func specFrom(t *testing.T, m *Manager, y string) *configs.VM {
+	t.Helper()
+	vm, err := configs.Parse([]byte(y), "")
 	if err != nil {
 		t.Fatal(err)
 	}

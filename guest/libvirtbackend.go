@@ -177,22 +177,30 @@ func (b *libvirtBackend) define(ctx context.Context, v *store.VM, vm *configs.VM
 		return err
 	}
 	pl.ConsoleLog = path.Join(pool.Dir, pl.ConsoleLogName())
-	files := lv.Files{}
-	share := func(file string) (string, error) {
-		vol, err := pool.Share(ctx, file)
-		if err != nil {
-			return "", err
-		}
-		pl.Shared = append(pl.Shared, vol.Name)
-		return vol.Path, nil
-	}
-	if files.Kernel, err = share(vm.Kernel); err != nil {
+	tmpl, err := b.template(v)
+	if err != nil {
 		return err
 	}
+	files := lv.Files{}
+	share := func(file string) (lv.Volume, error) {
+		vol, err := pool.Share(ctx, lv.Content{Path: file, SHA256: tmpl.sums[file]}, lv.OpenVerified(b.store.Home()))
+		if err != nil {
+			return lv.Volume{}, err
+		}
+		pl.Shared = append(pl.Shared, vol.Name)
+		return vol, nil
+	}
+	kernel, err := share(vm.Kernel)
+	if err != nil {
+		return err
+	}
+	files.Kernel = kernel.Path
 	if vm.Initrd != "" {
-		if files.Initrd, err = share(vm.Initrd); err != nil {
+		initrd, err := share(vm.Initrd)
+		if err != nil {
 			return err
 		}
+		files.Initrd = initrd.Path
 	}
 	pins, err := vmm.PinFormats(v, vm)
 	if err != nil {
@@ -203,7 +211,12 @@ func (b *libvirtBackend) define(ctx context.Context, v *store.VM, vm *configs.VM
 		if format == "" {
 			format = pins[i]
 		}
-		vol, err := b.putDisk(ctx, v, pool, pl, i, d, format)
+		var vol lv.Volume
+		if o, ok := tmpl.overlays[i]; ok {
+			vol, err = b.putOverlay(pool, pl, v, share, o, tmpl.disks[i])
+		} else {
+			vol, err = b.putDisk(ctx, v, pool, pl, i, d, format, share)
+		}
 		if err != nil {
 			return fmt.Errorf("disks[%d]: %w", i, err)
 		}
@@ -235,7 +248,7 @@ func (b *libvirtBackend) define(ctx context.Context, v *store.VM, vm *configs.VM
 // opened as QEMU would read it (with its lock) while it is copied, so a
 // VM that writes it meanwhile is refused; a qcow2 image with a backing
 // file is refused, since the copy would name a file the host lacks.
-func (b *libvirtBackend) putDisk(ctx context.Context, v *store.VM, pool *lv.Pool, pl *lv.Placement, i int, d configs.Disk, format string) (lv.Volume, error) {
+func (b *libvirtBackend) putDisk(ctx context.Context, v *store.VM, pool *lv.Pool, pl *lv.Placement, i int, d configs.Disk, format string, share func(string) (lv.Volume, error)) (lv.Volume, error) {
 	var held io.Closer
 	if format == disk.FormatQcow2 {
 		// The header only: a backing file is refused, never opened.
@@ -257,15 +270,10 @@ func (b *libvirtBackend) putDisk(ctx context.Context, v *store.VM, pool *lv.Pool
 	}
 	defer held.Close()
 	if d.ReadOnly {
-		vol, err := pool.Share(ctx, d.Path)
-		if err == nil {
-			pl.Shared = append(pl.Shared, vol.Name)
-		}
-		return vol, err
+		return share(d.Path)
 	}
-	name := fmt.Sprintf("%sdisk%d", pl.VolumePrefix(), i)
-	pl.Volumes = append(pl.Volumes, name)
-	if err := lv.WritePlacement(v.Dir, pl); err != nil {
+	name, err := ownVolume(v, pl, i)
+	if err != nil {
 		return lv.Volume{}, err
 	}
 	return pool.Import(ctx, name, d.Path)

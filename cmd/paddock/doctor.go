@@ -87,7 +87,8 @@ func libvirtLimits() []string {
 		"one console at a time (libvirt's console streams are exclusive)",
 		"the console log is virtlogd's on the host (its size limits, not console.log_size and log_keep)",
 		"snapshots are QEMU's internal ones (qcow2 disks only), and a restore reads all the saved memory first instead of lazily",
-		"no templates yet (from: is refused): the template's base disk is not in the host's pool",
+		"no paddock ssh or cp (paddock knows no address of a libvirt VM): ssh to the address the host's network gave it",
+		"a template's base disk stays in a host's pool after its last VM is removed (virsh vol-delete removes it)",
 	}
 }
 

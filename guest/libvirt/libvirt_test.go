@@ -46,14 +46,14 @@ func TestShareUploadsOnce(t *testing.T) {
 	f.Truncate(3 << 20)
 	f.Close()
 
-	v1, err := pool.Share(context.Background(), path)
+	v1, err := pool.Share(context.Background(), libvirt.Content{Path: path}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(v1.Name, "sha256-") || !strings.HasPrefix(v1.Path, pool.Dir+"/") {
 		t.Errorf("volume %+v in pool %s", v1, pool.Dir)
 	}
-	v2, err := pool.Share(context.Background(), path)
+	v2, err := pool.Share(context.Background(), libvirt.Content{Path: path}, nil)
 	if err != nil || v2 != v1 {
 		t.Fatalf("second Share = %+v, %v; want %+v", v2, err, v1)
 	}
@@ -75,6 +75,106 @@ func TestShareUploadsOnce(t *testing.T) {
 	}
 	if err := pool.Delete(v1.Name); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// hostPath is where the local test daemon d keeps the file it calls
+// path (its /var/lib/libvirt is a directory of the test's).
+func hostPath(t *testing.T, d *libvirttest.Daemon, path string) string {
+	t.Helper()
+	rest, ok := strings.CutPrefix(path, "/var/lib/libvirt/")
+	if !ok {
+		t.Fatalf("%s is not in the daemon's /var/lib/libvirt", path)
+	}
+	return filepath.Join(d.Dir, "lib", rest)
+}
+
+// TestShareVerifies: a content volume is checked before it is reused. A
+// volume changed on the host (its content no longer the SHA-256 its name
+// says) is never used: with no overlay on it, it is uploaded again; with
+// a VM's overlay on it, Share refuses, naming the overlay. Once verified,
+// a volume is reused on its stamp (the record names it); a paddock with
+// no record downloads and hashes it.
+func TestShareVerifies(t *testing.T) {
+	ctx := context.Background()
+	d := libvirttest.Shared(t)
+	c, err := libvirt.Connect(d.Host("local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, err := c.Pool(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	ver := libvirt.OpenVerified(home)
+	path := filepath.Join(t.TempDir(), "base.img")
+	want := bytes.Repeat([]byte("base disk "), 100<<10)
+	if err := os.WriteFile(path, want, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := libvirt.Content{Path: path}
+	v, err := pool.Share(ctx, src, ver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Delete(v.Name)
+	rec, err := os.ReadFile(filepath.Join(home, libvirt.VerifiedFile))
+	if err != nil || !strings.Contains(string(rec), v.Name) {
+		t.Errorf("the record does not name %s: %v\n%s", v.Name, err, rec)
+	}
+	content := func() []byte {
+		t.Helper()
+		var got bytes.Buffer
+		if err := pool.Download(v.Name, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Bytes()
+	}
+	spoil := func() {
+		t.Helper()
+		f, err := os.OpenFile(hostPath(t, d, v.Path), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt([]byte("SPOILED"), 4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Changed on the host, unused: uploaded again.
+	spoil()
+	again, err := pool.Share(ctx, src, ver)
+	if err != nil || again != v {
+		t.Fatalf("Share of a changed volume = %+v, %v", again, err)
+	}
+	if !bytes.Equal(content(), want) {
+		t.Error("the changed volume was not uploaded again")
+	}
+	// No record: downloaded, hashed, and found good.
+	if again, err := pool.Share(ctx, src, nil); err != nil || again != v {
+		t.Fatalf("Share without a record = %+v, %v", again, err)
+	}
+
+	// Changed on the host under a VM's overlay: refused, kept.
+	ov, err := pool.Overlay("test-overlay.disk0", v, "raw", 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Delete(ov.Name)
+	if users, err := pool.OverlaysOn(v); err != nil || len(users) != 1 || users[0] != ov.Name {
+		t.Errorf("OverlaysOn = %v, %v", users, err)
+	}
+	spoil()
+	_, err = pool.Share(ctx, src, ver)
+	var me *libvirt.ContentMismatchError
+	if !errors.As(err, &me) || me.Volume != v.Name || len(me.Users) != 1 || me.Users[0] != ov.Name || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Share of a changed base under an overlay = %v", err)
+	}
+	if bytes.Equal(content(), want) {
+		t.Error("the changed volume under an overlay was replaced")
 	}
 }
 

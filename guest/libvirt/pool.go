@@ -2,7 +2,6 @@ package libvirt
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -170,53 +169,80 @@ func (p *Pool) Names(prefix string) ([]string, error) {
 // hex SHA-256 of the content.
 const sharedPrefix = "sha256-"
 
-// partialSuffix marks a content volume being uploaded: NAME.part-RANDOM.
+// partialSuffix marks a content volume being uploaded by paddocks that
+// uploaded to a partial name first: NAME.part-RANDOM.
 const partialSuffix = ".part-"
 
 // stalePartial is the age past which a partial upload is a leftover of
-// an interrupted paddock, which Share removes.
+// an interrupted (older) paddock, which Share removes.
 const stalePartial = time.Hour
 
-// Share puts the file at path into the pool once: the volume is named by
-// the SHA-256 of the file's content, and a volume of that name already
-// there is reused. Its content is uploaded under a partial name first and
-// copied to its final name on the host only once complete, so a final
-// name always holds the whole content.
-func (p *Pool) Share(ctx context.Context, path string) (Volume, error) {
-	sum, size, err := hashFile(ctx, path)
+// Share puts the file src.Path into the pool once: the volume is named
+// by the SHA-256 of the file's content, and a volume of that name already
+// there is reused once verified to hold that content (ver; see
+// Verified). A volume that does not is replaced when no volume is an
+// overlay on it, and refused (a *ContentMismatchError) otherwise; a
+// volume an interrupted upload left incomplete is such a volume.
+func (p *Pool) Share(ctx context.Context, src Content, ver *Verified) (Volume, error) {
+	path := src.Path
+	sum := src.SHA256
+	fi, err := os.Stat(path)
 	if err != nil {
-		return Volume{}, err
-	}
-	name := sharedPrefix + sum
-	if v, ok, err := p.Lookup(name); err != nil || ok {
-		return v, err
-	}
-	p.sweepPartials()
-	var rnd [6]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
 		return Volume{}, fmt.Errorf("libvirt: %w", err)
 	}
-	partial := name + partialSuffix + hex.EncodeToString(rnd[:])
-	part, err := p.create(partial, size)
+	size := uint64(fi.Size())
+	if sum == "" {
+		if sum, size, err = hashFile(ctx, path); err != nil {
+			return Volume{}, err
+		}
+	}
+	name := sharedPrefix + sum
+	v, ok, err := p.Lookup(name)
 	if err != nil {
 		return Volume{}, err
 	}
-	defer p.Delete(partial)
-	if err := p.upload(ctx, part, partial, path); err != nil {
+	if ok {
+		good, got, err := p.verify(ctx, name, sum, ver)
+		if err != nil || good {
+			return v, err
+		}
+		users, err := p.OverlaysOn(v)
+		if err != nil {
+			return Volume{}, err
+		}
+		if len(users) > 0 {
+			return Volume{}, &ContentMismatchError{Where: p.c.where(), Volume: name, Sum: got, Users: users}
+		}
+		if err := p.Delete(name); err != nil {
+			return Volume{}, err
+		}
+	}
+	p.sweepPartials()
+	// Uploaded under its final name: a copy from a partial name would be
+	// converted (libvirt probes an uploaded qcow2 image as qcow2, and
+	// copies it into a raw volume as raw), and a volume left incomplete
+	// is found by the check above, as any other that does not hold what
+	// its name says.
+	vol, err := p.c.l.StorageVolCreateXML(p.p, rawVolumeXML(name, size), 0)
+	if code(err) == golibvirt.ErrStorageVolExist {
+		return Volume{}, fmt.Errorf("%s: volume %s appeared while paddock was about to upload it (another paddock uploading the same file?): try again", p.c.where(), name)
+	}
+	if err != nil {
+		return Volume{}, p.c.fail("create volume "+name+" in storage pool "+p.Name, err)
+	}
+	if err := p.upload(ctx, vol, name, path); err != nil {
+		p.Delete(name)
 		return Volume{}, err
 	}
-	final, err := p.c.l.StorageVolCreateXMLFrom(p.p, rawVolumeXML(name, size), part, 0)
-	switch {
-	case code(err) == golibvirt.ErrStorageVolExist:
-		// Another paddock uploaded the same content meanwhile.
-	case err != nil:
-		return Volume{}, p.c.fail("copy the uploaded "+path+" to volume "+name, err)
-	default:
-		_ = final
-	}
-	v, ok, err := p.Lookup(name)
+	v, ok, err = p.Lookup(name)
 	if err == nil && !ok {
 		err = fmt.Errorf("%s: volume %s vanished right after it was made", p.c.where(), name)
+	}
+	if err == nil {
+		// Its content is what was just uploaded.
+		if st, serr := p.stamp(name); serr == nil {
+			ver.note(volumeKey(p.c, p.Name, name), st)
+		}
 	}
 	return v, err
 }

@@ -294,3 +294,22 @@ func TestOutputQueue(t *testing.T) {
 	q.Write([]byte("nor this"))
 	q.Close()
 }
+
+// TestOverlayVolumeXML: a VM's disk on a template's base disk is a qcow2
+// volume of the size asked, whose backing store is the base volume in
+// its format.
+func TestOverlayVolumeXML(t *testing.T) {
+	var x libvirtxml.StorageVolume
+	if err := x.Unmarshal(overlayVolumeXML("vm-u.disk0", "/pool/sha256-ab", "qcow2", 6<<30)); err != nil {
+		t.Fatal(err)
+	}
+	if x.Name != "vm-u.disk0" || x.Capacity == nil || x.Capacity.Value != 6<<30 || x.Capacity.Unit != "bytes" {
+		t.Errorf("name, capacity: %+v %+v", x.Name, x.Capacity)
+	}
+	if x.Target == nil || x.Target.Format == nil || x.Target.Format.Type != "qcow2" || x.Target.Permissions == nil || x.Target.Permissions.Mode != "0600" {
+		t.Errorf("target %+v", x.Target)
+	}
+	if b := x.BackingStore; b == nil || b.Path != "/pool/sha256-ab" || b.Format == nil || b.Format.Type != "qcow2" {
+		t.Errorf("backing store %+v", x.BackingStore)
+	}
+}

@@ -53,8 +53,14 @@ type Overlay struct {
 	Index int `json:"index"`
 	// Path is the overlay, in the VM's disks directory; Base the
 	// template's base disk it is backed by, as recorded in its header.
+	// A libvirt VM has no file at Path: its overlay is a volume in its
+	// host's storage pool, on the base disk's volume there.
 	Path string `json:"path"`
 	Base string `json:"base"`
+	// Size is the overlay's virtual size in bytes: the base disk's, or
+	// root_size for the root disk (0 in records older than the field:
+	// the base disk's).
+	Size int64 `json:"size,omitempty"`
 }
 
 func (r FromRecord) marshal() ([]byte, error) {
