@@ -19,6 +19,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
+	"golang.org/x/sys/unix"
 )
 
 // ReadyFD is the descriptor number of the readiness pipe in a VMM
@@ -159,10 +160,23 @@ func (n *native) prepareJail(v *store.VM, vm *configs.VM, keep int) (*jail.Spec,
 	if _, err := v.EnsureIdentity(); err != nil {
 		return nil, err
 	}
+	lim := jail.Limits{CPUs: vm.CPUs, Memory: uint64(vm.Memory)}
+	if onTmpfs(v.Dir) {
+		// A snapshot's memory file, written by the VMM into its
+		// directory, is shared memory there: charged to the VMM's cgroup
+		// and not reclaimable as page cache is. Leave room for one.
+		lim.Memory *= 2
+	}
 	return jail.Prepare(jail.Options{
 		Home: n.store.Home(), VM: v, KeepFDs: keep,
-		Limits: jail.Limits{CPUs: vm.CPUs, Memory: uint64(vm.Memory)},
+		Limits: lim,
 	})
+}
+
+// onTmpfs reports whether dir lies on a tmpfs.
+func onTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
 // readReady reads the VMM's readiness message; an error means none came
