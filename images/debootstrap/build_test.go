@@ -54,7 +54,11 @@ func TestBuild(t *testing.T) {
 	}
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		// The stamps Verify remembers (a cache), once anything made a VM
+		// from this build, shared by the tests.
+		if e.Name() != store.TemplateStampsFile {
+			names = append(names, e.Name())
+		}
 	}
 	if strings.Join(names, " ") != "disks initrd.img lock spec.yaml template.json vmlinuz" {
 		t.Errorf("the template's directory holds %v, want only its files", names)
