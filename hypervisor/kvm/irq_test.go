@@ -278,7 +278,7 @@ func TestIRQChipPICRoundTrip(t *testing.T) {
 // TestAPStartup starts an application processor the way a guest kernel
 // does, with INIT and STARTUP IPIs (sent here as MSIs), and checks that its
 // first KVM_RUN returns to user space without running it (EAGAIN, as
-// HOST.md says) and that it then runs from the SIPI page.
+// docs/hosts.md records) and that it then runs from the SIPI page.
 func TestAPStartup(t *testing.T) {
 	g := newGuest(t, guestOptions{irqchip: true})
 	ap, err := g.vm.CreateVCPU(1)
