@@ -369,6 +369,12 @@ func TestWarmCloneRefused(t *testing.T) {
 			t.Errorf("clone of %s: %v; want an error saying %q", tc.tmpl, err, tc.want)
 		}
 	}
+	// A libvirt host cannot restore the memory snapshot: refused before
+	// any host is asked.
+	_, err = m.Clone(ctx, "warm", "x", CloneOptions{Numbered: true, Count: 2, LibvirtHost: "nowhere"})
+	if want := "template warm is warm (template create --memory): its clones resume from its memory snapshot, which only paddock's VMM restores"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("clone --host of a warm template: %v; want an error saying %q", err, want)
+	}
 	// The template's memory file written after it was made.
 	mem := tmpl.Path(tmpl.Meta.Warm.Memory.File)
 	if err := os.Chmod(mem, 0o600); err != nil {
