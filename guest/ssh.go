@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/paddock-vm/paddock/guest/access"
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -46,16 +48,8 @@ func (m *Manager) SSHTarget(ctx context.Context, name string, o SSHOptions) (*ac
 	if err != nil {
 		return nil, err
 	}
-	rec, h, err := facts(v)
-	if !usable(err) {
+	if err := m.reachable(v); err != nil {
 		return nil, err
-	}
-	if st := store.Derive(rec, h); st != store.StateRunning {
-		hint := "start it first (paddock start " + name + ")"
-		if st == store.StatePaused {
-			hint = "resume it first (paddock resume " + name + ")"
-		}
-		return nil, &StateError{Name: name, Op: "reach", State: st, Hint: hint}
 	}
 	vm, err := loadSpec(v)
 	if err != nil {
@@ -67,6 +61,10 @@ func (m *Manager) SSHTarget(ctx context.Context, name string, o SSHOptions) (*ac
 	given := o.Address
 	if addrs := m.addresses(vm); given == "" && len(addrs) > 0 {
 		given = addrs[0].IP // its lease on its first managed network
+	}
+	keys, err := access.ConsoleHostKeys(console.LogFiles(v.Path(store.ConsoleFile))...)
+	if err != nil {
+		return nil, err
 	}
 	addr, err := sshAddress(name, given)
 	if err != nil {
@@ -82,10 +80,28 @@ func (m *Manager) SSHTarget(ctx context.Context, name string, o SSHOptions) (*ac
 			return nil, err
 		}
 	}
-	if err := learnHostKeys(v, t); err != nil {
+	if err := learnHostKeys(t, keys); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// reachable returns nil if the VM v runs, and otherwise a StateError
+// saying what to do.
+func (m *Manager) reachable(v *store.VM) error {
+	rec, h, err := facts(v)
+	if !usable(err) {
+		return err
+	}
+	st := store.Derive(rec, h)
+	if st == store.StateRunning {
+		return nil
+	}
+	hint := "start it first (paddock start " + v.Name + ")"
+	if st == store.StatePaused {
+		hint = "resume it first (paddock resume " + v.Name + ")"
+	}
+	return &StateError{Name: v.Name, Op: "reach", State: st, Hint: hint}
 }
 
 // sshAddress is the guest's SSH server: the address given (--address, or
@@ -107,11 +123,7 @@ func sshAddress(name, given string) (string, error) {
 // learnHostKeys writes the host keys the guest printed on its console
 // into the VM's known_hosts (under the target's alias) and makes the
 // target strict; without such keys, known_hosts stays as ssh left it.
-func learnHostKeys(v *store.VM, t *access.Target) error {
-	keys, err := access.ConsoleHostKeys(console.LogFiles(v.Path(store.ConsoleFile))...)
-	if err != nil {
-		return err
-	}
+func learnHostKeys(t *access.Target, keys []ssh.PublicKey) error {
 	if len(keys) == 0 {
 		return nil
 	}
