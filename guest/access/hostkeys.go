@@ -53,6 +53,15 @@ func ConsoleHostKeys(logs ...string) ([]ssh.PublicKey, error) {
 	return last, nil
 }
 
+// HostKeysIn is ConsoleHostKeys of one console log read from r.
+func HostKeysIn(r io.Reader) ([]ssh.PublicKey, error) {
+	keys, err := scanHostKeys(r)
+	if err != nil {
+		return nil, fmt.Errorf("access: read a console log: %w", err)
+	}
+	return keys, nil
+}
+
 // scanHostKeys returns the keys of the last complete block in r.
 func scanHostKeys(r io.Reader) ([]ssh.PublicKey, error) {
 	var last, cur []ssh.PublicKey
