@@ -19,6 +19,7 @@
 package ratelimit
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -93,13 +94,16 @@ func (b *bucket) refill(elapsed time.Duration) {
 // debt returns how long the bucket takes to repay its debt: 0 when it
 // has none.
 func (b *bucket) debt() time.Duration {
-	if b.rate == 0 || b.tokens >= 0 {
+	if b.rate == 0 || b.tokens >= -tolerance {
 		return 0
 	}
 	// Round up, so that a device woken at the deadline finds no debt.
-	d := time.Duration(-b.tokens / b.rate * float64(time.Second))
-	return d + 1
+	return time.Duration(math.Ceil(-b.tokens / b.rate * float64(time.Second)))
 }
+
+// tolerance is the debt, in tokens, that counts as none: what float
+// arithmetic leaves of a debt repaid exactly.
+const tolerance = 1e-6
 
 // Limiter is a device's pair of buckets. It is safe for concurrent use:
 // the queues of a device share it. A nil *Limiter limits nothing.

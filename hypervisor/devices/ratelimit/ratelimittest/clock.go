@@ -5,8 +5,12 @@ package ratelimittest
 
 import (
 	"sync"
+	"testing"
 	"time"
 )
+
+// Timeout is how long ExpectWait waits (real time) for a sleeper.
+const Timeout = 20 * time.Second
 
 // Clock is a ratelimit.Clock whose time moves only by Advance.
 type Clock struct {
@@ -112,4 +116,19 @@ func (c *Clock) Pending() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.pending)
+}
+
+// ExpectWait waits until someone sleeps on a timer of the clock and
+// fails t unless the earliest timer fires want from now (a microsecond
+// later is allowed: rounding up). It returns the timer's delay.
+func (c *Clock) ExpectWait(t testing.TB, want time.Duration) time.Duration {
+	t.Helper()
+	d, ok := c.WaitTimer(Timeout)
+	switch {
+	case !ok:
+		t.Fatalf("nothing waited on the limiter's clock within %v, want a wait of %v", Timeout, want)
+	case d < want || d > want+time.Microsecond:
+		t.Fatalf("waits %v on the limiter's clock, want %v", d, want)
+	}
+	return d
 }
