@@ -35,6 +35,26 @@ type Rate struct {
 	Burst uint64
 }
 
+// RateOver returns the bucket for perSecond tokens a second that holds
+// burst's worth of them (at least one token); burst 0 means
+// DefaultBurst.
+func RateOver(perSecond uint64, burst time.Duration) Rate {
+	if perSecond == 0 {
+		return Rate{}
+	}
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	size := float64(perSecond) * burst.Seconds()
+	switch {
+	case size < 1:
+		return Rate{PerSecond: perSecond, Burst: 1}
+	case size >= math.MaxUint64:
+		return Rate{PerSecond: perSecond, Burst: math.MaxUint64}
+	}
+	return Rate{PerSecond: perSecond, Burst: uint64(size)}
+}
+
 // DefaultBurst is the time's worth of tokens a bucket holds when its
 // Burst is not set.
 const DefaultBurst = 100 * time.Millisecond

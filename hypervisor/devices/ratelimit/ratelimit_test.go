@@ -187,3 +187,21 @@ func TestRealClock(t *testing.T) {
 		t.Fatalf("6 ops at 100/s with a burst of 1 took %v, want at least 40ms", took)
 	}
 }
+
+func TestRateOver(t *testing.T) {
+	for _, tt := range []struct {
+		perSecond uint64
+		burst     time.Duration
+		want      ratelimit.Rate
+	}{
+		{0, time.Second, ratelimit.Rate{}},
+		{1000, 0, ratelimit.Rate{PerSecond: 1000, Burst: 100}},
+		{10 << 20, 2 * time.Second, ratelimit.Rate{PerSecond: 10 << 20, Burst: 20 << 20}},
+		{3, time.Millisecond, ratelimit.Rate{PerSecond: 3, Burst: 1}},
+		{1 << 63, time.Hour, ratelimit.Rate{PerSecond: 1 << 63, Burst: 1<<64 - 1}},
+	} {
+		if got := ratelimit.RateOver(tt.perSecond, tt.burst); got != tt.want {
+			t.Errorf("RateOver(%d, %v) = %+v, want %+v", tt.perSecond, tt.burst, got, tt.want)
+		}
+	}
+}
