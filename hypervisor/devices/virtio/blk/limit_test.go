@@ -113,3 +113,10 @@ func TestLimitReset(t *testing.T) {
 		t.Fatalf("read after the reset: status %d", st)
 	}
 }
+
+// BenchmarkRead4KLimiter is BenchmarkRead4K with limits far above what
+// the device reaches: the cost of a limiter that never makes it wait.
+func BenchmarkRead4KLimiter(b *testing.B) {
+	lim := ratelimit.New(ratelimit.Limits{Bytes: ratelimit.RateOver(1<<40, 0), Ops: ratelimit.RateOver(1<<30, 0)})
+	benchIOConfig(b, tIn, 4096, blk.Config{Limiter: lim})
+}
