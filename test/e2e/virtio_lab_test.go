@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paddock-vm/paddock/images/virtioguest"
 	"github.com/paddock-vm/paddock/internal/testenv"
@@ -298,6 +299,7 @@ func TestVirtioLab(t *testing.T) {
 	})
 	t.Run("limits", func(t *testing.T) {
 		ls := step(t, res, "virtio/limits")
+		t.Logf("the virtio/limits step took %v in L1", (ls.End - ls.Begin).Round(time.Second))
 		if got := strings.TrimSpace(value(t, ls, "vmm.rc")); got != "0" {
 			t.Errorf("vmm.rc = %q, want 0", got)
 		}
