@@ -1,7 +1,6 @@
 package machine
 
 import (
-	"context"
 	"encoding/binary"
 	"syscall"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/virtiotest"
-	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestVirtioDiskLimits drives a disk limited to 20 requests a second
@@ -95,25 +93,9 @@ func TestVirtioGuestLimitedDisk(t *testing.T) {
 	}
 	drv.Kick(0)
 	waitUsed(t, q, 2)
-	_, idxAddr, idx, err := q.Stage(flush())
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := m.Memory().Slice(mailbox, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	binary.LittleEndian.PutUint32(box, uint32(idxAddr))
-	binary.LittleEndian.PutUint16(box[4:], idx)
-
-	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
-	defer cancel()
 	cpu0, start := processCPU(t), time.Now()
-	e, err := m.Run(ctx)
+	runVirtioGuest(t, m, q, flush(), mailbox, con)
 	wall, cpu := time.Since(start), processCPU(t)-cpu0
-	if err != nil || e.Reason != exit.PowerOff {
-		t.Fatalf("Run = %v (%s), %v; console %q", e.Reason, e.Detail, err, con.String())
-	}
 	if got, want := con.String(), "ready\nirq 00000000\n"; got != want {
 		t.Fatalf("console %q, want %q", got, want)
 	}
