@@ -156,6 +156,15 @@ func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo 
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
+	unlockTenant := func() {}
+	if !fo.admitted {
+		lk, err := m.admit([]*configs.VM{vm})
+		if err != nil {
+			return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
+		}
+		unlockTenant = lk.Unlock
+		defer lk.Unlock()
+	}
 	var opts store.CreateOptions
 	if vm.From != "" {
 		from, err := m.planFrom(vm, fo)
@@ -188,6 +197,8 @@ func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo 
 	rec := store.Record{CreatedAt: time.Now(), Source: source, Phase: store.PhaseCreated}
 	opts.Formats = formats
 	v, err := m.store.CreateVM(vm.Name, spec, rec, opts)
+	// The VM counts in its tenant's usage now: other commands may check.
+	unlockTenant()
 	if errors.Is(err, store.ErrExists) {
 		return nil, &ExistsError{Name: vm.Name}
 	}
@@ -261,6 +272,12 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 	// A VM made from a template starts only on that template, unchanged.
 	if err := m.checkFrom(v); err != nil {
 		return nil, err
+	}
+	if vm, err := loadSpec(v); err == nil {
+		// (A spec that does not load is the backend's to report.)
+		if err := m.checkQuota(vm); err != nil {
+			return nil, err
+		}
 	}
 	if err := m.backend(v).Start(ctx, v); err != nil {
 		return nil, err

@@ -57,23 +57,8 @@ type Store struct {
 // (store.CheckTrusted): a network record decides what the host
 // configures as root.
 func Open(home string) (*Store, error) {
-	if !filepath.IsAbs(home) {
-		return nil, fmt.Errorf("network: home %q is not an absolute path", home)
-	}
-	if _, err := os.Stat(home); errors.Is(err, fs.ErrNotExist) {
-		// The VM store creates a state directory as it should be.
-		if _, err := store.Open(home); err != nil {
-			return nil, err
-		}
-	}
-	if err := store.CheckTrusted(home); err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(home, networksDir)
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("network: %w", err)
-	}
-	if err := store.CheckTrusted(dir); err != nil {
+	dir, err := store.OpenSubdir(home, networksDir)
+	if err != nil {
 		return nil, err
 	}
 	return &Store{dir: dir}, nil
