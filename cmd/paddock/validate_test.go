@@ -139,6 +139,7 @@ func TestValidateCommandJSON(t *testing.T) {
 		Valid  bool
 		Config *struct {
 			Name    string
+			Tenant  string
 			CPUs    int
 			Memory  uint64
 			Kernel  string
@@ -186,7 +187,7 @@ func TestValidateCommandJSON(t *testing.T) {
 	if c.Name != "good" || c.CPUs != 1 || c.Memory != 1536<<20 || c.Kernel != filepath.Join(dir, "vmlinuz") ||
 		c.Initrd != nil || c.Cmdline != "console=ttyS0" || c.Console.Mode != "log" ||
 		c.Console.Log != filepath.Join(dir, "c.log") || c.Console.LogSize != 4<<20 || c.Console.LogKeep != 1 ||
-		c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" {
+		c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" || c.Tenant != "default" {
 		t.Errorf("resolved config: %s", stdout)
 	}
 

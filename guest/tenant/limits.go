@@ -89,7 +89,7 @@ func ParseLimit(l *Limits, flag, value string) error {
 	case "max-memory", "max-disk":
 		b, err := configs.ParseByteSize(v)
 		if err != nil {
-			return fmt.Errorf("--%s %q: want a size such as 32GiB, or %s: %w", flag, value, Unlimited, err)
+			return fmt.Errorf("--%s: %w; or %s for no limit", flag, err, Unlimited)
 		}
 		if b < configs.MiB {
 			return fmt.Errorf("--%s %q: want a size of at least 1MiB, or %s (a limit of 0 would allow nothing)", flag, value, Unlimited)

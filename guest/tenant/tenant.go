@@ -55,7 +55,7 @@ var (
 	// Validate recognises it).
 	ErrNotFound = configs.ErrNoTenant
 	// ErrExists: a tenant of that name exists already.
-	ErrExists = errors.New("tenant exists already")
+	ErrExists = errors.New("exists already")
 	// ErrInUse: the tenant has VMs or networks.
 	ErrInUse = errors.New("in use")
 )
