@@ -157,17 +157,9 @@ func (m *Manager) admit(vms []*configs.VM) (*tenant.Lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ts.Get(name); err != nil {
-		return nil, m.tenantError(ts, name, err)
-	}
-	lk, err := ts.Lock(name)
+	lk, t, err := m.lockTenant(ts, name) // its limits now, and that it exists
 	if err != nil {
 		return nil, err
-	}
-	t, err := ts.Get(name) // its limits now, and that it was not removed
-	if err != nil {
-		lk.Unlock()
-		return nil, m.tenantError(ts, name, err)
 	}
 	if t.Limits == (tenant.Limits{}) {
 		return lk, nil // nothing to count

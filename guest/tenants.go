@@ -3,10 +3,12 @@ package guest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/network"
 	"github.com/paddock-vm/paddock/guest/tenant"
 )
 
@@ -69,18 +71,11 @@ func (m *Manager) SetTenantLimits(name string, change func(*tenant.Limits) error
 	if err != nil {
 		return nil, err
 	}
-	t, err := ts.Get(name)
-	if err != nil {
-		return nil, m.tenantError(ts, name, err)
-	}
-	lk, err := ts.Lock(t.Name)
+	lk, t, err := m.lockTenant(ts, name)
 	if err != nil {
 		return nil, err
 	}
 	defer lk.Unlock()
-	if t, err = ts.Get(name); err != nil {
-		return nil, m.tenantError(ts, name, err)
-	}
 	l := t.Limits
 	if err := change(&l); err != nil {
 		return nil, err
@@ -113,6 +108,45 @@ func (m *Manager) RemoveTenant(name string) error {
 		return nil
 	})
 	return m.tenantError(ts, name, err)
+}
+
+// lockTenant takes tenant name's lock and returns it with the tenant's
+// record as it is under the lock: an error (with a suggestion) if there
+// is no such tenant, or it was removed while the lock was awaited.
+func (m *Manager) lockTenant(ts *tenant.Store, name string) (*tenant.Lock, *tenant.Tenant, error) {
+	if _, err := ts.Get(name); err != nil {
+		return nil, nil, m.tenantError(ts, name, err) // before a directory is made for it
+	}
+	lk, err := ts.Lock(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := ts.Get(name)
+	if err != nil {
+		lk.Unlock()
+		return nil, nil, m.tenantError(ts, name, err)
+	}
+	return lk, t, nil
+}
+
+// CreateNetwork adds the managed network name of tenant ten (subnet as
+// network.Store.Create takes it), under the tenant's lock, so that no
+// tenant rm removes the tenant meanwhile.
+func (m *Manager) CreateNetwork(ten, name string, subnet netip.Prefix) (*network.Network, error) {
+	ts, err := m.tenants()
+	if err != nil {
+		return nil, err
+	}
+	lk, _, err := m.lockTenant(ts, ten)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.Unlock()
+	st, err := m.networks()
+	if err != nil {
+		return nil, err
+	}
+	return st.Create(network.Ref(ten, name), subnet)
 }
 
 // Tenant describes tenant name.
@@ -176,7 +210,7 @@ func (m *Manager) tenantInfo(ts *tenant.Store, name string) (*TenantInfo, error)
 	}
 	for _, n := range nets {
 		if n.Tenant == name {
-			in.Networks = append(in.Networks, n.Name)
+			in.Networks = append(in.Networks, n.ShortName())
 		}
 	}
 	return in, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -199,5 +200,55 @@ func TestTenantNames(t *testing.T) {
 	names, err := m.Tenants()
 	if err != nil || len(names) != 1 || names[0].Name != "default" {
 		t.Errorf("tenants after rm: %v %v", names, err)
+	}
+}
+
+// TestTenantNetworkOfVM checks that network: default in a VM of tenant
+// acme is acme's own default network, not the default tenant's, and
+// that tenant rm names the networks a tenant still has.
+func TestTenantNetworkOfVM(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	if _, err := m.CreateTenant("acme", tenant.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	nic := "nics: [{network: default}]\n"
+	a, err := m.Create(tenantVM(t, "a", "acme", nic), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.Create(tenantVM(t, "d", "default", nic), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := m.networks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	acmeNet, err := st.Get("acme/default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defNet, err := st.Get("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Addresses) != 1 || a.Addresses[0].Network != "default" || !acmeNet.Subnet.Contains(netip.MustParseAddr(a.Addresses[0].IP)) {
+		t.Errorf("acme's VM a: addresses %+v, acme's network %s", a.Addresses, acmeNet.Subnet)
+	}
+	if len(d.Addresses) != 1 || !defNet.Subnet.Contains(netip.MustParseAddr(d.Addresses[0].IP)) {
+		t.Errorf("default's VM d: addresses %+v, default's network %s", d.Addresses, defNet.Subnet)
+	}
+	if err := m.Remove(ctx, "a", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveTenant("acme"); !errors.Is(err, tenant.ErrInUse) || err.Error() != "tenant acme is in use: it has networks default (paddock network rm --tenant acme); remove them first" {
+		t.Errorf("rm with a network: %v", err)
+	}
+	if err := st.Remove("acme/default"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveTenant("acme"); err != nil {
+		t.Error(err)
 	}
 }
