@@ -252,3 +252,47 @@ func TestTenantNetworkOfVM(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTenantQuotaClone checks that clone -n makes all its clones or,
+// when together they would pass a limit, none; and that a VM made from
+// a template counts its overlays at their virtual sizes.
+func TestTenantQuotaClone(t *testing.T) {
+	m, tmpl, _ := vmTemplate(t, false, "")
+	ctx := context.Background()
+	root := configs.ByteSize(tmpl.Meta.Disks[0].VirtualSize)
+	if _, err := m.CreateTenant("acme", tenant.Limits{VMs: 3, Disk: 4 * root}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Clone(ctx, "web-tpl", "c", CloneOptions{Numbered: true, Count: 4, Tenant: "acme"})
+	if want := "clone web-tpl: tenant acme: 0 of 3 VMs exist, and this asks for 4 more (--max-vms 3): remove some or raise the limit (paddock tenant set acme --max-vms ...)"; !errors.Is(err, tenant.ErrQuota) || err.Error() != want {
+		t.Errorf("4 clones: %v\nwant %s", err, want)
+	}
+	if names, _ := m.Names(); !slices.Equal(names, []string{"web"}) {
+		t.Errorf("VMs after the refused clones: %v", names)
+	}
+	names, err := m.Clone(ctx, "web-tpl", "c", CloneOptions{Numbered: true, Count: 3, Tenant: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if spec, err := m.Spec(n); err != nil || spec.Tenant != "acme" {
+			t.Errorf("%s: tenant %v %v", n, spec, err)
+		}
+	}
+	in, err := m.Tenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Usage.VMs != 3 || in.Usage.Disk != 3*root {
+		t.Errorf("usage %+v; want 3 VMs and 3 root disks of %s", in.Usage, root)
+	}
+	// A VM from the template, with a bigger root disk, passes max-disk.
+	if _, err := m.SetTenantLimits("acme", func(l *tenant.Limits) error { l.VMs = 0; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	vm := fromVM(t, m, "big", "tiny", "tenant: acme\nroot_size: "+(2*root).String()+"\n")
+	_, err = m.Create(vm, "")
+	if want := fmt.Sprintf("VM big: tenant acme: %s of %s of disk are its VMs', and this asks for %s more (--max-disk %s): remove some or raise the limit (paddock tenant set acme --max-disk ...)", 3*root, 4*root, 2*root, 4*root); !errors.Is(err, tenant.ErrQuota) || err.Error() != want {
+		t.Errorf("from: over max-disk: %v\nwant %s", err, want)
+	}
+}
