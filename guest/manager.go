@@ -269,15 +269,8 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		return nil, err
 	}
 	defer l.Unlock()
-	// A VM made from a template starts only on that template, unchanged.
-	if err := m.checkFrom(v); err != nil {
+	if err := m.checkStart(v); err != nil {
 		return nil, err
-	}
-	if vm, err := loadSpec(v); err == nil {
-		// (A spec that does not load is the backend's to report.)
-		if err := m.checkQuota(vm); err != nil {
-			return nil, err
-		}
 	}
 	if err := m.backend(v).Start(ctx, v); err != nil {
 		return nil, err

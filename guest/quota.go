@@ -212,3 +212,19 @@ func (m *Manager) checkQuota(vm *configs.VM) error {
 	}
 	return nil
 }
+
+// checkStart checks what must hold for the VM v to start (or restore):
+// a VM made from a template starts only on that template, unchanged
+// (checkFrom), and the VM still fits in its tenant's limits
+// (checkQuota; a spec that does not load is the backend's to report).
+// Precondition: the VM's lock is held.
+func (m *Manager) checkStart(v *store.VM) error {
+	if err := m.checkFrom(v); err != nil {
+		return err
+	}
+	vm, err := loadSpec(v)
+	if err != nil {
+		return nil
+	}
+	return m.checkQuota(vm)
+}

@@ -96,14 +96,15 @@ func (s *Store) Get(name string) (*Tenant, error) {
 	if err := configs.CheckTenantName(name); err != nil {
 		return nil, fmt.Errorf("tenant: %w", err)
 	}
-	dir := s.Dir(name)
-	if err := store.CheckTrusted(dir); err != nil {
+	// The record and every directory above it: no one else may have
+	// written them.
+	path := filepath.Join(s.Dir(name), TenantFile)
+	if err := store.CheckTrusted(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return s.missing(name)
 		}
 		return nil, err
 	}
-	path := filepath.Join(dir, TenantFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return s.missing(name)
