@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -152,7 +153,7 @@ func (m *Manager) fromSizes(vm *configs.VM) (map[string]int64, error) {
 // that does not exist (any more) is an error naming it, as is a request
 // that does not fit (a *tenant.QuotaError, for all the VMs together).
 func (m *Manager) admit(vms []*configs.VM) (*tenant.Lock, error) {
-	name := vms[0].Tenant
+	name := cmp.Or(vms[0].Tenant, tenant.Default) // (a spec built in Go may leave it out)
 	ts, err := tenant.Open(m.Home())
 	if err != nil {
 		return nil, err
@@ -196,14 +197,15 @@ func (m *Manager) checkQuota(vm *configs.VM) error {
 	if err != nil {
 		return err
 	}
-	t, err := ts.Get(vm.Tenant)
+	name := cmp.Or(vm.Tenant, tenant.Default)
+	t, err := ts.Get(name)
 	if err != nil {
-		return fmt.Errorf("VM %s: %w", vm.Name, m.tenantError(ts, vm.Tenant, err))
+		return fmt.Errorf("VM %s: %w", vm.Name, m.tenantError(ts, name, err))
 	}
 	if t.Limits == (tenant.Limits{}) {
 		return nil
 	}
-	d, err := m.tenantDemand(vm.Tenant, vm.Name)
+	d, err := m.tenantDemand(name, vm.Name)
 	if err != nil {
 		return err
 	}
