@@ -68,6 +68,15 @@ func tenantError(err error) error {
 	return err
 }
 
+// completeTenants completes tenant names.
+func completeTenants(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+	m, err := openManager()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	return m.TenantLookup().TenantNames(), cobra.ShellCompDirectiveNoFileComp
+}
+
 // lazyTenants answers configs' question about a VM's tenant from the
 // state directory, which it opens only for a tenant other than the
 // default (which always exists): validating a file that names none must

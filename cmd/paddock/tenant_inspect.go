@@ -15,7 +15,8 @@ units of the limits), its VMs and managed networks by name, and its
 directory.
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no such tenant.`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTenants,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := openManager()
 			if err != nil {

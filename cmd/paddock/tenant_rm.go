@@ -17,7 +17,8 @@ refused, naming them: remove them first (paddock rm, paddock network rm
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no such tenant, 4 in use; with
 several names, each is tried and the status is the first failure's.`,
-		Args: cobra.MinimumNArgs(1),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeTenants,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := openManager()
 			if err != nil {

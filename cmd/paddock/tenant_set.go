@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -19,8 +21,9 @@ started in the tenant until it fits again. The default tenant's limits
 are set the same way.
 
 Exit status: 0 changed, 1 error, 2 usage, 3 no such tenant.`,
-		Example: `  paddock tenant set acme --max-vms 20 --max-disk unlimited`,
-		Args:    cobra.ExactArgs(1),
+		Example:           `  paddock tenant set acme --max-vms 20 --max-disk unlimited`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTenants,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return tenantSetAction(cmd, args[0])
 		},
@@ -30,6 +33,9 @@ Exit status: 0 changed, 1 error, 2 usage, 3 no such tenant.`,
 }
 
 func tenantSetAction(cmd *cobra.Command, name string) error {
+	if !slices.ContainsFunc(tenant.Flags, cmd.Flags().Changed) {
+		return usageError("tenant set needs a limit to change: %s (paddock tenant inspect %s shows them)", "--"+strings.Join(tenant.Flags, ", --"), name)
+	}
 	var probe tenant.Limits
 	if err := changeLimits(cmd, &probe); err != nil {
 		return err // before anything is opened
