@@ -145,7 +145,7 @@ func (t *Tenant) Fits(used, req Usage) error {
 	return nil
 }
 
-// String writes a limit for tables: its value, or Unlimited.
+// limitString writes a limit for tables: its value, or Unlimited.
 func limitString[T int | configs.ByteSize](v T) string {
 	if v == 0 {
 		return Unlimited
