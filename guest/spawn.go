@@ -99,8 +99,11 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 		if err != nil {
 			return n.failed(v, prev, err)
 		}
-		cmd.Env = append(cmd.Env, jail.SpecEnv+"="+spec.Encode())
-		cmd.SysProcAttr.Cloneflags = jail.Cloneflags
+		release, err := spec.Apply(cmd)
+		if err != nil {
+			return n.failed(v, prev, err)
+		}
+		defer release()
 	}
 	err = cmd.Start()
 	w.Close()
