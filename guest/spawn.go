@@ -140,6 +140,9 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	var tail []string
 	if b, rerr := os.ReadFile(logPath); rerr == nil {
 		tail = console.TailLines(b, 10)
+		if seccomp, ok := jail.KilledBySeccomp(b); ok {
+			why = fmt.Errorf("%s before the guest ran", seccomp)
+		}
 	}
 	// Put the record back as it was, noting the failure.
 	if err := v.WaitRunUnlocked(exitGrace); err == nil {

@@ -34,8 +34,9 @@ const (
 	// gdb, core dumps); docs/architecture.md.
 	NoJailEnv = "PADDOCK_NO_JAIL"
 	// ForbiddenSyscallEnv, set in a jailed VMM's environment by a test,
-	// makes the VMM make a system call its filter forbids once it runs:
-	// the test of the seccomp layer. Only tests set it.
+	// makes the VMM make a system call its filter forbids: at start
+	// ("1") or on SIGUSR2 ("signal"), see ForbiddenSyscall. The test of
+	// the seccomp layer; only tests set it.
 	ForbiddenSyscallEnv = "PADDOCK_TEST_FORBIDDEN_SYSCALL"
 )
 
