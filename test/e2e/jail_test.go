@@ -143,12 +143,7 @@ func cgroupDir(t *testing.T, controllers, path string) string {
 // filter forbids while it starts is killed, and the VM's start error says
 // so, naming the call.
 func TestManagedJailSeccomp(t *testing.T) {
-	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
-	e := newManagedEnv(t)
-	e.ok("create", "-f", e.guestVM("web", "counter", ""))
-	cmd := e.command("start", "web")
-	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"=1")
-	out, err := cmd.CombinedOutput()
+	e, out, err := startWithForbiddenSyscall(t, "1")
 	const why = "the VMM was killed by seccomp (system call 101, ptrace) before the guest ran"
 	if err == nil || !strings.Contains(string(out), why) {
 		t.Fatalf("start with a forbidden system call: %v\n%s", err, out)
@@ -161,16 +156,25 @@ func TestManagedJailSeccomp(t *testing.T) {
 	}
 }
 
-// TestManagedJailSeccompRunning: a jailed VMM that makes a forbidden
-// system call while its guest runs is killed, and the VM shows as
-// crashed, with the call as the reason, in ls and inspect.
-func TestManagedJailSeccompRunning(t *testing.T) {
+// startWithForbiddenSyscall creates the jailed VM web and starts it with
+// the test hook jail.ForbiddenSyscallEnv set to hook; it returns the
+// output of paddock start and how it ended.
+func startWithForbiddenSyscall(t *testing.T, hook string) (*managedEnv, []byte, error) {
 	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
 	e := newManagedEnv(t)
 	e.ok("create", "-f", e.guestVM("web", "counter", ""))
 	cmd := e.command("start", "web")
-	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"=signal")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"="+hook)
+	out, err := cmd.CombinedOutput()
+	return e, out, err
+}
+
+// TestManagedJailSeccompRunning: a jailed VMM that makes a forbidden
+// system call while its guest runs is killed, and the VM shows as
+// crashed, with the call as the reason, in ls and inspect.
+func TestManagedJailSeccompRunning(t *testing.T) {
+	e, out, err := startWithForbiddenSyscall(t, "signal")
+	if err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
 	e.waitConsoleLog("web", "counting\n")
