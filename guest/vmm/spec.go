@@ -73,6 +73,8 @@ func (h *Handles) fit(vm *configs.VM) error {
 		return fmt.Errorf("vmm: VM %s has %d disks (the seed volume included), the handles %d images", vm.Name, disks, len(h.Disks))
 	case len(h.NICs) != len(vm.NICs):
 		return fmt.Errorf("vmm: VM %s has %d NICs, the handles %d taps", vm.Name, len(vm.NICs), len(h.NICs))
+	case h.ConsoleLog != nil && (vm.Console.Log == "" || len(h.ConsoleLog) != vm.Console.LogKeep+1):
+		return fmt.Errorf("vmm: VM %s: the handles' %d console log files do not match console.log %q with console.log_keep %d", vm.Name, len(h.ConsoleLog), vm.Console.Log, vm.Console.LogKeep)
 	}
 	for i, d := range vm.Disks {
 		if h.Disks[i].Path != d.Path {
