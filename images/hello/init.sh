@@ -23,6 +23,17 @@ if [ -f "$load" ]; then
 	done < "$load"
 fi
 
+# A VM with cloud_init has a seed volume (ISO 9660, label cidata): like
+# cloud-init, take the host name from its meta-data (local-hostname).
+# The image needs virtio_pci, virtio_blk and isofs for it; without them,
+# or without a seed, the guest stays "hello".
+seed=$(findfs LABEL=cidata 2>/dev/null)
+if [ -n "$seed" ] && mkdir -p /run/seed && mount -t iso9660 -o ro "$seed" /run/seed 2>/dev/null; then
+	name=$(sed -n 's/^local-hostname: *//p' /run/seed/meta-data)
+	[ -n "$name" ] && hostname "$name"
+	umount /run/seed
+fi
+
 # The ACPI power button (paddock stop) powers the guest off through busybox
 # acpid, which runs /etc/acpi/PWRF/00000080, when the kernel's button and
 # evdev drivers made input devices (load them with PowerButtonModules).
