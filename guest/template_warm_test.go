@@ -338,9 +338,14 @@ func copyWarm(t *testing.T, m *Manager, tmpl *store.Template, name string, state
 
 // TestWarmCloneRefused: a warm template saved on another kind of CPU, one
 // whose memory file is short, and one whose memory file changed after it
-// was made are refused with one clear error each, and no clone is made.
+// was made are refused with one clear error each, and no clone is made:
+// the state directory is as it was.
 func TestWarmCloneRefused(t *testing.T) {
 	m, tmpl, _ := warmTemplate(t, "512MiB")
+	// web's console log grows while it runs; the template has its memory.
+	if _, err := m.Kill(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
 	copyWarm(t, m, tmpl, "other-cpu", func(s *machine.State) {
 		for i := range s.VCPUs {
 			for j := range s.VCPUs[i].CPUID {
@@ -360,6 +365,7 @@ func TestWarmCloneRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	tree := stateTree(t, m.Home())
 	for _, tc := range []struct{ tmpl, want string }{
 		{"other-cpu", "template other-cpu was saved on another kind of CPU: its clones cannot run here (machine: restore: the snapshot was taken on a CyrixInstead CPU"},
 		{"short", "template short: its memory file: " + short.Path(short.Meta.Warm.Memory.File) + " is 268435456 bytes, want 536870912 (the saved machine's RAM)"},
@@ -367,6 +373,9 @@ func TestWarmCloneRefused(t *testing.T) {
 		_, err := m.Clone(ctx, tc.tmpl, "x", CloneOptions{Numbered: true, Count: 2, Start: true})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("clone of %s: %v; want an error saying %q", tc.tmpl, err, tc.want)
+		}
+		if now := stateTree(t, m.Home()); now != tree {
+			t.Errorf("the refused clone of %s changed the state directory:\nbefore:\n%s\nafter:\n%s", tc.tmpl, tree, now)
 		}
 	}
 	// The template's memory file written after it was made.
@@ -389,6 +398,9 @@ func TestWarmCloneRefused(t *testing.T) {
 	var changed *store.TemplateChangedError
 	if !errors.As(err, &changed) || changed.Path != mem {
 		t.Errorf("clone of a template whose memory changed: %v", err)
+	}
+	if now := stateTree(t, m.Home()); now != tree {
+		t.Errorf("the refused clone of a changed template changed the state directory:\nbefore:\n%s\nafter:\n%s", tree, now)
 	}
 	infos, err := m.List()
 	if err != nil || len(infos) != 1 || infos[0].Name != "web" {
