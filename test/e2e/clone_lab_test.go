@@ -24,7 +24,7 @@ mark "id.uuid $(cat /sys/class/dmi/id/product_uuid)"
 mark "id.hostname $(hostname)"
 mark "id.mac $(cat /sys/class/net/eth0/address)"
 mkdir -p /seed
-mount -t iso9660 -o ro "$(findfs LABEL=cidata)" /seed
+mount -t iso9660 -o ro "$PADDOCK_SEED" /seed
 mark "id.seed-mount $?"
 mark "id.seed-id $(sed -n 's/^instance-id: *//p' /seed/meta-data)"
 mark "id.seed-mac $(sed -n 's/.*macaddress: *"*\([0-9a-f:]*\).*/\1/p' /seed/network-config)"
@@ -81,7 +81,8 @@ while [ $i -le $n ]; do
 	mark "c-$i.paddock-uuid $(paddock inspect c-$i | sed -n 's/^  "uuid": "\([^"]*\)".*/\1/p')"
 	ov=$PADDOCK_HOME/vms/c-$i/disks/root.qcow2
 	qemu-img check -q $ov; mark "c-$i.check $?"
-	qemu-img dd -f qcow2 -O raw bs=1M skip=1 count=1 if=$ov of=/tmp/c-$i.raw
+	# qemu-img dd's count includes the blocks it skips.
+	qemu-img dd -f qcow2 -O raw bs=1M skip=1 count=2 if=$ov of=/tmp/c-$i.raw
 	mark "c-$i.data $(head -c 64 /tmp/c-$i.raw | tr -d '\0')"
 	i=$((i + 1))
 done
