@@ -52,7 +52,7 @@ func vmTemplate(t *testing.T, cloudInit bool, extra string) (*Manager, *store.Te
 
 // writeDisk writes p at off into the qcow2 image at path (its backing
 // chain open read-only, wherever it is).
-func writeDisk(t *testing.T, path string, p []byte, off int64) {
+func writeDisk(t testing.TB, path string, p []byte, off int64) {
 	t.Helper()
 	img, err := disk.Open(path, disk.Options{Format: "qcow2"})
 	if err != nil {

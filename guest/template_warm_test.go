@@ -38,7 +38,7 @@ func warmSum() string {
 
 // waitPass follows VM name's console until the warm guest's pass line
 // number pass and returns its submatches.
-func waitPass(t *testing.T, m *Manager, name string, pass int, timeout time.Duration) []string {
+func waitPass(t testing.TB, m *Manager, name string, pass int, timeout time.Duration) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -67,9 +67,16 @@ func waitPass(t *testing.T, m *Manager, name string, pass int, timeout time.Dura
 // first pass line.
 func warmTemplate(t *testing.T, memory string) (*Manager, *store.Template, []string) {
 	t.Helper()
+	return warmTemplateOf(t, testguest.Build(t, "warm"), memory)
+}
+
+// warmTemplateOf is warmTemplate with the warm guest's kernel given (one
+// built with another FILL_END, say).
+func warmTemplateOf(t testing.TB, kernel, memory string) (*Manager, *store.Template, []string) {
+	t.Helper()
 	testenv.RequireTool(t, "qemu-img", "qemu-utils")
 	m := testManager(t)
-	testTemplate(t, m, "tiny", testguest.Build(t, "warm"), "")
+	testTemplate(t, m, "tiny", kernel, "")
 	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n", memory)), "")
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +210,7 @@ func TestWarmClone(t *testing.T) {
 
 // pss returns the Pss of the process pid, in bytes, from
 // /proc/PID/smaps_rollup.
-func pss(t *testing.T, pid int) int64 {
+func pss(t testing.TB, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
@@ -267,7 +274,7 @@ func TestWarmClonesShareMemory(t *testing.T) {
 }
 
 // memAvailable returns MemAvailable from /proc/meminfo, in bytes.
-func memAvailable(t *testing.T) int64 {
+func memAvailable(t testing.TB) int64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
