@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ done
 			}
 			cmd = append(cmd, d)
 		}
-		b.Logf("paddock clone --start returned after %v s (the rest is the guest's boot)", cmd)
+		b.Logf("paddock clone --start returned after %s s (the rest is the guest's boot)", strings.Trim(fmt.Sprintf("%.2f", cmd), "[]"))
 		// pairedRatio's latency form is QEMU's time over paddock's.
 		speedup, wins := pairedRatio(secs[0], secs[1], false)
 		b.ReportMetric(mean(cmd), "paddock-clone-cmd-s")
