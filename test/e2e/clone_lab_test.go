@@ -16,7 +16,8 @@ const cloneLabCount = 8
 // cloneLabScript runs in each clone (the hello guest's script "clone"):
 // the identity the guest sees (SMBIOS UUID, the host name its /init took
 // from the seed, its NIC's MAC address) and the seed's own (instance-id,
-// the MAC network-config names); then it writes its host name at 1 MiB
+// the MAC network-config names; /init found the seed: PADDOCK_SEED);
+// then it writes its host name at 1 MiB
 // of its disk (the clone's overlay on the template's base) and syncs.
 const cloneLabScript = `
 mark() { echo "@@LAB $*"; }
