@@ -141,7 +141,7 @@ func (d *netd) up() (func() error, error) {
 		}
 		return errs
 	}
-	if err := hostnet.Up(d.cfg, nil); err != nil {
+	if err := hostnet.Up(d.cfg, hostnet.Rules{}); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			err = fmt.Errorf("%w (managed networks need root: CAP_NET_ADMIN)", err)
 		}
@@ -311,7 +311,7 @@ func (d *netd) join(h hello) (*user, error) {
 		u.forwards = append(u.forwards, f)
 	}
 	if len(u.forwards) > 0 {
-		if err := hostnet.SetForwards(d.cfg, append(d.forwardsLocked(), u.forwards...)); err != nil {
+		if err := hostnet.SetRules(d.cfg, hostnet.Rules{Forwards: append(d.forwardsLocked(), u.forwards...)}); err != nil {
 			closeAll(u.reserved)
 			return nil, err
 		}
@@ -347,7 +347,7 @@ func (d *netd) leave(u *user) {
 			}
 		}
 		if len(u.forwards) > 0 && !d.closing {
-			if err := hostnet.SetForwards(d.cfg, d.forwardsLocked()); err != nil {
+			if err := hostnet.SetRules(d.cfg, hostnet.Rules{Forwards: d.forwardsLocked()}); err != nil {
 				d.c.Logf("VM %s left, but its forwards stay: %v", u.hello.VM, err)
 			}
 		}
