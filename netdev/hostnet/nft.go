@@ -1,6 +1,7 @@
 package hostnet
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -92,10 +93,18 @@ func SetRules(c Config, r Rules) error {
 	addIPTable(conn, c, r.Forwards)
 	addBridgeTable(conn, c, r.Guests)
 	if err := conn.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("hostnet: nftables tables %s: %w (a kernel module missing? managed networks need %s)", c.Table, err, strings.Join(Modules, ", "))
+		}
 		return fmt.Errorf("hostnet: nftables tables %s: %w", c.Table, err)
 	}
 	return nil
 }
+
+// Modules are the kernel modules the tables need, where a kernel has
+// them as modules (Debian's): the kernel loads them on first use, and
+// names none when one is missing, only ENOENT.
+var Modules = []string{"nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nft_fib_ipv4", "nft_meta_bridge"}
 
 // replaceTable queues the table's replacement: add (a no-op if it
 // exists), delete, add, so that it is replaced whether or not it
