@@ -36,8 +36,11 @@ type CloneOptions struct {
 	// KVM, say).
 	CheckStart func(*configs.VM) error
 	// Host is what Validate checks each clone's spec against (its
-	// Templates are this manager's).
+	// Templates and Tenants are this manager's).
 	Host configs.Host
+	// Tenant puts the clones in this tenant; empty keeps the tenant of
+	// the template's spec (the VM's it was made from).
+	Tenant string
 }
 
 // cloneNames returns the names of the clones of name o asks for.
@@ -89,6 +92,7 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	warm := t.Meta.Warm
 	host := o.Host
 	host.Templates = m.TemplateLookup()
+	host.Tenants = m.TenantLookup()
 	specs := make([]*configs.VM, len(names))
 	for i, n := range names {
 		if !store.ValidName(n) {
@@ -102,6 +106,9 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 			return nil, fmt.Errorf("template %s: %w", tmpl, err)
 		}
 		vm.Name, vm.From = n, tmpl
+		if o.Tenant != "" {
+			vm.Tenant = o.Tenant
+		}
 		if warm != nil {
 			if err := warmNICs(vm, tmpl, warm); err != nil {
 				return nil, err
@@ -130,14 +137,21 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	if err != nil {
 		return nil, err
 	}
+	// All the clones fit in their tenant's quotas, or none is made; its
+	// lock is held until they are all in the store.
+	lk, err := m.admit(specs)
+	if err != nil {
+		return nil, fmt.Errorf("clone %s: %w", tmpl, err)
+	}
 	made := make([]bool, len(names))
 	err = parallel(len(names), func(i int) error {
-		if _, err := m.create(ctx, specs[i], "", fromOptions{known: known, warm: warm != nil}); err != nil {
+		if _, err := m.create(ctx, specs[i], "", fromOptions{known: known, warm: warm != nil, admitted: true}); err != nil {
 			return err
 		}
 		made[i] = true
 		return nil
 	})
+	lk.Unlock()
 	if err == nil && o.Start {
 		err = parallel(len(names), func(i int) error {
 			_, err := m.Start(ctx, names[i])

@@ -15,6 +15,7 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/api"
 	"github.com/paddock-vm/paddock/guest/console"
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
@@ -60,7 +61,8 @@ func usable(err error) bool {
 
 // reapLocked records the end of a VMM that died without recording it:
 // why it probably died, the last console lines and the VMM's last
-// messages; and removes its socket. reason is exit.VMMDied, or exit.Kill
+// messages (a VMM its seccomp filter ended says so there, which then is
+// the detail: jail.KilledBySeccomp); and removes its socket. reason is exit.VMMDied, or exit.Kill
 // after a SIGKILL. Precondition: the VM's lock is held and no VMM holds
 // its run lock.
 func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string) error {
@@ -68,6 +70,9 @@ func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string
 	end.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
 	if b, err := os.ReadFile(v.Path(store.VMMLogFile)); err == nil {
 		end.VMMLogTail = console.TailLines(b, 20)
+		if why, ok := jail.KilledBySeccomp(b); ok && reason == exit.VMMDied {
+			end.Detail = why
+		}
 	}
 	rec.Phase, rec.Exit = store.PhaseExited, end
 	os.Remove(v.Path(store.SocketFile))

@@ -216,9 +216,8 @@ func (m *Manager) RestoreSnapshot(ctx context.Context, name, snap string, force 
 		return nil, err
 	}
 	defer l.Unlock()
-	// A VM made from a template restores only on that template,
-	// unchanged, as it starts.
-	if err := m.checkFrom(v); err != nil {
+	// A restore is a start: the same template and tenant checks.
+	if err := m.checkStart(v); err != nil {
 		return nil, err
 	}
 	if err := m.backend(v).RestoreSnapshot(ctx, v, snap, force); err != nil {

@@ -12,6 +12,7 @@ import (
 func newCloneCommand() *cobra.Command {
 	var count int
 	var start, allow bool
+	var tenantName string
 	cmd := &cobra.Command{
 		Use:   "clone TEMPLATE NAME [-n COUNT] [--start]",
 		Short: "Make new VMs from a template made of a VM",
@@ -32,8 +33,12 @@ booting, every clone sharing the template's memory file; their NICs
 keep the template's MAC addresses. A warm template saved on another
 kind of CPU is refused before any clone is made.
 
-Exit status: 0 made, 1 error, 2 usage, 3 no such template, 4 a VM of
-that name exists.`,
+The clones belong to the tenant of the template's spec (the VM's it was
+made from), or to --tenant's; they must fit in its limits all together
+(paddock tenant ls), or none is made.
+
+Exit status: 0 made, 1 error, 2 usage, 3 no such template or tenant, 4
+a VM of that name exists or the tenant's limits would be exceeded.`,
 		Example: `  paddock clone web-tpl web-a
   paddock clone web-tpl worker -n 20 --start`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -45,7 +50,7 @@ that name exists.`,
 		ValidArgsFunction: completeTemplates,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			host := hostFacts(cmd)
-			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: host}
+			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: host, Tenant: tenantName}
 			o.CheckStart = func(vm *configs.VM) error {
 				return checkBootable(cmd, vm, host, allowEmulated(allow))
 			}
@@ -72,6 +77,7 @@ that name exists.`,
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 0, "make COUNT clones, NAME-1 .. NAME-COUNT")
 	cmd.Flags().BoolVar(&start, "start", false, "start the clones once all are made")
+	cmd.Flags().StringVar(&tenantName, "tenant", "", "put the clones in this tenant, not the template's spec's")
 	allowEmulatedFlag(cmd, &allow)
 	return cmd
 }

@@ -25,8 +25,8 @@ const NetdFD = 3
 
 // AttachNIC is one NIC of a VM on a managed network.
 type AttachNIC struct {
-	// Index is the NIC's index in the spec, Network the network's name,
-	// MAC the NIC's address.
+	// Index is the NIC's index in the spec, Network the network's
+	// reference (Ref: the VM's tenant's network), MAC the NIC's address.
 	Index   int
 	Network string
 	MAC     netdev.MAC
@@ -148,17 +148,20 @@ func Attach(o AttachOptions) (*Attachment, error) {
 	return a, nil
 }
 
-// Use returns the network a VM's NIC names: DefaultName is created on
-// first use; another that does not exist is an error saying how to make
-// it.
+// Use returns the network a VM's NIC names (its reference: the VM's
+// tenant's network): DefaultName is created on first use; another that
+// does not exist is an error saying how to make it.
 func (s *Store) Use(name string) (*Network, error) {
 	n, err := s.Get(name)
+	tenant, short, _ := SplitRef(name)
 	switch {
-	case errors.Is(err, ErrNotFound) && name == DefaultName:
+	case errors.Is(err, ErrNotFound) && short == DefaultName:
 		n, err = s.Create(name, netip.Prefix{})
 		if errors.Is(err, ErrExists) {
 			n, err = s.Get(name) // another VM created it meanwhile
 		}
+	case errors.Is(err, ErrNotFound) && tenant != DefaultTenant:
+		err = fmt.Errorf("%w: create it first (paddock network create --tenant %s %s)", err, tenant, short)
 	case errors.Is(err, ErrNotFound):
 		err = fmt.Errorf("%w: create it first (paddock network create %s)", err, name)
 	}

@@ -58,6 +58,10 @@ type FDTable struct {
 	// Networks are the connections to the VM's managed networks' netds
 	// (network.Attachment), held for the VMM's life.
 	Networks []int `json:"networks,omitempty"`
+	// ConsoleLog are the files of the spec's console.log (Handles.
+	// ConsoleLog): the log, then each rotated file; none when the VMM
+	// opens it by path.
+	ConsoleLog []int `json:"console_log,omitempty"`
 }
 
 // FDDisk is one disk image in a descriptor table.
@@ -142,6 +146,11 @@ func (h *Handles) Handover() (FDTable, []*os.File, error) {
 			t.Networks = append(t.Networks, add(f))
 		}
 	}
+	for len(h.ConsoleLog) > 0 {
+		t.ConsoleLog = append(t.ConsoleLog, add(h.ConsoleLog[0]))
+		h.ConsoleLog = h.ConsoleLog[1:]
+	}
+	h.ConsoleLog = nil
 	if len(files) > MaxFDs {
 		return fail(fmt.Errorf("vmm: %d descriptors to hand over, at most %d", len(files), MaxFDs))
 	}
@@ -256,6 +265,13 @@ func handlesFromFDs(s string, lo, hi int) (_ *Handles, err error) {
 			return nil, err
 		}
 	}
+	for i, fd := range t.ConsoleLog {
+		f, err := regularFile(take(fd), fmt.Sprintf("console_log[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		h.ConsoleLog = append(h.ConsoleLog, f)
+	}
 	return h, nil
 }
 
@@ -345,6 +361,14 @@ func (t FDTable) check(lo, hi int) ([]int, error) {
 	}
 	for i, fd := range t.Networks {
 		if err := use(fd, fmt.Sprintf("networks[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(t.ConsoleLog); n == 1 {
+		return nil, errors.New("console_log: the log without its rotated files")
+	}
+	for i, fd := range t.ConsoleLog {
+		if err := use(fd, fmt.Sprintf("console_log[%d]", i)); err != nil {
 			return nil, err
 		}
 	}

@@ -35,6 +35,11 @@ type Handles struct {
 	// Network is the VM's attachment to its managed networks, held for
 	// the VMM's life; nil without NICs on managed networks.
 	Network *network.Attachment
+	// ConsoleLog, if set, are the files of the spec's console.log, opened
+	// by the command that starts a jailed VMM, which cannot reach a log
+	// outside its VM's directory (console.OpenLogFiles: the log, then
+	// each rotated file); nil: the VMM opens the log by path.
+	ConsoleLog []*os.File
 }
 
 // Disk is one of a VM's disk images, open.
@@ -232,6 +237,9 @@ func (h *Handles) Close() error {
 	}
 	if h.Network != nil {
 		errs = append(errs, h.Network.Close())
+	}
+	for _, f := range h.ConsoleLog {
+		errs = append(errs, f.Close())
 	}
 	*h = Handles{}
 	return errors.Join(errs...)

@@ -100,7 +100,8 @@ func AttachNetworks(vm *configs.VM, o NetworkOptions) ([]NIC, *network.Attachmen
 	var req []network.AttachNIC
 	for i, n := range vm.NICs {
 		if n.Network != "" {
-			req = append(req, network.AttachNIC{Index: i, Network: n.Network, MAC: macs[i]})
+			// The VM's tenant's network of that name.
+			req = append(req, network.AttachNIC{Index: i, Network: network.Ref(vm.Tenant, n.Network), MAC: macs[i]})
 		}
 	}
 	if len(req) == 0 {
