@@ -53,11 +53,12 @@ type Disk struct {
 }
 
 // NIC is a spec's NIC resolved for this host (ResolveNICs): the tap to
-// attach to or the bridge to put a new tap on (exactly one is set), and
-// the guest's MAC address.
+// attach to, the bridge to put a new tap on, or the open tap a managed
+// network made (exactly one is set), and the guest's MAC address.
 type NIC struct {
 	Tap    string
 	Bridge string
+	Open   *netdev.Tap
 	MAC    netdev.MAC
 }
 
@@ -95,6 +96,12 @@ func OpenHandles(vm *configs.VM, o OpenOptions) (_ *Handles, err error) {
 	h := &Handles{Network: o.Network}
 	defer func() {
 		if err != nil {
+			// The open taps not handed to a machine.NIC yet.
+			for _, n := range o.NICs[min(len(h.NICs), len(o.NICs)):] {
+				if n.Open != nil {
+					n.Open.Close()
+				}
+			}
 			h.Close()
 		}
 	}()
@@ -170,12 +177,17 @@ func openDisk(i int, path string, o disk.Options) (Disk, error) {
 	return Disk{Image: img, Path: path, Guard: guard}, nil
 }
 
-// openTap attaches to the NIC's tap, or creates one on its bridge.
+// openTap attaches to the NIC's tap, or creates one on its bridge, or
+// returns the tap its managed network made.
 func openTap(n NIC) (*netdev.Tap, error) {
 	if n.MAC.Multicast() || n.MAC == (netdev.MAC{}) {
 		return nil, fmt.Errorf("MAC %s is not a unicast address", n.MAC)
 	}
 	switch {
+	case n.Open != nil && (n.Tap != "" || n.Bridge != ""):
+		return nil, errors.New("a managed network's NIC has no tap or bridge of its own")
+	case n.Open != nil:
+		return n.Open, nil
 	case n.Tap != "" && n.Bridge != "":
 		return nil, errors.New("set tap or bridge, not both")
 	case n.Tap != "":
@@ -192,10 +204,7 @@ func bridgedTap(n NIC) (*netdev.Tap, error) {
 	if err := netdev.IsBridge(n.Bridge); err != nil {
 		return nil, err
 	}
-	tap, err := netdev.CreateTap(fmt.Sprintf("pd%02x%02x%02x%02x", n.MAC[2], n.MAC[3], n.MAC[4], n.MAC[5]))
-	if errors.Is(err, netdev.ErrExists) {
-		tap, err = netdev.CreateTap("pdtap%d")
-	}
+	tap, err := netdev.CreateTapFor(n.MAC)
 	if err != nil {
 		return nil, err
 	}
