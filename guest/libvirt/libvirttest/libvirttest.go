@@ -8,8 +8,9 @@
 //
 // A local daemon listens on a unix socket in its temporary directory; a
 // remote one lives in a network namespace of its own, reachable only
-// over TCP on an address there (a veth pair links it to the test), with
-// a private /tmp: like another machine, it shares no path with the test.
+// over TCP, or SSH to an sshd beside it, on an address there (a veth
+// pair links it to the test), with a private /tmp: like another
+// machine, it shares no path with the test.
 //
 // The first connection to a new daemon waits for it to probe QEMU
 // (several seconds), so a test process shares its daemons (Shared,
@@ -55,6 +56,10 @@ type Daemon struct {
 	NetNS string
 	// Addr is a remote daemon's address.
 	Addr string
+	// SSHURI reaches a remote daemon over SSH too: its namespaces run
+	// an sshd on Addr:22 with a host key of its own, which lets root in
+	// with SSHKey; KnownHosts has the host key (sshd.go).
+	SSHURI, SSHKey, KnownHosts string
 
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed once cmd was waited for
@@ -67,13 +72,13 @@ func (d *Daemon) Host(name string) libvirt.Host { return libvirt.Host{Name: name
 // Options configure a daemon.
 type Options struct {
 	// Remote puts it in a network namespace of its own, listening on TCP
-	// only, with a private /tmp.
+	// only (and reachable over SSH: SSHURI), with a private /tmp.
 	Remote bool
 }
 
 // Require ends tb (testenv.Unavailable: a skip outside CI, a failure in
 // CI) unless this machine can run daemons: root, libvirtd, virtlogd,
-// tini, unshare, QEMU, and ip for remote daemons.
+// tini, unshare, QEMU, and ip and sshd for remote daemons.
 func Require(tb testing.TB) {
 	tb.Helper()
 	testenv.RequireRoot(tb, "a libvirt daemon needs root")
@@ -83,6 +88,9 @@ func Require(tb testing.TB) {
 	testenv.RequireTool(tb, "unshare", "util-linux")
 	testenv.RequireTool(tb, "ip", "iproute2")
 	testenv.RequireTool(tb, "qemu-system-x86_64", "qemu-system-x86")
+	if _, err := os.Stat(sshdPath); err != nil {
+		testenv.Unavailable(tb, "%s is not installed (Debian package openssh-server): remote daemons are reached over SSH too", sshdPath)
+	}
 	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so"); err != nil {
 		testenv.Unavailable(tb, "libvirt's QEMU driver is not installed (Debian package libvirt-daemon-driver-qemu)")
 	}
@@ -178,6 +186,9 @@ func Start(o Options) (*Daemon, error) {
 		if err := d.makeNetNS(); err != nil {
 			return nil, err
 		}
+		if err := d.setupSSH(); err != nil {
+			return nil, fmt.Errorf("the remote daemon's sshd: %w", err)
+		}
 		conf = append(conf, `listen_tcp = 1`, `auth_tcp = "none"`, fmt.Sprintf("listen_addr = %q", d.Addr))
 		d.URI = fmt.Sprintf("qemu+tcp://%s/system", d.Addr)
 		argv = []string{"ip", "netns", "exec", d.NetNS}
@@ -215,7 +226,8 @@ func Start(o Options) (*Daemon, error) {
 	}()
 	if err := d.waitReady(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
-		return nil, fmt.Errorf("%s libvirtd: %w\n%s", d.Name, err, tail(string(log), 30))
+		sshdLog, _ := os.ReadFile(filepath.Join(dir, "ssh", "sshd.log"))
+		return nil, fmt.Errorf("%s libvirtd: %w\n%s%s", d.Name, err, tail(string(log), 30), tail(string(sshdLog), 10))
 	}
 	ok = true
 	return d, nil
@@ -226,7 +238,9 @@ func Start(o Options) (*Daemon, error) {
 // place, starts virtlogd and execs tini (PID 1) running libvirtd, their
 // pid files in the private /run/libvirt (not /run: other daemons). A
 // remote daemon (#REMOTE lines) also gets a private /run/libvirt and
-// /tmp, so that nothing of the test's files is visible to it.
+// /tmp, so that nothing of the test's files is visible to it, and an
+// sshd with DIR/ssh as its /etc/ssh (sshd.go); sshd returns once it
+// listens, and stays, reparented to tini.
 const startScript = `d=$1; shift
 mount --bind "$d/etc" /etc/libvirt
 mount --bind "$d/lib" /var/lib/libvirt
@@ -234,7 +248,10 @@ mount --bind "$d/log" /var/log/libvirt
 mount --bind "$d/cache" /var/cache/libvirt
 mkdir -p /run/libvirt
 mount -t tmpfs -o mode=0755 tmpfs /run/libvirt
+#REMOTE mount --bind "$d/ssh" /etc/ssh
+#REMOTE mkdir -p /run/sshd
 #REMOTE mount -t tmpfs -o mode=1777 tmpfs /tmp
+#REMOTE /usr/sbin/sshd -f /etc/ssh/sshd_config -E /etc/ssh/sshd.log
 virtlogd -d -p /run/libvirt/virtlogd.pid
 exec tini -s -- libvirtd -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid "$@"
 `
