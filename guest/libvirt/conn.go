@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os/user"
 	"strings"
 	"syscall"
 	"time"
@@ -72,7 +71,7 @@ const (
 
 // Connect opens a connection to h's libvirtd. Only QEMU hosts (qemu://
 // URIs) are supported, over unix, tcp, tls or ssh (go-libvirt's dialers:
-// ssh is Go's SSH client with ~/.ssh's keys and known_hosts). A host that
+// ssh is Go's SSH client, sshDialer). A host that
 // does not answer is one error sentence naming it and its URI.
 func Connect(h Host) (*Conn, error) {
 	u, err := url.Parse(h.URI)
@@ -106,8 +105,8 @@ func Connect(h Host) (*Conn, error) {
 }
 
 // dialer picks go-libvirt's dialer for a URI's transport, as libvirt's
-// own client reads the URI: the host, port, and the socket, keyfile,
-// pkipath and no_verify parameters.
+// own client reads the URI: the host, port, and the socket, pkipath and
+// no_verify parameters (and ssh's own, newSSHDialer).
 func dialer(u *url.URL) (socket.Dialer, error) {
 	_, transport, _ := strings.Cut(u.Scheme, "+")
 	q := u.Query()
@@ -137,27 +136,7 @@ func dialer(u *url.URL) (socket.Dialer, error) {
 		}
 		return dialers.NewTLS(u.Hostname(), opts...), nil
 	case "ssh", "libssh", "libssh2":
-		me, err := user.Current()
-		if err != nil {
-			return nil, err
-		}
-		opts := []dialers.SSHOption{dialers.WithSystemSSHDefaults(me)}
-		if p := u.Port(); p != "" {
-			opts = append(opts, dialers.UseSSHPort(p))
-		}
-		if n := u.User.Username(); n != "" {
-			opts = append(opts, dialers.UseSSHUsername(n))
-		}
-		if k := q.Get("keyfile"); k != "" {
-			opts = append(opts, dialers.UseKeyFile(k))
-		}
-		if s := q.Get("socket"); s != "" {
-			opts = append(opts, dialers.WithRemoteSocket(s))
-		}
-		if q.Get("no_verify") == "1" {
-			opts = append(opts, dialers.WithInsecureIgnoreHostKey())
-		}
-		return dialers.NewSSH(u.Hostname(), opts...), nil
+		return newSSHDialer(u)
 	}
 	return nil, fmt.Errorf("transport %s is not supported: use unix, tcp, tls or ssh", transport)
 }

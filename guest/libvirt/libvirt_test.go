@@ -11,6 +11,7 @@ import (
 
 	"github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 func TestMain(m *testing.M) {
@@ -227,5 +228,81 @@ func TestFacts(t *testing.T) {
 	}
 	if errors.Is(err, libvirt.ErrConnectionLost) {
 		t.Errorf("%v", err)
+	}
+}
+
+// TestConnectSSH reaches the remote daemon over SSH (a real sshd in its
+// namespaces, tunnelling to its unix socket) with the URI's keyfile and
+// known_hosts; a host key that is unknown or changed, a key the host
+// refuses and a key that cannot be read are each one sentence saying
+// what to do, and an unknown host key is never added to known_hosts.
+func TestConnectSSH(t *testing.T) {
+	d := libvirttest.SharedRemote(t)
+	c, err := libvirt.Connect(libvirt.Host{Name: "lab1", URI: d.SSHURI})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Facts()
+	c.Close()
+	if err != nil || !strings.HasPrefix(f.Libvirt, "9.") {
+		t.Fatalf("facts over SSH: %+v, %v", f, err)
+	}
+
+	dir := t.TempDir()
+	empty, other, missing := dir+"/empty", dir+"/other", dir+"/missing"
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := libvirttest.WriteSSHKey(dir + "/other-host-key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, []byte(knownhosts.Line([]string{d.Addr}, otherKey)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stranger := dir + "/stranger"
+	if _, err := libvirttest.WriteSSHKey(stranger); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/garbage", []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := d.Addr + ":22"
+	for _, tt := range []struct {
+		name, uri, want string
+	}{
+		{"unknown host key", d.SSHURIWith(d.SSHKey, empty),
+			"cannot connect: the SSH host key of " + addr + " is not in " + empty + ": check the host's key and add it there (e.g. ssh-keyscan -p 22 " + d.Addr + " >> " + empty + "), or name another file with ?known_hosts=PATH"},
+		{"no known_hosts", d.SSHURIWith(d.SSHKey, missing),
+			"cannot connect: the SSH host key of " + addr + " is not in " + missing + ": "},
+		{"changed host key", d.SSHURIWith(d.SSHKey, other),
+			"cannot connect: the SSH host key of " + addr + " is not the one " + other + " has for it (line 1): the host was reinstalled, or someone is in the middle; check which before changing " + other},
+		{"refused key", d.SSHURIWith(stranger, d.KnownHosts),
+			"cannot connect: root@" + addr + " refused " + stranger + ": put its public key in the host's authorized_keys, or name the key with ?keyfile=PATH"},
+		{"no key", d.SSHURIWith(dir+"/nokey", d.KnownHosts),
+			": reading the SSH key (keyfile=): open " + dir + "/nokey: no such file or directory"},
+		{"not a key", d.SSHURIWith(dir+"/garbage", d.KnownHosts),
+			": the SSH key " + dir + "/garbage: ssh: no key found"},
+		{"bad known_hosts_verify", d.SSHURI + "&known_hosts_verify=yes",
+			": known_hosts_verify=yes: want normal, auto or ignore"},
+		{"password", d.SSHURI + "&sshauth=password",
+			": sshauth=password: paddock authenticates with agent or privkey only (it never prompts)"},
+	} {
+		h := libvirt.Host{Name: "lab1", URI: tt.uri}
+		c, err := libvirt.Connect(h)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: connected", tt.name)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), h.String()) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v\nwant %q", tt.name, err, tt.want)
+		}
+	}
+	if b, _ := os.ReadFile(empty); len(b) != 0 {
+		t.Errorf("the unknown host key was added to known_hosts: %q", b)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Errorf("a known_hosts was made: %s", missing)
 	}
 }
