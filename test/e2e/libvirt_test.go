@@ -220,17 +220,42 @@ func TestLibvirtCLI(t *testing.T) {
 }
 
 // TestLibvirtRemote runs a VM on a second libvirtd that lives in a
-// network namespace of its own and is reachable only over TCP: paddock
-// uploads the kernel, initrd and disk into its pool (it shares no path
-// with this machine) and the VM boots there; host ls shows both hosts;
-// --host auto places a VM on a reachable host, passing over one that is
-// not.
+// network namespace of its own and is reachable only over TCP, or SSH to
+// an sshd beside it: paddock reaches it over SSH (qemu+ssh, a key and a
+// known_hosts of the test's), uploads the kernel, initrd and disk into
+// its pool (it shares no path with this machine) and the VM boots there;
+// host ls shows the hosts, the same daemon over TCP too; --host auto
+// places a VM on a reachable host, passing over one that is not. An SSH
+// host whose host key is not known, or which refuses the key, is not
+// added: one sentence each.
 func TestLibvirtRemote(t *testing.T) {
 	local := libvirttest.Shared(t)
 	remote := libvirttest.SharedRemote(t)
 	e := newEnv(t)
 	e.ok("host", "add", "local", local.URI)
-	e.ok("host", "add", "lab1", remote.URI)
+	e.ok("host", "add", "lab1", remote.SSHURI)
+	e.ok("host", "add", "lab1tcp", remote.URI)
+	dir := t.TempDir()
+	empty, stranger := dir+"/known_hosts", dir+"/id_ed25519"
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := libvirttest.WriteSSHKey(stranger); err != nil {
+		t.Fatal(err)
+	}
+	addr := remote.Addr + ":22"
+	uri := remote.SSHURIWith(remote.SSHKey, empty)
+	e.fails(1, "paddock: libvirt host lab6 ("+uri+"): cannot connect: the SSH host key of "+addr+" is not in "+empty+
+		": check the host's key and add it there (e.g. ssh-keyscan -p 22 "+remote.Addr+" >> "+empty+"), or name another file with ?known_hosts=PATH; check the URI, or add it anyway with --force\n",
+		"host", "add", "lab6", uri)
+	uri = remote.SSHURIWith(stranger, remote.KnownHosts)
+	e.fails(1, "paddock: libvirt host lab7 ("+uri+"): cannot connect: root@"+addr+" refused "+stranger+
+		": put its public key in the host's authorized_keys, or name the key with ?keyfile=PATH; check the URI, or add it anyway with --force\n",
+		"host", "add", "lab7", uri)
+	if b, _ := os.ReadFile(empty); len(b) != 0 {
+		t.Errorf("the unknown host key was added to known_hosts: %q", b)
+	}
+
 	web := e.libvirtVM("web", "")
 	if out := e.ok("up", "-f", web, "--host", "lab1"); out != "web: created\nweb: started (libvirt host lab1)\n" {
 		t.Errorf("up --host lab1: %q", out)
@@ -246,7 +271,8 @@ func TestLibvirtRemote(t *testing.T) {
 	}
 
 	hosts := e.hosts()
-	if l, r := hosts["local"], hosts["lab1"]; l.State != "up" || r.State != "up" || r.VMs != 1 || l.VMs != 0 || r.CPUs < 1 || r.FreeMemory == 0 || !strings.HasPrefix(r.Libvirt, "9.0.") {
+	if l, r, rt := hosts["local"], hosts["lab1"], hosts["lab1tcp"]; l.State != "up" || r.State != "up" || r.VMs != 1 || l.VMs != 0 || r.CPUs < 1 || r.FreeMemory == 0 || !strings.HasPrefix(r.Libvirt, "9.0.") ||
+		rt.State != "up" || rt.VMs != 0 || rt.Libvirt != r.Libvirt || len(hosts) != 3 {
 		t.Errorf("host ls: %+v", hosts)
 	}
 
@@ -265,13 +291,13 @@ func TestLibvirtRemote(t *testing.T) {
 	}
 	best := "local"
 	if hosts["lab1"].FreeMemory > hosts["local"].FreeMemory {
-		best = "lab1"
+		best = "lab1 (lab1tcp)"
 	}
 	var info struct {
 		Host string `json:"host"`
 	}
 	json.Unmarshal([]byte(e.ok("inspect", "db")), &info)
-	if info.Host != "local" && info.Host != "lab1" {
+	if info.Host != "local" && info.Host != "lab1" && info.Host != "lab1tcp" {
 		t.Errorf("auto placed db on %q", info.Host)
 	}
 	t.Logf("auto placed db on %s (the most free memory: %s)", info.Host, best)
