@@ -317,8 +317,14 @@ func (n *native) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) e
 		if err := c.DeleteSnapshot(cctx, snap); err != nil {
 			return apiError(v.Name, "remove a snapshot of", err)
 		}
-	} else if err := deleteDiskSnapshots(meta); err != nil {
-		return err
+	} else {
+		vm, err := loadSpec(v)
+		if err != nil {
+			return err
+		}
+		if err := deleteDiskSnapshots(meta, vm); err != nil {
+			return err
+		}
 	}
 	return v.RemoveSnapshotDir(snap)
 }
@@ -326,9 +332,16 @@ func (n *native) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) e
 // deleteDiskSnapshots deletes a snapshot's internal qcow2 snapshots from
 // the disks of a VM that does not run (each opened, and locked, in
 // turn). A disk without it (deleted by hand, or gone) is left alone.
-func deleteDiskSnapshots(meta store.SnapshotMeta) error {
+// snapshot.json was written by the VM's VMM, which may run jailed and
+// could have written anything there: only a disk that is the VM's own
+// and writable in its spec vm (at the same index, by the same path) is
+// opened; any other disk it names is left alone.
+func deleteDiskSnapshots(meta store.SnapshotMeta, vm *configs.VM) error {
 	for _, d := range meta.Disks {
-		if d.Snapshot == "" {
+		if d.Snapshot == "" || d.Index < 0 || d.Index >= len(vm.Disks) {
+			continue
+		}
+		if own := vm.Disks[d.Index]; own.ReadOnly || own.Path != d.Path {
 			continue
 		}
 		if _, err := os.Stat(d.Path); errors.Is(err, os.ErrNotExist) {
