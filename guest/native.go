@@ -68,7 +68,9 @@ func usable(err error) bool {
 func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string) error {
 	end := &store.Exit{Reason: reason, Detail: detail, At: time.Now()}
 	end.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
-	if b, err := os.ReadFile(v.Path(store.VMMLogFile)); err == nil {
+	// The VMM writes its log through a descriptor (a jailed one too, which
+	// could make it sparse and huge): its tail is enough.
+	if b, err := console.ReadTail(v.Path(store.VMMLogFile), maxVMMLogRead); err == nil {
 		end.VMMLogTail = console.TailLines(b, 20)
 		if why, ok := jail.KilledBySeccomp(b); ok && reason == exit.VMMDied {
 			end.Detail = why
@@ -78,6 +80,9 @@ func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string
 	os.Remove(v.Path(store.SocketFile))
 	return v.WriteRecord(rec)
 }
+
+// maxVMMLogRead caps what reapLocked reads of vmm.log.
+const maxVMMLogRead = 16 << 20
 
 // vmmDied is the detail of an exit.VMMDied.
 func vmmDied(rec store.Record) string {
