@@ -43,10 +43,10 @@ func openDirAt(dir int, name, path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
-// linkError is a symbolic link found where a snapshot's directory or
-// file should be.
+// linkError is a symbolic link found where a file a VMM writes (a
+// snapshot's directory or file, the record, the run lock) should be.
 func linkError(path string) error {
-	return fmt.Errorf("store: %s is a symbolic link; paddock follows none in a VM's snapshots", path)
+	return fmt.Errorf("store: %s is a symbolic link; paddock follows none where a VMM could have made it", path)
 }
 
 // openSnapshotsDir opens the VM's snapshots directory, following no
@@ -90,7 +90,23 @@ func (v *VM) OpenSnapshotFile(name, file string) (*os.File, error) {
 	}
 	defer d.Close()
 	path := filepath.Join(v.SnapshotDir(name), file)
-	fd, err := unix.Openat(int(d.Fd()), file, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	f, err := openRegularAt(int(d.Fd()), file, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkSnapshotFile(f, path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openRegularAt opens name in the directory dir (a descriptor, or
+// unix.AT_FDCWD for a path) for reading: following no symbolic link at
+// its end, and only a regular file (a FIFO would block the reader). path
+// names it in errors; a missing file is an fs.ErrNotExist error.
+func openRegularAt(dir int, name, path string) (*os.File, error) {
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, linkError(path)
 	}
@@ -98,9 +114,14 @@ func (v *VM) OpenSnapshotFile(name, file string) (*os.File, error) {
 		return nil, fmt.Errorf("store: %w", &fs.PathError{Op: "open", Path: path, Err: err})
 	}
 	f := os.NewFile(uintptr(fd), path)
-	if err := v.checkSnapshotFile(f, path); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("store: %s is not a regular file (%s)", path, fi.Mode().Type())
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		f.Close()
@@ -109,15 +130,12 @@ func (v *VM) OpenSnapshotFile(name, file string) (*os.File, error) {
 	return f, nil
 }
 
-// checkSnapshotFile checks an open file of a snapshot: a regular file
-// owned by root, the current user or the VM's jail user.
+// checkSnapshotFile checks an open regular file of a snapshot: owned by
+// root, the current user or the VM's jail user.
 func (v *VM) checkSnapshotFile(f *os.File, path string) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("store: %s is not a regular file (%s)", path, fi.Mode().Type())
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {

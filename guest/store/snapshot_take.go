@@ -41,15 +41,12 @@ func (v *VM) TakeSnapshotFile(name, file, dst string) error {
 // takeFile makes dst, just moved from src (which names it in errors), a
 // private file of this user's as TakeSnapshotFile says.
 func takeFile(v *VM, src, dst string) error {
-	fd, err := unix.Open(dst, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return linkError(src)
-	}
+	f, err := openRegularAt(unix.AT_FDCWD, dst, src)
 	if err != nil {
-		return fmt.Errorf("store: open %s: %w", dst, err)
+		return err
 	}
-	f := os.NewFile(uintptr(fd), dst)
 	defer f.Close()
+	fd := int(f.Fd())
 	if err := v.checkSnapshotFile(f, src); err != nil {
 		return err
 	}
