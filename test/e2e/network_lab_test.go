@@ -179,7 +179,7 @@ var networkTools = [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}, {"flock"
 // labHostTools adds the host's tools (name, Debian package) to L1's files
 // as /usr/local/bin/NAME, ahead of busybox's applets of the same names on
 // L1's PATH, with their shared libraries at their paths.
-func labHostTools(t *testing.T, files map[string]lab.File, tools ...[2]string) {
+func labHostTools(t testing.TB, files map[string]lab.File, tools ...[2]string) {
 	t.Helper()
 	var bins []string
 	for _, tool := range tools {
