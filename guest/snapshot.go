@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -165,9 +164,11 @@ func snapshotInfo(v *store.VM, snap string) (*SnapshotInfo, error) {
 			in.Disks = append(in.Disks, fmt.Sprintf("disks[%d]", d.Index))
 		}
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(v.SnapshotDir(snap), store.SnapshotMemoryFile), &st); err == nil {
-		in.MemoryOnDisk = st.Blocks * 512
+	if f, err := v.OpenSnapshotFile(snap, store.SnapshotMemoryFile); err == nil {
+		if fi, err := f.Stat(); err == nil {
+			in.MemoryOnDisk = fi.Sys().(*syscall.Stat_t).Blocks * 512
+		}
+		f.Close()
 	}
 	return in, nil
 }

@@ -15,7 +15,8 @@ import (
 // TestSnapshotRemoveOwnDisksOnly removes a snapshot of a stopped VM
 // whose snapshot.json (written by the VM's VMM, maybe jailed) names
 // another image as well as the VM's disk: the internal snapshot goes
-// from the VM's own disk only, the other image keeps its own.
+// from the VM's own disk only, the other image keeps its own. Its memory
+// file, a link to another file, is listed as taking nothing.
 func TestSnapshotRemoveOwnDisksOnly(t *testing.T) {
 	m := testManager(t)
 	ctx := context.Background()
@@ -52,6 +53,21 @@ func TestSnapshotRemoveOwnDisksOnly(t *testing.T) {
 	}
 	if err := os.WriteFile(metaPath, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// A memory file that links elsewhere is not measured through the link.
+	big := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(big, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	memPath := filepath.Join(v.SnapshotDir("s1"), store.SnapshotMemoryFile)
+	if err := os.Rename(memPath, memPath+".real"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(big, memPath); err != nil {
+		t.Fatal(err)
+	}
+	if snaps, err := m.Snapshots("web"); err != nil || len(snaps) != 1 || snaps[0].MemoryOnDisk != 0 {
+		t.Fatalf("Snapshots with a linked memory file: %+v, %v; want it on disk as 0 bytes", snaps, err)
 	}
 	if err := m.RemoveSnapshot(ctx, "web", "s1"); err != nil {
 		t.Fatal(err)
