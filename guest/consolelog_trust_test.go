@@ -14,7 +14,8 @@ import (
 // VMM owns it) with a link to a file of the host, then died. Recording
 // its end copies the console's last lines into state.json, which the
 // VM's next VMM owns: none of the linked file may get there; and its
-// vmm.log made sparse and a TiB long is read from its end.
+// vmm.log made sparse and a TiB long is read from its end, and its line
+// of zeros is recorded cut short, so that the record stays readable.
 func TestReapConsoleLink(t *testing.T) {
 	m := testManager(t)
 	vm, _ := ticksVM(t, "web")
@@ -56,5 +57,10 @@ func TestReapConsoleLink(t *testing.T) {
 	}
 	if n := len(rec.Exit.VMMLogTail); n == 0 || rec.Exit.VMMLogTail[n-1] != "last words" {
 		t.Fatalf("the recorded end's VMM log tail ends %q, want \"last words\"", rec.Exit.VMMLogTail[max(n-1, 0):])
+	}
+	for _, l := range rec.Exit.VMMLogTail {
+		if len(l) > maxTailLine {
+			t.Fatalf("a recorded VMM log line of %d bytes, more than %d", len(l), maxTailLine)
+		}
 	}
 }
