@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
 // plantSnapshot writes a complete snapshot called name into dir (a VM's
@@ -142,9 +144,7 @@ func TestSnapshotLinksNotFollowed(t *testing.T) {
 // TestSnapshotFileOwner refuses a snapshot file owned by another user
 // than root, the current one and the VM's jail user.
 func TestSnapshotFileOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to give a file to another user")
-	}
+	testenv.RequireRoot(t, "this test gives a file to another user")
 	v := &VM{Name: "web", Dir: t.TempDir()}
 	sd := plantSnapshot(t, filepath.Join(v.Dir, SnapshotsDir), "s1")
 	if err := os.Lchown(filepath.Join(sd, SnapshotMemoryFile), 1234, 1234); err != nil {
