@@ -18,8 +18,10 @@ const sshdPath = "/usr/sbin/sshd"
 
 // sshdConfig is the config of a remote daemon's sshd, as it sees its
 // files: DIR/ssh is its /etc/ssh. It listens only on the daemon's
-// address, lets root in with the test's key alone, and forwards nothing
-// but unix sockets (the SSH transport tunnels to libvirtd's socket).
+// address, lets root in with the test's key alone, and forwards only
+// from the client to the host (the SSH transport tunnels to libvirtd's
+// socket). AllowTcpForwarding must allow local forwarding: with "no",
+// sshd refuses to open unix sockets for the client too.
 // It logs to /etc/ssh/sshd.log (DIR/ssh/sshd.log).
 const sshdConfig = `ListenAddress %s:22
 HostKey /etc/ssh/ssh_host_ed25519_key
@@ -31,7 +33,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 AllowStreamLocalForwarding yes
-AllowTcpForwarding no
+AllowTcpForwarding local
 X11Forwarding no
 PermitTTY no
 `
