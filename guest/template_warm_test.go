@@ -16,6 +16,7 @@ import (
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 	"github.com/paddock-vm/paddock/internal/testenv"
@@ -62,15 +63,15 @@ func waitPass(t *testing.T, m *Manager, name string, pass int, timeout time.Dura
 }
 
 // warmTemplate runs the warm guest as VM web (memory, a qcow2 overlay on
-// the tiny template), waits for its first pass and makes the warm
-// template warm of it. It returns the manager, the template and web's
-// first pass line.
-func warmTemplate(t *testing.T, memory string) (*Manager, *store.Template, []string) {
+// the tiny template, the YAML extra), waits for its first pass and makes
+// the warm template warm of it. It returns the manager, the template and
+// web's first pass line.
+func warmTemplate(t *testing.T, memory, extra string) (*Manager, *store.Template, []string) {
 	t.Helper()
 	testenv.RequireTool(t, "qemu-img", "qemu-utils")
 	m := testManager(t)
 	testTemplate(t, m, "tiny", testguest.Build(t, "warm"), "")
-	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n", memory)), "")
+	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n%s", memory, extra)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func warmTemplate(t *testing.T, memory string) (*Manager, *store.Template, []str
 // leaves the VM running, with no snapshot or internal disk snapshot
 // left behind; --memory on a stopped VM is refused.
 func TestWarmTemplate(t *testing.T) {
-	m, tmpl, first := warmTemplate(t, "512MiB")
+	m, tmpl, first := warmTemplate(t, "512MiB", "")
 	if first[2] != warmSum() {
 		t.Fatalf("the template guest's sum %s, want %s", first[2], warmSum())
 	}
@@ -151,7 +152,7 @@ func qemuImg(t *testing.T, args ...string) string {
 // ID of their own; the template's files keep their checksums; template
 // rm is refused while they exist; a clone's second start boots.
 func TestWarmClone(t *testing.T) {
-	m, tmpl, first := warmTemplate(t, "512MiB")
+	m, tmpl, first := warmTemplate(t, "512MiB", "")
 	ctx := context.Background()
 	names, err := m.Clone(ctx, "warm", "w", CloneOptions{Numbered: true, Count: 3, Start: true})
 	if err != nil {
@@ -201,6 +202,71 @@ func TestWarmClone(t *testing.T) {
 	}
 }
 
+// TestWarmCloneNICs: warm clones of a VM with a NIC on a bridge each
+// have a MAC address of their own, derived from their names (not the
+// template's): each clone's tap on the bridge is named after it, and its
+// restored virtio-net device has it (what a snapshot of the clone
+// saves, the device's own address, which its config space presents).
+func TestWarmCloneNICs(t *testing.T) {
+	br := hostLink(t, "bridge")
+	m, tmpl, _ := warmTemplate(t, "512MiB", "nics: [{bridge: "+br+"}]\n")
+	if len(tmpl.Meta.Warm.MACs) != 1 {
+		t.Fatalf("template.json: NIC MACs %v, want one", tmpl.Meta.Warm.MACs)
+	}
+	tmplMAC := tmpl.Meta.Warm.MACs[0]
+	ctx := context.Background()
+	names, err := m.Clone(ctx, "warm", "n", CloneOptions{Numbered: true, Count: 2, Start: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{tmplMAC: "the template"}
+	for _, n := range names {
+		t.Cleanup(func() { m.Kill(context.Background(), n) })
+		waitPass(t, m, n, 2, 2*time.Minute)
+		v, err := m.vm(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := configs.Load(v.Path(store.SpecFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		macs, err := vmm.NICMACs(spec)
+		if err != nil || len(macs) != 1 {
+			t.Fatalf("clone %s: MACs %v, %v", n, macs, err)
+		}
+		mac := macs[0]
+		if other, dup := seen[mac.String()]; dup {
+			t.Errorf("clone %s has the MAC %s of %s", n, mac, other)
+		}
+		seen[mac.String()] = n
+		tap := fmt.Sprintf("pd%02x%02x%02x%02x", mac[2], mac[3], mac[4], mac[5])
+		if _, err := os.Stat(filepath.Join("/sys/class/net", br, "brif", tap)); err != nil {
+			t.Errorf("clone %s: no tap %s on bridge %s: %v", n, tap, br, err)
+		}
+		if _, err := m.CreateSnapshot(ctx, n, "s", false); err != nil {
+			t.Fatal(err)
+		}
+		f, err := snapshot.ReadFile(filepath.Join(v.SnapshotDir("s"), store.SnapshotStateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := machine.DecodeState(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saved []string
+		for _, fn := range st.Virtio {
+			if fn.Net != nil {
+				saved = append(saved, fn.Net.MAC.String())
+			}
+		}
+		if len(saved) != 1 || saved[0] != mac.String() {
+			t.Errorf("clone %s: its virtio-net device has MACs %v, want its own %s", n, saved, mac)
+		}
+	}
+}
+
 // pss returns the Pss of the process pid, in bytes, from
 // /proc/PID/smaps_rollup.
 func pss(t *testing.T, pid int) int64 {
@@ -232,7 +298,7 @@ func TestWarmClonesShareMemory(t *testing.T) {
 		t.Skip("50 VMs: not in -short")
 	}
 	const clones = 50
-	m, _, first := warmTemplate(t, "512MiB")
+	m, _, first := warmTemplate(t, "512MiB", "")
 	// What this test may take if sharing fails is bounded by the host's
 	// RAM: a copying implementation fails here before it tries.
 	if avail := memAvailable(t); avail < 4<<30 {
@@ -340,7 +406,7 @@ func copyWarm(t *testing.T, m *Manager, tmpl *store.Template, name string, state
 // whose memory file is short, and one whose memory file changed after it
 // was made are refused with one clear error each, and no clone is made.
 func TestWarmCloneRefused(t *testing.T) {
-	m, tmpl, _ := warmTemplate(t, "512MiB")
+	m, tmpl, _ := warmTemplate(t, "512MiB", "")
 	copyWarm(t, m, tmpl, "other-cpu", func(s *machine.State) {
 		for i := range s.VCPUs {
 			for j := range s.VCPUs[i].CPUID {

@@ -78,7 +78,7 @@ func OpenWarm(t *store.Template) (*RestoreFrom, error) {
 		mem.Close()
 		return nil, fmt.Errorf("template %s: its memory file: %w", t.Name, err)
 	}
-	return &RestoreFrom{Name: "of template " + t.Name, State: st, Memory: mem}, nil
+	return &RestoreFrom{Name: "of template " + t.Name, State: st, Memory: mem, NewMACs: true}, nil
 }
 
 // CheckWarm checks that the host's KVM (kvmPath, or /dev/kvm) can
