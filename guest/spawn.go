@@ -35,14 +35,15 @@ const ReadyFD = 3
 // vmm.FDTableEnv; once the VMM has them, this process closes its own
 // copies, which leaves every lock, tap and connection with the VMM. prev
 // is the VM's record before the start, restored if the VMM dies before it
-// could; extra are more arguments for the VMM (--restore SNAP).
+// could; extra are more arguments for the VMM (--restore SNAP, or --warm,
+// for which the warm template's files are handed over as well).
 // Precondition: the VM's lock is held and no VMM runs it; vm is its spec.
 func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev store.Record, extra ...string) error {
 	seed := ""
 	if vm.CloudInit {
 		seed = v.Path(store.SeedFile)
 	}
-	h, err := vmm.OpenVMHandles(v, vm, vmm.VMHandleOptions{Home: n.store.Home(), Seed: seed})
+	h, err := vmm.OpenVMHandles(v, vm, vmm.VMHandleOptions{Home: n.store.Home(), Seed: seed, Warm: slices.Contains(extra, "--warm")})
 	if err != nil {
 		return n.failed(v, prev, err)
 	}
@@ -90,11 +91,10 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
 		vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// A warm clone's first start restores its template's memory, which
-	// the VMM opens by path in the template's directory, outside the
-	// jail: until the starting command hands those files over too, that
-	// one start runs unjailed (docs/architecture.md, "The jail").
-	if jail.Enabled() && !slices.Contains(extra, "--warm") {
+	// A warm clone's first start restores its template's memory: the
+	// template's state and memory files are handed over too (--warm),
+	// so the jailed VMM needs nothing outside its VM's directory.
+	if jail.Enabled() {
 		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
 		if err != nil {
 			return n.failed(v, prev, err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
@@ -149,8 +150,10 @@ func qemuImg(t *testing.T, args ...string) string {
 // TestWarmClone: three warm clones of a running guest each continue
 // from the snapshot's instant (their first pass after the restore is
 // pass 2, over the memory the template guest filled) with a generation
-// ID of their own; the template's files keep their checksums; template
-// rm is refused while they exist; a clone's second start boots.
+// ID of their own; as root, each clone's VMM runs jailed (the template's
+// files were handed over: its root holds no template); the template's
+// files keep their checksums; template rm is refused while they exist;
+// a clone's second start boots.
 func TestWarmClone(t *testing.T) {
 	m, tmpl, first := warmTemplate(t, "512MiB", "")
 	ctx := context.Background()
@@ -169,6 +172,9 @@ func TestWarmClone(t *testing.T) {
 			t.Errorf("clone %s has the generation ID of %s: %s", n, other, mm[3])
 		}
 		ids[mm[3]] = n
+		if jail.Enabled() {
+			checkJailed(t, m, n, tmpl.Dir)
+		}
 		v, _ := m.vm(n)
 		if from, err := v.ReadFrom(); err != nil || from.Warm {
 			t.Errorf("clone %s's from.json after its first start: %+v, %v; want warm cleared", n, from, err)
@@ -264,6 +270,33 @@ func TestWarmCloneNICs(t *testing.T) {
 		if len(saved) != 1 || saved[0] != mac.String() {
 			t.Errorf("clone %s: its virtio-net device has MACs %v, want its own %s", n, saved, mac)
 		}
+	}
+}
+
+// checkJailed checks that VM name's VMM runs jailed: not as root, under
+// seccomp, with a root of its own in which the template directory tmpl
+// does not exist.
+func checkJailed(t *testing.T, m *Manager, name, tmpl string) {
+	t.Helper()
+	info, err := m.Inspect(name)
+	if err != nil || info.PID == 0 {
+		t.Fatalf("VM %s: %+v, %v", name, info, err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", info.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			status[k] = strings.TrimSpace(v)
+		}
+	}
+	if uid := strings.Fields(status["Uid"]); len(uid) == 0 || uid[0] == "0" || status["Seccomp"] != "2" {
+		t.Errorf("VM %s's VMM: Uid %q, Seccomp %q; want it jailed", name, status["Uid"], status["Seccomp"])
+	}
+	if _, err := os.Lstat(fmt.Sprintf("/proc/%d/root%s", info.PID, tmpl)); !os.IsNotExist(err) {
+		t.Errorf("VM %s's VMM sees its template's directory %s: %v", name, tmpl, err)
 	}
 }
 

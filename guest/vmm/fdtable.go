@@ -58,6 +58,18 @@ type FDTable struct {
 	// Networks are the connections to the VM's managed networks' netds
 	// (network.Attachment), held for the VMM's life.
 	Networks []int `json:"networks,omitempty"`
+	// Warm, for a warm clone's first start, is its warm template's
+	// saved machine (Handles.Warm).
+	Warm *FDWarm `json:"warm,omitempty"`
+}
+
+// FDWarm is a warm template's saved machine in a descriptor table.
+type FDWarm struct {
+	// Template names the template in messages.
+	Template string `json:"template"`
+	// State and Memory are its state and memory files, open read-only.
+	State  int `json:"state"`
+	Memory int `json:"memory"`
 }
 
 // FDDisk is one disk image in a descriptor table.
@@ -141,6 +153,10 @@ func (h *Handles) Handover() (FDTable, []*os.File, error) {
 		for _, f := range conns {
 			t.Networks = append(t.Networks, add(f))
 		}
+	}
+	if w := h.Warm; w != nil {
+		h.Warm = nil
+		t.Warm = &FDWarm{Template: w.Template, State: add(w.State), Memory: add(w.Memory)}
 	}
 	if len(files) > MaxFDs {
 		return fail(fmt.Errorf("vmm: %d descriptors to hand over, at most %d", len(files), MaxFDs))
@@ -256,6 +272,15 @@ func handlesFromFDs(s string, lo, hi int) (_ *Handles, err error) {
 			return nil, err
 		}
 	}
+	if w := t.Warm; w != nil {
+		h.Warm = &WarmFiles{Template: w.Template}
+		if h.Warm.State, err = regularFile(take(w.State), "warm.state"); err != nil {
+			return nil, err
+		}
+		if h.Warm.Memory, err = regularFile(take(w.Memory), "warm.memory"); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
@@ -345,6 +370,17 @@ func (t FDTable) check(lo, hi int) ([]int, error) {
 	}
 	for i, fd := range t.Networks {
 		if err := use(fd, fmt.Sprintf("networks[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	if w := t.Warm; w != nil {
+		if w.Template == "" {
+			return nil, errors.New("warm: no template")
+		}
+		if err := use(w.State, "warm.state"); err != nil {
+			return nil, err
+		}
+		if err := use(w.Memory, "warm.memory"); err != nil {
 			return nil, err
 		}
 	}
