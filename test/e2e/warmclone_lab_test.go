@@ -147,6 +147,7 @@ func TestWarmCloneLab(t *testing.T) {
 		want("l1.ready-"+vm, "0")
 		// HOSTNAME INSTANCE-ID GENID RANDOM ADDRESS
 		line := strings.TrimSpace(value(t, st, vm+".warm.clone"))
+		t.Logf("%s: %s", vm, line)
 		f := strings.Fields(line)
 		if len(f) != 5 || len(f[2]) != 32 || len(f[3]) != 32 {
 			t.Errorf("%s.warm.clone = %q: want hostname, instance-id, generation ID, 16 random bytes, address", vm, line)
