@@ -47,6 +47,36 @@ func readDisk(t *testing.T, m *Machine, i, n int) string {
 	return string(b)
 }
 
+// heldSave builds a machine of cfg running the cpl3count guest, holds it
+// and saves it with opts into a new directory's memory file. It returns
+// the machine (still open: the caller closes it), the save's result and
+// the directory.
+func heldSave(t *testing.T, cfg Config, opts SaveOptions) (*Machine, SaveResult, string) {
+	t.Helper()
+	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "cpl3count", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Hold(); err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mem, err := os.Create(filepath.Join(dir, "memory"))
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	opts.Memory = mem
+	res, err := m.Save(opts)
+	mem.Close()
+	if err != nil {
+		m.Close()
+		t.Fatal(err)
+	}
+	return m, res, dir
+}
+
 // TestSaveRestoreDisk takes a snapshot of a machine with a writable
 // qcow2 disk and a read-only one: the writable disk gets an internal
 // snapshot of the same instant (which qemu-img lists, with the image
@@ -55,31 +85,17 @@ func readDisk(t *testing.T, m *Machine, i, n int) string {
 // contents.
 func TestSaveRestoreDisk(t *testing.T) {
 	requireKVM(t)
-	kernel := guestKernel(t, "cpl3count", nil)
 	path := qcow2Image(t, 1<<20)
 	open := func() Disk { return openDisk(t, path, disk.Options{Format: disk.FormatQcow2}) }
 	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Disks: []Disk{
 		open(),
 		openDisk(t, rawImage(t, 1<<16), disk.Options{Format: disk.FormatRaw, ReadOnly: true}),
 	}}
-	m, err := New(cfg, BootConfig{Kernel: kernel})
-	if err != nil {
+	// What the disk holds at the snapshot, written before the guest runs.
+	if _, err := cfg.Disks[0].Image.WriteAt([]byte("at the snapshot"), 0); err != nil {
 		t.Fatal(err)
 	}
-	writeDisk(t, m, 0, "at the snapshot")
-	if err := m.Hold(); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	mem, err := os.Create(filepath.Join(dir, "memory"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := m.Save(SaveOptions{Memory: mem, DiskSnapshot: "snap1"})
-	mem.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, res, dir := heldSave(t, cfg, SaveOptions{DiskSnapshot: "snap1"})
 	if got := res.State.Virtio[0].Snapshot; got != "snap1" {
 		t.Fatalf("disk 0's snapshot recorded as %q", got)
 	}
@@ -151,23 +167,7 @@ func TestSaveRefusesRawDisk(t *testing.T) {
 func TestRestoreRefuses(t *testing.T) {
 	requireKVM(t)
 	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Disks: []Disk{openDisk(t, qcow2Image(t, 1<<20), disk.Options{Format: disk.FormatQcow2})}}
-	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "cpl3count", nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Hold(); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	mem, err := os.Create(filepath.Join(dir, "memory"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := m.Save(SaveOptions{Memory: mem, DiskSnapshot: "snap1"})
-	mem.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, res, dir := heldSave(t, cfg, SaveOptions{DiskSnapshot: "snap1"})
 	writeDisk(t, m, 0, "the disk now")
 	m.Close()
 
@@ -241,24 +241,8 @@ func TestRestoreRefuses(t *testing.T) {
 func TestRestoreHostileState(t *testing.T) {
 	requireKVM(t)
 	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, RNG: true}
-	m, err := New(cfg, BootConfig{Kernel: guestKernel(t, "cpl3count", nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Hold(); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	mem, err := os.Create(filepath.Join(dir, "memory"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := m.Save(SaveOptions{Memory: mem})
-	mem.Close()
+	m, res, dir := heldSave(t, cfg, SaveOptions{})
 	m.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	good := res.State
 	for _, tc := range []struct {
 		name string
