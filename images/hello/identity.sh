@@ -94,12 +94,13 @@ newgen() {
 }
 
 # watch records the seed's instance-id and follows the kernel log.
-# Reading /dev/kmsg starts with the records already there: an old fork
+# Reading /dev/kmsg starts with the records already there, and starts
+# again if cat ends (a reader the log overran gets EPIPE): an old fork
 # message finds the same instance-id and does nothing.
 watch() {
 	mkdir -p /run/paddock
 	seed instance-id > /run/paddock/instance-id || return 0
-	cat /dev/kmsg | while read -r rec; do
+	while :; do cat /dev/kmsg; done | while read -r rec; do
 		case "$rec" in
 		*"virtual machine fork"*) newgen ;;
 		esac
