@@ -70,6 +70,7 @@ for vm in $clones; do
 	qemu-img check $d > /dev/null 2>&1; mark "l1.check-$vm $?"
 	qemu-img convert -O raw $d /tmp/clone.raw
 	mark "l1.disk-$vm $(debugfs -R 'cat /clone.txt' /tmp/clone.raw 2> /dev/null)"
+	debugfs -R 'ls -l /' /tmp/clone.raw
 	rm -f /tmp/clone.raw
 done
 sha256sum -c /tmp/bases.sum > /dev/null; mark "l1.bases $?"

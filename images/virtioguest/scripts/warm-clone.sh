@@ -7,7 +7,7 @@
 # The template's memory is saved while it waits, so every warm clone
 # continues here: it prints its identity, its VM generation ID, 16 bytes
 # of /dev/urandom read now, its address, writes them to /clone.txt on
-# its disk, and serves its hostname over HTTP (port 80) for L1 to reach
+# its disk (and unmounts it), and serves its hostname over HTTP (port 80) for L1 to reach
 # it at its own address.
 mark() { echo "@@LAB $*"; }
 # genid reads the VM generation ID where paddock keeps it (VMGenIDAddr,
@@ -24,7 +24,9 @@ read -r id < /run/paddock/identity.fifo
 rnd=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 line="$(hostname) $id $(genid) $rnd $(addr)"
 mark "warm.clone $line"
-echo "$line" > /mnt/clone.txt && sync
+# Unmounted, the file system is whole on the disk (not only in ext4's
+# journal), as L1 reads it without replaying the journal.
+echo "$line" > /mnt/clone.txt && umount /mnt
 mark "warm.wrote $?"
 mkdir -p /www
 hostname > /www/index.html
