@@ -172,7 +172,7 @@ func TestHandoverWarm(t *testing.T) {
 		t.Errorf("warm.memory reads %q", b[:n])
 	}
 	_, err = got.takeWarm()
-	if err == nil || !strings.HasPrefix(err.Error(), "template tpl: its state file: snapshot: ") {
+	if err == nil || !strings.HasPrefix(err.Error(), "template tpl: snapshot: warm.state (descriptor ") {
 		t.Errorf("takeWarm of a state file that is not one: %v", err)
 	}
 	if got.Warm != nil {

@@ -118,11 +118,11 @@ func (w *WarmFiles) restoreFrom() (*RestoreFrom, error) {
 	defer w.Close()
 	b, err := io.ReadAll(io.LimitReader(w.State, snapshot.MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("template %s: read its state file: %w", w.Template, err)
+		return nil, fmt.Errorf("template %s: snapshot: read %s: %w", w.Template, w.State.Name(), err)
 	}
 	f, err := snapshot.Decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("template %s: its state file: snapshot: %w", w.Template, err)
+		return nil, fmt.Errorf("template %s: snapshot: %s: %w", w.Template, w.State.Name(), err)
 	}
 	st, err := machine.DecodeState(f)
 	if err != nil {
