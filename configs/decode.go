@@ -14,7 +14,7 @@ import (
 // vmFields, consoleFields and libvirtFields list the keys of each mapping,
 // in the order docs/yaml.md documents them.
 func vmFields() []string {
-	return []string{"name", "labels", "from", "root_size", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "ports", "rng", "console", "on_reboot", "restart", "backend", "libvirt", "cloud_init", "user", "ssh_keys", "user_data"}
+	return []string{"name", "labels", "tenant", "from", "root_size", "cpus", "memory", "kernel", "initrd", "cmdline", "disks", "nics", "ports", "rng", "console", "on_reboot", "restart", "backend", "libvirt", "cloud_init", "user", "ssh_keys", "user_data"}
 }
 
 func consoleFields() []string { return []string{"mode", "log", "log_size", "log_keep"} }
@@ -57,6 +57,8 @@ func (d *decoder) decodeVM(n *yaml.Node, vm *VM) {
 			vm.CPUs = d.integer(field, v)
 		case "memory":
 			vm.Memory = d.size(field, v)
+		case "tenant":
+			vm.Tenant, _ = d.scalar(field, v, "a tenant's name")
 		case "from":
 			vm.From, _ = d.scalar(field, v, "a template's name")
 		case "root_size":

@@ -36,6 +36,9 @@ type Disk struct {
 	// Default false: backing files are followed wherever they are, as
 	// QEMU does, which is right only for images the user made.
 	Untrusted bool `yaml:"untrusted,omitempty" json:"untrusted,omitempty"`
+	// Limits limit the disk's bandwidth and requests; nil (the
+	// default) limits nothing.
+	Limits *Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
 }
 
 // DiskCache says how guest flushes relate to host durability.
@@ -69,6 +72,9 @@ type NIC struct {
 	// MAC is the guest's address; empty (the default) derives a stable,
 	// locally administered one from the VM's name and the NIC's index.
 	MAC string `yaml:"mac,omitempty" json:"mac,omitempty"`
+	// Limits limit the NIC's bandwidth and frames, in each direction
+	// on its own; nil (the default) limits nothing.
+	Limits *Limits `yaml:"limits,omitempty" json:"limits,omitempty"`
 }
 
 // Device limits.
@@ -81,10 +87,10 @@ const (
 )
 
 func diskFields() []string {
-	return []string{"path", "format", "readonly", "serial", "cache", "untrusted"}
+	return []string{"path", "format", "readonly", "serial", "cache", "untrusted", "limits"}
 }
 
-func nicFields() []string { return []string{"tap", "bridge", "network", "mac"} }
+func nicFields() []string { return []string{"tap", "bridge", "network", "mac", "limits"} }
 
 // disks decodes the disks list.
 func (d *decoder) disks(field string, v *yaml.Node) []Disk {
@@ -120,10 +126,12 @@ func (d *decoder) disks(field string, v *yaml.Node) []Disk {
 				case "cache":
 					s, _ := d.scalar(field, v, "writeback, writethrough or unsafe")
 					disk.Cache = DiskCache(s)
+				case "limits":
+					disk.Limits = d.limits(field, v, true)
 				}
 			})
 		default:
-			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial, cache and untrusted, got %s", describe(item))
+			d.errorf(item, f, "must be an image path or a mapping with path, format, readonly, serial, cache, untrusted and limits, got %s", describe(item))
 		}
 		disks = append(disks, disk)
 	}
@@ -146,6 +154,10 @@ func (d *decoder) nics(field string, v *yaml.Node) []NIC {
 			d.errorf(item, f, "must be a mapping with tap, bridge or network (and mac), such as {network: default}, got %s", describe(item))
 		} else {
 			d.fields(item, f, nicFields(), func(key, field string, v *yaml.Node) {
+				if key == "limits" {
+					nic.Limits = d.limits(field, v, false)
+					return
+				}
 				s, _ := d.scalar(field, v, "a name")
 				switch key {
 				case "tap":
@@ -234,6 +246,7 @@ func (c *checker) devices() {
 				break
 			}
 		}
+		c.checkLimits(f+".limits", d.Limits, true)
 	}
 	macs, taps := map[netdev.MAC]int{}, map[string]int{}
 	for i, n := range vm.NICs {
@@ -279,6 +292,7 @@ func (c *checker) devices() {
 				macs[mac] = i
 			}
 		}
+		c.checkLimits(f+".limits", n.Limits, false)
 	}
 }
 

@@ -29,6 +29,8 @@ type Host struct {
 	// Templates looks up the templates from: names; nil skips those
 	// checks (a file meant for another host).
 	Templates TemplateLookup
+	// Tenants looks up the tenant a VM names; nil skips that check.
+	Tenants TenantLookup
 }
 
 // CheckBootable reports a VM whose kernel this host cannot boot: a Linux

@@ -86,4 +86,14 @@ func (c *checker) libvirt() {
 	if vm.Console.Log != "" {
 		c.add("console.log", "is set, but a libvirt VM's console is logged on its host (paddock logs shows it): leave console.log out")
 	}
+	for i, d := range vm.Disks {
+		if d.Limits != nil {
+			c.add(fmt.Sprintf("disks[%d].limits", i), "are not supported by the libvirt backend yet: leave them out, or use backend: native")
+		}
+	}
+	for i, n := range vm.NICs {
+		if n.Limits != nil {
+			c.add(fmt.Sprintf("nics[%d].limits", i), "are not supported by the libvirt backend yet: leave them out, or use backend: native")
+		}
+	}
 }

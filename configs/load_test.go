@@ -22,6 +22,7 @@ func TestFillDefaults(t *testing.T) {
 	vm.FillDefaults()
 	want := VM{
 		Name:     "tiny",
+		Tenant:   DefaultTenant,
 		CPUs:     1,
 		Memory:   512 * MiB,
 		Kernel:   "/boot/vmlinuz",

@@ -18,13 +18,19 @@ const MaxNetworkNameLen = 32
 // CheckNetworkName validates a managed network's name: 1 to
 // MaxNetworkNameLen lowercase letters, digits and inner dashes.
 func CheckNetworkName(name string) error {
-	ok := len(name) > 0 && len(name) <= MaxNetworkNameLen && name[0] != '-' && name[len(name)-1] != '-'
+	return checkShortName("network", name, MaxNetworkNameLen)
+}
+
+// checkShortName validates the name of a network or a tenant (kind): 1
+// to max lowercase letters, digits and inner dashes.
+func checkShortName(kind, name string, max int) error {
+	ok := len(name) > 0 && len(name) <= max && name[0] != '-' && name[len(name)-1] != '-'
 	for i := 0; ok && i < len(name); i++ {
 		b := name[i]
 		ok = b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '-'
 	}
 	if !ok {
-		return fmt.Errorf("%s is not a network name: use 1 to %d lowercase letters, digits and dashes (not first or last)", quote(name), MaxNetworkNameLen)
+		return fmt.Errorf("%s is not a %s name: use 1 to %d lowercase letters, digits and dashes (not first or last)", quote(name), kind, max)
 	}
 	return nil
 }

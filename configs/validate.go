@@ -31,6 +31,7 @@ func (vm *VM) Validate(host Host) error {
 		c.host(host)
 	}
 	c.template(host)
+	c.tenantExists(host)
 	return c.result()
 }
 
@@ -110,6 +111,7 @@ func (c *checker) structure() {
 	case !validName(vm.Name):
 		c.add("name", "must be a DNS label (at most %d lowercase letters, digits and '-', starting and ending with a letter or digit), got %s", MaxNameLen, quote(vm.Name))
 	}
+	c.tenant()
 	if vm.CPUs < 1 || vm.CPUs > MaxCPUs {
 		c.add("cpus", "must be between 1 and %d, got %d", MaxCPUs, vm.CPUs)
 	}

@@ -2,9 +2,11 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,7 +70,7 @@ func problems(dir, path string, host Host) string {
 
 func TestValidateErrors(t *testing.T) {
 	const ok = "name: hello\nkernel: vmlinuz\n"
-	const known = "known fields: name, labels, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data"
+	const known = "known fields: name, labels, tenant, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data"
 	const f = "$DIR/hello.yaml"
 	tests := []struct {
 		name string
@@ -320,6 +322,17 @@ func TestValidateErrors(t *testing.T) {
 			f + ":3:10: cmdline: is 2048 bytes long; the kernel takes at most 2047"},
 		{"cmdline longest", ok + "cmdline: " + strings.Repeat("x", 2047) + "\n", Host{}, ""},
 		{"null values mean default", ok + "cpus:\nmemory: ~\nconsole:\n", Host{}, ""},
+		{"tenant not a name", ok + "tenant: Acme\n", Host{},
+			f + `:3:9: tenant: "Acme" is not a tenant name: use 1 to 32 lowercase letters, digits and dashes (not first or last)`},
+		{"tenant empty", ok + "tenant: ''\n", Host{},
+			f + `:3:9: tenant: "" is not a tenant name: use 1 to 32 lowercase letters, digits and dashes (not first or last)`},
+		{"tenant unknown, near one", ok + "tenant: acmee\n", Host{Tenants: tenantList{"default", "acme", "globex"}},
+			f + `:3:9: tenant: no tenant named "acmee"; did you mean "acme"? (paddock tenant ls lists them)`},
+		{"tenant unknown, near none", ok + "tenant: initech\n", Host{Tenants: tenantList{"default", "acme"}},
+			f + `:3:9: tenant: no tenant named "initech" (paddock tenant ls lists them; paddock tenant create initech makes it)`},
+		{"tenant known", ok + "tenant: acme\n", Host{Tenants: tenantList{"default", "acme"}}, ""},
+		{"tenant default always", ok, Host{Tenants: tenantList{"default"}}, ""},
+		{"tenant unchecked without a lookup", ok + "tenant: initech\n", Host{}, ""},
 	}
 	dir := testTree(t)
 	for _, tt := range tests {
@@ -481,3 +494,15 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// tenantList is a TenantLookup that knows the tenants it lists.
+type tenantList []string
+
+func (l tenantList) Tenant(name string) error {
+	if slices.Contains(l, name) {
+		return nil
+	}
+	return fmt.Errorf("tenant %s: %w", name, ErrNoTenant)
+}
+
+func (l tenantList) TenantNames() []string { return l }

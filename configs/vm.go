@@ -75,6 +75,10 @@ type VM struct {
 	// Labels are free-form key/value pairs for people and tools (`paddock
 	// ls --label`); paddock gives them no meaning. Default none.
 	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+	// Tenant is the tenant the VM belongs to (paddock tenant ls): its
+	// quotas count the VM, and its managed networks are the tenant's
+	// own. Default DefaultTenant.
+	Tenant string `yaml:"tenant" json:"tenant"`
 	// From names a template (paddock template ls): the VM boots the
 	// template's kernel and initrd, and its first disk is a qcow2
 	// overlay of its own on the template's root disk (then kernel and
@@ -242,6 +246,9 @@ const (
 // field written explicitly keeps its value, even a zero one (`cpus: 0` stays
 // 0 for Validate to report); for a VM built in Go, zero means "not set".
 func (vm *VM) FillDefaults() {
+	if vm.Tenant == "" && !vm.written("tenant") {
+		vm.Tenant = DefaultTenant
+	}
 	if vm.CPUs == 0 && !vm.written("cpus") {
 		vm.CPUs = DefaultCPUs
 	}

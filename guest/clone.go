@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/paddock-vm/paddock/configs"
+	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 )
@@ -36,8 +37,16 @@ type CloneOptions struct {
 	// KVM, say).
 	CheckStart func(*configs.VM) error
 	// Host is what Validate checks each clone's spec against (its
-	// Templates are this manager's).
+	// Templates and Tenants are this manager's).
 	Host configs.Host
+	// LibvirtHost, if set, makes the clones libvirt VMs on that libvirt
+	// host (a name paddock host ls lists, or auto) instead of VMs of
+	// paddock's VMM here: their disks are overlays, made by the host, on
+	// the template's base disks uploaded into its storage pool.
+	LibvirtHost string
+	// Tenant puts the clones in this tenant; empty keeps the tenant of
+	// the template's spec (the VM's it was made from).
+	Tenant string
 }
 
 // cloneNames returns the names of the clones of name o asks for.
@@ -72,6 +81,12 @@ func cloneNames(name string, o CloneOptions) ([]string, error) {
 // takes them (docs/cli.md, "Warm clones and networks"). A warm template
 // whose saved CPU this host does not have is refused before any clone
 // is made.
+//
+// With o.LibvirtHost the clones are libvirt VMs on that host (a cold
+// template only: libvirt cannot restore a warm one's memory). The first
+// clone is made alone, uploading what its host lacks of the template;
+// the others follow in parallel on the same host (with host auto, the
+// one chosen for the first).
 func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) ([]string, error) {
 	names, err := cloneNames(name, o)
 	if err != nil {
@@ -89,8 +104,12 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 		return nil, fmt.Errorf("template %s: %w", tmpl, err)
 	}
 	warm := t.Meta.Warm
+	if warm != nil && o.LibvirtHost != "" {
+		return nil, fmt.Errorf("template %s is warm (template create --memory): its clones resume from its memory snapshot, which only paddock's VMM restores (lazily, every clone mapping the template's one memory file); libvirt cannot load it, and would boot the clones cold from disks the guest left mid-run: clone it here without --host, or make a cold template of the VM for libvirt hosts (paddock template create without --memory)", tmpl)
+	}
 	host := o.Host
 	host.Templates = m.TemplateLookup()
+	host.Tenants = m.TenantLookup()
 	specs := make([]*configs.VM, len(names))
 	for i, n := range names {
 		if !store.ValidName(n) {
@@ -104,6 +123,12 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 			return nil, fmt.Errorf("template %s: %w", tmpl, err)
 		}
 		vm.Name, vm.From = n, tmpl
+		if o.LibvirtHost != "" {
+			vm.Backend, vm.Libvirt = configs.BackendLibvirt, configs.Libvirt{Host: o.LibvirtHost}
+		}
+		if o.Tenant != "" {
+			vm.Tenant = o.Tenant
+		}
 		if warm != nil {
 			if err := checkWarmNICs(vm, tmpl, warm); err != nil {
 				return nil, err
@@ -132,14 +157,35 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	if err != nil {
 		return nil, err
 	}
+	// All the clones fit in their tenant's quotas, or none is made; its
+	// lock is held until they are all in the store.
+	lk, err := m.admit(specs)
+	if err != nil {
+		return nil, fmt.Errorf("clone %s: %w", tmpl, err)
+	}
 	made := make([]bool, len(names))
-	err = parallel(len(names), func(i int) error {
-		if _, err := m.create(ctx, specs[i], "", fromOptions{known: known, warm: warm != nil}); err != nil {
+	create := func(i int) error {
+		if _, err := m.create(ctx, specs[i], "", fromOptions{known: known, warm: warm != nil, admitted: true}); err != nil {
 			return err
 		}
 		made[i] = true
 		return nil
-	})
+	}
+	if o.LibvirtHost != "" {
+		// The first clone puts the template's files into the host's pool;
+		// the others, made after it, find them there. Made at once, they
+		// would all upload the same volumes.
+		err = create(0)
+		if err == nil {
+			err = m.sameHost(names[0], specs[1:])
+		}
+		if err == nil {
+			err = parallel(len(names)-1, func(i int) error { return create(i + 1) })
+		}
+	} else {
+		err = parallel(len(names), create)
+	}
+	lk.Unlock()
 	if err == nil && o.Start {
 		err = parallel(len(names), func(i int) error {
 			_, err := m.Start(ctx, names[i])
@@ -150,6 +196,27 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 		return nil, errors.Join(err, m.removeClones(names, made))
 	}
 	return names, nil
+}
+
+// sameHost puts the libvirt VMs specs on the host the VM first went to:
+// with libvirt.host auto, the one host chosen for the first clone.
+func (m *Manager) sameHost(first string, specs []*configs.VM) error {
+	v, err := m.vm(first)
+	if err != nil {
+		return err
+	}
+	pl, err := lv.ReadPlacement(v.Dir)
+	if err != nil {
+		return err
+	}
+	for _, vm := range specs {
+		if pl.Host.Name != "" {
+			vm.Libvirt.Host = pl.Host.Name
+		} else {
+			vm.Libvirt.Host, vm.Libvirt.URI = "", pl.Host.URI
+		}
+	}
+	return nil
 }
 
 // removeClones removes the clones Clone made (made[i]) after a failure,

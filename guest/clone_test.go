@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -50,7 +52,7 @@ func vmTemplate(t *testing.T, cloudInit bool, extra string) (*Manager, *store.Te
 
 // writeDisk writes p at off into the qcow2 image at path (its backing
 // chain open read-only, wherever it is).
-func writeDisk(t *testing.T, path string, p []byte, off int64) {
+func writeDisk(t testing.TB, path string, p []byte, off int64) {
 	t.Helper()
 	img, err := disk.Open(path, disk.Options{Format: "qcow2"})
 	if err != nil {
@@ -248,15 +250,21 @@ func TestCloneStart(t *testing.T) {
 	}
 }
 
-// TestCloneRefusals: -n 0, a name that exists, a template whose base
-// changed, a built template, and --memory on a stopped VM are refused in
-// one sentence each, leaving no VM behind; a start that fails removes
-// every clone made.
+// TestCloneRefusals: -n 0, a name that exists (alone, or one of -n's),
+// a template whose base changed, a built template, and --memory on a
+// stopped VM are refused in one sentence each, leaving the state
+// directory as it was (no VM, overlay, lease or file of any kind); a
+// start that fails removes every clone made.
 func TestCloneRefusals(t *testing.T) {
 	tap := hostLink(t, "tap")
 	m, tmpl, _ := vmTemplate(t, false, "nics: [{tap: "+tap+"}]\n")
 	ctx := context.Background()
+	// c-2 exists: -n 3 of c must not make c-1 or c-3.
+	if _, err := m.Clone(ctx, "web-tpl", "c-2", CloneOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	before, _ := m.Names()
+	tree := stateTree(t, m.Home())
 	check := func(what string, err error, want string) {
 		t.Helper()
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -265,11 +273,16 @@ func TestCloneRefusals(t *testing.T) {
 		if names, _ := m.Names(); strings.Join(names, " ") != strings.Join(before, " ") {
 			t.Errorf("%s left VMs: %v", what, names)
 		}
+		if now := stateTree(t, m.Home()); now != tree {
+			t.Errorf("%s changed the state directory:\nbefore:\n%s\nafter:\n%s", what, tree, now)
+		}
 	}
 	_, err := m.Clone(ctx, "web-tpl", "c", CloneOptions{Numbered: true, Count: 0})
 	check("-n 0", err, "-n 0: the number of clones must be 1 to 1000")
 	_, err = m.Clone(ctx, "web-tpl", "web", CloneOptions{})
 	check("an existing name", err, "a VM named 'web' exists already")
+	_, err = m.Clone(ctx, "web-tpl", "c", CloneOptions{Numbered: true, Count: 3})
+	check("-n 3 with c-2 there", err, "a VM named 'c-2' exists already")
 	_, err = m.Clone(ctx, "tiny", "c", CloneOptions{})
 	check("a built template", err, "template tiny was built (paddock template build), not made from a VM")
 	_, err = m.CreateTemplateFromVM(ctx, "warm", "web", TemplateFromVMOptions{Memory: true})
@@ -280,15 +293,50 @@ func TestCloneRefusals(t *testing.T) {
 	// The clones share the source VM's tap: the first to start holds
 	// it, the next cannot open it, and all go.
 	testguest.RequireKVM(t)
-	_, err = m.Clone(ctx, "web-tpl", "c", CloneOptions{Numbered: true, Count: 3, Start: true})
+	_, err = m.Clone(ctx, "web-tpl", "d", CloneOptions{Numbered: true, Count: 3, Start: true})
 	check("a start that fails", err, tap)
 	spoil(t, tmpl.Path(tmpl.Meta.Disks[0].File))
 	var ce *store.TemplateChangedError
-	_, err = m.Clone(ctx, "web-tpl", "c", CloneOptions{Numbered: true, Count: 2})
+	_, err = m.Clone(ctx, "web-tpl", "d", CloneOptions{Numbered: true, Count: 2})
 	if !errors.As(err, &ce) {
 		t.Errorf("a changed base: %v", err)
 	}
 	check("a changed base", err, "changed after the template was made")
+}
+
+// stateTree lists every file and directory under home, one per line,
+// with its type and size (directories' sizes left out), sorted: what a
+// refused command must leave as it found it. The host-wide places the
+// first start of any VM makes (the networks and jail-root directories,
+// jail.lock) are left out; what is in them is not.
+func stateTree(t *testing.T, home string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(home, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(home, p)
+		switch rel {
+		case "networks", "jail-root", "jail.lock":
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		line := rel + " " + fi.Mode().Type().String()
+		if fi.Mode().IsRegular() {
+			line += fmt.Sprintf(" %d", fi.Size())
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }
 
 // hostLink makes a bridge or a tap on the host, removed when the test

@@ -43,6 +43,10 @@ type fromOptions struct {
 	// warm makes a warm clone: its first start restores the template's
 	// memory snapshot.
 	warm bool
+	// admitted: the caller holds the VM's tenant's lock and checked
+	// that the VM fits in its quotas (Clone admits all its clones at
+	// once); create does not check again.
+	admitted bool
 }
 
 // planFrom prepares making vm from its template (vm.From): the template

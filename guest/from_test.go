@@ -93,14 +93,14 @@ func formatIf(base string) string {
 
 // fromVM returns a validated spec of a VM from the template called from,
 // checked against m's templates.
-func fromVM(t *testing.T, m *Manager, name, from, extra string) *configs.VM {
+func fromVM(t testing.TB, m *Manager, name, from, extra string) *configs.VM {
 	t.Helper()
 	return specFrom(t, m, fmt.Sprintf("name: %s\nfrom: %s\nmemory: 64MiB\nconsole: log\ncloud_init: false\n%s", name, from, extra))
 }
 
 // specFrom parses and validates the YAML y, checked against m's
 // templates.
-func specFrom(t *testing.T, m *Manager, y string) *configs.VM {
+func specFrom(t testing.TB, m *Manager, y string) *configs.VM {
 	t.Helper()
 	vm, err := configs.Parse([]byte(y), "")
 	if err != nil {

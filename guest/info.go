@@ -18,8 +18,10 @@ type Info struct {
 	UUID   string            `json:"uuid,omitempty"`
 	State  store.State       `json:"state"`
 	Labels map[string]string `json:"labels,omitempty"`
-	CPUs   int               `json:"cpus"`
-	Memory uint64            `json:"memory"` // bytes
+	// Tenant is the tenant the VM belongs to (its spec's).
+	Tenant string `json:"tenant,omitempty"`
+	CPUs   int    `json:"cpus"`
+	Memory uint64 `json:"memory"` // bytes
 	// Backend is the hypervisor of the spec (native, libvirt).
 	Backend string `json:"backend"`
 	// Template is the template the VM was made from, if any.
@@ -129,6 +131,7 @@ func (m *Manager) info(v *store.VM, full bool) (*Info, error) {
 		in.Problem = joinProblem(in.Problem, err.Error())
 	} else {
 		in.Labels, in.CPUs, in.Memory, in.Backend = vm.Labels, vm.CPUs, uint64(vm.Memory), string(vm.Backend)
+		in.Tenant = vm.Tenant
 		in.Addresses = m.addresses(vm)
 		if full {
 			in.Config = vm

@@ -17,7 +17,6 @@ import (
 	"github.com/paddock-vm/paddock/configs"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
-	"github.com/paddock-vm/paddock/guest/store"
 )
 
 // libvirtFromVM returns the validated spec of a libvirt VM from the
@@ -56,12 +55,7 @@ func poolVolume(t *testing.T, pool *lv.Pool, name string) (*libvirtxml.StorageVo
 func TestLibvirtFromTemplate(t *testing.T) {
 	ctx := context.Background()
 	m, d := libvirtManager(t)
-	g := libvirttest.DiskGuest(t)
-	initrd, err := os.ReadFile(g.Initrd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, pattern := templateOf(t, m, "tiny", g.Vmlinuz, initrd, "", "console=ttyS0 quiet")
+	tmpl, pattern := libvirtTemplate(t, m)
 	baseVol := "sha256-" + tmpl.Meta.Disks[0].SHA256
 
 	a, err := m.CreateContext(ctx, libvirtFromVM(t, m, "a", "tiny", "root_size: 128MiB\ncloud_init: true\n"), "")
@@ -72,15 +66,7 @@ func TestLibvirtFromTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := lv.Connect(d.Host("check"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	pool, err := c.Pool(false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool := hostPool(t, d)
 	// Uploaded once, under the names template.json's SHA-256s give.
 	for _, f := range tmpl.Meta.Files() {
 		if got := poolNames(t, d, "sha256-"+f.SHA256); len(got) != 1 {
@@ -91,19 +77,8 @@ func TestLibvirtFromTemplate(t *testing.T) {
 	if baseSum != tmpl.Meta.Disks[0].SHA256 {
 		t.Fatalf("the base volume's content is %s, not the template's", baseSum)
 	}
-	for _, tc := range []struct {
-		info *Info
-		size uint64
-	}{{a, 128 << 20}, {b, baseSize}} {
-		x, _ := poolVolume(t, pool, "vm-"+tc.info.UUID+".disk0")
-		if x.Target == nil || x.Target.Format == nil || x.Target.Format.Type != "qcow2" || x.Capacity == nil || x.Capacity.Value != tc.size ||
-			x.BackingStore == nil || x.BackingStore.Path != base.Target.Path {
-			t.Errorf("%s's root disk volume: %+v, capacity %+v, backing store %+v", tc.info.Name, x.Target, x.Capacity, x.BackingStore)
-		}
-		if fileExists(filepath.Join(m.store.VMDir(tc.info.Name), store.DisksDir)) {
-			t.Errorf("%s has a local disks directory", tc.info.Name)
-		}
-	}
+	checkOverlayVolume(t, m, pool, a, base, 128<<20)
+	checkOverlayVolume(t, m, pool, b, base, baseSize)
 	if got := poolNames(t, d, "vm-"+a.UUID+".seed.iso"); len(got) != 1 {
 		t.Errorf("a's seed volume: %v", got)
 	}
@@ -113,12 +88,7 @@ func TestLibvirtFromTemplate(t *testing.T) {
 	if _, err := m.Start(ctx, "a"); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := m.Attach(ctx, "a", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readUntil(t, conn, helloMarker, guestTimeout)
-	conn.Close()
+	waitHello(t, m, "a")
 	want := hex.EncodeToString(pattern[:8])
 	out := typeLine(t, m, "a", "echo head=$(head -c 8 /dev/vda | od -An -tx1 | tr -d ' \\n') sectors=$(cat /sys/block/vda/size) end-$((4*4))", "end-16")
 	if !strings.Contains(out, "head="+want+" sectors=262144") {

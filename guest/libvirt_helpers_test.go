@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"libvirt.org/go/libvirtxml"
+
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/libvirt/libvirttest"
+	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/images"
 )
 
@@ -91,6 +95,31 @@ func readUntil(t *testing.T, r io.ReadCloser, text string, timeout time.Duration
 	return ""
 }
 
+// libvirtTemplate makes the built template tiny of the hello guest with
+// virtio disks (the Debian kernel, its initrd and a qcow2 base with a
+// pattern, which it returns).
+func libvirtTemplate(t *testing.T, m *Manager) (*store.Template, []byte) {
+	t.Helper()
+	g := libvirttest.DiskGuest(t)
+	initrd, err := os.ReadFile(g.Initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return templateOf(t, m, "tiny", g.Vmlinuz, initrd, "", "console=ttyS0 quiet")
+}
+
+// waitHello waits until the hello guest of the libvirt VM name runs its
+// /init, reading its console from the log's last 100 lines on.
+func waitHello(t *testing.T, m *Manager, name string) {
+	t.Helper()
+	conn, err := m.Attach(context.Background(), name, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	readUntil(t, conn, helloMarker, guestTimeout)
+}
+
 // tailOf is the end of s, for messages.
 func tailOf(s string) string {
 	if len(s) > 600 {
@@ -145,6 +174,37 @@ func poolNames(t *testing.T, d *libvirttest.Daemon, s string) []string {
 		}
 	}
 	return out
+}
+
+// hostPool returns the daemon's paddock pool, on a connection of its
+// own closed when the test ends.
+func hostPool(t *testing.T, d *libvirttest.Daemon) *lv.Pool {
+	t.Helper()
+	c, err := lv.Connect(d.Host("check"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pool, err := c.Pool(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// checkOverlayVolume checks that the VM's disk volume vm-UUID.disk0 is a
+// qcow2 image of size bytes backed by the volume base, and that the VM
+// has no disks directory here.
+func checkOverlayVolume(t *testing.T, m *Manager, pool *lv.Pool, in *Info, base *libvirtxml.StorageVolume, size uint64) {
+	t.Helper()
+	x, _ := poolVolume(t, pool, "vm-"+in.UUID+".disk0")
+	if x.Target == nil || x.Target.Format == nil || x.Target.Format.Type != "qcow2" || x.Capacity == nil || x.Capacity.Value != size ||
+		x.BackingStore == nil || x.BackingStore.Path != base.Target.Path {
+		t.Errorf("%s's root disk volume: %+v, capacity %+v, backing store %+v", in.Name, x.Target, x.Capacity, x.BackingStore)
+	}
+	if fileExists(filepath.Join(m.store.VMDir(in.Name), store.DisksDir)) {
+		t.Errorf("%s has a local disks directory", in.Name)
+	}
 }
 
 // domainNames lists the daemon's domains.

@@ -68,12 +68,7 @@ func TestLibvirtSnapshot(t *testing.T) {
 	if _, err := m.Start(ctx, "web"); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := m.Attach(ctx, "web", 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readUntil(t, conn, helloMarker, guestTimeout)
-	conn.Close()
+	waitHello(t, m, "web")
 	if out := typeLine(t, m, "web", "test -b /dev/vda && echo vda-$((6*7)); cat /proc/partitions; lsmod", "vda-42"); !strings.Contains(out, "vda-42") {
 		t.Fatalf("the guest has no virtio disk: %q", tailOf(out))
 	}

@@ -156,6 +156,15 @@ func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo 
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
+	unlockTenant := func() {}
+	if !fo.admitted {
+		lk, err := m.admit([]*configs.VM{vm})
+		if err != nil {
+			return nil, fmt.Errorf("VM %s: %w", vm.Name, err)
+		}
+		unlockTenant = lk.Unlock
+		defer lk.Unlock()
+	}
 	var opts store.CreateOptions
 	if vm.From != "" {
 		from, err := m.planFrom(vm, fo)
@@ -188,6 +197,8 @@ func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo 
 	rec := store.Record{CreatedAt: time.Now(), Source: source, Phase: store.PhaseCreated}
 	opts.Formats = formats
 	v, err := m.store.CreateVM(vm.Name, spec, rec, opts)
+	// The VM counts in its tenant's usage now: other commands may check.
+	unlockTenant()
 	if errors.Is(err, store.ErrExists) {
 		return nil, &ExistsError{Name: vm.Name}
 	}
@@ -258,8 +269,7 @@ func (m *Manager) Start(ctx context.Context, name string) (*Info, error) {
 		return nil, err
 	}
 	defer l.Unlock()
-	// A VM made from a template starts only on that template, unchanged.
-	if err := m.checkFrom(v); err != nil {
+	if err := m.checkStart(v); err != nil {
 		return nil, err
 	}
 	if err := m.backend(v).Start(ctx, v); err != nil {

@@ -14,7 +14,8 @@ import (
 // Address is a VM NIC's address on a managed network: its lease, pinned
 // from the VM's creation to its removal.
 type Address struct {
-	NIC     int    `json:"nic"`
+	NIC int `json:"nic"`
+	// Network is the network's name, in the VM's tenant.
 	Network string `json:"network"`
 	MAC     string `json:"mac"`
 	IP      string `json:"ip"`
@@ -43,10 +44,11 @@ func (m *Manager) reserveAddresses(vm *configs.VM) error {
 			}
 			macs = all
 		}
-		if _, ok := byNet[n.Network]; !ok {
-			order = append(order, n.Network)
+		ref := network.Ref(vm.Tenant, n.Network) // the VM's tenant's network
+		if _, ok := byNet[ref]; !ok {
+			order = append(order, ref)
 		}
-		byNet[n.Network] = append(byNet[n.Network], network.NICRequest{Index: i, MAC: macs[i]})
+		byNet[ref] = append(byNet[ref], network.NICRequest{Index: i, MAC: macs[i]})
 	}
 	if len(order) == 0 {
 		return nil
@@ -93,7 +95,8 @@ func (m *Manager) addresses(vm *configs.VM) []Address {
 		return nil
 	}
 	var out []Address
-	for net, ls := range leases {
+	for ref, ls := range leases {
+		_, net, _ := network.SplitRef(ref)
 		for _, l := range ls {
 			out = append(out, Address{NIC: l.NIC, Network: net, MAC: l.MAC, IP: l.IP.String()})
 		}

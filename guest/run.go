@@ -167,7 +167,7 @@ func consoleWriter(vm *configs.VM, shown io.Writer) (io.Writer, func(), error) {
 	if shown != nil && vm.Console.Mode == configs.ConsoleStdio {
 		ws = append(ws, shown)
 	}
-	logs, closeLogs, err := vmm.OpenConsoleLogs(vm, "", nil)
+	logs, closeLogs, err := vmm.OpenConsoleLogs(vm, "", nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -43,9 +43,21 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	if vm.CloudInit {
 		seed = v.Path(store.SeedFile)
 	}
+	// A warm clone's first start restores its template's memory: the
+	// template's state and memory files are handed over too (--warm),
+	// so the jailed VMM needs nothing outside its VM's directory.
+	jailed := jail.Enabled()
 	h, err := vmm.OpenVMHandles(v, vm, vmm.VMHandleOptions{Home: n.store.Home(), Seed: seed, Warm: slices.Contains(extra, "--warm")})
 	if err != nil {
 		return n.failed(v, prev, err)
+	}
+	if jailed && vm.Console.Log != "" && filepath.Dir(vm.Console.Log) != v.Dir {
+		// Out of the jailed VMM's reach: it gets the log's files.
+		lim := console.Limits{Size: int64(vm.Console.LogSize), Keep: vm.Console.LogKeep}
+		if h.ConsoleLog, err = console.OpenLogFiles(vm.Console.Log, lim, vmm.ConsoleLogPerm); err != nil {
+			h.Close()
+			return n.failed(v, prev, fmt.Errorf("console.log: %w", err))
+		}
 	}
 	table, handed, err := h.Handover()
 	if err != nil {
@@ -91,16 +103,16 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
 		vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// A warm clone's first start restores its template's memory: the
-	// template's state and memory files are handed over too (--warm),
-	// so the jailed VMM needs nothing outside its VM's directory.
-	if jail.Enabled() {
+	if jailed {
 		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
 		if err != nil {
 			return n.failed(v, prev, err)
 		}
-		cmd.Env = append(cmd.Env, jail.SpecEnv+"="+spec.Encode())
-		cmd.SysProcAttr.Cloneflags = jail.Cloneflags
+		release, err := spec.Apply(cmd)
+		if err != nil {
+			return n.failed(v, prev, err)
+		}
+		defer release()
 	}
 	err = cmd.Start()
 	w.Close()
@@ -137,6 +149,9 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	var tail []string
 	if b, rerr := os.ReadFile(logPath); rerr == nil {
 		tail = console.TailLines(b, 10)
+		if seccomp, ok := jail.KilledBySeccomp(b); ok {
+			why = fmt.Errorf("%s before the guest ran", seccomp)
+		}
 	}
 	// Put the record back as it was, noting the failure.
 	if err := v.WaitRunUnlocked(exitGrace); err == nil {
@@ -154,9 +169,6 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 // handed keep descriptors. The VMM does not write its identity: it is
 // written here first, root's.
 func (n *native) prepareJail(v *store.VM, vm *configs.VM, keep int) (*jail.Spec, error) {
-	if vm.Console.Log != "" && filepath.Dir(vm.Console.Log) != v.Dir {
-		return nil, fmt.Errorf("VM %s: console.log %s: a jailed VMM writes only in its VM's directory; start it with %s=1 to run it unjailed", v.Name, vm.Console.Log, jail.NoJailEnv)
-	}
 	if _, err := v.EnsureIdentity(); err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func warmSum() string {
 
 // waitPass follows VM name's console until the warm guest's pass line
 // number pass and returns its submatches.
-func waitPass(t *testing.T, m *Manager, name string, pass int, timeout time.Duration) []string {
+func waitPass(t testing.TB, m *Manager, name string, pass int, timeout time.Duration) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -69,9 +69,16 @@ func waitPass(t *testing.T, m *Manager, name string, pass int, timeout time.Dura
 // web's first pass line.
 func warmTemplate(t *testing.T, memory, extra string) (*Manager, *store.Template, []string) {
 	t.Helper()
+	return warmTemplateOf(t, testguest.Build(t, "warm"), memory, extra)
+}
+
+// warmTemplateOf is warmTemplate with the warm guest's kernel given (one
+// built with another FILL_END, say).
+func warmTemplateOf(t testing.TB, kernel, memory, extra string) (*Manager, *store.Template, []string) {
+	t.Helper()
 	testenv.RequireTool(t, "qemu-img", "qemu-utils")
 	m := testManager(t)
-	testTemplate(t, m, "tiny", testguest.Build(t, "warm"), "")
+	testTemplate(t, m, "tiny", kernel, "")
 	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n%s", memory, extra)), "")
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +309,7 @@ func checkJailed(t *testing.T, m *Manager, name, tmpl string) {
 
 // pss returns the Pss of the process pid, in bytes, from
 // /proc/PID/smaps_rollup.
-func pss(t *testing.T, pid int) int64 {
+func pss(t testing.TB, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
@@ -366,7 +373,7 @@ func TestWarmClonesShareMemory(t *testing.T) {
 }
 
 // memAvailable returns MemAvailable from /proc/meminfo, in bytes.
-func memAvailable(t *testing.T) int64 {
+func memAvailable(t testing.TB) int64 {
 	t.Helper()
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
@@ -437,9 +444,14 @@ func copyWarm(t *testing.T, m *Manager, tmpl *store.Template, name string, state
 
 // TestWarmCloneRefused: a warm template saved on another kind of CPU, one
 // whose memory file is short, and one whose memory file changed after it
-// was made are refused with one clear error each, and no clone is made.
+// was made are refused with one clear error each, and no clone is made:
+// the state directory is as it was.
 func TestWarmCloneRefused(t *testing.T) {
 	m, tmpl, _ := warmTemplate(t, "512MiB", "")
+	// web's console log grows while it runs; the template has its memory.
+	if _, err := m.Kill(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
 	copyWarm(t, m, tmpl, "other-cpu", func(s *machine.State) {
 		for i := range s.VCPUs {
 			for j := range s.VCPUs[i].CPUID {
@@ -459,6 +471,7 @@ func TestWarmCloneRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	tree := stateTree(t, m.Home())
 	for _, tc := range []struct{ tmpl, want string }{
 		{"other-cpu", "template other-cpu was saved on another kind of CPU: its clones cannot run here (machine: restore: the snapshot was taken on a CyrixInstead CPU"},
 		{"short", "template short: its memory file: " + short.Path(short.Meta.Warm.Memory.File) + " is 268435456 bytes, want 536870912 (the saved machine's RAM)"},
@@ -467,6 +480,15 @@ func TestWarmCloneRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("clone of %s: %v; want an error saying %q", tc.tmpl, err, tc.want)
 		}
+		if now := stateTree(t, m.Home()); now != tree {
+			t.Errorf("the refused clone of %s changed the state directory:\nbefore:\n%s\nafter:\n%s", tc.tmpl, tree, now)
+		}
+	}
+	// A libvirt host cannot restore the memory snapshot: refused before
+	// any host is asked.
+	_, err = m.Clone(ctx, "warm", "x", CloneOptions{Numbered: true, Count: 2, LibvirtHost: "nowhere"})
+	if want := "template warm is warm (template create --memory): its clones resume from its memory snapshot, which only paddock's VMM restores"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("clone --host of a warm template: %v; want an error saying %q", err, want)
 	}
 	// The template's memory file written after it was made.
 	mem := tmpl.Path(tmpl.Meta.Warm.Memory.File)
@@ -488,6 +510,9 @@ func TestWarmCloneRefused(t *testing.T) {
 	var changed *store.TemplateChangedError
 	if !errors.As(err, &changed) || changed.Path != mem {
 		t.Errorf("clone of a template whose memory changed: %v", err)
+	}
+	if now := stateTree(t, m.Home()); now != tree {
+		t.Errorf("the refused clone of a changed template changed the state directory:\nbefore:\n%s\nafter:\n%s", tree, now)
 	}
 	infos, err := m.List()
 	if err != nil || len(infos) != 1 || infos[0].Name != "web" {

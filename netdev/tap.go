@@ -70,6 +70,17 @@ func CreateTap(name string) (*Tap, error) {
 	return t, nil
 }
 
+// CreateTapFor creates a tap (CreateTap) for a NIC with the MAC: named
+// pdXXXXXXXX after the MAC's last four bytes, so that it is easy to match
+// with its VM, or pdtapN if that name is taken.
+func CreateTapFor(mac MAC) (*Tap, error) {
+	t, err := CreateTap(fmt.Sprintf("pd%02x%02x%02x%02x", mac[2], mac[3], mac[4], mac[5]))
+	if errors.Is(err, ErrExists) {
+		t, err = CreateTap("pdtap%d")
+	}
+	return t, err
+}
+
 // openTun opens /dev/net/tun and binds it to the tap name.
 func openTun(name string, create bool) (*Tap, error) {
 	fd, err := unix.Open(tunDevice, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)

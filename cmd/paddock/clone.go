@@ -12,8 +12,9 @@ import (
 func newCloneCommand() *cobra.Command {
 	var count int
 	var start, allow bool
+	var libvirtHost, tenantName string
 	cmd := &cobra.Command{
-		Use:   "clone TEMPLATE NAME [-n COUNT] [--start]",
+		Use:   "clone TEMPLATE NAME [-n COUNT] [--start] [--tenant T] [--host HOST]",
 		Short: "Make new VMs from a template made of a VM",
 		Long: `Make the VM NAME from TEMPLATE (made by paddock template create): it gets
 the template's spec, a qcow2 overlay on each of the template's base
@@ -32,10 +33,22 @@ booting, every clone sharing the template's memory file; their NICs
 keep the template's MAC addresses. A warm template saved on another
 kind of CPU is refused before any clone is made.
 
-Exit status: 0 made, 1 error, 2 usage, 3 no such template, 4 a VM of
-that name exists.`,
+--host HOST makes the clones libvirt VMs on that libvirt host (a name
+from paddock host ls, or auto: the one with the most free memory, for
+all the clones): the template's kernel, initrd and base disks go into
+the host's storage pool once, and each clone's disk is an overlay there
+on its base (docs/libvirt.md). A warm template is refused: libvirt
+cannot restore its memory snapshot.
+
+The clones belong to the tenant of the template's spec (the VM's it was
+made from), or to --tenant's; they must fit in its limits all together
+(paddock tenant ls), or none is made.
+
+Exit status: 0 made, 1 error, 2 usage, 3 no such template or tenant, 4
+a VM of that name exists or the tenant's limits would be exceeded.`,
 		Example: `  paddock clone web-tpl web-a
-  paddock clone web-tpl worker -n 20 --start`,
+  paddock clone web-tpl worker -n 20 --start
+  paddock clone web-tpl web-b --host lab1`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return usageError("clone needs a template and a name (usage: paddock %s)", cmd.Use)
@@ -45,7 +58,7 @@ that name exists.`,
 		ValidArgsFunction: completeTemplates,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			host := hostFacts(cmd)
-			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: host}
+			o := guest.CloneOptions{Numbered: cmd.Flags().Changed("count"), Count: count, Start: start, Host: host, LibvirtHost: libvirtHost, Tenant: tenantName}
 			o.CheckStart = func(vm *configs.VM) error {
 				return checkBootable(cmd, vm, host, allowEmulated(allow))
 			}
@@ -72,6 +85,8 @@ that name exists.`,
 	}
 	cmd.Flags().IntVarP(&count, "count", "n", 0, "make COUNT clones, NAME-1 .. NAME-COUNT")
 	cmd.Flags().BoolVar(&start, "start", false, "start the clones once all are made")
+	cmd.Flags().StringVar(&libvirtHost, "host", "", "make the clones libvirt VMs on this libvirt host (a name from paddock host ls, or auto: the most free memory)")
+	cmd.Flags().StringVar(&tenantName, "tenant", "", "put the clones in this tenant, not the template's spec's")
 	allowEmulatedFlag(cmd, &allow)
 	return cmd
 }

@@ -74,4 +74,26 @@ func TestCloneCommands(t *testing.T) {
 	if out, _, _ := runPaddock(t, "", "ls", "-q"); out != "many-1\nmany-2\none\nweb\nyaml-clone\n" {
 		t.Errorf("VMs after the refusals: %q", out)
 	}
+	// The template's base changed after it was made: status 1, the file
+	// named, no clone made.
+	base := filepath.Join(os.Getenv(store.EnvHome), "templates", "web-tpl", "disks", "root.qcow2")
+	if err := os.Chmod(base, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(base, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteAt([]byte{0xff}, 1<<20+17)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "paddock: template web-tpl: " + base + " changed after the template was made"
+	if _, stderr, status := runPaddock(t, "", "clone", "web-tpl", "late", "-n", "2"); status != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("clone of a template whose base changed: status %d, stderr %q; want 1 and one line starting %q", status, stderr, want)
+	}
+	if out, _, _ := runPaddock(t, "", "ls", "-q"); out != "many-1\nmany-2\none\nweb\nyaml-clone\n" {
+		t.Errorf("VMs after the refused clone of a changed template: %q", out)
+	}
 }

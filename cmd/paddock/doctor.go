@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/paddock-vm/paddock/guest"
+	"github.com/paddock-vm/paddock/guest/jail"
 	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
@@ -34,10 +36,18 @@ add says otherwise) how it would run libvirt VMs (backend: libvirt): kvm,
 or qemu (TCG emulation) and why, and says what libvirt VMs cannot do that
 native ones can. That part does not change the exit status.
 
+Last it says which isolation layers VMMs get on this host (the jail:
+root, namespaces, cgroup limits, seccomp, no_new_privs; user namespaces,
+which the jail does not use; tun, bridges and nftables for managed
+networks), and why one is off. That part does not change the exit
+status either: --json has it as isolation (jailed, complete, layers).
+
 --json prints one object: status (ready, emulated or unusable), usable,
 acceleration (hardware, emulated or unknown), max_vcpus, checks (each
 with name, ok and detail), advice, and libvirt (host, uri, reachable,
-problem, libvirt_version, qemu_version, domain_type, detail, limits).
+problem, libvirt_version, qemu_version, domain_type, detail, limits),
+and isolation (jailed, complete, layers: each with name, active and
+detail).
 
 Exit status: 0 ready (hardware virtualization), 1 KVM unusable,
 3 KVM usable but emulation-only.`,
@@ -54,13 +64,39 @@ Exit status: 0 ready (hardware virtualization), 1 KVM unusable,
 
 // doctorReport is what `paddock doctor --json` prints.
 type doctorReport struct {
-	Status       string        `json:"status"` // ready, emulated or unusable
-	Usable       bool          `json:"usable"`
-	Acceleration string        `json:"acceleration"` // hardware, emulated or unknown
-	MaxVCPUs     int           `json:"max_vcpus"`
-	Checks       []doctorCheck `json:"checks"`
-	Advice       string        `json:"advice"`
-	Libvirt      doctorLibvirt `json:"libvirt"`
+	Status       string          `json:"status"` // ready, emulated or unusable
+	Usable       bool            `json:"usable"`
+	Acceleration string          `json:"acceleration"` // hardware, emulated or unknown
+	MaxVCPUs     int             `json:"max_vcpus"`
+	Checks       []doctorCheck   `json:"checks"`
+	Advice       string          `json:"advice"`
+	Libvirt      doctorLibvirt   `json:"libvirt"`
+	Isolation    doctorIsolation `json:"isolation"`
+}
+
+// doctorIsolation is doctor's report of the isolation layers VMMs get
+// on this host (guest.IsolationReport).
+type doctorIsolation struct {
+	// Jailed says VMMs started now run jailed; Complete that every
+	// layer but user namespaces (which the jail does not use) is active.
+	Jailed   bool         `json:"jailed"`
+	Complete bool         `json:"complete"`
+	Layers   []jail.Layer `json:"layers"`
+}
+
+// isolationReport makes doctor's isolation report.
+func isolationReport() doctorIsolation {
+	r := doctorIsolation{Layers: guest.IsolationReport(), Complete: true}
+	for _, l := range r.Layers {
+		switch {
+		case l.Name == "jail":
+			r.Jailed = l.Active
+		case l.Name == "user_namespaces":
+			continue
+		}
+		r.Complete = r.Complete && l.Active
+	}
+	return r
 }
 
 // doctorLibvirt is doctor's report of the libvirt host local.
@@ -148,6 +184,7 @@ func doctorAction(cmd *cobra.Command, quiet, asJSON bool) error {
 	}
 	if !quiet {
 		rep.Libvirt = doctorLibvirtReport()
+		rep.Isolation = isolationReport()
 	}
 	out := cmd.OutOrStdout()
 	switch {
@@ -173,11 +210,32 @@ func doctorAction(cmd *cobra.Command, quiet, asJSON bool) error {
 		for _, lim := range l.Limits {
 			fmt.Fprintf(out, "  - %s\n", lim)
 		}
+		printIsolation(out, rep.Isolation)
 	}
 	if code != doctorReady {
 		return &exitError{code: code}
 	}
 	return nil
+}
+
+// printIsolation prints doctor's isolation report: a summary, then a
+// line per layer.
+func printIsolation(out io.Writer, r doctorIsolation) {
+	switch {
+	case r.Complete:
+		fmt.Fprintf(out, "\nisolation: VMMs run jailed, with every layer:\n")
+	case r.Jailed:
+		fmt.Fprintf(out, "\nisolation: VMMs run jailed, but not every layer is there:\n")
+	default:
+		fmt.Fprintf(out, "\nisolation: VMMs run unjailed:\n")
+	}
+	for _, l := range r.Layers {
+		mark := "on "
+		if !l.Active {
+			mark = "off"
+		}
+		fmt.Fprintf(out, "  %s  %-16s %s\n", mark, l.Name, l.Detail)
+	}
 }
 
 // wrap breaks text into lines of at most width columns, between words.

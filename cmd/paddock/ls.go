@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -19,8 +20,9 @@ import (
 func newLsCommand() *cobra.Command {
 	var asJSON, quiet bool
 	var labels []string
+	var tenantName string
 	cmd := &cobra.Command{
-		Use:     "ls [--json] [--label KEY=VALUE]...",
+		Use:     "ls [--json] [--label KEY=VALUE]... [--tenant NAME]",
 		Aliases: []string{"list"},
 		Short:   "List VMs and their state",
 		Long: `List the VMs in paddock's state directory: NAME, STATE, CPUS, MEMORY,
@@ -33,22 +35,28 @@ host), so a VMM that died shows as crashed and a libvirt VM whose host
 cannot be reached as unknown (paddock inspect tells why). The table fits the
 terminal: long names are shortened.
 
+A TENANT column comes after NAME when a listed VM belongs to a tenant
+other than the default (docs/cli.md, Tenants); without tenants the table
+is as it always was.
+
 --json prints a JSON array with one object per VM. --label filters by
-label (repeat it: every one must match).
+label (repeat it: every one must match); --tenant lists only the VMs of
+that tenant.
 
 Exit status: 0 ok, 1 error, 2 usage.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return lsAction(cmd, asJSON, quiet, labels)
+			return lsAction(cmd, asJSON, quiet, labels, tenantName)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print names only")
 	cmd.Flags().StringArrayVarP(&labels, "label", "l", nil, "only VMs with this label (KEY=VALUE, or KEY for any value)")
+	cmd.Flags().StringVar(&tenantName, "tenant", "", "only VMs of this tenant")
 	return managed(cmd)
 }
 
-func lsAction(cmd *cobra.Command, asJSON, quiet bool, labels []string) error {
+func lsAction(cmd *cobra.Command, asJSON, quiet bool, labels []string, tenantName string) error {
 	filter, err := parseLabelFilter(labels)
 	if err != nil {
 		return err
@@ -57,28 +65,27 @@ func lsAction(cmd *cobra.Command, asJSON, quiet bool, labels []string) error {
 	if err != nil {
 		return err
 	}
+	if tenantName != "" {
+		// An unknown tenant is an error (with a suggestion), not an
+		// empty list.
+		if _, err := m.Tenant(tenantName); err != nil {
+			return tenantError(err)
+		}
+	}
 	all, err := m.List()
 	if err != nil {
 		return err
 	}
 	infos := make([]*guest.Info, 0, len(all))
 	for _, in := range all {
-		if matchLabels(in.Labels, filter) {
+		if matchLabels(in.Labels, filter) && (tenantName == "" || in.Tenant == tenantName) {
 			infos = append(infos, in)
 		}
 	}
 	hostWarnings(cmd, m, infos)
-	out := cmd.OutOrStdout()
-	switch {
-	case asJSON:
-		return writeJSON(out, infos)
-	case quiet:
-		for _, in := range infos {
-			fmt.Fprintln(out, in.Name)
-		}
-		return nil
+	if err := writeListing(cmd.OutOrStdout(), asJSON, quiet, infos, func(in *guest.Info) string { return in.Name }, lsRows); err != nil || asJSON || quiet {
+		return err
 	}
-	writeTable(out, lsRows(infos), terminalWidth(out))
 	for _, in := range infos {
 		for _, w := range in.Warnings {
 			fmt.Fprintf(cmd.ErrOrStderr(), "paddock: warning: VM %s: %s\n", in.Name, w)
@@ -116,9 +123,14 @@ func matchLabels(labels map[string]string, f labelFilter) bool {
 	return true
 }
 
-// lsRows is the table: a header, then one row per VM.
+// lsRows is the table: a header, then one row per VM. A TENANT column
+// follows NAME when a VM belongs to a tenant other than the default.
 func lsRows(infos []*guest.Info) [][]string {
+	tenants := slices.ContainsFunc(infos, func(in *guest.Info) bool { return in.Tenant != "" && in.Tenant != configs.DefaultTenant })
 	rows := [][]string{{"NAME", "STATE", "CPUS", "MEMORY", "UPTIME", "ADDRESS", "BACKEND"}}
+	if tenants {
+		rows[0] = slices.Insert(rows[0], 1, "TENANT")
+	}
 	for _, in := range infos {
 		cpus, mem, backend := "-", "-", in.Backend
 		if in.CPUs > 0 {
@@ -137,7 +149,15 @@ func lsRows(infos []*guest.Info) [][]string {
 		if in.Uptime > 0 || in.State == "running" || in.State == "paused" {
 			up = formatUptime(time.Duration(in.Uptime * float64(time.Second)))
 		}
-		rows = append(rows, []string{in.Name, string(in.State), cpus, mem, up, lsAddress(in.Addresses), backend})
+		row := []string{in.Name, string(in.State), cpus, mem, up, lsAddress(in.Addresses), backend}
+		if tenants {
+			ten := in.Tenant
+			if ten == "" {
+				ten = "-"
+			}
+			row = slices.Insert(row, 1, ten)
+		}
+		rows = append(rows, row)
 	}
 	return rows
 }
@@ -232,6 +252,25 @@ func shorten(s string, n int) string {
 	}
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
+}
+
+// writeListing prints what an ls command lists: items as a JSON array
+// (--json), their names one a line (-q), or the table rows makes.
+func writeListing[T any](out io.Writer, asJSON, quiet bool, items []T, name func(T) string, rows func([]T) [][]string) error {
+	switch {
+	case asJSON:
+		if items == nil {
+			items = []T{}
+		}
+		return writeJSON(out, items)
+	case quiet:
+		for _, it := range items {
+			fmt.Fprintln(out, name(it))
+		}
+		return nil
+	}
+	writeTable(out, rows(items), terminalWidth(out))
+	return nil
 }
 
 // writeJSON prints v as indented JSON.

@@ -48,7 +48,7 @@ func managedError(err error) error {
 	case errors.As(err, &be):
 		return &exitError{code: codeBusy, err: err}
 	}
-	return err
+	return tenantError(err)
 }
 
 // usageError is a mistake in the command line: exit status 2.

@@ -41,6 +41,7 @@ func newRootCommand() *cobra.Command {
 		newHostCommand(),
 		newVMMCommand(),
 		newNetworkCommand(),
+		newTenantCommand(),
 		newNetdCommand(),
 	)
 	enforceUsage(root)

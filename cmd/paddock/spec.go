@@ -29,6 +29,7 @@ func hostFacts(cmd *cobra.Command) configs.Host {
 	host.MaxVCPUs = r.MaxVCPUs
 	host.EmulatedKVM = r.Usable && r.Acceleration == machine.AccelEmulated
 	host.Templates = &lazyTemplates{}
+	host.Tenants = lazyTenants{}
 	return host
 }
 

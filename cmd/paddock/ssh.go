@@ -52,8 +52,9 @@ func newSSHCommand() *cobra.Command {
 its user, with paddock's key (which such a VM authorizes): a login shell,
 or CMD (its words joined with spaces and run by the user's shell, as ssh
 does). paddock first waits for the guest's SSH server to answer (--wait,
-3 minutes by default: a first boot runs cloud-init before sshd starts).
-The guest's host keys are those cloud-init printed on its console, when
+3 minutes by default: a first boot runs cloud-init before sshd starts)
+at the address the VM's managed network gave it (for a libvirt VM, the
+DHCP lease of the libvirt network its NIC is on), or --address. The guest's host keys are those cloud-init printed on its console, when
 it did; otherwise ssh records the key the guest shows the first time and
 refuses another one later. They are kept in the VM's known_hosts.
 

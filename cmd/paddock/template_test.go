@@ -30,6 +30,32 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// binaryForAll copies the test binary into a new directory every user
+// may enter and returns its path: it runs paddock's main with envRunMain
+// set, as any user.
+func binaryForAll(t *testing.T) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir makes both 0700
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "paddock")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
 // makeTemplate makes the template called name in the state directory
 // $PADDOCK_HOME: a small PVH guest as its kernel and a 64 MiB qcow2 base
 // disk.
@@ -167,24 +193,8 @@ func TestTemplateBuildExists(t *testing.T) {
 func TestTemplateBuildNotRoot(t *testing.T) {
 	testenv.RequireRoot(t, "running paddock as another user")
 	const nobody = 65534
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} { // t.TempDir makes both 0700
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(dir, "paddock")
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := binaryForAll(t)
+	dir := filepath.Dir(bin)
 	home := filepath.Join(dir, "home")
 	cmd := exec.Command(bin, "template", "build", "debian-12")
 	cmd.Env = append(os.Environ(), envRunMain+"=1", store.EnvHome+"="+home, "HOME="+dir)

@@ -82,7 +82,7 @@ func TestValidateCommand(t *testing.T) {
 		{"a decoding problem does not hide the others", "", []string{"validate", "-f", p("bad.yaml")},
 			"", p("bad.yaml") + ":1:7: name: must be a DNS label (at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit), got \"Bad\"\n" +
 				p("bad.yaml") + ":2:7: cpus: must be between 1 and 255, got 0\n" +
-				p("bad.yaml") + ":4:1: colour: unknown field; known fields: name, labels, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data\n", 1},
+				p("bad.yaml") + ":4:1: colour: unknown field; known fields: name, labels, tenant, from, root_size, cpus, memory, kernel, initrd, cmdline, disks, nics, ports, rng, console, on_reboot, restart, backend, libvirt, cloud_init, user, ssh_keys, user_data\n", 1},
 		{"every validation problem, one per line", "", []string{"validate", "-f", p("worse.yaml")},
 			"", p("worse.yaml") + ":2:7: cpus: must be between 1 and 255, got 0\n" +
 				p("worse.yaml") + ":3:9: memory: must be at least 32MiB, got 8MiB\n" +
@@ -139,6 +139,7 @@ func TestValidateCommandJSON(t *testing.T) {
 		Valid  bool
 		Config *struct {
 			Name    string
+			Tenant  string
 			CPUs    int
 			Memory  uint64
 			Kernel  string
@@ -186,7 +187,7 @@ func TestValidateCommandJSON(t *testing.T) {
 	if c.Name != "good" || c.CPUs != 1 || c.Memory != 1536<<20 || c.Kernel != filepath.Join(dir, "vmlinuz") ||
 		c.Initrd != nil || c.Cmdline != "console=ttyS0" || c.Console.Mode != "log" ||
 		c.Console.Log != filepath.Join(dir, "c.log") || c.Console.LogSize != 4<<20 || c.Console.LogKeep != 1 ||
-		c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" {
+		c.OnReboot != "exit" || c.Restart != "no" || c.Backend != "native" || c.Tenant != "default" {
 		t.Errorf("resolved config: %s", stdout)
 	}
 

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 
+	"github.com/paddock-vm/paddock/guest/console"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -34,12 +34,12 @@ const (
 func ConsoleHostKeys(logs ...string) ([]ssh.PublicKey, error) {
 	var last []ssh.PublicKey
 	for _, path := range logs {
-		f, err := os.Open(path)
+		f, err := console.OpenLogForReading(path) // no link, no FIFO
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("access: %w", err)
+			return nil, err
 		}
 		keys, err := scanHostKeys(f)
 		f.Close()
@@ -51,6 +51,15 @@ func ConsoleHostKeys(logs ...string) ([]ssh.PublicKey, error) {
 		}
 	}
 	return last, nil
+}
+
+// HostKeysIn is ConsoleHostKeys of one console log read from r.
+func HostKeysIn(r io.Reader) ([]ssh.PublicKey, error) {
+	keys, err := scanHostKeys(r)
+	if err != nil {
+		return nil, fmt.Errorf("access: read a console log: %w", err)
+	}
+	return keys, nil
 }
 
 // scanHostKeys returns the keys of the last complete block in r.

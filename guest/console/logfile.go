@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits bound a console log: each file holds at most Size bytes, and
@@ -35,6 +37,11 @@ type LogFile struct {
 	f      *os.File // nil after a failed reopening, or after Close
 	size   int64
 	closed bool
+	// handed are the log's files opened by another process (AdoptLog):
+	// PATH, then PATH.1 to PATH.Keep. Such a log is rotated by copying
+	// (rotateHanded), since this process may not rename in their
+	// directory. nil for a log opened by path.
+	handed []*os.File
 }
 
 // OpenLog opens (creating, with mode perm) the log at path for
@@ -48,12 +55,64 @@ func OpenLog(path string, lim Limits, perm os.FileMode) (*LogFile, error) {
 	if err := l.open(); err != nil {
 		return nil, err
 	}
-	for i := lim.Keep + 1; i <= maxRotated; i++ {
+	removeBeyond(path, lim.Keep)
+	return l, nil
+}
+
+// OpenLogFiles opens, for another process to write the log at path
+// (AdoptLog), its files: path for appending, then each of its lim.Keep
+// rotated files (path.1 first) for reading and writing, creating those
+// missing with mode perm. Rotated files beyond lim.Keep that an earlier,
+// larger Keep left are deleted. A jailed VMM gets so a console log that
+// lies outside its reach.
+func OpenLogFiles(path string, lim Limits, perm os.FileMode) ([]*os.File, error) {
+	if lim.Size <= 0 || lim.Keep < 1 {
+		return nil, fmt.Errorf("console: log %s: size %d and files kept %d must be positive", path, lim.Size, lim.Keep)
+	}
+	var files []*os.File
+	for i := 0; i <= lim.Keep; i++ {
+		name, flags := path, os.O_RDWR|os.O_CREATE|os.O_APPEND
+		if i > 0 {
+			name, flags = rotated(path, i), os.O_RDWR|os.O_CREATE
+		}
+		f, err := os.OpenFile(name, flags, perm)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("console: log: %w", err)
+		}
+		files = append(files, f)
+	}
+	removeBeyond(path, lim.Keep)
+	return files, nil
+}
+
+// AdoptLog makes the log at path of its files opened by another process
+// (OpenLogFiles: path, then path.1 to path.Keep), which it takes over.
+// It appends as OpenLog's log does; its rotation copies each file into
+// the next one's place and empties path, since this process may not
+// rename files in their directory, which makes a rotation cost
+// lim.Keep times lim.Size of copying at most.
+func AdoptLog(files []*os.File, path string, lim Limits) (*LogFile, error) {
+	if lim.Size <= 0 || lim.Keep < 1 || len(files) != lim.Keep+1 {
+		return nil, fmt.Errorf("console: log %s: %d files for size %d and %d files kept", path, len(files), lim.Size, lim.Keep)
+	}
+	fi, err := files[0].Stat()
+	if err != nil {
+		return nil, fmt.Errorf("console: log: %w", err)
+	}
+	return &LogFile{path: path, lim: lim, f: files[0], size: fi.Size(), handed: files}, nil
+}
+
+// removeBeyond deletes the rotated files of the log at path beyond the
+// keep newest.
+func removeBeyond(path string, keep int) {
+	for i := keep + 1; i <= maxRotated; i++ {
 		if os.Remove(rotated(path, i)) != nil {
 			break
 		}
 	}
-	return l, nil
 }
 
 // rotated names the i-th rotated file of the log at path.
@@ -106,6 +165,9 @@ func (l *LogFile) Write(p []byte) (int, error) {
 // rotate shifts the rotated files up by one, moves the full log to PATH.1
 // and starts an empty PATH. If a rename fails, the log stays as it was.
 func (l *LogFile) rotate() error {
+	if l.handed != nil {
+		return l.rotateHanded()
+	}
 	for i := l.lim.Keep - 1; i >= 1; i-- {
 		if err := os.Rename(rotated(l.path, i), rotated(l.path, i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("console: rotate log: %w", err)
@@ -120,9 +182,48 @@ func (l *LogFile) rotate() error {
 	return l.open()
 }
 
+// rotateHanded rotates a log of handed files (AdoptLog): each rotated
+// file's content moves into the next one (the oldest's is dropped), the
+// full log's into PATH.1, and PATH is emptied. If a copy fails, the log
+// goes on growing; the next write tries again.
+func (l *LogFile) rotateHanded() error {
+	for i := len(l.handed) - 1; i >= 1; i-- {
+		if err := copyFile(l.handed[i], l.handed[i-1]); err != nil {
+			return fmt.Errorf("console: rotate log %s: %w", rotated(l.path, i), err)
+		}
+	}
+	if err := l.f.Truncate(0); err != nil {
+		return fmt.Errorf("console: rotate log: %w", err)
+	}
+	l.size = 0
+	return nil
+}
+
+// copyFile makes dst's content src's, with reads and writes at offsets
+// (src is open for appending).
+func copyFile(dst, src *os.File) error {
+	fi, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	if err := dst.Truncate(0); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.NewOffsetWriter(dst, 0), io.NewSectionReader(src, 0, fi.Size()))
+	return err
+}
+
 // Close closes the file.
 func (l *LogFile) Close() error {
 	l.closed = true
+	if l.handed != nil {
+		var errs []error
+		for _, f := range l.handed {
+			errs = append(errs, f.Close())
+		}
+		l.f, l.handed = nil, nil
+		return errors.Join(errs...)
+	}
 	if l.f == nil {
 		return nil
 	}
@@ -148,18 +249,78 @@ func LogFiles(path string) []string {
 	return append(files, path)
 }
 
-// ReadLog returns the whole log at path: its rotated files, oldest
-// first, then PATH. Missing files read as empty.
+// maxReadLog caps what ReadLog returns: the log's last bytes.
+const maxReadLog = 64 << 20
+
+// ReadLog returns the log at path: its rotated files, oldest first, then
+// path itself; at most its last 64 MiB (maxReadLog). Each file is
+// opened as OpenLogForReading opens it: a jailed VMM owns its log files
+// and could make one a link to a file of the host, a FIFO, or sparse and
+// huge.
 func ReadLog(path string) ([]byte, error) {
-	var out []byte
-	for _, p := range LogFiles(path) {
-		b, err := os.ReadFile(p)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("console: %w", err)
+	files := LogFiles(path)
+	var parts [][]byte
+	left := int64(maxReadLog)
+	for i := len(files) - 1; i >= 0 && left > 0; i-- {
+		b, err := ReadTail(files[i], left)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, b...)
+		parts = append(parts, b)
+		left -= int64(len(b))
+	}
+	var out []byte
+	for i := len(parts) - 1; i >= 0; i-- {
+		out = append(out, parts[i]...)
 	}
 	return out, nil
+}
+
+// ReadTail returns up to the last limit bytes of the log file at path,
+// opened as OpenLogForReading opens it; nothing for a missing file.
+func ReadTail(path string, limit int64) ([]byte, error) {
+	f, err := OpenLogForReading(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	off := max(fi.Size()-limit, 0)
+	b, err := io.ReadAll(io.NewSectionReader(f, off, fi.Size()-off))
+	if err != nil {
+		return nil, fmt.Errorf("console: read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// OpenLogForReading opens the console log file at path: following no
+// symbolic link, and only a regular file (a FIFO would block the reader).
+// A missing file is an fs.ErrNotExist error.
+func OpenLogForReading(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("console: %s is a symbolic link; paddock does not follow it", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+	}
+	f := os.NewFile(uintptr(fd), path)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("console: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	return f, nil
 }
 
 // TailLines returns the last n lines of data (n <= 0: every line), without

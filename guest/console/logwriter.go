@@ -50,10 +50,25 @@ func OpenLogWriter(path string, lim Limits, perm os.FileMode, logf func(format s
 	if err != nil {
 		return nil, err
 	}
+	return newLogWriter(l, logf), nil
+}
+
+// AdoptLogWriter is OpenLogWriter for a log whose files another process
+// opened (AdoptLog).
+func AdoptLogWriter(files []*os.File, path string, lim Limits, logf func(format string, args ...any)) (*LogWriter, error) {
+	l, err := AdoptLog(files, path, lim)
+	if err != nil {
+		return nil, err
+	}
+	return newLogWriter(l, logf), nil
+}
+
+// newLogWriter starts the writer goroutine of l.
+func newLogWriter(l *LogFile, logf func(format string, args ...any)) *LogWriter {
 	w := &LogWriter{log: l, logf: logf, done: make(chan struct{})}
 	w.wake = sync.NewCond(&w.mu)
 	go w.loop()
-	return w, nil
+	return w
 }
 
 // Write queues p for the file. It never blocks on the file and always

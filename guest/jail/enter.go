@@ -19,7 +19,8 @@ import (
 // environment env, with JailedEnv set and SpecEnv left out) in it. It returns only on failure,
 // with the first step that failed.
 //
-// The steps, in order: join the VM's cgroup; make every mount private;
+// The steps, in order: join the VM's cgroup (on v1: this thread, which
+// executes the VMM; on v2 the process started there); make every mount private;
 // mount a tmpfs on s.Root holding the binds, the executable (read-only)
 // and a /proc of the new PID namespace; pivot_root into it and detach the
 // old root, then make the new root read-only; set the host name; set the
@@ -37,7 +38,7 @@ func Enter(s *Spec, env []string) error {
 		return fmt.Errorf("jail: own process id: /proc/self is %q", hostPID)
 	}
 	for _, p := range s.Cgroups {
-		if err := os.WriteFile(p, []byte("0"), 0); err != nil {
+		if err := joinThread(p); err != nil {
 			return fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
 		}
 	}
@@ -91,6 +92,20 @@ func Enter(s *Spec, env []string) error {
 	}
 	argv := append([]string{ExePath}, os.Args[1:]...)
 	return fmt.Errorf("jail: run %s: %w", ExePath, unix.Exec(ExePath, argv, next))
+}
+
+// joinThread moves the calling thread, alone, into the cgroup whose
+// tasks file is tasks (Cgroup.ThreadFiles), with plain system calls so
+// that nothing else runs on another thread.
+// Precondition: the goroutine is locked to its thread.
+func joinThread(tasks string) error {
+	fd, err := unix.Open(tasks, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte("0"))
+	return err
 }
 
 // mountRoot builds the jail's root on s.Root.

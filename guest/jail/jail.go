@@ -34,8 +34,9 @@ const (
 	// gdb, core dumps); docs/architecture.md.
 	NoJailEnv = "PADDOCK_NO_JAIL"
 	// ForbiddenSyscallEnv, set in a jailed VMM's environment by a test,
-	// makes the VMM make a system call its filter forbids once it runs:
-	// the test of the seccomp layer. Only tests set it.
+	// makes the VMM make a system call its filter forbids: at start
+	// ("1") or on SIGUSR2 ("signal"), see ForbiddenSyscall. The test of
+	// the seccomp layer; only tests set it.
 	ForbiddenSyscallEnv = "PADDOCK_TEST_FORBIDDEN_SYSCALL"
 )
 
@@ -65,9 +66,14 @@ type Spec struct {
 	Binds []Bind `json:"binds"`
 	// Exe is the executable the second stage runs (this program).
 	Exe string `json:"exe"`
-	// Cgroups are the cgroup.procs files of the VM's cgroup leaf (one per
-	// hierarchy: one on cgroup v2, several on v1).
+	// Cgroups are the files the first stage writes 0 to, from the thread
+	// that executes the VMM, to join the VM's cgroup leaf: on cgroup v1
+	// the tasks file of each hierarchy (Cgroup.ThreadFiles); none on v2,
+	// where the VMM starts in its leaf (Apply).
 	Cgroups []string `json:"cgroups"`
+	// cgroup2 is the VM's cgroup v2 leaf, which Apply starts the VMM in;
+	// "" on v1 or without a cgroup. The starting process's only.
+	cgroup2 string
 	// KeepFDs is how many descriptors, from 0, the VMM was handed; every
 	// other one is closed.
 	KeepFDs int `json:"keep_fds"`

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/paddock-vm/paddock/guest/store"
 )
@@ -40,7 +43,7 @@ func Enabled() bool {
 // Prepare readies the jail of o.VM's next VMM and returns the Spec to
 // pass it in SpecEnv: the VM's jail id (ID), its directory's permissions
 // for it (store.PrepareJail), its cgroup leaf with o.Limits (MakeCgroup).
-// The VMM must then be started with Cloneflags.
+// The VMM must then be started as Apply says.
 // Precondition: the VM's lock is held and no VMM runs it.
 func Prepare(o Options) (*Spec, error) {
 	exe, err := os.Executable()
@@ -68,7 +71,7 @@ func Prepare(o Options) (*Spec, error) {
 		return nil, fmt.Errorf("jail: %w", err)
 	}
 	s := &Spec{
-		ID: id, Root: root, Exe: exe, Cgroups: cg.Procs(), KeepFDs: o.KeepFDs,
+		ID: id, Root: root, Exe: exe, Cgroups: cg.ThreadFiles(), cgroup2: cg.Dir2(), KeepFDs: o.KeepFDs,
 		Hostname: "paddock-" + o.VM.Name,
 		Binds:    []Bind{{Path: o.VM.Dir}},
 	}
@@ -87,6 +90,30 @@ func Prepare(o Options) (*Spec, error) {
 		s.Binds = append(s.Binds, Bind{Path: "/etc/localtime", File: true, ReadOnly: true})
 	}
 	return s, nil
+}
+
+// Apply makes cmd start the first stage of the jailed VMM s describes:
+// it adds SpecEnv to cmd.Env (which must be set), and sets cmd's
+// SysProcAttr (made if nil) to start it in new mount, PID, IPC and UTS
+// namespaces (Cloneflags) and, on cgroup v2, in the VM's cgroup leaf
+// (CLONE_INTO_CGROUP: no migration afterwards, see Cgroup.ThreadFiles).
+// The returned release closes what Apply opened; call it once cmd.Start
+// has returned.
+func (s *Spec) Apply(cmd *exec.Cmd) (release func(), err error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.Env = append(cmd.Env, SpecEnv+"="+s.Encode())
+	cmd.SysProcAttr.Cloneflags |= Cloneflags
+	if s.cgroup2 == "" {
+		return func() {}, nil
+	}
+	fd, err := unix.Open(s.cgroup2, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("jail: cgroup %s: %w", s.cgroup2, err)
+	}
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	return func() { unix.Close(fd) }, nil
 }
 
 // dynamic reports whether the ELF executable exe names a program

@@ -3,8 +3,13 @@ package jail
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
+	"github.com/elastic/go-seccomp-bpf/arch"
 	"golang.org/x/sys/unix"
 )
 
@@ -12,7 +17,8 @@ import (
 // with strace -f through start, pause, resume, snapshot, restore, guest
 // reboots and stop of tiny guests on /dev/kvm (docs/architecture.md,
 // "The jail"), and those of paths the measurement does not reach (disk
-// and network I/O, thread exits). Everything else kills the process.
+// and network I/O, thread exits). Everything else ends the process
+// (Seccomp).
 var allowed = []string{
 	// memory and threads (the Go runtime)
 	"mmap", "munmap", "mprotect", "madvise", "mremap", "mincore",
@@ -37,14 +43,24 @@ var allowed = []string{
 }
 
 // Seccomp installs the jailed VMM's system call filter on every thread
-// (TSYNC): the calls of allowed pass, any other kills the process
-// (SECCOMP_RET_KILL_PROCESS). no_new_privs is set already (Enter).
+// (TSYNC): the calls of allowed pass; any other is refused and ends the
+// process. no_new_privs is set already (Enter).
+//
+// The filter refuses a forbidden call with SECCOMP_RET_TRAP, not
+// SECCOMP_RET_KILL_PROCESS: the kernel does not make the call and sends
+// the thread a SIGSYS, which the Go runtime treats as fatal. It writes
+// "SIGSYS: bad system call", the goroutines and the registers (rax: the
+// call's number) to its standard error, vmm.log, and exits. A VMM killed
+// outright leaves no trace of why: it is detached, nobody waits for it,
+// and its end is found only later (KilledBySeccomp reads the log then).
+// A compromised VMM that catches the signal gains nothing: the call was
+// not made; and a thread with SIGSYS blocked is killed by the kernel.
 func Seccomp() error {
 	f := seccomp.Filter{
 		NoNewPrivs: true,
 		Flag:       seccomp.FilterFlagTSync,
 		Policy: seccomp.Policy{
-			DefaultAction: seccomp.ActionKillProcess,
+			DefaultAction: seccomp.ActionTrap,
 			Syscalls: []seccomp.SyscallGroup{
 				{Names: allowed, Action: seccomp.ActionAllow},
 				// clone3's flags are behind a pointer, out of the filter's
@@ -61,11 +77,63 @@ func Seccomp() error {
 	return nil
 }
 
-// ForbiddenSyscall makes a system call the filter forbids (ptrace), if
-// ForbiddenSyscallEnv is set: the hook of the test that checks that the
-// filter kills the VMM. Only tests set it.
+// ForbiddenSyscall is the hook of the tests that check that the filter
+// ends the VMM and that its end says why: with ForbiddenSyscallEnv set to
+// 1 it makes a system call the filter forbids (ptrace) at once, while the
+// VMM starts; set to "signal", once the VMM gets SIGUSR2 (the guest
+// runs by then). Only tests set it.
 func ForbiddenSyscall() {
-	if os.Getenv(ForbiddenSyscallEnv) == "1" {
-		unix.Syscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0)
+	forbidden := func() { unix.Syscall(unix.SYS_PTRACE, unix.PTRACE_TRACEME, 0, 0) }
+	switch os.Getenv(ForbiddenSyscallEnv) {
+	case "1":
+		forbidden()
+	case "signal":
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, unix.SIGUSR2)
+		go func() {
+			<-c
+			forbidden()
+		}()
 	}
+}
+
+// The Go runtime's report of a fatal signal (runtime.fatalsignal,
+// dumpregs): the signal's name, then its PC, thread and si_code (1,
+// SYS_SECCOMP, for a signal from a seccomp filter), and after the
+// goroutines the registers.
+const (
+	sigsysLine   = "SIGSYS: bad system call"
+	sigcodeField = " sigcode=1"
+	raxPrefix    = "rax "
+)
+
+// KilledBySeccomp reads the log of a VMM that ended (vmm.log, its
+// standard error) for the Go runtime's report of a SIGSYS from its
+// seccomp filter (Seccomp), and says why it ended: "the VMM was killed by
+// seccomp (system call 101, ptrace)". ok is false if the log has no such
+// report.
+func KilledBySeccomp(vmmLog []byte) (why string, ok bool) {
+	lines := strings.Split(string(vmmLog), "\n")
+	for i := len(lines) - 2; i >= 0; i-- {
+		if lines[i] != sigsysLine || !strings.HasPrefix(lines[i+1], "PC=") || !strings.HasSuffix(lines[i+1], sigcodeField) {
+			continue
+		}
+		for _, l := range lines[i+2:] {
+			v, found := strings.CutPrefix(l, raxPrefix)
+			if !found {
+				continue
+			}
+			nr, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(v), "0x"), 16, 32)
+			if err != nil {
+				break
+			}
+			if name, known := arch.X86_64.SyscallNumbers[int(nr)]; known && runtime.GOARCH == "amd64" {
+				return fmt.Sprintf("the VMM was killed by seccomp (system call %d, %s)", nr, name), true
+			}
+			return fmt.Sprintf("the VMM was killed by seccomp (system call %d)", nr), true
+		}
+		// No registers (GOTRACEBACK=none): no number.
+		return "the VMM was killed by seccomp (a system call its filter forbids)", true
+	}
+	return "", false
 }

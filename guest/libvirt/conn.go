@@ -35,24 +35,37 @@ import (
 
 // Conn is a connection to one libvirt host. Its methods may be called
 // from several goroutines. A host that stops answering (it went away,
-// the network failed) is noticed by a heartbeat: its calls then fail
-// with ErrConnectionLost instead of waiting for ever.
+// the network failed, its daemon hangs) is noticed by a heartbeat: its
+// calls then fail with ErrConnectionLost instead of waiting for ever.
 type Conn struct {
-	Host Host
-	l    *golibvirt.Libvirt
-	raw  *replyFirst   // the connection go-libvirt speaks over
-	stop chan struct{} // closed by Close: ends the heartbeat
+	Host   Host
+	l      *golibvirt.Libvirt
+	raw    *replyFirst   // the connection go-libvirt speaks over
+	stop   chan struct{} // closed by Close: ends the heartbeat
+	limits limits
 }
 
-// Timeouts of a connection.
-const (
-	// dialTimeout bounds connecting to a host.
-	dialTimeout = 10 * time.Second
+// limits are a connection's timeouts.
+type limits struct {
+	// handshake bounds libvirt's handshake once connected (the auth
+	// list and the open): a daemon that accepted the connection and
+	// hangs would hold Connect for ever. A daemon that has just started
+	// probes QEMU before it opens the first connection, which takes
+	// seconds, many more on a loaded host.
+	handshake time.Duration
 	// heartbeatEvery is how often a connection asks its host whether it
 	// is still there, and silentFor how long the host may take to answer
 	// before the connection is given up as lost.
-	heartbeatEvery = 5 * time.Second
-	silentFor      = 20 * time.Second
+	heartbeatEvery, silentFor time.Duration
+}
+
+// defaultLimits are the limits of every connection (tests shorten them).
+var defaultLimits = limits{handshake: time.Minute, heartbeatEvery: 5 * time.Second, silentFor: 20 * time.Second}
+
+// Timeouts of a connection, besides its limits.
+const (
+	// dialTimeout bounds connecting to a host.
+	dialTimeout = 10 * time.Second
 	// closeTimeout bounds the goodbye to the host when closing.
 	closeTimeout = 5 * time.Second
 )
@@ -74,15 +87,20 @@ func Connect(h Host) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", h, err)
 	}
-	rd := &recordingDialer{d: d}
+	lim := defaultLimits
+	rd := &recordingDialer{d: d, handshake: lim.handshake}
 	l := golibvirt.NewWithDialer(rd)
-	if err := l.ConnectToURI(golibvirt.RemoteURI(u)); err != nil {
+	err = l.ConnectToURI(golibvirt.RemoteURI(u))
+	if rd.conn != nil && !rd.conn.shook() {
+		err = rd.conn.broken() // the handshake took too long
+	}
+	if err != nil {
 		if bad := rd.conn.broken(); bad != nil {
 			err = bad
 		}
 		return nil, fmt.Errorf("%s: cannot connect: %w", h, err)
 	}
-	c := &Conn{Host: h, l: l, raw: rd.conn, stop: make(chan struct{})}
+	c := &Conn{Host: h, l: l, raw: rd.conn, stop: make(chan struct{}), limits: lim}
 	go c.heartbeat(l)
 	return c, nil
 }
@@ -147,9 +165,12 @@ func dialer(u *url.URL) (socket.Dialer, error) {
 // recordingDialer keeps the connection its dialer made, so that a lost
 // host's connection can be closed under go-libvirt, and puts what the
 // host sends in the order go-libvirt needs (replyFirst).
+// The connection is given up if libvirt's handshake on it does not end
+// within handshake.
 type recordingDialer struct {
-	d    socket.Dialer
-	conn *replyFirst
+	d         socket.Dialer
+	conn      *replyFirst
+	handshake time.Duration
 }
 
 func (r *recordingDialer) Dial() (net.Conn, error) {
@@ -158,15 +179,21 @@ func (r *recordingDialer) Dial() (net.Conn, error) {
 		return nil, err
 	}
 	r.conn = newReplyFirst(c)
+	r.conn.bound(r.handshake)
 	return r.conn, nil
 }
 
 // heartbeat asks the host for its version every heartbeatEvery; one that
 // does not answer within silentFor is lost: its connection is closed,
-// which makes every call waiting on it fail. TCP alone would wait minutes
-// for a host that went away without a word.
+// which makes every call waiting on it fail (go-libvirt ends the calls
+// of a connection that closed). TCP alone would wait minutes for a host
+// that went away without a word, and for ever for a daemon that hangs
+// with its socket open. A call that never gets its reply while the host
+// answers the heartbeat (a libvirtd stuck in one call, which libvirt's
+// own client would wait for too) waits on: libvirt's calls have no
+// bound of their own (a snapshot of a large guest, a long upload).
 func (c *Conn) heartbeat(l *golibvirt.Libvirt) {
-	tick := time.NewTicker(heartbeatEvery)
+	tick := time.NewTicker(c.limits.heartbeatEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -184,8 +211,8 @@ func (c *Conn) heartbeat(l *golibvirt.Libvirt) {
 			if err != nil {
 				return // lost already; the calls say so
 			}
-		case <-time.After(silentFor):
-			c.raw.Close()
+		case <-time.After(c.limits.silentFor):
+			c.raw.giveUp(fmt.Errorf("%w: it has not answered for %v", errSilent, c.limits.silentFor))
 			return
 		case <-c.stop:
 			return
@@ -247,6 +274,9 @@ func lost(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EINVAL) ||
 		errors.Is(err, errClosed)
 }
+
+// errSilent: the host stopped answering.
+var errSilent = errors.New("the host stopped answering")
 
 // errClosed is what a call on a closed Conn returns.
 var errClosed = errors.New("connection closed")

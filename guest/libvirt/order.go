@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // libvirt's RPC packets (libvirt's src/rpc/virnetprotocol.x): a length,
@@ -96,8 +97,13 @@ type replyFirst struct {
 	held    int
 	// sent follows what go-libvirt sends, to learn the calls' serials.
 	sent packetScanner
-	// bad is the protocol error that ended reading.
+	// bad is the protocol error that ended reading, or why the
+	// connection was given up (giveUp).
 	bad error
+	// handshake gives the connection up unless shook stops it first;
+	// expired says it did.
+	handshake *time.Timer
+	expired   bool
 
 	// out is what Read returns next; then through bytes of the packet
 	// being read pass from r unbuffered; err ends reading after them.
@@ -157,6 +163,46 @@ func (c *replyFirst) broken() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bad
+}
+
+// giveUp closes the connection, which ends go-libvirt's reading and
+// with it every call waiting for a reply; err says why, unless the
+// connection broke already.
+func (c *replyFirst) giveUp(err error) {
+	c.mu.Lock()
+	if c.bad == nil {
+		c.bad = err
+	}
+	c.mu.Unlock()
+	c.Conn.Close()
+}
+
+// bound gives the connection up if shook is not called within d.
+func (c *replyFirst) bound(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.handshake = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		if c.handshake == nil {
+			c.mu.Unlock()
+			return // shook first
+		}
+		c.expired = true
+		c.mu.Unlock()
+		c.giveUp(fmt.Errorf("%w: libvirt's handshake did not end within %v", errSilent, d))
+	})
+}
+
+// shook stops bound's timer; false if it gave the connection up
+// already.
+func (c *replyFirst) shook() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handshake != nil {
+		c.handshake.Stop()
+		c.handshake = nil
+	}
+	return !c.expired
 }
 
 // next reads the next packet's header and decides what Read returns: the

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +25,8 @@ const NetdFD = 3
 
 // AttachNIC is one NIC of a VM on a managed network.
 type AttachNIC struct {
-	// Index is the NIC's index in the spec, Network the network's name,
-	// MAC the NIC's address.
+	// Index is the NIC's index in the spec, Network the network's
+	// reference (Ref: the VM's tenant's network), MAC the NIC's address.
 	Index   int
 	Network string
 	MAC     netdev.MAC
@@ -55,10 +54,13 @@ type AttachOptions struct {
 // network is up and serves the VM (DHCP, DNS, port forwards). Closing
 // it, or the process's exit, detaches the VM.
 type Attachment struct {
-	// Bridges maps a NIC's index to its network's bridge, where the VMM
-	// puts the NIC's tap; Leases maps it to the NIC's lease.
+	// Bridges maps a NIC's index to its network's bridge; Leases maps
+	// it to the NIC's lease, and Taps to the tap netd made for the NIC
+	// (on the bridge, with the NIC's anti-spoofing rules), which the
+	// caller takes over (TakeTaps).
 	Bridges map[int]string
 	Leases  map[int]Lease
+	Taps    map[int]*netdev.Tap
 
 	conns   []net.Conn
 	release func() error
@@ -66,11 +68,22 @@ type Attachment struct {
 	ephemeral bool
 }
 
-// Close detaches the VM and releases its ephemeral leases. It returns
-// once each netd has detached the VM (its forwards are gone), or after
-// helloTimeout.
+// TakeTaps returns the NICs' taps (Taps) for the caller to close; the
+// attachment has none left.
+func (a *Attachment) TakeTaps() map[int]*netdev.Tap {
+	taps := a.Taps
+	a.Taps = map[int]*netdev.Tap{}
+	return taps
+}
+
+// Close detaches the VM, closes the taps not taken (TakeTaps) and
+// releases its ephemeral leases. It returns once each netd has detached
+// the VM (its forwards are gone), or after helloTimeout.
 func (a *Attachment) Close() error {
 	var errs error
+	for _, t := range a.TakeTaps() {
+		errs = errors.Join(errs, t.Close())
+	}
 	for _, c := range a.conns {
 		if uc, ok := c.(*net.UnixConn); ok {
 			// netd closes its end once it has detached the VM.
@@ -98,7 +111,7 @@ func Attach(o AttachOptions) (*Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Attachment{Bridges: map[int]string{}, Leases: map[int]Lease{}, ephemeral: o.Ephemeral}
+	a := &Attachment{Bridges: map[int]string{}, Leases: map[int]Lease{}, Taps: map[int]*netdev.Tap{}, ephemeral: o.Ephemeral}
 	var released []string // networks whose ephemeral leases go at Close
 	a.release = func() error {
 		var errs error
@@ -123,77 +136,110 @@ func Attach(o AttachOptions) (*Attachment, error) {
 		if o.Ephemeral {
 			released = append(released, name)
 		}
-		conn, n, leases, err := st.attach(o, name, byNet[name], ports)
+		conn, n, leases, taps, err := st.attach(o, name, byNet[name], ports)
 		if err != nil {
 			return nil, errors.Join(err, a.Close())
 		}
 		a.conns = append(a.conns, conn)
-		for _, l := range leases {
-			a.Bridges[l.NIC], a.Leases[l.NIC] = n.Bridge, l
+		for i, l := range leases {
+			a.Bridges[l.NIC], a.Leases[l.NIC], a.Taps[l.NIC] = n.Bridge, l, taps[i]
 		}
 	}
 	return a, nil
 }
 
-// Use returns the network a VM's NIC names: DefaultName is created on
-// first use; another that does not exist is an error saying how to make
-// it.
+// Use returns the network a VM's NIC names (its reference: the VM's
+// tenant's network): DefaultName is created on first use; another that
+// does not exist is an error saying how to make it.
 func (s *Store) Use(name string) (*Network, error) {
 	n, err := s.Get(name)
+	tenant, short, _ := SplitRef(name)
 	switch {
-	case errors.Is(err, ErrNotFound) && name == DefaultName:
+	case errors.Is(err, ErrNotFound) && short == DefaultName:
 		n, err = s.Create(name, netip.Prefix{})
 		if errors.Is(err, ErrExists) {
 			n, err = s.Get(name) // another VM created it meanwhile
 		}
+	case errors.Is(err, ErrNotFound) && tenant != DefaultTenant:
+		err = fmt.Errorf("%w: create it first (paddock network create --tenant %s %s)", err, tenant, short)
 	case errors.Is(err, ErrNotFound):
 		err = fmt.Errorf("%w: create it first (paddock network create %s)", err, name)
 	}
 	return n, err
 }
 
-// attach attaches a VM to one network.
-func (s *Store) attach(o AttachOptions, name string, nics []NICRequest, ports []Port) (net.Conn, *Network, []Lease, error) {
+// attach attaches a VM to one network, and returns the connection to
+// its netd, the network, the NICs' leases and their taps (in the same
+// order).
+func (s *Store) attach(o AttachOptions, name string, nics []NICRequest, ports []Port) (net.Conn, *Network, []Lease, []*netdev.Tap, error) {
+	fail := func(err error) (net.Conn, *Network, []Lease, []*netdev.Tap, error) {
+		return nil, nil, nil, nil, err
+	}
 	n, err := s.Use(name)
 	if err != nil {
-		return nil, nil, nil, err
+		return fail(err)
 	}
 	unlock, err := s.lock(name)
 	if err != nil {
-		return nil, nil, nil, err
+		return fail(err)
 	}
 	defer unlock()
 	leases, err := s.reserveLocked(n, o.VM, nics, o.Ephemeral)
 	if err != nil {
-		return nil, nil, nil, err
+		return fail(err)
 	}
 	alive, err := s.netdAlive(name)
 	if err != nil {
-		return nil, nil, nil, err
+		return fail(err)
 	}
 	var conn net.Conn
 	if alive {
 		conn, err = net.Dial("unix", s.path(name, NetdSocket))
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("network %s: its netd runs but does not answer: %w", name, err)
+			return fail(fmt.Errorf("network %s: its netd runs but does not answer: %w", name, err))
 		}
 	} else if conn, err = s.spawnNetd(o, name); err != nil {
-		return nil, nil, nil, err
+		return fail(err)
 	}
 	if err := sendLine(conn, hello{VM: o.VM, NICs: leases, Ports: ports}); err != nil {
 		conn.Close()
-		return nil, nil, nil, s.netdError(name, err)
+		return fail(s.netdError(name, err))
+	}
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		conn.Close()
+		return fail(fmt.Errorf("network %s: netd's connection is a %T", name, conn))
 	}
 	var ans answer
-	if err := readLine(conn, bufio.NewReader(conn), &ans); err != nil {
+	fds, err := readLineFiles(uc, &ans)
+	if err != nil {
 		conn.Close()
-		return nil, nil, nil, s.netdError(name, err)
+		return fail(s.netdError(name, err))
 	}
 	if !ans.OK {
+		closeFDs(fds)
 		conn.Close()
-		return nil, nil, nil, fmt.Errorf("network %s: %s", name, ans.Error)
+		return fail(fmt.Errorf("network %s: %s", name, ans.Error))
 	}
-	return conn, n, leases, nil
+	if len(fds) != len(leases) {
+		closeFDs(fds)
+		conn.Close()
+		return fail(fmt.Errorf("network %s: netd sent %d taps for %d NICs", name, len(fds), len(leases)))
+	}
+	var taps []*netdev.Tap
+	for i, fd := range fds {
+		t, err := netdev.TapFromFD(fd, true)
+		if err != nil {
+			closeFDs(fds[i+1:])
+			for _, t := range taps {
+				t.Close()
+			}
+			conn.Close()
+			return fail(fmt.Errorf("network %s: %w", name, err))
+		}
+		taps = append(taps, t)
+	}
+	return conn, n, leases, taps, nil
 }
 
 // netdError is a failure to talk to a network's netd, with the last

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/paddock-vm/paddock/guest/store"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,32 +15,14 @@ import (
 // network down) keep it for moments.
 const LockWait = 30 * time.Second
 
-// lockPoll is how often a waiting command tries the lock again. flock(2)
-// cannot be given a deadline, and a blocked flock cannot be abandoned.
-const lockPoll = 20 * time.Millisecond
-
 // lockFile takes an exclusive flock on path (created if needed), waiting
 // up to LockWait, and returns the function that releases it.
 func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
+	f, err := store.FlockWait(path, LockWait)
 	if err != nil {
-		return nil, fmt.Errorf("network: lock %s: %w", path, err)
+		return nil, fmt.Errorf("network: %w", err)
 	}
-	deadline := time.Now().Add(LockWait)
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("network: lock %s: still held by another paddock process after %s", path, LockWait)
-			}
-			return nil, fmt.Errorf("network: lock %s: %w", path, err)
-		}
-		time.Sleep(lockPoll)
-	}
+	return func() { f.Close() }, nil
 }
 
 // lock takes network name's lock. Precondition: the network exists.

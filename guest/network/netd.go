@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,19 @@ type user struct {
 	hello    hello
 	forwards []hostnet.Forward
 	reserved []io.Closer
+	// guests are the VM's NICs in the anti-spoofing rules, taps their
+	// taps until they are handed to the VM.
+	guests []hostnet.Guest
+	taps   []*netdev.Tap
+}
+
+// closeTaps closes netd's descriptors of the user's taps: once the VM
+// has its own, the taps live as long as the VM's.
+func (u *user) closeTaps() {
+	for _, t := range u.taps {
+		t.Close()
+	}
+	u.taps = nil
 }
 
 // ServeNetd is the body of a network's netd: it brings the network's
@@ -141,7 +155,7 @@ func (d *netd) up() (func() error, error) {
 		}
 		return errs
 	}
-	if err := hostnet.Up(d.cfg, nil); err != nil {
+	if err := hostnet.Up(d.cfg, hostnet.Rules{}); err != nil {
 		if errors.Is(err, fs.ErrPermission) {
 			err = fmt.Errorf("%w (managed networks need root: CAP_NET_ADMIN)", err)
 		}
@@ -258,12 +272,20 @@ func (d *netd) serve(c net.Conn) {
 		d.leave(nil)
 		return
 	}
-	if err := sendLine(c, answer{OK: true}); err != nil {
+	ans := answer{OK: true}
+	var files []*os.File
+	for _, t := range u.taps {
+		ans.Taps = append(ans.Taps, t.Name())
+		files = append(files, t.File())
+	}
+	err = sendLineFiles(c, ans, files)
+	u.closeTaps()
+	if err != nil {
 		d.c.Logf("VM %s: %v", h.VM, err)
 		d.leave(u)
 		return
 	}
-	d.c.Logf("VM %s attached", h.VM)
+	d.c.Logf("VM %s attached (taps %s)", h.VM, strings.Join(ans.Taps, ", "))
 	// The VM never writes again: a read returns when its VMM closes the
 	// connection or exits, however it exits.
 	_, _ = io.Copy(io.Discard, r)
@@ -272,7 +294,8 @@ func (d *netd) serve(c net.Conn) {
 }
 
 // join checks a hello and attaches the VM: its leases in the DHCP
-// server, its port forwards reserved and in the nftables table.
+// server, its port forwards reserved and in the nftables table, a tap
+// for each NIC, with anti-spoofing rules, on the bridge.
 func (d *netd) join(h hello) (*user, error) {
 	if len(h.NICs) == 0 {
 		return nil, errors.New("no NICs")
@@ -288,50 +311,73 @@ func (d *netd) join(h hello) (*user, error) {
 			return nil, fmt.Errorf("VM %s is already attached to network %s (does it run already?)", h.VM, d.net.Name)
 		}
 	}
+	var macs []netdev.MAC
 	for _, l := range h.NICs {
 		mac, err := netdev.ParseMAC(l.MAC)
 		if err != nil {
 			return nil, fmt.Errorf("nics[%d]: %w", l.NIC, err)
 		}
-		if _, dup := d.leases[mac]; dup {
+		if _, dup := d.leases[mac]; dup || slices.Contains(macs, mac) {
 			return nil, fmt.Errorf("nics[%d]: MAC %s is attached already", l.NIC, mac)
 		}
 		if !d.net.Subnet.Contains(l.IP) {
 			return nil, fmt.Errorf("nics[%d]: address %s is not in %s", l.NIC, l.IP, d.net.Subnet)
 		}
+		macs = append(macs, mac)
+	}
+	fail := func(err error) (*user, error) {
+		closeAll(u.reserved)
+		u.closeTaps()
+		return nil, err
 	}
 	for _, p := range h.Ports {
 		f := hostnet.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestIP: h.NICs[0].IP, GuestPort: p.GuestPort}
 		c, err := hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
 		if err != nil {
-			closeAll(u.reserved)
-			return nil, fmt.Errorf("ports: %s: %w", p, err)
+			return fail(fmt.Errorf("ports: %s: %w", p, err))
 		}
 		u.reserved = append(u.reserved, c)
 		u.forwards = append(u.forwards, f)
 	}
-	if len(u.forwards) > 0 {
-		if err := hostnet.SetForwards(d.cfg, append(d.forwardsLocked(), u.forwards...)); err != nil {
-			closeAll(u.reserved)
-			return nil, err
+	for i, l := range h.NICs {
+		tap, err := netdev.CreateTapFor(macs[i])
+		if err != nil {
+			return fail(fmt.Errorf("nics[%d]: %w", l.NIC, err))
+		}
+		u.taps = append(u.taps, tap)
+		u.guests = append(u.guests, hostnet.Guest{Port: tap.Name(), MAC: macs[i], IP: l.IP})
+	}
+	// The rules first, then the taps on the bridge: no frame of the VM
+	// passes unchecked.
+	d.users[u] = true
+	if err := hostnet.SetRules(d.cfg, d.rulesLocked()); err != nil {
+		delete(d.users, u)
+		return fail(err)
+	}
+	for _, t := range u.taps {
+		if err := netdev.AddToBridge(t.Name(), d.cfg.Bridge); err != nil {
+			delete(d.users, u)
+			if rerr := hostnet.SetRules(d.cfg, d.rulesLocked()); rerr != nil {
+				d.c.Logf("VM %s not attached, but its rules stay: %v", h.VM, rerr)
+			}
+			return fail(fmt.Errorf("network %s: %w", d.net.Name, err))
 		}
 	}
-	for _, l := range h.NICs {
-		mac, _ := netdev.ParseMAC(l.MAC)
-		d.leases[mac] = dhcpd.Lease{IP: l.IP, Hostname: h.VM}
+	for i, l := range h.NICs {
+		d.leases[macs[i]] = dhcpd.Lease{IP: l.IP, Hostname: h.VM}
 	}
-	d.users[u] = true
 	return u, nil
 }
 
-// forwardsLocked is every attached VM's forwards. Precondition: mu is
-// held.
-func (d *netd) forwardsLocked() []hostnet.Forward {
-	var all []hostnet.Forward
+// rulesLocked is every attached VM's forwards and NICs. Precondition: mu
+// is held.
+func (d *netd) rulesLocked() hostnet.Rules {
+	var r hostnet.Rules
 	for u := range d.users {
-		all = append(all, u.forwards...)
+		r.Forwards = append(r.Forwards, u.forwards...)
+		r.Guests = append(r.Guests, u.guests...)
 	}
-	return all
+	return r
 }
 
 // leave detaches a VM (nil: a connection that never attached one) and
@@ -346,12 +392,13 @@ func (d *netd) leave(u *user) {
 				delete(d.leases, mac)
 			}
 		}
-		if len(u.forwards) > 0 && !d.closing {
-			if err := hostnet.SetForwards(d.cfg, d.forwardsLocked()); err != nil {
-				d.c.Logf("VM %s left, but its forwards stay: %v", u.hello.VM, err)
+		if !d.closing {
+			if err := hostnet.SetRules(d.cfg, d.rulesLocked()); err != nil {
+				d.c.Logf("VM %s left, but its rules stay: %v", u.hello.VM, err)
 			}
 		}
 		closeAll(u.reserved)
+		u.closeTaps()
 	}
 	if len(d.users) == 0 {
 		select {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/internal/testenv"
+	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/netnstest"
 )
 
@@ -121,14 +122,24 @@ func (h *netdHost) attach(vm string, m int, name string, ports ...Port) (*Attach
 	return Attach(o)
 }
 
-// guest plays a VM's NIC: a namespace on the network's bridge with the
-// NIC's MAC, configured by busybox udhcpc, serving HTTP on port 80.
+// guest plays a VM's NIC: a namespace whose eth0 (a tap, with the NIC's
+// MAC) is wired to the tap netd made for the NIC, as a VMM's virtio-net
+// device would be, configured by busybox udhcpc, serving HTTP on port 80.
 func (h *netdHost) guest(t *testing.T, a *Attachment, m int) *netnstest.NS {
 	t.Helper()
 	bb := testenv.RequireTool(t, "busybox", "busybox-static")
 	g := netnstest.New(t)
 	name := fmt.Sprintf("vm%d", m)
-	h.ns.VethTo(t, g, name, "eth0", a.Bridges[0])
+	var eth0 *netdev.Tap
+	if err := g.Do(func() error {
+		var err error
+		eth0, err = netdev.CreateTap("eth0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eth0.Close() })
+	wire(a.Taps[0], eth0)
 	g.IP(t, "link", "set", "eth0", "address", mac(m).String())
 	script := filepath.Join(t.TempDir(), "udhcpc.sh")
 	if err := os.WriteFile(script, []byte("#!/bin/sh\ncase $1 in bound) ip addr add $ip/$mask dev $interface; ip route add default via $router;; esac\n"), 0o755); err != nil {
@@ -139,6 +150,25 @@ func (h *netdHost) guest(t *testing.T, a *Attachment, m int) *netnstest.NS {
 	}
 	g.ServeHTTP(t, ":80", name)
 	return g
+}
+
+// wire copies frames (with their virtio-net headers) between two taps,
+// both ways, until either is closed.
+func wire(a, b *netdev.Tap) {
+	cp := func(from, to *netdev.Tap) {
+		buf := make([]byte, 65536+netdev.VnetHdrLen)
+		for {
+			n, err := from.Read([][]byte{buf}, nil)
+			if err != nil {
+				return
+			}
+			if _, err := to.Write([][]byte{buf[:n]}); err != nil {
+				return
+			}
+		}
+	}
+	go cp(a, b)
+	go cp(b, a)
 }
 
 // curl fetches url in ns; "" on failure.
@@ -196,6 +226,16 @@ func TestNetd(t *testing.T) {
 	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
 		t.Errorf("the forward of 127.0.0.1:8080: %q", got)
 	}
+	// netd made web's tap, a port of the bridge with web's
+	// anti-spoofing rules: web with another MAC gets nothing through.
+	if out := h.ns.IP(t, "-o", "link", "show", "master", def.Bridge); !strings.Contains(out, web.Taps[0].Name()+":") {
+		t.Errorf("web's tap %s is not on the bridge:\n%s", web.Taps[0].Name(), out)
+	}
+	gw.IP(t, "link", "set", "eth0", "address", mac(9).String())
+	if got := curl(gw, "http://"+db.Leases[0].IP.String()+"/"); got != "" {
+		t.Errorf("web -> db from another MAC: %q", got)
+	}
+	gw.IP(t, "link", "set", "eth0", "address", mac(1).String())
 	// netd's DNS server answers on the gateway (the host's resolver,
 	// 127.0.0.1 here, has nothing: SERVFAIL; without a server the
 	// client would be refused).

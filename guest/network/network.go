@@ -21,9 +21,12 @@
 // down and exits. A lease lives from the VM's creation to its removal,
 // so a VM keeps its address across restarts.
 //
-// A network belongs to a tenant; every network is the "default" tenant's
-// until paddock has tenants. Bridge and nftables table names come from
-// the tenant and name and are recorded, so they stay unique on the host.
+// A network belongs to a tenant (guest/tenant): a VM's `network: NAME`
+// is its own tenant's network NAME. A network is known by its reference
+// (Ref): NAME for the default tenant's, TENANT/NAME for another's, kept
+// in networks/NAME and networks/TENANT.NAME. Bridge and nftables table
+// names come from the tenant and name and are recorded, so they stay
+// unique on the host.
 package network
 
 import (
@@ -35,6 +38,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
@@ -50,8 +54,9 @@ const Version = 1
 // created on first use.
 const DefaultName = "default"
 
-// DefaultTenant is the tenant of every network.
-const DefaultTenant = "default"
+// DefaultTenant is the tenant whose networks' references are their
+// names alone.
+const DefaultTenant = configs.DefaultTenant
 
 // MaxNameLen is the longest network name.
 const MaxNameLen = configs.MaxNetworkNameLen
@@ -68,9 +73,11 @@ var (
 
 // Network is a managed network's record (network.json).
 type Network struct {
-	Version int    `json:"version"`
-	Name    string `json:"name"`
-	Tenant  string `json:"tenant"`
+	Version int `json:"version"`
+	// Name is the network's reference (Ref): its name, or TENANT/NAME
+	// for a network of a tenant other than the default.
+	Name   string `json:"name"`
+	Tenant string `json:"tenant"`
 	// Subnet is the guests' network; Gateway the host's address in it
 	// (the DHCP server, router and DNS server the guests use).
 	Subnet  netip.Prefix `json:"subnet"`
@@ -85,6 +92,53 @@ type Network struct {
 
 // CheckName validates a network name (configs.CheckNetworkName).
 func CheckName(name string) error { return configs.CheckNetworkName(name) }
+
+// Ref is the reference of tenant's network name: name for the default
+// tenant's, tenant/name for another's.
+func Ref(tenant, name string) string {
+	if tenant == DefaultTenant || tenant == "" {
+		return name
+	}
+	return tenant + "/" + name
+}
+
+// SplitRef splits a network reference into its tenant and name, and
+// checks both.
+func SplitRef(ref string) (tenant, name string, err error) {
+	tenant, name, ok := strings.Cut(ref, "/")
+	if !ok {
+		tenant, name = DefaultTenant, ref
+	}
+	if err := configs.CheckTenantName(tenant); err != nil {
+		return "", "", err
+	}
+	if err := CheckName(name); err != nil {
+		return "", "", err
+	}
+	return tenant, name, nil
+}
+
+// ShortName is the network's name within its tenant.
+func (n *Network) ShortName() string {
+	_, name, _ := strings.Cut(n.Name, "/")
+	if name == "" {
+		return n.Name
+	}
+	return name
+}
+
+// dirName is the name of the directory of the network ref: the
+// reference with a dot for its slash (neither tenant nor network names
+// have dots).
+func dirName(ref string) string { return strings.Replace(ref, "/", ".", 1) }
+
+// refOfDir is the reference of the network whose directory is called
+// dir, if it can be one.
+func refOfDir(dir string) (string, bool) {
+	ref := strings.Replace(dir, ".", "/", 1)
+	_, _, err := SplitRef(ref)
+	return ref, err == nil
+}
 
 // hostNames derives the bridge and nftables table names of a network:
 // pd-NAME and paddock-NAME when they fit an interface name, else a hash
@@ -112,8 +166,10 @@ func (n *Network) check(path string) error {
 	switch {
 	case n.Version > Version:
 		return fmt.Errorf("%s: version %d is newer than this paddock's (%d)", path, n.Version, Version)
-	case CheckName(n.Name) != nil || filepath.Base(filepath.Dir(path)) != n.Name:
+	case filepath.Base(filepath.Dir(path)) != dirName(n.Name):
 		return fmt.Errorf("%s: name %q does not match its directory", path, n.Name)
+	case Ref(n.Tenant, n.ShortName()) != n.Name:
+		return fmt.Errorf("%s: name %q is not a network of tenant %q", path, n.Name, n.Tenant)
 	case !n.Subnet.IsValid() || !n.Subnet.Addr().Is4() || n.Subnet != n.Subnet.Masked() || n.Subnet.Bits() > MaxPrefixLen || n.Subnet.Bits() < MinPrefixLen:
 		return fmt.Errorf("%s: subnet %s is not valid", path, n.Subnet)
 	case !n.Subnet.Contains(n.Gateway):

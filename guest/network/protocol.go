@@ -2,12 +2,16 @@ package network
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Port is one port forward of a VM: HostIP:HostPort on the host to the
@@ -35,10 +39,13 @@ type hello struct {
 	Ports []Port `json:"ports,omitempty"`
 }
 
-// answer is netd's reply to a hello.
+// answer is netd's reply to a hello. With OK, the line carries the
+// descriptors of the taps netd made for the VM's NICs (SCM_RIGHTS), in
+// the hello's order, and Taps names them.
 type answer struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
+	OK    bool     `json:"ok"`
+	Error string   `json:"error,omitempty"`
+	Taps  []string `json:"taps,omitempty"`
 }
 
 // helloTimeout bounds each side's wait for the other's line: netd's for
@@ -57,6 +64,86 @@ func sendLine(c net.Conn, v any) error {
 	}
 	_, err = c.Write(append(b, '\n'))
 	return err
+}
+
+// sendLineFiles writes v as one JSON line carrying the files'
+// descriptors, over a unix socket.
+func sendLineFiles(c net.Conn, v any, files []*os.File) error {
+	if len(files) == 0 {
+		return sendLine(c, v)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return fmt.Errorf("send descriptors over a %T", c)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var fds []int
+	for _, f := range files {
+		fds = append(fds, int(f.Fd()))
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(helloTimeout)); err != nil {
+		return err
+	}
+	_, _, err = uc.WriteMsgUnix(append(b, '\n'), unix.UnixRights(fds...), nil)
+	return err
+}
+
+// maxFiles bounds the descriptors one line may carry.
+const maxFiles = 64
+
+// readLineFiles reads one JSON line into v from the unix socket c, with
+// the descriptors it carries (the caller closes them). Nothing may be
+// read from c before (no buffered reader).
+func readLineFiles(c *net.UnixConn, v any) (fds []int, err error) {
+	defer func() {
+		if err != nil {
+			closeFDs(fds)
+			fds = nil
+		}
+	}()
+	if err := c.SetReadDeadline(time.Now().Add(helloTimeout)); err != nil {
+		return nil, err
+	}
+	var line []byte
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(maxFiles*4))
+	for !bytes.HasSuffix(line, []byte("\n")) {
+		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		if oobn > 0 {
+			msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+			for _, m := range msgs {
+				if got, rerr := unix.ParseUnixRights(&m); rerr == nil {
+					fds = append(fds, got...)
+				}
+			}
+			if perr != nil && err == nil {
+				err = perr
+			}
+		}
+		if err != nil {
+			return fds, err
+		}
+		if n == 0 {
+			return fds, io.ErrUnexpectedEOF
+		}
+		if line = append(line, buf[:n]...); len(line) > maxLine {
+			return fds, fmt.Errorf("a line longer than %d bytes", maxLine)
+		}
+	}
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		return fds, err
+	}
+	return fds, json.Unmarshal(line, v)
+}
+
+// closeFDs closes descriptors.
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 // maxLine bounds a protocol line.

@@ -57,38 +57,24 @@ type Store struct {
 // (store.CheckTrusted): a network record decides what the host
 // configures as root.
 func Open(home string) (*Store, error) {
-	if !filepath.IsAbs(home) {
-		return nil, fmt.Errorf("network: home %q is not an absolute path", home)
-	}
-	if _, err := os.Stat(home); errors.Is(err, fs.ErrNotExist) {
-		// The VM store creates a state directory as it should be.
-		if _, err := store.Open(home); err != nil {
-			return nil, err
-		}
-	}
-	if err := store.CheckTrusted(home); err != nil {
-		return nil, err
-	}
-	dir := filepath.Join(home, networksDir)
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("network: %w", err)
-	}
-	if err := store.CheckTrusted(dir); err != nil {
+	dir, err := store.OpenSubdir(home, networksDir)
+	if err != nil {
 		return nil, err
 	}
 	return &Store{dir: dir}, nil
 }
 
-// Dir is the directory of network name.
-func (s *Store) Dir(name string) string { return filepath.Join(s.dir, name) }
+// Dir is the directory of network name (a reference, Ref).
+func (s *Store) Dir(name string) string { return filepath.Join(s.dir, dirName(name)) }
 
 // path is a file of network name's directory.
-func (s *Store) path(name, file string) string { return filepath.Join(s.dir, name, file) }
+func (s *Store) path(name, file string) string { return filepath.Join(s.Dir(name), file) }
 
 // Get returns the network's record; an error wrapping ErrNotFound if
-// there is none.
+// there is none. name is a reference (Ref), as are the names of every
+// method of Store.
 func (s *Store) Get(name string) (*Network, error) {
-	if err := CheckName(name); err != nil {
+	if _, _, err := SplitRef(name); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	dir := s.Dir(name)
@@ -112,7 +98,7 @@ func (s *Store) Get(name string) (*Network, error) {
 	return &n, nil
 }
 
-// Names returns the names of all networks, sorted.
+// Names returns the references of all networks, every tenant's, sorted.
 func (s *Store) Names() ([]string, error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
@@ -120,9 +106,9 @@ func (s *Store) Names() ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() && CheckName(e.Name()) == nil {
-			if _, err := os.Stat(s.path(e.Name(), NetworkFile)); err == nil {
-				names = append(names, e.Name())
+		if ref, ok := refOfDir(e.Name()); ok && e.IsDir() {
+			if _, err := os.Stat(s.path(ref, NetworkFile)); err == nil {
+				names = append(names, ref)
 			}
 		}
 	}
@@ -150,12 +136,16 @@ func (s *Store) List() ([]*Network, error) {
 	return out, nil
 }
 
-// Create adds a network. A zero subnet picks the first free one of
-// 10.77.0.0/24 ... 10.77.255.0/24: one no other network has and no host
-// route overlaps. A given subnet must be IPv4 with a prefix length from
-// MinPrefixLen to MaxPrefixLen, and overlap neither.
+// Create adds network name (a reference: TENANT/NAME makes a network of
+// that tenant; the caller checks that the tenant exists). A zero subnet
+// picks the first free one of 10.77.0.0/24 ... 10.77.255.0/24: one no
+// other network has, of any tenant, and no host route overlaps. A given
+// subnet must be IPv4 with a prefix length from MinPrefixLen to
+// MaxPrefixLen, and overlap neither: tenants' networks are separate
+// bridges, but they share the host's routing table.
 func (s *Store) Create(name string, subnet netip.Prefix) (*Network, error) {
-	if err := CheckName(name); err != nil {
+	tenant, short, err := SplitRef(name)
+	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
 	unlock, err := lockFile(filepath.Join(s.dir, createLock))
@@ -179,14 +169,14 @@ func (s *Store) Create(name string, subnet netip.Prefix) (*Network, error) {
 	} else if subnet, err = s.pickSubnet(others); err != nil {
 		return nil, fmt.Errorf("network %s: %w", name, err)
 	}
-	bridge, table := hostNames(DefaultTenant, name)
+	bridge, table := hostNames(tenant, short)
 	for _, o := range others {
 		if o.Bridge == bridge || o.Table == table {
-			bridge, table = hostNames(DefaultTenant+"/"+o.Name, name) // a hash, unique to this one
+			bridge, table = hostNames(tenant+"/"+o.Name, short) // a hash, unique to this one
 		}
 	}
 	n := &Network{
-		Version: Version, Name: name, Tenant: DefaultTenant,
+		Version: Version, Name: name, Tenant: tenant,
 		Subnet: subnet, Gateway: subnet.Addr().Next(),
 		Bridge: bridge, BridgeMAC: netdev.GenerateMAC("paddock bridge\x00" + table).String(), Table: table,
 		CreatedAt: time.Now().UTC(),
@@ -244,7 +234,7 @@ func (s *Store) write(n *Network) error {
 	if _, err := rand.Read(b[:]); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	tmp := filepath.Join(s.dir, ".new-"+n.Name+"-"+hex.EncodeToString(b[:]))
+	tmp := filepath.Join(s.dir, ".new-"+dirName(n.Name)+"-"+hex.EncodeToString(b[:]))
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
@@ -308,7 +298,7 @@ func (s *Store) Remove(name string) error {
 	if err := s.takeDown(n); err != nil {
 		return err
 	}
-	trash := filepath.Join(s.dir, ".trash-"+name)
+	trash := filepath.Join(s.dir, ".trash-"+dirName(name))
 	os.RemoveAll(trash)
 	if err := os.Rename(s.Dir(name), trash); err != nil {
 		return fmt.Errorf("network %s: %w", name, err)

@@ -175,3 +175,55 @@ func TestOpenRefusesUnsafe(t *testing.T) {
 		t.Errorf("Open with networks/ 0777: %v", err)
 	}
 }
+
+// TestTenantNetworks checks that tenants' networks of one name are
+// separate networks: their own directories, subnets, bridges and tables,
+// and leases; that references name them; and that a record whose name
+// does not match its directory or tenant is refused.
+func TestTenantNetworks(t *testing.T) {
+	s := testStore(t)
+	def, err := s.Use("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme, err := s.Use(Ref("acme", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acme.Name != "acme/default" || acme.Tenant != "acme" || acme.ShortName() != "default" {
+		t.Errorf("acme's default: %+v", acme)
+	}
+	if acme.Subnet.Overlaps(def.Subnet) || acme.Bridge == def.Bridge || acme.Table == def.Table || acme.BridgeMAC == def.BridgeMAC {
+		t.Errorf("acme's default shares with the default tenant's: %+v, %+v", acme, def)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "acme.default", NetworkFile)); err != nil {
+		t.Errorf("acme's default's record: %v", err)
+	}
+	if _, err := s.Use(Ref("acme", "lan")); err == nil || !strings.Contains(err.Error(), "network acme/lan: no such network: create it first (paddock network create --tenant acme lan)") {
+		t.Errorf("Use of acme's missing lan: %v", err)
+	}
+	if _, err := s.Reserve("acme/default", "web", []NICRequest{{0, mac(1)}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.Leases("default"); err != nil || len(l) != 0 {
+		t.Errorf("the default tenant's default got acme's lease: %v, %v", l, err)
+	}
+	if vl, err := s.VMLeases("web"); err != nil || len(vl["acme/default"]) != 1 || len(vl) != 1 {
+		t.Errorf("VMLeases: %v, %v", vl, err)
+	}
+	if names, err := s.Names(); err != nil || strings.Join(names, ",") != "acme/default,default" {
+		t.Errorf("Names: %v, %v", names, err)
+	}
+	for _, ref := range []string{"acme/", "/default", "Acme/default", "acme/default/x", "acme.default"} {
+		if _, err := s.Get(ref); err == nil || errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%q): %v, want a bad name", ref, err)
+		}
+	}
+	// A record moved into another tenant's directory is refused.
+	if err := os.Rename(filepath.Join(s.dir, "acme.default"), filepath.Join(s.dir, "globex.default")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("globex/default"); err == nil || !strings.Contains(err.Error(), `name "acme/default" does not match its directory`) {
+		t.Errorf("a moved record: %v", err)
+	}
+}

@@ -56,8 +56,21 @@ func (v *VM) PrepareJail(id int) error {
 	if !IsJailID(uint32(id)) {
 		return fmt.Errorf("store: VM %s: jail id %d is not in %d-%d", v.Name, id, JailIDFirst, JailIDFirst+JailIDCount-1)
 	}
-	// Files before the directory: the directory is never group-writable
-	// while something in it is owned by an id that should not be.
+	// The directory is marked first, root's and of group id, sticky but
+	// not yet writable by the group: from then on a reader that does not
+	// hold the VM's lock (ls, another command's Store.VM) trusts the
+	// record owned by id that the loop below makes, where it would have
+	// refused it in a directory not yet marked. The group may write the
+	// directory only once everything in it is owned as it should be.
+	// (Closed to the group before the group changes, so that a
+	// directory prepared before with another id is never writable by the
+	// new group while the old id's files are in it.)
+	if err := os.Chmod(v.Dir, 0o750|fs.ModeSticky); err != nil {
+		return fmt.Errorf("store: VM %s: %w", v.Name, err)
+	}
+	if err := os.Lchown(v.Dir, 0, id); err != nil {
+		return fmt.Errorf("store: VM %s: %w", v.Name, err)
+	}
 	entries, err := os.ReadDir(v.Dir)
 	if err != nil {
 		return fmt.Errorf("store: VM %s: %w", v.Name, err)
@@ -86,9 +99,6 @@ func (v *VM) PrepareJail(id int) error {
 		if err := os.Chmod(path, fi.Mode().Perm()&^0o022|0o040); err != nil {
 			return fmt.Errorf("store: VM %s: %w", v.Name, err)
 		}
-	}
-	if err := os.Lchown(v.Dir, 0, id); err != nil {
-		return fmt.Errorf("store: VM %s: %w", v.Name, err)
 	}
 	if err := os.Chmod(v.Dir, 0o770|fs.ModeSticky); err != nil {
 		return fmt.Errorf("store: VM %s: %w", v.Name, err)
@@ -143,7 +153,19 @@ func checkVMDir(vms, name string) error {
 			}
 			continue
 		}
-		if err := checkEntry(dir, f, true); err != nil {
+		err := checkEntry(dir, f, true)
+		if err != nil && f == RecordFile && !jailed {
+			// PrepareJail may have marked the directory and given the
+			// record to the jail's user since the Lstat above: it marks
+			// the directory first, so a directory marked now is one
+			// whose record the jail's user may own.
+			if fi, serr := os.Lstat(dir); serr == nil {
+				if id, ok := jailedDir(fi); ok {
+					err = checkJailOwned(dir, f, id)
+				}
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}

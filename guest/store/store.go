@@ -330,6 +330,11 @@ func removeDir(dir, what string, notFound error) error {
 	return nil
 }
 
+// RemoveDir deletes dir, the directory of what (say "tenant acme"), as
+// Remove deletes a VM's: first a rename to a trash name beside it, then
+// the deletion. A dir already gone is an error wrapping notFound.
+func RemoveDir(dir, what string, notFound error) error { return removeDir(dir, what, notFound) }
+
 // trashName returns a new name in dir for name's directory on its way
 // out: the sweep of the next Open removes what a crash left there.
 func trashName(dir, name string) (string, error) {

@@ -58,6 +58,10 @@ type FDTable struct {
 	// Networks are the connections to the VM's managed networks' netds
 	// (network.Attachment), held for the VMM's life.
 	Networks []int `json:"networks,omitempty"`
+	// ConsoleLog are the files of the spec's console.log (Handles.
+	// ConsoleLog): the log, then each rotated file; none when the VMM
+	// opens it by path.
+	ConsoleLog []int `json:"console_log,omitempty"`
 	// Warm, for a warm clone's first start, is its warm template's
 	// saved machine (Handles.Warm).
 	Warm *FDWarm `json:"warm,omitempty"`
@@ -158,6 +162,11 @@ func (h *Handles) Handover() (FDTable, []*os.File, error) {
 		h.Warm = nil
 		t.Warm = &FDWarm{Template: w.Template, State: add(w.State), Memory: add(w.Memory)}
 	}
+	for len(h.ConsoleLog) > 0 {
+		t.ConsoleLog = append(t.ConsoleLog, add(h.ConsoleLog[0]))
+		h.ConsoleLog = h.ConsoleLog[1:]
+	}
+	h.ConsoleLog = nil
 	if len(files) > MaxFDs {
 		return fail(fmt.Errorf("vmm: %d descriptors to hand over, at most %d", len(files), MaxFDs))
 	}
@@ -272,6 +281,13 @@ func handlesFromFDs(s string, lo, hi int) (_ *Handles, err error) {
 			return nil, err
 		}
 	}
+	for i, fd := range t.ConsoleLog {
+		f, err := regularFile(take(fd), fmt.Sprintf("console_log[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		h.ConsoleLog = append(h.ConsoleLog, f)
+	}
 	if w := t.Warm; w != nil {
 		h.Warm = &WarmFiles{Template: w.Template}
 		if h.Warm.State, err = regularFile(take(w.State), "warm.state"); err != nil {
@@ -370,6 +386,14 @@ func (t FDTable) check(lo, hi int) ([]int, error) {
 	}
 	for i, fd := range t.Networks {
 		if err := use(fd, fmt.Sprintf("networks[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(t.ConsoleLog); n == 1 {
+		return nil, errors.New("console_log: the log without its rotated files")
+	}
+	for i, fd := range t.ConsoleLog {
+		if err := use(fd, fmt.Sprintf("console_log[%d]", i)); err != nil {
 			return nil, err
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/disk/imagefile"
 	"github.com/paddock-vm/paddock/disk/qcow2"
+	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
 
@@ -53,6 +54,9 @@ func inherit(t *testing.T, table FDTable, files []*os.File) FDTable {
 	if w := table.Warm; w != nil {
 		table.Warm = &FDWarm{Template: w.Template, State: re(w.State), Memory: re(w.Memory)}
 	}
+	for i, n := range table.ConsoleLog {
+		table.ConsoleLog[i] = re(n)
+	}
 	return table
 }
 
@@ -88,17 +92,25 @@ func chainVM(t *testing.T) (*configs.VM, string) {
 // although the opener closed its descriptors, and Close releases them.
 func TestHandoverThroughFDs(t *testing.T) {
 	vm, base := chainVM(t)
+	vm.Console.Log = filepath.Join(t.TempDir(), "console.log")
 	h := openHandles(t, vm, OpenOptions{})
+	var err error
+	lim := console.Limits{Size: int64(vm.Console.LogSize), Keep: vm.Console.LogKeep}
+	if h.ConsoleLog, err = console.OpenLogFiles(vm.Console.Log, lim, ConsoleLogPerm); err != nil {
+		t.Fatal(err)
+	}
 	table, files, err := h.Handover()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// kvm, kernel, initrd, overlay and base, raw
-	if len(files) != 6 || table.KVM != FirstFD || table.Kernel != FirstFD+1 || table.Initrd != FirstFD+2 ||
-		len(table.Disks) != 2 || len(table.Disks[0].Files) != 2 || table.Disks[0].Format != "qcow2" || !table.Disks[1].Guard {
+	// kvm, kernel, initrd, overlay and base, raw, the console log and
+	// its rotated file
+	if len(files) != 8 || table.KVM != FirstFD || table.Kernel != FirstFD+1 || table.Initrd != FirstFD+2 ||
+		len(table.Disks) != 2 || len(table.Disks[0].Files) != 2 || table.Disks[0].Format != "qcow2" || !table.Disks[1].Guard ||
+		len(table.ConsoleLog) != 2 || table.ConsoleLog[0] != FirstFD+6 {
 		t.Fatalf("table %s for %d files", table.Encode(), len(files))
 	}
-	if h.KVM != nil || h.Kernel != nil || len(h.Disks) != 0 {
+	if h.KVM != nil || h.Kernel != nil || len(h.Disks) != 0 || h.ConsoleLog != nil {
 		t.Errorf("the handles kept something after Handover: %+v", h)
 	}
 	s := inherit(t, table, files).Encode()
@@ -109,6 +121,20 @@ func TestHandoverThroughFDs(t *testing.T) {
 	defer got.Close()
 	if _, err := machineConfig(vm, got); err != nil {
 		t.Fatal(err)
+	}
+	if err := got.fit(vm); err != nil || len(got.ConsoleLog) != 2 {
+		t.Fatalf("the handles taken back: %d console log files, %v", len(got.ConsoleLog), err)
+	}
+	// The VMM writes the log through them.
+	sinks, closeLogs, err := OpenConsoleLogs(vm, "", got.ConsoleLog, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.ConsoleLog = nil
+	sinks[0].Write([]byte("through the handed file\n"))
+	closeLogs()
+	if b, err := os.ReadFile(vm.Console.Log); err != nil || string(b) != "through the handed file\n" {
+		t.Errorf("console.log: %q, %v", b, err)
 	}
 	for _, p := range []string{vm.Disks[0].Path, base, vm.Disks[1].Path} {
 		if err := imagefile.Check(p, imagefile.Write); !errors.Is(err, imagefile.ErrInUse) {
@@ -258,6 +284,16 @@ func TestHandlesFromFDsRefuses(t *testing.T) {
 			tb.Kernel = open(t.TempDir())
 			return tb
 		}, want: "is not a regular file", checks: true},
+		{name: "console log without its rotated file", table: func() FDTable {
+			tb := good()
+			tb.ConsoleLog = []int{open(vm.Kernel)}
+			return tb
+		}, want: "console_log: the log without its rotated files"},
+		{name: "console log is a directory", table: func() FDTable {
+			tb := good()
+			tb.ConsoleLog = []int{open(vm.Kernel), open(t.TempDir())}
+			return tb
+		}, want: "console_log[1]: descriptor", checks: true},
 		{name: "unknown format", table: func() FDTable {
 			tb := good()
 			tb.Disks[1].Format = "vmdk"
@@ -342,5 +378,6 @@ func tableFDs(table FDTable) []int {
 	if w := table.Warm; w != nil {
 		fds = append(fds, w.State, w.Memory)
 	}
-	return append(fds, table.Networks...)
+	fds = append(fds, table.Networks...)
+	return append(fds, table.ConsoleLog...)
 }

@@ -39,6 +39,11 @@ type Handles struct {
 	// machine, which the first machine is restored from (and takes
 	// over); nil otherwise.
 	Warm *WarmFiles
+	// ConsoleLog, if set, are the files of the spec's console.log, opened
+	// by the command that starts a jailed VMM, which cannot reach a log
+	// outside its VM's directory (console.OpenLogFiles: the log, then
+	// each rotated file); nil: the VMM opens the log by path.
+	ConsoleLog []*os.File
 }
 
 // Disk is one of a VM's disk images, open.
@@ -52,11 +57,12 @@ type Disk struct {
 }
 
 // NIC is a spec's NIC resolved for this host (ResolveNICs): the tap to
-// attach to or the bridge to put a new tap on (exactly one is set), and
-// the guest's MAC address.
+// attach to, the bridge to put a new tap on, or the open tap a managed
+// network made (exactly one is set), and the guest's MAC address.
 type NIC struct {
 	Tap    string
 	Bridge string
+	Open   *netdev.Tap
 	MAC    netdev.MAC
 }
 
@@ -94,6 +100,12 @@ func OpenHandles(vm *configs.VM, o OpenOptions) (_ *Handles, err error) {
 	h := &Handles{Network: o.Network}
 	defer func() {
 		if err != nil {
+			// The open taps not handed to a machine.NIC yet.
+			for _, n := range o.NICs[min(len(h.NICs), len(o.NICs)):] {
+				if n.Open != nil {
+					n.Open.Close()
+				}
+			}
 			h.Close()
 		}
 	}()
@@ -169,12 +181,17 @@ func openDisk(i int, path string, o disk.Options) (Disk, error) {
 	return Disk{Image: img, Path: path, Guard: guard}, nil
 }
 
-// openTap attaches to the NIC's tap, or creates one on its bridge.
+// openTap attaches to the NIC's tap, or creates one on its bridge, or
+// returns the tap its managed network made.
 func openTap(n NIC) (*netdev.Tap, error) {
 	if n.MAC.Multicast() || n.MAC == (netdev.MAC{}) {
 		return nil, fmt.Errorf("MAC %s is not a unicast address", n.MAC)
 	}
 	switch {
+	case n.Open != nil && (n.Tap != "" || n.Bridge != ""):
+		return nil, errors.New("a managed network's NIC has no tap or bridge of its own")
+	case n.Open != nil:
+		return n.Open, nil
 	case n.Tap != "" && n.Bridge != "":
 		return nil, errors.New("set tap or bridge, not both")
 	case n.Tap != "":
@@ -191,10 +208,7 @@ func bridgedTap(n NIC) (*netdev.Tap, error) {
 	if err := netdev.IsBridge(n.Bridge); err != nil {
 		return nil, err
 	}
-	tap, err := netdev.CreateTap(fmt.Sprintf("pd%02x%02x%02x%02x", n.MAC[2], n.MAC[3], n.MAC[4], n.MAC[5]))
-	if errors.Is(err, netdev.ErrExists) {
-		tap, err = netdev.CreateTap("pdtap%d")
-	}
+	tap, err := netdev.CreateTapFor(n.MAC)
 	if err != nil {
 		return nil, err
 	}
@@ -230,6 +244,9 @@ func (h *Handles) Close() error {
 	}
 	if h.Warm != nil {
 		errs = append(errs, h.Warm.Close())
+	}
+	for _, f := range h.ConsoleLog {
+		errs = append(errs, f.Close())
 	}
 	*h = Handles{}
 	return errors.Join(errs...)

@@ -9,10 +9,11 @@ import (
 )
 
 // ResolveNICs resolves the spec's NICs for this host, once per VMM run:
-// the tap or bridge (a managed network's NIC takes its network's bridge
-// from bridges, by index), and the MAC address (nicMACs).
+// the tap or bridge (a managed network's NIC takes the tap its
+// network's netd made from taps, by index), and the MAC address
+// (nicMACs).
 // Precondition: vm has been through FillDefaults and Validate.
-func ResolveNICs(vm *configs.VM, host string, bridges map[int]string) ([]NIC, error) {
+func ResolveNICs(vm *configs.VM, host string, taps map[int]*netdev.Tap) ([]NIC, error) {
 	macs, err := nicMACs(vm, host)
 	if err != nil {
 		return nil, err
@@ -21,7 +22,7 @@ func ResolveNICs(vm *configs.VM, host string, bridges map[int]string) ([]NIC, er
 	for i, n := range vm.NICs {
 		nic := NIC{Tap: n.Tap, Bridge: n.Bridge, MAC: macs[i]}
 		if n.Network != "" {
-			if nic.Bridge = bridges[i]; nic.Bridge == "" {
+			if nic.Open = taps[i]; nic.Open == nil {
 				return nil, fmt.Errorf("nics[%d]: network %s is not attached", i, n.Network)
 			}
 		}
@@ -99,7 +100,8 @@ func AttachNetworks(vm *configs.VM, o NetworkOptions) ([]NIC, *network.Attachmen
 	var req []network.AttachNIC
 	for i, n := range vm.NICs {
 		if n.Network != "" {
-			req = append(req, network.AttachNIC{Index: i, Network: n.Network, MAC: macs[i]})
+			// The VM's tenant's network of that name.
+			req = append(req, network.AttachNIC{Index: i, Network: network.Ref(vm.Tenant, n.Network), MAC: macs[i]})
 		}
 	}
 	if len(req) == 0 {
@@ -114,8 +116,12 @@ func AttachNetworks(vm *configs.VM, o NetworkOptions) ([]NIC, *network.Attachmen
 	if err != nil {
 		return nil, nil, err
 	}
-	nics, err := ResolveNICs(vm, host, a.Bridges)
+	taps := a.TakeTaps()
+	nics, err := ResolveNICs(vm, host, taps)
 	if err != nil {
+		for _, t := range taps {
+			t.Close()
+		}
 		a.Close()
 		return nil, nil, err
 	}

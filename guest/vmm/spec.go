@@ -2,8 +2,10 @@ package vmm
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 )
@@ -17,12 +19,17 @@ func machineConfig(vm *configs.VM, h *Handles) (machine.Config, error) {
 	if err := h.fit(vm); err != nil {
 		return machine.Config{}, err
 	}
-	cfg := machine.Config{KVM: h.KVM, CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG, NICs: h.NICs}
+	cfg := machine.Config{KVM: h.KVM, CPUs: vm.CPUs, Memory: uint64(vm.Memory), RNG: vm.RNG}
+	for i, n := range h.NICs {
+		n.Limits = limits(vm.NICs[i].Limits, false)
+		cfg.NICs = append(cfg.NICs, n)
+	}
 	for i, d := range h.Disks {
 		md := machine.Disk{Image: d.Image, Name: d.Path, GuardFormat: d.Guard}
 		if i < len(vm.Disks) {
 			s := vm.Disks[i]
 			md.ReadOnly, md.Serial, md.Cache = s.ReadOnly, s.Serial, blk.CacheMode(s.Cache)
+			md.Limits = limits(s.Limits, true)
 		} else {
 			// The seed volume (OpenOptions.Seed).
 			md.ReadOnly, md.Serial = true, seedSerial
@@ -30,6 +37,20 @@ func machineConfig(vm *configs.VM, h *Handles) (machine.Config, error) {
 		cfg.Disks = append(cfg.Disks, md)
 	}
 	return cfg, nil
+}
+
+// limits translates a disk's (disk true) or a NIC's limits into its
+// device's token buckets; nil limits nothing.
+func limits(l *configs.Limits, disk bool) ratelimit.Limits {
+	if l == nil {
+		return ratelimit.Limits{}
+	}
+	ops := l.Packets
+	if disk {
+		ops = l.IOPS
+	}
+	burst := time.Duration(l.Burst)
+	return ratelimit.Limits{Bytes: ratelimit.RateOver(uint64(l.Bandwidth), burst), Ops: ratelimit.RateOver(ops, burst)}
 }
 
 // seedSerial is the serial number of the cloud-init seed volume's disk.
@@ -52,6 +73,8 @@ func (h *Handles) fit(vm *configs.VM) error {
 		return fmt.Errorf("vmm: VM %s has %d disks (the seed volume included), the handles %d images", vm.Name, disks, len(h.Disks))
 	case len(h.NICs) != len(vm.NICs):
 		return fmt.Errorf("vmm: VM %s has %d NICs, the handles %d taps", vm.Name, len(vm.NICs), len(h.NICs))
+	case h.ConsoleLog != nil && (vm.Console.Log == "" || len(h.ConsoleLog) != vm.Console.LogKeep+1):
+		return fmt.Errorf("vmm: VM %s: the handles' %d console log files do not match console.log %q with console.log_keep %d", vm.Name, len(h.ConsoleLog), vm.Console.Log, vm.Console.LogKeep)
 	}
 	for i, d := range vm.Disks {
 		if h.Disks[i].Path != d.Path {

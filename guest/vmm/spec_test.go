@@ -4,9 +4,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/netdev"
@@ -36,11 +38,14 @@ func TestMachineConfigFromSpec(t *testing.T) {
 	dir := t.TempDir()
 	a, b, seed := rawDisk(t, dir, "a.img"), rawDisk(t, dir, "b.img"), rawDisk(t, dir, "seed.iso")
 	vm := &configs.VM{
-		Name:      "web-1",
-		CPUs:      3,
-		Memory:    96 * configs.MiB,
-		Disks:     []configs.Disk{{Path: a, ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "raw"}, {Path: b}},
-		NICs:      []configs.NIC{{Bridge: "br0"}},
+		Name:   "web-1",
+		CPUs:   3,
+		Memory: 96 * configs.MiB,
+		Disks: []configs.Disk{
+			{Path: a, ReadOnly: true, Serial: "s", Cache: configs.CacheUnsafe, Format: "raw"},
+			{Path: b, Limits: &configs.Limits{Bandwidth: 10 << 20, IOPS: 2000}},
+		},
+		NICs:      []configs.NIC{{Bridge: "br0", Limits: &configs.Limits{Bandwidth: 6_250_000, Packets: 100, Burst: configs.Burst(2 * time.Second)}}},
 		RNG:       true,
 		CloudInit: true,
 	}
@@ -72,7 +77,11 @@ func TestMachineConfigFromSpec(t *testing.T) {
 	}
 	want := []machine.Disk{
 		{Image: h.Disks[0].Image, Name: a, ReadOnly: true, Serial: "s", Cache: "unsafe"},
-		{Image: h.Disks[1].Image, Name: b, GuardFormat: true, Cache: "writeback"},
+		{Image: h.Disks[1].Image, Name: b, GuardFormat: true, Cache: "writeback", Limits: ratelimit.Limits{
+			// 100ms of each by default.
+			Bytes: ratelimit.Rate{PerSecond: 10 << 20, Burst: 1 << 20},
+			Ops:   ratelimit.Rate{PerSecond: 2000, Burst: 200},
+		}},
 		{Image: h.Disks[2].Image, Name: seed, ReadOnly: true, Serial: "cidata"},
 	}
 	if len(cfg.Disks) != len(want) {
@@ -83,8 +92,12 @@ func TestMachineConfigFromSpec(t *testing.T) {
 			t.Errorf("disks[%d] = %+v, want %+v", i, cfg.Disks[i], want[i])
 		}
 	}
-	if len(cfg.NICs) != 1 || cfg.NICs[0].MAC != mac {
-		t.Errorf("NICs %+v", cfg.NICs)
+	wantNIC := ratelimit.Limits{
+		Bytes: ratelimit.Rate{PerSecond: 6_250_000, Burst: 12_500_000},
+		Ops:   ratelimit.Rate{PerSecond: 100, Burst: 200},
+	}
+	if len(cfg.NICs) != 1 || cfg.NICs[0].MAC != mac || cfg.NICs[0].Limits != wantNIC {
+		t.Errorf("NICs %+v, want one with MAC %s and limits %+v", cfg.NICs, mac, wantNIC)
 	}
 	if bc := bootConfig(vm, h); bc.Kernel != kernel || bc.Initrd != nil {
 		t.Errorf("boot config %+v", bc)

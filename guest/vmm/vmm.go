@@ -275,10 +275,11 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	if vm.Console.Mode != configs.ConsoleNone {
 		managedLog = p.vm.Path(store.ConsoleFile)
 	}
-	sinks, closeLogs, err := OpenConsoleLogs(vm, managedLog, p.logf)
+	sinks, closeLogs, err := OpenConsoleLogs(vm, managedLog, h.ConsoleLog, p.logf)
 	if err != nil {
 		return runResult{}, err
 	}
+	h.ConsoleLog = nil // the logs have them now
 	defer closeLogs()
 	hub := console.NewHub(console.DefaultHistory, sinks...)
 	input := console.NewInput()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/pci"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/rng"
@@ -38,6 +39,9 @@ type Disk struct {
 	// Queues is the number of request queues; 0 means one per vCPU (at
 	// most blk.MaxQueues).
 	Queues int
+	// Limits limit the disk's bandwidth (Bytes: data read and written)
+	// and requests (Ops), across its queues; zero limits nothing.
+	Limits ratelimit.Limits
 }
 
 // NIC is a virtio-net NIC on an open host tap.
@@ -47,6 +51,10 @@ type NIC struct {
 	Tap *netdev.Tap
 	// MAC is the guest's address; required.
 	MAC netdev.MAC
+	// Limits limit each direction on its own (transmit and receive
+	// each get these buckets): Bytes counts Ethernet frame bytes, Ops
+	// frames. Zero limits nothing.
+	Limits ratelimit.Limits
 }
 
 // PCI layout of the virtio functions: device 1 onwards on bus 0, in the

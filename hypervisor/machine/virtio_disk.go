@@ -3,6 +3,7 @@ package machine
 import (
 	"fmt"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/blk"
 )
@@ -26,9 +27,11 @@ func (v *virtioDevices) diskDevice(i int, d Disk) (virtio.Device, error) {
 	if queues == 0 {
 		queues = min(v.m.cfg.CPUs, blk.MaxQueues)
 	}
+	limiter := ratelimit.New(d.Limits)
 	dev, err := blk.New(blk.Config{
 		Image: d.Image, ReadOnly: d.ReadOnly, Serial: d.Serial, Cache: d.Cache,
-		Queues: queues, GuardFormat: d.GuardFormat, Name: name, Logf: v.logf,
+		Queues: queues, GuardFormat: d.GuardFormat, Limiter: limiter,
+		Name: name, Logf: v.logf,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("machine: %s: %w", name, err)

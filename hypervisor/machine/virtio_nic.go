@@ -3,6 +3,7 @@ package machine
 import (
 	"fmt"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	vnet "github.com/paddock-vm/paddock/hypervisor/devices/virtio/net"
 	"github.com/paddock-vm/paddock/netdev"
@@ -17,7 +18,10 @@ func (v *virtioDevices) nicDevice(i int, n NIC) (virtio.Device, error) {
 	if n.Tap == nil {
 		return nil, fmt.Errorf("machine: %s: no open tap", name)
 	}
-	dev, err := vnet.New(vnet.Config{Backend: n.Tap, MAC: n.MAC, Name: name, Logf: v.logf})
+	dev, err := vnet.New(vnet.Config{
+		Backend: n.Tap, MAC: n.MAC, Name: name, Logf: v.logf,
+		TxLimiter: ratelimit.New(n.Limits), RxLimiter: ratelimit.New(n.Limits),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("machine: %s: %w", name, err)
 	}

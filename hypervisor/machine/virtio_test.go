@@ -231,6 +231,29 @@ func TestVirtioThroughBuses(t *testing.T) {
 	}
 }
 
+// runVirtioGuest stages bufs on q for the virtio guest
+// (testdata/guests/virtio.S) to publish, tells it where through its
+// mailbox, and runs the machine until the guest powers off.
+func runVirtioGuest(t *testing.T, m *Machine, q *virtiotest.Queue, bufs []virtiotest.Buf, mailbox uint64, con *console) {
+	t.Helper()
+	_, idxAddr, idx, err := q.Stage(bufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := m.Memory().Slice(mailbox, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(box, uint32(idxAddr))
+	binary.LittleEndian.PutUint16(box[4:], idx)
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	e, err := m.Run(ctx)
+	if err != nil || e.Reason != exit.PowerOff {
+		t.Fatalf("Run = %v (%s), %v; console %q", e.Reason, e.Detail, err, con.String())
+	}
+}
+
 // waitUsed polls the used ring: with no vCPU there is nobody to take the
 // interrupt.
 func waitUsed(t *testing.T, q *virtiotest.Queue, n uint16) {
@@ -285,22 +308,7 @@ func TestVirtioGuestInterrupts(t *testing.T) {
 			// The guest publishes the request: the device must not see it
 			// before the guest can take interrupts, or a fast device's
 			// MSI would reach a LAPIC that is still disabled and be lost.
-			_, idxAddr, idx, err := q.Stage([]virtiotest.Buf{{Addr: buf, Len: 128, Write: true}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			box, err := m.Memory().Slice(mailbox, 8)
-			if err != nil {
-				t.Fatal(err)
-			}
-			binary.LittleEndian.PutUint32(box, uint32(idxAddr))
-			binary.LittleEndian.PutUint16(box[4:], idx)
-			ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
-			defer cancel()
-			e, err := m.Run(ctx)
-			if err != nil || e.Reason != exit.PowerOff {
-				t.Fatalf("Run = %v (%s), %v; console %q", e.Reason, e.Detail, err, con.String())
-			}
+			runVirtioGuest(t, m, q, []virtiotest.Buf{{Addr: buf, Len: 128, Write: true}}, mailbox, con)
 			want := "ready\nirq 00000000\n"
 			if intx {
 				want = "ready\nirq 00000001\n" // the queue bit of the ISR

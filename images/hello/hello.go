@@ -9,7 +9,12 @@
 // or starts an interactive shell on the console (job control works), and
 // powers off when it is done. With the kernel modules PowerButtonModules
 // in the image, the ACPI power button (paddock stop) powers it off too:
-// /init starts busybox acpid, which runs /etc/acpi/PWRF/00000080.
+// /init starts busybox acpid, which runs /etc/acpi/PWRF/00000080. With
+// virtio_pci, virtio_blk and isofs in the image, a VM with cloud_init
+// takes its host name from paddock's seed volume (the meta-data's
+// local-hostname, as cloud-init would), and /init exports the seed's
+// device to the scripts as PADDOCK_SEED; otherwise its host name is
+// "hello".
 package hello
 
 import (

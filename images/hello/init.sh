@@ -23,6 +23,27 @@ if [ -f "$load" ]; then
 	done < "$load"
 fi
 
+# A VM with cloud_init has a seed volume (ISO 9660, label cidata): like
+# cloud-init, take the host name from its meta-data (local-hostname).
+# The disk whose primary volume descriptor (sector 16: "CD001", the
+# volume identifier at byte 40) says so is the seed; its device is
+# exported as PADDOCK_SEED to the scripts. The image needs virtio_pci,
+# virtio_blk and isofs for it; without them, or without a seed, the
+# guest stays "hello".
+for dev in /dev/vd*; do
+	[ -b "$dev" ] || continue
+	[ "$(dd if="$dev" bs=1 skip=32769 count=5 2>/dev/null)" = CD001 ] || continue
+	[ "$(dd if="$dev" bs=1 skip=32808 count=32 2>/dev/null | tr -d ' ')" = cidata ] || continue
+	export PADDOCK_SEED=$dev
+	mkdir -p /run/seed
+	if mount -t iso9660 -o ro "$dev" /run/seed 2>/dev/null; then
+		name=$(sed -n 's/^local-hostname: *//p' /run/seed/meta-data)
+		[ -n "$name" ] && hostname "$name"
+		umount /run/seed
+	fi
+	break
+done
+
 # A warm clone takes its own identity (hostname, MACs, DHCP address) when
 # its VM generation changes (identity.sh; only with a cloud-init seed).
 /etc/paddock/identity.sh watch &

@@ -2,8 +2,9 @@
 // hello initramfs (images/hello) with the Debian kernel's virtio modules
 // (virtio-pci, -blk, -net, -rng) and ext4, e2fsck, and vtool, a small
 // static C program for transfers and disk and network measurements. Its
-// built-in scripts virtio-check, virtio-intx and virtio-bench run the
-// lab's checks and benchmarks and print "@@LAB" markers.
+// built-in scripts virtio-check, virtio-intx, virtio-limits and
+// virtio-bench run the lab's checks and benchmarks and print "@@LAB"
+// markers.
 package virtioguest
 
 import (

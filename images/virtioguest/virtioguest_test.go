@@ -18,7 +18,7 @@ func TestScripts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"virtio-check", "virtio-intx", "virtio-bench", "snapshot-guest", "snapshot-bench"} {
+	for _, name := range []string{"virtio-check", "virtio-intx", "virtio-bench", "virtio-limits", "snapshot-guest", "snapshot-bench"} {
 		src, ok := s[name]
 		if !ok {
 			t.Errorf("no script %s", name)

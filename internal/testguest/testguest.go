@@ -10,9 +10,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/paddock-vm/paddock/hypervisor/devices/acpipm"
@@ -34,18 +36,27 @@ const ownGuests = "internal/testguest/guests"
 // and ends it when GNU as or ld is not installed (testenv.RequireTool).
 func Build(tb testing.TB, name string) string {
 	tb.Helper()
+	return BuildWith(tb, name, nil)
+}
+
+// BuildWith is Build with symbols of the guest's own given values
+// (--defsym NAME=VALUE), for a guest whose source leaves them to the
+// test (warm.S's FILL_END).
+func BuildWith(tb testing.TB, name string, defs map[string]uint64) string {
+	tb.Helper()
 	testenv.Declare(tb, testenv.HostKVM)
 	testenv.RequireTool(tb, "as", "binutils")
 	testenv.RequireTool(tb, "ld", "binutils")
-	elf, err := BuildIn(tb.TempDir(), name)
+	elf, err := BuildIn(tb.TempDir(), name, defs)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return elf
 }
 
-// BuildIn is Build without a testing.TB: it writes NAME.elf into dir.
-func BuildIn(dir, name string) (string, error) {
+// BuildIn is BuildWith without a testing.TB: it writes NAME.elf into
+// dir. defs may be nil.
+func BuildIn(dir, name string, defs map[string]uint64) (string, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
@@ -67,8 +78,11 @@ func BuildIn(dir, name string) (string, error) {
 		"--defsym", fmt.Sprintf("VMGENID=%d", machine.VMGenIDAddr),
 		"--defsym", fmt.Sprintf("GED_PORT=%d", ged.DefaultPort),
 		"--defsym", fmt.Sprintf("GED_GSI=%d", ged.DefaultGSI),
-		"-o", obj, src,
 	}
+	for _, k := range slices.Sorted(maps.Keys(defs)) {
+		args = append(args, "--defsym", fmt.Sprintf("%s=%d", k, defs[k]))
+	}
+	args = append(args, "-o", obj, src)
 	if out, err := exec.Command("as", args...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("testguest: assemble %s: %w\n%s", name, err, out)
 	}

@@ -1,17 +1,20 @@
 // Package hostnet is the host side of a paddock managed network: a Linux
-// bridge with the network's gateway address, IPv4 forwarding, and an
-// nftables table with the network's outbound NAT and port forwards. It
-// works on the network namespace of the calling thread (the host's, in
-// paddock; a test's own namespace in tests: call it from a thread that
-// entered one) and needs CAP_NET_ADMIN.
+// bridge with the network's gateway address, IPv4 forwarding, and two
+// nftables tables with the network's outbound NAT, port forwards,
+// isolation and anti-spoofing. It works on the network namespace of the
+// calling thread (the host's, in paddock; a test's own namespace in
+// tests: call it from a thread that entered one) and needs
+// CAP_NET_ADMIN.
 //
 // Bring a network up with Up and down with Down. Up is idempotent and
-// repairs what it finds: a bridge left by a previous run is taken over,
-// the nftables table is replaced as a whole, in one netlink transaction,
-// so no packet ever sees half a rule set. SetForwards replaces the table
-// again with another set of port forwards.
+// repairs what it finds: a bridge left by a previous run is taken over
+// (its ports that are no guest's are taken off it), the nftables tables
+// are replaced as a whole, in one netlink transaction, so no packet ever
+// sees half a rule set. SetRules replaces the tables again with another
+// set of port forwards and guests.
 //
-// The table (family ip, one per network) has three NAT chains:
+// The table of family ip (one per network) has three NAT chains and two
+// filter chains:
 //
 //	prerouting, output   port forwards: DNAT from a host address and port
 //	                     to a guest's address and port
@@ -21,6 +24,15 @@
 //	                     bridge, and forwarded traffic from one guest to
 //	                     another (hairpin), so that replies come back
 //	                     through the host
+//	forward              drop what would be routed between this network's
+//	                     bridge and another managed network's (every
+//	                     bridge named BridgePrefix...)
+//	input                drop what the guests send to the host's addresses
+//	                     other than their gateway
+//
+// The table of family bridge, of the same name, holds each guest's
+// anti-spoofing chain (addBridgeTable): a guest sends from its own MAC
+// and leased address or not at all.
 //
 // Packets from a loopback source may leave only through an interface
 // with route_localnet set; Up sets it on the bridge, and only there.
@@ -33,15 +45,21 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
 	"github.com/paddock-vm/paddock/netdev"
 )
 
+// BridgePrefix starts the name of every managed network's bridge: the
+// isolation between networks knows them by it.
+const BridgePrefix = "pd-"
+
 // Config describes one managed network's host side.
 type Config struct {
-	// Bridge is the bridge's interface name.
+	// Bridge is the bridge's interface name; it starts with
+	// BridgePrefix.
 	Bridge string
 	// MAC is the bridge's address (fixed, so guests' ARP caches stay
 	// right when taps join and leave); zero lets the kernel choose.
@@ -49,7 +67,7 @@ type Config struct {
 	// Gateway is the host's address on the network with the subnet's
 	// prefix length: 10.77.0.1/24.
 	Gateway netip.Prefix
-	// Table is the nftables table's name (family ip).
+	// Table is the nftables tables' name (families ip and bridge).
 	Table string
 }
 
@@ -60,6 +78,9 @@ func (c Config) Subnet() netip.Prefix { return c.Gateway.Masked() }
 func (c Config) check() error {
 	if err := netdev.CheckName(c.Bridge); err != nil {
 		return fmt.Errorf("hostnet: bridge: %w", err)
+	}
+	if !strings.HasPrefix(c.Bridge, BridgePrefix) {
+		return fmt.Errorf("hostnet: bridge %s: the name does not start with %q", c.Bridge, BridgePrefix)
 	}
 	if !c.Gateway.IsValid() || !c.Gateway.Addr().Is4() || c.Gateway.Bits() > 30 {
 		return fmt.Errorf("hostnet: gateway %s: want an IPv4 address with a prefix length of at most 30", c.Gateway)
@@ -73,10 +94,13 @@ func (c Config) check() error {
 // Up brings the network's host side up: the bridge (created unless it
 // exists; an interface of that name that is not a bridge is an error),
 // its MAC and gateway address, the bridge up, route_localnet on the
-// bridge, IPv4 forwarding on, and the nftables table with forwards.
+// bridge, IPv4 forwarding on, and the nftables tables with r. A port
+// of the bridge that is none of r's guests (a tap a previous netd put
+// there, whose rules went with its table) is taken off the bridge: a
+// port without anti-spoofing rules gets no frame through.
 // Forwarding (net.ipv4.ip_forward) is a setting of the whole namespace
 // and is left on by Down, as libvirt and Docker leave it.
-func Up(c Config, forwards []Forward) error {
+func Up(c Config, r Rules) error {
 	if err := c.check(); err != nil {
 		return err
 	}
@@ -117,16 +141,40 @@ func Up(c Config, forwards []Forward) error {
 	if err := sysctl("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	return SetForwards(c, forwards)
+	if err := SetRules(c, r); err != nil {
+		return err
+	}
+	return detachStrangers(link, r.Guests)
 }
 
-// Down removes the network's nftables table and its bridge (with any
+// detachStrangers takes the ports that are none of guests' off the
+// bridge.
+func detachStrangers(bridge netlink.Link, guests []Guest) error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("hostnet: list interfaces: %w", err)
+	}
+	known := map[string]bool{}
+	for _, g := range guests {
+		known[g.Port] = true
+	}
+	for _, l := range links {
+		if a := l.Attrs(); a.MasterIndex == bridge.Attrs().Index && !known[a.Name] {
+			if err := netlink.LinkSetNoMaster(l); err != nil {
+				return fmt.Errorf("hostnet: take %s off bridge %s: %w", a.Name, bridge.Attrs().Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Down removes the network's nftables tables and its bridge (with any
 // port still on it). What is already gone is not an error.
 func Down(c Config) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	err := removeTable(c.Table)
+	err := removeTables(c.Table)
 	link, lerr := netlink.LinkByName(c.Bridge)
 	var notFound netlink.LinkNotFoundError
 	switch {

@@ -30,22 +30,22 @@ var (
 )
 
 // topology is a host namespace with the network up, a guest namespace on
-// the bridge (a veth in place of a VM's tap) and an upstream namespace
-// beyond the host's uplink, which has no route back to the guests'
-// subnet: only the host's NAT lets guests reach it. Guest and upstream
-// each serve HTTP on port 80.
+// the bridge (a veth in place of a VM's tap, the guest's MAC on its end)
+// and an upstream namespace beyond the host's uplink, which has no route
+// back to the guests' subnet: only the host's NAT lets guests reach it.
+// Guest and upstream each serve HTTP on port 80.
 type topology struct {
 	host, guest, upstream *netnstest.NS
+	cfg                   hostnet.Config
+	rules                 hostnet.Rules
 }
 
 func newTopology(t *testing.T, forwards []hostnet.Forward) *topology {
 	t.Helper()
 	testenv.RequireTool(t, "curl", "curl")
-	tp := &topology{host: netnstest.New(t), guest: netnstest.New(t), upstream: netnstest.New(t)}
-	up(t, tp.host, forwards)
-	tp.host.VethTo(t, tp.guest, "vguest", "eth0", testConfig.Bridge)
-	tp.guest.IP(t, "addr", "add", guestIP.String()+"/24", "dev", "eth0")
-	tp.guest.IP(t, "route", "add", "default", "via", testConfig.Gateway.Addr().String())
+	tp := &topology{host: netnstest.New(t), upstream: netnstest.New(t), cfg: testConfig, rules: hostnet.Rules{Forwards: forwards}}
+	tp.up(t)
+	tp.guest = tp.addGuest(t, "vguest", guestIP)
 	tp.host.VethTo(t, tp.upstream, "uplink", "eth0", "")
 	tp.host.IP(t, "addr", "add", uplinkIP.String()+"/24", "dev", "uplink")
 	tp.upstream.IP(t, "addr", "add", upstreamIP.String()+"/24", "dev", "eth0")
@@ -54,10 +54,45 @@ func newTopology(t *testing.T, forwards []hostnet.Forward) *topology {
 	return tp
 }
 
-// up brings the test network up in ns.
+// guestMAC is the MAC of the guest whose bridge port is port.
+func guestMAC(port string) netdev.MAC { return netdev.GenerateMAC("hostnet test guest " + port) }
+
+// addGuest makes a guest namespace on the network: a veth whose end port
+// is on the bridge, eth0 in the guest with guestMAC(port) and ip, a
+// default route through the gateway; the guest joins the rules.
+func (tp *topology) addGuest(t *testing.T, port string, ip netip.Addr) *netnstest.NS {
+	t.Helper()
+	g := netnstest.New(t)
+	mac := guestMAC(port)
+	tp.rules.Guests = append(tp.rules.Guests, hostnet.Guest{Port: port, MAC: mac, IP: ip})
+	tp.setRules(t)
+	tp.host.VethTo(t, g, port, "eth0", tp.cfg.Bridge)
+	g.IP(t, "link", "set", "eth0", "address", mac.String())
+	g.IP(t, "addr", "add", netip.PrefixFrom(ip, tp.cfg.Gateway.Bits()).String(), "dev", "eth0")
+	g.IP(t, "route", "add", "default", "via", tp.cfg.Gateway.Addr().String())
+	return g
+}
+
+// up brings the topology's network up with its rules.
+func (tp *topology) up(t *testing.T) {
+	t.Helper()
+	if err := tp.host.Do(func() error { return hostnet.Up(tp.cfg, tp.rules) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setRules replaces the topology's tables with its rules.
+func (tp *topology) setRules(t *testing.T) {
+	t.Helper()
+	if err := tp.host.Do(func() error { return hostnet.SetRules(tp.cfg, tp.rules) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// up brings the test network up in ns, without guests.
 func up(t *testing.T, ns *netnstest.NS, forwards []hostnet.Forward) {
 	t.Helper()
-	if err := ns.Do(func() error { return hostnet.Up(testConfig, forwards) }); err != nil {
+	if err := ns.Do(func() error { return hostnet.Up(testConfig, hostnet.Rules{Forwards: forwards}) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -84,18 +119,23 @@ func refused(t *testing.T, ns *netnstest.NS, url string) {
 	}
 }
 
-// nftTable lists the table with nft, the oracle; "" if it does not exist.
+// nftTable lists the network's tables (ip, then bridge) with nft, the
+// oracle; "" if neither exists.
 func nftTable(t *testing.T, ns *netnstest.NS) string {
 	t.Helper()
 	testenv.RequireTool(t, "nft", "nftables")
-	out, err := ns.Try("nft", "list", "table", "ip", testConfig.Table)
-	if err != nil {
-		if strings.Contains(out, "No such file or directory") {
-			return ""
+	var all string
+	for _, family := range []string{"ip", "bridge"} {
+		out, err := ns.Try("nft", "list", "table", family, testConfig.Table)
+		if err != nil {
+			if strings.Contains(out, "No such file or directory") {
+				continue
+			}
+			t.Fatalf("nft list table %s: %v\n%s", family, err, out)
 		}
-		t.Fatalf("nft list table: %v\n%s", err, out)
+		all += out
 	}
-	return out
+	return all
 }
 
 func TestNATAndForwards(t *testing.T) {
@@ -146,24 +186,25 @@ func TestNATAndForwards(t *testing.T) {
 	// Another guest reaching the first through a forward on the host's
 	// address (hairpin): it sees the gateway, so replies come back
 	// through the host's NAT.
-	other := netnstest.New(t)
-	tp.host.VethTo(t, other, "vother", "eth0", testConfig.Bridge)
-	other.IP(t, "addr", "add", "10.77.0.3/24", "dev", "eth0")
-	other.IP(t, "route", "add", "default", "via", testConfig.Gateway.Addr().String())
+	other := tp.addGuest(t, "vother", netip.MustParseAddr("10.77.0.3"))
 	if out := get(t, other, "http://198.51.100.1:8081/", "guest"); !strings.Contains(out, "from 10.77.0.1:") {
 		t.Errorf("a hairpin forward's client is %q, want the gateway", out)
 	}
 
-	// Up again (a second VM, a restarted netd) changes nothing.
-	up(t, tp.host, forwards)
+	// Up again with the same rules (a restarted netd) changes nothing.
+	tp.rules.Guests = tp.rules.Guests[:1]
+	tp.up(t)
 	if again := nftTable(t, tp.host); again != got {
 		t.Errorf("after a second Up:\n%s", again)
 	}
+	// ... but takes the ports of guests it does not know off the bridge.
+	if ports := tp.host.IP(t, "-o", "link", "show", "master", testConfig.Bridge); !strings.Contains(ports, "vguest@") || strings.Contains(ports, "vother@") {
+		t.Errorf("the bridge's ports after Up without vother:\n%s", ports)
+	}
 
 	// Fewer forwards: the dropped one stops at once.
-	if err := tp.host.Do(func() error { return hostnet.SetForwards(testConfig, forwards[1:]) }); err != nil {
-		t.Fatal(err)
-	}
+	tp.rules.Forwards = forwards[1:]
+	tp.setRules(t)
 	refused(t, tp.host, "http://127.0.0.1:8080/")
 	get(t, tp.host, "http://198.51.100.1:8081/", "guest")
 
@@ -185,7 +226,7 @@ func TestNATAndForwards(t *testing.T) {
 func TestUpRefusesNonBridge(t *testing.T) {
 	ns := netnstest.New(t)
 	ns.Veth(t, testConfig.Bridge, "peer", "")
-	err := ns.Do(func() error { return hostnet.Up(testConfig, nil) })
+	err := ns.Do(func() error { return hostnet.Up(testConfig, hostnet.Rules{}) })
 	if !errors.Is(err, netdev.ErrNotBridge) {
 		t.Fatalf("Up over a veth: %v", err)
 	}
@@ -227,7 +268,7 @@ func TestCheckSubnet(t *testing.T) {
 	// The network's own bridge does not count.
 	cfg := testConfig
 	cfg.Gateway = netip.MustParsePrefix("192.0.2.1/24")
-	if err := ns.Do(func() error { return hostnet.Up(cfg, nil) }); err != nil {
+	if err := ns.Do(func() error { return hostnet.Up(cfg, hostnet.Rules{}) }); err != nil {
 		t.Fatal(err)
 	}
 	check("192.0.2.0/24", cfg.Bridge, "")

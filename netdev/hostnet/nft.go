@@ -1,8 +1,10 @@
 package hostnet
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -46,74 +48,141 @@ const (
 	reg2 = 2
 )
 
-// SetForwards replaces the network's nftables table with one holding its
-// NAT rules and these forwards, in one transaction. Precondition: the
-// bridge is up (Up).
-func SetForwards(c Config, forwards []Forward) error {
-	if err := c.check(); err != nil {
-		return err
-	}
-	for _, f := range forwards {
+// Rules are what a network's nftables tables hold besides its fixed
+// rules: the running VMs' port forwards and NICs.
+type Rules struct {
+	Forwards []Forward
+	Guests   []Guest
+}
+
+// check validates the rules.
+func (r Rules) check() error {
+	for _, f := range r.Forwards {
 		if err := f.check(); err != nil {
 			return err
 		}
 	}
-	conn, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("hostnet: nftables: %w", err)
-	}
-	t := &nftables.Table{Name: c.Table, Family: nftables.TableFamilyIPv4}
-	// Add (a no-op if it exists), delete, add: the table is replaced
-	// whether or not it existed.
-	conn.AddTable(t)
-	conn.DelTable(t)
-	conn.AddTable(t)
-	natChain := func(name string, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
-		return conn.AddChain(&nftables.Chain{Name: name, Table: t, Type: nftables.ChainTypeNAT, Hooknum: hook, Priority: prio})
-	}
-	pre := natChain("prerouting", nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
-	out := natChain("output", nftables.ChainHookOutput, nftables.ChainPriorityNATDest)
-	post := natChain("postrouting", nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
-	add := func(ch *nftables.Chain, exprs ...[]expr.Any) {
-		var all []expr.Any
-		for _, e := range exprs {
-			all = append(all, e...)
+	ports := map[string]bool{}
+	for _, g := range r.Guests {
+		if err := g.check(); err != nil {
+			return err
 		}
-		conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: all})
-	}
-	subnet := c.Subnet()
-	// Outbound NAT: guests to anywhere outside their subnet.
-	add(post, ipPrefix(12, expr.CmpOpEq, subnet), ipPrefix(16, expr.CmpOpNeq, subnet), masq())
-	// Port forwards on loopback addresses: their source, 127.0.0.1, may
-	// not leave the host.
-	add(post, ifname(expr.MetaKeyOIFNAME, c.Bridge), ipPrefix(12, expr.CmpOpEq, netip.MustParsePrefix("127.0.0.0/8")), masq())
-	// A guest reaching another (or itself) through a forward: without
-	// this the reply would go straight back, skipping the host's NAT.
-	add(post, ifname(expr.MetaKeyOIFNAME, c.Bridge), ipPrefix(12, expr.CmpOpEq, subnet), ctDNAT(), masq())
-	for _, f := range forwards {
-		rule := [][]expr.Any{daddr(f.HostIP), port(f.Proto, f.HostPort), dnat(f.GuestIP, f.GuestPort)}
-		add(out, rule...)
-		if !f.HostIP.IsLoopback() {
-			add(pre, rule...)
+		if ports[g.Port] {
+			return fmt.Errorf("hostnet: port %s is listed twice", g.Port)
 		}
-	}
-	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("hostnet: nftables table %s: %w", c.Table, err)
+		ports[g.Port] = true
 	}
 	return nil
 }
 
-// removeTable deletes the table if it exists.
-func removeTable(name string) error {
+// SetRules replaces the network's two nftables tables (family ip: NAT,
+// forwards and isolation; family bridge: the NICs' anti-spoofing) with
+// ones holding r, in one transaction. Precondition: the bridge is up
+// (Up).
+func SetRules(c Config, r Rules) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	if err := r.check(); err != nil {
+		return err
+	}
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("hostnet: nftables: %w", err)
 	}
-	t := &nftables.Table{Name: name, Family: nftables.TableFamilyIPv4}
+	addIPTable(conn, c, r.Forwards)
+	addBridgeTable(conn, c, r.Guests)
+	if err := conn.Flush(); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("hostnet: nftables tables %s: %w (a kernel module missing? managed networks need %s)", c.Table, err, strings.Join(Modules, ", "))
+		}
+		return fmt.Errorf("hostnet: nftables tables %s: %w", c.Table, err)
+	}
+	return nil
+}
+
+// Modules are the kernel modules the tables need, where a kernel has
+// them as modules (Debian's): the kernel loads them on first use, and
+// names none when one is missing, only ENOENT.
+var Modules = []string{"nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nft_fib_ipv4", "nft_meta_bridge"}
+
+// replaceTable queues the table's replacement: add (a no-op if it
+// exists), delete, add, so that it is replaced whether or not it
+// existed.
+func replaceTable(conn *nftables.Conn, name string, family nftables.TableFamily) *nftables.Table {
+	t := &nftables.Table{Name: name, Family: family}
 	conn.AddTable(t)
 	conn.DelTable(t)
+	conn.AddTable(t)
+	return t
+}
+
+// rule queues a rule made of the expression lists, in order.
+func rule(conn *nftables.Conn, ch *nftables.Chain, exprs ...[]expr.Any) {
+	var all []expr.Any
+	for _, e := range exprs {
+		all = append(all, e...)
+	}
+	conn.AddRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: all})
+}
+
+// addIPTable queues the table of family ip: NAT and forwards, and the
+// isolation of the network from the others and from the host.
+func addIPTable(conn *nftables.Conn, c Config, forwards []Forward) {
+	t := replaceTable(conn, c.Table, nftables.TableFamilyIPv4)
+	baseChain := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio *nftables.ChainPriority) *nftables.Chain {
+		return conn.AddChain(&nftables.Chain{Name: name, Table: t, Type: typ, Hooknum: hook, Priority: prio})
+	}
+	pre := baseChain("prerouting", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest)
+	out := baseChain("output", nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest)
+	post := baseChain("postrouting", nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource)
+	fwd := baseChain("forward", nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter)
+	in := baseChain("input", nftables.ChainTypeFilter, nftables.ChainHookInput, nftables.ChainPriorityFilter)
+	subnet := c.Subnet()
+	// Outbound NAT: guests to anywhere outside their subnet.
+	rule(conn, post, ipPrefix(12, expr.CmpOpEq, subnet), ipPrefix(16, expr.CmpOpNeq, subnet), masq())
+	// Port forwards on loopback addresses: their source, 127.0.0.1, may
+	// not leave the host.
+	rule(conn, post, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, c.Bridge), ipPrefix(12, expr.CmpOpEq, netip.MustParsePrefix("127.0.0.0/8")), masq())
+	// A guest reaching another (or itself) through a forward: without
+	// this the reply would go straight back, skipping the host's NAT.
+	rule(conn, post, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, c.Bridge), ipPrefix(12, expr.CmpOpEq, subnet), ctDNAT(), masq())
+	for _, f := range forwards {
+		r := [][]expr.Any{daddr(f.HostIP), port(f.Proto, f.HostPort), dnat(f.GuestIP, f.GuestPort)}
+		rule(conn, out, r...)
+		if !f.HostIP.IsLoopback() {
+			rule(conn, pre, r...)
+		}
+	}
+	// No routing between managed networks, either way (the other
+	// network's table says the same; this one holds even if the other's
+	// comes from an older paddock).
+	rule(conn, fwd, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, c.Bridge), ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, BridgePrefix+"*"), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, c.Bridge), drop())
+	rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, c.Bridge), ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, BridgePrefix+"*"), ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, c.Bridge), drop())
+	// The guests reach the host at their gateway only: not at another
+	// network's gateway, the host's other addresses, or 127.0.0.1
+	// (route_localnet is on for the bridge). Replies to what the host
+	// started pass (a loopback forward's replies, de-masqueraded, are
+	// addressed to 127.0.0.1); a packet conntrack does not track does
+	// not.
+	rule(conn, in, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, c.Bridge), ctReply(), accept())
+	rule(conn, in, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, c.Bridge), ipPrefix(16, expr.CmpOpNeq, netip.PrefixFrom(c.Gateway.Addr(), 32)), localDaddr(), drop())
+}
+
+// removeTables deletes the network's tables (both families) if they
+// exist.
+func removeTables(name string) error {
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("hostnet: nftables: %w", err)
+	}
+	for _, family := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyBridge} {
+		t := &nftables.Table{Name: name, Family: family}
+		conn.AddTable(t)
+		conn.DelTable(t)
+	}
 	if err := conn.Flush(); err != nil {
-		return fmt.Errorf("hostnet: remove nftables table %s: %w", name, err)
+		return fmt.Errorf("hostnet: remove nftables tables %s: %w", name, err)
 	}
 	return nil
 }
@@ -134,12 +203,18 @@ func ipPrefix(offset uint32, op expr.CmpOp, p netip.Prefix) []expr.Any {
 // daddr type local`) for 0.0.0.0.
 func daddr(a netip.Addr) []expr.Any {
 	if a.IsUnspecified() {
-		return []expr.Any{
-			&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		}
+		return localDaddr()
 	}
 	return ipPrefix(16, expr.CmpOpEq, netip.PrefixFrom(a, 32))
+}
+
+// localDaddr matches packets to any local address: `fib daddr type
+// local`.
+func localDaddr() []expr.Any {
+	return []expr.Any{
+		&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+	}
 }
 
 // port matches the transport protocol and destination port: `tcp dport
@@ -167,13 +242,19 @@ func dnat(a netip.Addr, p uint16) []expr.Any {
 	}
 }
 
-// ifname matches the input or output interface's name: `oifname "br0"`.
-func ifname(key expr.MetaKey, name string) []expr.Any {
-	b := make([]byte, unix.IFNAMSIZ)
-	copy(b, name)
+// ifname compares the input or output interface's name: `oifname
+// "br0"`; a name ending in "*" matches its prefix (`oifname "pd-*"`).
+func ifname(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
+	var b []byte
+	if prefix, ok := strings.CutSuffix(name, "*"); ok {
+		b = []byte(prefix)
+	} else {
+		b = make([]byte, unix.IFNAMSIZ)
+		copy(b, name)
+	}
 	return []expr.Any{
 		&expr.Meta{Key: key, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: b},
+		&expr.Cmp{Op: op, Register: reg1, Data: b},
 	}
 }
 
@@ -187,9 +268,26 @@ func ctDNAT() []expr.Any {
 	}
 }
 
+// ctReply matches packets that travel against their connection's
+// direction (replies): `ct direction reply`.
+func ctReply() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: reg1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{ctDirReply}},
+	}
+}
+
+// ctDirReply is conntrack's IP_CT_DIR_REPLY
+// (linux/netfilter/nf_conntrack_tuple_common.h).
+const ctDirReply = 1
+
 // ipsDstNAT is conntrack's IPS_DST_NAT status bit
 // (linux/netfilter/nf_conntrack_common.h).
 const ipsDstNAT = 1 << 5
 
 // masq is `masquerade`.
 func masq() []expr.Any { return []expr.Any{&expr.Masq{}} }
+
+// Verdicts.
+func drop() []expr.Any   { return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}} }
+func accept() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}} }

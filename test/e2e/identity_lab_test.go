@@ -13,9 +13,10 @@ import (
 // identity script.
 const identityInitrd = "/guest/identity.img"
 
-// identityModules are what the guest needs to read its seed: virtio-blk
-// and the ISO 9660 file system.
-var identityModules = []string{"virtio_pci", "virtio_blk", "isofs"}
+// identityModules are what the guest needs to read its seed (virtio-blk
+// and the ISO 9660 file system: the hello guest's /init takes its host
+// name from the seed) and to show its NIC's MAC address (virtio-net).
+var identityModules = []string{"virtio_pci", "virtio_blk", "isofs", "virtio_net"}
 
 // identityScript runs in the guest: what the kernel read from the SMBIOS
 // tables, and the seed volume as its own iso9660 driver mounts it.
@@ -25,6 +26,7 @@ mark "id.uuid $(cat /sys/class/dmi/id/product_uuid)"
 mark "id.vendor $(cat /sys/class/dmi/id/sys_vendor)"
 mark "id.product $(cat /sys/class/dmi/id/product_name)"
 mark "id.entry $(head -c 5 /sys/firmware/dmi/tables/smbios_entry_point)"
+mark "id.hostname $(hostname)"
 # The primary volume descriptor (sector 16): "CD001", and the volume
 # identifier at byte 40 of it, the label blkid and cloud-init read.
 mark "id.label $(dd if=/dev/vda bs=1 skip=32769 count=5 2>/dev/null) $(dd if=/dev/vda bs=1 skip=32808 count=32 2>/dev/null | tr -d ' ')"
@@ -73,7 +75,11 @@ echo "@@LAB host.uuid $(paddock inspect ident | sed -n 's/^ *"uuid": "\([^"]*\)"
 // parser finds paddock's tables by scanning for the entry point and shows
 // the VM's UUID as product_uuid; its iso9660 driver mounts the seed
 // volume (label cidata, read-only) with the meta-data, user-data and
-// network-config paddock wrote for the VM.
+// network-config paddock wrote for the VM, and the guest's /init takes
+// its host name from there. In the same L1 boot, eight cold clones of a
+// busybox template (paddock template create --from a VM, then paddock
+// clone -n 8 --start) boot at once, each with its own identity
+// (checkCloneLab).
 func TestIdentityLab(t *testing.T) {
 	l := lab.New(t)
 	ctx := context.Background()
@@ -81,7 +87,7 @@ func TestIdentityLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	initrd, err := helloInitrd(ctx, im, "identity-guest", identityModules, map[string]string{"identity": identityScript})
+	initrd, err := helloInitrd(ctx, im, "identity-guest", identityModules, map[string]string{"identity": identityScript, "clone": cloneLabScript})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +98,12 @@ func TestIdentityLab(t *testing.T) {
 			identityInitrd:      {Source: initrd},
 			"/guest/ident.yaml": {Data: []byte(identityVM)},
 		},
-		Steps: []lab.Step{{Name: "identity", Script: identityStep, Timeout: 5 * time.Minute}},
+		Steps: []lab.Step{
+			{Name: "identity", Script: identityStep, Timeout: 5 * time.Minute},
+			{Name: "clones", Script: cloneLabStep, Timeout: cloneLabTimeout},
+		},
 	}
+	cloneLabFiles(t, sc.Files)
 	res, err := l.Run(ctx, sc)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +119,7 @@ func TestIdentityLab(t *testing.T) {
 	expectMarker(t, st, "id.vendor", "paddock")
 	expectMarker(t, st, "id.product", "paddock VM")
 	expectMarker(t, st, "id.entry", "_SM3_")
+	expectMarker(t, st, "id.hostname", "ident")
 	expectMarker(t, st, "id.label", "CD001 cidata")
 	expectMarker(t, st, "id.mount", "0")
 	expectMarker(t, st, "id.files", "meta-data network-config user-data")
@@ -119,4 +130,5 @@ func TestIdentityLab(t *testing.T) {
 	if d := st.End - st.Begin; d > 0 {
 		t.Logf("the identity step (create, start, the guest's checks, power-off) took %.1fs of L1 wall time", d.Seconds())
 	}
+	checkCloneLab(t, managedStep(t, res, "clones"))
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/guest/jail"
+	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
@@ -139,23 +140,59 @@ func cgroupDir(t *testing.T, controllers, path string) string {
 }
 
 // TestManagedJailSeccomp: a jailed VMM that makes a system call its
-// filter forbids is killed (SIGSYS), and the VM's start error says so.
+// filter forbids while it starts is killed, and the VM's start error says
+// so, naming the call.
 func TestManagedJailSeccomp(t *testing.T) {
-	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
-	e := newManagedEnv(t)
-	e.ok("create", "-f", e.guestVM("web", "counter", ""))
-	cmd := e.command("start", "web")
-	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"=1")
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "killed by signal bad system call") {
+	e, out, err := startWithForbiddenSyscall(t, "1")
+	const why = "the VMM was killed by seccomp (system call 101, ptrace) before the guest ran"
+	if err == nil || !strings.Contains(string(out), why) {
 		t.Fatalf("start with a forbidden system call: %v\n%s", err, out)
 	}
 	if st := e.state("web"); st != "created" {
 		t.Errorf("state after the VMM was killed: %s", st)
 	}
-	if out := e.ok("inspect", "web"); !strings.Contains(out, "bad system call") {
+	if out := e.ok("inspect", "web"); !strings.Contains(out, why) {
 		t.Errorf("inspect does not say why the start failed:\n%s", out)
 	}
+}
+
+// startWithForbiddenSyscall creates the jailed VM web and starts it with
+// the test hook jail.ForbiddenSyscallEnv set to hook; it returns the
+// output of paddock start and how it ended.
+func startWithForbiddenSyscall(t *testing.T, hook string) (*managedEnv, []byte, error) {
+	testenv.RequireRoot(t, "a jailed VMM needs paddock to run as root")
+	e := newManagedEnv(t)
+	e.ok("create", "-f", e.guestVM("web", "counter", ""))
+	cmd := e.command("start", "web")
+	cmd.Env = append(cmd.Env, jail.ForbiddenSyscallEnv+"="+hook)
+	out, err := cmd.CombinedOutput()
+	return e, out, err
+}
+
+// TestManagedJailSeccompRunning: a jailed VMM that makes a forbidden
+// system call while its guest runs is killed, and the VM shows as
+// crashed, with the call as the reason, in ls and inspect.
+func TestManagedJailSeccompRunning(t *testing.T) {
+	e, out, err := startWithForbiddenSyscall(t, "signal")
+	if err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	e.waitConsoleLog("web", "counting\n")
+	if err := syscall.Kill(e.ls()["web"].PID, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	e.waitVMMGone("web")
+	const why = "the VMM was killed by seccomp (system call 101, ptrace)"
+	got := e.ls()["web"]
+	if got.State != "crashed" || got.LastExit == nil || got.LastExit.Reason != exit.VMMDied || got.LastExit.Detail != why {
+		t.Errorf("ls after the forbidden system call: state %s, last exit %+v; want crashed, %s: %s", got.State, got.LastExit, exit.VMMDied, why)
+	}
+	if out := e.ok("inspect", "web"); !strings.Contains(out, why) {
+		t.Errorf("inspect does not say why the VMM ended:\n%s", out)
+	}
+	// It starts again, without the hook.
+	e.ok("start", "web")
+	e.ok("rm", "--force", "web")
 }
 
 // TestJailKillChecksPID: a jailed VMM writes its own run lock, so a

@@ -32,7 +32,9 @@ func reportMedian(b *testing.B, samples []time.Duration) {
 // killed between runs (untimed).
 //
 // As root it runs twice: jailed (the default) and with PADDOCK_NO_JAIL=1,
-// and reports the VMM's resident memory (VmRSS) once started.
+// and reports the VMM's memory once started: resident (VmRSS) and
+// proportional (Pss, shared pages divided among their users), both of
+// which include the guest RAM the tiny guest touched.
 func BenchmarkManagedStart(b *testing.B) {
 	for _, mode := range []string{"jail", "nojail"} {
 		b.Run(mode, func(b *testing.B) {
@@ -42,30 +44,33 @@ func BenchmarkManagedStart(b *testing.B) {
 			e := newManagedEnv(b)
 			e.ok("create", "-f", e.guestVM("bench", "counter", ""))
 			var samples []time.Duration
-			var rss int
+			var rss, pss int
 			for b.Loop() {
 				for i := 0; i < managedBenchRuns; i++ {
 					start := time.Now()
 					e.ok("start", "bench")
 					samples = append(samples, time.Since(start))
-					rss = vmRSS(e.ls()["bench"].PID)
+					pid := e.ls()["bench"].PID
+					rss, pss = procKiB(pid, "status", "VmRSS:"), procKiB(pid, "smaps_rollup", "Pss:")
 					e.ok("kill", "bench")
 				}
 			}
 			reportMedian(b, samples)
 			b.ReportMetric(float64(rss), "VmRSS-KiB")
+			b.ReportMetric(float64(pss), "Pss-KiB")
 		})
 	}
 }
 
-// vmRSS is the resident memory of process pid in KiB (0 if unknown).
-func vmRSS(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+// procKiB is the value, in KiB, of the line starting with key in
+// /proc/PID/file (0 if unknown).
+func procKiB(pid int, file, key string) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, key); ok {
 			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
 			return n
 		}

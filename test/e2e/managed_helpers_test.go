@@ -74,7 +74,7 @@ func (e *managedEnv) guestVM(name, guest, extra string) string {
 	e.t.Helper()
 	kernel := filepath.Join(e.dir, guest+".elf")
 	if _, err := os.Stat(kernel); err != nil {
-		if _, err := testguest.BuildIn(e.dir, guest); err != nil {
+		if _, err := testguest.BuildIn(e.dir, guest, nil); err != nil {
 			e.t.Fatal(err)
 		}
 	}

@@ -13,20 +13,24 @@ import (
 	"github.com/paddock-vm/paddock/test/lab"
 )
 
-// netVMYAML is a managed VM on the network default running the guest
-// script net-managed, which fetches from peer.
-func netVMYAML(name, peer, port string) string {
+// netVMYAML is a managed VM on network running the guest script
+// net-managed with the kernel command line's args (paddock.peer=...,
+// paddock.foreign=..., paddock.spoof=1), forwarding ports.
+func netVMYAML(name, network, args string, ports ...string) string {
+	p := ""
+	if len(ports) > 0 {
+		p = fmt.Sprintf("ports: [\"%s\"]\n", strings.Join(ports, "\", \""))
+	}
 	return fmt.Sprintf(`name: %s
 cpus: 1
 memory: 256MiB
 kernel: %s
 initrd: %s
-cmdline: console=ttyS0 quiet paddock.script=net-managed paddock.peer=%s
+cmdline: console=ttyS0 quiet paddock.script=net-managed %s
 nics:
-  - network: default
-ports: ["%s"]
-console: log
-`, name, lab.GuestVmlinux, virtioInitrd, peer, port)
+  - network: %s
+%sconsole: log
+`, name, lab.GuestVmlinux, virtioInitrd, args, network, p)
 }
 
 // upstreamScript is sh for L1 (mark defined) that makes the network
@@ -50,14 +54,19 @@ chmod +x /www-up/cgi-bin/addr
 $IP netns exec upstream httpd -p 80 -h /www-up
 mark "l1.upstream-httpd $?"`
 
-// networkLabStep runs in L1, the host of the managed network: an
+// networkLabStep runs in L1, the host of the managed networks: an
 // upstream namespace beyond L1's uplink (198.51.100.2, with no route
 // back to the guests) serves HTTP with a CGI that answers the client's
 // address; two VMs on default, a (127.0.0.1:8080 -> 80) and b (every
-// address, 8081 -> 80), boot, take their addresses by DHCP, reach
-// upstream through the NAT and each other; L1 reaches each through its
-// forward (b's from upstream too); then rm of each VM, and what stays.
-// The guests' markers come from their console logs, prefixed a. and b.
+// address, 8081 -> 80), and c of tenant acme on acme's default network,
+// boot, take
+// their addresses by DHCP, reach upstream through the NAT; a and b
+// reach each other; once all three are up (L1 serves /go upstream), a
+// and c try to reach each other and the other network's gateway, and c
+// sends from another address and another MAC; L1 reaches a and b
+// through their forwards (b's from upstream too); then rm of each VM,
+// and what stays. The guests' markers come from their console logs,
+// prefixed a., b. and c.
 const networkLabStep = `
 mark() { echo "@@LAB $*"; }
 export PADDOCK_HOME=/var/lib/paddock
@@ -65,13 +74,28 @@ export PADDOCK_HOME=/var/lib/paddock
 
 paddock create -f /guest/a.yaml > /dev/null; mark "l1.create-a $?"
 paddock create -f /guest/b.yaml > /dev/null; mark "l1.create-b $?"
-mark "l1.ls $(paddock ls | awk 'NR > 1 { printf "%s=%s ", $1, $6 }')"
+paddock tenant create acme > /dev/null; mark "l1.tenant-acme $?"
+paddock create -f /guest/c.yaml > /dev/null; mark "l1.create-c $?"
+# acme's default network: its bridge and nftables tables' names.
+paddock network inspect acme/default > /tmp/acme.json
+ob=$(sed -n 's/.*"bridge": *"\([^"]*\)".*/\1/p' /tmp/acme.json)
+ot=$(sed -n 's/.*"nft_table": *"\([^"]*\)".*/\1/p' /tmp/acme.json)
+mark "l1.acme-names $ob $ot"
+mark "l1.ls $(paddock ls | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "ADDRESS") c = i } NR > 1 { printf "%s=%s ", $1, $c }')"
 paddock start a > /dev/null; mark "l1.start-a $?"
 paddock start b > /dev/null; mark "l1.start-b $?"
-mark "l1.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l)"
+paddock start c > /dev/null; mark "l1.start-c $?"
+mark "l1.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l) $(ls /sys/class/net/$ob/brif | wc -l)"
+# Once every guest has reached upstream, /go tells a and c that the
+# others are up. (A VM that did not start has no console log: no wait.)
+for vm in a b c; do
+	timeout 600 sh -c "until grep -q net.upstream $PADDOCK_HOME/vms/$vm/console.log; do [ -e $PADDOCK_HOME/vms/$vm/console.log ] || exit 1; sleep 1; done"
+	mark "l1.up-$vm $?"
+done
+touch /www-up/go
 # Each guest says net.ready on its console once it has done its part.
-for vm in a b; do
-	timeout 600 sh -c "until grep -q net.ready $PADDOCK_HOME/vms/$vm/console.log; do sleep 1; done"
+for vm in a b c; do
+	timeout 600 sh -c "until grep -q net.ready $PADDOCK_HOME/vms/$vm/console.log; do [ -e $PADDOCK_HOME/vms/$vm/console.log ] || exit 1; sleep 1; done"
 	mark "l1.ready-$vm $?"
 done
 mark "l1.forward-a $(timeout 30 wget -q -O - http://127.0.0.1:8080/)"
@@ -80,7 +104,10 @@ mark "l1.forward-a-upstream $($IP netns exec upstream timeout 10 wget -q -O - ht
 nft list table ip paddock-default > /tmp/table.txt
 mark "l1.rules $(grep -c 'dnat to' /tmp/table.txt) $(grep -c masquerade /tmp/table.txt)"
 cat /tmp/table.txt
-for vm in a b; do
+nft list table bridge paddock-default > /tmp/guards.txt
+mark "l1.guards $(grep -c 'ether saddr' /tmp/guards.txt)"
+cat /tmp/guards.txt
+for vm in a b c; do
 	grep '@@LAB' $PADDOCK_HOME/vms/$vm/console.log | sed "s/@@LAB /@@LAB $vm./"
 done
 
@@ -92,15 +119,23 @@ timeout 60 /usr/local/bin/flock $PADDOCK_HOME/networks/default/netd.lock true; m
 [ -e /sys/class/net/pd-default ]; mark "l1.bridge-gone $?"
 nft list table ip paddock-default > /dev/null 2>&1; mark "l1.table-gone $?"
 mark "l1.leases $(paddock network inspect default | grep -c '\"vm\":')"
+paddock rm --force c; mark "l1.rm-c $?"
+timeout 60 /usr/local/bin/flock $PADDOCK_HOME/networks/acme.default/netd.lock true; mark "l1.netd-acme-gone $?"
+nft list table bridge $ot > /dev/null 2>&1; mark "l1.acme-table-gone $?"
 `
 
 // TestNetworkLab runs two L2 guests on paddock's managed network default
-// in one L1 boot: DHCP gives each its pinned, distinct address and host
-// name; each reaches an HTTP server in a namespace upstream of the NAT
-// (seen from the host's address) and the other VM; port forwards reach
-// each guest from L1 (127.0.0.1) and from upstream (0.0.0.0), and a
-// loopback forward is not reachable from upstream; after rm no bridge
-// port, nftables rule or lease of the VM remains, and after the last the
+// and a third of another tenant on its own default network in one L1
+// boot: DHCP gives each its
+// pinned, distinct address and host name; each reaches an HTTP server in
+// a namespace upstream of the NAT (seen from the host's address); the
+// two on default reach each other; port forwards reach each guest from
+// L1 (127.0.0.1) and from upstream (0.0.0.0), and a loopback forward is
+// not reachable from upstream; the VMs on different networks cannot
+// ping, ARP or TCP-connect each other or reach the other network's
+// gateway, and a guest that sends from another address or MAC gets
+// nothing through (its own still work); after rm no bridge port,
+// nftables rule or lease of the VM remains, and after the last the
 // network is gone.
 func TestNetworkLab(t *testing.T) {
 	l := lab.New(t)
@@ -115,8 +150,9 @@ func TestNetworkLab(t *testing.T) {
 	}
 	files := map[string]lab.File{
 		virtioInitrd:    {Source: initrd},
-		"/guest/a.yaml": {Data: []byte(netVMYAML("a", "10.77.0.3", "8080:80"))},
-		"/guest/b.yaml": {Data: []byte(netVMYAML("b", "10.77.0.2", "0.0.0.0:8081:80"))},
+		"/guest/a.yaml": {Data: []byte(netVMYAML("a", "default", "paddock.peer=10.77.0.3 paddock.foreign=10.77.1.2,10.77.1.1", "8080:80"))},
+		"/guest/b.yaml": {Data: []byte(netVMYAML("b", "default", "paddock.peer=10.77.0.2", "0.0.0.0:8081:80"))},
+		"/guest/c.yaml": {Data: []byte("tenant: acme\n" + netVMYAML("c", "default", "paddock.foreign=10.77.0.2,10.77.0.1 paddock.spoof=1"))},
 	}
 	labHostTools(t, files, networkTools...)
 	res, err := l.Run(ctx, lab.Scenario{
@@ -138,21 +174,55 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.upstream-httpd", "0")
 	want("l1.create-a", "0")
 	want("l1.create-b", "0")
-	want("l1.ls", "a=10.77.0.2 b=10.77.0.3")
+	want("l1.tenant-acme", "0")
+	want("l1.create-c", "0")
+	want("l1.ls", "a=10.77.0.2 b=10.77.0.3 c=10.77.1.2")
 	want("l1.start-a", "0")
 	want("l1.start-b", "0")
-	want("l1.bridge-ports", "2")
-	want("l1.ready-a", "0")
-	want("l1.ready-b", "0")
+	want("l1.start-c", "0")
+	want("l1.bridge-ports", "2 1")
+	for _, vm := range []string{"a", "b", "c"} {
+		want("l1.up-"+vm, "0")
+		want("l1.ready-"+vm, "0")
+	}
 	// DHCP: address, prefix length, router, DNS server, host name.
 	want("a.net.dhcp", "0 10.77.0.2 24 10.77.0.1 10.77.0.1 a")
 	want("b.net.dhcp", "0 10.77.0.3 24 10.77.0.1 10.77.0.1 b")
+	want("c.net.dhcp", "0 10.77.1.2 24 10.77.1.1 10.77.1.1 c")
 	// Upstream sees the host's uplink address: outbound NAT (busybox
 	// httpd listens on IPv6 and IPv4 at once, so the address is mapped).
-	want("a.net.upstream", "from [::ffff:198.51.100.1]")
-	want("b.net.upstream", "from [::ffff:198.51.100.1]")
+	for _, vm := range []string{"a", "b", "c"} {
+		want(vm+".net.upstream", "from [::ffff:198.51.100.1]")
+	}
 	want("a.net.peer", "guest b")
 	want("b.net.peer", "guest a")
+	if v := value(t, st, "l1.acme-names"); !strings.HasPrefix(v, "pd-") {
+		t.Errorf("acme's default network's names: %q", v)
+	}
+	// a (default) and c (acme's default) cannot reach each other or the other
+	// network's gateway; each reaches its own gateway.
+	for _, vm := range []string{"a", "c"} {
+		want(vm+".net.go", "0")
+		for _, k := range []string{"foreign-ping", "foreign-arp", "foreign-tcp", "foreign-gateway"} {
+			if v := strings.TrimSpace(value(t, st, vm+".net."+k)); v == "0" {
+				t.Errorf("%s.net.%s = 0: %s reached the other network", vm, k, vm)
+			}
+		}
+		want(vm+".net.gateway", "0")
+	}
+	// c from another address (ping and ARP) and from another MAC gets
+	// nothing through; with its own it does.
+	want("c.net.spoof-ip", "1")
+	want("c.net.spoof-arp", "1")
+	want("c.net.arp", "0")
+	want("c.net.mac-changed", "0")
+	want("c.net.spoof-mac", "1")
+	if v := strings.TrimSpace(value(t, st, "c.net.spoof-mac-upstream")); v == "0" {
+		t.Errorf("c reached upstream from another MAC")
+	}
+	want("c.net.mac-restored", "0")
+	want("c.net.upstream-after", "from [::ffff:198.51.100.1]")
+	want("l1.guards", "2") // a's and b's taps in default's bridge table
 	want("l1.forward-a", "guest a")
 	want("l1.forward-b", "guest b")
 	if v := value(t, st, "l1.forward-a-upstream"); strings.Contains(v, "guest") {
@@ -166,6 +236,9 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.bridge-gone", "1")
 	want("l1.table-gone", "1")
 	want("l1.leases", "0")
+	want("l1.rm-c", "0")
+	want("l1.netd-acme-gone", "0")
+	want("l1.acme-table-gone", "1")
 	if t.Failed() {
 		t.Logf("transcript tail:\n%s", res.Tail(120))
 	}
@@ -179,7 +252,7 @@ var networkTools = [][2]string{{"ip", "iproute2"}, {"nft", "nftables"}, {"flock"
 // labHostTools adds the host's tools (name, Debian package) to L1's files
 // as /usr/local/bin/NAME, ahead of busybox's applets of the same names on
 // L1's PATH, with their shared libraries at their paths.
-func labHostTools(t *testing.T, files map[string]lab.File, tools ...[2]string) {
+func labHostTools(t testing.TB, files map[string]lab.File, tools ...[2]string) {
 	t.Helper()
 	var bins []string
 	for _, tool := range tools {

@@ -17,7 +17,7 @@ import (
 // keeps running until SIGTERM ends it with status 143.
 func TestRunDebugDump(t *testing.T) {
 	e := newManagedEnv(t)
-	kernel, err := testguest.BuildIn(e.dir, "idle")
+	kernel, err := testguest.BuildIn(e.dir, "idle", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func pipe(t *testing.T) (r, w *os.File) {
 // the reboot status, and the message says it was a triple fault.
 func TestRunTripleFault(t *testing.T) {
 	e := newManagedEnv(t)
-	kernel, err := testguest.BuildIn(e.dir, "reset")
+	kernel, err := testguest.BuildIn(e.dir, "reset", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,22 @@ follow() {
 }
 `
 
+// benchQEMU is sh for the lab benchmarks: qemu_until CONSOLE PREFIX
+// COMMAND... runs the QEMU command with its console on the FIFO CONSOLE
+// until the script's follow CONSOLE PREFIX returns (it saw what the
+// benchmark waits for), then kills QEMU.
+const benchQEMU = `
+qemu_until() {
+	console=$1 prefix=$2
+	shift 2
+	"$@" > $console 2>&1 &
+	vm=$!
+	follow $console $prefix
+	kill $vm
+	wait $vm
+}
+`
+
 // EnvTemplateBenchRounds sets how many rounds BenchmarkTemplateBootLab
 // runs in its L1 boot, each a first boot of a new VM under paddock and
 // then of the same files under QEMU. Default 1.
@@ -78,7 +94,7 @@ func BenchmarkTemplateBootLab(b *testing.B) {
 	script := `
 mark() { echo "@@LAB $*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
-` + benchFollow + `
+` + benchFollow + benchQEMU + `
 r=1
 while [ $r -le ` + strconv.Itoa(rounds) + ` ]; do
 	paddock create --name web$r -f /guest/web.yaml > /dev/null || exit 1
@@ -95,11 +111,7 @@ while [ $r -le ` + strconv.Itoa(rounds) + ` ]; do
 	paddock rm web$r > /dev/null
 	paddock image create -b ` + base + ` -F qcow2 /tmp/qemu.qcow2 > /dev/null || exit 1
 	mark "r$r.qemu.start $(up)"
-	` + lab.ShellJoin(qemu) + ` > /tmp/qemu.console 2>&1 &
-	vm=$!
-	follow /tmp/qemu.console r$r.qemu
-	kill $vm
-	wait $vm
+	qemu_until /tmp/qemu.console r$r.qemu ` + lab.ShellJoin(qemu) + `
 	r=$((r + 1))
 done
 `
@@ -120,18 +132,7 @@ done
 			b.Fatalf("the boot step did not finish: %+v", st)
 		}
 		for _, what := range []string{"ssh-ready", "running"} {
-			var secs [2][]float64
-			for r := 1; r <= rounds; r++ {
-				for i, vmm := range []string{"paddock", "qemu"} {
-					pre := fmt.Sprintf("r%d.%s.", r, vmm)
-					d, err := l1Seconds(st, pre+"start", pre+what)
-					if err != nil {
-						b.Fatalf("round %d: %s: no %s marker", r, vmm, what)
-					}
-					secs[i] = append(secs[i], d)
-				}
-				b.Logf("round %d, start to %s: paddock %.1f s, QEMU %.1f s: ratio %.2f", r, what, secs[0][r-1], secs[1][r-1], secs[0][r-1]/secs[1][r-1])
-			}
+			secs := roundSeconds(b, st, rounds, what, "start to "+what)
 			// pairedRatio's latency form is QEMU's time over paddock's.
 			speedup, wins := pairedRatio(secs[0], secs[1], false)
 			b.ReportMetric(mean(secs[0]), "paddock-"+what+"-s")
@@ -141,6 +142,26 @@ done
 		}
 	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// roundSeconds returns each round's L1 seconds under paddock and then
+// QEMU (secs[0], secs[1]) from the markers rR.VMM.start to rR.VMM.what
+// of a benchmark's step, and logs each round as label.
+func roundSeconds(b *testing.B, st *lab.StepResult, rounds int, what, label string) [2][]float64 {
+	b.Helper()
+	var secs [2][]float64
+	for r := 1; r <= rounds; r++ {
+		for i, vmm := range []string{"paddock", "qemu"} {
+			pre := fmt.Sprintf("r%d.%s.", r, vmm)
+			d, err := l1Seconds(st, pre+"start", pre+what)
+			if err != nil {
+				b.Fatalf("round %d: %s: no %s marker", r, vmm, what)
+			}
+			secs[i] = append(secs[i], d)
+		}
+		b.Logf("round %d, %s: paddock %.2f s, QEMU %.2f s: ratio %.2f", r, label, secs[0][r-1], secs[1][r-1], secs[0][r-1]/secs[1][r-1])
+	}
+	return secs
 }
 
 // mean is the arithmetic mean of xs (not empty).

@@ -141,6 +141,14 @@ mark "host.ssh-rc $?"
 mark "host.ssh $(echo $out)"
 cat /tmp/ssh.err
 mark "host.db-hostname $(paddock ssh db -- hostname)"
+# Each VM's identity as paddock recorded it (its UUID, its NIC's MAC on
+# default) and as its guest sees it (SMBIOS, eth0, cloud-init's
+# instance-id, machine-id).
+for vm in web db; do
+	mark "host.$vm-id $(paddock inspect $vm | sed -n 's/^  "uuid": "\([^"]*\)".*/\1/p') $(paddock inspect $vm | grep -o '"mac": "[^"]*"' | sort -u | cut -d'"' -f4)"
+	mark "host.$vm-guest-id $(paddock ssh $vm -- sudo -n cat /sys/class/dmi/id/product_uuid /sys/class/net/eth0/address /var/lib/cloud/data/instance-id | tr '\n' ' ')"
+	mark "host.$vm-machine-id $(paddock ssh $vm -- cat /etc/machine-id)"
+done
 mark "host.guest-addresses $(echo $(paddock ssh web -- hostname -I) $(paddock ssh db -- hostname -I))"
 paddock cp -r /guest/py web:py; mark "host.cp-web $?"
 paddock cp -r /guest/py db:py; mark "host.cp-db $?"
@@ -163,6 +171,7 @@ paddock rm --force web; mark "host.rm-web $?"
 mark "host.after-web $(ls /sys/class/net/pd-default/brif | wc -l) $(nft list table ip paddock-default | grep -c 8080) $(paddock network inspect default | grep -c '"vm": "web"') $(ls -d $PADDOCK_HOME/vms/web 2> /dev/null | wc -l)"
 mark "host.stop $(paddock stop --timeout 120 db 2>&1)"
 mark "host.stopped-at $(up)"
+qemu-img check -q $PADDOCK_HOME/vms/db/disks/root.qcow2; mark "host.db-overlay-check $?"
 paddock rm db; mark "host.rm-db $?"
 # netd takes the network down once db's VMM is gone: wait for its lock.
 timeout 60 /usr/local/bin/flock $PADDOCK_HOME/networks/default/netd.lock true; mark "host.netd-gone $?"
@@ -180,7 +189,10 @@ paddock template rm debian-12; mark "host.template-rm-rc $?"
 // one L1 boot: in each, systemd reaches multi-user.target and the
 // system is running (no failed unit), cloud-init reads paddock's seed
 // (the host name is the VM's), makes the SSH host keys and the user, and
-// web's root file system has grown to root_size; paddock ssh reaches the
+// web's root file system has grown to root_size; each VM is a clone of
+// the template with its own identity (checkTemplateIdentity: UUID in
+// SMBIOS and cloud-init's instance-id, MAC, machine-id; db's overlay
+// passes qemu-img check after its shutdown); paddock ssh reaches the
 // user, with sudo, at the VM's DHCP address, and paddock cp copies to
 // it; the VMs have distinct addresses and reach each other, web reaches
 // an HTTP server in a namespace upstream of the NAT, and L1 reaches
@@ -212,7 +224,7 @@ func TestTemplateLab(t *testing.T) {
 	templateFiles(t, b, sc.Files)
 	// paddock ssh and cp run the system's ssh and scp, which want to
 	// know who root is; scp runs ssh by its path.
-	labHostTools(t, sc.Files, append(networkTools, [2]string{"ssh", "openssh-client"}, [2]string{"scp", "openssh-client"})...)
+	labHostTools(t, sc.Files, append(networkTools, [2]string{"ssh", "openssh-client"}, [2]string{"scp", "openssh-client"}, [2]string{"qemu-img", "qemu-utils"})...)
 	sc.Files["/usr/bin/ssh"] = sc.Files["/usr/local/bin/ssh"]
 	sc.Files["/etc/passwd"] = lab.File{Data: []byte("root:x:0:0:root:/root:/bin/sh\n")}
 	sc.Files["/etc/group"] = lab.File{Data: []byte("root:x:0:\n")}
@@ -277,6 +289,7 @@ func TestTemplateLab(t *testing.T) {
 	expectMarker(t, st, "host.ssh-rc", "0")
 	expectMarker(t, st, "host.ssh", "web paddock 33 sudo-ok")
 	expectMarker(t, st, "host.db-hostname", "db")
+	checkTemplateIdentity(t, st)
 	expectMarker(t, st, "host.cp-web", "0")
 	expectMarker(t, st, "host.cp-db", "0")
 	// Upstream sees L1's uplink address: outbound NAT (busybox httpd
@@ -295,6 +308,7 @@ func TestTemplateLab(t *testing.T) {
 	if stop := markerValue(st, "host.stop"); !strings.Contains(stop, "the guest shut down after the ACPI power button") {
 		t.Errorf("paddock stop: %q, want the guest to shut down on the power button", stop)
 	}
+	expectMarker(t, st, "host.db-overlay-check", "0")
 	expectMarker(t, st, "host.rm-db", "0")
 	expectMarker(t, st, "host.netd-gone", "0")
 	expectMarker(t, st, "host.bridge-gone", "1")
@@ -303,6 +317,34 @@ func TestTemplateLab(t *testing.T) {
 	expectMarker(t, st, "host.base-after", meta.Disks[0].SHA256)
 	expectMarker(t, st, "host.base-kept", "0")
 	expectMarker(t, st, "host.template-rm-rc", "0")
+}
+
+// checkTemplateIdentity checks that web and db, each made from the
+// template with an overlay of its own, are clones with identities of
+// their own: each guest sees the UUID paddock recorded for its VM
+// (SMBIOS product_uuid, and cloud-init's instance-id) and the MAC address
+// of its lease on default, and no two share a UUID, MAC or machine-id.
+func checkTemplateIdentity(t *testing.T, st *lab.StepResult) {
+	t.Helper()
+	seen := map[string]string{}
+	for _, vm := range []string{"web", "db"} {
+		id := strings.Fields(markerValue(st, "host."+vm+"-id"))
+		if len(id) != 2 || len(id[0]) != 36 || len(id[1]) != 17 {
+			t.Errorf("%s: paddock inspect shows UUID and MAC %q", vm, id)
+			continue
+		}
+		expectMarker(t, st, "host."+vm+"-guest-id", id[0]+" "+id[1]+" "+id[0])
+		machineID := markerValue(st, "host."+vm+"-machine-id")
+		if len(machineID) != 32 {
+			t.Errorf("%s: machine-id %q", vm, machineID)
+		}
+		for _, v := range append(id, machineID) {
+			if other, ok := seen[v]; ok {
+				t.Errorf("%s and %s share %s", other, vm, v)
+			}
+			seen[v] = vm
+		}
+	}
 }
 
 // markerValue is a step's marker value, "" when it is missing.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paddock-vm/paddock/images/virtioguest"
 	"github.com/paddock-vm/paddock/internal/testenv"
@@ -55,6 +56,41 @@ disks:
   - {path: ` + virtioRO + `, readonly: true, format: qcow2}
 rng: true
 console: stdio
+`
+
+// virtioLimitsYAML is the VM of the rate limiter check: a scratch raw
+// disk limited to 10 MiB/s and a NIC on br0 limited to 50 Mbit/s (each
+// way).
+const virtioLimitsYAML = `name: limits
+cpus: 1
+memory: 256MiB
+kernel: ` + lab.GuestVmlinux + `
+initrd: ` + virtioInitrd + `
+cmdline: console=ttyS0 quiet paddock.script=virtio-limits
+disks:
+  - path: /tmp/limits.raw
+    format: raw
+    limits: {bandwidth: 10MiB/s}
+nics:
+  - bridge: br0
+    mac: 52:54:00:12:34:57
+    limits: {bandwidth: 50Mbit/s}
+console: stdio
+`
+
+// virtioLimitsStep runs the limited VM in L1 (after virtio/check, which
+// made br0): L1 sinks the guest's stream on 5005 and sends it 32 MiB on
+// 5006.
+const virtioLimitsStep = `
+mark() { echo "@@LAB $*"; }
+ip link show br0 > /dev/null 2>&1 || { ip link add br0 type bridge && ip addr add 10.0.2.1/24 dev br0 && ip link set br0 up; }
+qemu-img create -q -f raw /tmp/limits.raw 80M
+vtool sink 5005 1 & p1=$!
+vtool source 5006 32 1 & p2=$!
+paddock run -f /guest/limits.yaml
+mark "vmm.rc $?"
+kill $p1 $p2 2>/dev/null
+wait
 `
 
 // virtioCheckStep runs the functional check in L1: br0 at 10.0.2.1 with
@@ -161,7 +197,9 @@ func ext4Image(t testing.TB, dir, name string, sizeMiB int, files map[string]str
 // unchanged; (3) the NIC pings L1 and moves 8 MiB each way with matching
 // checksums, on a tap paddock created on a bridge and removed at exit;
 // (4) the rng is the guest's hwrng; (5) with pci=nomsi the devices work
-// through INTx.
+// through INTx; (6) a disk limited to 10 MiB/s writes and reads (O_DIRECT,
+// 1 MiB requests) at 9 to 11 MiB/s, and a NIC limited to 50 Mbit/s sends
+// and receives a TCP stream within 10% of it.
 func TestVirtioLab(t *testing.T) {
 	l := lab.New(t)
 	ctx := context.Background()
@@ -182,6 +220,7 @@ func TestVirtioLab(t *testing.T) {
 	files[virtioRO] = lab.File{Source: ro}
 	files["/guest/virtio.yaml"] = lab.File{Data: []byte(virtioYAML)}
 	files["/guest/intx.yaml"] = lab.File{Data: []byte(virtioIntxYAML)}
+	files["/guest/limits.yaml"] = lab.File{Data: []byte(virtioLimitsYAML)}
 	sc := lab.Scenario{
 		WithPaddock: true,
 		WithVmlinux: true,
@@ -189,6 +228,7 @@ func TestVirtioLab(t *testing.T) {
 		Steps: []lab.Step{
 			{Name: "virtio/check", Script: virtioCheckStep, Timeout: 2 * bootTimeout},
 			{Name: "virtio/intx", Script: "paddock run -f /guest/intx.yaml\necho \"@@LAB vmm.rc $?\"\n", Timeout: bootTimeout},
+			{Name: "virtio/limits", Script: virtioLimitsStep, Timeout: bootTimeout},
 		},
 	}
 	res, err := l.Run(ctx, sc)
@@ -256,5 +296,35 @@ func TestVirtioLab(t *testing.T) {
 		check("intx.content", "read-only content")
 		check("intx.sha", roSum)
 		check("intx.rng", "64")
+	})
+	t.Run("limits", func(t *testing.T) {
+		ls := step(t, res, "virtio/limits")
+		t.Logf("the virtio/limits step took %v in L1", (ls.End - ls.Begin).Round(time.Second))
+		if got := strings.TrimSpace(value(t, ls, "vmm.rc")); got != "0" {
+			t.Errorf("vmm.rc = %q, want 0", got)
+		}
+		// rate reads a marker in MB/s (vtool's unit) and converts it.
+		rate := func(key string, unit float64) float64 {
+			t.Helper()
+			v, err := strconv.ParseFloat(strings.TrimSpace(value(t, ls, key)), 64)
+			if err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			return v * 1e6 / unit
+		}
+		for _, key := range []string{"limits.blk.write", "limits.blk.read"} {
+			if r := rate(key, 1<<20); r < 9 || r > 11 {
+				t.Errorf("%s: %.2f MiB/s on a disk limited to 10 MiB/s, want 9 to 11", key, r)
+			} else {
+				t.Logf("%s: %.2f MiB/s (limit 10)", key, r)
+			}
+		}
+		for _, key := range []string{"limits.net.tx", "limits.net.rx"} {
+			if r := rate(key, 1e6/8); r < 45 || r > 55 {
+				t.Errorf("%s: %.1f Mbit/s on a NIC limited to 50 Mbit/s, want 45 to 55", key, r)
+			} else {
+				t.Logf("%s: %.1f Mbit/s (limit 50)", key, r)
+			}
+		}
 	})
 }

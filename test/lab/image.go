@@ -29,14 +29,16 @@ var l1Init string
 // L1Modules are the modules L1's /init loads, in this order: KVM with
 // AMD-V (kvm-amd needs ccp), then networking (/dev/net/tun, bridges, veth)
 // and vhost-net, then the nftables parts managed networks use (NAT
-// chains, masquerade, DNAT, conntrack status, fib; libcrc32c, which
-// conntrack needs, asks the crypto API for crc32c, which is no modinfo
-// dependency, and L1 has no modprobe to load it on request).
+// chains, masquerade, DNAT, conntrack status, fib, and meta in the
+// bridge family, which Debian's nf_tables leaves to nft_meta_bridge;
+// libcrc32c, which conntrack needs, asks the crypto API for crc32c,
+// which is no modinfo dependency, and L1 has no modprobe to load it on
+// request).
 var L1Modules = []string{
 	"irqbypass", "ccp", "kvm", "kvm-amd",
 	"tun", "llc", "stp", "bridge", "veth",
 	"vhost_iotlb", "vhost", "tap", "vhost_net",
-	"crc32c_generic", "nf_tables", "nft_chain_nat", "nft_masq", "nft_nat", "nft_ct", "nft_fib_ipv4",
+	"crc32c_generic", "nf_tables", "nft_chain_nat", "nft_masq", "nft_nat", "nft_ct", "nft_fib_ipv4", "nft_meta_bridge",
 }
 
 // Paths of the guest (L2) files in L1.

@@ -356,9 +356,9 @@ func Guest(tb testing.TB) *images.Guest {
 	return guest.g
 }
 
-// DiskGuest is Guest whose initrd also loads the virtio disk driver
-// (virtio_pci, virtio_blk): its shell sees the VM's disks as /dev/vda,
-// /dev/vdb, ...
+// DiskGuest is Guest whose initrd also loads the virtio disk and network
+// drivers (virtio_pci, virtio_blk, virtio_net): its shell sees the VM's
+// disks as /dev/vda, /dev/vdb, ... and its NICs as eth0, ...
 func DiskGuest(tb testing.TB) *images.Guest {
 	tb.Helper()
 	base := Guest(tb)
@@ -370,7 +370,7 @@ func DiskGuest(tb testing.TB) *images.Guest {
 			diskGuest.err = err
 			return
 		}
-		mods, err := ix.Resolve(ctx, append(slices.Clone(hello.PowerButtonModules), "virtio_pci", "virtio_blk")...)
+		mods, err := ix.Resolve(ctx, append(slices.Clone(hello.PowerButtonModules), "virtio_pci", "virtio_blk", "virtio_net")...)
 		if err != nil {
 			diskGuest.err = err
 			return
@@ -384,7 +384,7 @@ func DiskGuest(tb testing.TB) *images.Guest {
 		}})
 	})
 	if diskGuest.err != nil {
-		tb.Fatalf("libvirttest: the Debian guest with virtio disks: %v", diskGuest.err)
+		tb.Fatalf("libvirttest: the Debian guest with virtio disks and NICs: %v", diskGuest.err)
 	}
 	return diskGuest.g
 }

@@ -60,6 +60,11 @@ type Queue struct {
 	kick    *EventFD // the guest's notifications for this queue
 	signal  func()   // injects this queue's interrupt (set by the transport)
 	stopped atomic.Bool
+	// stopCh is closed by Stop (stopClosed) and made anew by restart:
+	// Stopping.
+	stopMu     sync.Mutex
+	stopCh     chan struct{}
+	stopClosed bool
 	// Counters since the queue was created, for WriteDebug: the driver's
 	// notifications the device woke for, and the interrupts it sent.
 	wakeups, interrupts atomic.Uint64

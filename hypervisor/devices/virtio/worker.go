@@ -41,7 +41,29 @@ func (q *Queue) Next(c *Chain, idle func()) (bool, error) {
 // activated again. Safe from any goroutine.
 func (q *Queue) Stop() {
 	q.stopped.Store(true)
+	q.stopMu.Lock()
+	if q.stopCh == nil {
+		q.stopCh = make(chan struct{})
+	}
+	if !q.stopClosed {
+		close(q.stopCh)
+		q.stopClosed = true
+	}
+	q.stopMu.Unlock()
 	q.kick.Interrupt()
+}
+
+// Stopping returns a channel that is closed when Stop is called: for a
+// device goroutine that waits on something else than the queue (a rate
+// limiter's timer) and must give up when the queue stops. Take it again
+// after the queue is activated anew.
+func (q *Queue) Stopping() <-chan struct{} {
+	q.stopMu.Lock()
+	defer q.stopMu.Unlock()
+	if q.stopCh == nil {
+		q.stopCh = make(chan struct{})
+	}
+	return q.stopCh
 }
 
 // Stopped reports whether Stop was called (and the queue not activated
@@ -50,6 +72,11 @@ func (q *Queue) Stopped() bool { return q.stopped.Load() }
 
 // restart undoes Stop when the queue is activated.
 func (q *Queue) restart() {
+	q.stopMu.Lock()
+	if q.stopClosed {
+		q.stopCh, q.stopClosed = make(chan struct{}), false
+	}
+	q.stopMu.Unlock()
 	q.stopped.Store(false)
 	q.kick.Rearm()
 }

@@ -2,7 +2,8 @@
 # VM generation ID's notification; GSI GED_GSI, level, active high)
 # through the IOAPIC to vector 0x2a, writes its own address into the
 # first dword of every 4 KiB page from FILL_START to FILL_END (448 MiB:
-# it needs 512 MiB of RAM) and prints "filled". Then it runs a pass:
+# it needs 512 MiB of RAM; a test may build it with another FILL_END)
+# and prints "filled". Then it runs a pass:
 # it reads that dword of every filled page, adds them up and prints
 # "pass N sum S id ID" (N counts the passes, ID is the 16-byte VM
 # generation ID at VMGENID as four little-endian dwords), and halts. A
@@ -15,7 +16,9 @@
 	.include "common.inc"
 	.set VEC, 0x2a
 	.set FILL_START, 0x1000000
+	.ifndef FILL_END			# a test may set it (testguest.BuildWith)
 	.set FILL_END, 0x1d000000
+	.endif
 	.set PAGE, 4096
 	.text
 	.globl _start

@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 )
 
@@ -118,6 +119,12 @@ type Config struct {
 	// header past it; only sector 0 is checked, as detection reads
 	// nothing after its first disk.DetectLen bytes.
 	GuardFormat bool
+	// Limiter limits the disk's requests and the bytes they read and
+	// write, across all its queues; nil (the default) limits nothing.
+	// Every request counts as one operation; reads and writes count
+	// their data bytes, other requests none. A queue over its limit
+	// takes no request until the limiter allows one.
+	Limiter *ratelimit.Limiter
 	// Name identifies the disk in messages.
 	Name string
 	// Logf reports host I/O errors and refused writes, at most
@@ -287,8 +294,12 @@ func (d *Device) Stats() Stats {
 
 // serve takes q's requests and runs up to InFlight of them at once. A
 // request with nothing else pending runs on this goroutine: handing it to
-// another would only add a wakeup to its latency.
+// another would only add a wakeup to its latency. With a limiter, serve
+// takes a request only once the limiter has no debt, and charges it
+// when it takes it.
 func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
+	lim := d.cfg.Limiter
+	stop := q.Stopping()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, InFlight)
@@ -303,6 +314,9 @@ func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
 		d.chains.Put(c)
 	}
 	for {
+		if lim != nil && !lim.Wait(stop, nil) {
+			return
+		}
 		c := d.chains.Get().(*virtio.Chain)
 		ok, err := q.Next(c, nil)
 		if err != nil {
@@ -311,6 +325,9 @@ func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
 		if !ok || err != nil {
 			d.chains.Put(c)
 			return
+		}
+		if lim != nil {
+			lim.Consume(dataLen(c), 1)
 		}
 		if len(slots) == 0 && !q.HasAvailable() {
 			complete(c)
@@ -324,6 +341,27 @@ func (d *Device) serve(q *virtio.Queue, env virtio.Env) {
 			<-slots
 		}()
 	}
+}
+
+// dataLen is the data a request moves, as the rate limiter counts it:
+// a read's or a write's data bytes; 0 for other requests and for chains
+// too short to say.
+func dataLen(c *virtio.Chain) uint64 {
+	var typ [4]byte
+	if c.ReadAt(typ[:], 0) != len(typ) {
+		return 0
+	}
+	switch binary.LittleEndian.Uint32(typ[:]) {
+	case typeIn:
+		if c.WriteLen() > 0 {
+			return c.WriteLen() - 1
+		}
+	case typeOut:
+		if c.ReadLen() > headerLen {
+			return c.ReadLen() - headerLen
+		}
+	}
+	return 0
 }
 
 // handle runs one request and writes its status. It returns the bytes

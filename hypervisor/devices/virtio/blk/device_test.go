@@ -674,12 +674,14 @@ func BenchmarkWrite4K(b *testing.B) { benchIO(b, tOut, 4096) }
 func BenchmarkRead1M(b *testing.B)  { benchIO(b, tIn, 1<<20) }
 func BenchmarkWrite1M(b *testing.B) { benchIO(b, tOut, 1<<20) }
 
-func benchIO(b *testing.B, typ uint32, n int) {
+func benchIO(b *testing.B, typ uint32, n int) { benchIOConfig(b, typ, n, blk.Config{}) }
+
+func benchIOConfig(b *testing.B, typ uint32, n int, cfg blk.Config) {
 	path := filepath.Join(b.TempDir(), "bench.qcow2")
 	if err := qcow2.Create(path, qcow2.CreateOptions{Size: 64 << 20}); err != nil {
 		b.Fatal(err)
 	}
-	r := newRig(b, path, blk.Config{}, 0)
+	r := newRig(b, path, cfg, 0)
 	mem, drv := r.mem, r.drv
 	hdr := mem.Alloc(16, 8)
 	data := mem.Alloc(uint64(n), 4096)

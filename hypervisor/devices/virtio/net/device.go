@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/paddock-vm/paddock/hypervisor/devices/ratelimit"
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio"
 	"github.com/paddock-vm/paddock/netdev"
 )
@@ -93,6 +94,13 @@ type Config struct {
 	Backend Backend
 	// MAC is the guest's address.
 	MAC netdev.MAC
+	// TxLimiter limits the frames the guest sends and their bytes (the
+	// Ethernet frame, without the virtio-net header); RxLimiter those
+	// it receives. Nil (the default) limits nothing. Over its limit, a
+	// direction takes no frame until the limiter allows one: the guest's
+	// frames wait in its transmit ring, the host's in the tap's queue
+	// (which drops them when full, as a slow link does).
+	TxLimiter, RxLimiter *ratelimit.Limiter
 	// Name identifies the NIC in messages.
 	Name string
 	// Logf reports host I/O errors and frames the guest got wrong, at
@@ -238,14 +246,22 @@ func (d *Device) hostError(format string, args ...any) {
 // batch frames: an interrupt costs the guest far more than a frame, and
 // one for every frame would also wake a halted vCPU in the middle of a
 // burst, to come back for the next frame.
+//
+// With a limiter, a frame is taken only once the limiter has no debt
+// (the driver hears about the frames sent so far before the device
+// waits), and charged when it is taken.
 func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 	var c virtio.Chain
 	var flat []byte
+	lim, stop := d.cfg.TxLimiter, q.Stopping()
 	sent := 0
 	for {
 		if sent == batch {
 			q.Notify()
 			sent = 0
+		}
+		if lim != nil && !lim.Wait(stop, q.Notify) {
+			return
 		}
 		ok, err := q.Next(&c, q.Notify)
 		if err != nil {
@@ -257,6 +273,9 @@ func (d *Device) transmit(q *virtio.Queue, env virtio.Env) {
 		}
 		n := c.ReadLen()
 		bufs := c.Readable
+		if lim != nil {
+			lim.Consume(n-min(n, HdrLen), 1)
+		}
 		switch {
 		case n < HdrLen || n > HdrLen+MaxFrame:
 			d.count(func(s *Stats) { s.TxDropped++ })
@@ -291,18 +310,24 @@ func (d *Device) count(f func(*Stats)) {
 // receive reads frames from the backend into the receive queue. Read
 // tries the tap before it waits, so a burst costs one read per frame; the
 // interrupt (if the guest asked for one) comes when the burst ends, before
-// Read waits, or after batch frames.
+// Read waits, or after batch frames. With a limiter, the next frame is
+// read from the backend only once the limiter has no debt, and charged
+// when it is read; frames meanwhile wait in the backend.
 func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 	frame := [][]byte{d.staging}
 	mergeable := env.HasFeature(FeatureMrgRxbuf)
 	maxChains := int(q.Size())
 	guestCsum := env.HasFeature(FeatureGuestCsum)
+	lim, stop := d.cfg.RxLimiter, q.Stopping()
 	var c virtio.Chain
 	received := 0
 	for {
 		if received == batch {
 			q.Notify()
 			received = 0
+		}
+		if lim != nil && !lim.Wait(stop, q.Notify) {
+			return
 		}
 		n, err := d.cfg.Backend.Read(frame, q.Notify)
 		switch {
@@ -316,6 +341,9 @@ func (d *Device) receive(q *virtio.Queue, env virtio.Env) {
 		case n < HdrLen:
 			d.count(func(s *Stats) { s.RxDropped++ })
 			continue
+		}
+		if lim != nil {
+			lim.Consume(uint64(n-HdrLen), 1)
 		}
 		if !guestCsum {
 			d.staging[hdrFlags] &^= flagDataValid

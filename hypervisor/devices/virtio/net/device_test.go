@@ -125,13 +125,20 @@ type rig struct {
 
 func newRig(t testing.TB, back vnet.Backend, features uint64) *rig {
 	t.Helper()
+	return newRigConfig(t, vnet.Config{Backend: back, MAC: guestMAC, Name: "nics[0]"}, features)
+}
+
+// newRigConfig is newRig with a device configured by cfg.
+func newRigConfig(t testing.TB, cfg vnet.Config, features uint64) *rig {
+	t.Helper()
+	back := cfg.Backend
 	mem, err := virtiotest.NewMemory(0x100000, 32<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mem.Close() })
 	r := &rig{mem: mem, back: back}
-	if r.dev, err = vnet.New(vnet.Config{Backend: back, MAC: guestMAC, Name: "nics[0]"}); err != nil {
+	if r.dev, err = vnet.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	irq := virtiotest.NewInterrupts(3)
