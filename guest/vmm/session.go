@@ -332,9 +332,19 @@ func (s *Session) runBoot(ctx context.Context) (machine.Exit, time.Duration) {
 		s.phase = store.PhaseRunning
 	}
 	s.mu.Unlock()
-	s.changed()
+	// The guest does not wait for its record: the change (an fsync'd
+	// write of state.json, then the readiness message) is reported while
+	// the vCPUs start. changed takes the session's state when it runs, so
+	// a change made meanwhile is not undone, and the boot waits for it
+	// before it ends, so that the end is reported after it.
+	noted := make(chan struct{})
+	go func() {
+		defer close(noted)
+		s.changed()
+	}()
 
 	end, err := m.Run(bctx)
+	<-noted
 	ran := time.Since(start)
 	close(stopFeed)
 	if err != nil {
