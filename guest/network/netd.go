@@ -36,6 +36,10 @@ type NetdConfig struct {
 	// ResolvConf lists the host's resolvers; empty means
 	// dnsfwd.ResolvConf.
 	ResolvConf string
+	// HostNS is the host's network namespace, for the netd of a tenant
+	// other than the default, which runs in the tenant's namespace;
+	// nil means descriptor NetdHostNSFD.
+	HostNS *os.File
 }
 
 // netd is one network's helper process.
@@ -44,6 +48,9 @@ type netd struct {
 	st  *Store
 	net *Network
 	cfg hostnet.Config
+	// hostNS is the host's network namespace when netd runs in its
+	// tenant's, else nil.
+	hostNS *os.File
 
 	mu       sync.Mutex
 	users    map[*user]bool // attached VMs; guarded by mu
@@ -103,6 +110,16 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	if err != nil {
 		return fail(err)
 	}
+	var hostNS *os.File
+	if inNamespace(n.Tenant) {
+		if hostNS = c.HostNS; hostNS == nil {
+			hostNS = os.NewFile(NetdHostNSFD, "host-netns")
+		}
+		var fs unix.Statfs_t
+		if hostNS == nil || unix.Fstatfs(int(hostNS.Fd()), &fs) != nil || fs.Type != unix.NSFS_MAGIC {
+			return fail(fmt.Errorf("network %s: netd of tenant %s has no host network namespace (descriptor %d)", n.Name, n.Tenant, NetdHostNSFD))
+		}
+	}
 	runLock, err := os.OpenFile(st.path(n.Name, NetdLock), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fail(fmt.Errorf("network %s: %w", n.Name, err))
@@ -116,10 +133,10 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	if err := runLock.Truncate(0); err == nil {
 		_, _ = runLock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	d := &netd{c: c, st: st, net: n, cfg: cfg, users: map[*user]bool{}, leases: map[netdev.MAC]dhcpd.Lease{}, idle: make(chan struct{}, 1)}
+	d := &netd{c: c, st: st, net: n, cfg: cfg, hostNS: hostNS, users: map[*user]bool{}, leases: map[netdev.MAC]dhcpd.Lease{}, idle: make(chan struct{}, 1)}
 	stop, err := d.up()
 	if err != nil {
-		return fail(err)
+		return errors.Join(fail(err), d.collectUplink())
 	}
 	c.Logf("network %s is up: bridge %s, %s", n.Name, n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
 	if c.User != nil {
@@ -174,7 +191,11 @@ func (d *netd) up() (func() error, error) {
 			d.c.Logf("DHCP server: %v", err)
 		}
 	}()
-	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers, Logf: d.c.Logf}, d.net.Gateway)
+	upstreams := dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers
+	if d.hostNS != nil {
+		upstreams = skipLoopback(upstreams)
+	}
+	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: upstreams, Logf: d.c.Logf}, d.net.Gateway)
 	if err != nil {
 		return fail(err)
 	}
@@ -240,11 +261,21 @@ func (d *netd) tryDown(stop func() error, runLock *os.File) (done bool, err erro
 	return true, errors.Join(stop(), d.down(runLock))
 }
 
-// down removes the host side and releases netd.lock.
+// down removes the host side (and the tenant's namespace and uplink
+// when no other network of the tenant is up) and releases netd.lock.
 func (d *netd) down(runLock *os.File) error {
-	err := hostnet.Down(d.cfg)
+	err := errors.Join(hostnet.Down(d.cfg), d.collectUplink())
 	runLock.Close()
 	return err
+}
+
+// collectUplink removes the tenant's namespace and uplink if no network
+// of the tenant is up; nothing for the default tenant's networks.
+func (d *netd) collectUplink() error {
+	if d.hostNS == nil {
+		return nil
+	}
+	return d.st.collectUplink(d.net.Tenant, int(d.hostNS.Fd()))
 }
 
 // lookup is the DHCP server's lease lookup: attached VMs only.
@@ -329,6 +360,9 @@ func (d *netd) join(h hello) (*user, error) {
 		closeAll(u.reserved)
 		u.closeTaps()
 		return nil, err
+	}
+	if len(h.Ports) > 0 && d.hostNS != nil {
+		return fail(fmt.Errorf("ports: a network of tenant %s lives in the tenant's own network namespace, and paddock cannot forward host ports into one yet (docs/networks.md)", d.net.Tenant))
 	}
 	for _, p := range h.Ports {
 		f := hostnet.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestIP: h.NICs[0].IP, GuestPort: p.GuestPort}
