@@ -374,9 +374,10 @@ func TestNetdSIGTERM(t *testing.T) {
 // tenant: the tenant's netd runs in the tenant's namespace (made on
 // first use, with its uplink), where its bridge, tables and the VM's tap
 // are; the two networks have the same subnet and the two VMs get the
-// same address from DHCP; a port forward to the tenant's VM is refused
-// with a reason; when the tenant's last VM leaves, the namespace, the
-// uplink and its table go.
+// same address from DHCP; a port forward reaches the tenant's VM from
+// the host (through the uplink), and holds its host port; when the
+// tenant's last VM leaves, the forward, the namespace, the uplink and its
+// table go.
 func TestNetdTenant(t *testing.T) {
 	h := newNetdHost(t)
 	// The netds of the host's namespace run where Attach runs (here:
@@ -398,7 +399,8 @@ func TestNetdTenant(t *testing.T) {
 		return a, err
 	}
 	ref := Ref(tenant, DefaultName)
-	web, err := attach("web", 1, ref)
+	lo := netip.MustParseAddr("127.0.0.1")
+	web, err := attach("web", 1, ref, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,9 +436,11 @@ func TestNetdTenant(t *testing.T) {
 			t.Errorf("%s's address: %s, want %s", want.VM, out, want.IP)
 		}
 	}
-	lo := netip.MustParseAddr("127.0.0.1")
-	if _, err := attach("other", 3, ref, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}); err == nil || !strings.Contains(err.Error(), "ports: a network of tenant "+tenant+" lives in the tenant's own network namespace") {
-		t.Errorf("a port forward to the tenant's VM: %v", err)
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
+		t.Errorf("the forward of 127.0.0.1:8080 into the tenant's namespace: %q", got)
+	}
+	if _, err := attach("other", 3, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}); err == nil || !strings.Contains(err.Error(), "host port 127.0.0.1:8080/tcp is in use") {
+		t.Errorf("the tenant's forwarded port for a VM of the default tenant: %v", err)
 	}
 	if err := web.Close(); err != nil {
 		t.Fatal(err)
@@ -448,8 +452,11 @@ func TestNetdTenant(t *testing.T) {
 	if out, _ := h.ns.Try("ip", "-o", "link"); strings.Contains(out, u.HostVeth) {
 		t.Errorf("uplink %s outlived the tenant's last network:\n%s", u.HostVeth, out)
 	}
-	if out, _ := h.ns.Try("nft", "list", "tables"); strings.Contains(out, u.Table) {
-		t.Errorf("table %s outlived the tenant's last network:\n%s", u.Table, out)
+	if out, _ := h.ns.Try("nft", "list", "tables"); strings.Contains(out, u.Table) || strings.Contains(out, mine.Table) {
+		t.Errorf("table %s or %s outlived the tenant's last network:\n%s", u.Table, mine.Table, out)
+	}
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "" {
+		t.Errorf("the tenant's forward after its VM left: %q", got)
 	}
 	if log, err := os.ReadFile(h.st.path(ref, NetdLog)); err == nil {
 		t.Logf("netd.log:\n%s", log)

@@ -356,6 +356,10 @@ func (s *Store) takeDown(n *Network) error {
 	if err != nil {
 		return err
 	}
+	// The host's half of its port forwards.
+	if err := hostnet.SetUplinkForwards(tenantUplink(n.Tenant), n.Table, nil); err != nil {
+		return fmt.Errorf("network %s: %w", n.Name, err)
+	}
 	return s.collectUplink(n.Tenant, -1)
 }
 

@@ -149,6 +149,8 @@ func UplinkUp(u Uplink) error {
 		},
 		func() error { return InNetns(ns, func() error { return sysctl("net/ipv4/ip_forward", "1") }) },
 		func() error { return sysctl("net/ipv4/ip_forward", "1") },
+		// A loopback port forward's packets go into the uplink.
+		func() error { return sysctl(filepath.Join("net/ipv4/conf", u.HostVeth, "route_localnet"), "1") },
 	} {
 		if err := step(); err != nil {
 			return fmt.Errorf("hostnet: uplink %s: %w", u.NS, err)
@@ -181,6 +183,47 @@ func setUplinkTable(u Uplink) error {
 	rule(conn, in, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, u.HostVeth), localDaddr(), drop())
 	if err := conn.Flush(); err != nil {
 		return fmt.Errorf("hostnet: uplink %s: nftables table %s: %w", u.NS, u.Table, err)
+	}
+	return nil
+}
+
+// SetUplinkForwards replaces the host's table name (family ip) with the
+// host's half of port forwards into the uplink's namespace: connections
+// to a forward's HostIP:HostPort go to the uplink's inner address, same
+// port, where the namespace's network table takes them on to the guest
+// (its forward from Peer:HostPort); what a loopback forward sends into
+// the uplink is masqueraded (127.0.0.1 may not leave the host). No
+// forwards remove the table.
+func SetUplinkForwards(u Uplink, name string, forwards []Forward) error {
+	if err := u.check(); err != nil {
+		return err
+	}
+	if len(forwards) == 0 {
+		return removeTable(name, nftables.TableFamilyIPv4)
+	}
+	for _, f := range forwards {
+		if err := f.check(); err != nil {
+			return err
+		}
+	}
+	conn, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("hostnet: nftables: %w", err)
+	}
+	t := replaceTable(conn, name, nftables.TableFamilyIPv4)
+	pre := conn.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+	out := conn.AddChain(&nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+	post := conn.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	rule(conn, post, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, u.HostVeth), ipPrefix(12, expr.CmpOpEq, netip.MustParsePrefix("127.0.0.0/8")), masq())
+	for _, f := range forwards {
+		r := [][]expr.Any{daddr(f.HostIP), port(f.Proto, f.HostPort), dnat(u.Peer().Addr(), f.HostPort)}
+		rule(conn, out, r...)
+		if !f.HostIP.IsLoopback() {
+			rule(conn, pre, r...)
+		}
+	}
+	if err := conn.Flush(); err != nil {
+		return fmt.Errorf("hostnet: uplink %s: nftables table %s: %w", u.NS, name, err)
 	}
 	return nil
 }

@@ -66,7 +66,9 @@ mark "l1.upstream-httpd $?"`
 // /go upstream), a and c try to reach each other, and a acme's namespace
 // (its uplink's end, 100.127.0.2) and c L1 (198.51.100.1), and c sends
 // from another address and another MAC; L1 reaches a and b through their
-// forwards (b's from upstream too); then rm of each VM, and what stays.
+// forwards (b's from upstream too), and c through its forward of every
+// address (8082 -> 80) into acme's namespace, from L1 and upstream; then
+// rm of each VM, and what stays.
 // The guests' markers come from their console logs, prefixed a., b. and
 // c.
 const networkLabStep = `
@@ -107,6 +109,8 @@ for vm in a b c; do
 done
 mark "l1.forward-a $(timeout 30 wget -q -O - http://127.0.0.1:8080/)"
 mark "l1.forward-b $($IP netns exec upstream timeout 30 wget -q -O - http://198.51.100.1:8081/)"
+mark "l1.forward-c $(timeout 30 wget -q -O - http://127.0.0.1:8082/)"
+mark "l1.forward-c-upstream $($IP netns exec upstream timeout 30 wget -q -O - http://198.51.100.1:8082/)"
 mark "l1.forward-a-upstream $($IP netns exec upstream timeout 10 wget -q -O - http://198.51.100.1:8080/ 2>&1 | head -c 40)"
 nft list table ip paddock-default > /tmp/table.txt
 mark "l1.rules $(grep -c 'dnat to' /tmp/table.txt) $(grep -c masquerade /tmp/table.txt)"
@@ -161,7 +165,7 @@ func TestNetworkLab(t *testing.T) {
 		virtioInitrd:     {Source: initrd},
 		"/guest/a.yaml":  {Data: []byte(netVMYAML("a", "default", "paddock.peer=10.77.0.3 paddock.foreign=10.77.0.4,100.127.0.2", "8080:80"))},
 		"/guest/b.yaml":  {Data: []byte(netVMYAML("b", "default", "paddock.peer=10.77.0.2", "0.0.0.0:8081:80"))},
-		"/guest/c.yaml":  {Data: []byte("tenant: acme\n" + netVMYAML("c", "default", "paddock.foreign=10.77.0.2,198.51.100.1 paddock.spoof=1"))},
+		"/guest/c.yaml":  {Data: []byte("tenant: acme\n" + netVMYAML("c", "default", "paddock.foreign=10.77.0.2,198.51.100.1 paddock.spoof=1", "0.0.0.0:8082:80"))},
 		"/guest/p1.yaml": {Data: []byte("tenant: acme\n" + netVMYAML("p1", "default", ""))},
 		"/guest/p2.yaml": {Data: []byte("tenant: acme\n" + netVMYAML("p2", "default", ""))},
 	}
@@ -242,6 +246,8 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.guards", "2") // a's and b's taps in default's bridge table
 	want("l1.forward-a", "guest a")
 	want("l1.forward-b", "guest b")
+	want("l1.forward-c", "guest c") // into acme's namespace: through its uplink
+	want("l1.forward-c-upstream", "guest c")
 	if v := value(t, st, "l1.forward-a-upstream"); strings.Contains(v, "guest") {
 		t.Errorf("a's loopback forward answered upstream: %q", v)
 	}
