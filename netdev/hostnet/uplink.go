@@ -276,6 +276,7 @@ func openOrMakeNetns(name string) (int, error) {
 	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
 		return -1, fmt.Errorf("hostnet: %w", err)
 	}
+	shareNetnsDir()
 	path := filepath.Join(NetnsDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444)
 	if err != nil {
@@ -303,6 +304,20 @@ func openOrMakeNetns(name string) (int, error) {
 		return -1, err
 	}
 	return OpenNetns(name)
+}
+
+// shareNetnsDir makes NetnsDir a shared mount, as iproute2 does, so that
+// a namespace kept there shows in the mount namespaces made after (a
+// service's private ones), and one made there shows here. Where that
+// fails, the namespaces still work, from the mount namespace that made
+// them.
+func shareNetnsDir() {
+	err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, "") == nil {
+			_ = unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		}
+	}
 }
 
 // InNetns runs fn on an OS thread that has entered the namespace ns:
