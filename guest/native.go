@@ -67,9 +67,12 @@ func usable(err error) bool {
 // its run lock.
 func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string) error {
 	end := &store.Exit{Reason: reason, Detail: detail, At: time.Now()}
-	end.ConsoleTail, _ = console.TailFile(v.Path(store.ConsoleFile), 20)
-	if b, err := os.ReadFile(v.Path(store.VMMLogFile)); err == nil {
-		end.VMMLogTail = console.TailLines(b, 20)
+	tail, _ := console.TailFile(v.Path(store.ConsoleFile), 20)
+	end.ConsoleTail = clipLines(tail)
+	// The VMM writes its log through a descriptor (a jailed one too, which
+	// could make it sparse and huge): its tail is enough.
+	if b, err := console.ReadTail(v.Path(store.VMMLogFile), maxVMMLogRead); err == nil {
+		end.VMMLogTail = clipLines(console.TailLines(b, 20))
 		if why, ok := jail.KilledBySeccomp(b); ok && reason == exit.VMMDied {
 			end.Detail = why
 		}
@@ -77,6 +80,24 @@ func reapLocked(v *store.VM, rec store.Record, reason exit.Reason, detail string
 	rec.Phase, rec.Exit = store.PhaseExited, end
 	os.Remove(v.Path(store.SocketFile))
 	return v.WriteRecord(rec)
+}
+
+// maxVMMLogRead caps what reapLocked reads of vmm.log.
+const maxVMMLogRead = 16 << 20
+
+// maxTailLine caps each line reapLocked records of a log: a VMM (a
+// jailed one too) writes its logs, and one line of megabytes would make
+// the record too large to read (store.ReadRecord).
+const maxTailLine = 4096
+
+// clipLines cuts each of lines to its last maxTailLine bytes.
+func clipLines(lines []string) []string {
+	for i, l := range lines {
+		if len(l) > maxTailLine {
+			lines[i] = strings.ToValidUTF8(l[len(l)-maxTailLine:], "")
+		}
+	}
+	return lines
 }
 
 // vmmDied is the detail of an exit.VMMDied.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -165,9 +164,11 @@ func snapshotInfo(v *store.VM, snap string) (*SnapshotInfo, error) {
 			in.Disks = append(in.Disks, fmt.Sprintf("disks[%d]", d.Index))
 		}
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(v.SnapshotDir(snap), store.SnapshotMemoryFile), &st); err == nil {
-		in.MemoryOnDisk = st.Blocks * 512
+	if f, err := v.OpenSnapshotFile(snap, store.SnapshotMemoryFile); err == nil {
+		if fi, err := f.Stat(); err == nil {
+			in.MemoryOnDisk = fi.Sys().(*syscall.Stat_t).Blocks * 512
+		}
+		f.Close()
 	}
 	return in, nil
 }
@@ -317,8 +318,14 @@ func (n *native) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) e
 		if err := c.DeleteSnapshot(cctx, snap); err != nil {
 			return apiError(v.Name, "remove a snapshot of", err)
 		}
-	} else if err := deleteDiskSnapshots(meta); err != nil {
-		return err
+	} else {
+		vm, err := loadSpec(v)
+		if err != nil {
+			return err
+		}
+		if err := deleteDiskSnapshots(meta, vm); err != nil {
+			return err
+		}
 	}
 	return v.RemoveSnapshotDir(snap)
 }
@@ -326,9 +333,16 @@ func (n *native) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) e
 // deleteDiskSnapshots deletes a snapshot's internal qcow2 snapshots from
 // the disks of a VM that does not run (each opened, and locked, in
 // turn). A disk without it (deleted by hand, or gone) is left alone.
-func deleteDiskSnapshots(meta store.SnapshotMeta) error {
+// snapshot.json was written by the VM's VMM, which may run jailed and
+// could have written anything there: only a disk that is the VM's own
+// and writable in its spec vm (at the same index, by the same path) is
+// opened; any other disk it names is left alone.
+func deleteDiskSnapshots(meta store.SnapshotMeta, vm *configs.VM) error {
 	for _, d := range meta.Disks {
-		if d.Snapshot == "" {
+		if d.Snapshot == "" || d.Index < 0 || d.Index >= len(vm.Disks) {
+			continue
+		}
+		if own := vm.Disks[d.Index]; own.ReadOnly || own.Path != d.Path {
 			continue
 		}
 		if _, err := os.Stat(d.Path); errors.Is(err, os.ErrNotExist) {

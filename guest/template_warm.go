@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/guest/store"
@@ -52,18 +50,19 @@ func (m *Manager) takeWarmSnapshot(ctx context.Context, v *store.VM) (*warmSnaps
 // rename: the same file system). It returns what template.json records
 // of them.
 func (w *warmSnapshot) move(st *store.TemplateStage) (*store.TemplateWarm, error) {
-	dir := w.v.SnapshotDir(w.name)
-	saved, err := vmm.WriteWarmState(filepath.Join(dir, store.SnapshotStateFile), st.Path(warmStateFile), st.Name())
+	// The snapshot's files are its VMM's, which may run jailed: they are
+	// reached and taken over as the store says (store.TakeSnapshotFile).
+	src, err := w.v.OpenSnapshotFile(w.name, store.SnapshotStateFile)
 	if err != nil {
 		return nil, fmt.Errorf("the state of VM %s's snapshot: %w", w.v.Name, err)
 	}
-	if err := os.Rename(filepath.Join(dir, store.SnapshotMemoryFile), st.Path(warmMemoryFile)); err != nil {
-		return nil, fmt.Errorf("move VM %s's memory file into the template: %w", w.v.Name, err)
+	defer src.Close()
+	saved, err := vmm.WriteWarmState(src, st.Path(warmStateFile), st.Name())
+	if err != nil {
+		return nil, fmt.Errorf("the state of VM %s's snapshot: %w", w.v.Name, err)
 	}
-	// A jailed VMM wrote it as the VM's jail user (guest/jail): the
-	// template's files are this user's, as the rest of the template.
-	if err := os.Lchown(st.Path(warmMemoryFile), os.Geteuid(), os.Getegid()); err != nil {
-		return nil, fmt.Errorf("take VM %s's memory file into the template: %w", w.v.Name, err)
+	if err := w.v.TakeSnapshotFile(w.name, store.SnapshotMemoryFile, st.Path(warmMemoryFile)); err != nil {
+		return nil, fmt.Errorf("move VM %s's memory file into the template: %w", w.v.Name, err)
 	}
 	tw := &store.TemplateWarm{
 		State:  store.TemplateFile{File: warmStateFile},

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"strings"
 
+	"github.com/paddock-vm/paddock/guest/console"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -34,12 +34,12 @@ const (
 func ConsoleHostKeys(logs ...string) ([]ssh.PublicKey, error) {
 	var last []ssh.PublicKey
 	for _, path := range logs {
-		f, err := os.Open(path)
+		f, err := console.OpenLogForReading(path) // no link, no FIFO
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("access: %w", err)
+			return nil, err
 		}
 		keys, err := scanHostKeys(f)
 		f.Close()

@@ -120,3 +120,48 @@ func TestClientUnavailable(t *testing.T) {
 		t.Errorf("Attach without a VMM: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestClientSocketLink: a VM's control socket replaced by a link to
+// another VM's (a jailed VMM may write the directory its socket is in).
+// The client does not connect through the link: the other VMM never
+// hears from it, and the call fails as for a VMM that does not answer.
+func TestClientSocketLink(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other.sock")
+	l, err := Listen(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			accepted <- struct{}{}
+			c.Close()
+		}
+	}()
+	link := filepath.Join(dir, "ctl.sock")
+	if err := os.Symlink(other, link); err != nil {
+		t.Fatal(err)
+	}
+	c := NewClient(link, "web")
+	defer c.Close()
+	if _, err := c.Status(context.Background()); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "is not a socket") {
+		t.Fatalf("Status through a link to another VMM's socket: %v", err)
+	}
+	if _, err := c.Attach(context.Background(), 0); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Attach through a link to another VMM's socket: %v", err)
+	}
+	// The other VMM is reached by its own name: it was listening all along.
+	conn, err := dial(context.Background(), other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	<-accepted
+	select {
+	case <-accepted:
+		t.Fatal("a connection came through the link")
+	default:
+	}
+}

@@ -39,16 +39,30 @@ func Listen(path string) (*net.UnixListener, error) {
 	return l, nil
 }
 
-// dial connects to the unix socket at path.
+// dial connects to the unix socket at path, following no symbolic link
+// at its name: a jailed VMM creates its socket in a directory it may
+// write, and could put there a link to another VM's socket, which root's
+// paddock would then control. The socket is opened O_PATH and reached
+// through /proc/self/fd, which also makes any path short enough.
+// Failures to reach it are *net.OpError of Op "dial", as the dial's own.
 func dial(ctx context.Context, path string) (net.Conn, error) {
-	var c net.Conn
-	err := viaShortPath(path, func(p string) error {
-		var d net.Dialer
-		var err error
-		c, err = d.DialContext(ctx, "unix", p)
-		return err
-	})
-	return c, err
+	fail := func(err error) error {
+		return &net.OpError{Op: "dial", Net: "unix", Addr: &net.UnixAddr{Name: path, Net: "unix"}, Err: err}
+	}
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fail(err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fail(fmt.Errorf("%s is not a socket (a symbolic link, or another file); paddock does not connect to it", path))
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d", fd))
 }
 
 // viaShortPath calls f with path, or, when path is too long for a socket

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Limits bound a console log: each file holds at most Size bytes, and
@@ -247,18 +249,78 @@ func LogFiles(path string) []string {
 	return append(files, path)
 }
 
-// ReadLog returns the whole log at path: its rotated files, oldest
-// first, then PATH. Missing files read as empty.
+// maxReadLog caps what ReadLog returns: the log's last bytes.
+const maxReadLog = 64 << 20
+
+// ReadLog returns the log at path: its rotated files, oldest first, then
+// path itself; at most its last 64 MiB (maxReadLog). Each file is
+// opened as OpenLogForReading opens it: a jailed VMM owns its log files
+// and could make one a link to a file of the host, a FIFO, or sparse and
+// huge.
 func ReadLog(path string) ([]byte, error) {
-	var out []byte
-	for _, p := range LogFiles(path) {
-		b, err := os.ReadFile(p)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("console: %w", err)
+	files := LogFiles(path)
+	var parts [][]byte
+	left := int64(maxReadLog)
+	for i := len(files) - 1; i >= 0 && left > 0; i-- {
+		b, err := ReadTail(files[i], left)
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, b...)
+		parts = append(parts, b)
+		left -= int64(len(b))
+	}
+	var out []byte
+	for i := len(parts) - 1; i >= 0; i-- {
+		out = append(out, parts[i]...)
 	}
 	return out, nil
+}
+
+// ReadTail returns up to the last limit bytes of the log file at path,
+// opened as OpenLogForReading opens it; nothing for a missing file.
+func ReadTail(path string, limit int64) ([]byte, error) {
+	f, err := OpenLogForReading(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	off := max(fi.Size()-limit, 0)
+	b, err := io.ReadAll(io.NewSectionReader(f, off, fi.Size()-off))
+	if err != nil {
+		return nil, fmt.Errorf("console: read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// OpenLogForReading opens the console log file at path: following no
+// symbolic link, and only a regular file (a FIFO would block the reader).
+// A missing file is an fs.ErrNotExist error.
+func OpenLogForReading(path string) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("console: %s is a symbolic link; paddock does not follow it", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", &fs.PathError{Op: "open", Path: path, Err: err})
+	}
+	f := os.NewFile(uintptr(fd), path)
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("console: %s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	return f, nil
 }
 
 // TailLines returns the last n lines of data (n <= 0: every line), without

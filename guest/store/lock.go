@@ -155,14 +155,22 @@ func (l *RunLock) Release() {
 	}
 }
 
+// openRunLock opens the run lock for reading, following no link and only
+// a regular file: a jailed VMM owns it, and a FIFO put in its place would
+// block the opener.
+func (v *VM) openRunLock() (*os.File, error) {
+	path := v.Path(RunLockFile)
+	return openRegularAt(unix.AT_FDCWD, path, path)
+}
+
 // RunHolder reports whether a VMM holds the VM's run lock, and which.
 func (v *VM) RunHolder() (Holder, error) {
-	f, err := os.Open(v.Path(RunLockFile))
+	f, err := v.openRunLock()
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return Holder{}, nil // never started
 		}
-		return Holder{}, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+		return Holder{}, fmt.Errorf("VM %s: run lock: %w", v.Name, err) // err says "store: "
 	}
 	defer f.Close()
 	probe := unix.Flock_t{Type: unix.F_WRLCK}
@@ -191,12 +199,12 @@ var ErrWaitTimeout = errors.New("timed out waiting for the VMM to exit")
 // lock taken and dropped at once), not by polling. On a timeout the
 // waiting goroutine stays blocked until the VMM exits.
 func (v *VM) WaitRunUnlocked(timeout time.Duration) error {
-	f, err := os.Open(v.Path(RunLockFile))
+	f, err := v.openRunLock()
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
+		return fmt.Errorf("VM %s: run lock: %w", v.Name, err) // err says "store: "
 	}
 	done := make(chan error, 1)
 	go func() {

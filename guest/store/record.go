@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
-	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
@@ -91,16 +93,36 @@ func (r Record) marshal() ([]byte, error) {
 
 // ReadRecord reads the VM's state.json. A missing file reads as a record
 // of a created VM.
+//
+// A jailed VMM owns state.json: it is opened following no link, must be
+// a regular file, and is read up to maxRecord bytes; one that is not so
+// is a damaged record (*RecordError), which the next VMM replaces.
 func (v *VM) ReadRecord() (Record, error) {
-	data, err := os.ReadFile(v.Path(RecordFile))
+	path := v.Path(RecordFile)
+	f, err := openRegularAt(unix.AT_FDCWD, path, path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{Version: RecordVersion, Phase: PhaseCreated}, nil
+	}
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		return Record{}, fmt.Errorf("store: VM %s: %w", v.Name, pe)
+	case err != nil: // a link, a FIFO
+		return Record{}, &RecordError{Path: path, Err: errors.New("not a regular file; paddock does not read it")}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return Record{Version: RecordVersion, Phase: PhaseCreated}, nil
-		}
 		return Record{}, fmt.Errorf("store: VM %s: %w", v.Name, err)
 	}
-	return ParseRecord(data, v.Path(RecordFile))
+	if len(data) > maxRecord {
+		return Record{}, &RecordError{Path: path, Err: fmt.Errorf("larger than %d bytes", maxRecord)}
+	}
+	return ParseRecord(data, path)
 }
+
+// maxRecord caps what ReadRecord reads of state.json.
+const maxRecord = 16 << 20
 
 // RecordError is a state.json that cannot be used: damaged, or written
 // by a newer paddock (then it wraps ErrRecordVersion).

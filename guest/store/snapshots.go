@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -112,20 +113,26 @@ func (v *VM) SnapshotNames() ([]string, error) {
 	return names, nil
 }
 
+// maxSnapshotMeta caps what ReadSnapshot reads of a snapshot.json.
+const maxSnapshotMeta = 1 << 20
+
 // ReadSnapshot reads the snapshot.json of the snapshot called name.
 func (v *VM) ReadSnapshot(name string) (SnapshotMeta, error) {
 	if !ValidSnapshotName(name) {
 		return SnapshotMeta{}, fmt.Errorf("store: %q: %w", name, ErrBadSnapshotName)
 	}
 	path := filepath.Join(v.SnapshotDir(name), SnapshotMetaFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		if _, serr := os.Stat(v.SnapshotDir(name)); errors.Is(serr, fs.ErrNotExist) {
-			return SnapshotMeta{}, fmt.Errorf("store: VM %s: snapshot %s: %w", v.Name, name, ErrNoSnapshot)
-		}
-	}
+	f, err := v.OpenSnapshotFile(name, SnapshotMetaFile)
 	if err != nil {
-		return SnapshotMeta{}, fmt.Errorf("store: %w", err)
+		return SnapshotMeta{}, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSnapshotMeta+1))
+	if err != nil {
+		return SnapshotMeta{}, fmt.Errorf("store: read %s: %w", path, err)
+	}
+	if len(b) > maxSnapshotMeta {
+		return SnapshotMeta{}, fmt.Errorf("store: %s is larger than %d bytes", path, maxSnapshotMeta)
 	}
 	var m SnapshotMeta
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -151,6 +158,11 @@ func (v *VM) NewSnapshotDir(name string) (string, error) {
 	if err := os.Mkdir(parent, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("store: %w", err)
 	}
+	d, err := v.openSnapshotsDir() // a directory, not a link a jailed VMM left
+	if err != nil {
+		return "", err
+	}
+	d.Close()
 	if _, err := os.Lstat(v.SnapshotDir(name)); err == nil {
 		return "", fmt.Errorf("store: VM %s: snapshot %s: %w", v.Name, name, ErrSnapshotExists)
 	}
@@ -177,7 +189,8 @@ func (v *VM) CommitSnapshotDir(tmp, name string) error {
 }
 
 // RemoveSnapshotDir deletes the snapshot called name's directory: it
-// leaves the list in one rename, then its files go.
+// leaves the list in one rename, then its files go. It works through
+// the open snapshots directory and follows no link (OpenSnapshotFile).
 func (v *VM) RemoveSnapshotDir(name string) error {
 	if !ValidSnapshotName(name) {
 		return fmt.Errorf("store: %q: %w", name, ErrBadSnapshotName)
@@ -186,35 +199,48 @@ func (v *VM) RemoveSnapshotDir(name string) error {
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return fmt.Errorf("store: remove snapshot %s: %w", name, err)
 	}
-	parent := filepath.Join(v.Dir, SnapshotsDir)
-	trash := filepath.Join(parent, trashPrefix+name+"-"+hex.EncodeToString(rnd[:]))
-	if err := unix.Renameat2(unix.AT_FDCWD, v.SnapshotDir(name), unix.AT_FDCWD, trash, unix.RENAME_NOREPLACE); err != nil {
+	parent, err := v.openSnapshotsDir()
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: VM %s: snapshot %s: %w", v.Name, name, ErrNoSnapshot)
+	}
+	if err != nil {
+		return err
+	}
+	defer parent.Close()
+	pfd := int(parent.Fd())
+	trash := trashPrefix + name + "-" + hex.EncodeToString(rnd[:])
+	if err := unix.Renameat2(pfd, name, pfd, trash, unix.RENAME_NOREPLACE); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("store: VM %s: snapshot %s: %w", v.Name, name, ErrNoSnapshot)
 		}
 		return fmt.Errorf("store: VM %s: remove snapshot %s: %w", v.Name, name, err)
 	}
-	if err := syncDir(parent); err != nil {
-		return err
+	if err := parent.Sync(); err != nil {
+		return fmt.Errorf("store: VM %s: remove snapshot %s: %w", v.Name, name, err)
 	}
-	if err := os.RemoveAll(trash); err != nil {
+	if err := removeAt(pfd, trash, 0); err != nil {
 		return fmt.Errorf("store: VM %s: remove snapshot %s: %w", v.Name, name, err)
 	}
 	return nil
 }
 
 // SweepSnapshotDirs removes what interrupted snapshot creations and
-// removals left in the VM's snapshots directory. Precondition: no VMM
-// runs the VM, or the VM's lock is held (nothing is creating one).
+// removals left in the VM's snapshots directory, following no link.
+// Precondition: no VMM runs the VM, or the VM's lock is held (nothing is
+// creating one).
 func (v *VM) SweepSnapshotDirs() {
-	parent := filepath.Join(v.Dir, SnapshotsDir)
-	entries, err := os.ReadDir(parent)
+	parent, err := v.openSnapshotsDir()
 	if err != nil {
 		return
 	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), newPrefix) || strings.HasPrefix(e.Name(), trashPrefix) {
-			os.RemoveAll(filepath.Join(parent, e.Name()))
+	defer parent.Close()
+	names, err := parent.Readdirnames(-1)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, newPrefix) || strings.HasPrefix(n, trashPrefix) {
+			removeAt(int(parent.Fd()), n, 0)
 		}
 	}
 }

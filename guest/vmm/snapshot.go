@@ -33,8 +33,7 @@ func OpenSnapshot(v *store.VM, name string) (*RestoreFrom, error) {
 	if _, err := v.ReadSnapshot(name); err != nil {
 		return nil, err
 	}
-	dir := v.SnapshotDir(name)
-	f, err := snapshot.ReadFile(filepath.Join(dir, store.SnapshotStateFile))
+	f, err := readSnapshotState(v, name)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of VM %s: %w", name, v.Name, err)
 	}
@@ -42,11 +41,22 @@ func OpenSnapshot(v *store.VM, name string) (*RestoreFrom, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of VM %s: %w", name, v.Name, err)
 	}
-	mem, err := os.Open(filepath.Join(dir, store.SnapshotMemoryFile))
+	mem, err := v.OpenSnapshotFile(name, store.SnapshotMemoryFile)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of VM %s: its memory file: %w", name, v.Name, err)
 	}
 	return &RestoreFrom{Name: name, State: st, Memory: mem}, nil
+}
+
+// readSnapshotState reads and decodes the state file of v's snapshot
+// name, opened as the store opens a snapshot's files (no link followed).
+func readSnapshotState(v *store.VM, name string) (*snapshot.File, error) {
+	fh, err := v.OpenSnapshotFile(name, store.SnapshotStateFile)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	return snapshot.ReadFrom(fh)
 }
 
 // held runs fn on the current machine with its vCPUs stopped: a running

@@ -11,13 +11,13 @@ import (
 )
 
 // WriteWarmState writes dst, the state file of a warm template, from
-// src, the state file of the VM snapshot the template is made of: the
+// src, the open state file of the VM snapshot the template is made of: the
 // same machine, with no internal disk snapshot named for its disks,
 // since the template's base disks are the disks of the snapshot's
 // instant (a clone's overlays on them have no internal snapshot to
 // revert to). It returns the state.
-func WriteWarmState(src, dst, template string) (*machine.State, error) {
-	f, err := snapshot.ReadFile(src)
+func WriteWarmState(src *os.File, dst, template string) (*machine.State, error) {
+	f, err := snapshot.ReadFrom(src)
 	if err != nil {
 		return nil, err
 	}

@@ -158,6 +158,11 @@ func DecodeState(f *snapshot.File) (*State, error) {
 		if err := get(secVirtio+id, &st.Virtio[i]); err != nil {
 			return nil, err
 		}
+		if got := virtioID(st.Virtio[i].Name); got != id {
+			// File keys the section by the name inside it: one keyed
+			// otherwise would not encode back to the same state.
+			return nil, fmt.Errorf("machine: the snapshot's virtio function %q names itself %q", id, got)
+		}
 	}
 	for _, s := range f.Sections {
 		if !used[s.ID] {

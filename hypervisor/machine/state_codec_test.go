@@ -216,6 +216,19 @@ func FuzzDecodeState(f *testing.F) {
 			return
 		}
 		_ = st.check(Config{CPUs: st.CPUs, Memory: st.Memory, Disks: []Disk{{Name: "x"}}, NICs: []NIC{{}}, RNG: true})
+		// What decodes, paddock may write again (a warm template's
+		// state): it must encode, and decode to the same.
+		again, err := st.File(good.Header)
+		if err != nil {
+			t.Fatalf("a decoded state does not encode: %v", err)
+		}
+		back, err := DecodeState(again)
+		if err != nil {
+			t.Fatalf("a re-encoded state does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(back, st) {
+			t.Fatalf("re-encoding changed the state")
+		}
 	})
 }
 

@@ -317,13 +317,19 @@ func ReadFile(path string) (*File, error) {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	defer fh.Close()
+	return ReadFrom(fh)
+}
+
+// ReadFrom reads and decodes the open state file fh, up to MaxFileSize
+// bytes. Errors name the file.
+func ReadFrom(fh *os.File) (*File, error) {
 	b, err := io.ReadAll(io.LimitReader(fh, MaxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: read %s: %w", path, err)
+		return nil, fmt.Errorf("snapshot: read %s: %w", fh.Name(), err)
 	}
 	f, err := Decode(b)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot: %s: %w", path, err)
+		return nil, fmt.Errorf("snapshot: %s: %w", fh.Name(), err)
 	}
 	return f, nil
 }
