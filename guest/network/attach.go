@@ -210,7 +210,7 @@ func (s *Store) attach(o AttachOptions, name string, nics []NICRequest, ports []
 		defer unlockUp()
 		ns, err := s.uplinkUp(n.Tenant)
 		if err != nil {
-			return fail(fmt.Errorf("network %s: %w", name, err))
+			return fail(errors.Join(fmt.Errorf("network %s: %w", name, err), s.collectUplinkLocked(n.Tenant)))
 		}
 		conn, err = s.spawnNetd(o, name, ns)
 		unix.Close(ns)

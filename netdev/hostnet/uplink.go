@@ -109,7 +109,9 @@ func UplinkUp(u Uplink) error {
 		return err
 	}
 	defer unix.Close(ns)
-	inside, err := netlink.NewHandleAt(netns.NsHandle(ns))
+	// Route netlink only: a handle's default families include XFRM,
+	// which a kernel without IPsec refuses.
+	inside, err := netlink.NewHandleAt(netns.NsHandle(ns), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("hostnet: netlink in namespace %s: %w", u.NS, err)
 	}
