@@ -75,8 +75,10 @@ func cloneNames(name string, o CloneOptions) ([]string, error) {
 // A warm template's clones are warm: the first start of each restores
 // the template's memory snapshot instead of booting (the guest continues
 // from the snapshot's instant with a new VM generation ID; every clone
-// maps the template's one memory file), and their NICs keep the
-// template's MAC addresses, which the guest knows. A warm template
+// maps the template's one memory file). Their NICs have MAC addresses
+// and leases of their own, as a cold clone's: the restored NICs present
+// them, and a guest that re-probes its NICs on the generation change
+// takes them (docs/cli.md, "Warm clones and networks"). A warm template
 // whose saved CPU this host does not have is refused before any clone
 // is made.
 //
@@ -128,7 +130,7 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 			vm.Tenant = o.Tenant
 		}
 		if warm != nil {
-			if err := warmNICs(vm, tmpl, warm); err != nil {
+			if err := checkWarmNICs(vm, tmpl, warm); err != nil {
 				return nil, err
 			}
 		}
@@ -271,15 +273,13 @@ func parallel(n int, f func(i int) error) error {
 	return nil
 }
 
-// warmNICs gives a warm clone's NICs the MAC addresses of the warm
-// template's: the restored guest knows its NICs by them (docs/cli.md,
-// "Warm clones and networks").
-func warmNICs(vm *configs.VM, tmpl string, w *store.TemplateWarm) error {
+// checkWarmNICs checks that a warm clone has the NICs of the warm
+// template's saved machine, one for each: the restore gives each saved
+// NIC the clone's own MAC address (derived from the clone's name, as any
+// clone's), in order.
+func checkWarmNICs(vm *configs.VM, tmpl string, w *store.TemplateWarm) error {
 	if len(vm.NICs) != len(w.MACs) {
 		return fmt.Errorf("template %s: its spec has %d NICs, its memory snapshot %d: the template is damaged", tmpl, len(vm.NICs), len(w.MACs))
-	}
-	for i := range vm.NICs {
-		vm.NICs[i].MAC = w.MACs[i]
 	}
 	return nil
 }

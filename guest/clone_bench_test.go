@@ -145,7 +145,7 @@ func BenchmarkCloneMemory(b *testing.B) {
 	testguest.RequireKVM(b)
 	n := cloneBenchCount(b)
 	kernel := testguest.BuildWith(b, "warm", map[string]uint64{"FILL_END": cloneBenchFill})
-	m, _, _ := warmTemplateOf(b, kernel, "64MiB")
+	m, _, _ := warmTemplateOf(b, kernel, "64MiB", "")
 	ctx := context.Background()
 	if _, err := m.Kill(ctx, "web"); err != nil {
 		b.Fatal(err)

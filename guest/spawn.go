@@ -35,19 +35,19 @@ const ReadyFD = 3
 // vmm.FDTableEnv; once the VMM has them, this process closes its own
 // copies, which leaves every lock, tap and connection with the VMM. prev
 // is the VM's record before the start, restored if the VMM dies before it
-// could; extra are more arguments for the VMM (--restore SNAP).
+// could; extra are more arguments for the VMM (--restore SNAP, or --warm,
+// for which the warm template's files are handed over as well).
 // Precondition: the VM's lock is held and no VMM runs it; vm is its spec.
 func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev store.Record, extra ...string) error {
 	seed := ""
 	if vm.CloudInit {
 		seed = v.Path(store.SeedFile)
 	}
-	// A warm clone's first start restores its template's memory, which
-	// the VMM opens by path in the template's directory, outside the
-	// jail: until the starting command hands those files over too, that
-	// one start runs unjailed (docs/architecture.md, "The jail").
-	jailed := jail.Enabled() && !slices.Contains(extra, "--warm")
-	h, err := vmm.OpenVMHandles(v, vm, vmm.VMHandleOptions{Home: n.store.Home(), Seed: seed})
+	// A warm clone's first start restores its template's memory: the
+	// template's state and memory files are handed over too (--warm),
+	// so the jailed VMM needs nothing outside its VM's directory.
+	jailed := jail.Enabled()
+	h, err := vmm.OpenVMHandles(v, vm, vmm.VMHandleOptions{Home: n.store.Home(), Seed: seed, Warm: slices.Contains(extra, "--warm")})
 	if err != nil {
 		return n.failed(v, prev, err)
 	}

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/guest/jail"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/vmm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 	"github.com/paddock-vm/paddock/internal/testenv"
@@ -62,22 +64,22 @@ func waitPass(t testing.TB, m *Manager, name string, pass int, timeout time.Dura
 }
 
 // warmTemplate runs the warm guest as VM web (memory, a qcow2 overlay on
-// the tiny template), waits for its first pass and makes the warm
-// template warm of it. It returns the manager, the template and web's
-// first pass line.
-func warmTemplate(t *testing.T, memory string) (*Manager, *store.Template, []string) {
+// the tiny template, the YAML extra), waits for its first pass and makes
+// the warm template warm of it. It returns the manager, the template and
+// web's first pass line.
+func warmTemplate(t *testing.T, memory, extra string) (*Manager, *store.Template, []string) {
 	t.Helper()
-	return warmTemplateOf(t, testguest.Build(t, "warm"), memory)
+	return warmTemplateOf(t, testguest.Build(t, "warm"), memory, extra)
 }
 
 // warmTemplateOf is warmTemplate with the warm guest's kernel given (one
 // built with another FILL_END, say).
-func warmTemplateOf(t testing.TB, kernel, memory string) (*Manager, *store.Template, []string) {
+func warmTemplateOf(t testing.TB, kernel, memory, extra string) (*Manager, *store.Template, []string) {
 	t.Helper()
 	testenv.RequireTool(t, "qemu-img", "qemu-utils")
 	m := testManager(t)
 	testTemplate(t, m, "tiny", kernel, "")
-	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n", memory)), "")
+	vm, err := configs.Parse([]byte(fmt.Sprintf("name: web\nfrom: tiny\nmemory: %s\nconsole: log\ncloud_init: false\n%s", memory, extra)), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func warmTemplateOf(t testing.TB, kernel, memory string) (*Manager, *store.Templ
 // leaves the VM running, with no snapshot or internal disk snapshot
 // left behind; --memory on a stopped VM is refused.
 func TestWarmTemplate(t *testing.T) {
-	m, tmpl, first := warmTemplate(t, "512MiB")
+	m, tmpl, first := warmTemplate(t, "512MiB", "")
 	if first[2] != warmSum() {
 		t.Fatalf("the template guest's sum %s, want %s", first[2], warmSum())
 	}
@@ -155,10 +157,12 @@ func qemuImg(t *testing.T, args ...string) string {
 // TestWarmClone: three warm clones of a running guest each continue
 // from the snapshot's instant (their first pass after the restore is
 // pass 2, over the memory the template guest filled) with a generation
-// ID of their own; the template's files keep their checksums; template
-// rm is refused while they exist; a clone's second start boots.
+// ID of their own; as root, each clone's VMM runs jailed (the template's
+// files were handed over: its root holds no template); the template's
+// files keep their checksums; template rm is refused while they exist;
+// a clone's second start boots.
 func TestWarmClone(t *testing.T) {
-	m, tmpl, first := warmTemplate(t, "512MiB")
+	m, tmpl, first := warmTemplate(t, "512MiB", "")
 	ctx := context.Background()
 	names, err := m.Clone(ctx, "warm", "w", CloneOptions{Numbered: true, Count: 3, Start: true})
 	if err != nil {
@@ -175,6 +179,9 @@ func TestWarmClone(t *testing.T) {
 			t.Errorf("clone %s has the generation ID of %s: %s", n, other, mm[3])
 		}
 		ids[mm[3]] = n
+		if jail.Enabled() {
+			checkJailed(t, m, n, tmpl.Dir)
+		}
 		v, _ := m.vm(n)
 		if from, err := v.ReadFrom(); err != nil || from.Warm {
 			t.Errorf("clone %s's from.json after its first start: %+v, %v; want warm cleared", n, from, err)
@@ -205,6 +212,98 @@ func TestWarmClone(t *testing.T) {
 	t.Cleanup(func() { m.Kill(context.Background(), "late") })
 	if mm := waitPass(t, m, "late", 2, 2*time.Minute); mm[3] == first[3] {
 		t.Errorf("clone late kept the template's generation ID")
+	}
+}
+
+// TestWarmCloneNICs: warm clones of a VM with a NIC on a bridge each
+// have a MAC address of their own, derived from their names (not the
+// template's): each clone's tap on the bridge is named after it, and its
+// restored virtio-net device has it (what a snapshot of the clone
+// saves, the device's own address, which its config space presents).
+func TestWarmCloneNICs(t *testing.T) {
+	br := hostLink(t, "bridge")
+	m, tmpl, _ := warmTemplate(t, "512MiB", "nics: [{bridge: "+br+"}]\n")
+	if len(tmpl.Meta.Warm.MACs) != 1 {
+		t.Fatalf("template.json: NIC MACs %v, want one", tmpl.Meta.Warm.MACs)
+	}
+	tmplMAC := tmpl.Meta.Warm.MACs[0]
+	ctx := context.Background()
+	names, err := m.Clone(ctx, "warm", "n", CloneOptions{Numbered: true, Count: 2, Start: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{tmplMAC: "the template"}
+	for _, n := range names {
+		t.Cleanup(func() { m.Kill(context.Background(), n) })
+		waitPass(t, m, n, 2, 2*time.Minute)
+		v, err := m.vm(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := configs.Load(v.Path(store.SpecFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		macs, err := vmm.NICMACs(spec)
+		if err != nil || len(macs) != 1 {
+			t.Fatalf("clone %s: MACs %v, %v", n, macs, err)
+		}
+		mac := macs[0]
+		if other, dup := seen[mac.String()]; dup {
+			t.Errorf("clone %s has the MAC %s of %s", n, mac, other)
+		}
+		seen[mac.String()] = n
+		tap := fmt.Sprintf("pd%02x%02x%02x%02x", mac[2], mac[3], mac[4], mac[5])
+		if _, err := os.Stat(filepath.Join("/sys/class/net", br, "brif", tap)); err != nil {
+			t.Errorf("clone %s: no tap %s on bridge %s: %v", n, tap, br, err)
+		}
+		if _, err := m.CreateSnapshot(ctx, n, "s", false); err != nil {
+			t.Fatal(err)
+		}
+		f, err := snapshot.ReadFile(filepath.Join(v.SnapshotDir("s"), store.SnapshotStateFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := machine.DecodeState(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saved []string
+		for _, fn := range st.Virtio {
+			if fn.Net != nil {
+				saved = append(saved, fn.Net.MAC.String())
+			}
+		}
+		if len(saved) != 1 || saved[0] != mac.String() {
+			t.Errorf("clone %s: its virtio-net device has MACs %v, want its own %s", n, saved, mac)
+		}
+	}
+}
+
+// checkJailed checks that VM name's VMM runs jailed: not as root, under
+// seccomp, with a root of its own in which the template directory tmpl
+// does not exist.
+func checkJailed(t *testing.T, m *Manager, name, tmpl string) {
+	t.Helper()
+	info, err := m.Inspect(name)
+	if err != nil || info.PID == 0 {
+		t.Fatalf("VM %s: %+v, %v", name, info, err)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", info.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			status[k] = strings.TrimSpace(v)
+		}
+	}
+	if uid := strings.Fields(status["Uid"]); len(uid) == 0 || uid[0] == "0" || status["Seccomp"] != "2" {
+		t.Errorf("VM %s's VMM: Uid %q, Seccomp %q; want it jailed", name, status["Uid"], status["Seccomp"])
+	}
+	if _, err := os.Lstat(fmt.Sprintf("/proc/%d/root%s", info.PID, tmpl)); !os.IsNotExist(err) {
+		t.Errorf("VM %s's VMM sees its template's directory %s: %v", name, tmpl, err)
 	}
 }
 
@@ -239,7 +338,7 @@ func TestWarmClonesShareMemory(t *testing.T) {
 		t.Skip("50 VMs: not in -short")
 	}
 	const clones = 50
-	m, _, first := warmTemplate(t, "512MiB")
+	m, _, first := warmTemplate(t, "512MiB", "")
 	// What this test may take if sharing fails is bounded by the host's
 	// RAM: a copying implementation fails here before it tries.
 	if avail := memAvailable(t); avail < 4<<30 {
@@ -348,7 +447,7 @@ func copyWarm(t *testing.T, m *Manager, tmpl *store.Template, name string, state
 // was made are refused with one clear error each, and no clone is made:
 // the state directory is as it was.
 func TestWarmCloneRefused(t *testing.T) {
-	m, tmpl, _ := warmTemplate(t, "512MiB")
+	m, tmpl, _ := warmTemplate(t, "512MiB", "")
 	// web's console log grows while it runs; the template has its memory.
 	if _, err := m.Kill(context.Background(), "web"); err != nil {
 		t.Fatal(err)

@@ -75,7 +75,8 @@ type TemplateWarm struct {
 	CPUs       int    `json:"cpus"`
 	MemorySize uint64 `json:"memory_size"`
 	// MACs are the MAC addresses of the saved machine's NICs, in order:
-	// the guest knows them, so a warm clone's NICs keep them.
+	// the restored guest knows its NICs by them until it re-probes them
+	// (a warm clone's NICs have addresses of their own).
 	MACs []string `json:"macs,omitempty"`
 	// VMState is what the VM was doing at the snapshot: running or
 	// paused. A warm clone runs either way.

@@ -62,6 +62,18 @@ type FDTable struct {
 	// ConsoleLog): the log, then each rotated file; none when the VMM
 	// opens it by path.
 	ConsoleLog []int `json:"console_log,omitempty"`
+	// Warm, for a warm clone's first start, is its warm template's
+	// saved machine (Handles.Warm).
+	Warm *FDWarm `json:"warm,omitempty"`
+}
+
+// FDWarm is a warm template's saved machine in a descriptor table.
+type FDWarm struct {
+	// Template names the template in messages.
+	Template string `json:"template"`
+	// State and Memory are its state and memory files, open read-only.
+	State  int `json:"state"`
+	Memory int `json:"memory"`
 }
 
 // FDDisk is one disk image in a descriptor table.
@@ -145,6 +157,10 @@ func (h *Handles) Handover() (FDTable, []*os.File, error) {
 		for _, f := range conns {
 			t.Networks = append(t.Networks, add(f))
 		}
+	}
+	if w := h.Warm; w != nil {
+		h.Warm = nil
+		t.Warm = &FDWarm{Template: w.Template, State: add(w.State), Memory: add(w.Memory)}
 	}
 	for len(h.ConsoleLog) > 0 {
 		t.ConsoleLog = append(t.ConsoleLog, add(h.ConsoleLog[0]))
@@ -272,6 +288,15 @@ func handlesFromFDs(s string, lo, hi int) (_ *Handles, err error) {
 		}
 		h.ConsoleLog = append(h.ConsoleLog, f)
 	}
+	if w := t.Warm; w != nil {
+		h.Warm = &WarmFiles{Template: w.Template}
+		if h.Warm.State, err = regularFile(take(w.State), "warm.state"); err != nil {
+			return nil, err
+		}
+		if h.Warm.Memory, err = regularFile(take(w.Memory), "warm.memory"); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
@@ -369,6 +394,17 @@ func (t FDTable) check(lo, hi int) ([]int, error) {
 	}
 	for i, fd := range t.ConsoleLog {
 		if err := use(fd, fmt.Sprintf("console_log[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	if w := t.Warm; w != nil {
+		if w.Template == "" {
+			return nil, errors.New("warm: no template")
+		}
+		if err := use(w.State, "warm.state"); err != nil {
+			return nil, err
+		}
+		if err := use(w.Memory, "warm.memory"); err != nil {
 			return nil, err
 		}
 	}

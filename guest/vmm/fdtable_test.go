@@ -51,6 +51,9 @@ func inherit(t *testing.T, table FDTable, files []*os.File) FDTable {
 	for i, n := range table.Networks {
 		table.Networks[i] = re(n)
 	}
+	if w := table.Warm; w != nil {
+		table.Warm = &FDWarm{Template: w.Template, State: re(w.State), Memory: re(w.Memory)}
+	}
 	for i, n := range table.ConsoleLog {
 		table.ConsoleLog[i] = re(n)
 	}
@@ -150,6 +153,59 @@ func TestHandoverThroughFDs(t *testing.T) {
 		if err := imagefile.Check(p, imagefile.Write); err != nil {
 			t.Errorf("%s after Close: %v", p, err)
 		}
+	}
+}
+
+// TestHandoverWarm: a warm clone's template files go over with the
+// handles (the same open files, the table naming them), and the VMM
+// takes them for its restore: a state file that is not one is refused,
+// naming the template, and the handles keep no file of it.
+func TestHandoverWarm(t *testing.T) {
+	vm, _ := chainVM(t)
+	h := openHandles(t, vm, OpenOptions{})
+	dir := t.TempDir()
+	var wf [2]*os.File
+	for i, name := range []string{"state", "memory"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("not a "+name), 0o400); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wf[i] = f
+	}
+	h.Warm = &WarmFiles{Template: "tpl", State: wf[0], Memory: wf[1]}
+	table, files, err := h.Handover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := table.Warm; w == nil || w.Template != "tpl" || w.State != FirstFD+len(files)-2 || w.Memory != FirstFD+len(files)-1 || h.Warm != nil {
+		t.Fatalf("table %s for %d files; handles' warm %+v", table.Encode(), len(files), h.Warm)
+	}
+	got, err := handlesFromFDs(inherit(t, table, files).Encode(), 3, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	if got.Warm == nil || got.Warm.Template != "tpl" {
+		t.Fatalf("the VMM's handles: warm %+v", got.Warm)
+	}
+	b := make([]byte, 16)
+	n, _ := got.Warm.Memory.ReadAt(b, 0)
+	if string(b[:n]) != "not a memory" {
+		t.Errorf("warm.memory reads %q", b[:n])
+	}
+	_, err = got.takeWarm()
+	if err == nil || !strings.HasPrefix(err.Error(), "template tpl: snapshot: warm.state (descriptor ") {
+		t.Errorf("takeWarm of a state file that is not one: %v", err)
+	}
+	if got.Warm != nil {
+		t.Errorf("the handles keep the warm files after takeWarm")
+	}
+	if _, err := got.takeWarm(); err == nil || !strings.Contains(err.Error(), "were not handed over") {
+		t.Errorf("a second takeWarm: %v", err)
 	}
 }
 
@@ -254,6 +310,16 @@ func TestHandlesFromFDsRefuses(t *testing.T) {
 			tb.NICs = []FDNIC{{Tap: open(os.DevNull), MAC: "01:00:00:00:00:01"}}
 			return tb
 		}, want: "nics[0]: MAC address 01:00:00:00:00:01 is a multicast address", checks: true},
+		{name: "warm memory is a directory", table: func() FDTable {
+			tb := good()
+			tb.Warm = &FDWarm{Template: "tpl", State: open(vm.Kernel), Memory: open(t.TempDir())}
+			return tb
+		}, want: "warm.memory: descriptor", checks: true},
+		{name: "warm without a template", table: func() FDTable {
+			tb := good()
+			tb.Warm = &FDWarm{State: open(vm.Kernel), Memory: open(vm.Kernel)}
+			return tb
+		}, want: "warm: no template"},
 		{name: "tap is not one", table: func() FDTable {
 			tb := good()
 			tb.NICs = []FDNIC{{Tap: open(os.DevNull), MAC: "02:00:00:00:00:01"}}
@@ -308,6 +374,9 @@ func tableFDs(table FDTable) []int {
 	}
 	for _, n := range table.NICs {
 		fds = append(fds, n.Tap)
+	}
+	if w := table.Warm; w != nil {
+		fds = append(fds, w.State, w.Memory)
 	}
 	fds = append(fds, table.Networks...)
 	return append(fds, table.ConsoleLog...)

@@ -35,6 +35,10 @@ type Handles struct {
 	// Network is the VM's attachment to its managed networks, held for
 	// the VMM's life; nil without NICs on managed networks.
 	Network *network.Attachment
+	// Warm, for a warm clone's first start, is its warm template's saved
+	// machine, which the first machine is restored from (and takes
+	// over); nil otherwise.
+	Warm *WarmFiles
 	// ConsoleLog, if set, are the files of the spec's console.log, opened
 	// by the command that starts a jailed VMM, which cannot reach a log
 	// outside its VM's directory (console.OpenLogFiles: the log, then
@@ -238,6 +242,9 @@ func (h *Handles) Close() error {
 	if h.Network != nil {
 		errs = append(errs, h.Network.Close())
 	}
+	if h.Warm != nil {
+		errs = append(errs, h.Warm.Close())
+	}
 	for _, f := range h.ConsoleLog {
 		errs = append(errs, f.Close())
 	}
@@ -256,13 +263,16 @@ type VMHandleOptions struct {
 	KVMPath string
 	// Seed is the VM's seed volume, for a VM with cloud_init.
 	Seed string
+	// Warm opens the saved machine of the warm template the VM was made
+	// from (OpenVMWarm), for a warm clone's first start.
+	Warm bool
 }
 
 // OpenVMHandles opens the handles of the managed VM v, whose spec is vm:
 // its disks in their pinned formats (PinFormats), a clone's overlays
 // with their backing chains confined (OverlayBacking), its NICs attached
 // to their managed networks (AttachNetworks), everything OpenHandles
-// opens.
+// opens, and with o.Warm its warm template's files (OpenVMWarm).
 // The VMM calls it when it was handed none; the paddock command that
 // starts a VMM calls it to hand them over.
 // Precondition: the caller holds v's lock or run lock; vm has been
@@ -276,9 +286,26 @@ func OpenVMHandles(v *store.VM, vm *configs.VM, o VMHandleOptions) (*Handles, er
 	if err != nil {
 		return nil, err
 	}
+	var warm *WarmFiles
+	if o.Warm {
+		if warm, err = OpenVMWarm(v, o.Home); err != nil {
+			return nil, err
+		}
+	}
 	nics, nets, err := AttachNetworks(vm, NetworkOptions{Home: o.Home, NetdCommand: o.NetdCommand})
 	if err != nil {
+		if warm != nil {
+			warm.Close()
+		}
 		return nil, err
 	}
-	return OpenHandles(vm, OpenOptions{KVMPath: o.KVMPath, Formats: formats, Backing: backing, Seed: o.Seed, NICs: nics, Network: nets})
+	h, err := OpenHandles(vm, OpenOptions{KVMPath: o.KVMPath, Formats: formats, Backing: backing, Seed: o.Seed, NICs: nics, Network: nets})
+	if err != nil {
+		if warm != nil {
+			warm.Close()
+		}
+		return nil, err
+	}
+	h.Warm = warm
+	return h, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
+	"github.com/paddock-vm/paddock/netdev"
 )
 
 // Backoff is the restart policy's pacing.
@@ -194,6 +195,16 @@ func (s *Session) build() error {
 func (s *Session) newMachine(cfg machine.Config) (*machine.Machine, string, error) {
 	if r := s.o.Restore; r != nil {
 		s.o.Restore = nil
+		if r.NewMACs {
+			var macs []netdev.MAC
+			for _, n := range cfg.NICs {
+				macs = append(macs, n.MAC)
+			}
+			if err := r.nicMACs(macs); err != nil {
+				r.Memory.Close()
+				return nil, "", fmt.Errorf("restore snapshot %s: %w", r.Name, err)
+			}
+		}
 		m, err := machine.Restore(cfg, r.State, r.Memory)
 		if err != nil {
 			return nil, "", fmt.Errorf("restore snapshot %s: %w", r.Name, err)
@@ -321,9 +332,19 @@ func (s *Session) runBoot(ctx context.Context) (machine.Exit, time.Duration) {
 		s.phase = store.PhaseRunning
 	}
 	s.mu.Unlock()
-	s.changed()
+	// The guest does not wait for its record: the change (an fsync'd
+	// write of state.json, then the readiness message) is reported while
+	// the vCPUs start. changed takes the session's state when it runs, so
+	// a change made meanwhile is not undone, and the boot waits for it
+	// before it ends, so that the end is reported after it.
+	noted := make(chan struct{})
+	go func() {
+		defer close(noted)
+		s.changed()
+	}()
 
 	end, err := m.Run(bctx)
+	<-noted
 	ran := time.Since(start)
 	close(stopFeed)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,5 +179,51 @@ func TestSessionUUID(t *testing.T) {
 	}
 	if !bytes.HasPrefix(tables, want) {
 		t.Errorf("SMBIOS area after boot:\n% x\nwant the tables of UUID % x:\n% x", tables[:len(want)], u, want)
+	}
+}
+
+// firstWrite is a console sink that closes its channel at the guest's
+// first output.
+type firstWrite struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.ch) })
+	return len(p), nil
+}
+
+// TestGuestRunsWhileRecorded checks that a boot's guest does not wait for
+// the report of its running phase (which the VMM makes an fsync'd write of
+// state.json and then its readiness message): here that report waits for
+// the guest's first output, which comes only if the guest runs meanwhile.
+func TestGuestRunsWhileRecorded(t *testing.T) {
+	testguest.RequireKVM(t)
+	vm := &configs.VM{Name: "s", Kernel: testguest.Build(t, "counter"), Memory: 64 * configs.MiB}
+	vm.FillDefaults()
+	out := &firstWrite{ch: make(chan struct{})}
+	phases := make(chan store.Phase, 64)
+	s := NewSession(vm, Options{Handles: openHandles(t, vm, OpenOptions{}), Console: out, OnChange: func(sn Snapshot) {
+		if sn.Phase == store.PhaseRunning {
+			select {
+			case <-out.ch:
+			case <-time.After(testTimeout):
+				t.Error("the guest did not run while its running phase was reported")
+			}
+		}
+		phases <- sn.Phase
+	}})
+	if err := s.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan Result, 1)
+	go func() { results <- s.Run(context.Background()) }()
+	waitPhase(t, phases, store.PhaseRunning)
+	if _, err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-results; r.Reason != exit.Kill || r.Boots != 1 {
+		t.Errorf("result %+v; want a kill after one boot", r)
 	}
 }

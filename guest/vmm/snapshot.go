@@ -12,6 +12,7 @@ import (
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/hypervisor/snapshot"
+	"github.com/paddock-vm/paddock/netdev"
 )
 
 // RestoreFrom is a snapshot a session's first machine is restored from
@@ -23,6 +24,30 @@ type RestoreFrom struct {
 	// the session's first machine takes Memory over.
 	State  *machine.State
 	Memory *os.File
+	// NewMACs gives the restored NICs the machine's MAC addresses in
+	// place of the saved ones: a warm clone's NICs have addresses of
+	// their own, which the virtio-net devices present to the guest from
+	// the restore on (the guest's driver reads them when it probes the
+	// device again). A snapshot of the VM itself keeps its MACs.
+	NewMACs bool
+}
+
+// nicMACs replaces the saved NICs' MAC addresses in r's state with
+// macs, the machine's, in order; a count that differs changes nothing.
+func (r *RestoreFrom) nicMACs(macs []netdev.MAC) error {
+	var nets []int // indices in r.State.Virtio
+	for i, v := range r.State.Virtio {
+		if v.Net != nil {
+			nets = append(nets, i)
+		}
+	}
+	if len(nets) != len(macs) {
+		return fmt.Errorf("the snapshot has %d NICs, the machine %d", len(nets), len(macs))
+	}
+	for k, i := range nets {
+		r.State.Virtio[i].Net.MAC = macs[k]
+	}
+	return nil
 }
 
 // OpenSnapshot reads the snapshot called name of VM v for a restore: its

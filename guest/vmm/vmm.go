@@ -245,7 +245,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 	}
 	h := p.cfg.Handles
 	if h == nil {
-		if h, err = OpenVMHandles(p.vm, vm, VMHandleOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand, KVMPath: p.cfg.KVMPath, Seed: seed}); err != nil {
+		if h, err = OpenVMHandles(p.vm, vm, VMHandleOptions{Home: p.cfg.Home, NetdCommand: p.cfg.NetdCommand, KVMPath: p.cfg.KVMPath, Seed: seed, Warm: p.cfg.Warm}); err != nil {
 			return runResult{}, err
 		}
 	}
@@ -265,7 +265,7 @@ func (p *vmmProc) run(ctx context.Context) (runResult, error) {
 		}
 		p.logf("restoring snapshot %s", p.cfg.Restore)
 	} else if p.cfg.Warm {
-		if restore, err = p.openWarm(); err != nil {
+		if restore, err = h.takeWarm(); err != nil {
 			return runResult{}, err
 		}
 		p.logf("restoring the memory snapshot %s", restore.Name)

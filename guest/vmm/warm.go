@@ -1,7 +1,9 @@
 package vmm
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/paddock-vm/paddock/guest/store"
@@ -51,34 +53,91 @@ func WriteWarmState(src *os.File, dst, template string) (*machine.State, error) 
 // not the size of the saved machine's RAM. The files' checksums are the
 // caller's to verify (Template.Verify).
 func OpenWarm(t *store.Template) (*RestoreFrom, error) {
+	w, err := openWarmFiles(t)
+	if err != nil {
+		return nil, err
+	}
+	r, err := w.restoreFrom()
+	if err != nil {
+		return nil, err
+	}
+	if r.State.CPUs != t.Meta.Warm.CPUs || r.State.Memory != t.Meta.Warm.MemorySize {
+		r.Memory.Close()
+		return nil, fmt.Errorf("template %s: its state file saved %d vCPUs and %d bytes of RAM, its template.json says %d and %d", t.Name, r.State.CPUs, r.State.Memory, t.Meta.Warm.CPUs, t.Meta.Warm.MemorySize)
+	}
+	return r, nil
+}
+
+// WarmFiles are a warm template's saved machine, open read-only: its
+// state file and its memory file. The command that starts a warm
+// clone's VMM opens them and hands them over (Handles.Warm), so that a
+// jailed VMM, which cannot reach the template's directory, restores
+// from them.
+type WarmFiles struct {
+	// Template names the template in messages.
+	Template string
+	// State and Memory are the template's state and memory files.
+	State, Memory *os.File
+}
+
+// Close closes the files still held (restoreFrom takes Memory over).
+func (w *WarmFiles) Close() error {
+	var errs []error
+	for _, f := range []*os.File{w.State, w.Memory} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	w.State, w.Memory = nil, nil
+	return errors.Join(errs...)
+}
+
+// openWarmFiles opens the warm template t's state and memory files.
+func openWarmFiles(t *store.Template) (*WarmFiles, error) {
 	w := t.Meta.Warm
 	if w == nil {
 		return nil, fmt.Errorf("template %s is not a warm template: it has no memory snapshot", t.Name)
 	}
-	f, err := snapshot.ReadFile(t.Path(w.State.File))
+	state, err := os.Open(t.Path(w.State.File))
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", t.Name, err)
-	}
-	st, err := machine.DecodeState(f)
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", t.Name, err)
-	}
-	if st.CPUs != w.CPUs || st.Memory != w.MemorySize {
-		return nil, fmt.Errorf("template %s: its state file saved %d vCPUs and %d bytes of RAM, its template.json says %d and %d", t.Name, st.CPUs, st.Memory, w.CPUs, w.MemorySize)
 	}
 	mem, err := os.Open(t.Path(w.Memory.File))
 	if err != nil {
+		state.Close()
 		return nil, fmt.Errorf("template %s: its memory file: %w", t.Name, err)
 	}
-	fi, err := mem.Stat()
+	return &WarmFiles{Template: t.Name, State: state, Memory: mem}, nil
+}
+
+// restoreFrom decodes the state file and checks the memory file: a
+// regular file of the saved machine's RAM size. The restore takes the
+// memory file over; the state file is closed. Whatever happens, w holds
+// no file afterwards.
+func (w *WarmFiles) restoreFrom() (*RestoreFrom, error) {
+	defer w.Close()
+	b, err := io.ReadAll(io.LimitReader(w.State, snapshot.MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("template %s: snapshot: read %s: %w", w.Template, w.State.Name(), err)
+	}
+	f, err := snapshot.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: snapshot: %s: %w", w.Template, w.State.Name(), err)
+	}
+	st, err := machine.DecodeState(f)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", w.Template, err)
+	}
+	fi, err := w.Memory.Stat()
 	if err == nil && (!fi.Mode().IsRegular() || uint64(fi.Size()) != st.Memory) {
-		err = fmt.Errorf("%s is %d bytes, want %d (the saved machine's RAM)", mem.Name(), fi.Size(), st.Memory)
+		err = fmt.Errorf("%s is %d bytes, want %d (the saved machine's RAM)", w.Memory.Name(), fi.Size(), st.Memory)
 	}
 	if err != nil {
-		mem.Close()
-		return nil, fmt.Errorf("template %s: its memory file: %w", t.Name, err)
+		return nil, fmt.Errorf("template %s: its memory file: %w", w.Template, err)
 	}
-	return &RestoreFrom{Name: "of template " + t.Name, State: st, Memory: mem}, nil
+	mem := w.Memory
+	w.Memory = nil
+	return &RestoreFrom{Name: "of template " + w.Template, State: st, Memory: mem, NewMACs: true}, nil
 }
 
 // CheckWarm checks that the host's KVM (kvmPath, or /dev/kvm) can
@@ -104,17 +163,18 @@ func CheckWarm(t *store.Template, kvmPath string) error {
 	return nil
 }
 
-// openWarm opens the memory snapshot of the warm template the VMM's VM
-// was made from, which must still be the template of its from.json.
-func (p *vmmProc) openWarm() (*RestoreFrom, error) {
-	from, err := p.vm.ReadFrom()
+// OpenVMWarm opens the saved machine of the warm template the VM v was
+// made from (its from.json), which must still be the template of that
+// ID, in the state directory home.
+func OpenVMWarm(v *store.VM, home string) (*WarmFiles, error) {
+	from, err := v.ReadFrom()
 	if err != nil {
 		return nil, err
 	}
 	if from == nil {
-		return nil, fmt.Errorf("VM %s was not made from a template: it has no warm template to restore", p.vm.Name)
+		return nil, fmt.Errorf("VM %s was not made from a template: it has no warm template to restore", v.Name)
 	}
-	s, err := store.Open(p.cfg.Home)
+	s, err := store.Open(home)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +183,18 @@ func (p *vmmProc) openWarm() (*RestoreFrom, error) {
 		return nil, err
 	}
 	if t.Meta.ID != from.ID {
-		return nil, fmt.Errorf("VM %s was made from another template called %s", p.vm.Name, from.Template)
+		return nil, fmt.Errorf("VM %s was made from another template called %s", v.Name, from.Template)
 	}
-	return OpenWarm(t)
+	return openWarmFiles(t)
+}
+
+// takeWarm takes the handles' warm template files over for the first
+// machine's restore.
+func (h *Handles) takeWarm() (*RestoreFrom, error) {
+	if h.Warm == nil {
+		return nil, errors.New("vmm: a warm start, but the warm template's files were not handed over")
+	}
+	w := h.Warm
+	h.Warm = nil
+	return w.restoreFrom()
 }

@@ -81,7 +81,7 @@ printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\t\tlocalhost ip6-localhost ip6-
 printf '%s\n' "# Written by paddock template build. The root file system grows to" \
 	"# fill its disk at boot (x-systemd.growfs): a VM's root_size." \
 	"UUID=$ROOT_UUID / ext4 errors=remount-ro,x-systemd.growfs 0 1" >"$ROOT/etc/fstab"
-in_root systemctl enable systemd-networkd.service systemd-resolved.service paddock-ssh-hostkeys.service
+in_root systemctl enable systemd-networkd.service systemd-resolved.service paddock-ssh-hostkeys.service paddock-identity.service
 
 # What makes one VM different from another is made on its first boot:
 # machine ID (an empty file means "first boot" to systemd), SSH host

@@ -148,6 +148,8 @@ func TestBuild(t *testing.T) {
 		"/usr/lib/systemd/systemd-networkd", "/usr/lib/systemd/systemd-resolved",
 		"/etc/systemd/system/multi-user.target.wants/systemd-networkd.service",
 		"/etc/systemd/system/ssh.service.wants/paddock-ssh-hostkeys.service",
+		"/etc/systemd/system/multi-user.target.wants/paddock-identity.service",
+		"/usr/lib/paddock/identity",
 		"/boot/vmlinuz-" + res.KernelRelease,
 	} {
 		if out := fs.run("-R", "stat "+f); strings.Contains(out, "File not found") {

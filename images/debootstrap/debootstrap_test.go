@@ -2,6 +2,7 @@ package debootstrap
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -231,10 +232,21 @@ func TestWriteOverlay(t *testing.T) {
 		"etc/cloud/cloud.cfg.d/90_paddock.cfg",
 		"etc/systemd/network/90-paddock-dhcp.network",
 		"etc/systemd/system/paddock-ssh-hostkeys.service",
+		"etc/systemd/system/paddock-identity.service",
+		"usr/lib/paddock/identity",
 	} {
 		if !slices.Contains(files, f) {
 			t.Errorf("overlay has no %s (has %v)", f, files)
 		}
+	}
+	// The identity unit runs its script with sh (the overlay's files are
+	// not executable), which must parse, and enables it.
+	unit, _ := os.ReadFile(filepath.Join(dir, "etc/systemd/system/paddock-identity.service"))
+	if !strings.Contains(string(unit), "ExecStart=/bin/sh /usr/lib/paddock/identity watch") {
+		t.Errorf("paddock-identity.service:\n%s", unit)
+	}
+	if out, err := exec.Command("sh", "-n", filepath.Join(dir, "usr/lib/paddock/identity")).CombinedOutput(); err != nil {
+		t.Errorf("usr/lib/paddock/identity does not parse: %v\n%s", err, out)
 	}
 	cfg, _ := os.ReadFile(filepath.Join(dir, "etc/cloud/cloud.cfg.d/90_paddock.cfg"))
 	if !strings.Contains(string(cfg), "datasource_list: [ NoCloud, None ]") {

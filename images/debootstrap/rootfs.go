@@ -15,7 +15,8 @@ import (
 )
 
 // overlayFS holds the files build.sh copies over the root file system:
-// the DHCP network, cloud-init's datasources, the SSH host key unit.
+// the DHCP network, cloud-init's datasources, the SSH host key unit,
+// the identity step of warm clones (paddock-identity.service).
 //
 //go:embed rootfs
 var overlayFS embed.FS

@@ -29,7 +29,7 @@ import (
 	"github.com/paddock-vm/paddock/images/initramfs"
 )
 
-//go:embed init.sh profile scripts/*.sh acpi/power.sh
+//go:embed init.sh profile identity.sh scripts/*.sh acpi/power.sh
 var files embed.FS
 
 // PowerButtonModules are the kernel modules (Debian's kernels build them
@@ -42,6 +42,14 @@ var PowerButtonModules = []string{"button", "evdev"}
 // path busybox acpid runs for the power button (its built-in tables map
 // KEY_POWER to PWRF/00000080 under /etc/acpi).
 const PowerButtonHandler = "etc/acpi/PWRF/00000080"
+
+// IdentityScript is where the image's identity step lives (identity.sh):
+// /init runs it to follow VM generation changes when the VM has a
+// cloud-init seed, and it serves as udhcpc's script. A guest script
+// takes an address by DHCP with "IdentityScript dhcp eth0"; one that
+// makes /run/paddock/identity.fifo reads the new instance-id from it
+// once the guest took a warm clone's identity.
+const IdentityScript = "etc/paddock/identity.sh"
 
 // ScriptOption is the kernel command line option that selects a script.
 const ScriptOption = "paddock.script"
@@ -101,6 +109,10 @@ func Spec(opts Options) (initramfs.Spec, error) {
 	if err != nil {
 		return initramfs.Spec{}, fmt.Errorf("hello: %w", err)
 	}
+	identity, err := files.ReadFile("identity.sh")
+	if err != nil {
+		return initramfs.Spec{}, fmt.Errorf("hello: %w", err)
+	}
 	scripts := map[string][]byte{}
 	for _, name := range Scripts() {
 		b, err := files.ReadFile(path.Join("scripts", name+".sh"))
@@ -130,6 +142,7 @@ func Spec(opts Options) (initramfs.Spec, error) {
 			{Path: "etc/passwd", Data: []byte("root:x:0:0:root:/root:/bin/sh\n")},
 			{Path: "etc/group", Data: []byte("root:x:0:\n")},
 			{Path: PowerButtonHandler, Mode: 0o755, Data: power},
+			{Path: IdentityScript, Mode: 0o755, Data: identity},
 		},
 	}
 	for _, n := range names {

@@ -44,6 +44,10 @@ for dev in /dev/vd*; do
 	break
 done
 
+# A warm clone takes its own identity (hostname, MACs, DHCP address) when
+# its VM generation changes (identity.sh; only with a cloud-init seed).
+/etc/paddock/identity.sh watch &
+
 # The ACPI power button (paddock stop) powers the guest off through busybox
 # acpid, which runs /etc/acpi/PWRF/00000080, when the kernel's button and
 # evdev drivers made input devices (load them with PowerButtonModules).

@@ -128,7 +128,7 @@ func TestManagedUsage(t *testing.T) {
 	}{
 		{[]string{"start"}, "paddock: start needs at least one VM name (usage: paddock start NAME...)\n"},
 		{[]string{"inspect", "a", "b"}, "paddock: inspect needs one VM name, got 2 arguments (usage: paddock inspect NAME)\n"},
-		{[]string{"ls", "extra"}, "paddock: ls takes no arguments, got \"extra\" (usage: paddock ls [--json] [--label KEY=VALUE]...)\n"},
+		{[]string{"ls", "extra"}, "paddock: ls takes no arguments, got \"extra\" (usage: paddock ls [--json] [--label KEY=VALUE]... [--tenant NAME])\n"},
 		{[]string{"ls", "--bogus"}, "paddock: unknown flag: --bogus (see paddock ls --help)\n"},
 		{[]string{"stop", "x", "--timeout", "soon"}, "paddock: invalid argument \"soon\" for \"-t, --timeout\" flag: want seconds (10) or a duration (90s, 2m), got \"soon\" (see paddock stop --help)\n"},
 		{[]string{"stop", "x", "--timeout", "-1s"}, "paddock: --timeout -1s: want 0 to 24h0m0s\n"},
@@ -283,12 +283,12 @@ func TestManagedStartFailure(t *testing.T) {
 	}
 	os.WriteFile(kernel, []byte("no kernel here"), 0o644)
 	_, errOut, status = e.paddock("start", "bad")
-	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)") {
+	if status != 1 || !strings.Contains(errOut, "vm.yaml:6:9: kernel: "+kernel+": not a Linux kernel (no bzImage header and not an ELF file)") {
 		t.Errorf("start with a kernel that is not one: %d %q", status, errOut)
 	}
 	os.Remove(kernel)
 	_, errOut, status = e.paddock("start", "bad")
-	if status != 1 || !strings.Contains(errOut, "vm.yaml:5:9: kernel: "+kernel+": no such file or directory") {
+	if status != 1 || !strings.Contains(errOut, "vm.yaml:6:9: kernel: "+kernel+": no such file or directory") {
 		t.Errorf("start without the kernel: %d %q", status, errOut)
 	}
 }

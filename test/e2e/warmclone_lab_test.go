@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paddock-vm/paddock/test/lab"
+)
+
+// warmClones is how many warm clones the scenario makes.
+const warmClones = 8
+
+// warmRoot is the template VM's qcow2 disk in L1.
+const warmRoot = "/guest/warm-root.qcow2"
+
+// warmYAML is the VM the warm template is made of: the stock kernel, the
+// virtio guest running warm-clone (which waits for a warm clone's new
+// identity), an ext4 qcow2 disk, a NIC on the managed network default,
+// and a cloud-init seed (the identity a clone reads after its restore).
+const warmYAML = `name: web
+cpus: 1
+memory: 128MiB
+kernel: ` + lab.GuestVmlinux + `
+initrd: ` + virtioInitrd + `
+cmdline: console=ttyS0 quiet paddock.script=warm-clone
+disks:
+  - path: ` + warmRoot + `
+    format: qcow2
+nics:
+  - network: default
+cloud_init: true
+console: log
+`
+
+// warmStep runs in L1: web boots and waits; a warm template of it, its
+// base disks' checksums; warmClones warm clones started at once, each
+// restored from the template's one memory file; each clone's markers
+// (from its console log, prefixed with its name), an HTTP request to
+// the address it reports, then, with every VM killed, each overlay's
+// qemu-img check and the clone.txt it wrote, and the bases' checksums.
+var warmStep = fmt.Sprintf(`
+mark() { echo "@@LAB $*"; }
+H=/var/lib/paddock
+export PADDOCK_HOME=$H
+# waitfor VM MARKER waits up to ten minutes for the marker in the VM's
+# console log.
+waitfor() { timeout 600 sh -c "until grep -q '@@LAB $2' $H/vms/$1/console.log 2> /dev/null; do sleep 1; done"; }
+paddock up -f /guest/web.yaml > /dev/null; mark "l1.up $?"
+waitfor web warm.waiting; mark "l1.web-waiting $?"
+paddock template create tpl --from web --memory; mark "l1.template $?"
+sha256sum $H/templates/tpl/disks/* $H/templates/tpl/memory > /tmp/bases.sum
+paddock clone tpl c -n %[1]d --start > /dev/null; mark "l1.clone $?"
+clones="%[2]s"
+for vm in $clones; do
+	waitfor $vm warm.httpd; mark "l1.ready-$vm $?"
+done
+for vm in web $clones; do
+	grep '@@LAB warm' $H/vms/$vm/console.log | sed "s/@@LAB /@@LAB $vm./"
+done
+for vm in $clones; do
+	ip=$(awk '$1 == "@@LAB" && $2 == "warm.clone" { print $7 }' $H/vms/$vm/console.log)
+	mark "l1.http-$vm $(timeout 30 wget -q -O - http://$ip/ 2>&1)"
+done
+for vm in web $clones; do paddock kill $vm > /dev/null; done
+for vm in $clones; do
+	d=$(ls $H/vms/$vm/disks/*.qcow2)
+	qemu-img check $d > /dev/null 2>&1; mark "l1.check-$vm $?"
+	qemu-img convert -O raw $d /tmp/clone.raw
+	mark "l1.disk-$vm $(debugfs -R 'cat /clone.txt' /tmp/clone.raw 2> /dev/null)"
+	debugfs -R 'ls -l /' /tmp/clone.raw
+	rm -f /tmp/clone.raw
+done
+sha256sum -c /tmp/bases.sum > /dev/null; mark "l1.bases $?"
+paddock template inspect --verify tpl > /dev/null; mark "l1.verify $?"
+`, warmClones, cloneNames("c", warmClones))
+
+// cloneNames returns the names paddock clone -n count gives: NAME-1 ..
+// NAME-count, space-separated.
+func cloneNames(name string, count int) string {
+	var names []string
+	for i := 1; i <= count; i++ {
+		names = append(names, fmt.Sprintf("%s-%d", name, i))
+	}
+	return strings.Join(names, " ")
+}
+
+// TestWarmCloneLab makes a warm template of a running stock Debian
+// guest (a busybox initrd, a qcow2 disk, a NIC on the managed network
+// default, a cloud-init seed) in the nested lab and starts warmClones
+// warm clones of it at once, all restored from its one memory file. The
+// hello guest's identity step (images/hello/identity.sh) sees each new
+// VM generation, finds a new instance-id on the clone's seed, takes the
+// clone's hostname, re-probes its NIC (which now presents the clone's
+// MAC) and takes the clone's lease by DHCP. Each clone then reports a
+// generation ID and /dev/urandom bytes of its own, answers HTTP at its
+// own address from L1, and writes its own file to its disk; afterwards
+// every overlay passes qemu-img check and the template's files keep
+// their checksums. One L1 boot.
+func TestWarmCloneLab(t *testing.T) {
+	l := lab.New(t)
+	ctx := context.Background()
+	files := virtioGuestFiles(ctx, t, l)
+	root, _ := ext4Image(t, t.TempDir(), "warm-root", 64, map[string]string{"seed.txt": "warm clone test\n"}, true)
+	files[warmRoot] = lab.File{Source: root}
+	files["/guest/web.yaml"] = lab.File{Data: []byte(warmYAML)}
+	start := time.Now()
+	res, err := l.Run(ctx, lab.Scenario{
+		WithPaddock: true,
+		WithVmlinux: true,
+		Files:       files,
+		Steps:       []lab.Step{{Name: "warm", Script: warmStep, Timeout: 20 * time.Minute}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the warm clone scenario took %s", time.Since(start).Round(time.Second))
+	st := step(t, res, "warm")
+	want := func(key, v string) {
+		t.Helper()
+		if got := strings.TrimSpace(value(t, st, key)); got != v {
+			t.Errorf("%s = %q, want %q", key, got, v)
+		}
+	}
+	for _, k := range []string{"l1.up", "l1.web-waiting", "l1.template", "l1.clone"} {
+		want(k, "0")
+	}
+	if t.Failed() {
+		t.Fatalf("transcript tail:\n%s", res.Tail(80))
+	}
+	// web: "hello GENID ADDRESS" (the hello guest's hostname).
+	tf := strings.Fields(value(t, st, "web.warm.template"))
+	if len(tf) != 3 || len(tf[1]) != 32 {
+		t.Fatalf("web.warm.template = %q: want hostname, generation ID, address", tf)
+	}
+	seen := map[string]string{tf[1]: "web", tf[2]: "web"}
+	unique := func(what, v, vm string) {
+		t.Helper()
+		if other, dup := seen[v]; dup {
+			t.Errorf("%s has the %s %s of %s", vm, what, v, other)
+		}
+		seen[v] = vm
+	}
+	for i := 1; i <= warmClones; i++ {
+		vm := fmt.Sprintf("c-%d", i)
+		want("l1.ready-"+vm, "0")
+		// HOSTNAME INSTANCE-ID GENID RANDOM ADDRESS
+		line := strings.TrimSpace(value(t, st, vm+".warm.clone"))
+		t.Logf("%s: %s", vm, line)
+		f := strings.Fields(line)
+		if len(f) != 5 || len(f[2]) != 32 || len(f[3]) != 32 {
+			t.Errorf("%s.warm.clone = %q: want hostname, instance-id, generation ID, 16 random bytes, address", vm, line)
+			continue
+		}
+		if f[0] != vm {
+			t.Errorf("%s: hostname %q after the restore, want its own name", vm, f[0])
+		}
+		unique("instance-id", f[1], vm)
+		unique("generation ID", f[2], vm)
+		unique("random bytes", f[3], vm)
+		unique("address", f[4], vm)
+		want(vm+".warm.wrote", "0")
+		want("l1.http-"+vm, vm)
+		want("l1.check-"+vm, "0")
+		want("l1.disk-"+vm, line)
+	}
+	want("l1.bases", "0")
+	want("l1.verify", "0")
+	if t.Failed() {
+		t.Logf("transcript tail:\n%s", res.Tail(120))
+	}
+}
