@@ -17,6 +17,7 @@ import (
 
 	"github.com/paddock-vm/paddock/guest/console"
 	"github.com/paddock-vm/paddock/netdev"
+	"github.com/paddock-vm/paddock/netdev/hostnet"
 )
 
 // NetdFD is the descriptor of the first VM's connection in a netd
@@ -198,7 +199,25 @@ func (s *Store) attach(o AttachOptions, name string, nics []NICRequest, ports []
 		if err != nil {
 			return fail(fmt.Errorf("network %s: its netd runs but does not answer: %w", name, err))
 		}
-	} else if conn, err = s.spawnNetd(o, name); err != nil {
+	} else if inNamespace(n.Tenant) {
+		// The uplink stays locked until netd has answered (its bridge
+		// is up): no other tenant's netd removes the namespace meanwhile
+		// for want of a bridge.
+		unlockUp, err := s.lockUplinks()
+		if err != nil {
+			return fail(err)
+		}
+		defer unlockUp()
+		ns, err := s.uplinkUp(n.Tenant)
+		if err != nil {
+			return fail(errors.Join(fmt.Errorf("network %s: %w", name, err), s.collectUplinkLocked(n.Tenant)))
+		}
+		conn, err = s.spawnNetd(o, name, ns)
+		unix.Close(ns)
+		if err != nil {
+			return fail(errors.Join(err, s.collectUplinkLocked(n.Tenant)))
+		}
+	} else if conn, err = s.spawnNetd(o, name, -1); err != nil {
 		return fail(err)
 	}
 	if err := sendLine(conn, hello{VM: o.VM, NICs: leases, Ports: ports}); err != nil {
@@ -256,9 +275,11 @@ func (s *Store) netdError(name string, err error) error {
 
 // spawnNetd starts the network's netd as a detached process (its own
 // session, output to netd.log, the previous log kept as netd.log.1) and
-// returns the connection it serves first. Precondition: the network's
-// lock is held and no netd runs.
-func (s *Store) spawnNetd(o AttachOptions, name string) (net.Conn, error) {
+// returns the connection it serves first. A netd of a tenant other than
+// the default starts in the tenant's namespace ns (-1 for the host's),
+// with the host's namespace as its descriptor NetdHostNSFD.
+// Precondition: the network's lock is held and no netd runs.
+func (s *Store) spawnNetd(o AttachOptions, name string, ns int) (net.Conn, error) {
 	argv := o.NetdCommand
 	if len(argv) == 0 {
 		exe, err := os.Executable()
@@ -293,7 +314,18 @@ func (s *Store) spawnNetd(o AttachOptions, name string) (net.Conn, error) {
 	cmd.Dir = s.Dir(name)
 	cmd.ExtraFiles = []*os.File{theirs} // NetdFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
+	if ns >= 0 {
+		host, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			theirs.Close()
+			return nil, fmt.Errorf("network %s: the host's network namespace: %w", name, err)
+		}
+		defer host.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, host) // NetdHostNSFD
+		err = hostnet.InNetns(ns, cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
 	theirs.Close()
 	if err != nil {
 		return nil, fmt.Errorf("network %s: run netd %s: %w", name, argv[0], err)

@@ -36,6 +36,10 @@ type NetdConfig struct {
 	// ResolvConf lists the host's resolvers; empty means
 	// dnsfwd.ResolvConf.
 	ResolvConf string
+	// HostNS is the host's network namespace, for the netd of a tenant
+	// other than the default, which runs in the tenant's namespace;
+	// nil means descriptor NetdHostNSFD.
+	HostNS *os.File
 }
 
 // netd is one network's helper process.
@@ -44,6 +48,12 @@ type netd struct {
 	st  *Store
 	net *Network
 	cfg hostnet.Config
+	// hostNS is the host's network namespace when netd runs in its
+	// tenant's, else nil.
+	hostNS *os.File
+	// uplink is the tenant's uplink (with its address) when hostNS is
+	// set.
+	uplink hostnet.Uplink
 
 	mu       sync.Mutex
 	users    map[*user]bool // attached VMs; guarded by mu
@@ -103,6 +113,16 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	if err != nil {
 		return fail(err)
 	}
+	var hostNS *os.File
+	if inNamespace(n.Tenant) {
+		if hostNS = c.HostNS; hostNS == nil {
+			hostNS = os.NewFile(NetdHostNSFD, "host-netns")
+		}
+		var fs unix.Statfs_t
+		if hostNS == nil || unix.Fstatfs(int(hostNS.Fd()), &fs) != nil || fs.Type != unix.NSFS_MAGIC {
+			return fail(fmt.Errorf("network %s: netd of tenant %s has no host network namespace (descriptor %d)", n.Name, n.Tenant, NetdHostNSFD))
+		}
+	}
 	runLock, err := os.OpenFile(st.path(n.Name, NetdLock), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fail(fmt.Errorf("network %s: %w", n.Name, err))
@@ -116,10 +136,18 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	if err := runLock.Truncate(0); err == nil {
 		_, _ = runLock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	d := &netd{c: c, st: st, net: n, cfg: cfg, users: map[*user]bool{}, leases: map[netdev.MAC]dhcpd.Lease{}, idle: make(chan struct{}, 1)}
+	d := &netd{c: c, st: st, net: n, cfg: cfg, hostNS: hostNS, users: map[*user]bool{}, leases: map[netdev.MAC]dhcpd.Lease{}, idle: make(chan struct{}, 1)}
+	if hostNS != nil {
+		d.uplink = tenantUplink(n.Tenant)
+		inner, ok := hostnet.UplinkAddr(d.uplink.NSVeth)
+		if !ok {
+			return fail(fmt.Errorf("network %s: netd of tenant %s finds no uplink %s in its namespace", n.Name, n.Tenant, d.uplink.NSVeth))
+		}
+		d.uplink.Addr = netip.PrefixFrom(inner.Addr().Prev(), inner.Bits())
+	}
 	stop, err := d.up()
 	if err != nil {
-		return fail(err)
+		return errors.Join(fail(err), d.collectUplink())
 	}
 	c.Logf("network %s is up: bridge %s, %s", n.Name, n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
 	if c.User != nil {
@@ -174,7 +202,11 @@ func (d *netd) up() (func() error, error) {
 			d.c.Logf("DHCP server: %v", err)
 		}
 	}()
-	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers, Logf: d.c.Logf}, d.net.Gateway)
+	upstreams := dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers
+	if d.hostNS != nil {
+		upstreams = skipLoopback(upstreams)
+	}
+	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: upstreams, Logf: d.c.Logf}, d.net.Gateway)
 	if err != nil {
 		return fail(err)
 	}
@@ -240,11 +272,25 @@ func (d *netd) tryDown(stop func() error, runLock *os.File) (done bool, err erro
 	return true, errors.Join(stop(), d.down(runLock))
 }
 
-// down removes the host side and releases netd.lock.
+// down removes the host side (and the tenant's namespace and uplink
+// when no other network of the tenant is up) and releases netd.lock.
 func (d *netd) down(runLock *os.File) error {
 	err := hostnet.Down(d.cfg)
+	if d.hostNS != nil {
+		err = errors.Join(err, d.setHostForwards(nil))
+	}
+	err = errors.Join(err, d.collectUplink())
 	runLock.Close()
 	return err
+}
+
+// collectUplink removes the tenant's namespace and uplink if no network
+// of the tenant is up; nothing for the default tenant's networks.
+func (d *netd) collectUplink() error {
+	if d.hostNS == nil {
+		return nil
+	}
+	return d.st.collectUplink(d.net.Tenant, int(d.hostNS.Fd()))
 }
 
 // lookup is the DHCP server's lease lookup: attached VMs only.
@@ -332,7 +378,7 @@ func (d *netd) join(h hello) (*user, error) {
 	}
 	for _, p := range h.Ports {
 		f := hostnet.Forward{Proto: p.Proto, HostIP: p.HostIP, HostPort: p.HostPort, GuestIP: h.NICs[0].IP, GuestPort: p.GuestPort}
-		c, err := hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
+		c, err := d.reserve(p)
 		if err != nil {
 			return fail(fmt.Errorf("ports: %s: %w", p, err))
 		}
@@ -350,14 +396,14 @@ func (d *netd) join(h hello) (*user, error) {
 	// The rules first, then the taps on the bridge: no frame of the VM
 	// passes unchecked.
 	d.users[u] = true
-	if err := hostnet.SetRules(d.cfg, d.rulesLocked()); err != nil {
+	if err := d.setRulesLocked(); err != nil {
 		delete(d.users, u)
 		return fail(err)
 	}
 	for _, t := range u.taps {
 		if err := netdev.AddToBridge(t.Name(), d.cfg.Bridge); err != nil {
 			delete(d.users, u)
-			if rerr := hostnet.SetRules(d.cfg, d.rulesLocked()); rerr != nil {
+			if rerr := d.setRulesLocked(); rerr != nil {
 				d.c.Logf("VM %s not attached, but its rules stay: %v", h.VM, rerr)
 			}
 			return fail(fmt.Errorf("network %s: %w", d.net.Name, err))
@@ -367,6 +413,46 @@ func (d *netd) join(h hello) (*user, error) {
 		d.leases[macs[i]] = dhcpd.Lease{IP: l.IP, Hostname: h.VM}
 	}
 	return u, nil
+}
+
+// reserve reserves a forward's host port, in the host's namespace.
+func (d *netd) reserve(p Port) (c io.Closer, err error) {
+	if d.hostNS == nil {
+		return hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
+	}
+	err = hostnet.InNetns(int(d.hostNS.Fd()), func() (err error) {
+		c, err = hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
+		return err
+	})
+	return c, err
+}
+
+// setRulesLocked replaces the network's tables with the attached VMs'
+// rules. In a tenant's namespace a forward has two halves: the host's
+// table of the same name takes the host port to the uplink's inner
+// address, and the network's from there to the guest. Precondition: mu
+// is held.
+func (d *netd) setRulesLocked() error {
+	r := d.rulesLocked()
+	if d.hostNS == nil {
+		return hostnet.SetRules(d.cfg, r)
+	}
+	inner := r
+	inner.Forwards = nil
+	for _, f := range r.Forwards {
+		f.HostIP = d.uplink.Peer().Addr()
+		inner.Forwards = append(inner.Forwards, f)
+	}
+	if err := hostnet.SetRules(d.cfg, inner); err != nil {
+		return err
+	}
+	return d.setHostForwards(r.Forwards)
+}
+
+// setHostForwards replaces the host's half of the forwards (none: its
+// table goes).
+func (d *netd) setHostForwards(forwards []hostnet.Forward) error {
+	return hostnet.InNetns(int(d.hostNS.Fd()), func() error { return hostnet.SetUplinkForwards(d.uplink, d.cfg.Table, forwards) })
 }
 
 // rulesLocked is every attached VM's forwards and NICs. Precondition: mu
@@ -393,7 +479,7 @@ func (d *netd) leave(u *user) {
 			}
 		}
 		if !d.closing {
-			if err := hostnet.SetRules(d.cfg, d.rulesLocked()); err != nil {
+			if err := d.setRulesLocked(); err != nil {
 				d.c.Logf("VM %s left, but its rules stay: %v", u.hello.VM, err)
 			}
 		}

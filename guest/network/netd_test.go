@@ -2,11 +2,14 @@ package network
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/netdev"
+	"github.com/paddock-vm/paddock/netdev/hostnet"
 	"github.com/paddock-vm/paddock/netdev/netnstest"
 )
 
@@ -363,5 +367,98 @@ func TestNetdSIGTERM(t *testing.T) {
 	}
 	if in, err := h.st.Info(DefaultName); err != nil || in.State != "down" || in.NetdPID != 0 {
 		t.Errorf("Info after SIGTERM: %+v, %v", in, err)
+	}
+}
+
+// TestNetdTenant attaches a VM of another tenant and one of the default
+// tenant: the tenant's netd runs in the tenant's namespace (made on
+// first use, with its uplink), where its bridge, tables and the VM's tap
+// are; the two networks have the same subnet and the two VMs get the
+// same address from DHCP; a port forward reaches the tenant's VM from
+// the host (through the uplink), and holds its host port; when the
+// tenant's last VM leaves, the forward, the namespace, the uplink and its
+// table go.
+func TestNetdTenant(t *testing.T) {
+	h := newNetdHost(t)
+	// The netds of the host's namespace run where Attach runs (here:
+	// in h.ns), the tenant's in the namespace Attach made.
+	h.opts.NetdCommand = []string{os.Args[0]}
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	tenant := "t" + hex.EncodeToString(b[:])
+	u := tenantUplink(tenant)
+	attach := func(vm string, m int, name string, ports ...Port) (a *Attachment, err error) {
+		if derr := h.ns.Do(func() error {
+			a, err = h.attach(vm, m, name, ports...)
+			return nil
+		}); derr != nil {
+			t.Fatal(derr)
+		}
+		return a, err
+	}
+	ref := Ref(tenant, DefaultName)
+	lo := netip.MustParseAddr("127.0.0.1")
+	web, err := attach("web", 1, ref, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	db, err := attach("db", 2, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mine, err := h.st.Get(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := h.st.Get(DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mine.Subnet != def.Subnet || web.Leases[0].IP != db.Leases[0].IP {
+		t.Errorf("the tenant's network %s and lease %s, the default tenant's %s and %s: want the same", mine.Subnet, web.Leases[0].IP, def.Subnet, db.Leases[0].IP)
+	}
+	if !hostnet.NetnsExists(u.NS) {
+		t.Fatalf("no namespace %s", u.NS)
+	}
+	if out, err := h.ns.Try("ip", "link", "show", mine.Bridge); err == nil {
+		t.Errorf("the tenant's bridge is in the host's namespace:\n%s", out)
+	}
+	if out, err := exec.Command("ip", "-n", u.NS, "-o", "link", "show", "master", mine.Bridge).CombinedOutput(); err != nil || !strings.Contains(string(out), web.Taps[0].Name()+":") {
+		t.Errorf("web's tap %s on the tenant's bridge in %s: %v\n%s", web.Taps[0].Name(), u.NS, err, out)
+	}
+	gw, gd := h.guest(t, web, 1), h.guest(t, db, 2)
+	for g, want := range map[*netnstest.NS]Lease{gw: web.Leases[0], gd: db.Leases[0]} {
+		if out := g.IP(t, "-4", "-o", "addr", "show", "eth0"); !strings.Contains(out, want.IP.String()+"/24") {
+			t.Errorf("%s's address: %s, want %s", want.VM, out, want.IP)
+		}
+	}
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
+		t.Errorf("the forward of 127.0.0.1:8080 into the tenant's namespace: %q", got)
+	}
+	if _, err := attach("other", 3, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}); err == nil || !strings.Contains(err.Error(), "host port 127.0.0.1:8080/tcp is in use") {
+		t.Errorf("the tenant's forwarded port for a VM of the default tenant: %v", err)
+	}
+	if err := web.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h.waitNetdGone(t, ref)
+	if hostnet.NetnsExists(u.NS) {
+		t.Errorf("namespace %s outlived the tenant's last network", u.NS)
+	}
+	if out, _ := h.ns.Try("ip", "-o", "link"); strings.Contains(out, u.HostVeth) {
+		t.Errorf("uplink %s outlived the tenant's last network:\n%s", u.HostVeth, out)
+	}
+	if out, _ := h.ns.Try("nft", "list", "tables"); strings.Contains(out, u.Table) || strings.Contains(out, mine.Table) {
+		t.Errorf("table %s or %s outlived the tenant's last network:\n%s", u.Table, mine.Table, out)
+	}
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "" {
+		t.Errorf("the tenant's forward after its VM left: %q", got)
+	}
+	if log, err := os.ReadFile(h.st.path(ref, NetdLog)); err == nil {
+		t.Logf("netd.log:\n%s", log)
 	}
 }

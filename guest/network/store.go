@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/hostnet"
@@ -139,10 +141,13 @@ func (s *Store) List() ([]*Network, error) {
 // Create adds network name (a reference: TENANT/NAME makes a network of
 // that tenant; the caller checks that the tenant exists). A zero subnet
 // picks the first free one of 10.77.0.0/24 ... 10.77.255.0/24: one no
-// other network has, of any tenant, and no host route overlaps. A given
-// subnet must be IPv4 with a prefix length from MinPrefixLen to
-// MaxPrefixLen, and overlap neither: tenants' networks are separate
-// bridges, but they share the host's routing table.
+// other network of the same tenant has and no host route overlaps. A
+// given subnet must be IPv4 with a prefix length from MinPrefixLen to
+// MaxPrefixLen, and overlap neither. Tenants may reuse each other's
+// subnets: each tenant but the default has its networks in a network
+// namespace of its own (docs/networks.md), so routes to other tenants'
+// bridges (named hostnet.BridgePrefix...) do not count; the tenants'
+// uplinks' range (hostnet.UplinkRange) is nobody's.
 func (s *Store) Create(name string, subnet netip.Prefix) (*Network, error) {
 	tenant, short, err := SplitRef(name)
 	if err != nil {
@@ -162,11 +167,17 @@ func (s *Store) Create(name string, subnet netip.Prefix) (*Network, error) {
 	if err != nil {
 		return nil, err
 	}
+	var mine []*Network // the tenant's: they share a namespace
+	for _, o := range others {
+		if o.Tenant == tenant {
+			mine = append(mine, o)
+		}
+	}
 	if subnet.IsValid() {
-		if err := s.checkSubnet(subnet, others); err != nil {
+		if err := s.checkSubnet(subnet, mine); err != nil {
 			return nil, fmt.Errorf("network %s: %w", name, err)
 		}
-	} else if subnet, err = s.pickSubnet(others); err != nil {
+	} else if subnet, err = s.pickSubnet(mine); err != nil {
 		return nil, fmt.Errorf("network %s: %w", name, err)
 	}
 	bridge, table := hostNames(tenant, short)
@@ -196,6 +207,8 @@ func (s *Store) checkSubnet(subnet netip.Prefix, others []*Network) error {
 		return fmt.Errorf("subnet %s has host bits set: write %s", subnet, subnet.Masked())
 	case subnet.Bits() < MinPrefixLen || subnet.Bits() > MaxPrefixLen:
 		return fmt.Errorf("subnet %s: the prefix length must be %d to %d", subnet, MinPrefixLen, MaxPrefixLen)
+	case subnet.Overlaps(hostnet.UplinkRange):
+		return fmt.Errorf("subnet %s overlaps %s, which paddock keeps for tenants' uplinks", subnet, hostnet.UplinkRange)
 	}
 	for _, o := range others {
 		if o.Subnet.Overlaps(subnet) {
@@ -204,7 +217,7 @@ func (s *Store) checkSubnet(subnet netip.Prefix, others []*Network) error {
 	}
 	check := s.CheckSubnet
 	if check == nil {
-		check = func(p netip.Prefix) error { return hostnet.CheckSubnet(p, "") }
+		check = func(p netip.Prefix) error { return hostnet.CheckSubnet(p, hostnet.BridgePrefix+"*") }
 	}
 	return check(subnet)
 }
@@ -309,21 +322,45 @@ func (s *Store) Remove(name string) error {
 	return nil
 }
 
-// takeDown removes a host side a dead netd left. Without a bridge there
-// is nothing to remove, and an unprivileged user can remove a network
-// that was never up.
+// takeDown removes a host side a dead netd left (in the tenant's
+// namespace for a tenant other than the default, and then the namespace
+// and uplink if no other network of the tenant is up). Without a bridge
+// there is nothing to remove, and an unprivileged user can remove a
+// network that was never up.
 func (s *Store) takeDown(n *Network) error {
-	if !netdev.Exists(n.Bridge) {
-		return nil
-	}
 	cfg, err := n.hostConfig()
 	if err != nil {
 		return err
 	}
-	if err := hostnet.Down(cfg); err != nil {
+	down := func() error {
+		if !netdev.Exists(n.Bridge) {
+			return nil
+		}
+		if err := hostnet.Down(cfg); err != nil {
+			return fmt.Errorf("network %s: %w", n.Name, err)
+		}
+		return nil
+	}
+	if !inNamespace(n.Tenant) {
+		return down()
+	}
+	if !hostnet.NetnsExists(tenantUplink(n.Tenant).NS) {
+		return nil
+	}
+	ns, err := hostnet.OpenNetns(tenantUplink(n.Tenant).NS)
+	if err != nil {
+		return err
+	}
+	err = hostnet.InNetns(ns, down)
+	unix.Close(ns)
+	if err != nil {
+		return err
+	}
+	// The host's half of its port forwards.
+	if err := hostnet.SetUplinkForwards(tenantUplink(n.Tenant), n.Table, nil); err != nil {
 		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
-	return nil
+	return s.collectUplink(n.Tenant, -1)
 }
 
 // Info describes a network for paddock network ls and inspect.

@@ -177,9 +177,11 @@ func TestOpenRefusesUnsafe(t *testing.T) {
 }
 
 // TestTenantNetworks checks that tenants' networks of one name are
-// separate networks: their own directories, subnets, bridges and tables,
-// and leases; that references name them; and that a record whose name
-// does not match its directory or tenant is refused.
+// separate networks: their own directories, bridges and tables, and
+// leases, and the same subnet if they like (each tenant's networks are in
+// a namespace of their own), while a tenant's own networks do not
+// overlap; that references name them; and that a record whose name does
+// not match its directory or tenant is refused.
 func TestTenantNetworks(t *testing.T) {
 	s := testStore(t)
 	def, err := s.Use("default")
@@ -193,8 +195,22 @@ func TestTenantNetworks(t *testing.T) {
 	if acme.Name != "acme/default" || acme.Tenant != "acme" || acme.ShortName() != "default" {
 		t.Errorf("acme's default: %+v", acme)
 	}
-	if acme.Subnet.Overlaps(def.Subnet) || acme.Bridge == def.Bridge || acme.Table == def.Table || acme.BridgeMAC == def.BridgeMAC {
-		t.Errorf("acme's default shares with the default tenant's: %+v, %+v", acme, def)
+	if acme.Bridge == def.Bridge || acme.Table == def.Table || acme.BridgeMAC == def.BridgeMAC {
+		t.Errorf("acme's default shares names with the default tenant's: %+v, %+v", acme, def)
+	}
+	if acme.Subnet != def.Subnet {
+		t.Errorf("acme's default got %s, the default tenant's %s: each tenant's first free subnet is the same", acme.Subnet, def.Subnet)
+	}
+	if lan, err := s.Create("acme/lan", def.Subnet); err == nil || !strings.Contains(err.Error(), "overlaps network acme/default's "+def.Subnet.String()) {
+		t.Errorf("acme/lan on acme/default's subnet: %+v, %v", lan, err)
+	}
+	if lan, err := s.Create("acme/lan", netip.Prefix{}); err != nil || lan.Subnet.Overlaps(acme.Subnet) {
+		t.Errorf("acme/lan: %+v, %v", lan, err)
+	} else if err := s.Remove("acme/lan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create("acme/up", netip.MustParsePrefix("100.127.4.0/24")); err == nil || !strings.Contains(err.Error(), "subnet 100.127.4.0/24 overlaps 100.127.0.0/16, which paddock keeps for tenants' uplinks") {
+		t.Errorf("a subnet in the uplinks' range: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "acme.default", NetworkFile)); err != nil {
 		t.Errorf("acme's default's record: %v", err)

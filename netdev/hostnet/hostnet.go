@@ -36,6 +36,12 @@
 //
 // Packets from a loopback source may leave only through an interface
 // with route_localnet set; Up sets it on the bridge, and only there.
+//
+// A tenant's networks other than the default tenant's live in a network
+// namespace of the tenant's (Uplink, UplinkUp, UplinkDown): the same
+// functions bring them up there, called from a thread in that namespace
+// (InNetns), and the uplink joins the namespace to the host with NAT and
+// isolation of its own, so that tenants may use the same subnets.
 package hostnet
 
 import (

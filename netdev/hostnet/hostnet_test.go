@@ -273,6 +273,10 @@ func TestCheckSubnet(t *testing.T) {
 	}
 	check("192.0.2.0/24", cfg.Bridge, "")
 	check("192.0.2.0/24", "", "subnet 192.0.2.0/24 overlaps the host's route to 192.0.2.0/24 on pd-test")
+	// Nor, with own "pd-*", does any managed network's bridge (another
+	// tenant's subnet), but other interfaces still do.
+	check("192.0.2.0/24", hostnet.BridgePrefix+"*", "")
+	check("10.77.0.0/24", hostnet.BridgePrefix+"*", "subnet 10.77.0.0/24 overlaps the host's route to 10.0.0.0/8 on corp")
 }
 
 func TestReserve(t *testing.T) {

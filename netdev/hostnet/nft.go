@@ -172,11 +172,17 @@ func addIPTable(conn *nftables.Conn, c Config, forwards []Forward) {
 // removeTables deletes the network's tables (both families) if they
 // exist.
 func removeTables(name string) error {
+	return removeTable(name, nftables.TableFamilyIPv4, nftables.TableFamilyBridge)
+}
+
+// removeTable deletes the tables of that name and families if they
+// exist.
+func removeTable(name string, families ...nftables.TableFamily) error {
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("hostnet: nftables: %w", err)
 	}
-	for _, family := range []nftables.TableFamily{nftables.TableFamilyIPv4, nftables.TableFamilyBridge} {
+	for _, family := range families {
 		t := &nftables.Table{Name: name, Family: family}
 		conn.AddTable(t)
 		conn.DelTable(t)

@@ -3,6 +3,7 @@ package hostnet
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,9 @@ func (e *OverlapError) Error() string {
 
 // CheckSubnet returns an *OverlapError if subnet overlaps a route of the
 // host's IPv4 routing tables (default routes aside, and routes through
-// the interface own, the network's own bridge, which may already exist).
+// the interface own, the network's own bridge, which may already exist;
+// an own ending in "*" skips every interface whose name starts with what
+// precedes it).
 func CheckSubnet(subnet netip.Prefix, own string) error {
 	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
 	if err != nil {
@@ -56,7 +59,7 @@ func CheckSubnet(subnet netip.Prefix, own string) error {
 			}
 			names[r.LinkIndex] = dev
 		}
-		if own != "" && dev == own {
+		if prefix, ok := strings.CutSuffix(own, "*"); (ok && strings.HasPrefix(dev, prefix)) || (own != "" && dev == own) {
 			continue
 		}
 		return &OverlapError{Subnet: subnet, Route: dst, Dev: dev}

@@ -59,14 +59,18 @@ mark "l1.upstream-httpd $?"`
 // back to the guests) serves HTTP with a CGI that answers the client's
 // address; two VMs on default, a (127.0.0.1:8080 -> 80) and b (every
 // address, 8081 -> 80), and c of tenant acme on acme's default network,
-// boot, take
-// their addresses by DHCP, reach upstream through the NAT; a and b
-// reach each other; once all three are up (L1 serves /go upstream), a
-// and c try to reach each other and the other network's gateway, and c
-// sends from another address and another MAC; L1 reaches a and b
-// through their forwards (b's from upstream too); then rm of each VM,
-// and what stays. The guests' markers come from their console logs,
-// prefixed a., b. and c.
+// which has default's subnet (c gets 10.77.0.4: two VMs of acme, made and
+// removed before it, held .2 and .3), boot, take their addresses by
+// DHCP, reach upstream through the NAT (c through two: its namespace's
+// and L1's); a and b reach each other; once all three are up (L1 serves
+// /go upstream), a and c try to reach each other, and a acme's namespace
+// (its uplink's end, 100.127.0.2) and c L1 (198.51.100.1), and c sends
+// from another address and another MAC; L1 reaches a and b through their
+// forwards (b's from upstream too), and c through its forward of every
+// address (8082 -> 80) into acme's namespace, from L1 and upstream; then
+// rm of each VM, and what stays.
+// The guests' markers come from their console logs, prefixed a., b. and
+// c.
 const networkLabStep = `
 mark() { echo "@@LAB $*"; }
 export PADDOCK_HOME=/var/lib/paddock
@@ -75,7 +79,9 @@ export PADDOCK_HOME=/var/lib/paddock
 paddock create -f /guest/a.yaml > /dev/null; mark "l1.create-a $?"
 paddock create -f /guest/b.yaml > /dev/null; mark "l1.create-b $?"
 paddock tenant create acme > /dev/null; mark "l1.tenant-acme $?"
+paddock create -f /guest/p1.yaml > /dev/null && paddock create -f /guest/p2.yaml > /dev/null; mark "l1.create-p $?"
 paddock create -f /guest/c.yaml > /dev/null; mark "l1.create-c $?"
+paddock rm p1 p2 > /dev/null; mark "l1.rm-p $?"
 # acme's default network: its bridge and nftables tables' names.
 paddock network inspect acme/default > /tmp/acme.json
 ob=$(sed -n 's/.*"bridge": *"\([^"]*\)".*/\1/p' /tmp/acme.json)
@@ -85,7 +91,10 @@ mark "l1.ls $(paddock ls | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "A
 paddock start a > /dev/null; mark "l1.start-a $?"
 paddock start b > /dev/null; mark "l1.start-b $?"
 paddock start c > /dev/null; mark "l1.start-c $?"
-mark "l1.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l) $(ls /sys/class/net/$ob/brif | wc -l)"
+mark "l1.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l) $($IP netns exec paddock-acme ls /sys/class/net/$ob/brif | wc -l)"
+# acme's bridge is in acme's namespace, not L1's; its uplink is L1's.
+[ -e /sys/class/net/$ob ]; mark "l1.acme-bridge-in-l1 $?"
+mark "l1.acme-uplink $($IP -o -4 addr show | awk '$2 ~ /^pt-/ { print $4 }')"
 # Once every guest has reached upstream, /go tells a and c that the
 # others are up. (A VM that did not start has no console log: no wait.)
 for vm in a b c; do
@@ -100,6 +109,8 @@ for vm in a b c; do
 done
 mark "l1.forward-a $(timeout 30 wget -q -O - http://127.0.0.1:8080/)"
 mark "l1.forward-b $($IP netns exec upstream timeout 30 wget -q -O - http://198.51.100.1:8081/)"
+mark "l1.forward-c $(timeout 30 wget -q -O - http://127.0.0.1:8082/)"
+mark "l1.forward-c-upstream $($IP netns exec upstream timeout 30 wget -q -O - http://198.51.100.1:8082/)"
 mark "l1.forward-a-upstream $($IP netns exec upstream timeout 10 wget -q -O - http://198.51.100.1:8080/ 2>&1 | head -c 40)"
 nft list table ip paddock-default > /tmp/table.txt
 mark "l1.rules $(grep -c 'dnat to' /tmp/table.txt) $(grep -c masquerade /tmp/table.txt)"
@@ -122,21 +133,23 @@ mark "l1.leases $(paddock network inspect default | grep -c '\"vm\":')"
 paddock rm --force c; mark "l1.rm-c $?"
 timeout 60 /usr/local/bin/flock $PADDOCK_HOME/networks/acme.default/netd.lock true; mark "l1.netd-acme-gone $?"
 nft list table bridge $ot > /dev/null 2>&1; mark "l1.acme-table-gone $?"
+[ -e /run/netns/paddock-acme ]; mark "l1.acme-ns-gone $?"
+mark "l1.acme-uplink-gone $($IP -o link | grep -c ' pt-') $(nft list tables | grep -c paddock-uplink)"
 `
 
 // TestNetworkLab runs two L2 guests on paddock's managed network default
-// and a third of another tenant on its own default network in one L1
-// boot: DHCP gives each its
-// pinned, distinct address and host name; each reaches an HTTP server in
-// a namespace upstream of the NAT (seen from the host's address); the
-// two on default reach each other; port forwards reach each guest from
-// L1 (127.0.0.1) and from upstream (0.0.0.0), and a loopback forward is
-// not reachable from upstream; the VMs on different networks cannot
-// ping, ARP or TCP-connect each other or reach the other network's
-// gateway, and a guest that sends from another address or MAC gets
+// and a third of another tenant on its own default network, which has
+// the same subnet (10.77.0.0/24), in one L1 boot: DHCP gives each its
+// pinned address and host name; each reaches an HTTP server in a
+// namespace upstream of the NAT (seen from the host's address); the two
+// on default reach each other; port forwards reach each guest from L1
+// (127.0.0.1) and from upstream (0.0.0.0), and a loopback forward is not
+// reachable from upstream; the VMs of different tenants cannot ping, ARP
+// or TCP-connect each other, nor reach the other tenant's namespace or
+// the host, and a guest that sends from another address or MAC gets
 // nothing through (its own still work); after rm no bridge port,
 // nftables rule or lease of the VM remains, and after the last the
-// network is gone.
+// network is gone, and with acme's the tenant's namespace and uplink.
 func TestNetworkLab(t *testing.T) {
 	l := lab.New(t)
 	ctx := context.Background()
@@ -149,10 +162,12 @@ func TestNetworkLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string]lab.File{
-		virtioInitrd:    {Source: initrd},
-		"/guest/a.yaml": {Data: []byte(netVMYAML("a", "default", "paddock.peer=10.77.0.3 paddock.foreign=10.77.1.2,10.77.1.1", "8080:80"))},
-		"/guest/b.yaml": {Data: []byte(netVMYAML("b", "default", "paddock.peer=10.77.0.2", "0.0.0.0:8081:80"))},
-		"/guest/c.yaml": {Data: []byte("tenant: acme\n" + netVMYAML("c", "default", "paddock.foreign=10.77.0.2,10.77.0.1 paddock.spoof=1"))},
+		virtioInitrd:     {Source: initrd},
+		"/guest/a.yaml":  {Data: []byte(netVMYAML("a", "default", "paddock.peer=10.77.0.3 paddock.foreign=10.77.0.4,100.127.0.2", "8080:80"))},
+		"/guest/b.yaml":  {Data: []byte(netVMYAML("b", "default", "paddock.peer=10.77.0.2", "0.0.0.0:8081:80"))},
+		"/guest/c.yaml":  {Data: []byte("tenant: acme\n" + netVMYAML("c", "default", "paddock.foreign=10.77.0.2,198.51.100.1 paddock.spoof=1", "0.0.0.0:8082:80"))},
+		"/guest/p1.yaml": {Data: []byte("tenant: acme\n" + netVMYAML("p1", "default", ""))},
+		"/guest/p2.yaml": {Data: []byte("tenant: acme\n" + netVMYAML("p2", "default", ""))},
 	}
 	labHostTools(t, files, networkTools...)
 	res, err := l.Run(ctx, lab.Scenario{
@@ -175,12 +190,16 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.create-a", "0")
 	want("l1.create-b", "0")
 	want("l1.tenant-acme", "0")
+	want("l1.create-p", "0")
 	want("l1.create-c", "0")
-	want("l1.ls", "a=10.77.0.2 b=10.77.0.3 c=10.77.1.2")
+	want("l1.rm-p", "0")
+	want("l1.ls", "a=10.77.0.2 b=10.77.0.3 c=10.77.0.4")
 	want("l1.start-a", "0")
 	want("l1.start-b", "0")
 	want("l1.start-c", "0")
 	want("l1.bridge-ports", "2 1")
+	want("l1.acme-bridge-in-l1", "1")
+	want("l1.acme-uplink", "100.127.0.1/30")
 	for _, vm := range []string{"a", "b", "c"} {
 		want("l1.up-"+vm, "0")
 		want("l1.ready-"+vm, "0")
@@ -188,9 +207,10 @@ func TestNetworkLab(t *testing.T) {
 	// DHCP: address, prefix length, router, DNS server, host name.
 	want("a.net.dhcp", "0 10.77.0.2 24 10.77.0.1 10.77.0.1 a")
 	want("b.net.dhcp", "0 10.77.0.3 24 10.77.0.1 10.77.0.1 b")
-	want("c.net.dhcp", "0 10.77.1.2 24 10.77.1.1 10.77.1.1 c")
-	// Upstream sees the host's uplink address: outbound NAT (busybox
-	// httpd listens on IPv6 and IPv4 at once, so the address is mapped).
+	want("c.net.dhcp", "0 10.77.0.4 24 10.77.0.1 10.77.0.1 c")
+	// Upstream sees the host's uplink address: outbound NAT, c's twice
+	// (busybox httpd listens on IPv6 and IPv4 at once, so the address is
+	// mapped).
 	for _, vm := range []string{"a", "b", "c"} {
 		want(vm+".net.upstream", "from [::ffff:198.51.100.1]")
 	}
@@ -199,8 +219,9 @@ func TestNetworkLab(t *testing.T) {
 	if v := value(t, st, "l1.acme-names"); !strings.HasPrefix(v, "pd-") {
 		t.Errorf("acme's default network's names: %q", v)
 	}
-	// a (default) and c (acme's default) cannot reach each other or the other
-	// network's gateway; each reaches its own gateway.
+	// a (default) and c (acme's default, the same subnet) cannot reach
+	// each other, nor a acme's namespace nor c L1; each reaches its own
+	// gateway.
 	for _, vm := range []string{"a", "c"} {
 		want(vm+".net.go", "0")
 		for _, k := range []string{"foreign-ping", "foreign-arp", "foreign-tcp", "foreign-gateway"} {
@@ -225,6 +246,8 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.guards", "2") // a's and b's taps in default's bridge table
 	want("l1.forward-a", "guest a")
 	want("l1.forward-b", "guest b")
+	want("l1.forward-c", "guest c") // into acme's namespace: through its uplink
+	want("l1.forward-c-upstream", "guest c")
 	if v := value(t, st, "l1.forward-a-upstream"); strings.Contains(v, "guest") {
 		t.Errorf("a's loopback forward answered upstream: %q", v)
 	}
@@ -239,6 +262,8 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.rm-c", "0")
 	want("l1.netd-acme-gone", "0")
 	want("l1.acme-table-gone", "1")
+	want("l1.acme-ns-gone", "1")
+	want("l1.acme-uplink-gone", "0 0")
 	if t.Failed() {
 		t.Logf("transcript tail:\n%s", res.Tail(120))
 	}

@@ -36,6 +36,8 @@ type networkInfo struct {
 	Bridge string `json:"bridge"`
 	Table  string `json:"nft_table"`
 	State  string `json:"state"`
+	// NetdPID is the network's netd while it is up.
+	NetdPID int `json:"netd_pid"`
 	Leases []struct {
 		VM string `json:"vm"`
 		IP string `json:"ip"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -67,30 +68,46 @@ func TestTenantQuotaProcesses(t *testing.T) {
 }
 
 // TestTenantNetworks runs a VM of tenant acme and one of the default
-// tenant, both on network default, in a network namespace: each network
-// comes up with its own bridge, subnet and nftables table, each VM's
-// tap on its own tenant's bridge; both go down with their last VM.
+// tenant, both on network default, in a network namespace (paddock's
+// host): each network comes up with its own bridge and nftables table
+// and the same subnet, acme's in acme's namespace (where its netd runs),
+// each VM's tap on its own tenant's bridge; both go down with their last
+// VM, and acme's namespace and uplink with acme's.
 func TestTenantNetworks(t *testing.T) {
 	testenv.RequireTool(t, "nft", "nftables")
+	testenv.RequireTool(t, "nsenter", "util-linux")
 	e := newManagedEnv(t)
 	ns := inNamespace(t, e)
 	e.ok("tenant", "create", "acme")
 	e.ok("up", "-f", e.guestVM("a", "counter", "tenant: acme\nnics: [{network: default}]\n"))
 	e.ok("up", "-f", e.guestVM("d", "counter", "nics: [{network: default}]\n"))
 	acme, def := e.network("acme/default"), e.network("default")
-	if acme.Name != "acme/default" || acme.State != "up" || def.State != "up" || acme.Bridge == def.Bridge || acme.Table == def.Table || acme.Subnet == def.Subnet {
+	if acme.Name != "acme/default" || acme.State != "up" || def.State != "up" || acme.Bridge == def.Bridge || acme.Table == def.Table || acme.Subnet != def.Subnet {
 		t.Fatalf("acme's default %+v, the default tenant's %+v", acme, def)
 	}
 	if len(acme.Leases) != 1 || acme.Leases[0].VM != "a" || len(def.Leases) != 1 || def.Leases[0].VM != "d" {
 		t.Errorf("leases: acme's %+v, default's %+v", acme.Leases, def.Leases)
 	}
+	// Each network's netd runs in its tenant's namespace: look there
+	// (acme's is /run/netns/paddock-acme only in the mount namespace of
+	// the paddock that made it; ip netns exec gives each its own).
 	for _, n := range []networkInfo{acme, def} {
-		if p := ns.IP(t, "-o", "link", "show", "master", n.Bridge); strings.Count(p, "\n") != 1 {
-			t.Errorf("ports of %s's bridge %s:\n%s", n.Name, n.Bridge, p)
+		in := func(args ...string) (string, error) {
+			out, err := exec.Command("nsenter", append([]string{"-t", fmt.Sprint(n.NetdPID), "-n"}, args...)...).CombinedOutput()
+			return string(out), err
 		}
-		if out, err := ns.Try("nft", "list", "table", "ip", n.Table); err != nil || !strings.Contains(out, "ip saddr "+n.Subnet) {
+		if p, err := in("ip", "-o", "link", "show", "master", n.Bridge); err != nil || strings.Count(p, "\n") != 1 {
+			t.Errorf("ports of %s's bridge %s: %v\n%s", n.Name, n.Bridge, err, p)
+		}
+		if out, err := in("nft", "list", "table", "ip", n.Table); err != nil || !strings.Contains(out, "ip saddr "+n.Subnet) {
 			t.Errorf("%s's table %s: %v\n%s", n.Name, n.Table, err, out)
 		}
+	}
+	if out, err := ns.Try("ip", "link", "show", acme.Bridge); err == nil {
+		t.Errorf("acme's bridge is in the host's namespace:\n%s", out)
+	}
+	if out := ns.IP(t, "-o", "link"); !strings.Contains(out, " pt-") {
+		t.Errorf("no uplink of acme's namespace in the host's:\n%s", out)
 	}
 	if out := e.ok("network", "ls", "-q", "--tenant", "acme"); out != "acme/default\n" {
 		t.Errorf("network ls -q --tenant acme: %q", out)
@@ -101,10 +118,17 @@ func TestTenantNetworks(t *testing.T) {
 	e.ok("rm", "--force", "a", "d")
 	e.waitNetdGone("acme.default")
 	e.waitNetdGone("default")
-	for _, n := range []networkInfo{acme, def} {
-		if out, err := ns.Try("ip", "link", "show", n.Bridge); err == nil {
-			t.Errorf("%s's bridge outlived its VMs:\n%s", n.Name, out)
-		}
+	if out, err := ns.Try("ip", "link", "show", def.Bridge); err == nil {
+		t.Errorf("%s's bridge outlived its VMs:\n%s", def.Name, out)
+	}
+	if out := ns.IP(t, "-o", "link"); strings.Contains(out, " pt-") {
+		t.Errorf("acme's uplink outlived its VMs:\n%s", out)
+	}
+	if out, _ := ns.Try("nft", "list", "tables"); strings.Contains(out, "paddock-uplink") || strings.Contains(out, acme.Table) {
+		t.Errorf("acme's tables outlived its VMs:\n%s", out)
+	}
+	if _, err := os.Stat("/run/netns/paddock-acme"); err == nil {
+		t.Errorf("acme's namespace outlived its VMs")
 	}
 	e.ok("network", "rm", "--tenant", "acme", "default")
 	e.ok("tenant", "rm", "acme")
