@@ -38,7 +38,7 @@ type networkInfo struct {
 	State  string `json:"state"`
 	// NetdPID is the network's netd while it is up.
 	NetdPID int `json:"netd_pid"`
-	Leases []struct {
+	Leases  []struct {
 		VM string `json:"vm"`
 		IP string `json:"ip"`
 	} `json:"leases"`
