@@ -94,6 +94,7 @@ const templateUpStep = templateCommon + upstreamScript + `
 # so that the reader can stop without waiting for another line; the
 # step's watchdog bounds the wait.
 follow() {
+	rm -f /tmp/$1.console
 	mkfifo /tmp/$1.console
 	paddock logs -f $1 > /tmp/$1.console &
 	logs=$!
@@ -120,12 +121,22 @@ mark "host.start-at $(up)"
 # One boot at a time: with both guests booting at once, one of them
 # triple-faulted in 3 of 5 runs (docs/lab.md), with or without each VMM
 # pinned to an L1 CPU of its own.
-paddock start web > /dev/null; mark "host.start-web $?"
-follow web
+# A single guest has triple-faulted in its boot too, in a make test
+# while other labs loaded the machine (docs/lab.md): a VM whose boot ends
+# so is started once more, and the test says so (host.VM-triple-faults).
+boot() {
+	paddock start $1 > /dev/null; mark "host.start-$1 $?"
+	follow $1
+	if ! paddock ls | grep -q "^$1 *running" && paddock inspect $1 | grep -q 'triple-faulted'; then
+		mark "host.$1-triple-faults 1"
+		paddock start $1 > /dev/null; mark "host.start-$1 $?"
+		follow $1
+	fi
+}
+boot web
 mark "host.web-reported-at $(up)"
-paddock start db > /dev/null; mark "host.start-db $?"
+boot db
 mark "host.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l)"
-follow db
 mark "host.db-reported-at $(up)"
 `
 
@@ -256,6 +267,9 @@ func TestTemplateLab(t *testing.T) {
 	expectMarker(t, st, "host.start-db", "0")
 	expectMarker(t, st, "host.bridge-ports", "2")
 	for _, vm := range []string{"web", "db"} {
+		if markerValue(st, "host."+vm+"-triple-faults") != "" {
+			t.Logf("%s triple-faulted in its first boot and was started again (the emulated AMD-V under load: docs/lab.md)", vm)
+		}
 		expectMarker(t, st, vm+".hostname", vm)
 		if n, err := strconv.Atoi(markerValue(st, vm+".ssh-keys")); err != nil || n < 3 {
 			t.Errorf("%s has %d SSH host keys (%v), want those cloud-init makes", vm, n, err)
