@@ -25,18 +25,7 @@ import (
 func TestSnapshotRestoreAfterPowerLoss(t *testing.T) {
 	m := testManager(t)
 	ctx := context.Background()
-	vm, diskPath := ticksVM(t, "web")
-	if _, err := m.Create(vm, ""); err != nil {
-		t.Fatal(err)
-	}
-	first, err := m.Start(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	followTicks(t, m, "web").until(5)
-	if _, err := m.CreateSnapshot(ctx, "web", "s1", false); err != nil {
-		t.Fatal(err)
-	}
+	first, diskPath := snapshotWeb(t, m, 5, false)
 	k := snapshotCount(t, m, "web", "s1")
 
 	// The power goes: the VMM is killed without a word.

@@ -46,6 +46,27 @@ func ticksVM(t *testing.T, name string) (*configs.VM, string) {
 	return vm, path
 }
 
+// snapshotWeb creates the ticks VM web on m, starts it, follows it until
+// its guest has ticked n times and takes the snapshot s1 (stopping the
+// VM if stop). It returns the start's Info and the VM's disk.
+func snapshotWeb(t *testing.T, m *Manager, n uint32, stop bool) (*Info, string) {
+	t.Helper()
+	ctx := context.Background()
+	vm, diskPath := ticksVM(t, "web")
+	if _, err := m.Create(vm, ""); err != nil {
+		t.Fatal(err)
+	}
+	started, err := m.Start(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	followTicks(t, m, "web").until(n)
+	if _, err := m.CreateSnapshot(ctx, "web", "s1", stop); err != nil {
+		t.Fatal(err)
+	}
+	return started, diskPath
+}
+
 // ticks reads the ticks guest's console lines from one VMM's stream.
 type ticks struct {
 	t     *testing.T
@@ -235,17 +256,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 func TestSnapshotRestoreRefusals(t *testing.T) {
 	m := testManager(t)
 	ctx := context.Background()
-	vm, diskPath := ticksVM(t, "web")
-	if _, err := m.Create(vm, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Start(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
-	followTicks(t, m, "web").until(2)
-	if _, err := m.CreateSnapshot(ctx, "web", "s1", true); err != nil {
-		t.Fatal(err)
-	}
+	_, diskPath := snapshotWeb(t, m, 2, true)
 	qemutest.QemuIO(t, diskPath, "write -P 0x5a 0 4k") // after the snapshot
 	v, err := m.vm("web")
 	if err != nil {

@@ -20,17 +20,7 @@ import (
 func TestSnapshotRemoveOwnDisksOnly(t *testing.T) {
 	m := testManager(t)
 	ctx := context.Background()
-	vm, diskPath := ticksVM(t, "web")
-	if _, err := m.Create(vm, ""); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Start(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
-	followTicks(t, m, "web").until(1)
-	if _, err := m.CreateSnapshot(ctx, "web", "s1", true); err != nil {
-		t.Fatal(err)
-	}
+	_, diskPath := snapshotWeb(t, m, 1, true)
 	other := filepath.Join(t.TempDir(), "other.qcow2")
 	qemutest.QemuImg(t, "create", "-q", "-f", "qcow2", other, "1M")
 	qemutest.QemuImg(t, "snapshot", "-c", "s1", other)
