@@ -75,6 +75,26 @@ while [ $i -le $n ]; do
 	i=$((i + 1))
 done
 mark "clone.stopped-at $(up)"
+# Why a clone's console ended early, if one did: its exit and VMM's log.
+# Guests booting at once in L1 triple-fault now and then (the emulated
+# AMD-V, docs/lab.md): a clone whose boot ended so boots again, twice at
+# most, and the test says so (c-N.triple-faults, the last count).
+i=1
+while [ $i -le $n ]; do
+	if ! grep -q 'reboot: Power down' /tmp/c-$i.log; then
+		echo "c-$i: its console ended before the guest powered off"
+		paddock inspect c-$i | grep -A6 '"last_exit"'
+		tail -n 20 $PADDOCK_HOME/vms/c-$i/vmm.log
+		k=0
+		while [ $k -lt 2 ] && ! grep -q 'reboot: Power down' /tmp/c-$i.log && paddock inspect c-$i | grep -q 'triple-faulted'; do
+			k=$((k + 1))
+			mark "c-$i.triple-faults $k"
+			paddock start c-$i > /dev/null
+			paddock logs -f c-$i | tr -d '\r' > /tmp/c-$i.log
+		done
+	fi
+	i=$((i + 1))
+done
 i=1
 while [ $i -le $n ]; do
 	sed -n "s/^.*@@LAB id\./@@LAB c-$i./p; s/^.*@@LAB l2\.init /@@LAB c-$i.init /p" /tmp/c-$i.log
@@ -121,6 +141,9 @@ func checkCloneLab(t *testing.T, st *lab.StepResult) {
 	uuids, macs := map[string]string{}, map[string]string{}
 	for i := 1; i <= cloneLabCount; i++ {
 		c := fmt.Sprintf("c-%d", i)
+		if n := lastMarker(st, c+".triple-faults"); n != "" {
+			t.Logf("%s triple-faulted in its boot %s time(s) and was started again (the emulated AMD-V: docs/lab.md)", c, n)
+		}
 		uuid := markerValue(st, c+".paddock-uuid")
 		if len(uuid) != 36 {
 			t.Errorf("%s: paddock inspect shows UUID %q", c, uuid)

@@ -121,17 +121,19 @@ mark "host.start-at $(up)"
 # One boot at a time: with both guests booting at once, one of them
 # triple-faulted in 3 of 5 runs (docs/lab.md), with or without each VMM
 # pinned to an L1 CPU of its own.
-# A single guest has triple-faulted in its boot too, in a make test
-# while other labs loaded the machine (docs/lab.md): a VM whose boot ends
-# so is started once more, and the test says so (host.VM-triple-faults).
+# A single guest has triple-faulted in its boot too (docs/lab.md): a VM
+# whose boot ends so is started again, twice at most, and the test says
+# so (host.VM-triple-faults, the last count).
 boot() {
 	paddock start $1 > /dev/null; mark "host.start-$1 $?"
 	follow $1
-	if ! paddock ls | grep -q "^$1 *running" && paddock inspect $1 | grep -q 'triple-faulted'; then
-		mark "host.$1-triple-faults 1"
+	n=0
+	while [ $n -lt 2 ] && ! paddock ls | grep -q "^$1 *running" && paddock inspect $1 | grep -q 'triple-faulted'; do
+		n=$((n + 1))
+		mark "host.$1-triple-faults $n"
 		paddock start $1 > /dev/null; mark "host.start-$1 $?"
 		follow $1
-	fi
+	done
 }
 boot web
 mark "host.web-reported-at $(up)"
@@ -267,8 +269,8 @@ func TestTemplateLab(t *testing.T) {
 	expectMarker(t, st, "host.start-db", "0")
 	expectMarker(t, st, "host.bridge-ports", "2")
 	for _, vm := range []string{"web", "db"} {
-		if markerValue(st, "host."+vm+"-triple-faults") != "" {
-			t.Logf("%s triple-faulted in its first boot and was started again (the emulated AMD-V under load: docs/lab.md)", vm)
+		if n := lastMarker(st, "host."+vm+"-triple-faults"); n != "" {
+			t.Logf("%s triple-faulted in its boot %s time(s) and was started again (the emulated AMD-V: docs/lab.md)", vm, n)
 		}
 		expectMarker(t, st, vm+".hostname", vm)
 		if n, err := strconv.Atoi(markerValue(st, vm+".ssh-keys")); err != nil || n < 3 {
@@ -368,6 +370,18 @@ func markerValue(st *lab.StepResult, key string) string {
 		return ""
 	}
 	return strings.TrimSpace(m.Value)
+}
+
+// lastMarker is the value of the last marker key in the step ("" if
+// none).
+func lastMarker(st *lab.StepResult, key string) string {
+	v := ""
+	for _, m := range st.Markers {
+		if m.Key == key {
+			v = strings.TrimSpace(m.Value)
+		}
+	}
+	return v
 }
 
 // l1Seconds is the L1 uptime between two markers whose values start with
