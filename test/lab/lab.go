@@ -231,7 +231,7 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 		return &Result{}, err
 	}
 	defer os.RemoveAll(p.dir)
-	cmd := l.opts.Machine.command(p.kernel, p.initrd, consolePipe)
+	cmd := sc.machine(l.opts.Machine).command(p.kernel, p.initrd, consolePipe)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return &Result{}, fmt.Errorf("lab: %w", err)
@@ -379,7 +379,7 @@ func (l *Lab) Attach(ctx context.Context, sc Scenario, ao AttachOptions) error {
 	if ao.Terminal {
 		mode = consoleTerminal
 	}
-	cmd := l.opts.Machine.command(p.kernel, p.initrd, mode)
+	cmd := sc.machine(l.opts.Machine).command(p.kernel, p.initrd, mode)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	var gate *gatedInput

@@ -32,6 +32,9 @@ type Scenario struct {
 	// Timeout bounds the whole L1 run; zero means the boot timeout plus
 	// every step's timeout plus a minute.
 	Timeout time.Duration
+	// MemoryMiB, if set, is L1's RAM in MiB for this scenario instead of
+	// the lab's (Machine.MemoryMiB).
+	MemoryMiB int
 	// Quiet stops L1's /init from printing its own markers (l1.*, step.*)
 	// (for the interactive demo); the host then cannot track steps.
 	Quiet bool
@@ -259,4 +262,13 @@ func (r *Result) WriteTranscript(path string) error {
 		return fmt.Errorf("lab: write transcript: %w", err)
 	}
 	return nil
+}
+
+// machine is the L1 machine m with the scenario's own RAM size, if it
+// sets one.
+func (s *Scenario) machine(m Machine) Machine {
+	if s.MemoryMiB != 0 {
+		m.MemoryMiB = s.MemoryMiB
+	}
+	return m
 }
