@@ -30,8 +30,11 @@ snapshot); rm removes only the clone's overlays.
 The clones of a warm template (template create --memory) are warm: the
 first start of each restores the template's memory snapshot instead of
 booting, every clone sharing the template's memory file; their NICs
-keep the template's MAC addresses. A warm template saved on another
-kind of CPU is refused before any clone is made.
+present the clone's own MAC addresses, and the guest takes the clone's
+identity itself (the debian-12 template's paddock-identity unit does:
+hostname, machine-id, SSH host keys, address; docs/image.md). A warm
+template saved on another kind of CPU is refused before any clone is
+made.
 
 --host HOST makes the clones libvirt VMs on that libvirt host (a name
 from paddock host ls, or auto: the one with the most free memory, for
