@@ -55,8 +55,12 @@ type netd struct {
 	// set.
 	uplink hostnet.Uplink
 
-	mu       sync.Mutex
-	users    map[*user]bool // attached VMs; guarded by mu
+	mu    sync.Mutex
+	users map[*user]bool // attached VMs; guarded by mu
+	// stuck are the NICs of VMs that left whose taps netd could not
+	// take off the bridge: their anti-spoofing rules stay. Guarded by
+	// mu.
+	stuck    []hostnet.Guest
 	leases   map[netdev.MAC]dhcpd.Lease
 	closing  bool          // guarded by mu: taking the network down
 	idle     chan struct{} // gets a value when the last user leaves
@@ -392,6 +396,8 @@ func (d *netd) join(h hello) (*user, error) {
 		}
 		u.taps = append(u.taps, tap)
 		u.guests = append(u.guests, hostnet.Guest{Port: tap.Name(), MAC: macs[i], IP: l.IP})
+		// A stuck tap of that name is gone: the kernel reused its name.
+		d.stuck = slices.DeleteFunc(d.stuck, func(g hostnet.Guest) bool { return g.Port == tap.Name() })
 	}
 	// The rules first, then the taps on the bridge: no frame of the VM
 	// passes unchecked.
@@ -458,7 +464,7 @@ func (d *netd) setHostForwards(forwards []hostnet.Forward) error {
 // rulesLocked is every attached VM's forwards and NICs. Precondition: mu
 // is held.
 func (d *netd) rulesLocked() hostnet.Rules {
-	var r hostnet.Rules
+	r := hostnet.Rules{Guests: slices.Clone(d.stuck)}
 	for u := range d.users {
 		r.Forwards = append(r.Forwards, u.forwards...)
 		r.Guests = append(r.Guests, u.guests...)
@@ -467,12 +473,20 @@ func (d *netd) rulesLocked() hostnet.Rules {
 }
 
 // leave detaches a VM (nil: a connection that never attached one) and
-// reports when none is left.
+// reports when none is left. The VM's taps go off the bridge before
+// their rules go: the VM holds the taps, and may well hold them on after
+// closing its connection.
 func (d *netd) leave(u *user) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if u != nil && d.users[u] {
 		delete(d.users, u)
+		for _, g := range u.guests {
+			if err := hostnet.DetachPort(d.cfg, g.Port); err != nil {
+				d.c.Logf("VM %s left, but its tap stays on the bridge with its rules: %v", u.hello.VM, err)
+				d.stuck = append(d.stuck, g)
+			}
+		}
 		for _, l := range u.hello.NICs {
 			if mac, err := netdev.ParseMAC(l.MAC); err == nil {
 				delete(d.leases, mac)

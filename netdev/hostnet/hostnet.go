@@ -208,3 +208,36 @@ func sysctl(name, value string) error {
 	}
 	return nil
 }
+
+// DetachPort takes the interface port off the network's bridge if it is
+// still a port of it; an interface that is gone, or that is on another
+// bridge now (its name reused), is left alone. Call it before dropping
+// the port's guest from the rules: a port without anti-spoofing rules
+// would pass any frame its guest sends.
+func DetachPort(c Config, port string) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName(port)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hostnet: port %s: %w", port, err)
+	}
+	bridge, err := netlink.LinkByName(c.Bridge)
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+	}
+	if l.Attrs().MasterIndex != bridge.Attrs().Index {
+		return nil
+	}
+	if err := netlink.LinkSetNoMaster(l); err != nil {
+		return fmt.Errorf("hostnet: take %s off bridge %s: %w", port, c.Bridge, err)
+	}
+	return nil
+}

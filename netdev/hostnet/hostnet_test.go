@@ -312,3 +312,25 @@ func TestReserve(t *testing.T) {
 		t.Errorf("UDP on a reserved TCP port: %v", free)
 	}
 }
+
+// TestDetachPort: DetachPort takes a port off the network's bridge, and
+// leaves alone a port of another bridge (a reused name) and a port that
+// is gone.
+func TestDetachPort(t *testing.T) {
+	ns := netnstest.New(t)
+	up(t, ns, nil)
+	ns.Bridge(t, "other")
+	ns.Veth(t, "mine", "mine-peer", testConfig.Bridge)
+	ns.Veth(t, "theirs", "theirs-peer", "other")
+	for _, port := range []string{"mine", "theirs", "gone"} {
+		if err := ns.Do(func() error { return hostnet.DetachPort(testConfig, port) }); err != nil {
+			t.Errorf("DetachPort %s: %v", port, err)
+		}
+	}
+	if out := ns.IP(t, "-o", "link", "show", "master", testConfig.Bridge); strings.Contains(out, "mine@") {
+		t.Errorf("mine is still on %s:\n%s", testConfig.Bridge, out)
+	}
+	if out := ns.IP(t, "-o", "link", "show", "master", "other"); !strings.Contains(out, "theirs@") {
+		t.Errorf("theirs was taken off another bridge:\n%s", out)
+	}
+}
