@@ -62,6 +62,21 @@ import (
 // isolation between networks knows them by it.
 const BridgePrefix = "pd-"
 
+// ManagedInterface says what the interface name is to the managed
+// networks: "the bridge of a managed network" (BridgePrefix), "a
+// tenant's uplink" (UplinkPrefix), or "" for a name they do not use.
+// Only a network's netd may put a tap on its bridge: with the tap's
+// anti-spoofing rules.
+func ManagedInterface(name string) string {
+	switch {
+	case strings.HasPrefix(name, BridgePrefix):
+		return "the bridge of a managed network"
+	case strings.HasPrefix(name, UplinkPrefix):
+		return "a tenant's uplink"
+	}
+	return ""
+}
+
 // Config describes one managed network's host side.
 type Config struct {
 	// Bridge is the bridge's interface name; it starts with
