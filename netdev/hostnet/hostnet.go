@@ -26,7 +26,9 @@
 //	                     through the host
 //	forward              drop what would be routed between this network's
 //	                     bridge and another managed network's (every
-//	                     bridge named BridgePrefix...)
+//	                     bridge named BridgePrefix...), and new
+//	                     connections routed into the bridge from
+//	                     elsewhere (the LAN) that no port forward made
 //	input                drop what the guests send to the host's addresses
 //	                     other than their gateway
 //

@@ -187,3 +187,15 @@ func TestNetworksIsolated(t *testing.T) {
 		refused(t, c.g, "http://198.51.100.1:8000/")
 	}
 }
+
+// TestLANInbound: a host beyond the uplink with a route to the guests'
+// subnet through the host starts no connection to a guest, but reaches
+// it through a port forward; the guest's own connections out get their
+// replies.
+func TestLANInbound(t *testing.T) {
+	tp := newTopology(t, []hostnet.Forward{{Proto: "tcp", HostIP: uplinkIP, HostPort: 8081, GuestIP: guestIP, GuestPort: 80}})
+	tp.upstream.IP(t, "route", "add", testConfig.Subnet().String(), "via", uplinkIP.String())
+	refused(t, tp.upstream, "http://"+guestIP.String()+"/")
+	get(t, tp.upstream, "http://198.51.100.1:8081/", "guest")
+	get(t, tp.guest, "http://198.51.100.2/", "upstream")
+}

@@ -179,6 +179,9 @@ func setUplinkTable(u Uplink) error {
 		rule(conn, fwd, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, u.HostVeth), ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, other), drop())
 		rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, u.HostVeth), ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, other), drop())
 	}
+	// Nothing from elsewhere starts a connection into the namespace
+	// but a port forward.
+	rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, u.HostVeth), ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, u.HostVeth), unsolicited(), drop())
 	// The namespace reaches none of the host's addresses; replies to
 	// what the host started pass.
 	rule(conn, in, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, u.HostVeth), ctReply(), accept())
