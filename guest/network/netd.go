@@ -387,6 +387,13 @@ func (d *netd) join(h hello) (*user, error) {
 			return fail(fmt.Errorf("ports: %s: %w", p, err))
 		}
 		u.reserved = append(u.reserved, c)
+		if d.hostNS != nil {
+			c, err := d.reserveInner(p)
+			if err != nil {
+				return fail(fmt.Errorf("ports: %s: %w", p, err))
+			}
+			u.reserved = append(u.reserved, c)
+		}
 		u.forwards = append(u.forwards, f)
 	}
 	for i, l := range h.NICs {
@@ -430,6 +437,26 @@ func (d *netd) reserve(p Port) (c io.Closer, err error) {
 		c, err = hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
 		return err
 	})
+	return c, err
+}
+
+// reserveInner reserves a forward's port on the uplink's inner address,
+// in the tenant's namespace (netd's own), where every forward of the
+// tenant's networks arrives whatever its host address (setRulesLocked):
+// two forwards of one port, from two host addresses, would both end at
+// the first. Precondition: mu is held.
+func (d *netd) reserveInner(p Port) (io.Closer, error) {
+	for o := range d.users {
+		for _, f := range o.forwards {
+			if f.Proto == p.Proto && f.HostPort == p.HostPort {
+				return nil, fmt.Errorf("host port %d/%s %w by VM %s (%s): the forwards of tenant %s all arrive at one address in its namespace, so each needs a port of its own", p.HostPort, p.Proto, hostnet.ErrPortInUse, o.hello.VM, f, d.net.Tenant)
+			}
+		}
+	}
+	c, err := hostnet.Reserve(p.Proto, d.uplink.Peer().Addr(), p.HostPort)
+	if errors.Is(err, hostnet.ErrPortInUse) {
+		return nil, fmt.Errorf("host port %d/%s %w by a VM on another network of tenant %s: the forwards of a tenant all arrive at one address in its namespace, so each needs a port of its own", p.HostPort, p.Proto, hostnet.ErrPortInUse, d.net.Tenant)
+	}
 	return c, err
 }
 

@@ -377,7 +377,8 @@ func TestNetdSIGTERM(t *testing.T) {
 // first use, with its uplink), where its bridge, tables and the VM's tap
 // are; the two networks have the same subnet and the two VMs get the
 // same address from DHCP; a port forward reaches the tenant's VM from
-// the host (through the uplink), and holds its host port; when the
+// the host (through the uplink), and holds its host port, and its port
+// in the tenant's namespace against the tenant's other forwards; when the
 // tenant's last VM leaves, the forward, the namespace, the uplink and its
 // table go.
 func TestNetdTenant(t *testing.T) {
@@ -443,6 +444,19 @@ func TestNetdTenant(t *testing.T) {
 	}
 	if _, err := attach("other", 3, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}); err == nil || !strings.Contains(err.Error(), "host port 127.0.0.1:8080/tcp is in use") {
 		t.Errorf("the tenant's forwarded port for a VM of the default tenant: %v", err)
+	}
+	// Another VM of the tenant with a forward of the same port from
+	// another host address: inside the namespace both would be the
+	// uplink's address and that port.
+	api, err := attach("api", 4, ref, Port{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.2"), HostPort: 8080, GuestPort: 80})
+	if err == nil {
+		api.Close()
+	}
+	if want := "ports: 127.0.0.2:8080:80/tcp: host port 8080/tcp is in use by VM web (tcp 127.0.0.1:8080 -> " + web.Leases[0].IP.String() + ":80)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a second forward of the tenant's port 8080: %v, want %q", err, want)
+	}
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
+		t.Errorf("the forward of 127.0.0.1:8080 after api was refused: %q", got)
 	}
 	if err := web.Close(); err != nil {
 		t.Fatal(err)
