@@ -34,8 +34,11 @@ type NetdConfig struct {
 	// Logf gets netd's messages (netd.log).
 	Logf func(format string, args ...any)
 	// ResolvConf lists the host's resolvers; empty means
-	// dnsfwd.ResolvConf.
-	ResolvConf string
+	// dnsfwd.ResolvConf. SystemdResolvConf lists systemd-resolved's
+	// upstreams, which a tenant's netd uses when ResolvConf has no
+	// resolver its namespace reaches; empty means SystemdResolvConf.
+	ResolvConf        string
+	SystemdResolvConf string
 	// HostNS is the host's network namespace, for the netd of a tenant
 	// other than the default, which runs in the tenant's namespace;
 	// nil means descriptor NetdHostNSFD.
@@ -97,6 +100,9 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = dnsfwd.ResolvConf
+	}
+	if c.SystemdResolvConf == "" {
+		c.SystemdResolvConf = SystemdResolvConf
 	}
 	fail := func(err error) error {
 		if c.User != nil {
@@ -208,7 +214,15 @@ func (d *netd) up() (func() error, error) {
 	}()
 	upstreams := dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers
 	if d.hostNS != nil {
-		upstreams = skipLoopback(upstreams)
+		var local []netip.Addr
+		if err := hostnet.InNetns(int(d.hostNS.Fd()), func() (err error) {
+			local, err = hostnet.LocalAddrs()
+			return err
+		}); err != nil {
+			return fail(err)
+		}
+		upstreams = tenantUpstreams(func(a netip.Addr) bool { return slices.Contains(local, a) },
+			upstreams, dnsfwd.NewResolvers(d.c.SystemdResolvConf, d.net.Gateway).Servers)
 	}
 	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: upstreams, Logf: d.c.Logf}, d.net.Gateway)
 	if err != nil {

@@ -358,6 +358,22 @@ func HasBridges() (bool, error) {
 	return false, nil
 }
 
+// LocalAddrs returns the IPv4 addresses of the calling thread's
+// namespace's interfaces.
+func LocalAddrs() ([]netip.Addr, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("hostnet: list addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
 // nlAddr is a prefix as netlink takes it.
 func nlAddr(p netip.Prefix) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
