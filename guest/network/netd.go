@@ -361,8 +361,11 @@ func (d *netd) serve(c net.Conn) {
 // server, its port forwards reserved and in the nftables table, a tap
 // for each NIC, with anti-spoofing rules, on the bridge.
 func (d *netd) join(h hello) (*user, error) {
-	if len(h.NICs) == 0 {
+	switch {
+	case len(h.NICs) == 0:
 		return nil, errors.New("no NICs")
+	case len(h.NICs) > maxFiles:
+		return nil, fmt.Errorf("%d NICs on one network: at most %d", len(h.NICs), maxFiles)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
