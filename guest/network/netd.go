@@ -431,7 +431,7 @@ func (d *netd) join(h hello) (*user, error) {
 		return fail(err)
 	}
 	for _, t := range u.taps {
-		if err := netdev.AddToBridge(t.Name(), d.cfg.Bridge); err != nil {
+		if err := hostnet.AttachPort(d.cfg, t.Name()); err != nil {
 			delete(d.users, u)
 			if rerr := d.setRulesLocked(); rerr != nil {
 				d.c.Logf("VM %s not attached, but its rules stay: %v", h.VM, rerr)

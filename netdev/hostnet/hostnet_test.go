@@ -58,7 +58,7 @@ func newTopology(t *testing.T, forwards []hostnet.Forward) *topology {
 func guestMAC(port string) netdev.MAC { return netdev.GenerateMAC("hostnet test guest " + port) }
 
 // addGuest makes a guest namespace on the network: a veth whose end port
-// is on the bridge, eth0 in the guest with guestMAC(port) and ip, a
+// is on the bridge (AttachPort), eth0 in the guest with guestMAC(port) and ip, a
 // default route through the gateway; the guest joins the rules.
 func (tp *topology) addGuest(t *testing.T, port string, ip netip.Addr) *netnstest.NS {
 	t.Helper()
@@ -66,7 +66,10 @@ func (tp *topology) addGuest(t *testing.T, port string, ip netip.Addr) *netnstes
 	mac := guestMAC(port)
 	tp.rules.Guests = append(tp.rules.Guests, hostnet.Guest{Port: port, MAC: mac, IP: ip})
 	tp.setRules(t)
-	tp.host.VethTo(t, g, port, "eth0", tp.cfg.Bridge)
+	tp.host.VethTo(t, g, port, "eth0", "")
+	if err := tp.host.Do(func() error { return hostnet.AttachPort(tp.cfg, port) }); err != nil {
+		t.Fatal(err)
+	}
 	g.IP(t, "link", "set", "eth0", "address", mac.String())
 	g.IP(t, "addr", "add", netip.PrefixFrom(ip, tp.cfg.Gateway.Bits()).String(), "dev", "eth0")
 	g.IP(t, "route", "add", "default", "via", tp.cfg.Gateway.Addr().String())

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,12 +87,16 @@ func SetRules(c Config, r Rules) error {
 	if err := r.check(); err != nil {
 		return err
 	}
+	bridge, err := netlink.LinkByName(c.Bridge)
+	if err != nil {
+		return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+	}
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("hostnet: nftables: %w", err)
 	}
 	addIPTable(conn, c, r.Forwards)
-	addBridgeTable(conn, c, r.Guests)
+	addBridgeTable(conn, c, uint32(bridge.Attrs().Index), r.Guests)
 	if err := conn.Flush(); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("hostnet: nftables tables %s: %w (a kernel module missing? managed networks need %s)", c.Table, err, strings.Join(Modules, ", "))
