@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -439,5 +441,63 @@ func TestManagerIdentity(t *testing.T) {
 	}
 	if again, _ := m.Inspect("web"); again.UUID != started.UUID {
 		t.Errorf("UUID changed across starts: %q, then %q", started.UUID, again.UUID)
+	}
+}
+
+// TestLogsFollowStarting: logs -f of a VM whose VMM is still starting
+// (it holds the run lock, has written no record yet, and its control
+// socket is not up) waits for the socket and streams from it, instead
+// of printing the log file so far and stopping.
+func TestLogsFollowStarting(t *testing.T) {
+	m := testManager(t)
+	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.store.VM("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(v.Path(store.ConsoleFile), []byte("the log file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rl, err := v.AcquireRunLock(os.Getpid(), "a-starting-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rl.Release()
+	if in, err := m.Inspect("web"); err != nil || in.State != store.StateStarting {
+		t.Fatalf("state %q (%v), want starting", in.State, err)
+	}
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rc, err := m.Logs(context.Background(), "web", LogOptions{Follow: true})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer rc.Close()
+		out, err := io.ReadAll(rc)
+		done <- result{string(out), err}
+	}()
+	l, err := net.Listen("unix", v.Path(store.SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "the VMM's stream\n")
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	select {
+	case r := <-done:
+		if r.err != nil || r.out != "the VMM's stream\n" {
+			t.Errorf("logs -f of a starting VM: %q, %v; want the VMM's stream", r.out, r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("logs -f did not return within a minute of the socket's start")
 	}
 }
