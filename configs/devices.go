@@ -269,7 +269,9 @@ func (c *checker) devices() {
 			c.add(field, "set one of tap, bridge and network, not several")
 		case n.Network != "":
 			// managedNetworks checks it.
-		case vm.Tenant != DefaultTenant && !c.skip("tenant"):
+		case vm.Tenant != DefaultTenant && vm.Backend != BackendLibvirt && !c.skip("tenant"):
+			// A native VM's tenant has its networks in a namespace of
+			// its own; a libvirt VM's NICs are on its libvirt host.
 			field := f + ".bridge"
 			if n.Tap != "" {
 				field = f + ".tap"

@@ -150,6 +150,7 @@ func TestNICErrors(t *testing.T) {
 		{"tap in a tenant", ok + "tenant: acme\nnics: [{tap: tap0}]\n",
 			f + ":4:14: nics[0].tap: a VM of tenant acme may not use a tap or bridge of the host (it would be outside the tenant's network namespace): use network: NAME, a network of the tenant's"},
 		{"network in a tenant", ok + "tenant: acme\nnics: [{network: default}]\n", ""},
+		{"bridge in a tenant, libvirt", ok + "tenant: acme\nbackend: libvirt\nnics: [{bridge: br0}]\n", ""},
 		{"bridge is not one", ok + "nics: [{bridge: eth0}]\n",
 			f + ":3:17: nics[0].bridge: eth0 (driver veth): not a bridge"},
 		{"bad mac", ok + "nics: [{bridge: br0, mac: 'hello'}]\n",
