@@ -455,6 +455,20 @@ func TestNetdTenant(t *testing.T) {
 	if want := "ports: 127.0.0.2:8080:80/tcp: host port 8080/tcp is in use by VM web (tcp 127.0.0.1:8080 -> " + web.Leases[0].IP.String() + ":80)"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("a second forward of the tenant's port 8080: %v, want %q", err, want)
 	}
+	// ... and on another network of the tenant, whose netd shares the
+	// namespace.
+	lan := Ref(tenant, "lan")
+	if _, err := h.st.Create(lan, netip.Prefix{}); err != nil {
+		t.Fatal(err)
+	}
+	api, err = attach("api", 4, lan, Port{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.2"), HostPort: 8080, GuestPort: 80})
+	if err == nil {
+		api.Close()
+	}
+	if want := "ports: 127.0.0.2:8080:80/tcp: host port 8080/tcp is in use by a VM on another network of tenant " + tenant; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a forward of the tenant's port 8080 on its other network: %v, want %q", err, want)
+	}
+	h.waitNetdGone(t, lan)
 	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
 		t.Errorf("the forward of 127.0.0.1:8080 after api was refused: %q", got)
 	}
