@@ -31,6 +31,19 @@ func testVM(t *testing.T, name, guest string) *configs.VM {
 	return parseVM(t, fmt.Sprintf("name: %s\nmemory: 64MiB\nkernel: %s\nconsole: log\n", name, testguest.Build(t, guest)), "")
 }
 
+// startCounter creates and starts the VM name of the counter guest.
+func startCounter(t *testing.T, m *Manager, name string) *Info {
+	t.Helper()
+	if _, err := m.Create(testVM(t, name, "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Start(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // parseVM parses, fills and validates the YAML of a VM (file names it).
 func parseVM(t *testing.T, yaml, file string) *configs.VM {
 	t.Helper()
@@ -141,13 +154,7 @@ func TestManagerLifecycle(t *testing.T) {
 func TestManagerVMMKilled(t *testing.T) {
 	m := testManager(t)
 	ctx := context.Background()
-	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
-		t.Fatal(err)
-	}
-	info, err := m.Start(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := startCounter(t, m, "web")
 	waitLog(t, m, "web", "counting")
 	waitLogFile(t, m, "web", "counting")
 	if err := syscall.Kill(info.PID, syscall.SIGKILL); err != nil {
@@ -499,5 +506,41 @@ func TestLogsFollowStarting(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("logs -f did not return within a minute of the socket's start")
+	}
+}
+
+// TestVMMDebugSignal: SIGUSR1 to a running VM's VMM writes the
+// machine's state to vmm.log, in one piece between two markers: each
+// vCPU's exits, the console UART's registers and the virtio devices.
+func TestVMMDebugSignal(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	info := startCounter(t, m, "web")
+	t.Cleanup(func() { m.Kill(context.Background(), "web") })
+	if err := syscall.Kill(info.PID, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.store.VM("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const end = "(end of the machine's state)\n"
+	var log string
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(log, end); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no machine state in vmm.log 30 s after SIGUSR1: %q", log)
+		}
+		time.Sleep(20 * time.Millisecond) // the VMM writes the file; nothing to wait on
+		b, _ := os.ReadFile(v.Path(store.VMMLogFile))
+		log = string(b)
+	}
+	dump := log[strings.Index(log, "SIGUSR1: the machine's state follows"):]
+	for _, want := range []string{"machine: running\n", "vCPU 0: ", "serial 0x3f8: ier "} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("the machine's state lacks %q:\n%s", want, dump)
+		}
+	}
+	if st, err := m.Status(ctx, "web"); err != nil || st.State != "running" {
+		t.Errorf("after SIGUSR1 the VM is %q (%v), want running", st.State, err)
 	}
 }
