@@ -15,9 +15,10 @@ func newCloneCommand() *cobra.Command {
 	var libvirtHost, tenantName string
 	cmd := &cobra.Command{
 		Use:   "clone TEMPLATE NAME [-n COUNT] [--start] [--tenant T] [--host HOST]",
-		Short: "Make new VMs from a template made of a VM",
-		Long: `Make the VM NAME from TEMPLATE (made by paddock template create): it gets
-the template's spec, a qcow2 overlay on each of the template's base
+		Short: "Make new VMs from a template",
+		Long: `Make the VM NAME from TEMPLATE: it gets the template's spec (a built
+template's, from paddock template build, is paddock's defaults with one
+NIC on the network default), a qcow2 overlay on each of the template's base
 disks (nothing is copied: creation takes the same time whatever the
 disks' size) and a new identity: a new UUID (SMBIOS, cloud-init
 instance-id), MAC addresses derived from its name, its own DHCP leases
@@ -30,11 +31,11 @@ snapshot); rm removes only the clone's overlays.
 The clones of a warm template (template create --memory) are warm: the
 first start of each restores the template's memory snapshot instead of
 booting, every clone sharing the template's memory file; their NICs
-present the clone's own MAC addresses, and the guest takes the clone's
-identity itself (the debian-12 template's paddock-identity unit does:
-hostname, machine-id, SSH host keys, address; docs/image.md). A warm
-template saved on another kind of CPU is refused before any clone is
-made.
+get MAC addresses and leases of their own, which the guest takes itself
+when it learns it is a new VM (the debian-12 template's paddock-identity
+unit does, with its hostname, machine-id and SSH host keys;
+docs/image.md). A warm template saved on another kind of CPU is refused
+before any clone is made.
 
 --host HOST makes the clones libvirt VMs on that libvirt host (a name
 from paddock host ls, or auto: the one with the most free memory, for

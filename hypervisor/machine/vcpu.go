@@ -49,6 +49,13 @@ type vcpu struct {
 	index int
 	tid   atomic.Int32 // OS thread id once the loop started, for kicks
 	stats *exitStats
+	// exits and lastExit are the vCPU's exits to userspace so far and
+	// the last one's reason, for WriteDebug (which may read them while
+	// the vCPU runs): a count that does not move is a vCPU inside KVM,
+	// halted or running guest code.
+	exits    atomic.Uint64
+	lastExit atomic.Uint32
+	lastAddr atomic.Uint64 // the last I/O exit's port or MMIO exit's address
 	// cpuid is the CPUID table the vCPU was given, which a snapshot
 	// keeps (KVM's copy may differ in bits it rewrites as the guest runs).
 	cpuid []kvm.CPUIDEntry
@@ -112,11 +119,14 @@ func (v *vcpu) handleExit() bool {
 	m := v.m
 	r := v.k.ExitReason()
 	v.stats.byReason[r]++
+	v.exits.Add(1)
+	v.lastExit.Store(uint32(r))
 	switch r {
 	case kvm.ExitIO:
 		v.ioPending = true
 		io := v.k.IO()
 		v.stats.ports[io.Port]++
+		v.lastAddr.Store(uint64(io.Port))
 		data := io.Data
 		for i := 0; i < io.Count; i++ {
 			chunk := data[i*io.Size : (i+1)*io.Size]
@@ -131,6 +141,7 @@ func (v *vcpu) handleExit() bool {
 		v.ioPending = true
 		mm := v.k.MMIO()
 		v.stats.mmio[mm.Addr&^0xfff]++
+		v.lastAddr.Store(mm.Addr)
 		if mm.Write {
 			m.mmio.write(mm.Addr, mm.Data)
 		} else {
