@@ -272,8 +272,9 @@ func TestTemplateLab(t *testing.T) {
 	sc := lab.Scenario{
 		WithPaddock: true,
 		// The warm step holds web, its warm template (a copy of its
-		// disk and its memory) and two clones in L1's tmpfs and RAM.
-		MemoryMiB: 3072,
+		// disk and its memory: 959 MiB) and two clones in L1's tmpfs
+		// and RAM, beside the template and the VMs' overlays.
+		MemoryMiB: 4096,
 		Files: map[string]lab.File{
 			"/guest/web.yaml":     {Data: []byte(templateVM("web", "root_size: 6GiB\nmemory: 512MiB\nports: [\"8080:80\"]"))},
 			"/guest/db.yaml":      {Data: []byte(templateVM("db", "memory: 384MiB"))},
