@@ -9,6 +9,7 @@ import (
 
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/netdev"
+	"github.com/paddock-vm/paddock/netdev/hostnet"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/paddock-vm/paddock/disk/imagefile"
@@ -268,6 +269,14 @@ func (c *checker) devices() {
 			c.add(field, "set one of tap, bridge and network, not several")
 		case n.Network != "":
 			// managedNetworks checks it.
+		case vm.Tenant != DefaultTenant && vm.Backend != BackendLibvirt && !c.skip("tenant"):
+			// A native VM's tenant has its networks in a namespace of
+			// its own; a libvirt VM's NICs are on its libvirt host.
+			field := f + ".bridge"
+			if n.Tap != "" {
+				field = f + ".tap"
+			}
+			c.add(field, "a VM of tenant %s may not use a tap or bridge of the host (it would be outside the tenant's network namespace): use network: NAME, a network of the tenant's", vm.Tenant)
 		case n.Tap != "":
 			if err := netdev.CheckName(n.Tap); err != nil {
 				c.add(f+".tap", "%w", err)
@@ -278,6 +287,8 @@ func (c *checker) devices() {
 		default:
 			if err := netdev.CheckName(n.Bridge); err != nil {
 				c.add(f+".bridge", "%w", err)
+			} else if what := hostnet.ManagedInterface(n.Bridge); what != "" {
+				c.add(f+".bridge", "%s is %s (a VM on it would have no anti-spoofing rules): use network: NAME", n.Bridge, what)
 			}
 		}
 		if n.MAC != "" {

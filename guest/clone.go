@@ -64,10 +64,11 @@ func cloneNames(name string, o CloneOptions) ([]string, error) {
 	return names, nil
 }
 
-// Clone makes new VMs from the template called tmpl, a VM-made template
-// (CreateTemplateFromVM): each has the template's spec under its own
-// name, a qcow2 overlay on each of the template's base disks (nothing is
-// copied) and a new identity: UUID, MAC addresses (derived from its
+// Clone makes new VMs from the template called tmpl. Each has the
+// template's spec under its own name (a VM-made template's, from
+// CreateTemplateFromVM; a built template's is builtCloneSpec), a qcow2
+// overlay on each of the template's base disks (nothing is copied) and
+// a new identity: UUID, MAC addresses (derived from its
 // name), DHCP leases and cloud-init instance-id and hostname. All are
 // made, in parallel, or none: a failure removes the clones made
 // (started ones are killed first). It returns the clones' names.
@@ -96,12 +97,12 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	if err != nil {
 		return nil, err
 	}
-	if t.Meta.Origin.Kind != store.OriginVM {
-		return nil, fmt.Errorf("template %s was built (paddock template build), not made from a VM: it has no VM spec to clone; make VMs from it with a YAML file that says from: %s (paddock create -f FILE)", tmpl, tmpl)
-	}
-	data, err := os.ReadFile(t.Path(store.TemplateSpecFile))
-	if err != nil {
-		return nil, fmt.Errorf("template %s: %w", tmpl, err)
+	data, specPath := builtCloneSpec(tmpl), "clone of built template "+tmpl
+	if t.Meta.Origin.Kind == store.OriginVM {
+		specPath = t.Path(store.TemplateSpecFile)
+		if data, err = os.ReadFile(specPath); err != nil {
+			return nil, fmt.Errorf("template %s: %w", tmpl, err)
+		}
 	}
 	warm := t.Meta.Warm
 	if warm != nil && o.LibvirtHost != "" {
@@ -118,7 +119,7 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 		if _, err := m.store.VM(n); err == nil {
 			return nil, &ExistsError{Name: n}
 		}
-		vm, err := configs.Parse(data, t.Path(store.TemplateSpecFile))
+		vm, err := configs.Parse(data, specPath)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", tmpl, err)
 		}
@@ -196,6 +197,16 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 		return nil, errors.Join(err, m.removeClones(names, made))
 	}
 	return names, nil
+}
+
+// builtCloneSpec is the spec of a clone of the built template tmpl
+// (paddock template build), which has no VM's spec to copy: the
+// template's kernel and root disk with paddock's defaults (cpus, memory,
+// cloud-init) and one NIC on its tenant's managed network default, so
+// that the clone is reachable (paddock ssh) as a VM made from a
+// two-line YAML file would be.
+func builtCloneSpec(tmpl string) []byte {
+	return []byte("from: " + tmpl + "\nnics:\n  - network: default\n")
 }
 
 // sameHost puts the libvirt VMs specs on the host the VM first went to:

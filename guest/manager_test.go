@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +29,19 @@ func testVM(t *testing.T, name, guest string) *configs.VM {
 	t.Helper()
 	testguest.RequireKVM(t)
 	return parseVM(t, fmt.Sprintf("name: %s\nmemory: 64MiB\nkernel: %s\nconsole: log\n", name, testguest.Build(t, guest)), "")
+}
+
+// startCounter creates and starts the VM name of the counter guest.
+func startCounter(t *testing.T, m *Manager, name string) *Info {
+	t.Helper()
+	if _, err := m.Create(testVM(t, name, "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.Start(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
 
 // parseVM parses, fills and validates the YAML of a VM (file names it).
@@ -139,13 +154,7 @@ func TestManagerLifecycle(t *testing.T) {
 func TestManagerVMMKilled(t *testing.T) {
 	m := testManager(t)
 	ctx := context.Background()
-	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
-		t.Fatal(err)
-	}
-	info, err := m.Start(ctx, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := startCounter(t, m, "web")
 	waitLog(t, m, "web", "counting")
 	waitLogFile(t, m, "web", "counting")
 	if err := syscall.Kill(info.PID, syscall.SIGKILL); err != nil {
@@ -439,5 +448,99 @@ func TestManagerIdentity(t *testing.T) {
 	}
 	if again, _ := m.Inspect("web"); again.UUID != started.UUID {
 		t.Errorf("UUID changed across starts: %q, then %q", started.UUID, again.UUID)
+	}
+}
+
+// TestLogsFollowStarting: logs -f of a VM whose VMM is still starting
+// (it holds the run lock, has written no record yet, and its control
+// socket is not up) waits for the socket and streams from it, instead
+// of printing the log file so far and stopping.
+func TestLogsFollowStarting(t *testing.T) {
+	m := testManager(t)
+	if _, err := m.Create(testVM(t, "web", "counter"), ""); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.store.VM("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(v.Path(store.ConsoleFile), []byte("the log file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rl, err := v.AcquireRunLock(os.Getpid(), "a-starting-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rl.Release()
+	if in, err := m.Inspect("web"); err != nil || in.State != store.StateStarting {
+		t.Fatalf("state %q (%v), want starting", in.State, err)
+	}
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rc, err := m.Logs(context.Background(), "web", LogOptions{Follow: true})
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer rc.Close()
+		out, err := io.ReadAll(rc)
+		done <- result{string(out), err}
+	}()
+	l, err := net.Listen("unix", v.Path(store.SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "the VMM's stream\n")
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	select {
+	case r := <-done:
+		if r.err != nil || r.out != "the VMM's stream\n" {
+			t.Errorf("logs -f of a starting VM: %q, %v; want the VMM's stream", r.out, r.err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("logs -f did not return within a minute of the socket's start")
+	}
+}
+
+// TestVMMDebugSignal: SIGUSR1 to a running VM's VMM writes the
+// machine's state to vmm.log, in one piece between two markers: each
+// vCPU's exits, the console UART's registers and the virtio devices.
+func TestVMMDebugSignal(t *testing.T) {
+	m := testManager(t)
+	ctx := context.Background()
+	info := startCounter(t, m, "web")
+	t.Cleanup(func() { m.Kill(context.Background(), "web") })
+	if err := syscall.Kill(info.PID, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.store.VM("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const end = "(end of the machine's state)\n"
+	var log string
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(log, end); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no machine state in vmm.log 30 s after SIGUSR1: %q", log)
+		}
+		time.Sleep(20 * time.Millisecond) // the VMM writes the file; nothing to wait on
+		b, _ := os.ReadFile(v.Path(store.VMMLogFile))
+		log = string(b)
+	}
+	dump := log[strings.Index(log, "SIGUSR1: the machine's state follows"):]
+	for _, want := range []string{"machine: running\n", "vCPU 0: ", "serial 0x3f8: ier "} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("the machine's state lacks %q:\n%s", want, dump)
+		}
+	}
+	if st, err := m.Status(ctx, "web"); err != nil || st.State != "running" {
+		t.Errorf("after SIGUSR1 the VM is %q (%v), want running", st.State, err)
 	}
 }

@@ -370,30 +370,60 @@ func (n *native) Attach(ctx context.Context, v *store.VM, tail int) (net.Conn, e
 }
 
 // Logs implements Backend: console.log (with the rotated console.log.1)
-// or, when following a running VM, the VMM's stream.
+// or, when following a VM whose VMM runs, the VMM's stream.
 func (n *native) Logs(ctx context.Context, v *store.VM, o LogOptions) (io.ReadCloser, error) {
 	if o.Follow {
-		rec, h, err := facts(v)
-		if err != nil {
-			return nil, err
+		rc, err := n.follow(ctx, v, o.Tail)
+		if rc != nil || err != nil {
+			return rc, err
 		}
-		if h.Alive && store.Derive(rec, h) != store.StateStarting {
-			c := api.NewClient(v.Path(store.SocketFile), v.Name)
-			rc, err := c.Console(ctx, api.ConsoleOptions{Follow: true, Tail: o.Tail})
-			if err == nil {
-				return rc, nil
-			}
-			if !errors.Is(err, api.ErrUnavailable) {
-				return nil, apiError(v.Name, "follow the console of", err)
-			}
-			// The VMM ended meanwhile: the files have everything.
-		}
+		// No VMM runs (any more): the files have everything.
 	}
 	data, err := console.ReadLog(v.Path(store.ConsoleFile))
 	if err != nil {
 		return nil, err
 	}
 	return io.NopCloser(strings.NewReader(string(console.TailBytes(data, o.Tail)))), nil
+}
+
+// followRetry is how often follow asks a starting VMM's control socket
+// again: it comes up within milliseconds of the VMM's start.
+const followRetry = 20 * time.Millisecond
+
+// follow returns the console stream of v's VMM, or nil, nil when no VMM
+// runs. A VMM that is still starting (its guest may already be printing,
+// into the hub's history) is asked again until its control socket
+// answers, it ends, or callTimeout passes: following a VM just started
+// must not print the log file so far and stop.
+func (n *native) follow(ctx context.Context, v *store.VM, tail int) (io.ReadCloser, error) {
+	c := api.NewClient(v.Path(store.SocketFile), v.Name)
+	deadline := time.Now().Add(callTimeout)
+	for {
+		rec, h, err := facts(v)
+		if err != nil {
+			return nil, err
+		}
+		if !h.Alive {
+			return nil, nil
+		}
+		starting := store.Derive(rec, h) == store.StateStarting
+		rc, err := c.Console(ctx, api.ConsoleOptions{Follow: true, Tail: tail})
+		switch {
+		case err == nil:
+			return rc, nil
+		case !errors.Is(err, api.ErrUnavailable):
+			return nil, apiError(v.Name, "follow the console of", err)
+		case !starting:
+			return nil, nil // the VMM ended meanwhile
+		case time.Now().After(deadline):
+			return nil, apiError(v.Name, "follow the console of", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(followRetry):
+		}
+	}
 }
 
 // State implements Backend: the state derived from the VMM's record and

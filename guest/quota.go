@@ -2,15 +2,16 @@ package guest
 
 import (
 	"cmp"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
+	"github.com/paddock-vm/paddock/disk/qcow2"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/tenant"
 )
@@ -32,11 +33,11 @@ func (d *demand) add(vm *configs.VM, sizes map[string]int64) {
 	}
 	d.VMs++
 	d.CPUs += vm.CPUs
-	d.Memory += vm.Memory
+	d.Memory = tenant.AddSizes(d.Memory, vm.Memory)
 	for path, size := range sizes {
 		if !d.disks[path] {
 			d.disks[path] = true
-			d.Disk += configs.ByteSize(size)
+			d.Disk = tenant.AddSizes(d.Disk, configs.ByteSize(size))
 		}
 	}
 	d.VMNames = append(d.VMNames, vm.Name)
@@ -48,7 +49,7 @@ func (d *demand) fresh(vm *configs.VM, sizes map[string]int64) tenant.Usage {
 	u := tenant.Usage{VMs: 1, CPUs: vm.CPUs, Memory: vm.Memory}
 	for path, size := range sizes {
 		if !d.disks[path] {
-			u.Disk += configs.ByteSize(size)
+			u.Disk = tenant.AddSizes(u.Disk, configs.ByteSize(size))
 		}
 	}
 	return u
@@ -78,15 +79,20 @@ func (m *Manager) tenantDemand(name, except string) (*demand, error) {
 		if err != nil || vm.Tenant != name {
 			continue
 		}
-		d.add(vm, diskSizes(vm))
+		sizes, _ := diskSizes(vm) // a disk it cannot read counts 0
+		d.add(vm, sizes)
 	}
 	return d, nil
 }
 
-// diskSizes are the virtual sizes of vm's writable disks, by path; a
-// disk that cannot be read counts 0 (the VM cannot start with it).
-func diskSizes(vm *configs.VM) map[string]int64 {
+// diskSizes are the virtual sizes of vm's writable disks, by path. A
+// disk that cannot be read, or whose header does not hold, counts 0 and
+// is the error returned (the first such): what the tenant's VMs use
+// counts it so (the VM cannot start with it), and a VM asking to be made
+// or started is refused with it.
+func diskSizes(vm *configs.VM) (map[string]int64, error) {
 	sizes := map[string]int64{}
+	var first error
 	for _, d := range vm.Disks {
 		if d.ReadOnly {
 			continue
@@ -94,31 +100,54 @@ func diskSizes(vm *configs.VM) map[string]int64 {
 		size, err := virtualSize(d.Path, d.Format)
 		if err != nil {
 			size = 0
+			if first == nil {
+				first = fmt.Errorf("VM %s: disk %s: %w", vm.Name, d.Path, err)
+			}
 		}
 		sizes[d.Path] = size
 	}
-	return sizes
+	return sizes, first
 }
 
+// maxHeadRead is how much of a qcow2 image virtualSize reads for its
+// header: every writer makes headers of a few hundred bytes, and a
+// header longer than this is refused.
+const maxHeadRead = 64 << 10
+
 // virtualSize is the size of the disk the guest sees in the image at
-// path: a qcow2 image's virtual size from its header, a raw image's file
-// (or block device) size. format is the spec's, or empty to detect it.
+// path: a qcow2 image's virtual size from its header, validated as
+// opening the image would (a hostile header cannot give a size no qcow2
+// image can have, which would wrap the tenant's sums), or a raw image's
+// file (or block device) size. format is the spec's, or empty to detect
+// it.
 func virtualSize(path, format string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	head := make([]byte, 32)
+	head := make([]byte, maxHeadRead)
 	n, err := f.ReadAt(head, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, err
 	}
-	if format == disk.FormatQcow2 || format == "" && disk.DetectHeader(head[:n]) == disk.FormatQcow2 {
-		if n < 32 {
-			return 0, fmt.Errorf("%s: qcow2 header truncated", path)
+	head = head[:n]
+	if format == disk.FormatQcow2 || format == "" && disk.DetectHeader(head) == disk.FormatQcow2 {
+		h, err := qcow2.ParseHeader(head)
+		if err != nil {
+			return 0, err
 		}
-		return int64(binary.BigEndian.Uint64(head[24:32])), nil // header.size
+		fi, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		if err := h.ValidateLayout(fi.Size()); err != nil {
+			return 0, err
+		}
+		if h.Size > math.MaxInt64 {
+			return 0, fmt.Errorf("virtual size %d is too large", h.Size)
+		}
+		return int64(h.Size), nil
 	}
 	return f.Seek(0, io.SeekEnd)
 }
@@ -127,7 +156,10 @@ func virtualSize(path, format string) (int64, error) {
 // will have: an overlay the size of each base disk (the root disk grown
 // to root_size), at its path in the VM's directory, and vm's own disks.
 func (m *Manager) fromSizes(vm *configs.VM) (map[string]int64, error) {
-	sizes := diskSizes(vm)
+	sizes, err := diskSizes(vm)
+	if err != nil {
+		return nil, err
+	}
 	if vm.From == "" {
 		return sizes, nil
 	}
@@ -209,7 +241,11 @@ func (m *Manager) checkQuota(vm *configs.VM) error {
 	if err != nil {
 		return err
 	}
-	if err := t.Fits(d.Usage, d.fresh(vm, diskSizes(vm))); err != nil {
+	sizes, err := diskSizes(vm)
+	if err != nil {
+		return fmt.Errorf("cannot start VM %s: %w", vm.Name, err)
+	}
+	if err := t.Fits(d.Usage, d.fresh(vm, sizes)); err != nil {
 		return fmt.Errorf("cannot start VM %s: %w", vm.Name, err)
 	}
 	return nil

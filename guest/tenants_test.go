@@ -2,8 +2,10 @@ package guest
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/paddock-vm/paddock/configs"
+	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest/tenant"
 	"github.com/paddock-vm/paddock/internal/testguest"
 )
@@ -144,6 +147,80 @@ func TestTenantQuotas(t *testing.T) {
 	_, err = m.Start(ctx, "b")
 	if want := "cannot start VM b: tenant acme: 2 of 2 vCPUs are its VMs', and this asks for 1 more (--max-cpus 2): remove some or raise the limit (paddock tenant set acme --max-cpus ...)"; err == nil || err.Error() != want {
 		t.Errorf("start over the lowered limit: %v\nwant %s", err, want)
+	}
+}
+
+// qcow2Disk makes a qcow2 image of size bytes (virtual) in dir.
+func qcow2Disk(t *testing.T, dir, name string, size int64) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	img, err := disk.Create(path, disk.CreateOptions{Size: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// setQcow2Size writes size into the virtual size field of the qcow2
+// header at path, as a hostile tenant could.
+func setQcow2Size(t *testing.T, path string, size uint64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(binary.BigEndian.AppendUint64(nil, size), 24); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTenantQuotaHostileDisk: a qcow2 header whose virtual size wraps
+// the tenant's sum (2^64 - 100 GiB) can neither get its VM admitted nor,
+// written into an admitted VM's disk afterwards, make room for more.
+func TestTenantQuotaHostileDisk(t *testing.T) {
+	m := testManager(t)
+	dir := t.TempDir()
+	if _, err := m.CreateTenant("acme", tenant.Limits{Disk: 200 * configs.GiB}); err != nil {
+		t.Fatal(err)
+	}
+	big := rawDisk(t, dir, "big.img", 150<<30)
+	if _, err := m.Create(tenantVM(t, "a", "acme", "disks: [{path: "+big+"}]\n"), ""); err != nil {
+		t.Fatal(err)
+	}
+	const wrap = math.MaxUint64 - 100<<30 + 1
+	evil := qcow2Disk(t, dir, "evil.qcow2", 1<<30)
+	setQcow2Size(t, evil, wrap)
+	_, err := m.Create(tenantVM(t, "evil", "acme", "disks: [{path: "+evil+"}]\n"), "")
+	if err == nil || !strings.Contains(err.Error(), "VM evil: disk "+evil+": ") || !strings.Contains(err.Error(), "virtual size") {
+		t.Errorf("a VM with a wrapping qcow2 size: %v", err)
+	}
+	if _, err := m.store.VM("evil"); err == nil {
+		t.Error("the refused VM evil is in the store")
+	}
+	// Admitted with an honest header, then made hostile.
+	later := qcow2Disk(t, dir, "later.qcow2", 1<<30)
+	if _, err := m.Create(tenantVM(t, "b", "acme", "disks: [{path: "+later+"}]\n"), ""); err != nil {
+		t.Fatal(err)
+	}
+	setQcow2Size(t, later, wrap)
+	more := rawDisk(t, dir, "more.img", 140<<30)
+	_, err = m.Create(tenantVM(t, "c", "acme", "disks: [{path: "+more+"}]\n"), "")
+	if !errors.Is(err, tenant.ErrQuota) {
+		t.Errorf("140 GiB more over 150 GiB used of 200 GiB: %v", err)
+	}
+	in, err := m.Tenant("acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Usage.Disk != 150*configs.GiB {
+		t.Errorf("usage %s, want 150GiB (the hostile disk counts nothing)", in.Usage.Disk)
+	}
+	if _, err := m.Start(context.Background(), "b"); err == nil || !strings.Contains(err.Error(), "disk "+later) {
+		t.Errorf("start of the VM whose disk turned hostile: %v", err)
 	}
 }
 

@@ -15,9 +15,10 @@ func newCloneCommand() *cobra.Command {
 	var libvirtHost, tenantName string
 	cmd := &cobra.Command{
 		Use:   "clone TEMPLATE NAME [-n COUNT] [--start] [--tenant T] [--host HOST]",
-		Short: "Make new VMs from a template made of a VM",
-		Long: `Make the VM NAME from TEMPLATE (made by paddock template create): it gets
-the template's spec, a qcow2 overlay on each of the template's base
+		Short: "Make new VMs from a template",
+		Long: `Make the VM NAME from TEMPLATE: it gets the template's spec (a built
+template's, from paddock template build, is paddock's defaults with one
+NIC on the network default), a qcow2 overlay on each of the template's base
 disks (nothing is copied: creation takes the same time whatever the
 disks' size) and a new identity: a new UUID (SMBIOS, cloud-init
 instance-id), MAC addresses derived from its name, its own DHCP leases
@@ -30,7 +31,8 @@ snapshot); rm removes only the clone's overlays.
 The clones of a warm template (template create --memory) are warm: the
 first start of each restores the template's memory snapshot instead of
 booting, every clone sharing the template's memory file; their NICs
-keep the template's MAC addresses. A warm template saved on another
+get MAC addresses and leases of their own, which a guest takes when it
+re-probes its NICs on the VM generation change (docs/cli.md). A warm template saved on another
 kind of CPU is refused before any clone is made.
 
 --host HOST makes the clones libvirt VMs on that libvirt host (a name

@@ -78,11 +78,15 @@ func newNetworkCreateCommand() *cobra.Command {
 		Long: `Create the managed network NAME (1 to 32 lowercase letters, digits and
 dashes). --subnet gives its IPv4 subnet (a prefix length of 16 to 30); by
 default paddock takes the first of 10.77.0.0/24, 10.77.1.0/24, ... that no
-other network has and no route of the host overlaps. The host's address on
-the network (gateway, DHCP and DNS server) is the subnet's first address.
-Nothing changes on the host until a VM on the network starts. --tenant
-makes the network the tenant's (its VMs' network: NAME); subnets are
-unique across tenants, whose bridges share the host's routing table.
+other network of the tenant has and no route of the host overlaps. The
+host's address on the network (gateway, DHCP and DNS server) is the
+subnet's first address. Nothing changes on the host until a VM on the
+network starts. --tenant makes the network the tenant's (its VMs' network:
+NAME). Every tenant but the default has its networks in a network
+namespace of its own, so tenants may use the same subnets: a subnet must
+be free only among its tenant's networks (and overlap no route of the
+host but the managed networks' bridges, nor 100.127.0.0/16, kept for the
+tenants' uplinks).
 
 Exit status: 0 ok, 1 error, 2 usage, 3 no such tenant, 4 the network
 exists.`,

@@ -271,10 +271,11 @@ func maxVirtualSize(clusterBits, l2Bits uint32) uint64 {
 	return v
 }
 
-// validateLayout checks the header's table locations against the file
-// size and the sanity caps. It is what stops a hostile header from making
+// ValidateLayout checks the header's table locations against the file
+// size and the sanity caps, among them the largest virtual size the
+// geometry can address. It is what stops a hostile header from making
 // paddock allocate or read huge tables.
-func (h *Header) validateLayout(fileSize int64) error {
+func (h *Header) ValidateLayout(fileSize int64) error {
 	cs := uint64(h.clusterSize())
 	fsz := uint64(fileSize)
 	if h.Size > maxVirtualSize(h.ClusterBits, h.l2Bits()) {

@@ -77,7 +77,7 @@ func FuzzParseHeader(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = h.validateLayout(int64(len(data)) * 1024)
+		_ = h.ValidateLayout(int64(len(data)) * 1024)
 		again, err := ParseHeader(h.Marshal())
 		if err != nil {
 			t.Fatalf("re-parse of a marshalled header: %v", err)

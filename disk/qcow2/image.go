@@ -308,7 +308,7 @@ func (img *Image) load() error {
 	if err := img.checkFeatures(&h, cluster0); err != nil {
 		return err
 	}
-	if err := h.validateLayout(fsz); err != nil {
+	if err := h.ValidateLayout(fsz); err != nil {
 		return img.errf(err, "header")
 	}
 	img.hdr = h

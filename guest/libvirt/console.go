@@ -299,7 +299,17 @@ func (p *Pool) FollowLog(ctx context.Context, pl *Placement, d *Dom, offset uint
 		}
 		offset += n
 		if size < offset {
-			offset = 0 // virtlogd rotated the log: go on in the new file
+			// virtlogd rotated the log: what it wrote since the last look
+			// and before the rotation is at the end of NAME.1. Then go on
+			// in the new file.
+			chunk.Reset()
+			if _, _, err := p.download(pl.ConsoleLogName()+".1", &chunk, offset); err != nil {
+				return err
+			}
+			if _, err := w.Write(chunk.Bytes()); err != nil {
+				return err
+			}
+			offset = 0
 		}
 		if !st.Active() {
 			return nil // it had stopped before this last read

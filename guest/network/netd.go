@@ -34,8 +34,11 @@ type NetdConfig struct {
 	// Logf gets netd's messages (netd.log).
 	Logf func(format string, args ...any)
 	// ResolvConf lists the host's resolvers; empty means
-	// dnsfwd.ResolvConf.
-	ResolvConf string
+	// dnsfwd.ResolvConf. SystemdResolvConf lists systemd-resolved's
+	// upstreams, which a tenant's netd uses when ResolvConf has no
+	// resolver its namespace reaches; empty means SystemdResolvConf.
+	ResolvConf        string
+	SystemdResolvConf string
 	// HostNS is the host's network namespace, for the netd of a tenant
 	// other than the default, which runs in the tenant's namespace;
 	// nil means descriptor NetdHostNSFD.
@@ -55,8 +58,12 @@ type netd struct {
 	// set.
 	uplink hostnet.Uplink
 
-	mu       sync.Mutex
-	users    map[*user]bool // attached VMs; guarded by mu
+	mu    sync.Mutex
+	users map[*user]bool // attached VMs; guarded by mu
+	// stuck are the NICs of VMs that left whose taps netd could not
+	// take off the bridge: their anti-spoofing rules stay. Guarded by
+	// mu.
+	stuck    []hostnet.Guest
 	leases   map[netdev.MAC]dhcpd.Lease
 	closing  bool          // guarded by mu: taking the network down
 	idle     chan struct{} // gets a value when the last user leaves
@@ -93,6 +100,9 @@ func ServeNetd(ctx context.Context, c NetdConfig) error {
 	}
 	if c.ResolvConf == "" {
 		c.ResolvConf = dnsfwd.ResolvConf
+	}
+	if c.SystemdResolvConf == "" {
+		c.SystemdResolvConf = SystemdResolvConf
 	}
 	fail := func(err error) error {
 		if c.User != nil {
@@ -204,7 +214,15 @@ func (d *netd) up() (func() error, error) {
 	}()
 	upstreams := dnsfwd.NewResolvers(d.c.ResolvConf, d.net.Gateway).Servers
 	if d.hostNS != nil {
-		upstreams = skipLoopback(upstreams)
+		var local []netip.Addr
+		if err := hostnet.InNetns(int(d.hostNS.Fd()), func() (err error) {
+			local, err = hostnet.LocalAddrs()
+			return err
+		}); err != nil {
+			return fail(err)
+		}
+		upstreams = tenantUpstreams(func(a netip.Addr) bool { return slices.Contains(local, a) },
+			upstreams, dnsfwd.NewResolvers(d.c.SystemdResolvConf, d.net.Gateway).Servers)
 	}
 	dns, err := dnsfwd.Listen(dnsfwd.Config{Upstreams: upstreams, Logf: d.c.Logf}, d.net.Gateway)
 	if err != nil {
@@ -343,8 +361,11 @@ func (d *netd) serve(c net.Conn) {
 // server, its port forwards reserved and in the nftables table, a tap
 // for each NIC, with anti-spoofing rules, on the bridge.
 func (d *netd) join(h hello) (*user, error) {
-	if len(h.NICs) == 0 {
+	switch {
+	case len(h.NICs) == 0:
 		return nil, errors.New("no NICs")
+	case len(h.NICs) > maxFiles:
+		return nil, fmt.Errorf("%d NICs on one network: at most %d", len(h.NICs), maxFiles)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -383,6 +404,13 @@ func (d *netd) join(h hello) (*user, error) {
 			return fail(fmt.Errorf("ports: %s: %w", p, err))
 		}
 		u.reserved = append(u.reserved, c)
+		if d.hostNS != nil {
+			c, err := d.reserveInner(p)
+			if err != nil {
+				return fail(fmt.Errorf("ports: %s: %w", p, err))
+			}
+			u.reserved = append(u.reserved, c)
+		}
 		u.forwards = append(u.forwards, f)
 	}
 	for i, l := range h.NICs {
@@ -392,6 +420,8 @@ func (d *netd) join(h hello) (*user, error) {
 		}
 		u.taps = append(u.taps, tap)
 		u.guests = append(u.guests, hostnet.Guest{Port: tap.Name(), MAC: macs[i], IP: l.IP})
+		// A stuck tap of that name is gone: the kernel reused its name.
+		d.stuck = slices.DeleteFunc(d.stuck, func(g hostnet.Guest) bool { return g.Port == tap.Name() })
 	}
 	// The rules first, then the taps on the bridge: no frame of the VM
 	// passes unchecked.
@@ -401,7 +431,7 @@ func (d *netd) join(h hello) (*user, error) {
 		return fail(err)
 	}
 	for _, t := range u.taps {
-		if err := netdev.AddToBridge(t.Name(), d.cfg.Bridge); err != nil {
+		if err := hostnet.AttachPort(d.cfg, t.Name()); err != nil {
 			delete(d.users, u)
 			if rerr := d.setRulesLocked(); rerr != nil {
 				d.c.Logf("VM %s not attached, but its rules stay: %v", h.VM, rerr)
@@ -424,6 +454,26 @@ func (d *netd) reserve(p Port) (c io.Closer, err error) {
 		c, err = hostnet.Reserve(p.Proto, p.HostIP, p.HostPort)
 		return err
 	})
+	return c, err
+}
+
+// reserveInner reserves a forward's port on the uplink's inner address,
+// in the tenant's namespace (netd's own), where every forward of the
+// tenant's networks arrives whatever its host address (setRulesLocked):
+// two forwards of one port, from two host addresses, would both end at
+// the first. Precondition: mu is held.
+func (d *netd) reserveInner(p Port) (io.Closer, error) {
+	for o := range d.users {
+		for _, f := range o.forwards {
+			if f.Proto == p.Proto && f.HostPort == p.HostPort {
+				return nil, fmt.Errorf("host port %d/%s %w by VM %s (%s): the forwards of tenant %s all arrive at one address in its namespace, so each needs a port of its own", p.HostPort, p.Proto, hostnet.ErrPortInUse, o.hello.VM, f, d.net.Tenant)
+			}
+		}
+	}
+	c, err := hostnet.Reserve(p.Proto, d.uplink.Peer().Addr(), p.HostPort)
+	if errors.Is(err, hostnet.ErrPortInUse) {
+		return nil, fmt.Errorf("host port %d/%s %w by a VM on another network of tenant %s: the forwards of a tenant all arrive at one address in its namespace, so each needs a port of its own", p.HostPort, p.Proto, hostnet.ErrPortInUse, d.net.Tenant)
+	}
 	return c, err
 }
 
@@ -458,7 +508,7 @@ func (d *netd) setHostForwards(forwards []hostnet.Forward) error {
 // rulesLocked is every attached VM's forwards and NICs. Precondition: mu
 // is held.
 func (d *netd) rulesLocked() hostnet.Rules {
-	var r hostnet.Rules
+	r := hostnet.Rules{Guests: slices.Clone(d.stuck)}
 	for u := range d.users {
 		r.Forwards = append(r.Forwards, u.forwards...)
 		r.Guests = append(r.Guests, u.guests...)
@@ -467,12 +517,20 @@ func (d *netd) rulesLocked() hostnet.Rules {
 }
 
 // leave detaches a VM (nil: a connection that never attached one) and
-// reports when none is left.
+// reports when none is left. The VM's taps go off the bridge before
+// their rules go: the VM holds the taps, and may well hold them on after
+// closing its connection.
 func (d *netd) leave(u *user) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if u != nil && d.users[u] {
 		delete(d.users, u)
+		for _, g := range u.guests {
+			if err := hostnet.DetachPort(d.cfg, g.Port); err != nil {
+				d.c.Logf("VM %s left, but its tap stays on the bridge with its rules: %v", u.hello.VM, err)
+				d.stuck = append(d.stuck, g)
+			}
+		}
 		for _, l := range u.hello.NICs {
 			if mac, err := netdev.ParseMAC(l.MAC); err == nil {
 				delete(d.leases, mac)

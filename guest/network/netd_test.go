@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/netdev"
@@ -375,7 +377,8 @@ func TestNetdSIGTERM(t *testing.T) {
 // first use, with its uplink), where its bridge, tables and the VM's tap
 // are; the two networks have the same subnet and the two VMs get the
 // same address from DHCP; a port forward reaches the tenant's VM from
-// the host (through the uplink), and holds its host port; when the
+// the host (through the uplink), and holds its host port, and its port
+// in the tenant's namespace against the tenant's other forwards; when the
 // tenant's last VM leaves, the forward, the namespace, the uplink and its
 // table go.
 func TestNetdTenant(t *testing.T) {
@@ -442,6 +445,33 @@ func TestNetdTenant(t *testing.T) {
 	if _, err := attach("other", 3, DefaultName, Port{Proto: "tcp", HostIP: lo, HostPort: 8080, GuestPort: 80}); err == nil || !strings.Contains(err.Error(), "host port 127.0.0.1:8080/tcp is in use") {
 		t.Errorf("the tenant's forwarded port for a VM of the default tenant: %v", err)
 	}
+	// Another VM of the tenant with a forward of the same port from
+	// another host address: inside the namespace both would be the
+	// uplink's address and that port.
+	api, err := attach("api", 4, ref, Port{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.2"), HostPort: 8080, GuestPort: 80})
+	if err == nil {
+		api.Close()
+	}
+	if want := "ports: 127.0.0.2:8080:80/tcp: host port 8080/tcp is in use by VM web (tcp 127.0.0.1:8080 -> " + web.Leases[0].IP.String() + ":80)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a second forward of the tenant's port 8080: %v, want %q", err, want)
+	}
+	// ... and on another network of the tenant, whose netd shares the
+	// namespace.
+	lan := Ref(tenant, "lan")
+	if _, err := h.st.Create(lan, netip.Prefix{}); err != nil {
+		t.Fatal(err)
+	}
+	api, err = attach("api", 4, lan, Port{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.2"), HostPort: 8080, GuestPort: 80})
+	if err == nil {
+		api.Close()
+	}
+	if want := "ports: 127.0.0.2:8080:80/tcp: host port 8080/tcp is in use by a VM on another network of tenant " + tenant; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a forward of the tenant's port 8080 on its other network: %v, want %q", err, want)
+	}
+	h.waitNetdGone(t, lan)
+	if got := curl(h.ns, "http://127.0.0.1:8080/"); got != "vm1" {
+		t.Errorf("the forward of 127.0.0.1:8080 after api was refused: %q", got)
+	}
 	if err := web.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -460,5 +490,102 @@ func TestNetdTenant(t *testing.T) {
 	}
 	if log, err := os.ReadFile(h.st.path(ref, NetdLog)); err == nil {
 		t.Logf("netd.log:\n%s", log)
+	}
+}
+
+// sendUDP sends one datagram from src (an address of ns) to to.
+func sendUDP(t *testing.T, ns *netnstest.NS, src netip.Addr, to netip.AddrPort, msg string) {
+	t.Helper()
+	if err := ns.Do(func() error {
+		c, err := net.DialUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(to))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte(msg))
+		return err
+	}); err != nil {
+		t.Fatalf("send UDP from %s to %s in %s: %v", src, to, ns.Name, err)
+	}
+}
+
+// listenUDP binds a UDP port on every address of ns; next returns the
+// next datagram's payload and source, or "" after 3 s without one.
+func listenUDP(t *testing.T, ns *netnstest.NS, port uint16) (next func() (string, netip.Addr)) {
+	t.Helper()
+	var c net.PacketConn
+	if err := ns.Do(func() (err error) {
+		c, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return func() (string, netip.Addr) {
+		buf := make([]byte, 1500)
+		if err := c.SetReadDeadline(time.Now().Add(3 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return "", netip.Addr{}
+		}
+		return string(buf[:n]), from.(*net.UDPAddr).AddrPort().Addr().Unmap()
+	}
+}
+
+// TestNetdLeaveDetachesTap: a VM that closes its connection to netd but
+// keeps its tap (a compromised VMM can) has the tap taken off the
+// bridge before its anti-spoofing rules go, so what it sends from an
+// address that is not its own reaches its neighbour neither before nor
+// after.
+func TestNetdLeaveDetachesTap(t *testing.T) {
+	h := newNetdHost(t)
+	web, err := h.attach("web", 1, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	db, err := h.attach("db", 2, DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	gw, gd := h.guest(t, web, 1), h.guest(t, db, 2)
+	own := web.Leases[0].IP
+	spoofed := own.Next().Next().Next()
+	for spoofed == db.Leases[0].IP {
+		spoofed = spoofed.Next()
+	}
+	gw.IP(t, "addr", "add", spoofed.String()+"/32", "dev", "eth0")
+	next := listenUDP(t, gd, 9)
+	to := netip.AddrPortFrom(db.Leases[0].IP, 9)
+	// Attached: the rules drop what web sends from the other address;
+	// what it sends from its own arrives (the first to arrive).
+	sendUDP(t, gw, spoofed, to, "spoofed")
+	sendUDP(t, gw, own, to, "own")
+	if msg, from := next(); msg != "own" || from != own {
+		t.Fatalf("db received %q from %s, want %q from %s", msg, from, "own", own)
+	}
+	// web's VMM closes its connection and keeps the tap.
+	taps := web.TakeTaps()
+	t.Cleanup(func() {
+		for _, tap := range taps {
+			tap.Close()
+		}
+	})
+	if err := web.Close(); err != nil {
+		t.Fatal(err)
+	}
+	def, err := h.st.Get(DefaultName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := h.ns.IP(t, "-o", "link", "show", "master", def.Bridge); strings.Contains(out, taps[0].Name()+":") {
+		t.Errorf("web's tap %s is still on the bridge after web left:\n%s", taps[0].Name(), out)
+	}
+	sendUDP(t, gw, spoofed, to, "spoofed after leaving")
+	if msg, from := next(); msg != "" {
+		t.Errorf("after web left, db received %q from %s", msg, from)
 	}
 }

@@ -91,7 +91,9 @@ func sendLineFiles(c net.Conn, v any, files []*os.File) error {
 	return err
 }
 
-// maxFiles bounds the descriptors one line may carry.
+// maxFiles bounds the descriptors one line may carry: netd's answer
+// carries a tap for each NIC of the hello, so a hello has at most
+// maxFiles NICs.
 const maxFiles = 64
 
 // readLineFiles reads one JSON line into v from the unix socket c, with
@@ -111,7 +113,12 @@ func readLineFiles(c *net.UnixConn, v any) (fds []int, err error) {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(maxFiles*4))
 	for !bytes.HasSuffix(line, []byte("\n")) {
-		n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
+		if flags&unix.MSG_CTRUNC != 0 && err == nil {
+			// The kernel dropped the descriptors that did not fit; the
+			// others are closed with the error.
+			err = fmt.Errorf("a line carried more than %d descriptors", maxFiles)
+		}
 		if oobn > 0 {
 			msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
 			for _, m := range msgs {

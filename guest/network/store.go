@@ -324,7 +324,8 @@ func (s *Store) Remove(name string) error {
 
 // takeDown removes a host side a dead netd left (in the tenant's
 // namespace for a tenant other than the default, and then the namespace
-// and uplink if no other network of the tenant is up). Without a bridge
+// and uplink if no other network of the tenant is up; the host's half of
+// the network's port forwards whether or not the namespace is left). Without a bridge
 // there is nothing to remove, and an unprivileged user can remove a
 // network that was never up.
 func (s *Store) takeDown(n *Network) error {
@@ -344,6 +345,12 @@ func (s *Store) takeDown(n *Network) error {
 	if !inNamespace(n.Tenant) {
 		return down()
 	}
+	// The host's half of its port forwards, first: it outlives a
+	// namespace removed by hand or by a reboot. Only root's paddock
+	// makes it.
+	if err := hostnet.SetUplinkForwards(tenantUplink(n.Tenant), n.Table, nil); err != nil && (os.Geteuid() == 0 || !errors.Is(err, fs.ErrPermission)) {
+		return fmt.Errorf("network %s: %w", n.Name, err)
+	}
 	if !hostnet.NetnsExists(tenantUplink(n.Tenant).NS) {
 		return nil
 	}
@@ -355,10 +362,6 @@ func (s *Store) takeDown(n *Network) error {
 	unix.Close(ns)
 	if err != nil {
 		return err
-	}
-	// The host's half of its port forwards.
-	if err := hostnet.SetUplinkForwards(tenantUplink(n.Tenant), n.Table, nil); err != nil {
-		return fmt.Errorf("network %s: %w", n.Name, err)
 	}
 	return s.collectUplink(n.Tenant, -1)
 }

@@ -1,6 +1,8 @@
 package network
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/netip"
 	"os"
@@ -8,8 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/netdev"
 	"github.com/paddock-vm/paddock/netdev/hostnet"
+	"github.com/paddock-vm/paddock/netdev/netnstest"
 )
 
 // testStore is a store in a new state directory whose host has one route,
@@ -241,5 +245,39 @@ func TestTenantNetworks(t *testing.T) {
 	}
 	if _, err := s.Get("globex/default"); err == nil || !strings.Contains(err.Error(), `name "acme/default" does not match its directory`) {
 		t.Errorf("a moved record: %v", err)
+	}
+}
+
+// TestRemoveTenantForwards: removing a network of a tenant whose
+// namespace is gone (removed by hand, or a dead netd's after a reboot
+// of the namespaces) removes the host's half of the network's port
+// forwards all the same.
+func TestRemoveTenantForwards(t *testing.T) {
+	testenv.RequireTool(t, "nft", "nftables")
+	ns := netnstest.New(t)
+	s := testStore(t)
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	ref := Ref("t"+hex.EncodeToString(b[:]), DefaultName)
+	n, err := s.Use(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := tenantUplink(n.Tenant)
+	u.Addr = netip.MustParsePrefix("100.127.0.1/30")
+	f := hostnet.Forward{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, GuestIP: n.Gateway.Next(), GuestPort: 80}
+	if err := ns.Do(func() error { return hostnet.SetUplinkForwards(u, n.Table, []hostnet.Forward{f}) }); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.Exec(t, "nft", "list", "tables"); !strings.Contains(out, n.Table) {
+		t.Fatalf("no table %s to remove:\n%s", n.Table, out)
+	}
+	if err := ns.Do(func() error { return s.Remove(ref) }); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.Exec(t, "nft", "list", "tables"); strings.Contains(out, n.Table) {
+		t.Errorf("table %s outlived network %s:\n%s", n.Table, ref, out)
 	}
 }

@@ -99,17 +99,30 @@ func (s *Store) collectUplinkAt(tenant string, hostNS int) error {
 	return hostnet.InNetns(hostNS, func() error { return hostnet.UplinkDown(u) })
 }
 
-// skipLoopback drops loopback resolvers ("IP:port"): a tenant's
-// namespace has its own loopback, where the host's resolver (systemd's
-// 127.0.0.53) does not listen.
-func skipLoopback(servers func() []string) func() []string {
+// SystemdResolvConf lists systemd-resolved's own upstream resolvers,
+// where the host's /etc/resolv.conf names only its stub on loopback.
+const SystemdResolvConf = "/run/systemd/resolve/resolv.conf"
+
+// tenantUpstreams picks the resolvers ("IP:port") a tenant's DNS
+// forwarder uses, from lists in order of preference (the host's
+// resolv.conf, then systemd-resolved's upstreams): the first list with
+// a resolver the namespace can reach, without those it cannot. A
+// loopback resolver is the host's loopback, not the namespace's
+// (systemd-resolved's 127.0.0.53), and the host's own addresses (local)
+// refuse the namespace (the uplink's input chain).
+func tenantUpstreams(local func(netip.Addr) bool, lists ...func() []string) func() []string {
 	return func() []string {
-		var out []string
-		for _, s := range servers() {
-			if ap, err := netip.ParseAddrPort(s); err == nil && !ap.Addr().IsLoopback() {
-				out = append(out, s)
+		for _, list := range lists {
+			var out []string
+			for _, s := range list() {
+				if ap, err := netip.ParseAddrPort(s); err == nil && !ap.Addr().IsLoopback() && !local(ap.Addr()) {
+					out = append(out, s)
+				}
+			}
+			if len(out) > 0 {
+				return out
 			}
 		}
-		return out
+		return nil
 	}
 }

@@ -3,6 +3,7 @@ package tenant
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -34,9 +35,23 @@ type Usage struct {
 	Disk   configs.ByteSize `json:"disk"`
 }
 
-// Add returns u plus v.
+// Add returns u plus v. The sizes saturate at the largest ByteSize
+// instead of wrapping, so that no sum of disks can come out small.
 func (u Usage) Add(v Usage) Usage {
-	return Usage{VMs: u.VMs + v.VMs, CPUs: u.CPUs + v.CPUs, Memory: u.Memory + v.Memory, Disk: u.Disk + v.Disk}
+	return Usage{VMs: u.VMs + v.VMs, CPUs: u.CPUs + v.CPUs, Memory: AddSizes(u.Memory, v.Memory), Disk: AddSizes(u.Disk, v.Disk)}
+}
+
+// AddSizes is a+b, or the largest ByteSize if that overflows.
+func AddSizes(a, b configs.ByteSize) configs.ByteSize {
+	if a > math.MaxUint64-b {
+		return math.MaxUint64
+	}
+	return a + b
+}
+
+// over reports whether used+req exceeds limit, without overflowing.
+func over[T int | configs.ByteSize](used, req, limit T) bool {
+	return req > limit || used > limit-req
 }
 
 // Check validates limits read from a record or given by a caller: no
@@ -133,13 +148,13 @@ func (t *Tenant) Fits(used, req Usage) error {
 		return &QuotaError{Tenant: t.Name, Flag: flag, Used: u, Request: r, Limit: max, what: what}
 	}
 	switch {
-	case l.VMs > 0 && req.VMs > 0 && used.VMs+req.VMs > l.VMs:
+	case l.VMs > 0 && req.VMs > 0 && over(used.VMs, req.VMs, l.VMs):
 		return q("max-vms", "VMs exist", strconv.Itoa(used.VMs), strconv.Itoa(req.VMs), strconv.Itoa(l.VMs))
-	case l.CPUs > 0 && req.CPUs > 0 && used.CPUs+req.CPUs > l.CPUs:
+	case l.CPUs > 0 && req.CPUs > 0 && over(used.CPUs, req.CPUs, l.CPUs):
 		return q("max-cpus", "vCPUs are its VMs'", strconv.Itoa(used.CPUs), strconv.Itoa(req.CPUs), strconv.Itoa(l.CPUs))
-	case l.Memory > 0 && req.Memory > 0 && used.Memory+req.Memory > l.Memory:
+	case l.Memory > 0 && req.Memory > 0 && over(used.Memory, req.Memory, l.Memory):
 		return q("max-memory", "of memory are its VMs'", used.Memory.String(), req.Memory.String(), l.Memory.String())
-	case l.Disk > 0 && req.Disk > 0 && used.Disk+req.Disk > l.Disk:
+	case l.Disk > 0 && req.Disk > 0 && over(used.Disk, req.Disk, l.Disk):
 		return q("max-disk", "of disk are its VMs'", used.Disk.String(), req.Disk.String(), l.Disk.String())
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
 	"github.com/paddock-vm/paddock/hypervisor/machine"
 	"github.com/paddock-vm/paddock/netdev"
+	"github.com/paddock-vm/paddock/netdev/hostnet"
 )
 
 // Handles are the host resources a VM's machines run on, opened once for
@@ -205,6 +206,9 @@ func openTap(n NIC) (*netdev.Tap, error) {
 // bridgedTap creates a tap named after the NIC's MAC (so it is easy to
 // match with its VM) and makes it a port of the NIC's bridge.
 func bridgedTap(n NIC) (*netdev.Tap, error) {
+	if what := hostnet.ManagedInterface(n.Bridge); what != "" {
+		return nil, fmt.Errorf("bridge %s is %s: use network: NAME", n.Bridge, what)
+	}
 	if err := netdev.IsBridge(n.Bridge); err != nil {
 		return nil, err
 	}

@@ -150,6 +150,7 @@ func TestOpenHandlesErrors(t *testing.T) {
 		{"format mismatch", diskVM(t, configs.Disk{Path: rawDisk(t, dir, "raw.img"), Format: disk.FormatQcow2}), OpenOptions{}, "disks[0]: "},
 		{"missing bridge", withNIC, nic(NIC{Bridge: "nosuchbr0", MAC: mac}), "nics[0]: bridge nosuchbr0: no such network interface"},
 		{"missing tap", withNIC, nic(NIC{Tap: "nosuchtap0", MAC: mac}), "nics[0]: tap nosuchtap0: no such network interface"},
+		{"a managed network's bridge", withNIC, nic(NIC{Bridge: "pd-default", MAC: mac}), "nics[0]: bridge pd-default is the bridge of a managed network: use network: NAME"},
 		{"tap and bridge", withNIC, nic(NIC{Tap: "t", Bridge: "b", MAC: mac}), "nics[0]: set tap or bridge, not both"},
 		{"no MAC", withNIC, nic(NIC{Bridge: "br0"}), "nics[0]: MAC 00:00:00:00:00:00 is not a unicast address"},
 		{"NICs unresolved", withNIC, OpenOptions{}, "vmm: VM h has 1 NICs, 0 resolved"},

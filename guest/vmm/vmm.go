@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -354,10 +355,13 @@ type runResult struct {
 }
 
 // handleSignals makes SIGTERM and SIGINT stop the VM: the first shuts it
-// down, the next kills it. It returns a function that stops handling.
+// down, the next kills it. SIGUSR1 writes the machine's state (vCPU
+// exits, the UART, the virtio queues: Session.WriteDebug) to the VMM's
+// log, for diagnosing a guest that seems stuck. It returns a function
+// that stops handling.
 func (p *vmmProc) handleSignals(sess *Session) func() {
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	signal.Ignore(syscall.SIGHUP) // no terminal; nobody should hang it up
 	quit := make(chan struct{})
 	go func() {
@@ -367,6 +371,10 @@ func (p *vmmProc) handleSignals(sess *Session) func() {
 			case <-quit:
 				return
 			case sig := <-ch:
+				if sig == syscall.SIGUSR1 {
+					p.writeDebug(sess)
+					continue
+				}
 				n++
 				if n == 1 {
 					p.logf("%v: shutting the VM down", sig)
@@ -382,6 +390,21 @@ func (p *vmmProc) handleSignals(sess *Session) func() {
 		signal.Stop(ch)
 		close(quit)
 	}
+}
+
+// writeDebug writes the machine's state to the VMM's log in one write,
+// between two marker lines.
+func (p *vmmProc) writeDebug(sess *Session) {
+	if p.cfg.Log == nil {
+		return
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s vmm[%d]: SIGUSR1: the machine's state follows\n", time.Now().Format(time.RFC3339Nano), p.pid())
+	if !sess.WriteDebug(&b) {
+		b.WriteString("no machine is running\n")
+	}
+	b.WriteString("(end of the machine's state)\n")
+	p.cfg.Log.Write(b.Bytes())
 }
 
 // changed records a session change in state.json and, on the first

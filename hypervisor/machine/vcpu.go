@@ -49,6 +49,12 @@ type vcpu struct {
 	index int
 	tid   atomic.Int32 // OS thread id once the loop started, for kicks
 	stats *exitStats
+	// exits and lastExit are the vCPU's exits to userspace so far and
+	// the last one's reason, for WriteDebug (which may read them while
+	// the vCPU runs): a count that does not move is a vCPU inside KVM,
+	// halted or running guest code.
+	exits    atomic.Uint64
+	lastExit atomic.Uint32
 	// cpuid is the CPUID table the vCPU was given, which a snapshot
 	// keeps (KVM's copy may differ in bits it rewrites as the guest runs).
 	cpuid []kvm.CPUIDEntry
@@ -112,6 +118,8 @@ func (v *vcpu) handleExit() bool {
 	m := v.m
 	r := v.k.ExitReason()
 	v.stats.byReason[r]++
+	v.exits.Add(1)
+	v.lastExit.Store(uint32(r))
 	switch r {
 	case kvm.ExitIO:
 		v.ioPending = true

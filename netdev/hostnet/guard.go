@@ -53,7 +53,14 @@ var bridgePriority = nftables.ChainPriorityRef(-200)
 // MAC only after this hook, so a dropped frame teaches it nothing.
 // Taps are ports only once their chain exists (see Up for the ports
 // found on a bridge).
-func addBridgeTable(conn *nftables.Conn, c Config, guests []Guest) {
+//
+// A port in the bridge's interface group (group, AttachPort) whose
+// guest is not listed gets nothing through at all: the port of a guest
+// that left and was not taken off the bridge. The table cannot drop
+// every unlisted port: each network's table sees the frames of every
+// bridge of the namespace, and the bridge family's `meta ibrname` is
+// missing from kernels without nft_meta_bridge.
+func addBridgeTable(conn *nftables.Conn, c Config, group uint32, guests []Guest) {
 	t := replaceTable(conn, c.Table, nftables.TableFamilyBridge)
 	pre := conn.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookPrerouting, Priority: bridgePriority})
 	for _, g := range guests {
@@ -70,6 +77,11 @@ func addBridgeTable(conn *nftables.Conn, c Config, guests []Guest) {
 		}
 		rule(conn, ch, drop())
 	}
+	// Last: a listed port's chain has decided.
+	rule(conn, pre, []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFGROUP, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(group)},
+	}, drop())
 }
 
 // etherSource compares the frame's source MAC: `ether saddr != MAC`.

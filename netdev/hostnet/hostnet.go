@@ -26,13 +26,18 @@
 //	                     through the host
 //	forward              drop what would be routed between this network's
 //	                     bridge and another managed network's (every
-//	                     bridge named BridgePrefix...)
+//	                     bridge named BridgePrefix...), and new
+//	                     connections routed into the bridge from
+//	                     elsewhere (the LAN) that no port forward made
 //	input                drop what the guests send to the host's addresses
 //	                     other than their gateway
 //
 // The table of family bridge, of the same name, holds each guest's
 // anti-spoofing chain (addBridgeTable): a guest sends from its own MAC
-// and leased address or not at all.
+// and leased address or not at all. Put a guest's port on the bridge
+// with AttachPort (after the guest is in the rules) and take it off with
+// DetachPort (before it leaves them); a port AttachPort put there whose
+// guest the rules do not list gets nothing through.
 //
 // Packets from a loopback source may leave only through an interface
 // with route_localnet set; Up sets it on the bridge, and only there.
@@ -61,6 +66,21 @@ import (
 // BridgePrefix starts the name of every managed network's bridge: the
 // isolation between networks knows them by it.
 const BridgePrefix = "pd-"
+
+// ManagedInterface says what the interface name is to the managed
+// networks: "the bridge of a managed network" (BridgePrefix), "a
+// tenant's uplink" (UplinkPrefix), or "" for a name they do not use.
+// Only a network's netd may put a tap on its bridge: with the tap's
+// anti-spoofing rules.
+func ManagedInterface(name string) string {
+	switch {
+	case strings.HasPrefix(name, BridgePrefix):
+		return "the bridge of a managed network"
+	case strings.HasPrefix(name, UplinkPrefix):
+		return "a tenant's uplink"
+	}
+	return ""
+}
 
 // Config describes one managed network's host side.
 type Config struct {
@@ -147,10 +167,12 @@ func Up(c Config, r Rules) error {
 	if err := sysctl("net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
-	if err := SetRules(c, r); err != nil {
+	// Strangers go first, while a previous netd's table (if any) still
+	// filters them.
+	if err := detachStrangers(link, r.Guests); err != nil {
 		return err
 	}
-	return detachStrangers(link, r.Guests)
+	return SetRules(c, r)
 }
 
 // detachStrangers takes the ports that are none of guests' off the
@@ -205,6 +227,71 @@ const sysctlDir = "/proc/sys"
 func sysctl(name, value string) error {
 	if err := os.WriteFile(filepath.Join(sysctlDir, name), []byte(value+"\n"), 0o644); err != nil {
 		return fmt.Errorf("hostnet: set %s: %w", name, err)
+	}
+	return nil
+}
+
+// AttachPort makes the interface port (a guest's tap) a port of the
+// network's bridge, in the bridge's interface group (its ifindex, which
+// no other bridge of the namespace has), and brings it up. The bridge
+// table drops what enters the bridge through a port of that group whose
+// guest its rules do not list: put the guest in the rules first.
+func AttachPort(c Config, port string) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	bridge, err := netlink.LinkByName(c.Bridge)
+	if err != nil {
+		return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+	}
+	if bridge.Type() != "bridge" {
+		return fmt.Errorf("hostnet: %s is a %s interface, not a bridge: %w", c.Bridge, bridge.Type(), netdev.ErrNotBridge)
+	}
+	l, err := netlink.LinkByName(port)
+	if err != nil {
+		return fmt.Errorf("hostnet: port %s: %w", port, err)
+	}
+	for _, step := range []func() error{
+		func() error { return netlink.LinkSetGroup(l, bridge.Attrs().Index) },
+		func() error { return netlink.LinkSetMaster(l, bridge) },
+		func() error { return netlink.LinkSetUp(l) },
+	} {
+		if err := step(); err != nil {
+			return fmt.Errorf("hostnet: add %s to bridge %s: %w", port, c.Bridge, err)
+		}
+	}
+	return nil
+}
+
+// DetachPort takes the interface port off the network's bridge if it is
+// still a port of it; an interface that is gone, or that is on another
+// bridge now (its name reused), is left alone. Call it before dropping
+// the port's guest from the rules: a port without anti-spoofing rules
+// would pass any frame its guest sends.
+func DetachPort(c Config, port string) error {
+	if err := c.check(); err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName(port)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hostnet: port %s: %w", port, err)
+	}
+	bridge, err := netlink.LinkByName(c.Bridge)
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+	}
+	if l.Attrs().MasterIndex != bridge.Attrs().Index {
+		return nil
+	}
+	if err := netlink.LinkSetNoMaster(l); err != nil {
+		return fmt.Errorf("hostnet: take %s off bridge %s: %w", port, c.Bridge, err)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func newTopology(t *testing.T, forwards []hostnet.Forward) *topology {
 func guestMAC(port string) netdev.MAC { return netdev.GenerateMAC("hostnet test guest " + port) }
 
 // addGuest makes a guest namespace on the network: a veth whose end port
-// is on the bridge, eth0 in the guest with guestMAC(port) and ip, a
+// is on the bridge (AttachPort), eth0 in the guest with guestMAC(port) and ip, a
 // default route through the gateway; the guest joins the rules.
 func (tp *topology) addGuest(t *testing.T, port string, ip netip.Addr) *netnstest.NS {
 	t.Helper()
@@ -66,7 +66,10 @@ func (tp *topology) addGuest(t *testing.T, port string, ip netip.Addr) *netnstes
 	mac := guestMAC(port)
 	tp.rules.Guests = append(tp.rules.Guests, hostnet.Guest{Port: port, MAC: mac, IP: ip})
 	tp.setRules(t)
-	tp.host.VethTo(t, g, port, "eth0", tp.cfg.Bridge)
+	tp.host.VethTo(t, g, port, "eth0", "")
+	if err := tp.host.Do(func() error { return hostnet.AttachPort(tp.cfg, port) }); err != nil {
+		t.Fatal(err)
+	}
 	g.IP(t, "link", "set", "eth0", "address", mac.String())
 	g.IP(t, "addr", "add", netip.PrefixFrom(ip, tp.cfg.Gateway.Bits()).String(), "dev", "eth0")
 	g.IP(t, "route", "add", "default", "via", tp.cfg.Gateway.Addr().String())
@@ -310,5 +313,27 @@ func TestReserve(t *testing.T) {
 	}
 	if free != nil {
 		t.Errorf("UDP on a reserved TCP port: %v", free)
+	}
+}
+
+// TestDetachPort: DetachPort takes a port off the network's bridge, and
+// leaves alone a port of another bridge (a reused name) and a port that
+// is gone.
+func TestDetachPort(t *testing.T) {
+	ns := netnstest.New(t)
+	up(t, ns, nil)
+	ns.Bridge(t, "other")
+	ns.Veth(t, "mine", "mine-peer", testConfig.Bridge)
+	ns.Veth(t, "theirs", "theirs-peer", "other")
+	for _, port := range []string{"mine", "theirs", "gone"} {
+		if err := ns.Do(func() error { return hostnet.DetachPort(testConfig, port) }); err != nil {
+			t.Errorf("DetachPort %s: %v", port, err)
+		}
+	}
+	if out := ns.IP(t, "-o", "link", "show", "master", testConfig.Bridge); strings.Contains(out, "mine@") {
+		t.Errorf("mine is still on %s:\n%s", testConfig.Bridge, out)
+	}
+	if out := ns.IP(t, "-o", "link", "show", "master", "other"); !strings.Contains(out, "theirs@") {
+		t.Errorf("theirs was taken off another bridge:\n%s", out)
 	}
 }

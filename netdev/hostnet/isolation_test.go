@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/paddock-vm/paddock/netdev"
@@ -186,4 +187,35 @@ func TestNetworksIsolated(t *testing.T) {
 		refused(t, c.g, "http://"+c.other+":8000/")
 		refused(t, c.g, "http://198.51.100.1:8000/")
 	}
+}
+
+// TestLANInbound: a host beyond the uplink with a route to the guests'
+// subnet through the host starts no connection to a guest, but reaches
+// it through a port forward; the guest's own connections out get their
+// replies.
+func TestLANInbound(t *testing.T) {
+	tp := newTopology(t, []hostnet.Forward{{Proto: "tcp", HostIP: uplinkIP, HostPort: 8081, GuestIP: guestIP, GuestPort: 80}})
+	tp.upstream.IP(t, "route", "add", testConfig.Subnet().String(), "via", uplinkIP.String())
+	refused(t, tp.upstream, "http://"+guestIP.String()+"/")
+	get(t, tp.upstream, "http://198.51.100.1:8081/", "guest")
+	get(t, tp.guest, "http://198.51.100.2/", "upstream")
+}
+
+// TestUnlistedPortDropped: a port AttachPort put on the bridge gets
+// nothing through once its guest is no longer in the rules, though it is
+// still a port (a guest that left and was not taken off); the other
+// guests' traffic passes.
+func TestUnlistedPortDropped(t *testing.T) {
+	tp := newTopology(t, nil)
+	other := tp.addGuest(t, "vother", netip.MustParseAddr("10.77.0.3"))
+	other.ServeHTTP(t, ":80", "other")
+	get(t, tp.guest, "http://10.77.0.3/", "other")
+	tp.rules.Guests = tp.rules.Guests[1:] // vguest's
+	tp.setRules(t)
+	if ports := tp.host.IP(t, "-o", "link", "show", "master", tp.cfg.Bridge); !strings.Contains(ports, "vguest@") {
+		t.Fatalf("vguest is no port of the bridge:\n%s", ports)
+	}
+	refused(t, tp.guest, "http://10.77.0.3/")
+	refused(t, tp.guest, "http://198.51.100.2/")
+	get(t, other, "http://198.51.100.2/", "upstream")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -86,12 +87,16 @@ func SetRules(c Config, r Rules) error {
 	if err := r.check(); err != nil {
 		return err
 	}
+	bridge, err := netlink.LinkByName(c.Bridge)
+	if err != nil {
+		return fmt.Errorf("hostnet: bridge %s: %w", c.Bridge, err)
+	}
 	conn, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("hostnet: nftables: %w", err)
 	}
 	addIPTable(conn, c, r.Forwards)
-	addBridgeTable(conn, c, r.Guests)
+	addBridgeTable(conn, c, uint32(bridge.Attrs().Index), r.Guests)
 	if err := conn.Flush(); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("hostnet: nftables tables %s: %w (a kernel module missing? managed networks need %s)", c.Table, err, strings.Join(Modules, ", "))
@@ -159,6 +164,9 @@ func addIPTable(conn *nftables.Conn, c Config, forwards []Forward) {
 	// comes from an older paddock).
 	rule(conn, fwd, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, c.Bridge), ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, BridgePrefix+"*"), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, c.Bridge), drop())
 	rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, c.Bridge), ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, BridgePrefix+"*"), ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, c.Bridge), drop())
+	// Nothing from elsewhere (the LAN, a route to the subnet through
+	// the host) starts a connection to a guest but a port forward.
+	rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, c.Bridge), ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, c.Bridge), unsolicited(), drop())
 	// The guests reach the host at their gateway only: not at another
 	// network's gateway, the host's other addresses, or 127.0.0.1
 	// (route_localnet is on for the bridge). Replies to what the host
@@ -266,13 +274,37 @@ func ifname(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
 
 // ctDNAT matches connections whose destination was rewritten: `ct
 // status dnat`.
-func ctDNAT() []expr.Any {
+func ctDNAT() []expr.Any { return ctBits(expr.CtKeySTATUS, ipsDstNAT, true) }
+
+// unsolicited matches packets that are neither part nor a companion
+// (ICMP errors) of a connection conntrack knows, nor of one a port
+// forward rewrote: `ct state != established,related ct status != dnat`.
+// New connections from outside, and what conntrack finds invalid or
+// does not track.
+func unsolicited() []expr.Any {
+	return append(ctBits(expr.CtKeySTATE, ctStateEstablished|ctStateRelated, false), ctBits(expr.CtKeySTATUS, ipsDstNAT, false)...)
+}
+
+// ctBits matches packets whose connection's key (a bit field: state,
+// status) has one of mask's bits set (set), or none of them.
+func ctBits(key expr.CtKey, mask uint32, set bool) []expr.Any {
+	op := expr.CmpOpEq
+	if set {
+		op = expr.CmpOpNeq
+	}
 	return []expr.Any{
-		&expr.Ct{Register: reg1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
+		&expr.Ct{Register: reg1, Key: key},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: reg1, Data: make([]byte, 4)},
 	}
 }
+
+// Bits of `ct state` (NF_CT_STATE_BIT of IP_CT_ESTABLISHED and
+// IP_CT_RELATED, linux/netfilter/nf_conntrack_common.h).
+const (
+	ctStateEstablished = 1 << 1
+	ctStateRelated     = 1 << 2
+)
 
 // ctReply matches packets that travel against their connection's
 // direction (replies): `ct direction reply`.

@@ -179,6 +179,9 @@ func setUplinkTable(u Uplink) error {
 		rule(conn, fwd, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, u.HostVeth), ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, other), drop())
 		rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, u.HostVeth), ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, other), drop())
 	}
+	// Nothing from elsewhere starts a connection into the namespace
+	// but a port forward.
+	rule(conn, fwd, ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, u.HostVeth), ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, u.HostVeth), unsolicited(), drop())
 	// The namespace reaches none of the host's addresses; replies to
 	// what the host started pass.
 	rule(conn, in, ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, u.HostVeth), ctReply(), accept())
@@ -353,6 +356,22 @@ func HasBridges() (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// LocalAddrs returns the IPv4 addresses of the calling thread's
+// namespace's interfaces.
+func LocalAddrs() ([]netip.Addr, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("hostnet: list addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
 }
 
 // nlAddr is a prefix as netlink takes it.

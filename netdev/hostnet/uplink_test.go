@@ -123,8 +123,9 @@ func newTenant(t *testing.T, host *netnstest.NS, id string, ip netip.Addr) *tena
 // (the tenants' through two NATs), and a tenant's guest its own
 // namespace at its gateway; none reaches another's guest, nor the other
 // tenant's or the host's namespace (their uplink addresses, the host's
-// own address), though the packets have routes to all of them and
-// something listens at each.
+// own address), nor does a host beyond the uplink reach a tenant's
+// namespace but through a port forward, though the packets have routes
+// to all of them and something listens at each.
 func TestTenantNamespaces(t *testing.T) {
 	tp := newTopology(t, nil) // the host's network: guest 10.77.0.2
 	tp.host.ServeHTTP(t, ":8000", "host")
@@ -138,6 +139,26 @@ func TestTenantNamespaces(t *testing.T) {
 	}
 	get(t, a.guest, "http://10.77.0.1:8000/", "namespace a")
 	get(t, b.guest, "http://10.77.0.1:8000/", "namespace b")
+	// The upstream has routes to the uplinks' addresses through the
+	// host, as a LAN's router could.
+	for _, tn := range []*tenant{a, b} {
+		tp.upstream.IP(t, "route", "add", tn.up.Addr.Masked().String(), "via", uplinkIP.String())
+	}
+	// ... and reaches a's guest through a port forward on the host's
+	// address: the host's half to the uplink, a's network's half on.
+	inTenant(t, a.up, func() error {
+		return hostnet.SetRules(testConfig, hostnet.Rules{
+			Forwards: []hostnet.Forward{{Proto: "tcp", HostIP: a.up.Peer().Addr(), HostPort: 8085, GuestIP: netip.MustParseAddr("10.77.0.3"), GuestPort: 80}},
+			Guests:   []hostnet.Guest{{Port: "vguest", MAC: guestMAC("ta"), IP: netip.MustParseAddr("10.77.0.3")}},
+		})
+	})
+	const fwdTable = "paddock-test-forwards"
+	if err := tp.host.Do(func() error {
+		return hostnet.SetUplinkForwards(a.up, fwdTable, []hostnet.Forward{{Proto: "tcp", HostIP: uplinkIP, HostPort: 8085, GuestIP: netip.MustParseAddr("10.77.0.3"), GuestPort: 80}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	get(t, tp.upstream, "http://198.51.100.1:8085/", "tenant a")
 	// Every attempt at once: each that fails waits for curl's timeout.
 	var wg sync.WaitGroup
 	for _, c := range []struct {
@@ -147,6 +168,7 @@ func TestTenantNamespaces(t *testing.T) {
 	}{
 		{"the host's guest", tp.guest, []string{"10.77.0.3", "10.77.0.4", a.up.Peer().Addr().String() + ":8000", b.up.Peer().Addr().String() + ":8000"}},
 		{"tenant a's guest", a.guest, []string{"10.77.0.2", "10.77.0.4", b.up.Peer().Addr().String() + ":8000", b.up.Addr.Addr().String() + ":8000", a.up.Addr.Addr().String() + ":8000", "198.51.100.1:8000"}},
+		{"the upstream", tp.upstream, []string{a.up.Peer().Addr().String() + ":8000", b.up.Peer().Addr().String() + ":8000"}},
 		{"tenant b's guest", b.guest, []string{"10.77.0.2", "10.77.0.3", a.up.Peer().Addr().String() + ":8000", a.up.Addr.Addr().String() + ":8000", "198.51.100.1:8000"}},
 	} {
 		for _, to := range c.to {

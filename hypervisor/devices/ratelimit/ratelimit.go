@@ -118,8 +118,19 @@ func (b *bucket) debt() time.Duration {
 		return 0
 	}
 	// Round up, so that a device woken at the deadline finds no debt.
-	return time.Duration(math.Ceil(-b.tokens / b.rate * float64(time.Second)))
+	// A huge debt (a big request on a tiny rate) waits maxWait at a
+	// time: converted whole it could overflow into a negative duration,
+	// a timer that fires at once, and a queue that spins.
+	ns := math.Ceil(-b.tokens / b.rate * float64(time.Second))
+	if ns >= float64(maxWait) {
+		return maxWait
+	}
+	return time.Duration(ns)
 }
+
+// maxWait is the longest a device waits on its timer before looking at
+// its buckets again.
+const maxWait = time.Hour
 
 // tolerance is the debt, in tokens, that counts as none: what float
 // arithmetic leaves of a debt repaid exactly.

@@ -205,3 +205,30 @@ func TestRateOver(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeDebt: a request far larger than a tiny rate repays in a
+// lifetime waits in bounded, positive steps; converted whole, its debt
+// overflowed into a negative duration, a timer that fired at once and a
+// queue that spun.
+func TestHugeDebt(t *testing.T) {
+	clock := ratelimittest.New()
+	l := ratelimit.NewWithClock(ratelimit.Limits{Bytes: ratelimit.Rate{PerSecond: 1, Burst: 1}}, clock)
+	l.Consume(1<<62, 0)
+	if d := l.Delay(); d <= 0 || d > 24*time.Hour {
+		t.Fatalf("Delay after a 2^62-byte request at 1 B/s = %v, want a positive wait of at most a day", d)
+	}
+	stop := make(chan struct{})
+	done := make(chan bool)
+	go func() { done <- l.Wait(stop, nil) }()
+	for range 3 {
+		d, ok := clock.WaitTimer(10 * time.Second)
+		if !ok || d <= 0 {
+			t.Fatalf("Wait's timer: %v (%v), want a positive wait", d, ok)
+		}
+		clock.Advance(d)
+	}
+	close(stop)
+	if <-done {
+		t.Fatal("Wait = true with the debt unpaid")
+	}
+}
