@@ -10,10 +10,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LockWait bounds how long a command waits for a network's lock: the
+// LockWait bounds how long a command waits for a network's lock. The
 // holders (another command attaching or releasing a VM, netd taking the
-// network down) keep it for moments.
-const LockWait = 30 * time.Second
+// network down) keep it for moments, but one that starts the network's
+// netd waits for its answer while holding it, up to helloTimeout on a
+// loaded host: the wait allows for that, twice, so that the second VM
+// starting on a new network does not give up before the first is done.
+const LockWait = 2*helloTimeout + 30*time.Second
 
 // lockFile takes an exclusive flock on path (created if needed), waiting
 // up to LockWait, and returns the function that releases it.

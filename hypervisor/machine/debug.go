@@ -16,7 +16,7 @@ import (
 func (m *Machine) WriteDebug(w io.Writer) {
 	fmt.Fprintf(w, "machine: %v\n", runState(m.state.Load()))
 	for _, v := range m.vcpus {
-		fmt.Fprintf(w, "vCPU %d: %d exits, the last %v\n", v.index, v.exits.Load(), kvm.ExitReason(v.lastExit.Load()))
+		fmt.Fprintf(w, "vCPU %d: %d exits, the last %v; the last I/O at %#x\n", v.index, v.exits.Load(), kvm.ExitReason(v.lastExit.Load()), v.lastAddr.Load())
 	}
 	if m.plat != nil && m.plat.serial != nil {
 		m.plat.serial.WriteDebug(w)

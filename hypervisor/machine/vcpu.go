@@ -55,6 +55,7 @@ type vcpu struct {
 	// halted or running guest code.
 	exits    atomic.Uint64
 	lastExit atomic.Uint32
+	lastAddr atomic.Uint64 // the last I/O exit's port or MMIO exit's address
 	// cpuid is the CPUID table the vCPU was given, which a snapshot
 	// keeps (KVM's copy may differ in bits it rewrites as the guest runs).
 	cpuid []kvm.CPUIDEntry
@@ -125,6 +126,7 @@ func (v *vcpu) handleExit() bool {
 		v.ioPending = true
 		io := v.k.IO()
 		v.stats.ports[io.Port]++
+		v.lastAddr.Store(uint64(io.Port))
 		data := io.Data
 		for i := 0; i < io.Count; i++ {
 			chunk := data[i*io.Size : (i+1)*io.Size]
@@ -139,6 +141,7 @@ func (v *vcpu) handleExit() bool {
 		v.ioPending = true
 		mm := v.k.MMIO()
 		v.stats.mmio[mm.Addr&^0xfff]++
+		v.lastAddr.Store(mm.Addr)
 		if mm.Write {
 			m.mmio.write(mm.Addr, mm.Data)
 		} else {

@@ -62,10 +62,17 @@ run_step() {
 		trap 'kill $sp 2>/dev/null; exit 0' TERM
 		wait $sp
 		: > /run/lab-timeout
-		# A wedged paddock says why before it goes: its devices' state
-		# (SIGUSR1), then every goroutine's stack (SIGQUIT).
+		# A wedged paddock says why before it goes: a VMM writes its
+		# machine's state (vCPU exits, UART, virtio queues) to its
+		# vmm.log on SIGUSR1, printed here, then every process dumps
+		# its goroutines' stacks (SIGQUIT).
 		if killall -USR1 paddock 2>/dev/null; then
 			sleep 1
+			for f in /var/lib/paddock/vms/*/vmm.log; do
+				[ -f "$f" ] || continue
+				echo "== $f (end)"
+				tail -n 40 "$f"
+			done
 			killall -QUIT paddock 2>/dev/null
 			sleep 2
 		fi
