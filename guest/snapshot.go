@@ -235,14 +235,16 @@ func restoreRunningHint(name string) string {
 
 // RestoreSnapshot implements Backend: a new VMM starts from the snapshot.
 func (n *native) RestoreSnapshot(ctx context.Context, v *store.VM, snap string, force bool) error {
-	r, err := vmm.OpenSnapshot(v, snap)
+	// The machine state is decoded, and checked, by the VMM that
+	// restores it (vmm.CheckSnapshot), before it changes anything: not
+	// here as well, which cost every restore a second decoding.
+	err := vmm.CheckSnapshot(v, snap, false)
 	if errors.Is(err, store.ErrNoSnapshot) || errors.Is(err, store.ErrBadSnapshotName) {
 		return &NoSnapshotError{VM: v.Name, Name: snap}
 	}
 	if err != nil {
 		return err
 	}
-	r.Memory.Close() // the VMM opens it again; this was the check
 	rec, h, err := facts(v)
 	if !usable(err) {
 		return err
@@ -250,6 +252,11 @@ func (n *native) RestoreSnapshot(ctx context.Context, v *store.VM, snap string, 
 	if h.Alive {
 		if !force {
 			return &StateError{Name: v.Name, Op: "restore a snapshot of", State: store.Derive(rec, h), Hint: restoreRunningHint(v.Name)}
+		}
+		// Killing the VM cannot be undone: a state file the VMM would
+		// refuse is refused first.
+		if err := vmm.CheckSnapshot(v, snap, true); err != nil {
+			return err
 		}
 		if _, err := n.Kill(ctx, v); err != nil {
 			var se *StateError

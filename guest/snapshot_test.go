@@ -348,6 +348,13 @@ func TestSnapshotRestoreRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "CPU features this host's KVM does not offer"},
+		{"state file that does not decode", func(t *testing.T) {
+			// Whole, its checksums right, as a VMM that wrote it could
+			// make it: the restoring VMM refuses it, not the command.
+			if err := os.WriteFile(statePath, undecodableState(t, goodState), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, `the snapshot's "vcpu/0" section: json: unknown field "Bogus"`},
 		{"memory file missing", func(t *testing.T) {
 			if err := os.Rename(memPath, memPath+".away"); err != nil {
 				t.Fatal(err)
@@ -375,7 +382,46 @@ func TestSnapshotRestoreRefusals(t *testing.T) {
 	if err := os.Truncate(memPath, size); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.RestoreSnapshot(ctx, "web", "s1", false); err != nil {
+	running, err := m.RestoreSnapshot(ctx, "web", "s1", false)
+	if err != nil {
 		t.Fatalf("the repaired snapshot: %v", err)
 	}
+
+	// --force kills the VM that runs only for a snapshot that the VMM
+	// would restore: the state file is decoded before.
+	if err := os.WriteFile(statePath, undecodableState(t, goodState), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := `the snapshot's "vcpu/0" section: json: unknown field "Bogus"`
+	if _, err := m.RestoreSnapshot(ctx, "web", "s1", true); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restore --force of a state file that does not decode: %v\nwant an error saying %q", err, want)
+	}
+	if in, err := m.Inspect("web"); err != nil || in.State != store.StateRunning || in.PID != running.PID {
+		t.Fatalf("after the refused restore --force: %+v, %v; want VMM %d running still", in, err, running.PID)
+	}
+}
+
+// undecodableState returns the state file good with the section of
+// vCPU 0 replaced by JSON of a field no vCPU state has, every checksum
+// right.
+func undecodableState(t *testing.T, good []byte) []byte {
+	t.Helper()
+	f, err := snapshot.Decode(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for i := range f.Sections {
+		if f.Sections[i].ID == "vcpu/0" {
+			f.Sections[i].Data, found = []byte(`{"Bogus":1}`), true
+		}
+	}
+	if !found {
+		t.Fatal("the state file has no vcpu/0 section")
+	}
+	b, err := snapshot.Encode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

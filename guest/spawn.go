@@ -100,8 +100,7 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.Dir = v.Dir // not the caller's directory, which it would pin
 	// fd 3 = ReadyFD, then the handles from vmm.FirstFD.
 	cmd.ExtraFiles = append([]*os.File{w}, handed...)
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") }),
-		vmm.FDTableEnv+"="+table.Encode())
+	cmd.Env = append(vmmEnv(os.Environ()), vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if jailed {
 		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
@@ -163,6 +162,37 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 		_ = v.WriteRecord(prev)
 	}
 	return &StartError{Name: v.Name, Err: why, Log: tail}
+}
+
+// vmmGODEBUG is what a VMM's GODEBUG gets. Every paddock process builds
+// hash/crc32's CRC-32C tables as it starts (a package-level table of
+// hypervisor/snapshot, and of klauspost/compress's snappy code, which
+// its zstd decoder brings in): with SSE4.2, 1.5 MB of crc32
+// instructions, 13 ms of each start of a process in the nested lab,
+// where they are emulated, and two processes start for every VMM (the
+// jail's two stages); without, an 8 KiB table. A VMM computes CRC-32C
+// only over a snapshot's state file, a few dozen KiB.
+const vmmGODEBUG = "cpu.sse42=off"
+
+// vmmEnv returns env, the environment of the command that starts a
+// VMM, for the VMM: without a descriptor table of its own
+// (vmm.FDTableEnv), with vmmGODEBUG added to GODEBUG's settings.
+func vmmEnv(env []string) []string {
+	out := make([]string, 0, len(env)+1)
+	debug := vmmGODEBUG
+	for _, e := range env {
+		switch {
+		case strings.HasPrefix(e, vmm.FDTableEnv+"="):
+		case strings.HasPrefix(e, "GODEBUG="):
+			// Settings given later win: the command's own go last.
+			if v := strings.TrimPrefix(e, "GODEBUG="); v != "" {
+				debug += "," + v
+			}
+		default:
+			out = append(out, e)
+		}
+	}
+	return append(out, "GODEBUG="+debug)
 }
 
 // prepareJail readies the jail of the VM's VMM (guest/jail), which is

@@ -55,6 +55,29 @@ func (r *RestoreFrom) nicMACs(macs []netdev.MAC) error {
 // error naming the snapshot: no such snapshot, a state file of another
 // format version, a corrupted one, a missing memory file.
 func OpenSnapshot(v *store.VM, name string) (*RestoreFrom, error) {
+	return openSnapshot(v, name, true)
+}
+
+// CheckSnapshot checks the snapshot called name of VM v as a restore
+// must before it starts a VMM: the snapshot exists, its state file is
+// of this format version, whole and uncorrupted (the header and every
+// section's checksum), and its memory file is there; the errors are
+// OpenSnapshot's. decode decodes the machine state too, as
+// OpenSnapshot does. Without it the VMM that restores the snapshot
+// decodes it, and refuses it before it changes anything of the VM: a
+// caller that is about to do what a refusal cannot undo, such as
+// killing the VM that runs, decodes it first.
+func CheckSnapshot(v *store.VM, name string, decode bool) error {
+	r, err := openSnapshot(v, name, decode)
+	if err != nil {
+		return err
+	}
+	return r.Memory.Close()
+}
+
+// openSnapshot is OpenSnapshot; without decode, the State it returns
+// is nil.
+func openSnapshot(v *store.VM, name string, decode bool) (*RestoreFrom, error) {
 	if _, err := v.ReadSnapshot(name); err != nil {
 		return nil, err
 	}
@@ -62,15 +85,16 @@ func OpenSnapshot(v *store.VM, name string) (*RestoreFrom, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s of VM %s: %w", name, v.Name, err)
 	}
-	st, err := machine.DecodeState(f)
-	if err != nil {
-		return nil, fmt.Errorf("snapshot %s of VM %s: %w", name, v.Name, err)
+	r := &RestoreFrom{Name: name}
+	if decode {
+		if r.State, err = machine.DecodeState(f); err != nil {
+			return nil, fmt.Errorf("snapshot %s of VM %s: %w", name, v.Name, err)
+		}
 	}
-	mem, err := v.OpenSnapshotFile(name, store.SnapshotMemoryFile)
-	if err != nil {
+	if r.Memory, err = v.OpenSnapshotFile(name, store.SnapshotMemoryFile); err != nil {
 		return nil, fmt.Errorf("snapshot %s of VM %s: its memory file: %w", name, v.Name, err)
 	}
-	return &RestoreFrom{Name: name, State: st, Memory: mem}, nil
+	return r, nil
 }
 
 // readSnapshotState reads and decodes the state file of v's snapshot

@@ -11,13 +11,19 @@ import (
 
 // gsiRouter owns the VM's GSI routing table: KVM's default irqchip routes
 // for GSIs 0-23 plus an MSI route per MSI-X vector. KVM_SET_GSI_ROUTING
-// replaces the whole table, so every change rewrites all of it.
+// replaces the whole table, so every change rewrites all of it, and
+// KVM waits for an SRCU grace period each time: a restore, which routes
+// every vector its devices had routed, holds the writes (hold) and
+// writes the table once (release).
 type gsiRouter struct {
 	vm *kvm.VM
 
 	mu   sync.Mutex
 	next uint32
 	msi  map[uint32]kvm.RoutingEntry
+	// held defers the table's writes until release; dirty says a route
+	// changed meanwhile.
+	held, dirty bool
 }
 
 // allocate reserves a GSI for an MSI route.
@@ -40,6 +46,10 @@ func (r *gsiRouter) setMSI(gsi uint32, msg virtio.MSIMessage) error {
 	}
 	old, had := r.msi[gsi]
 	r.msi[gsi] = kvm.RoutingEntry{GSI: gsi, Type: kvm.RoutingMSI, AddressLo: uint32(msg.Address), AddressHi: uint32(msg.Address >> 32), Data: msg.Data}
+	if r.held {
+		r.dirty = true
+		return nil
+	}
 	if err := r.commitLocked(); err != nil {
 		if had {
 			r.msi[gsi] = old
@@ -49,6 +59,28 @@ func (r *gsiRouter) setMSI(gsi uint32, msg virtio.MSIMessage) error {
 		return err
 	}
 	return nil
+}
+
+// hold defers the table's writes until release: setMSI only records
+// the route meanwhile, and an error KVM has for a route comes from
+// release. Precondition: no vector fires meanwhile (a restore, before
+// the vCPUs and devices run).
+func (r *gsiRouter) hold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held = true
+}
+
+// release ends hold and writes the table, once, if a route changed.
+func (r *gsiRouter) release() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held = false
+	if !r.dirty {
+		return nil
+	}
+	r.dirty = false
+	return r.commitLocked()
 }
 
 // commit writes the table.

@@ -342,27 +342,34 @@ func (m *Machine) Entry() *boot.Entry { return m.entry }
 // CPUID, MSRs, FPU, LAPIC wiring (setupVCPU). Their registers stay at
 // reset.
 func (m *Machine) createVCPUs() error {
-	supported, err := m.sys.SupportedCPUID()
-	if err != nil {
-		return fmt.Errorf("machine: %w", err)
+	// A restored vCPU gets its saved CPUID table: the host's, which
+	// checkHost compared it with, is not needed again.
+	var supported []kvm.CPUIDEntry
+	deadline := 0
+	if m.restoring == nil {
+		var err error
+		if supported, err = m.sys.SupportedCPUID(); err != nil {
+			return fmt.Errorf("machine: %w", err)
+		}
+		if deadline, err = m.sys.CheckExtension(kvm.CapTSCDeadlineTimer); err != nil {
+			return fmt.Errorf("machine: %w", err)
+		}
 	}
 	index, err := m.sys.MSRIndexList()
 	if err != nil {
 		return fmt.Errorf("machine: %w", err)
 	}
 	msrs := supportedBootMSRs(index)
-	deadline, err := m.sys.CheckExtension(kvm.CapTSCDeadlineTimer)
-	if err != nil {
-		return fmt.Errorf("machine: %w", err)
-	}
 	for i := 0; i < m.cfg.CPUs; i++ {
 		k, err := m.vm.CreateVCPU(i)
 		if err != nil {
 			return fmt.Errorf("machine: create vCPU %d: %w", i, err)
 		}
-		cpuid := cpuidFor(supported, i, m.cfg.CPUs, deadline > 0)
+		var cpuid []kvm.CPUIDEntry
 		if m.restoring != nil {
 			cpuid = m.restoring.state.VCPUs[i].CPUID
+		} else {
+			cpuid = cpuidFor(supported, i, m.cfg.CPUs, deadline > 0)
 		}
 		v := &vcpu{m: m, k: k, index: i, stats: newExitStats(), cpuid: cpuid}
 		m.vcpus = append(m.vcpus, v)

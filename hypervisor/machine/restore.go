@@ -183,10 +183,17 @@ func (m *Machine) applyState(st *State) error {
 		return fmt.Errorf("machine: restore: %w", err)
 	}
 	if m.virtio != nil {
+		// Every routed MSI-X vector of every function, in one write of
+		// the routing table.
+		m.virtio.router.hold()
 		for i, f := range m.virtio.funcs {
 			if err := f.restore(st.Virtio[i]); err != nil {
+				m.virtio.router.release()
 				return fmt.Errorf("machine: restore %s: %w", f.name, err)
 			}
+		}
+		if err := m.virtio.router.release(); err != nil {
+			return fmt.Errorf("machine: restore: route the MSI-X vectors: %w", err)
 		}
 	}
 	return nil

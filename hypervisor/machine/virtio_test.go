@@ -437,3 +437,43 @@ func TestGSIRoutingTable(t *testing.T) {
 		t.Fatalf("table tail %+v", tab[len(d):])
 	}
 }
+
+// TestGSIRouterHold checks that a held router writes its table only at
+// release: a route KVM refuses (a GSI above KVM_MAX_IRQ_ROUTES) is
+// refused by setMSI at once, but while held, only by release; after
+// release, routes are written at once again.
+func TestGSIRouterHold(t *testing.T) {
+	sys := testKVM(t)
+	vm, err := sys.CreateVM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := vm.CreateIRQChip(); err != nil {
+		t.Fatal(err)
+	}
+	r := &gsiRouter{vm: vm, next: firstMSIGSI}
+	const refused = 5000
+	msg := virtio.MSIMessage{Address: 0xfee00000, Data: 0x40}
+	if err := r.setMSI(refused, msg); err == nil {
+		t.Fatalf("setMSI of GSI %d: no error from KVM", refused)
+	}
+	if err := r.setMSI(firstMSIGSI, msg); err != nil {
+		t.Fatal(err)
+	}
+	r.hold()
+	if err := r.setMSI(refused, msg); err != nil {
+		t.Fatalf("setMSI of GSI %d while held: %v; want the table written only at release", refused, err)
+	}
+	if err := r.release(); err == nil {
+		t.Fatalf("release with GSI %d routed: no error from KVM", refused)
+	}
+	delete(r.msi, refused)
+	r.hold()
+	if err := r.release(); err != nil {
+		t.Fatalf("release with nothing routed meanwhile: %v", err)
+	}
+	if err := r.setMSI(refused, msg); err == nil {
+		t.Fatalf("setMSI of GSI %d after release: no error from KVM", refused)
+	}
+}
