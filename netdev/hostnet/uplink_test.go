@@ -101,17 +101,8 @@ func newTenant(t *testing.T, host *netnstest.NS, id string, ip netip.Addr) *tena
 		l, err = net.Listen("tcp4", ":8000")
 		return err
 	})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	netnstest.Serve(t, l, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "namespace %s\n", id)
-	})}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
 	})
 	return tn
 }

@@ -219,10 +219,14 @@ func (n *NS) Listen(t testing.TB, network, addr string) net.Listener {
 // with body and the client's address on a second line, until cleanup.
 func (n *NS) ServeHTTP(t testing.TB, addr, body string) {
 	t.Helper()
-	l := n.Listen(t, "tcp4", addr)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	Serve(t, n.Listen(t, "tcp4", addr), func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s\nfrom %s\n", body, r.RemoteAddr)
-	})}
+	})
+}
+
+// Serve serves HTTP with h on l until the test ends.
+func Serve(t testing.TB, l net.Listener, h http.HandlerFunc) {
+	srv := &http.Server{Handler: h}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
