@@ -274,7 +274,7 @@ func TestTemplateLab(t *testing.T) {
 		// The warm step holds web, its warm template (a copy of its
 		// disk and its memory: 959 MiB) and two clones in L1's tmpfs
 		// and RAM, beside the template and the VMs' overlays.
-		MemoryMiB: 4096,
+		MemoryMiB: 3500,
 		Files: map[string]lab.File{
 			"/guest/web.yaml":     {Data: []byte(templateVM("web", "root_size: 6GiB\nmemory: 512MiB\nports: [\"8080:80\"]"))},
 			"/guest/db.yaml":      {Data: []byte(templateVM("db", "memory: 384MiB"))},
