@@ -46,8 +46,23 @@ mark() { echo "@@LAB $*"; }
 H=/var/lib/paddock
 export PADDOCK_HOME=$H
 # waitfor VM MARKER waits up to ten minutes for the marker in the VM's
-# console log.
-waitfor() { timeout 600 sh -c "until grep -q '@@LAB $2' $H/vms/$1/console.log 2> /dev/null; do sleep 1; done"; }
+# console log, and fails (status 3) as soon as the VM is not running
+# without it.
+waitfor() {
+	timeout 600 sh -c "until grep -q '@@LAB $2' $H/vms/$1/console.log 2> /dev/null; do
+		paddock ls | grep -q '^$1 *running' || grep -q '@@LAB $2' $H/vms/$1/console.log || exit 3
+		sleep 1
+	done"
+}
+# why VM: a VM that is not ready says why: its state, last exit, VMM
+# log and console.
+why() {
+	echo "$1: not ready"
+	paddock ls | grep "^$1 "
+	paddock inspect $1 | grep -A6 '"last_exit"'
+	tail -n 30 $H/vms/$1/vmm.log
+	tail -n 30 $H/vms/$1/console.log
+}
 paddock up -f /guest/web.yaml > /dev/null; mark "l1.up $?"
 waitfor web warm.waiting; mark "l1.web-waiting $?"
 paddock template create tpl --from web --memory; mark "l1.template $?"
@@ -55,7 +70,21 @@ sha256sum $H/templates/tpl/disks/* $H/templates/tpl/memory > /tmp/bases.sum
 paddock clone tpl c -n %[1]d --start > /dev/null; mark "l1.clone $?"
 clones="%[2]s"
 for vm in $clones; do
-	waitfor $vm warm.httpd; mark "l1.ready-$vm $?"
+	waitfor $vm warm.httpd; rc=$?
+	# Guests in L1 triple-fault now and then (the emulated AMD-V,
+	# docs/lab.md): a clone whose run ended so is made and started
+	# again, twice at most, and the test says so.
+	k=0
+	while [ $rc != 0 ] && [ $k -lt 2 ] && paddock inspect $vm | grep -q 'triple-faulted'; do
+		why $vm
+		k=$((k + 1))
+		mark "$vm.triple-faults $k"
+		paddock rm --force $vm > /dev/null
+		paddock clone tpl $vm --start > /dev/null
+		waitfor $vm warm.httpd; rc=$?
+	done
+	mark "l1.ready-$vm $rc"
+	[ $rc = 0 ] || why $vm
 done
 for vm in web $clones; do
 	grep '@@LAB warm' $H/vms/$vm/console.log | sed "s/@@LAB /@@LAB $vm./"
@@ -98,7 +127,10 @@ func cloneNames(name string, count int) string {
 // generation ID and /dev/urandom bytes of its own, answers HTTP at its
 // own address from L1, and writes its own file to its disk; afterwards
 // every overlay passes qemu-img check and the template's files keep
-// their checksums. One L1 boot.
+// their checksums. A clone whose restore ends in a triple fault (the
+// emulated AMD-V, docs/lab.md) is made again, twice at most, and the test
+// logs it; one that stops any other way fails the test at once, with its
+// last exit, VMM log and console in the transcript. One L1 boot.
 func TestWarmCloneLab(t *testing.T) {
 	l := lab.New(t)
 	ctx := context.Background()
@@ -145,6 +177,9 @@ func TestWarmCloneLab(t *testing.T) {
 	}
 	for i := 1; i <= warmClones; i++ {
 		vm := fmt.Sprintf("c-%d", i)
+		if n := lastMarker(st, vm+".triple-faults"); n != "" {
+			t.Logf("%s triple-faulted after its restore %s time(s) and was made again (the emulated AMD-V: docs/lab.md)", vm, n)
+		}
 		want("l1.ready-"+vm, "0")
 		// HOSTNAME INSTANCE-ID GENID RANDOM ADDRESS
 		line := strings.TrimSpace(value(t, st, vm+".warm.clone"))
