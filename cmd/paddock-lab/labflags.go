@@ -29,8 +29,8 @@ func labOptions(cmd *cobra.Command) (lab.Options, error) {
 	o.Machine.BootBzImage, _ = f.GetBool("l1-bzimage")
 	o.Image.Kernel.Meta, _ = f.GetString("kernel-meta")
 	o.Image.Logf = progress(cmd)
-	if o.Machine.CPUs < 1 || o.Machine.MemoryMiB < 256 {
-		return o, fmt.Errorf("--l1-cpus must be >= 1 and --l1-memory >= 256 (MiB)")
+	if o.Machine.CPUs < 1 || o.Machine.MemoryMiB < 256 || o.Machine.MemoryMiB > lab.MaxL1MemoryMiB {
+		return o, fmt.Errorf("--l1-cpus must be >= 1 and --l1-memory from 256 to %d (MiB; docs/lab.md)", lab.MaxL1MemoryMiB)
 	}
 	return o, nil
 }

@@ -226,6 +226,26 @@ func TestScenarioValidation(t *testing.T) {
 	}
 }
 
+// TestL1MemoryLimit: a scenario or lab asking for L1 RAM above 4 GiB's
+// split is refused before anything is built or booted, naming the size;
+// the largest allowed size and the default pass the check.
+func TestL1MemoryLimit(t *testing.T) {
+	l := NewLab(Options{})
+	sc := Scenario{Script: "true", MemoryMiB: 4096}
+	if _, err := l.Run(context.Background(), sc); err == nil || !strings.Contains(err.Error(), "L1 memory 4096 MiB") {
+		t.Errorf("Run with 4096 MiB: %v, want the L1 memory refused", err)
+	}
+	if err := l.Attach(context.Background(), sc, AttachOptions{}); err == nil || !strings.Contains(err.Error(), "L1 memory 4096 MiB") {
+		t.Errorf("Attach with 4096 MiB: %v, want the L1 memory refused", err)
+	}
+	for _, mib := range []int{0, MaxL1MemoryMiB} {
+		sc.MemoryMiB = mib
+		if err := sc.machine(l.opts.Machine).check(); err != nil {
+			t.Errorf("%d MiB: %v", mib, err)
+		}
+	}
+}
+
 // TestScenarioSegment checks the per-run cpio L1's /init reads.
 func TestScenarioSegment(t *testing.T) {
 	sc := Scenario{

@@ -226,6 +226,9 @@ func emulatorFailure(err error) bool {
 }
 
 func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
+	if err := sc.machine(l.opts.Machine).check(); err != nil {
+		return &Result{}, err
+	}
 	p, err := l.prepare(ctx, &sc)
 	if err != nil {
 		return &Result{}, err
@@ -370,6 +373,9 @@ type AttachOptions struct {
 // when L1 powers off: nil, or a *StepExitError if the last step failed;
 // or when QEMU fails or ctx is done.
 func (l *Lab) Attach(ctx context.Context, sc Scenario, ao AttachOptions) error {
+	if err := sc.machine(l.opts.Machine).check(); err != nil {
+		return err
+	}
 	p, err := l.prepare(ctx, &sc)
 	if err != nil {
 		return err

@@ -37,6 +37,22 @@ type Machine struct {
 // froze right after L2 started.
 const DefaultL1CPUs = 2
 
+// MaxL1MemoryMiB is the most RAM L1 may have: QEMU's "pc" machine puts
+// all of a RAM below 3.5 GiB under 4 GiB, and splits a larger one at 3
+// GiB, the rest above 4 GiB. With any of L1's RAM above 4 GiB (4096 MiB:
+// L1's kernel allocates from there first), a stock Debian guest of the
+// template test stalled or L1's kernel died of a stack overflow in the
+// vCPU's thread in 4 runs of 4; with 3500 MiB none did (docs/lab.md).
+const MaxL1MemoryMiB = 3583
+
+// check returns an error naming the field if m cannot make a sound L1.
+func (m Machine) check() error {
+	if m.MemoryMiB > MaxL1MemoryMiB {
+		return fmt.Errorf("lab: L1 memory %d MiB: at most %d MiB, so that all of it is below 4 GiB (docs/lab.md)", m.MemoryMiB, MaxL1MemoryMiB)
+	}
+	return nil
+}
+
 func (m Machine) withDefaults() Machine {
 	if m.QEMU == "" {
 		m.QEMU = "qemu-system-x86_64"
