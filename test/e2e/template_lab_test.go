@@ -184,7 +184,7 @@ mark "host.forward $(timeout 60 wget -q -O - http://127.0.0.1:8080/)"
 // the address of its lease: L1 reaches it there), is one marker: its
 // hostname, machine ID, ed25519 host key fingerprint, NIC MAC, 16 bytes
 // of /dev/urandom and IPv4 addresses; with each clone's address and
-// MAC as paddock knows them. A clone that does not answer has its
+// MAC as paddock knows them, and its wall clock between two of L1's. A clone that does not answer has its
 // console, VMM log and the network's state printed. Then both
 // templates' files are verified against their checksums, and the clones
 // and the warm template removed.
@@ -208,6 +208,10 @@ for vm in w-1 w-2; do
 	mark "host.warm-$vm $out"
 	mark "host.warm-$vm-at $(up)"
 	mark "host.warm-$vm-lease $(addr $vm) $(paddock inspect $vm | grep -o '"mac": "[^"]*"' | sort -u | cut -d'"' -f4)"
+	# The guest's wall clock between two readings of L1's (UTC seconds),
+	# and what the identity unit said when it set the clock.
+	mark "host.warm-$vm-clock $(date +%s) $(paddock ssh $vm -- date +%s) $(date +%s)"
+	mark "host.warm-$vm-clockset $(grep -a -o 'wall clock set to the RTC, [-+0-9]* s' $PADDOCK_HOME/vms/$vm/console.log | head -n 1)"
 	if [ $rc != 0 ]; then
 		paddock ls
 		paddock inspect $vm

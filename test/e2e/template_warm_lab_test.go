@@ -32,8 +32,9 @@ func parseWarmIdentity(line string) (warmIdentity, bool) {
 // address of its lease with its own name as hostname, the MAC paddock
 // gave it, that one address, and a machine ID, SSH host key, MAC,
 // address and /dev/urandom bytes that neither the other clone nor web
-// has; both templates' files kept their checksums; the clones and the
-// warm template were removed.
+// has, and a wall clock that is L1's (within the RTC's second and the
+// readings' own), not its snapshot's; both templates' files kept their
+// checksums; the clones and the warm template were removed.
 func checkWarmClones(t *testing.T, res *lab.Result) {
 	t.Helper()
 	st := managedStep(t, res, "template/warm")
@@ -86,6 +87,7 @@ func checkWarmClones(t *testing.T, res *lab.Result) {
 			t.Errorf("%s: the guest has address %q and MAC %s, paddock gave it %q", vm, id.addrs, id.mac, lease)
 		}
 		unique(vm, id)
+		checkWarmClock(t, vm, markerValue(st, "host.warm-"+vm+"-clock"), markerValue(st, "host.warm-"+vm+"-clockset"))
 	}
 	expectMarker(t, st, "host.warm-verify", "0")
 	expectMarker(t, st, "host.template-verify", "0")
@@ -101,4 +103,31 @@ func checkWarmClones(t *testing.T, res *lab.Result) {
 		}
 	}
 	t.Logf("the template/warm step took %s", (st.End - st.Begin).Round(time.Second))
+}
+
+// checkWarmClock checks a warm clone's wall clock as read over paddock
+// ssh between two readings of L1's ("BEFORE GUEST AFTER", UTC seconds):
+// the guest's must lie between them, give or take 2 s (the guest's clock
+// is set to the middle of the RTC's second; date +%s truncates each
+// reading). Restored, the guest's clock counted on from the snapshot's
+// instant, well behind L1's; its identity unit set it to the RTC's, and
+// set, how far, is logged.
+func checkWarmClock(t *testing.T, vm, clock, set string) {
+	t.Helper()
+	f := strings.Fields(clock)
+	var v [3]int64
+	ok := len(f) == 3
+	for i := 0; ok && i < 3; i++ {
+		var err error
+		v[i], err = strconv.ParseInt(f[i], 10, 64)
+		ok = err == nil
+	}
+	if !ok {
+		t.Errorf("%s: clock readings %q: want L1's, the guest's, L1's in seconds", vm, clock)
+		return
+	}
+	if v[1] < v[0]-2 || v[1] > v[2]+2 {
+		t.Errorf("%s: the guest's wall clock reads %d, L1's %d then %d: off by %d s", vm, v[1], v[0], v[2], v[1]-v[0])
+	}
+	t.Logf("%s: wall clock %+d s from L1's; the identity unit: %q", vm, v[1]-v[0], set)
 }
