@@ -39,10 +39,11 @@ const DefaultL1CPUs = 2
 
 // MaxL1MemoryMiB is the most RAM L1 may have: QEMU's "pc" machine puts
 // all of a RAM below 3.5 GiB under 4 GiB, and splits a larger one at 3
-// GiB, the rest above 4 GiB. With any of L1's RAM above 4 GiB (4096 MiB:
-// L1's kernel allocates from there first), a stock Debian guest of the
-// template test stalled or L1's kernel died of a stack overflow in the
-// vCPU's thread in 4 runs of 4; with 3500 MiB none did (docs/lab.md).
+// GiB, the rest above 4 GiB. With some of L1's RAM above 4 GiB (4096
+// MiB: L1's kernel allocates from there first), a stock Debian guest of
+// the template test stalled inside L1's KVM, or L1's kernel died of a
+// stack overflow in the vCPU's thread, in 4 runs of 4; with 3500 MiB in
+// 1 of 3 (docs/lab.md).
 const MaxL1MemoryMiB = 3583
 
 // check returns an error naming the field if m cannot make a sound L1.
