@@ -74,6 +74,27 @@ s.serve_forever()
 `
 )
 
+// stallDumpScript defines stalldump VM, for a VM that stalled: its
+// machine state into its VMM log (SIGUSR1, waited for), then each of its
+// VMM's threads as L1's kernel sees it: name, state, user and system
+// time in ticks, wait channel, kernel stack. A vCPU thread asleep in
+// kvm_vcpu_block is a halted guest that no interrupt wakes; one running,
+// with its system time growing, loops inside L1's KVM.
+const stallDumpScript = `
+stalldump() {
+	pid=$(paddock inspect $1 | grep -o '"pid": [0-9]*' | head -n 1 | grep -o '[0-9]*$')
+	[ -n "$pid" ] || return
+	if kill -USR1 $pid; then
+		timeout 10 sh -c "until grep -q 'end of the machine' $PADDOCK_HOME/vms/$1/vmm.log; do sleep 0.2; done"
+	fi
+	tail -n 40 $PADDOCK_HOME/vms/$1/vmm.log
+	for task in /proc/$pid/task/*; do
+		echo "thread ${task##*/} $(cut -d' ' -f2,3,14,15 $task/stat) wchan $(cat $task/wchan)"
+		cat $task/stack
+	done
+}
+`
+
 // templateCommon is sh for every step of TestTemplateLab: the state
 // directory, markers, L1's uptime, the template's base disk, a VM's address from paddock ls.
 const templateCommon = `
@@ -89,7 +110,7 @@ addr() { paddock ls | awk -v vm=$1 '$1 == vm { print $6 }'; }
 // its state, then the other (the guests' markers renamed web.* and db.*,
 // the rest of the console prefixed with the VM's name). The base disk's
 // SHA-256 is taken first.
-const templateUpStep = templateCommon + upstreamScript + `
+const templateUpStep = templateCommon + upstreamScript + stallDumpScript + `
 # stallwatch VM: a booting VM whose console is silent for 120 s has
 # stalled (a boot here prints every few seconds, 9 s apart at most): its
 # vCPU stays inside L1's KVM_RUN for good (the emulated AMD-V,
@@ -104,10 +125,8 @@ stallwatch() {
 		if [ "$size" = "$last" ]; then quiet=$((quiet + 5)); else quiet=0; last=$size; fi
 		if [ $quiet -ge 120 ]; then
 			touch /tmp/$1.stalled
-			pid=$(paddock inspect $1 | grep -o '"pid": [0-9]*' | head -n 1 | grep -o '[0-9]*$')
-			if [ -n "$pid" ] && kill -USR1 $pid; then
-				timeout 10 sh -c "until grep -q 'end of the machine' $PADDOCK_HOME/vms/$1/vmm.log; do sleep 0.2; done"
-			fi
+			echo "$1: console silent for $quiet s: stalled"
+			stalldump $1
 			paddock kill $1 > /dev/null
 			return
 		fi

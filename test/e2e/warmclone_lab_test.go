@@ -45,6 +45,7 @@ var warmStep = fmt.Sprintf(`
 mark() { echo "@@LAB $*"; }
 H=/var/lib/paddock
 export PADDOCK_HOME=$H
+`+stallDumpScript+`
 # waitfor VM MARKER waits for the marker in the VM's console log: status
 # 3 as soon as the VM is not running without it; 4 if it has not come
 # in 180 s (a VM here prints it within seconds: its vCPU stalled inside
@@ -57,10 +58,8 @@ waitfor() {
 	done"
 	w=$?
 	[ $w = 124 ] || return $w
-	pid=$(paddock inspect $1 | grep -o '"pid": [0-9]*' | head -n 1 | grep -o '[0-9]*$')
-	if [ -n "$pid" ] && kill -USR1 $pid; then
-		timeout 10 sh -c "until grep -q 'end of the machine' $H/vms/$1/vmm.log; do sleep 0.2; done"
-	fi
+	echo "$1: no $2 in 180 s: stalled"
+	stalldump $1
 	paddock kill $1 > /dev/null
 	return 4
 }
