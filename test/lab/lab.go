@@ -205,7 +205,11 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		l.mu.Lock()
 		l.runs = append(l.runs, res)
 		l.mu.Unlock()
-		if emulatorFailure(err) && attempt < l.opts.Attempts && ctx.Err() == nil {
+		attempts := l.opts.Attempts
+		if sc.Attempts != 0 {
+			attempts = sc.Attempts
+		}
+		if emulatorFailure(err) && attempt < attempts && ctx.Err() == nil {
 			froze = append(froze, err.Error())
 			if l.tb != nil {
 				l.tb.Logf("lab: L1 attempt %d failed in the emulator; booting it again. %v", attempt, err)

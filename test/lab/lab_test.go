@@ -181,6 +181,20 @@ func TestHarnessFailures(t *testing.T) {
 		}
 		assertGone(t, res.QEMUPid)
 	})
+	t.Run("scenario-attempts", func(t *testing.T) {
+		// The scenario's Attempts overrides the lab's: with one, the
+		// silent reset is reported at once.
+		l := New(t)
+		res, err := l.Run(context.Background(), Scenario{Attempts: 1, Steps: []Step{
+			{Name: "reset", Script: "echo b > /proc/sysrq-trigger\nsleep 60\n", Timeout: time.Minute},
+		}})
+		if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), "in step reset") {
+			t.Fatalf("error %v, want ErrIncomplete in step reset", err)
+		}
+		if len(res.Froze) != 0 {
+			t.Errorf("earlier attempts %q with Attempts 1, want none", res.Froze)
+		}
+	})
 	t.Run("context-cancel", func(t *testing.T) {
 		l := New(t)
 		ctx, cancel := context.WithCancelCause(context.Background())

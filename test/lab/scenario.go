@@ -35,6 +35,10 @@ type Scenario struct {
 	// MemoryMiB, if set, is L1's RAM in MiB for this scenario instead of
 	// the lab's (Machine.MemoryMiB).
 	MemoryMiB int
+	// Attempts, if set, is how many times Run boots L1 for this scenario
+	// instead of the lab's (Options.Attempts): for a long scenario whose
+	// L1 the emulator fails more often than a short one's.
+	Attempts int
 	// Quiet stops L1's /init from printing its own markers (l1.*, step.*)
 	// (for the interactive demo); the host then cannot track steps.
 	Quiet bool
