@@ -246,6 +246,33 @@ func TestL1MemoryLimit(t *testing.T) {
 	}
 }
 
+// TestNoteQEMULog: a failed run's transcript gets QEMU's log without
+// its register dumps: a triple fault and a guest error, not the dumps of
+// the boot's vCPU resets.
+func TestNoteQEMULog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qemu.log")
+	log := "CPU Reset (CPU 0)\nEAX=00000000 EBX=00000000\nES =0000 00000000\nXMM00=0 0\nFPR0=0 0\n" +
+		"CPU Reset (CPU 1)\nR8 =0000000000000000\nCR0=00000000\n" +
+		"invalid write to 0x1234\nTriple fault\n"
+	if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := newMonitor(nil, time.Minute, nil)
+	noteQEMULog(m, time.Second, path)
+	got := m.res.Transcript()
+	for _, want := range []string{"QEMU log: invalid write to 0x1234", "QEMU log: Triple fault"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("transcript %q lacks %q", got, want)
+		}
+	}
+	for _, not := range []string{"EAX=", "R8 =", "CPU Reset", "XMM00", "CR0="} {
+		if strings.Contains(got, not) {
+			t.Errorf("transcript %q has the register dump's %q", got, not)
+		}
+	}
+	noteQEMULog(m, time.Second, filepath.Join(t.TempDir(), "none")) // no log: nothing, no panic
+}
+
 // TestScenarioSegment checks the per-run cpio L1's /init reads.
 func TestScenarioSegment(t *testing.T) {
 	sc := Scenario{

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -239,6 +240,11 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 	}
 	defer os.RemoveAll(p.dir)
 	cmd := sc.machine(l.opts.Machine).command(p.kernel, p.initrd, consolePipe)
+	// QEMU logs a triple fault of L1, and L1's accesses that no device
+	// takes, here: the one account of an L1 that ends with nothing on
+	// its console.
+	qemuLog := filepath.Join(p.dir, "qemu.log")
+	cmd.Args = append(cmd.Args, "-d", "cpu_reset,guest_errors", "-D", qemuLog)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return &Result{}, fmt.Errorf("lab: %w", err)
@@ -333,10 +339,37 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 		runErr = err
 	}
 	if runErr != nil {
+		noteQEMULog(m, elapsed, qemuLog)
+	}
+	if runErr != nil {
 		return m.res, &RunError{Err: runErr, Panic: m.res.Panic(), Tail: m.res.Tail(40)}
 	}
 	return m.res, nil
 }
+
+// noteQEMULog adds to a failed run's transcript the last 30 lines of
+// QEMU's log that are not register dumps (every boot starts with one
+// per vCPU reset): a triple fault, accesses no device took.
+func noteQEMULog(m *monitor, at time.Duration, path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var kept []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "CPU Reset") || registerLine.MatchString(line) {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	for _, line := range kept[max(0, len(kept)-30):] {
+		m.note(at, "QEMU log: %s", line)
+	}
+}
+
+// registerLine matches the lines of QEMU's x86 register dumps ("RAX=",
+// "R8 =", "CS =", "XMM00=", "FPR0=" ...).
+var registerLine = regexp.MustCompile(`^[A-Z][A-Z0-9]{0,5} *=`)
 
 // RunError is Run's error: what went wrong, the first kernel panic or oops
 // in the transcript (a long backtrace can push it out of the tail), and the
