@@ -397,6 +397,9 @@ func TestTemplateLab(t *testing.T) {
 				t.Logf("%s's boot went wrong (%s) and it was made and started again (the emulated AMD-V: docs/lab.md)", vm, m.Value)
 			}
 		}
+		if dumps := stallDumps(res, vm); dumps != "" {
+			t.Logf("%s stalled; what its VMM and L1's kernel said:\n%s", vm, dumps)
+		}
 		expectMarker(t, st, vm+".hostname", vm)
 		if n, err := strconv.Atoi(markerValue(st, vm+".ssh-keys")); err != nil || n < 3 {
 			t.Errorf("%s has %d SSH host keys (%v), want those cloud-init makes", vm, n, err)
@@ -457,6 +460,28 @@ func TestTemplateLab(t *testing.T) {
 	expectMarker(t, st, "host.base-after", meta.Disks[0].SHA256)
 	expectMarker(t, st, "host.base-kept", "0")
 	expectMarker(t, st, "host.template-rm-rc", "0")
+}
+
+// stallDumps returns what the transcript holds of vm's stalls: from each
+// of stallwatch's "vm: console silent" lines to the host.vm-again marker
+// that follows it (the VMM's machine state and its threads as L1's
+// kernel saw them), 80 lines at most each; "" if vm never stalled.
+func stallDumps(res *lab.Result, vm string) string {
+	var b strings.Builder
+	n := -1
+	for _, l := range res.Lines {
+		switch {
+		case strings.HasPrefix(l.Text, vm+": console silent for"):
+			n = 0
+		case n >= 0 && strings.Contains(l.Text, "@@LAB host."+vm+"-again"):
+			n = -1
+		}
+		if n >= 0 && n < 80 {
+			b.WriteString(l.Text + "\n")
+			n++
+		}
+	}
+	return b.String()
 }
 
 // checkTemplateIdentity checks that web and db, each made from the
