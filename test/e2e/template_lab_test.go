@@ -242,8 +242,9 @@ mark "host.forward $(timeout 60 wget -q -O - http://127.0.0.1:8080/)"
 // the address of its lease: L1 reaches it there), is one marker: its
 // hostname, machine ID, ed25519 host key fingerprint, NIC MAC, 16 bytes
 // of /dev/urandom and IPv4 addresses; with each clone's address and
-// MAC as paddock knows them, and its wall clock between two of L1's. A clone that does not answer has its
-// console, VMM log and the network's state printed. Then both
+// MAC as paddock knows them, and its wall clock between two of L1's. A
+// clone that does not answer has its console, VMM log and the network's
+// state printed. Then both
 // templates' files are verified against their checksums, and the clones
 // and the warm template removed.
 const templateWarmStep = templateCommon + `
