@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/paddock-vm/paddock/configs"
-	lv "github.com/paddock-vm/paddock/guest/libvirt"
 	"github.com/paddock-vm/paddock/guest/store"
 	"github.com/paddock-vm/paddock/guest/vmm"
 )
@@ -84,10 +83,11 @@ func cloneNames(name string, o CloneOptions) ([]string, error) {
 // is made.
 //
 // With o.LibvirtHost the clones are libvirt VMs on that host (a cold
-// template only: libvirt cannot restore a warm one's memory). The first
-// clone is made alone, uploading what its host lacks of the template;
-// the others follow in parallel on the same host (with host auto, the
-// one chosen for the first).
+// template only: libvirt cannot restore a warm one's memory); with host
+// auto, all on the host auto placement picks for the first. All the
+// clones enter the store at once, under their tenant's lock; then the
+// first is set up on its host alone, uploading what the host lacks of
+// the template, and the others follow in parallel.
 func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) ([]string, error) {
 	names, err := cloneNames(name, o)
 	if err != nil {
@@ -158,35 +158,61 @@ func (m *Manager) Clone(ctx context.Context, tmpl, name string, o CloneOptions) 
 	if err != nil {
 		return nil, err
 	}
+	if o.LibvirtHost == configs.LibvirtAutoHost {
+		// One host for all, the one auto placement picks for the first:
+		// the first clone puts the template's files into its pool, and
+		// the others find them there.
+		if err := m.placeTogether(specs); err != nil {
+			return nil, fmt.Errorf("clone %s: %w", tmpl, err)
+		}
+	}
 	// All the clones fit in their tenant's quotas, or none is made; its
-	// lock is held until they are all in the store.
+	// lock is held until they are all in the store, not while their
+	// backends set them up (a libvirt host's uploads take minutes).
 	lk, err := m.admit(specs)
 	if err != nil {
 		return nil, fmt.Errorf("clone %s: %w", tmpl, err)
 	}
+	entries := make([]*entered, len(names))
 	made := make([]bool, len(names))
-	create := func(i int) error {
-		if _, err := m.create(ctx, specs[i], "", fromOptions{known: known, warm: warm != nil, admitted: true}); err != nil {
+	fo := fromOptions{known: known, warm: warm != nil, admitted: true}
+	err = parallel(len(names), func(i int) error {
+		e, err := m.enter(specs[i], "", fo)
+		if err != nil {
 			return err
 		}
-		made[i] = true
+		entries[i], made[i] = e, true
+		return nil
+	})
+	lk.Unlock()
+	setUp := func(i int) error {
+		if testHookCloneSetUp != nil {
+			testHookCloneSetUp(names[i])
+		}
+		if err := m.setUp(ctx, entries[i].v, entries[i].spec); err != nil {
+			made[i] = false // setUp took it out of the store
+			return err
+		}
 		return nil
 	}
-	if o.LibvirtHost != "" {
+	switch {
+	case err != nil:
+	case o.LibvirtHost != "":
 		// The first clone puts the template's files into the host's pool;
-		// the others, made after it, find them there. Made at once, they
-		// would all upload the same volumes.
-		err = create(0)
+		// the others, set up after it, find them there. Set up at once,
+		// they would all upload the same volumes.
+		err = setUp(0)
 		if err == nil {
-			err = m.sameHost(names[0], specs[1:])
+			err = parallel(len(names)-1, func(i int) error { return setUp(i + 1) })
 		}
-		if err == nil {
-			err = parallel(len(names)-1, func(i int) error { return create(i + 1) })
-		}
-	} else {
-		err = parallel(len(names), create)
+	default:
+		err = parallel(len(names), setUp)
 	}
-	lk.Unlock()
+	for _, e := range entries {
+		if e != nil {
+			e.release()
+		}
+	}
 	if err == nil && o.Start {
 		err = parallel(len(names), func(i int) error {
 			_, err := m.Start(ctx, names[i])
@@ -209,22 +235,24 @@ func builtCloneSpec(tmpl string) []byte {
 	return []byte("from: " + tmpl + "\nnics:\n  - network: default\n")
 }
 
-// sameHost puts the libvirt VMs specs on the host the VM first went to:
-// with libvirt.host auto, the one host chosen for the first clone.
-func (m *Manager) sameHost(first string, specs []*configs.VM) error {
-	v, err := m.vm(first)
+// testHookCloneSetUp, set by a test, runs before a clone's backend sets
+// it up.
+var testHookCloneSetUp func(name string)
+
+// placeTogether puts the libvirt VMs specs, whose libvirt.host is auto,
+// on one host: the one auto placement picks for the first.
+func (m *Manager) placeTogether(specs []*configs.VM) error {
+	c, err := m.libvirt.pickHost(specs[0])
 	if err != nil {
 		return err
 	}
-	pl, err := lv.ReadPlacement(v.Dir)
-	if err != nil {
-		return err
-	}
+	h := c.Host
+	c.Close()
 	for _, vm := range specs {
-		if pl.Host.Name != "" {
-			vm.Libvirt.Host = pl.Host.Name
+		if h.Name != "" {
+			vm.Libvirt.Host = h.Name
 		} else {
-			vm.Libvirt.Host, vm.Libvirt.URI = "", pl.Host.URI
+			vm.Libvirt.Host, vm.Libvirt.URI = "", h.URI
 		}
 	}
 	return nil

@@ -12,15 +12,18 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/paddock-vm/paddock/configs"
 	"github.com/paddock-vm/paddock/disk"
 	"github.com/paddock-vm/paddock/guest/store"
+	"github.com/paddock-vm/paddock/guest/tenant"
 	"github.com/paddock-vm/paddock/guest/vmm"
 	"github.com/paddock-vm/paddock/internal/testenv"
 	"github.com/paddock-vm/paddock/internal/testguest"
 	"github.com/paddock-vm/paddock/netdev"
+	"golang.org/x/sys/unix"
 )
 
 // vmData is what the source VM wrote to its disk, past the template's
@@ -218,6 +221,50 @@ func TestCloneCold(t *testing.T) {
 	}
 	if _, err := m.Template("web-tpl"); err != nil || sha(t, base) != baseSum {
 		t.Errorf("rm of a clone touched its template: %v", err)
+	}
+}
+
+// TestCloneTenantLockFree: Clone lets go of the tenant's lock once all
+// its clones are in the store: while their backends set them up (a
+// libvirt host's uploads take minutes), another command can take it;
+// and every clone is in the store before the first is set up.
+func TestCloneTenantLockFree(t *testing.T) {
+	m, _, _ := vmTemplate(t, true, "")
+	ts, err := tenant.Open(m.Home())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(ts.Dir(tenant.Default), tenant.LockFile)
+	var mu sync.Mutex
+	free := map[string]error{}
+	testHookCloneSetUp = func(name string) {
+		f, err := os.OpenFile(lockPath, os.O_RDWR, 0)
+		if err == nil {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			f.Close() // releases the lock if it was taken
+		}
+		if err == nil {
+			for _, n := range []string{"k-1", "k-2", "k-3"} {
+				if _, serr := m.store.VM(n); serr != nil {
+					err = fmt.Errorf("%s is not in the store yet: %w", n, serr)
+				}
+			}
+		}
+		mu.Lock()
+		free[name] = err
+		mu.Unlock()
+	}
+	defer func() { testHookCloneSetUp = nil }()
+	if _, err := m.Clone(context.Background(), "web-tpl", "k", CloneOptions{Numbered: true, Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if len(free) != 3 {
+		t.Fatalf("set-ups seen: %v, want one for each of the 3 clones", free)
+	}
+	for name, err := range free {
+		if err != nil {
+			t.Errorf("while %s was set up: %v", name, err)
+		}
 	}
 }
 

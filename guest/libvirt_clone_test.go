@@ -16,6 +16,7 @@ import (
 // and nothing of a clone is made in its directory here. The guest reads
 // what the source VM wrote before it became a template. rm of the
 // clones leaves the base for the next clone, and nothing of theirs.
+// With host auto, both clones go to the host picked for the first.
 func TestLibvirtClone(t *testing.T) {
 	ctx := context.Background()
 	m, d := libvirtManager(t)
@@ -77,4 +78,23 @@ func TestLibvirtClone(t *testing.T) {
 		t.Errorf("the base volume went with the clones: %v", got)
 	}
 	nothingLeft(t, m, d, "b-1")
+
+	// host auto: the host auto placement picks for the first clone
+	// takes them all (here the one host).
+	names, err = m.Clone(ctx, "web-tpl", "a", CloneOptions{Numbered: true, Count: 2, LibvirtHost: "auto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		in, err := m.Inspect(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.Backend != "libvirt" || in.Host != "local" {
+			t.Errorf("%s: backend %s, host %s; want a libvirt VM on local", n, in.Backend, in.Host)
+		}
+		if err := m.Remove(ctx, n, true); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

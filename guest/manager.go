@@ -153,6 +153,33 @@ func (m *Manager) CreateContext(ctx context.Context, vm *configs.VM, source stri
 // create is CreateContext; fo says more about making a VM from a
 // template (planFrom).
 func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo fromOptions) (*Info, error) {
+	e, err := m.enter(vm, source, fo)
+	if err != nil {
+		return nil, err
+	}
+	defer e.release()
+	if err := m.setUp(ctx, e.v, e.spec); err != nil {
+		return nil, err
+	}
+	return m.info(e.v, false)
+}
+
+// entered is a VM in the store whose backend has not set it up yet
+// (setUp).
+type entered struct {
+	v    *store.VM
+	spec *configs.VM // resolved from its template, if it has one
+	// release lets go of its template; after the set-up, which reads
+	// the template's files.
+	release func()
+}
+
+// enter puts the VM vm into the store: its tenant's quotas checked
+// (unless fo.admitted), its template planned, its resolved spec and
+// record written, its addresses reserved on its networks. The tenant's
+// lock (when enter took it) is let go as soon as the VM is in the store,
+// where other commands count it.
+func (m *Manager) enter(vm *configs.VM, source string, fo fromOptions) (*entered, error) {
 	if err := authorizePaddock(vm, m.Home()); err != nil {
 		return nil, err
 	}
@@ -166,12 +193,19 @@ func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo 
 		defer lk.Unlock()
 	}
 	var opts store.CreateOptions
+	release := func() {}
+	ok := false
+	defer func() {
+		if !ok {
+			release()
+		}
+	}()
 	if vm.From != "" {
 		from, err := m.planFrom(vm, fo)
 		if err != nil {
 			return nil, err
 		}
-		defer from.lock.Unlock()
+		release = from.lock.Unlock
 		vm, opts = from.spec, from.opts
 	}
 	spec, err := yaml.Marshal(vm)
@@ -210,10 +244,8 @@ func (m *Manager) create(ctx context.Context, vm *configs.VM, source string, fo 
 			return nil, errors.Join(fmt.Errorf("VM %s: %w", vm.Name, err), m.store.Remove(v))
 		}
 	}
-	if err := m.setUp(ctx, v, vm); err != nil {
-		return nil, err
-	}
-	return m.info(v, false)
+	ok = true
+	return &entered{v: v, spec: vm, release: release}, nil
 }
 
 // setUp has the backend of a VM that just entered the store set it up,
