@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -30,6 +31,13 @@ const tailLines = 12
 // "@@step NAME" lines, which go to step. A failure is an error quoting
 // the step it failed in and its last lines of output.
 func runIsolated(ctx context.Context, script string, env []string, step func(string), line func(string)) error {
+	// The parent-death signal comes when the thread that started the
+	// build ends, not the process, and the Go runtime ends a thread
+	// whenever a goroutine locked to it returns (paddock discards
+	// threads so: network namespaces, the thread that starts a jailed
+	// VMM). Keep this one until the build is waited for.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("debootstrap: %w", err)

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -216,14 +217,28 @@ func Start(o Options) (*Daemon, error) {
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
+	// The parent-death signal comes when the thread that started the
+	// launcher ends, not the process, and the Go runtime ends a thread
+	// whenever a goroutine locked to it returns (paddock discards
+	// threads so: network namespaces, the thread that starts a jailed
+	// VMM). Start it from a thread locked until it exits.
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := d.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		d.cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("start %s libvirtd: %w", d.Name, err)
 	}
-	d.exited = make(chan struct{})
-	go func() {
-		d.cmd.Wait()
-		close(d.exited)
-	}()
+	d.exited = exited
 	if err := d.waitReady(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "daemon.log"))
 		sshdLog, _ := os.ReadFile(filepath.Join(dir, "ssh", "sshd.log"))
