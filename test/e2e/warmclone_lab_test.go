@@ -57,7 +57,9 @@ waitfor() {
 		sleep 1
 	done"
 	w=$?
-	[ $w = 124 ] || return $w
+	# 124: coreutils' timeout; 143 (SIGTERM): L1's busybox timeout,
+	# which returns the killed command's status.
+	[ $w = 124 ] || [ $w = 143 ] || return $w
 	echo "$1: no $2 in 180 s: stalled"
 	stalldump $1
 	paddock kill $1 > /dev/null
