@@ -34,8 +34,8 @@ func runIsolated(ctx context.Context, script string, env []string, step func(str
 	// The parent-death signal comes when the thread that started the
 	// build ends, not the process, and the Go runtime ends a thread
 	// whenever a goroutine locked to it returns (paddock discards
-	// threads so: network namespaces, the thread that starts a jailed
-	// VMM). Keep this one until the build is waited for.
+	// threads so: network namespaces). Keep this one until the build is
+	// waited for.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	r, w, err := os.Pipe()

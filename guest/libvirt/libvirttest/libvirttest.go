@@ -220,8 +220,8 @@ func Start(o Options) (*Daemon, error) {
 	// The parent-death signal comes when the thread that started the
 	// launcher ends, not the process, and the Go runtime ends a thread
 	// whenever a goroutine locked to it returns (paddock discards
-	// threads so: network namespaces, the thread that starts a jailed
-	// VMM). Start it from a thread locked until it exits.
+	// threads so: network namespaces). Start it from a thread locked
+	// until it exits.
 	started := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
