@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -305,4 +306,66 @@ func TestConnectSSH(t *testing.T) {
 	if _, err := os.Stat(missing); err == nil {
 		t.Errorf("a known_hosts was made: %s", missing)
 	}
+}
+
+// TestRefreshWhileOthersRead: a pool is refreshed while another client
+// downloads a volume from it over and over (two paddocks following one
+// host's consoles). libvirt refuses a refresh while a download is being
+// started; Refresh waits such refusals out, so none of its calls fail.
+func TestRefreshWhileOthersRead(t *testing.T) {
+	d := libvirttest.Shared(t)
+	reader, err := libvirt.Connect(d.Host("local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	refresher, err := libvirt.Connect(d.Host("local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refresher.Close()
+	rpool, err := reader.Pool(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "read-me")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("console line\n"), 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := rpool.Share(context.Background(), libvirt.Content{Path: path}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rpool.Delete(v.Name)
+	stop := make(chan struct{})
+	downloads := make(chan int)
+	go func() {
+		n := 0
+		defer func() { downloads <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := rpool.Download(v.Name, io.Discard); err != nil {
+				t.Errorf("download: %v", err)
+				return
+			}
+			n++
+		}
+	}()
+	fpool, err := refresher.Pool(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const refreshes = 300
+	for i := 0; i < refreshes; i++ {
+		if err := fpool.Refresh(); err != nil {
+			t.Errorf("refresh %d of %d: %v", i+1, refreshes, err)
+			break
+		}
+	}
+	close(stop)
+	t.Logf("%d refreshes while the other client downloaded %d times", refreshes, <-downloads)
 }

@@ -128,11 +128,37 @@ func (p *Pool) Lookup(name string) (v Volume, ok bool, err error) {
 
 // Refresh makes the pool see files that appeared in its directory (the
 // console logs libvirt writes there).
+//
+// libvirt refuses to refresh a pool while any client is starting a
+// volume's download or upload or building a volume in it ("has
+// asynchronous jobs running"): two paddocks reading one host's consoles
+// at once meet that often. Those jobs are short, so Refresh tries again
+// for up to refreshPatience before it gives up.
 func (p *Pool) Refresh() error {
-	if err := p.c.l.StoragePoolRefresh(p.p, 0); err != nil {
-		return p.c.fail("refresh storage pool "+p.Name, err)
+	wait := 5 * time.Millisecond
+	deadline := time.Now().Add(refreshPatience)
+	for {
+		err := p.c.l.StoragePoolRefresh(p.p, 0)
+		if err == nil {
+			return nil
+		}
+		if !poolBusy(err) || time.Now().Add(wait).After(deadline) {
+			return p.c.fail("refresh storage pool "+p.Name, err)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
 	}
-	return nil
+}
+
+// refreshPatience is how long Refresh waits for a pool's other jobs.
+const refreshPatience = 30 * time.Second
+
+// poolBusy reports whether err is libvirt refusing a pool operation
+// because another client's volume job is under way in the pool.
+func poolBusy(err error) bool {
+	var e golibvirt.Error
+	return errors.As(err, &e) && golibvirt.ErrorNumber(e.Code) == golibvirt.ErrInternalError &&
+		strings.Contains(e.Message, "asynchronous jobs running")
 }
 
 // Delete deletes the named volume; a missing one is fine.
