@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net/http"
@@ -118,6 +119,51 @@ func TestClientUnavailable(t *testing.T) {
 	}
 	if _, err := c.Attach(context.Background(), 0); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Attach without a VMM: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestClientDropped: a VMM that closes a connection without answering
+// (an ending VMM's kernel resets those it had not accepted) is, to a GET,
+// a VMM that does not answer, whether the close came before it read the
+// request (a reset) or after (end of file). A POST's failure is left as
+// it is: its operation may have been done.
+func TestClientDropped(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		readAll bool // the server reads the request before it closes
+	}{{"reset", false}, {"closed", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "ctl.sock")
+			l, err := Listen(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					if tt.readAll {
+						http.ReadRequest(bufio.NewReader(c))
+					} else {
+						c.Read(make([]byte, 1)) // the rest stays unread
+					}
+					c.Close()
+				}
+			}()
+			c := NewClient(path, "web")
+			defer c.Close()
+			_, err = c.Console(context.Background(), ConsoleOptions{Follow: true})
+			if !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Console from a VMM that closed the connection: %v, want ErrUnavailable", err)
+			}
+			_, err = c.Pause(context.Background())
+			if err == nil || errors.Is(err, ErrUnavailable) {
+				t.Errorf("Pause from a VMM that closed the connection: %v, want an error other than ErrUnavailable", err)
+			}
+		})
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -90,6 +91,14 @@ func (c *Client) send(ctx context.Context, method, op string, query url.Values, 
 		if errors.As(err, &ne) && ne.Op == "dial" {
 			return nil, fmt.Errorf("api: %s: %w (%w)", c.socket, ErrUnavailable, ne.Err)
 		}
+		if method == http.MethodGet && dropped(err) {
+			// A VMM that is ending closes its listener, and the kernel
+			// resets the connections it had not accepted yet: to the
+			// caller that is a VMM that does not answer, as if the dial
+			// had failed. Only a GET, which changes nothing, is known
+			// to be safe to take so; for others it may have been done.
+			return nil, fmt.Errorf("api: %s: %w (the connection was closed unanswered: %w)", c.socket, ErrUnavailable, err)
+		}
 		return nil, fmt.Errorf("api: %s %s: %w", method, vmPath(c.name, op), err)
 	}
 	if resp.StatusCode/100 != 2 {
@@ -97,6 +106,12 @@ func (c *Client) send(ctx context.Context, method, op string, query url.Values, 
 		return nil, decodeError(resp)
 	}
 	return resp, nil
+}
+
+// dropped reports whether err is the VMM's end of a connection going
+// away before it answered: reset, or closed.
+func dropped(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // decodeError turns a non-2xx response into an *Error.
