@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -160,6 +161,42 @@ func TestResultPanic(t *testing.T) {
 	}
 	if p := (&Result{Lines: r.Lines[:2]}).Panic(); p != "" {
 		t.Errorf("Panic() without a panic = %q", p)
+	}
+}
+
+// TestEmulatorFailure: which failed runs Run boots L1 again for. A freeze
+// and a death without a panic are the emulator's; so is the stack
+// overflow at error_entry it causes in the thread of an L2 vCPU (the
+// lines of a CI run that died so). Any other panic, a failed step and a
+// timeout are not.
+func TestEmulatorFailure(t *testing.T) {
+	withPanic := func(lines ...string) error {
+		r := &Result{}
+		for _, text := range lines {
+			r.Lines = append(r.Lines, Line{Source: Console, Text: text})
+		}
+		return &RunError{Err: fmt.Errorf("%w in step warm", ErrIncomplete), Panic: r.Panic()}
+	}
+	guard := withPanic("@@LAB l1.hb 23.72",
+		"[   26.434893] BUG: TASK stack guard page was hit at 00000000c2346bd4 (stack is 000000003406bc65..0000000097f88ba0)",
+		"[   26.434893] stack guard page: 0000 [#1] PREEMPT SMP NOPTI",
+		"[   26.451008] Kernel panic - not syncing: corrupted stack end detected inside scheduler")
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"frozen", &RunError{Err: fmt.Errorf("%w: no heartbeat", ErrFrozen)}, true},
+		{"vanished", withPanic("@@LAB l1.hb 10"), true},
+		{"stack guard", guard, true},
+		{"sysrq crash", withPanic("sysrq: Trigger a crash", "Kernel panic - not syncing: sysrq triggered crash"), false},
+		{"oops", withPanic("BUG: kernel NULL pointer dereference, address: 0000000000000000"), false},
+		{"timeout", &RunError{Err: fmt.Errorf("%w: step warm", ErrTimeout)}, false},
+		{"other", errors.New("qemu: cannot open the image"), false},
+	} {
+		if got := emulatorFailure(tt.err); got != tt.want {
+			t.Errorf("%s: emulatorFailure = %v, want %v (%v)", tt.name, got, tt.want, tt.err)
+		}
 	}
 }
 
