@@ -233,7 +233,7 @@ func logAge(name string, pl *Placement) int {
 
 // download writes the named volume's bytes from offset on to w and
 // returns how many it wrote and the volume's size (0 for a volume that is
-// not there).
+// not there, or went while it was read: another client deleted it).
 func (p *Pool) download(name string, w io.Writer, offset uint64) (n, size uint64, err error) {
 	vol, err := p.c.l.StorageVolLookupByName(p.p, name)
 	if code(err) == golibvirt.ErrNoStorageVol {
@@ -243,6 +243,9 @@ func (p *Pool) download(name string, w io.Writer, offset uint64) (n, size uint64
 		return 0, 0, p.c.fail("look up volume "+name, err)
 	}
 	_, size, _, err = p.c.l.StorageVolGetInfo(vol)
+	if code(err) == golibvirt.ErrNoStorageVol {
+		return 0, 0, nil
+	}
 	if err != nil {
 		return 0, 0, p.c.fail("read volume "+name, err)
 	}
@@ -250,7 +253,11 @@ func (p *Pool) download(name string, w io.Writer, offset uint64) (n, size uint64
 		return 0, size, nil
 	}
 	cw := &countWriter{w: w}
-	if err := p.c.l.StorageVolDownload(vol, cw, offset, size-offset, 0); err != nil {
+	err = p.c.l.StorageVolDownload(vol, cw, offset, size-offset, 0)
+	if code(err) == golibvirt.ErrNoStorageVol {
+		return cw.n, 0, nil
+	}
+	if err != nil {
 		return cw.n, size, p.c.fail("download volume "+name, err)
 	}
 	return cw.n, size, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -368,4 +369,59 @@ func TestRefreshWhileOthersRead(t *testing.T) {
 	}
 	close(stop)
 	t.Logf("%d refreshes while the other client downloaded %d times", refreshes, <-downloads)
+}
+
+// TestDeleteWhileOthersRead: a volume another client is downloading over
+// and over (a console log someone follows) is deleted: libvirt refuses
+// while a download of it is being started, and Delete waits such
+// refusals out. Each of 20 volumes goes at the first Delete.
+func TestDeleteWhileOthersRead(t *testing.T) {
+	d := libvirttest.Shared(t)
+	var pools [2]*libvirt.Pool
+	for i := range pools {
+		c, err := libvirt.Connect(d.Host("local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if pools[i], err = c.Pool(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader, deleter := pools[0], pools[1]
+	dir := t.TempDir()
+	for i := range 20 {
+		path := filepath.Join(dir, fmt.Sprintf("log-%d", i))
+		if err := os.WriteFile(path, bytes.Repeat([]byte(fmt.Sprintf("line %d\n", i)), 2048), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v, err := deleter.Share(context.Background(), libvirt.Content{Path: path}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			for n := 0; ; n++ {
+				if n == 1 {
+					close(started)
+				}
+				var got bytes.Buffer
+				if err := reader.Download(v.Name, &got); err != nil || got.Len() == 0 {
+					done <- err // gone (an empty read), or failed
+					return
+				}
+			}
+		}()
+		<-started
+		if err := deleter.Delete(v.Name); err != nil {
+			t.Fatalf("volume %d: %v", i, err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("volume %d: the reader: %v", i, err)
+		}
+		if _, ok, err := deleter.Lookup(v.Name); ok || err != nil {
+			t.Errorf("volume %d is still there after Delete (%v)", i, err)
+		}
+	}
 }

@@ -128,37 +128,52 @@ func (p *Pool) Lookup(name string) (v Volume, ok bool, err error) {
 
 // Refresh makes the pool see files that appeared in its directory (the
 // console logs libvirt writes there).
+func (p *Pool) Refresh() error {
+	if err := p.patiently(func() error { return p.c.l.StoragePoolRefresh(p.p, 0) }); err != nil {
+		return p.c.fail("refresh storage pool "+p.Name, err)
+	}
+	return nil
+}
+
+// patiently calls op until it succeeds, fails otherwise than with
+// libvirt's refusals for another client's job in the pool (busy), or
+// refreshPatience passes.
 //
 // libvirt refuses to refresh a pool while any client is starting a
 // volume's download or upload or building a volume in it ("has
-// asynchronous jobs running"): two paddocks reading one host's consoles
-// at once meet that often. Those jobs are short, so Refresh tries again
-// for up to refreshPatience before it gives up.
-func (p *Pool) Refresh() error {
+// asynchronous jobs running"), and to delete a volume while a download
+// of it is being started ("is still in use"): two paddocks reading one
+// host's consoles at once meet that often. Those jobs are short.
+func (p *Pool) patiently(op func() error) error {
 	wait := 5 * time.Millisecond
 	deadline := time.Now().Add(refreshPatience)
 	for {
-		err := p.c.l.StoragePoolRefresh(p.p, 0)
-		if err == nil {
-			return nil
-		}
-		if !poolBusy(err) || time.Now().Add(wait).After(deadline) {
-			return p.c.fail("refresh storage pool "+p.Name, err)
+		err := op()
+		if err == nil || !busy(err) || time.Now().Add(wait).After(deadline) {
+			return err
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 200*time.Millisecond)
 	}
 }
 
-// refreshPatience is how long Refresh waits for a pool's other jobs.
+// refreshPatience is how long patiently waits for a pool's other jobs.
 const refreshPatience = 30 * time.Second
 
-// poolBusy reports whether err is libvirt refusing a pool operation
-// because another client's volume job is under way in the pool.
-func poolBusy(err error) bool {
+// busy reports whether err is libvirt refusing a pool or volume
+// operation because another client's volume job is under way.
+func busy(err error) bool {
 	var e golibvirt.Error
-	return errors.As(err, &e) && golibvirt.ErrorNumber(e.Code) == golibvirt.ErrInternalError &&
-		strings.Contains(e.Message, "asynchronous jobs running")
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch golibvirt.ErrorNumber(e.Code) {
+	case golibvirt.ErrInternalError:
+		return strings.Contains(e.Message, "asynchronous jobs running")
+	case golibvirt.ErrOperationInvalid:
+		return strings.Contains(e.Message, "is still in use")
+	}
+	return false
 }
 
 // Delete deletes the named volume; a missing one is fine.
@@ -168,7 +183,7 @@ func (p *Pool) Delete(name string) error {
 		return nil
 	}
 	if err == nil {
-		err = p.c.l.StorageVolDelete(vol, 0)
+		err = p.patiently(func() error { return p.c.l.StorageVolDelete(vol, 0) })
 	}
 	if err != nil && code(err) != golibvirt.ErrNoStorageVol {
 		return p.c.fail("delete volume "+name, err)
