@@ -33,6 +33,8 @@ const (
 	QEMUStderr
 	// Harness is a note the host harness added (timeouts, kills).
 	Harness
+	// Heartbeat is L1's heartbeat, on a serial port of its own.
+	Heartbeat
 )
 
 // Line is one transcript line.
@@ -49,6 +51,8 @@ func (l Line) String() string {
 		tag = "qemu: "
 	case Harness:
 		tag = "lab: "
+	case Heartbeat:
+		tag = "hb: "
 	}
 	return fmt.Sprintf("[%8.3f] %s%s", l.At.Seconds(), tag, l.Text)
 }

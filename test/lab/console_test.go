@@ -337,7 +337,7 @@ func TestScenarioSegment(t *testing.T) {
 	if data["lab/steps.list"] != "001 first 2 0\n002 demo 300 1\n" {
 		t.Errorf("steps.list = %q", data["lab/steps.list"])
 	}
-	if data["lab/config"] != "LAB_QUIET=1\n" || data["lab/steps/001.sh"] != "echo 1" {
+	if data["lab/config"] != "LAB_QUIET=1\nLAB_HEARTBEAT=\n" || data["lab/steps/001.sh"] != "echo 1" {
 		t.Errorf("config %q, step 1 %q", data["lab/config"], data["lab/steps/001.sh"])
 	}
 	if h := got["guest/x.sh"]; h == nil || h.Mode != 0o755 {

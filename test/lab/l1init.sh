@@ -44,9 +44,18 @@ fi
 mark l1.ready "$(cut -d' ' -f1 /proc/uptime)"
 
 # A heartbeat, so the host can tell a frozen L1 from a quiet step (see
-# lab.Options.FreezeTimeout). Not in quiet (interactive) runs.
-if [ "$LAB_QUIET" != 1 ]; then
-	( while :; do sleep 10; echo "@@LAB l1.hb $(cut -d' ' -f1 /proc/uptime)"; done ) &
+# lab.Options.FreezeTimeout), on the port the host gave it
+# (LAB_HEARTBEAT): on the console it would cut L2's lines. Not in quiet
+# (interactive) runs.
+heartbeat() {
+	while :; do sleep 10; echo "@@LAB l1.hb $(cut -d' ' -f1 /proc/uptime)"; done
+}
+if [ "$LAB_QUIET" = 1 ]; then
+	:
+elif [ -n "$LAB_HEARTBEAT" ]; then
+	heartbeat > "$LAB_HEARTBEAT" &
+else
+	heartbeat &
 fi
 
 # run_step N NAME TIMEOUT: run /lab/steps/N.sh in its own session with

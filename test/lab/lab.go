@@ -46,8 +46,9 @@ type Options struct {
 	StepGrace time.Duration
 	// Echo, if set, receives every transcript line as it arrives.
 	Echo func(Line)
-	// FreezeTimeout: once L1 is up it prints a heartbeat every 10 s; a
-	// console silent this long means L1 froze. Default 60s.
+	// FreezeTimeout: once L1 is up it prints a heartbeat every 10 s (on
+	// a serial port of its own); a console and heartbeat silent this long
+	// mean L1 froze. Default 60s.
 	FreezeTimeout time.Duration
 	// Attempts is how many times Run boots L1 for a scenario whose L1
 	// froze, or vanished in the middle without a word from its kernel
@@ -59,6 +60,10 @@ type Options struct {
 	// (emulatorPanics). Retries are reported in Result.Froze.
 	Attempts int
 }
+
+// heartbeatPort is L1's second serial port, which Run connects to a pipe
+// of its own for L1's heartbeat.
+const heartbeatPort = "/dev/ttyS1"
 
 // defaultFreezeTimeout is Options.FreezeTimeout's default: six missed
 // heartbeats.
@@ -168,7 +173,7 @@ func scenarioSpec(sc *Scenario, steps []Step) initramfs.Spec {
 		quiet = 1
 	}
 	spec := initramfs.Spec{Overlay: true, Files: []initramfs.File{
-		{Path: "lab/config", Data: []byte(fmt.Sprintf("LAB_QUIET=%d\n", quiet))},
+		{Path: "lab/config", Data: []byte(fmt.Sprintf("LAB_QUIET=%d\nLAB_HEARTBEAT=%s\n", quiet, sc.heartbeat))},
 	}}
 	var list strings.Builder
 	for i, st := range steps {
@@ -256,12 +261,23 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 	if err := sc.machine(l.opts.Machine).check(); err != nil {
 		return &Result{}, err
 	}
+	sc.heartbeat = heartbeatPort
 	p, err := l.prepare(ctx, &sc)
 	if err != nil {
 		return &Result{}, err
 	}
 	defer os.RemoveAll(p.dir)
 	cmd := sc.machine(l.opts.Machine).command(p.kernel, p.initrd, consolePipe)
+	// L1's heartbeat comes on a second serial port, into a pipe: on the
+	// console, where L2's output arrives a few bytes at a time, it would
+	// land in the middle of L2's lines and cut their markers in two.
+	hbRead, hbWrite, err := os.Pipe()
+	if err != nil {
+		return &Result{}, fmt.Errorf("lab: %w", err)
+	}
+	defer hbRead.Close()
+	cmd.ExtraFiles = []*os.File{hbWrite} // descriptor 3
+	cmd.Args = append(cmd.Args, "-serial", "file:/dev/fd/3")
 	// QEMU logs a triple fault of L1, and L1's accesses that no device
 	// takes, here: the one account of an L1 that ends with nothing on
 	// its console.
@@ -280,16 +296,19 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 	overall := sc.timeout(l.opts.BootTimeout, p.steps)
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	hbWrite.Close() // QEMU has its own
+	if err != nil {
 		return m.res, fmt.Errorf("lab: start L1 QEMU: %w", err)
 	}
 	m.res.QEMUPid = cmd.Process.Pid
 	since := func() time.Duration { return time.Since(start) }
 	lines := make(chan Line, 256)
 	var readers sync.WaitGroup
-	readers.Add(2)
+	readers.Add(3)
 	go func() { defer readers.Done(); readLines(stdout, Console, since, lines) }()
 	go func() { defer readers.Done(); readLines(stderr, QEMUStderr, since, lines) }()
+	go func() { defer readers.Done(); readLines(hbRead, Heartbeat, since, lines) }()
 	go func() { readers.Wait(); close(lines) }()
 
 	timer := time.NewTimer(overall)
@@ -330,7 +349,7 @@ func (l *Lab) run(ctx context.Context, sc Scenario) (*Result, error) {
 				continue
 			}
 			m.line(line)
-			if line.Source == Console {
+			if line.Source == Console || line.Source == Heartbeat {
 				lastLine = line.At
 			}
 			if !killed {

@@ -21,8 +21,8 @@ echo "@@LAB kvm.modules $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"
 
 // TestLab boots L1 once and runs several scenarios in it: kvm-amd and
 // /dev/kvm; QEMU booting the stock Debian kernel as L2 from the bzImage and
-// from the ELF vmlinux (PVH) with the hello guest's "facts" script; and
-// L1's step watchdog.
+// from the ELF vmlinux (PVH) with the hello guest's "facts" script; L1's
+// heartbeat, on a port of its own; and L1's step watchdog.
 func TestLab(t *testing.T) {
 	l := New(t)
 	ctx := context.Background()
@@ -37,6 +37,9 @@ func TestLab(t *testing.T) {
 	sc := boot
 	sc.Steps = append([]Step{{Name: "kvm", Script: kvmScript, Timeout: time.Minute}}, boot.Steps...)
 	sc.Steps = append(sc.Steps,
+		// One console line written over 12 s, longer than the heartbeat's
+		// 10: the heartbeat, on its own port, does not cut it.
+		Step{Name: "slowline", Script: "printf '@@LAB slow.line '\nfor i in $(seq 24); do printf x; usleep 500000; done\necho\n", Timeout: time.Minute},
 		Step{Name: "watchdog", Script: "echo '@@LAB watchdog.started'\nsleep 1000\necho '@@LAB watchdog.survived'\n", Timeout: 3 * time.Second},
 		Step{Name: "after", Script: "echo '@@LAB after.ran yes'\nexit 7\n", Timeout: time.Minute},
 	)
@@ -102,6 +105,22 @@ func TestLab(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("heartbeat", func(t *testing.T) {
+		st := step(t, res, "slowline", 0)
+		if v := value(t, st, "slow.line"); v != strings.Repeat("x", 24) {
+			t.Errorf("a console line written over 12 s came as %q", v)
+		}
+		beats := 0
+		for _, l := range res.Lines {
+			if l.Source == Heartbeat && l.At > st.Begin && l.At < st.End && strings.HasPrefix(l.Text, "@@LAB l1.hb ") {
+				beats++
+			}
+		}
+		if beats == 0 {
+			t.Errorf("no heartbeat on its port in the %v of step slowline", st.End-st.Begin)
+		}
+	})
 
 	t.Run("watchdog", func(t *testing.T) {
 		st := step(t, res, "watchdog", 137)

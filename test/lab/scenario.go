@@ -42,6 +42,10 @@ type Scenario struct {
 	// Quiet stops L1's /init from printing its own markers (l1.*, step.*)
 	// (for the interactive demo); the host then cannot track steps.
 	Quiet bool
+	// heartbeat is the L1 device its /init writes the heartbeat to; ""
+	// is the console. Run gives it a serial port of its own (see
+	// heartbeatPort).
+	heartbeat string
 }
 
 // Step is one shell script run in L1.
