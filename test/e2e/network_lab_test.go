@@ -91,16 +91,35 @@ mark "l1.ls $(paddock ls | awk 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "A
 paddock start a > /dev/null; mark "l1.start-a $?"
 paddock start b > /dev/null; mark "l1.start-b $?"
 paddock start c > /dev/null; mark "l1.start-c $?"
+# upstream VM waits until VM's guest has reached upstream (net.upstream on
+# its console), or its VM ended, or 600 s passed. Guests booting at once
+# in L1 triple-fault now and then (the emulated AMD-V, docs/lab.md): such
+# a VM is started again, twice at most (l1.again-VM N), and its markers
+# are read from its last boot. A VM that did not start has no console
+# log: no wait.
+upstream() {
+	k=0
+	while :; do
+		timeout 600 sh -c "until grep -q net.upstream $PADDOCK_HOME/vms/$1/console.log; do [ -e $PADDOCK_HOME/vms/$1/console.log ] || exit 1; paddock inspect $1 | grep -Eq '\"state\": \"(starting|running)\"' || exit 2; sleep 1; done"
+		rc=$?
+		if [ $rc != 2 ] || [ $k -ge 2 ] || ! paddock inspect $1 | grep -q 'triple-faulted'; then
+			return $rc
+		fi
+		k=$((k + 1))
+		mark "l1.again-$1 $k"
+		paddock start $1 > /dev/null
+	done
+}
+# Once every guest has reached upstream, /go tells a and c that the
+# others are up.
+for vm in a b c; do
+	upstream $vm
+	mark "l1.up-$vm $?"
+done
 mark "l1.bridge-ports $(ls /sys/class/net/pd-default/brif | wc -l) $($IP netns exec paddock-acme ls /sys/class/net/$ob/brif | wc -l)"
 # acme's bridge is in acme's namespace, not L1's; its uplink is L1's.
 [ -e /sys/class/net/$ob ]; mark "l1.acme-bridge-in-l1 $?"
 mark "l1.acme-uplink $($IP -o -4 addr show | awk '$2 ~ /^pt-/ { print $4 }')"
-# Once every guest has reached upstream, /go tells a and c that the
-# others are up. (A VM that did not start has no console log: no wait.)
-for vm in a b c; do
-	timeout 600 sh -c "until grep -q net.upstream $PADDOCK_HOME/vms/$vm/console.log; do [ -e $PADDOCK_HOME/vms/$vm/console.log ] || exit 1; sleep 1; done"
-	mark "l1.up-$vm $?"
-done
 touch /www-up/go
 # Each guest says net.ready on its console once it has done its part.
 for vm in a b c; do
@@ -118,8 +137,10 @@ cat /tmp/table.txt
 nft list table bridge paddock-default > /tmp/guards.txt
 mark "l1.guards $(grep -c 'ether saddr' /tmp/guards.txt)"
 cat /tmp/guards.txt
+# Each guest's markers from its last boot (its /init's l2.init on).
 for vm in a b c; do
-	grep '@@LAB' $PADDOCK_HOME/vms/$vm/console.log | sed "s/@@LAB /@@LAB $vm./"
+	awk '/@@LAB l2.init/ { n = 0 } { l[n++] = $0 } END { for (i = 0; i < n; i++) print l[i] }' $PADDOCK_HOME/vms/$vm/console.log |
+		grep '@@LAB' | sed "s/@@LAB /@@LAB $vm./"
 done
 
 paddock rm --force a; mark "l1.rm-a $?"
@@ -197,6 +218,11 @@ func TestNetworkLab(t *testing.T) {
 	want("l1.start-a", "0")
 	want("l1.start-b", "0")
 	want("l1.start-c", "0")
+	for _, vm := range []string{"a", "b", "c"} {
+		if n := lastMarker(st, "l1.again-"+vm); n != "" {
+			t.Logf("%s triple-faulted in its boot and was started again (%s time(s); the emulated AMD-V: docs/lab.md)", vm, n)
+		}
+	}
 	want("l1.bridge-ports", "2 1")
 	want("l1.acme-bridge-in-l1", "1")
 	want("l1.acme-uplink", "100.127.0.1/30")

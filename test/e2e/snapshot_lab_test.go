@@ -111,6 +111,16 @@ paddock logs -f web > /tmp/final.log
 for k in snap.stopped snap.umount snap.fsck; do
 	mark "$k $(awk -v k=$k '$1 == "@@LAB" && $2 == k { print $3 }' /tmp/final.log | tail -1)"
 done
+if ! grep -q 'snap.stopped' /tmp/final.log; then
+	# How the VM ended without its guest's end: the VMM's account.
+	echo "== the guest's end is not in the console stream"
+	paddock inspect web | grep -A6 '"last_exit"'
+	tail -n 40 /var/lib/paddock/vms/web/vmm.log
+	echo "== the console log's last lines"
+	tail -n 20 /var/lib/paddock/vms/web/console.log
+	echo "== the console stream's last lines"
+	tail -n 5 /tmp/final.log
+fi
 mark "snap.end-state $(state)"
 # After the rollback L1 holds ticks of the abandoned run the guest never
 # resent, so the connection's end is not awaited.
