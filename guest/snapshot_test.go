@@ -321,7 +321,7 @@ func TestSnapshotRestoreRefusals(t *testing.T) {
 			if err := os.WriteFile(statePath, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-		}, fmt.Sprintf("format version %d (a newer format, written by paddock test); this paddock reads version %d only", snapshot.Version+1, snapshot.Version)},
+		}, fmt.Sprintf("format version %d (a newer format, written by paddock test); this paddock reads versions %d to %d", snapshot.Version+1, snapshot.MinVersion, snapshot.Version)},
 		{"another CPU", func(t *testing.T) {
 			f, err := snapshot.Decode(goodState)
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/paddock-vm/paddock/hypervisor/devices/virtio/rng"
 	"github.com/paddock-vm/paddock/hypervisor/devices/vmgenid"
 	"github.com/paddock-vm/paddock/hypervisor/kvm"
+	"github.com/paddock-vm/paddock/hypervisor/snapshot"
 )
 
 // State is everything of a machine a snapshot keeps besides guest RAM
@@ -59,9 +60,9 @@ type VCPUState struct {
 	Regs   kvm.Regs
 	Sregs  kvm.Sregs
 	FPU    kvm.FPU
-	XSave  []byte // the XSAVE area (KVM_GET_XSAVE or XSAVE2)
+	XSave  snapshot.Bytes // the XSAVE area (KVM_GET_XSAVE or XSAVE2)
 	XCRs   kvm.XCRs
-	LAPIC  []byte // kvm.LAPICState's bytes
+	LAPIC  snapshot.Bytes // kvm.LAPICState's bytes
 	MSRs   []kvm.MSREntry
 	Events kvm.VCPUEvents
 	MP     kvm.MPState

@@ -252,3 +252,28 @@ func TestCheckGenerationIDAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestStateFileVersion2: a state file of format version 2
+// (testdata/state-v2.golden, kept as that version wrote it, its byte
+// strings plain base64) decodes to the same state as today's file: a
+// snapshot taken before version 3 restores as it is.
+func TestStateFileVersion2(t *testing.T) {
+	f, err := snapshot.ReadFile(filepath.Join("testdata", "state-v2.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := DecodeState(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, sampleState(t)) {
+		t.Fatalf("decoded state differs from the sample:\n got %+v\nwant %+v", st, sampleState(t))
+	}
+	old, err := os.ReadFile(filepath.Join("testdata", "state-v2.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now := sampleFile(t); 2*len(now) > len(old) {
+		t.Errorf("the state file is %d bytes, version 2's was %d: the zeros of its byte strings are not left out", len(now), len(old))
+	}
+}

@@ -61,15 +61,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestGolden keeps the encoding of version 2 as it is: a change to the
-// layout shows as a difference from testdata/v2.state, which must then
-// come with a new Version.
+// TestGolden keeps the encoding of version 3 as it is: a change to the
+// layout shows as a difference from testdata/v3.state, which must then
+// come with a new Version. A file of version 2 (testdata/v2.state, kept
+// as that version wrote it) is read as well.
 func TestGolden(t *testing.T) {
 	b, err := Encode(sample())
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "v2.state")
+	golden := filepath.Join("testdata", "v3.state")
 	if *update {
 		if err := os.WriteFile(golden, b, 0o644); err != nil {
 			t.Fatal(err)
@@ -84,6 +85,13 @@ func TestGolden(t *testing.T) {
 	}
 	if _, err := ReadFile(golden); err != nil {
 		t.Fatal(err)
+	}
+	old, err := ReadFile(filepath.Join("testdata", "v2.state"))
+	if err != nil {
+		t.Fatalf("a version 2 file: %v", err)
+	}
+	if want := sample(); !reflect.DeepEqual(old.Sections, want.Sections) || old.Header.Paddock != want.Header.Paddock {
+		t.Errorf("testdata/v2.state read as %+v, want %+v", old, want)
 	}
 }
 
@@ -103,7 +111,7 @@ func TestOtherVersions(t *testing.T) {
 		version uint32
 		want    string
 	}{
-		{3, "format version 3 (a newer format, written by paddock v1.2.3); this paddock reads version 2 only"},
+		{4, "format version 4 (a newer format, written by paddock v1.2.3); this paddock reads versions 2 to 3"},
 		{1, "format version 1 (an older format, written by paddock v1.2.3)"},
 		{0, "format version 0 (an older format, written by paddock v1.2.3)"},
 	} {
@@ -115,7 +123,7 @@ func TestOtherVersions(t *testing.T) {
 	// A file a version-1 paddock wrote (testdata/v1.state, kept as it
 	// was) is refused, naming its version and its writer.
 	_, err = ReadFile(filepath.Join("testdata", "v1.state"))
-	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "format version 1 (an older format, written by paddock v1.2.3); this paddock reads version 2 only") {
+	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "format version 1 (an older format, written by paddock v1.2.3); this paddock reads versions 2 to 3") {
 		t.Errorf("testdata/v1.state: %v, want ErrVersion naming version 1", err)
 	}
 }

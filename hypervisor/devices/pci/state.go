@@ -1,11 +1,15 @@
 package pci
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/paddock-vm/paddock/hypervisor/snapshot"
+)
 
 // ConfigState is a function's configuration space as plain data, for
 // snapshots.
 type ConfigState struct {
-	Data []byte // ConfigSize bytes
+	Data snapshot.Bytes // ConfigSize bytes
 }
 
 // identity lists the header bytes that say what a function is; a saved
