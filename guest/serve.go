@@ -39,28 +39,36 @@ type VMMConfig struct {
 // good (see vmm.Serve). SIGTERM and SIGINT shut the VM down through ACPI,
 // a second one kills it.
 //
-// A jailed VMM (guest/jail) runs ServeVMM twice: the first time, with the
-// jail's Spec in its environment, it finishes the jail and executes
-// itself again (jail.Enter, which returns only on failure); the second
-// time, it installs its seccomp filter and serves the VM.
+// A jailed VMM (guest/jail) starts with the jail's Spec in its
+// environment: it finishes the jail first (jail.Enter), then installs its
+// seccomp filter and serves the VM. (A paddock built with cgo, a test
+// binary, cannot finish the jail on all its threads: jail.Enter executes
+// it again in the jail instead, and that second run, told by
+// jail.JailedEnv, installs the filter and serves.)
 func ServeVMM(ctx context.Context, c VMMConfig) error {
+	var pid int
+	jailed := false
 	if s := os.Getenv(jail.SpecEnv); s != "" {
 		spec, err := jail.ParseSpec(s)
 		if err == nil {
 			// The command may have taken the descriptor table out of
-			// the environment; the VMM proper needs it.
+			// the environment; a second stage needs it.
 			env := slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, vmm.FDTableEnv+"=") })
 			if c.FDTable != "" {
 				env = append(env, vmm.FDTableEnv+"="+c.FDTable)
 			}
-			err = jail.Enter(spec, env)
+			pid, err = jail.Enter(spec, env)
 		}
-		vmmFailed(c, err)
-		return err
-	}
-	pid, jailed := jail.Jailed()
-	if jailed {
+		if err != nil {
+			vmmFailed(c, err)
+			return err
+		}
+		os.Unsetenv(jail.SpecEnv)
+		jailed = true
+	} else if pid, jailed = jail.Jailed(); jailed {
 		os.Unsetenv(jail.JailedEnv)
+	}
+	if jailed {
 		if err := jail.Seccomp(); err != nil {
 			vmmFailed(c, err)
 			return err

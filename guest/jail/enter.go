@@ -9,48 +9,68 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Enter is a jailed VMM's first stage. Started as root in new mount, PID,
-// IPC and UTS namespaces, it finishes the jail s describes and executes
-// the VMM proper (this program again, with the same arguments and
-// environment env, with JailedEnv set and SpecEnv left out) in it. It returns only on failure,
-// with the first step that failed.
+// Enter is a jailed VMM's first act. Started as root in new mount, PID,
+// IPC and UTS namespaces, it finishes the jail s describes and returns
+// the process's id as the host sees it; the VMM then installs its seccomp
+// filter (Seccomp) and serves the VM in this same process. It returns an
+// error, with the first step that failed, if it could not.
 //
-// The steps, in order: join the VM's cgroup (on v1: this thread, which
-// executes the VMM; on v2 the process started there); make every mount private;
-// mount a tmpfs on s.Root holding the binds, the executable (read-only)
-// and a /proc of the new PID namespace; pivot_root into it and detach the
-// old root, then make the new root read-only; set the host name; set the
-// rlimits; mark every descriptor from s.KeepFDs on close-on-exec; then, on
-// this thread only (execve ends the others): drop every capability from
-// the bounding set, become s.ID (which clears the permitted, effective
-// and ambient sets), clear the inheritable set, set no_new_privs; exec.
-func Enter(s *Spec, env []string) error {
-	runtime.LockOSThread()                    // never unlocked: the thread execs or the process exits
+// The steps, in order: join the VM's cgroup (on v1: the whole process;
+// on v2 the process started there); make every mount private; mount a
+// tmpfs on s.Root holding the binds, the executable (read-only) and a
+// /proc of the new PID namespace; pivot_root into it and detach the old
+// root, then make the new root read-only; set the host name; set the
+// rlimits; mark every descriptor from s.KeepFDs on close-on-exec (the
+// starting command hands over exactly s.KeepFDs, and paddock opens
+// everything else close-on-exec); then, on every thread of the process
+// at once (AllThreadsSyscall, as Go's own Setuid does): drop every
+// capability from the bounding set, become s.ID with no supplementary
+// groups (which clears the permitted, effective and ambient sets), clear
+// the inheritable set, set no_new_privs. The process stays dumpable, as
+// an executed program would be, so that it can read its own /proc files.
+//
+// A binary built with cgo cannot change all its threads so (a test
+// binary): there Enter does the same on one thread and executes the VMM
+// proper in the jail as a second stage (this program again, with the
+// same arguments and environment env, with JailedEnv set and SpecEnv
+// left out), which ends every other thread; it returns only on failure.
+func Enter(s *Spec, env []string) (int, error) {
+	_, _, e := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0)
+	inPlace := e != syscall.ENOTSUP
+	if !inPlace {
+		runtime.LockOSThread() // never unlocked: the thread execs or the process exits
+	}
 	hostPID, err := os.Readlink("/proc/self") // the host's /proc, still
 	if err != nil {
-		return fmt.Errorf("jail: own process id: %w", err)
+		return 0, fmt.Errorf("jail: own process id: %w", err)
 	}
-	if _, err := strconv.Atoi(hostPID); err != nil {
-		return fmt.Errorf("jail: own process id: /proc/self is %q", hostPID)
+	pid, err := strconv.Atoi(hostPID)
+	if err != nil {
+		return 0, fmt.Errorf("jail: own process id: /proc/self is %q", hostPID)
 	}
 	for _, p := range s.Cgroups {
+		if inPlace {
+			// Every thread: the process.
+			p = filepath.Join(filepath.Dir(p), "cgroup.procs")
+		}
 		if err := joinThread(p); err != nil {
-			return fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
+			return 0, fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
 		}
 	}
 	if err := mountRoot(s); err != nil {
-		return err
+		return 0, err
 	}
 	if err := pivot(s.Root); err != nil {
-		return err
+		return 0, err
 	}
 	if s.Hostname != "" {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
-			return fmt.Errorf("jail: host name: %w", err)
+			return 0, fmt.Errorf("jail: host name: %w", err)
 		}
 	}
 	for _, rl := range []struct {
@@ -58,23 +78,46 @@ func Enter(s *Spec, env []string) error {
 		val uint64
 	}{{unix.RLIMIT_CORE, 0}, {unix.RLIMIT_NOFILE, NoFile}} {
 		if err := unix.Setrlimit(rl.res, &unix.Rlimit{Cur: rl.val, Max: rl.val}); err != nil {
-			return fmt.Errorf("jail: rlimit %d: %w", rl.res, err)
+			return 0, fmt.Errorf("jail: rlimit %d: %w", rl.res, err)
 		}
 	}
 	if err := unix.CloseRange(uint(s.KeepFDs), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("jail: close descriptors: %w", err)
+		return 0, fmt.Errorf("jail: close descriptors: %w", err)
 	}
 	last, err := lastCap()
 	if err != nil {
-		return err
+		return 0, err
 	}
+	if inPlace {
+		if err := dropAllThreads(s.ID, last); err != nil {
+			return 0, err
+		}
+		return pid, nil
+	}
+	if err := dropThisThread(s.ID, last); err != nil {
+		return 0, err
+	}
+	next := []string{JailedEnv + "=" + hostPID}
+	for _, e := range env {
+		if !strings.HasPrefix(e, SpecEnv+"=") && !strings.HasPrefix(e, JailedEnv+"=") {
+			next = append(next, e)
+		}
+	}
+	argv := append([]string{ExePath}, os.Args[1:]...)
+	return 0, fmt.Errorf("jail: run %s: %w", ExePath, unix.Exec(ExePath, argv, next))
+}
+
+// dropThisThread drops every privilege of the calling thread, as Enter
+// describes, before it executes the second stage.
+// Precondition: the goroutine is locked to its thread.
+func dropThisThread(id, last int) error {
 	for c := 0; c <= last; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
 			return fmt.Errorf("jail: drop capability %d from the bounding set: %w", c, err)
 		}
 	}
-	if err := becomeOnThisThread(s.ID); err != nil {
-		return fmt.Errorf("jail: become uid and gid %d: %w", s.ID, err)
+	if err := becomeOnThisThread(id); err != nil {
+		return fmt.Errorf("jail: become uid and gid %d: %w", id, err)
 	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var none [2]unix.CapUserData
@@ -84,14 +127,7 @@ func Enter(s *Spec, env []string) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("jail: no_new_privs: %w", err)
 	}
-	next := []string{JailedEnv + "=" + hostPID}
-	for _, e := range env {
-		if !strings.HasPrefix(e, SpecEnv+"=") && !strings.HasPrefix(e, JailedEnv+"=") {
-			next = append(next, e)
-		}
-	}
-	argv := append([]string{ExePath}, os.Args[1:]...)
-	return fmt.Errorf("jail: run %s: %w", ExePath, unix.Exec(ExePath, argv, next))
+	return nil
 }
 
 // joinThread moves the calling thread, alone, into the cgroup whose

@@ -14,10 +14,15 @@ import (
 	"github.com/paddock-vm/paddock/internal/testenv"
 )
 
-// procStatus reads the fields of /proc/PID/status.
-func procStatus(t *testing.T, pid int) map[string]string {
+// procStatus reads the fields of /proc/PID/status, or of the status of
+// the thread tid of PID (/proc/PID/task/TID/status).
+func procStatus(t *testing.T, pid int, tid ...string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	path := "/proc/" + strconv.Itoa(pid) + "/status"
+	if len(tid) > 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/task/" + tid[0] + "/status"
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,21 +47,37 @@ func TestManagedJail(t *testing.T) {
 	e.waitConsoleLog("web", "counting\n")
 	pid := e.ls()["web"].PID
 	st := procStatus(t, pid)
-	uid := strings.Fields(st["Uid"])
-	gid := strings.Fields(st["Gid"])
-	if len(uid) != 4 || uid[0] == "0" || uid[1] == "0" || uid[2] == "0" || uid[3] == "0" || len(gid) != 4 || gid[0] == "0" {
-		t.Errorf("the VMM's ids: Uid %q Gid %q", st["Uid"], st["Gid"])
+	// Every thread of it: the jail is finished in the VMM's own process,
+	// which runs several threads by then (guest/jail.Enter).
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("the VMM's threads: %d, %v", len(tasks), err)
 	}
-	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
-		if st[k] != "0000000000000000" {
-			t.Errorf("the VMM's %s is %s", k, st[k])
+	// ... not by executing paddock again in the jail, as a test binary
+	// built with cgo has to, whose argv[0] is the jail's jail.ExePath.
+	if cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err != nil || strings.HasPrefix(string(cmdline), jail.ExePath+"\x00") {
+		t.Errorf("the VMM's command line %q (%v): the jail was finished by a second stage", cmdline, err)
+	}
+	for _, task := range tasks {
+		tst := procStatus(t, pid, task.Name())
+		what := "the VMM's thread " + task.Name()
+		uid := strings.Fields(tst["Uid"])
+		gid := strings.Fields(tst["Gid"])
+		if len(uid) != 4 || uid[0] == "0" || uid[1] == "0" || uid[2] == "0" || uid[3] == "0" ||
+			len(gid) != 4 || gid[0] == "0" || gid[1] == "0" || gid[2] == "0" || gid[3] == "0" || tst["Groups"] != "" {
+			t.Errorf("%s's ids: Uid %q Gid %q Groups %q", what, tst["Uid"], tst["Gid"], tst["Groups"])
 		}
-	}
-	if st["NoNewPrivs"] != "1" {
-		t.Errorf("NoNewPrivs: %q", st["NoNewPrivs"])
-	}
-	if st["Seccomp"] != "2" {
-		t.Errorf("Seccomp: %q", st["Seccomp"])
+		for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+			if tst[k] != "0000000000000000" {
+				t.Errorf("%s's %s is %s", what, k, tst[k])
+			}
+		}
+		if tst["NoNewPrivs"] != "1" {
+			t.Errorf("%s's NoNewPrivs: %q", what, tst["NoNewPrivs"])
+		}
+		if tst["Seccomp"] != "2" {
+			t.Errorf("%s's Seccomp: %q", what, tst["Seccomp"])
+		}
 	}
 	if ns := strings.Fields(st["NSpid"]); len(ns) != 2 || ns[1] != "1" {
 		t.Errorf("NSpid %q: the VMM is not PID 1 of its own PID namespace", st["NSpid"])
