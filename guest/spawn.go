@@ -102,6 +102,7 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 	cmd.ExtraFiles = append([]*os.File{w}, handed...)
 	cmd.Env = append(vmmEnv(os.Environ()), vmm.FDTableEnv+"="+table.Encode())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	start := cmd.Start
 	if jailed {
 		spec, err := n.prepareJail(v, vm, len(cmd.ExtraFiles)+3)
 		if err != nil {
@@ -112,8 +113,9 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 			return n.failed(v, prev, err)
 		}
 		defer release()
+		start = func() error { return spec.Start(cmd) }
 	}
-	err = cmd.Start()
+	err = start()
 	w.Close()
 	for _, f := range handed {
 		f.Close()

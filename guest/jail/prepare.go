@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -130,4 +132,55 @@ func dynamic(exe string) bool {
 		}
 	}
 	return false
+}
+
+// enterCaps are the capabilities Enter uses: mounts, pivot_root and the
+// host name (CAP_SYS_ADMIN), chroot where pivot_root cannot work
+// (CAP_SYS_CHROOT), an RLIMIT_NOFILE over the current hard limit
+// (CAP_SYS_RESOURCE), the ids (CAP_SETUID, CAP_SETGID) and the bounding
+// set itself (CAP_SETPCAP).
+var enterCaps = []int{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_SYS_RESOURCE, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP}
+
+// Start starts cmd, set up by Apply, from a thread of its own whose
+// capability bounding set holds only what Enter needs (enterCaps); the
+// thread ends right after. The VMM, root, then starts with no other
+// capability, in its bounding set or any other, and Enter has the fewest
+// left to drop on each of its threads (one stop-the-world round each).
+func (s *Spec) Start(cmd *exec.Cmd) error {
+	last, err := lastCap()
+	if err != nil {
+		return err
+	}
+	// run narrows its thread and starts cmd from it. The thread is
+	// never unlocked: it ends with the goroutine, its bounding set with it.
+	run := func(res chan<- error) {
+		runtime.LockOSThread()
+		for c := 0; c <= last; c++ {
+			if slices.Contains(enterCaps, c) {
+				continue
+			}
+			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+				res <- fmt.Errorf("jail: drop capability %d from the bounding set of the VMM to be: %w", c, err)
+				return
+			}
+		}
+		res <- cmd.Start()
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			run(done)
+			return
+		}
+		// The main thread is kept idle, not ended, and /proc/PID shows
+		// its credentials: hold it while another thread does the work
+		// (no goroutine but this one runs on it meanwhile).
+		other := make(chan error, 1)
+		go run(other)
+		err := <-other
+		runtime.UnlockOSThread()
+		done <- err
+	}()
+	return <-done
 }
