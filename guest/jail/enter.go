@@ -53,12 +53,17 @@ func Enter(s *Spec, env []string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("jail: own process id: /proc/self is %q", hostPID)
 	}
+	var tasks []*os.File
 	for _, p := range s.Cgroups {
 		if inPlace {
-			// Every thread: the process.
-			p = filepath.Join(filepath.Dir(p), "cgroup.procs")
-		}
-		if err := joinThread(p); err != nil {
+			// Every thread, once the jail's /proc lists them.
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return 0, fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
+			}
+			defer f.Close()
+			tasks = append(tasks, f)
+		} else if err := joinThread(p); err != nil {
 			return 0, fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
 		}
 	}
@@ -66,6 +71,9 @@ func Enter(s *Spec, env []string) (int, error) {
 		return 0, err
 	}
 	if err := pivot(s.Root); err != nil {
+		return 0, err
+	}
+	if err := joinThreads(tasks); err != nil {
 		return 0, err
 	}
 	if s.Hostname != "" {
@@ -128,6 +136,43 @@ func dropThisThread(id, last int) error {
 		return fmt.Errorf("jail: no_new_privs: %w", err)
 	}
 	return nil
+}
+
+// joinThreads moves every thread of the process into the cgroups whose
+// tasks files (cgroup v1) are open in tasks, one thread at a time: a
+// move of the whole process (cgroup.procs) would wait for an RCU grace
+// period (docs/architecture.md, "cgroup"). A thread the Go runtime starts
+// meanwhile, from one not moved yet, shows in the next listing of
+// /proc/self/task, which must be the jail's /proc (thread ids of the
+// VMM's PID namespace, as the tasks files read them); the listing that
+// shows no new thread is the last, since every thread started after it
+// comes from a moved one.
+func joinThreads(tasks []*os.File) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	moved := map[string]bool{}
+	for {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return fmt.Errorf("jail: join cgroup: %w", err)
+		}
+		fresh := false
+		for _, e := range ents {
+			if moved[e.Name()] {
+				continue
+			}
+			fresh, moved[e.Name()] = true, true
+			for _, f := range tasks {
+				if _, err := f.WriteString(e.Name()); err != nil && !errors.Is(err, unix.ESRCH) {
+					return fmt.Errorf("jail: join cgroup %s: thread %s: %w", filepath.Dir(f.Name()), e.Name(), err)
+				}
+			}
+		}
+		if !fresh {
+			return nil
+		}
+	}
 }
 
 // joinThread moves the calling thread, alone, into the cgroup whose

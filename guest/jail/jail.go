@@ -3,14 +3,16 @@
 // needs and hands it over as descriptors (guest/vmm's Handles), prepares
 // a jail (Prepare: a user and group id of the VM's own, the VM
 // directory's permissions, a cgroup leaf with the VM's limits) and starts
-// the VMM in new mount, PID, IPC and UTS namespaces. The VMM's first act
-// (Enter) finishes the jail from inside, as root still: it joins the
-// cgroup, pivots into a root holding only the VM's directory and a
-// private /proc, closes every descriptor it was not handed, sets its
-// rlimits, drops every capability, becomes the VM's user with
-// no_new_privs set, and executes paddock again, so that the VMM proper
-// starts as one thread that has all of it. That VMM installs its seccomp
-// filter (Seccomp) before it touches the VM.
+// the VMM in new mount, PID, IPC and UTS namespaces, from a thread whose
+// capability bounding set holds only what the jail's set-up needs
+// (Spec.Start). The VMM's first act (Enter) finishes the jail from
+// inside, as root still: it joins the cgroup, pivots into a root holding
+// only the VM's directory and a private /proc, sets its rlimits, and then,
+// on every thread at once, drops every capability, becomes the VM's user
+// and sets no_new_privs. It then installs its seccomp filter (Seccomp)
+// before it touches the VM. (A paddock built with cgo, which cannot
+// change all its threads so, executes itself again in the jail instead,
+// as a second stage that starts as one thread that has all of it.)
 //
 // docs/architecture.md ("The jail") describes the layers and why.
 package jail
@@ -22,13 +24,14 @@ import (
 	"strconv"
 )
 
-// Environment variables between the starting command and the two stages
-// of a jailed VMM.
+// Environment variables between the starting command and a jailed VMM
+// (and its second stage, if it needs one).
 const (
-	// SpecEnv carries the Spec, as JSON, to the first stage (Enter).
+	// SpecEnv carries the Spec, as JSON, to the VMM (Enter).
 	SpecEnv = "PADDOCK_VMM_JAIL"
-	// JailedEnv tells the second stage (the VMM proper) that it is
-	// jailed, and its process id as the host sees it.
+	// JailedEnv tells a second stage (the VMM proper, executed in the
+	// jail by Enter in a binary built with cgo) that it is jailed, and
+	// its process id as the host sees it.
 	JailedEnv = "PADDOCK_VMM_JAILED"
 	// NoJailEnv, set to 1, starts VMMs unjailed (for debugging: strace,
 	// gdb, core dumps); docs/architecture.md.
@@ -55,16 +58,17 @@ const (
 	NoFile = 4096
 )
 
-// Spec is what the first stage needs to finish the jail.
+// Spec is what the VMM needs to finish its jail (Enter).
 type Spec struct {
 	// ID is the user and group id the VMM runs as.
 	ID int `json:"id"`
-	// Root is an existing empty directory on which the first stage mounts
+	// Root is an existing empty directory on which Enter mounts
 	// the jail's root (a small tmpfs), in its own mount namespace.
 	Root string `json:"root"`
 	// Binds are mounted into the jail, at the same paths as on the host.
 	Binds []Bind `json:"binds"`
-	// Exe is the executable the second stage runs (this program).
+	// Exe is this program, bound in the jail at ExePath (a second
+	// stage runs it).
 	Exe string `json:"exe"`
 	// Cgroups are the files the first stage writes 0 to, from the thread
 	// that executes the VMM, to join the VM's cgroup leaf: on cgroup v1

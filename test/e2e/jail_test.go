@@ -78,6 +78,10 @@ func TestManagedJail(t *testing.T) {
 		if tst["Seccomp"] != "2" {
 			t.Errorf("%s's Seccomp: %q", what, tst["Seccomp"])
 		}
+		cg, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name() + "/cgroup")
+		if leaf := jail.LeafName("web", e.vm("web").Dir); err != nil || !strings.Contains(string(cg), "/paddock/"+leaf+"\n") {
+			t.Errorf("%s's cgroups (%v):\n%s", what, err, cg)
+		}
 	}
 	if ns := strings.Fields(st["NSpid"]); len(ns) != 2 || ns[1] != "1" {
 		t.Errorf("NSpid %q: the VMM is not PID 1 of its own PID namespace", st["NSpid"])
