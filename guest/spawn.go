@@ -171,8 +171,7 @@ func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev st
 // hypervisor/snapshot, and of klauspost/compress's snappy code, which
 // its zstd decoder brings in): with SSE4.2, 1.5 MB of crc32
 // instructions, 13 ms of each start of a process in the nested lab,
-// where they are emulated, and two processes start for every VMM (the
-// jail's two stages); without, an 8 KiB table. A VMM computes CRC-32C
+// where they are emulated; without, an 8 KiB table. A VMM computes CRC-32C
 // only over a snapshot's state file, a few dozen KiB.
 const vmmGODEBUG = "cpu.sse42=off"
 

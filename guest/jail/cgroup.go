@@ -50,14 +50,14 @@ type Cgroup struct {
 // ThreadFiles are the files of c's v1 leaves that a thread writes 0 to
 // to move itself (and no other thread of its process) there: each
 // hierarchy's tasks file. A v2 leaf has none: a jailed VMM is started in
-// it (CLONE_INTO_CGROUP, Spec.Attr).
+// it (CLONE_INTO_CGROUP, Spec.Apply).
 //
 // Moving one thread, the caller, is what makes joining cheap: writing a
 // whole process to cgroup.procs write-locks the kernel's
 // cgroup_threadgroup_rwsem, which waits for an RCU grace period (15-20
 // ms measured on the test hosts), while a thread that moves itself skips
-// that lock. Enter then executes the VMM from that thread, which leaves
-// the new process wholly in the leaf.
+// that lock. Spec.Start moves the thread that starts the VMM, which is
+// then born in the leaf, and lets that thread end.
 func (c Cgroup) ThreadFiles() []string {
 	if c.Version != 1 {
 		return nil

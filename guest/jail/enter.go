@@ -20,8 +20,8 @@ import (
 // filter (Seccomp) and serves the VM in this same process. It returns an
 // error, with the first step that failed, if it could not.
 //
-// The steps, in order: join the VM's cgroup (on v1: the whole process;
-// on v2 the process started there); make every mount private; mount a
+// The VMM starts in the VM's cgroup leaf (Spec.Start). The steps, in
+// order: make every mount private; mount a
 // tmpfs on s.Root holding the binds, the executable (read-only) and a
 // /proc of the new PID namespace; pivot_root into it and detach the old
 // root, then make the new root read-only; set the host name; set the
@@ -53,27 +53,10 @@ func Enter(s *Spec, env []string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("jail: own process id: /proc/self is %q", hostPID)
 	}
-	var tasks []*os.File
-	for _, p := range s.Cgroups {
-		if inPlace {
-			// Every thread, once the jail's /proc lists them.
-			f, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				return 0, fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
-			}
-			defer f.Close()
-			tasks = append(tasks, f)
-		} else if err := joinThread(p); err != nil {
-			return 0, fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
-		}
-	}
 	if err := mountRoot(s); err != nil {
 		return 0, err
 	}
 	if err := pivot(s.Root); err != nil {
-		return 0, err
-	}
-	if err := joinThreads(tasks); err != nil {
 		return 0, err
 	}
 	if s.Hostname != "" {
@@ -136,57 +119,6 @@ func dropThisThread(id, last int) error {
 		return fmt.Errorf("jail: no_new_privs: %w", err)
 	}
 	return nil
-}
-
-// joinThreads moves every thread of the process into the cgroups whose
-// tasks files (cgroup v1) are open in tasks, one thread at a time: a
-// move of the whole process (cgroup.procs) would wait for an RCU grace
-// period (docs/architecture.md, "cgroup"). A thread the Go runtime starts
-// meanwhile, from one not moved yet, shows in the next listing of
-// /proc/self/task, which must be the jail's /proc (thread ids of the
-// VMM's PID namespace, as the tasks files read them); the listing that
-// shows no new thread is the last, since every thread started after it
-// comes from a moved one.
-func joinThreads(tasks []*os.File) error {
-	if len(tasks) == 0 {
-		return nil
-	}
-	moved := map[string]bool{}
-	for {
-		ents, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return fmt.Errorf("jail: join cgroup: %w", err)
-		}
-		fresh := false
-		for _, e := range ents {
-			if moved[e.Name()] {
-				continue
-			}
-			fresh, moved[e.Name()] = true, true
-			for _, f := range tasks {
-				if _, err := f.WriteString(e.Name()); err != nil && !errors.Is(err, unix.ESRCH) {
-					return fmt.Errorf("jail: join cgroup %s: thread %s: %w", filepath.Dir(f.Name()), e.Name(), err)
-				}
-			}
-		}
-		if !fresh {
-			return nil
-		}
-	}
-}
-
-// joinThread moves the calling thread, alone, into the cgroup whose
-// tasks file is tasks (Cgroup.ThreadFiles), with plain system calls so
-// that nothing else runs on another thread.
-// Precondition: the goroutine is locked to its thread.
-func joinThread(tasks string) error {
-	fd, err := unix.Open(tasks, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	_, err = unix.Write(fd, []byte("0"))
-	return err
 }
 
 // mountRoot builds the jail's root on s.Root.

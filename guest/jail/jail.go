@@ -70,10 +70,10 @@ type Spec struct {
 	// Exe is this program, bound in the jail at ExePath (a second
 	// stage runs it).
 	Exe string `json:"exe"`
-	// Cgroups are the files the first stage writes 0 to, from the thread
-	// that executes the VMM, to join the VM's cgroup leaf: on cgroup v1
-	// the tasks file of each hierarchy (Cgroup.ThreadFiles); none on v2,
-	// where the VMM starts in its leaf (Apply).
+	// Cgroups are the files Start's thread writes 0 to, to join the VM's
+	// cgroup leaf before it starts the VMM there: on cgroup v1 the tasks
+	// file of each hierarchy (Cgroup.ThreadFiles); none on v2, where
+	// the VMM is started in its leaf (Apply).
 	Cgroups []string `json:"cgroups"`
 	// cgroup2 is the VM's cgroup v2 leaf, which Apply starts the VMM in;
 	// "" on v1 or without a cgroup. The starting process's only.
@@ -92,7 +92,7 @@ type Bind struct {
 	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
-// ExePath is where the jail holds the executable of its second stage.
+// ExePath is where the jail holds the executable of a second stage.
 const ExePath = "/paddock"
 
 // Encode renders s for SpecEnv.

@@ -141,20 +141,32 @@ func dynamic(exe string) bool {
 // set itself (CAP_SETPCAP).
 var enterCaps = []int{unix.CAP_SYS_ADMIN, unix.CAP_SYS_CHROOT, unix.CAP_SYS_RESOURCE, unix.CAP_SETUID, unix.CAP_SETGID, unix.CAP_SETPCAP}
 
-// Start starts cmd, set up by Apply, from a thread of its own whose
-// capability bounding set holds only what Enter needs (enterCaps); the
-// thread ends right after. The VMM, root, then starts with no other
-// capability, in its bounding set or any other, and Enter has the fewest
-// left to drop on each of its threads (one stop-the-world round each).
+// Start starts cmd, set up by Apply, from a thread of its own, which
+// ends right after: the thread first moves itself into the VM's cgroup
+// v1 leaves (a write of 0 to each of s.Cgroups, the tasks files: cheap,
+// where moving the VMM's whole process would wait for an RCU grace
+// period, see Cgroup.ThreadFiles), so that the VMM is born in them, as
+// CLONE_INTO_CGROUP does on v2; then it narrows its capability bounding
+// set to what Enter needs (enterCaps). The VMM, root, then starts with
+// no other capability, in its bounding set or any other, and Enter has
+// the fewest left to drop on each of its threads (one stop-the-world
+// round each).
 func (s *Spec) Start(cmd *exec.Cmd) error {
 	last, err := lastCap()
 	if err != nil {
 		return err
 	}
-	// run narrows its thread and starts cmd from it. The thread is
-	// never unlocked: it ends with the goroutine, its bounding set with it.
+	// run moves and narrows its thread and starts cmd from it. The
+	// thread is never unlocked: it ends with the goroutine, and leaves
+	// the leaf and its bounding set with it.
 	run := func(res chan<- error) {
 		runtime.LockOSThread()
+		for _, p := range s.Cgroups {
+			if err := joinThread(p); err != nil {
+				res <- fmt.Errorf("jail: join cgroup %s: %w", filepath.Dir(p), err)
+				return
+			}
+		}
 		for c := 0; c <= last; c++ {
 			if slices.Contains(enterCaps, c) {
 				continue
@@ -183,4 +195,17 @@ func (s *Spec) Start(cmd *exec.Cmd) error {
 		done <- err
 	}()
 	return <-done
+}
+
+// joinThread moves the calling thread, alone, into the cgroup whose
+// tasks file is tasks (Cgroup.ThreadFiles).
+// Precondition: the goroutine is locked to its thread.
+func joinThread(tasks string) error {
+	fd, err := unix.Open(tasks, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	_, err = unix.Write(fd, []byte("0"))
+	return err
 }
