@@ -94,7 +94,7 @@ func Prepare(o Options) (*Spec, error) {
 	return s, nil
 }
 
-// Apply makes cmd start the first stage of the jailed VMM s describes:
+// Apply makes cmd start the jailed VMM s describes (with Start):
 // it adds SpecEnv to cmd.Env (which must be set), and sets cmd's
 // SysProcAttr (made if nil) to start it in new mount, PID, IPC and UTS
 // namespaces (Cloneflags) and, on cgroup v2, in the VM's cgroup leaf
