@@ -50,8 +50,8 @@ const Magic = "paddock-vmstate\n"
 //	3  a device's byte strings (configuration spaces, the XSAVE area, the
 //	   local APIC's page) may be written sparse, without their zeros
 //	   (Bytes), which makes a state file about a quarter of the size
-//	   and its decoding twice as fast or more; version 2's plain base64
-//	   strings are read as before, so a version 2 file restores as it is
+//	   and its decoding faster; version 2's plain base64 strings are
+//	   read as before, so a version 2 file restores as it is
 const Version = 3
 
 // MinVersion is the oldest format version this package reads. Version 1
