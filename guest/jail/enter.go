@@ -20,16 +20,16 @@ import (
 // filter (Seccomp) and serves the VM in this same process. It returns an
 // error, with the first step that failed, if it could not.
 //
-// The VMM starts in the VM's cgroup leaf (Spec.Start). The steps, in
-// order: make every mount private; mount a
-// tmpfs on s.Root holding the binds, the executable (read-only) and a
-// /proc of the new PID namespace; pivot_root into it and detach the old
-// root, then make the new root read-only; set the host name; set the
-// rlimits; mark every descriptor from s.KeepFDs on close-on-exec (the
-// starting command hands over exactly s.KeepFDs, and paddock opens
-// everything else close-on-exec); then, on every thread of the process
-// at once (AllThreadsSyscall, as Go's own Setuid does): drop every
-// capability from the bounding set, become s.ID with no supplementary
+// The VMM starts in the VM's cgroup leaf, with few capabilities in its
+// bounding set (Spec.Start). The steps, in order: make every mount
+// private; mount a tmpfs on s.Root holding the binds, the executable
+// (read-only) and a /proc of the new PID namespace; pivot_root into it
+// and detach the old root, then make the new root read-only; set the
+// host name; set the rlimits; mark every descriptor from s.KeepFDs on
+// close-on-exec (the starting command hands over exactly s.KeepFDs, and
+// paddock opens everything else close-on-exec); then, on every thread of
+// the process at once (AllThreadsSyscall, as Go's own Setuid does): drop
+// what is left of the bounding set, become s.ID with no supplementary
 // groups (which clears the permitted, effective and ambient sets), clear
 // the inheritable set, set no_new_privs. The process stays dumpable, as
 // an executed program would be, so that it can read its own /proc files.
