@@ -78,15 +78,27 @@ echo "@@LAB e2e.input-rc $?"
 printf 'reboot -f\n' | paddock run -f /e2e/reboot.yaml
 echo "@@LAB e2e.reboot-rc $?"
 `},
-		lab.Step{Name: "reboot-restart", Timeout: 2 * bootTimeout, Script: waitBanner + `
-mkfifo /tmp/in
-paddock run -f /e2e/restart.yaml < /tmp/in > /tmp/restart.log 2>&1 &
-pid=$!
-exec 3> /tmp/in
-wait_banner 1 /tmp/restart.log $pid && echo 'reboot -f' >&3
-wait_banner 2 /tmp/restart.log $pid && echo 'poweroff -f' >&3
-wait $pid
-echo "@@LAB e2e.restart-rc $? $(grep -c 'paddock hello guest' /tmp/restart.log)"
+		// A boot that triple-faults (the emulated AMD-V, docs/lab.md) is
+		// one more reboot, which on_reboot: restart takes too: paddock
+		// says so on its standard error. Such a run is made once more,
+		// and the last run counts.
+		lab.Step{Name: "reboot-restart", Timeout: 4 * bootTimeout, Script: waitBanner + `
+for run in 1 2; do
+	rm -f /tmp/in
+	mkfifo /tmp/in
+	paddock run -f /e2e/restart.yaml < /tmp/in > /tmp/restart.log 2>&1 &
+	pid=$!
+	exec 3> /tmp/in
+	wait_banner 1 /tmp/restart.log $pid && echo 'reboot -f' >&3
+	wait_banner 2 /tmp/restart.log $pid && echo 'poweroff -f' >&3
+	wait $pid
+	rc=$?
+	exec 3>&-
+	grep 'paddock: ' /tmp/restart.log
+	grep -q 'triple-faulted' /tmp/restart.log || break
+	echo "@@LAB e2e.restart-again $run"
+done
+echo "@@LAB e2e.restart-rc $rc $(grep -c 'paddock hello guest' /tmp/restart.log)"
 `},
 	)
 	res, err := l.Run(ctx, sc)
@@ -141,6 +153,9 @@ echo "@@LAB e2e.restart-rc $? $(grep -c 'paddock hello guest' /tmp/restart.log)"
 	})
 	t.Run("reboot-restart", func(t *testing.T) {
 		st := step(t, res, "reboot-restart")
+		if n := lastMarker(st, "e2e.restart-again"); n != "" {
+			t.Logf("a boot of the restart VM triple-faulted (the emulated AMD-V: docs/lab.md); the VM ran again")
+		}
 		if v := value(t, st, "e2e.restart-rc"); v != "0 2" {
 			t.Errorf("restart: exit status and boots %q, want \"0 2\" (rebooted once, then powered off)", v)
 		}
