@@ -115,3 +115,50 @@ func TestBuildThenBoot(t *testing.T) {
 		t.Fatalf("console %q, want %q", got, want)
 	}
 }
+
+// TestBuildOnVMAhead: a machine built on a VM created ahead
+// (Config.VM) runs on that VM, and closes it when it closes; a machine
+// that refuses its config closes the VM at once.
+func TestBuildOnVMAhead(t *testing.T) {
+	requireKVM(t)
+	sys := testKVM(t)
+	vm, err := sys.CreateVMAhead().Take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	con := newConsole()
+	m, err := New(Config{KVM: sys, VM: vm, CPUs: 1, Memory: 64 << 20, Console: con}, BootConfig{Kernel: guestKernel(t, "serial", nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.vm != vm {
+		t.Error("the machine made a VM of its own instead of taking Config.VM")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout)
+	defer cancel()
+	if e, err := m.Run(ctx); err != nil || e.Reason != exit.PowerOff {
+		t.Fatalf("Run = %v (%s), %v; want poweroff", e.Reason, e.Detail, err)
+	}
+	if got, want := con.String(), "hello from the serial guest\n"; got != want {
+		t.Errorf("console %q, want %q", got, want)
+	}
+	m.Close()
+	if vm.Fd() >= 0 {
+		t.Error("Close left the VM it took over open")
+	}
+
+	for _, c := range []Config{
+		{KVM: sys, CPUs: 0, Memory: 64 << 20},      // refused at once
+		{KVM: sys, CPUs: 1, Memory: MinMemory - 1}, // likewise
+	} {
+		if c.VM, err = sys.CreateVMAhead().Take(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Build(c); err == nil {
+			t.Fatalf("Build(%d vCPUs, %d bytes) succeeded", c.CPUs, c.Memory)
+		}
+		if c.VM.Fd() >= 0 {
+			t.Errorf("Build(%d vCPUs, %d bytes) failed and left Config.VM open", c.CPUs, c.Memory)
+		}
+	}
+}

@@ -50,6 +50,10 @@ type Config struct {
 	// KVM is the KVM device (kvm.Open or kvm.NewSystem); required. The
 	// machine creates its VM on it and leaves it open.
 	KVM *kvm.System
+	// VM, if set, is a VM already created on KVM (kvm.VMAhead), which
+	// the machine takes over instead of creating its own: it is closed
+	// with the machine, or at once if building fails.
+	VM *kvm.VM
 
 	// UUID is the system UUID the guest reads from the SMBIOS tables
 	// (/sys/class/dmi/id/product_uuid), in RFC 4122 byte order. All
@@ -165,7 +169,14 @@ func Build(cfg Config) (*Machine, error) {
 // vCPU gets its saved CPUID table instead of one derived from the host.
 // Everything r says is checked against the host before anything is
 // changed on disk.
-func build(cfg Config, r *restoring) (*Machine, error) {
+func build(cfg Config, r *restoring) (_ *Machine, err error) {
+	if cfg.VM != nil {
+		defer func() {
+			if err != nil && cfg.VM != nil {
+				cfg.VM.Close() // refused before the machine took it over
+			}
+		}()
+	}
 	if cfg.CPUs < 1 {
 		return nil, fmt.Errorf("machine: %d vCPUs: need at least 1", cfg.CPUs)
 	}
@@ -178,7 +189,9 @@ func build(cfg Config, r *restoring) (*Machine, error) {
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
-	m := &Machine{cfg: cfg, ports: newPortBus(), mmio: &mmioBus{}, exitCh: make(chan Exit, 1), restoring: r}
+	vm := cfg.VM
+	cfg.VM = nil // the machine's from now: m.Close closes it
+	m := &Machine{cfg: cfg, vm: vm, ports: newPortBus(), mmio: &mmioBus{}, exitCh: make(chan Exit, 1), restoring: r}
 	m.cond = sync.NewCond(&m.ctl)
 	built := false
 	defer func() {
@@ -189,7 +202,6 @@ func build(cfg Config, r *restoring) (*Machine, error) {
 			m.Close()
 		}
 	}()
-	var err error
 	m.sys = cfg.KVM
 	if err := m.checkHost(); err != nil {
 		return nil, err
@@ -199,8 +211,10 @@ func build(cfg Config, r *restoring) (*Machine, error) {
 			return nil, err
 		}
 	}
-	if m.vm, err = m.sys.CreateVM(); err != nil {
-		return nil, fmt.Errorf("machine: create VM: %w", err)
+	if m.vm == nil {
+		if m.vm, err = m.sys.CreateVM(); err != nil {
+			return nil, fmt.Errorf("machine: create VM: %w", err)
+		}
 	}
 	if err := m.setupMemory(); err != nil {
 		return nil, err

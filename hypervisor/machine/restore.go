@@ -36,11 +36,14 @@ type restoring struct {
 // memory, disks, NICs with their MACs, RNG) and the host must offer
 // every CPU feature the saved vCPUs were given; otherwise Restore
 // refuses with an error naming the difference, before any disk is
-// changed. Restore takes memory over: it is closed with the machine, or
-// at once if Restore fails.
+// changed. Restore takes memory (and cfg.VM) over: it is closed with the
+// machine, or at once if Restore fails.
 func Restore(cfg Config, st *State, memory *os.File) (*Machine, error) {
 	if err := st.check(cfg); err != nil {
 		memory.Close()
+		if cfg.VM != nil {
+			cfg.VM.Close()
+		}
 		return nil, err
 	}
 	m, err := build(cfg, &restoring{state: st, memory: memory})

@@ -163,7 +163,8 @@ func TestSaveRefusesRawDisk(t *testing.T) {
 // another vCPU count or memory size, a memory file that is missing its
 // end, a CPU with features the host lacks, a disk without the snapshot's
 // internal snapshot. Each is refused with an error saying what differs,
-// and the disk keeps what it held.
+// the disk keeps what it held, and the memory file and the VM the
+// machine was to take over (Config.VM) are closed.
 func TestRestoreRefuses(t *testing.T) {
 	requireKVM(t)
 	cfg := Config{KVM: testKVM(t), CPUs: 1, Memory: 64 << 20, Disks: []Disk{openDisk(t, qcow2Image(t, 1<<20), disk.Options{Format: disk.FormatQcow2})}}
@@ -211,7 +212,11 @@ func TestRestoreRefuses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m, err := Restore(tc.cfg, tc.st, f)
+			c := tc.cfg
+			if c.VM, err = c.KVM.CreateVMAhead().Take(); err != nil {
+				t.Fatal(err)
+			}
+			m, err := Restore(c, tc.st, f)
 			if err == nil {
 				m.Close()
 				t.Fatal("restored")
@@ -219,9 +224,13 @@ func TestRestoreRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("%v\nwant it to say %q", err, tc.want)
 			}
-			// The memory file was closed by Restore.
+			// The memory file and the VM created ahead were closed by
+			// Restore.
 			if err := f.Close(); !errors.Is(err, os.ErrClosed) {
 				t.Errorf("Restore left the memory file open")
+			}
+			if c.VM.Fd() >= 0 {
+				t.Errorf("Restore left the VM created ahead (Config.VM) open")
 			}
 			// The disk is as it was: not reverted to snap1.
 			b := make([]byte, 12)
