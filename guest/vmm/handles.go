@@ -25,6 +25,9 @@ import (
 type Handles struct {
 	// KVM is the KVM device.
 	KVM *kvm.System
+	// VM, if set, is the VM the next machine is built on, being created
+	// ahead (CreateVMAhead); the machine takes it over.
+	VM *kvm.VMAhead
 	// Kernel and Initrd are the spec's kernel and initrd (Initrd nil
 	// without one).
 	Kernel, Initrd *os.File
@@ -229,6 +232,9 @@ func bridgedTap(n NIC) (*netdev.Tap, error) {
 // nothing more.
 func (h *Handles) Close() error {
 	var errs []error
+	if h.VM != nil {
+		errs = append(errs, h.VM.Close())
+	}
 	for _, d := range h.Disks {
 		errs = append(errs, d.Image.Close())
 	}
@@ -312,4 +318,29 @@ func OpenVMHandles(v *store.VM, vm *configs.VM, o VMHandleOptions) (*Handles, er
 	}
 	h.Warm = warm
 	return h, nil
+}
+
+// CreateVMAhead starts creating the VM the next machine is built on
+// (kvm.System.CreateVMAhead), so that the kernel's part of it overlaps
+// what the VMM does before it builds the machine. Without KVM it does
+// nothing; a machine built then creates its own VM.
+func (h *Handles) CreateVMAhead() {
+	if h.KVM != nil && h.VM == nil {
+		h.VM = h.KVM.CreateVMAhead()
+	}
+}
+
+// takeVM hands over the VM created ahead, if any (nil otherwise),
+// waiting for its creation.
+func (h *Handles) takeVM() (*kvm.VM, error) {
+	a := h.VM
+	if a == nil {
+		return nil, nil
+	}
+	h.VM = nil
+	vm, err := a.Take()
+	if err != nil {
+		return nil, fmt.Errorf("vmm: create VM: %w", err)
+	}
+	return vm, nil
 }

@@ -202,6 +202,9 @@ func (s *Session) newMachine(cfg machine.Config) (*machine.Machine, string, erro
 			}
 			if err := r.nicMACs(macs); err != nil {
 				r.Memory.Close()
+				if cfg.VM != nil {
+					cfg.VM.Close()
+				}
 				return nil, "", fmt.Errorf("restore snapshot %s: %w", r.Name, err)
 			}
 		}

@@ -13,7 +13,9 @@ import (
 // machineConfig translates a VM spec into the machine's hardware: vCPUs,
 // memory and the virtio devices, on the handles h (OpenHandles): its
 // disks, then its seed volume, and its NICs. The machine takes plain
-// device configs and open handles and never sees the spec.
+// device configs and open handles and never sees the spec. The
+// machine gets the VM created ahead, if the handles have one
+// (Handles.CreateVMAhead).
 // Precondition: vm has been through FillDefaults and Validate.
 func machineConfig(vm *configs.VM, h *Handles) (machine.Config, error) {
 	if err := h.fit(vm); err != nil {
@@ -36,6 +38,12 @@ func machineConfig(vm *configs.VM, h *Handles) (machine.Config, error) {
 		}
 		cfg.Disks = append(cfg.Disks, md)
 	}
+	// Last: the machine takes the VM over, and nothing here fails after.
+	kvmVM, err := h.takeVM()
+	if err != nil {
+		return machine.Config{}, err
+	}
+	cfg.VM = kvmVM
 	return cfg, nil
 }
 

@@ -161,6 +161,9 @@ func (p *vmmProc) serve(ctx context.Context) error {
 			return &StartError{err}
 		}
 		p.cfg.Handles = h
+		// The kernel creates the VM while this process takes its lock
+		// and reads the snapshot, if it restores one.
+		h.CreateVMAhead()
 	}
 	if h := p.cfg.Handles; h != nil {
 		defer h.Close() // at once if the VM never runs; run closes them otherwise
