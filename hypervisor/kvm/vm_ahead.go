@@ -22,7 +22,7 @@ type VMAhead struct {
 // the slowest steps of a VMM's start, and little of it is the calling
 // thread's own work: on x86 the kernel also starts a kernel thread for
 // the VM and waits until it has joined the creator's cgroups
-// (docs/hosts.md, "Creating a VM"). A VMM that takes its locks and reads
+// (docs/hosts.md, "The nested KVM lab"). A VMM that takes its locks and reads
 // a snapshot's state before it builds the machine does that meanwhile.
 // Close, if the VM is never taken, closes it.
 func (s *System) CreateVMAhead() *VMAhead {

@@ -151,11 +151,14 @@ rm -f /tmp/qemu.state
 // file it migrated the same guest to (QEMU reads all of the saved RAM
 // before the guest runs), timed from the command to the guest's first
 // answer on the network (an echo reply to L1's pings, every 10 ms), in
-// L1 wall time. It reports each VMM's best and median seconds and QEMU's
-// time over paddock's ("x-...", the target is 10 or more; paired: the
-// geometric mean of each round's ratio). Timings are emulated: compare
-// only the ratio. PADDOCK_SNAPSHOT_BENCH_FILL sets the data the guest
-// holds: QEMU's time grows with it, paddock's does not.
+// L1 wall time. QEMU restores the file twice a round: reading it itself
+// (-incoming file:, the peer: "x-..." are QEMU's time over paddock's,
+// the target is 10 or more; paired: the geometric mean of each round's
+// ratio), and through a pipe from cat (-incoming exec:cat, as libvirt's
+// restore feeds QEMU: qemu-pipe-best-s, x-pipe-paired). Timings are
+// emulated: compare only the ratios. PADDOCK_SNAPSHOT_BENCH_FILL sets
+// the data the guest holds: QEMU's time grows with it, paddock's does
+// not.
 //
 //	go test ./test/e2e -run '^$' -bench SnapshotRestoreLab -benchtime 1x
 func BenchmarkSnapshotRestoreLab(b *testing.B) {
