@@ -157,8 +157,9 @@ rm -f /tmp/qemu.state
 // ratio), and through a pipe from cat (-incoming exec:cat, as libvirt's
 // restore feeds QEMU: qemu-pipe-best-s, x-pipe-paired). Timings are
 // emulated: compare only the ratios. PADDOCK_SNAPSHOT_BENCH_FILL sets
-// the data the guest holds: QEMU's time grows with it, paddock's does
-// not.
+// the data the guest holds (in L1, QEMU's file restore was hardly slower
+// with 400 MiB than with 256: most of its time is its own start;
+// docs/lab.md).
 //
 //	go test ./test/e2e -run '^$' -bench SnapshotRestoreLab -benchtime 1x
 func BenchmarkSnapshotRestoreLab(b *testing.B) {
