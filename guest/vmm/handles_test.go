@@ -216,3 +216,37 @@ func TestOpenHandlesTaps(t *testing.T) {
 	}
 	ns.IP(t, "link", "show", "tap5") // an existing tap stays
 }
+
+// TestHandlesVMAhead: the machine config built on handles that create
+// their VM ahead takes that VM, once; handles closed with a VM never
+// taken close it.
+func TestHandlesVMAhead(t *testing.T) {
+	vm := diskVM(t)
+	h := openHandles(t, vm, OpenOptions{})
+	h.CreateVMAhead()
+	ahead := h.VM
+	cfg, err := machineConfig(vm, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.VM == nil || cfg.VM.Fd() < 0 || h.VM != nil {
+		t.Fatalf("machine config VM %v, handles' VM %v: want the VM created ahead handed over", cfg.VM, h.VM)
+	}
+	defer cfg.VM.Close()
+	if again, err := machineConfig(vm, h); err != nil || again.VM != nil {
+		t.Errorf("a second machine config got VM %v (%v); want none: the next machine creates its own", again.VM, err)
+	}
+	if _, err := ahead.Take(); err == nil {
+		t.Error("the VM created ahead could be taken twice")
+	}
+
+	h2 := openHandles(t, vm, OpenOptions{})
+	h2.CreateVMAhead()
+	a2 := h2.VM
+	if err := h2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a2.Take(); err == nil {
+		t.Error("Close left the VM created ahead to be taken")
+	}
+}
