@@ -39,6 +39,11 @@ const ReadyFD = 3
 // for which the warm template's files are handed over as well).
 // Precondition: the VM's lock is held and no VMM runs it; vm is its spec.
 func (n *native) spawn(ctx context.Context, v *store.VM, vm *configs.VM, prev store.Record, extra ...string) error {
+	// A VMM killed a moment ago may hold the disks a little longer than
+	// its run lock.
+	if err := v.WaitLastHolderExited(exitGrace); err != nil {
+		return n.failed(v, prev, err)
+	}
 	seed := ""
 	if vm.CloudInit {
 		seed = v.Path(store.SeedFile)

@@ -181,24 +181,33 @@ func (v *VM) RunHolder() (Holder, error) {
 		return Holder{}, nil // free, or only a waiter's read lock
 	}
 	h := Holder{Alive: true}
+	h.PID, h.RunID = readHolder(f)
+	return h, nil
+}
+
+// readHolder parses what a VMM wrote in its run lock file f: its pid and
+// run id, or 0 and "" if the file does not hold them.
+func readHolder(f *os.File) (pid int, runID string) {
 	buf := make([]byte, 128)
 	n, _ := f.ReadAt(buf, 0)
-	if pid, id, ok := strings.Cut(strings.TrimSpace(string(buf[:n])), " "); ok {
-		if p, err := strconv.Atoi(pid); err == nil && p > 0 {
-			h.PID, h.RunID = p, id
-		}
+	ps, id, ok := strings.Cut(strings.TrimSpace(string(buf[:n])), " ")
+	if p, err := strconv.Atoi(ps); ok && err == nil && p > 0 {
+		return p, id
 	}
-	return h, nil
+	return 0, ""
 }
 
 // ErrWaitTimeout: WaitRunUnlocked gave up.
 var ErrWaitTimeout = errors.New("timed out waiting for the VMM to exit")
 
-// WaitRunUnlocked blocks until no VMM holds the VM's run lock, or the
-// timeout passes (ErrWaitTimeout). It waits on the lock itself (a read
-// lock taken and dropped at once), not by polling. On a timeout the
-// waiting goroutine stays blocked until the VMM exits.
+// WaitRunUnlocked blocks until no VMM holds the VM's run lock and the
+// last one to hold it has finished exiting, or the timeout passes
+// (ErrWaitTimeout). It waits on the lock itself (a read lock taken and
+// dropped at once), not by polling, then on the holder's exit (see
+// WaitLastHolderExited). On a timeout the waiting goroutine stays blocked
+// until the VMM exits.
 func (v *VM) WaitRunUnlocked(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	f, err := v.openRunLock()
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -220,8 +229,99 @@ func (v *VM) WaitRunUnlocked(timeout time.Duration) error {
 		if err != nil {
 			return fmt.Errorf("store: VM %s: wait for the VMM: %w", v.Name, err)
 		}
-		return nil
 	case <-t.C:
 		return fmt.Errorf("store: VM %s: %w", v.Name, ErrWaitTimeout)
 	}
+	return v.WaitLastHolderExited(time.Until(deadline))
+}
+
+// WaitLastHolderExited waits, up to timeout, for the process the run
+// lock file names (the holder, or the last one once the lock is free) to
+// finish exiting, if it is exiting: ErrWaitTimeout if it still is then.
+// A command that starts a VMM calls it first, whether or not it waited
+// for the run lock itself.
+//
+// A VMM killed by a signal lets go of its files one by one as it exits,
+// the most recently opened first (docs/hosts.md). Its run lock, opened
+// after the disks handed to it, is free a moment before the disks' image
+// locks are: a command that restarts the VM at once would find its disks
+// "in use" by no process. Once the process has exited (its pidfd polls
+// readable), every file it had is closed.
+//
+// A process that is not exiting is not waited for: a VMM that released
+// its run lock itself had closed its disks first (RunLock.Release is its
+// last act), and a pid naming any other process (reused, or written by a
+// compromised VMM) is no VMM of this VM. Where the pid cannot be pinned
+// (gone, or pidfds unsupported) there is nothing left to wait for.
+func (v *VM) WaitLastHolderExited(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	pid := v.lastHolderPID()
+	if pid <= 0 {
+		return nil
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(pidfd)
+	// Opened before the look at its flags: should pid be reused after
+	// this, the pidfd polls readable, as its process has exited.
+	if !procExiting(procRoot, pid) {
+		return nil
+	}
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return fmt.Errorf("store: VM %s: %w", v.Name, ErrWaitTimeout)
+		}
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(wait.Milliseconds())+1)
+		switch {
+		case err == nil && n > 0:
+			return nil
+		case err != nil && !errors.Is(err, unix.EINTR):
+			return nil // cannot wait on it: as if gone
+		}
+	}
+}
+
+// lastHolderPID reads the pid the run lock file names: the holder's, or
+// the last holder's once it is free. 0 if there is none.
+func (v *VM) lastHolderPID() int {
+	f, err := v.openRunLock()
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	pid, _ := readHolder(f)
+	return pid
+}
+
+// procRoot is where procExiting reads processes' stat files.
+const procRoot = "/proc"
+
+// pfExiting is the kernel's PF_EXITING task flag: set as a process
+// starts to exit, before it closes its files.
+const pfExiting = 0x4
+
+// procExiting reports whether process pid is exiting, from the flags in
+// root/<pid>/stat (field 9, proc(5)); false if that cannot be read.
+func procExiting(root string, pid int) bool {
+	b, err := os.ReadFile(root + "/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The command name, field 2, is in parentheses and may hold spaces
+	// and parentheses itself: the fields after it follow the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	// fields[0] is field 3 (state), so field 9 (flags) is fields[6].
+	if len(fields) < 7 {
+		return false
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
 }

@@ -12,12 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/paddock-vm/paddock/hypervisor/exit"
 )
 
 // TestMain doubles as a helper process: with PADDOCK_STORE_HELPER=lock it
 // takes a VM's run lock (the VM in $PADDOCK_STORE_DIR), says "locked" on
 // stdout and waits to be killed (see TestRunLockDiesWithProcess); with
+// disk+lock it first takes a write lock on the file "disk" there, as a
+// VMM holds its disks (see TestWaitRunUnlockedWaitsForFiles); with
 // PADDOCK_STORE_HELPER=trust it prints what CheckTrusted says of
 // $PADDOCK_STORE_DIR, "ok" or the error (see TestTrustNonRoot).
 func TestMain(m *testing.M) {
@@ -29,8 +33,16 @@ func TestMain(m *testing.M) {
 			fmt.Println("ok")
 		}
 		os.Exit(0)
-	case "lock":
+	case "lock", "disk+lock":
 		v := &VM{Name: "helper", Dir: os.Getenv("PADDOCK_STORE_DIR")}
+		if os.Getenv("PADDOCK_STORE_HELPER") == "disk+lock" {
+			// As a VMM holds its disks: opened and locked before its run
+			// lock, so on a lower descriptor.
+			if _, err := lockDiskFile(filepath.Join(v.Dir, "disk")); err != nil {
+				fmt.Println(err)
+				os.Exit(1)
+			}
+		}
 		if _, err := v.AcquireRunLock(os.Getpid(), "helper-run"); err != nil {
 			fmt.Println(err)
 			os.Exit(1)
@@ -256,16 +268,12 @@ func TestRunLock(t *testing.T) {
 	rl.Release()
 }
 
-// TestRunLockDiesWithProcess checks that a VMM killed with SIGKILL frees
-// its run lock: liveness does not depend on pids.
-func TestRunLockDiesWithProcess(t *testing.T) {
-	s := newStore(t)
-	v, err := s.Create("web", nil, Record{})
-	if err != nil {
-		t.Fatal(err)
-	}
+// startLockHelper starts this test binary as the helper process mode
+// (see TestMain) for v and returns once it has its locks.
+func startLockHelper(t *testing.T, v *VM, mode string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "PADDOCK_STORE_HELPER=lock", "PADDOCK_STORE_DIR="+v.Dir)
+	cmd.Env = append(os.Environ(), "PADDOCK_STORE_HELPER="+mode, "PADDOCK_STORE_DIR="+v.Dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -280,6 +288,18 @@ func TestRunLockDiesWithProcess(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("helper said %q", buf[:n])
 	}
+	return cmd
+}
+
+// TestRunLockDiesWithProcess checks that a VMM killed with SIGKILL frees
+// its run lock: liveness does not depend on pids.
+func TestRunLockDiesWithProcess(t *testing.T) {
+	s := newStore(t)
+	v, err := s.Create("web", nil, Record{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := startLockHelper(t, v, "lock")
 	h, err := v.RunHolder()
 	if err != nil || !h.Alive || h.PID != cmd.Process.Pid || h.RunID != "helper-run" {
 		t.Errorf("RunHolder = %+v, %v; want the helper (pid %d)", h, err, cmd.Process.Pid)
@@ -296,6 +316,79 @@ func TestRunLockDiesWithProcess(t *testing.T) {
 	cmd.Wait()
 	if h, err := v.RunHolder(); err != nil || h.Alive {
 		t.Errorf("RunHolder after SIGKILL: %+v, %v", h, err)
+	}
+}
+
+// lockDiskFile opens path, creating it, and takes an open-file-description
+// write lock on it, as an image lock is.
+func lockDiskFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	lk := unix.Flock_t{Type: unix.F_WRLCK}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// TestWaitRunUnlockedWaitsForFiles checks that once WaitRunUnlocked
+// returns after a VMM was killed, the VMM's other files are closed too:
+// the kernel closes a dead process's files most recent first, so its run
+// lock alone would be free a moment before the disk it opened earlier.
+// Without the wait for the process's exit, this failed within the first
+// two rounds on a 2-CPU machine (docs/hosts.md).
+func TestWaitRunUnlockedWaitsForFiles(t *testing.T) {
+	s := newStore(t)
+	v, err := s.Create("web", nil, Record{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(v.Dir, "disk")
+	for round := 0; round < 40; round++ {
+		cmd := startLockHelper(t, v, "disk+lock")
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		werr := v.WaitRunUnlocked(time.Minute)
+		// Not reaped yet: the wait must not need the parent's wait(2).
+		f, lerr := lockDiskFile(disk)
+		cmd.Wait()
+		if werr != nil {
+			t.Fatal(werr)
+		}
+		if lerr != nil {
+			t.Fatalf("round %d: the disk's lock after WaitRunUnlocked: %v", round, lerr)
+		}
+		f.Close()
+	}
+}
+
+func TestProcExiting(t *testing.T) {
+	if procExiting(procRoot, os.Getpid()) {
+		t.Errorf("this process: exiting")
+	}
+	root := t.TempDir()
+	stat := func(pid int, s string) {
+		dir := filepath.Join(root, fmt.Sprint(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A name with spaces and parentheses; flags 0x404044 (PF_EXITING set)
+	// and 0x400040 (not).
+	stat(10, "10 (a) b (c) R 1 10 10 0 -1 4210756 0 0 0 0\n")
+	stat(11, "11 (paddock) S 1 11 11 0 -1 4194368 0 0 0 0\n")
+	stat(12, "12 (short) R 1\n")
+	for pid, want := range map[int]bool{10: true, 11: false, 12: false, 13: false} {
+		if got := procExiting(root, pid); got != want {
+			t.Errorf("procExiting(%d) = %v, want %v", pid, got, want)
+		}
 	}
 }
 
