@@ -124,12 +124,14 @@ func (v *VM) AcquireRunLock(pid int, runID string) (*RunLock, error) {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
 	}
+	// Written, then cut to size: the file names a pid at every instant
+	// (WaitLastHolderExited reads it after a VMM was killed).
 	content := strconv.Itoa(pid) + " " + runID + "\n"
-	if err := f.Truncate(0); err != nil {
+	if _, err := f.WriteAt([]byte(content), 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
 	}
-	if _, err := f.WriteAt([]byte(content), 0); err != nil {
+	if err := f.Truncate(int64(len(content))); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
 	}
@@ -242,17 +244,19 @@ func (v *VM) WaitRunUnlocked(timeout time.Duration) error {
 // for the run lock itself.
 //
 // A VMM killed by a signal lets go of its files one by one as it exits,
-// the most recently opened first (docs/hosts.md). Its run lock, opened
-// after the disks handed to it, is free a moment before the disks' image
-// locks are: a command that restarts the VM at once would find its disks
-// "in use" by no process. Once the process has exited (its pidfd polls
-// readable), every file it had is closed.
+// the highest descriptor first (docs/hosts.md). Its run lock, on a
+// higher descriptor than the disks handed to it, is free a moment before
+// the disks' image locks are: a command that restarts the VM at once
+// would find its disks "in use" by no process. Once the process has
+// exited (its pidfd polls readable) every file it had is closed: Linux
+// closes a dying process's files before it wakes its pidfd's pollers.
 //
-// A process that is not exiting is not waited for: a VMM that released
-// its run lock itself had closed its disks first (RunLock.Release is its
-// last act), and a pid naming any other process (reused, or written by a
-// compromised VMM) is no VMM of this VM. Where the pid cannot be pinned
-// (gone, or pidfds unsupported) there is nothing left to wait for.
+// A process that is not exiting is not waited for: a VMM that releases
+// its run lock itself has closed its disks first (the VMM's serve), and
+// a pid naming any other process (reused, or written by a compromised
+// VMM) is no VMM of this VM: waiting for one that is exiting costs at
+// most the timeout. Where the pid cannot be pinned (gone, or pidfds
+// unsupported) there is nothing left to wait for.
 func (v *VM) WaitLastHolderExited(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	pid := v.lastHolderPID()
@@ -270,10 +274,8 @@ func (v *VM) WaitLastHolderExited(timeout time.Duration) error {
 		return nil
 	}
 	for {
-		wait := time.Until(deadline)
-		if wait <= 0 {
-			return fmt.Errorf("store: VM %s: %w", v.Name, ErrWaitTimeout)
-		}
+		// Polled once even when the time is up: it may be over.
+		wait := max(time.Until(deadline), 0)
 		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 		n, err := unix.Poll(fds, int(wait.Milliseconds())+1)
 		switch {
@@ -281,6 +283,8 @@ func (v *VM) WaitLastHolderExited(timeout time.Duration) error {
 			return nil
 		case err != nil && !errors.Is(err, unix.EINTR):
 			return nil // cannot wait on it: as if gone
+		case !time.Now().Before(deadline):
+			return fmt.Errorf("store: VM %s: its last VMM (pid %d) is still exiting: %w", v.Name, pid, ErrWaitTimeout)
 		}
 	}
 }

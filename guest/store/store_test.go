@@ -336,8 +336,9 @@ func lockDiskFile(path string) (*os.File, error) {
 
 // TestWaitRunUnlockedWaitsForFiles checks that once WaitRunUnlocked
 // returns after a VMM was killed, the VMM's other files are closed too:
-// the kernel closes a dead process's files most recent first, so its run
-// lock alone would be free a moment before the disk it opened earlier.
+// the kernel closes a dead process's files highest descriptor first, so
+// its run lock alone would be free a moment before the disk it opened
+// earlier.
 // Without the wait for the process's exit, this failed within the first
 // two rounds on a 2-CPU machine (docs/hosts.md).
 func TestWaitRunUnlockedWaitsForFiles(t *testing.T) {

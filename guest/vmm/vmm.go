@@ -166,7 +166,7 @@ func (p *vmmProc) serve(ctx context.Context) error {
 		h.CreateVMAhead()
 	}
 	if h := p.cfg.Handles; h != nil {
-		defer h.Close() // at once if the VM never runs; run closes them otherwise
+		defer h.Close() // should the run lock not be taken
 	}
 	st, err := store.Open(p.cfg.Home)
 	if err != nil {
@@ -182,7 +182,15 @@ func (p *vmmProc) serve(ctx context.Context) error {
 	if err != nil {
 		return &StartError{err}
 	}
-	defer lock.Release()
+	defer func() {
+		// The handles (at once if the VM never ran; run closes them
+		// otherwise) go before the run lock: a command that finds the
+		// run lock free opens the disks next.
+		if h := p.cfg.Handles; h != nil {
+			h.Close()
+		}
+		lock.Release()
+	}()
 	v.SweepSnapshotDirs() // what a VMM killed while it took one left
 
 	prev, err := v.ReadRecord()

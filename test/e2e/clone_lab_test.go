@@ -82,7 +82,8 @@ mark "clone.stopped-at $(up)"
 # whose boot ended so boots again, twice at most, and the test says so
 # (c-N.emulator-faults, the last count).
 emulator_fault() {
-	paddock inspect $1 | grep -q 'triple-faulted' || grep -q 'Kernel panic' /tmp/$1.log
+	paddock inspect $1 | grep -q 'triple-faulted' ||
+		grep -q 'Kernel panic - not syncing: Fatal exception' /tmp/$1.log
 }
 i=1
 while [ $i -le $n ]; do
@@ -94,7 +95,7 @@ while [ $i -le $n ]; do
 		while [ $k -lt 2 ] && ! grep -q 'reboot: Power down' /tmp/c-$i.log && emulator_fault c-$i; do
 			k=$((k + 1))
 			mark "c-$i.emulator-faults $k"
-			grep -m1 -B2 -A8 'Kernel panic' /tmp/c-$i.log | sed "s/^/c-$i| /"
+			grep -m1 -B2 -A8 'Kernel panic - not syncing: Fatal exception' /tmp/c-$i.log | sed "s/^/c-$i| /"
 			paddock start c-$i > /dev/null
 			paddock logs -f c-$i | tr -d '\r' > /tmp/c-$i.log
 		done
