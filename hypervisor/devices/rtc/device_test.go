@@ -579,6 +579,19 @@ func TestSaveRestore(t *testing.T) {
 		t.Fatalf("CMOS[0x50] = %#x after restore", got)
 	}
 
+	// Restored at the host instant it was saved, with an index and NMIs
+	// disabled as a guest leaves them, the RTC saves again exactly what
+	// it was given: every field, the whole CMOS.
+	same := st
+	same.Index, same.NMIDisabled = 0x2a, true
+	k := newRig(t, st.Host)
+	if err := k.r.Restore(same); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if again := k.r.Save(); again != same {
+		t.Fatalf("Save after Restore:\n got %+v\nwant %+v", again, same)
+	}
+
 	bad := []struct {
 		name string
 		mod  func(*State)
