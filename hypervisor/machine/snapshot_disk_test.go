@@ -184,6 +184,15 @@ func TestRestoreRefuses(t *testing.T) {
 			e.EBX = ^uint32(0) // every leaf-7 feature there is
 		}
 	}
+	// The same, from another CPU vendor: "CyrixInstead" in leaf 0.
+	vendor := *res.State
+	vendor.VCPUs = append([]VCPUState(nil), res.State.VCPUs...)
+	vendor.VCPUs[0].CPUID = append([]kvm.CPUIDEntry(nil), vendor.VCPUs[0].CPUID...)
+	for i := range vendor.VCPUs[0].CPUID {
+		if e := &vendor.VCPUs[0].CPUID[i]; e.Function == 0 {
+			e.EBX, e.EDX, e.ECX = 0x69727943, 0x736e4978, 0x64616574
+		}
+	}
 	noSnap := *res.State
 	noSnap.Virtio = append([]VirtioState(nil), res.State.Virtio...)
 	noSnap.Virtio[0].Snapshot = "never-taken"
@@ -201,6 +210,7 @@ func TestRestoreRefuses(t *testing.T) {
 		{"memory size", bigger, res.State, "", "the snapshot has 64 MiB of memory, the machine 128 MiB"},
 		{"short memory file", cfg, res.State, short, "holds 4096 bytes, the guest has 64 MiB of RAM"},
 		{"CPU features", cfg, &other, "", "CPU features this host's KVM does not offer (CPUID leaf 0x7.0 EBX"},
+		{"CPU vendor", cfg, &vendor, "", "the snapshot was taken on a CyrixInstead CPU, this host has a "},
 		{"no such disk snapshot", cfg, &noSnap, "", `disks[0] (` + cfg.Disks[0].Name + `) has no internal snapshot "never-taken"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -203,6 +203,38 @@ func TestHostile(t *testing.T) {
 	if _, err := Decode(b); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("oversized section: %v", err)
 	}
+	// The same valid header, then a section count and sections as a
+	// hostile writer makes them: each refused by its own cap or check.
+	body := func(count uint32, ids ...string) []byte {
+		b := append([]byte(nil), b[:len(b)-4-2-1-4]...) // up to the count
+		b = le.AppendUint32(b, count)
+		for _, id := range ids {
+			b = le.AppendUint16(b, uint16(len(id)))
+			b = append(b, id...)
+			b = le.AppendUint32(b, 0)                   // no data
+			b = le.AppendUint32(b, sectionSum(id, nil)) // its checksum
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"too many sections", body(MaxSections + 1), "sections, more than"},
+		{"an id too long", body(1, strings.Repeat("x", MaxIDLen+1)), "invalid id"},
+		{"an id with a space", body(1, "a b"), "invalid id"},
+		{"an empty id", body(1, ""), "invalid id"},
+		{"a repeated id", body(2, "a", "a"), "appears twice"},
+		{"fewer sections than counted", body(2, "a"), "cut short"},
+	} {
+		if _, err := Decode(tc.b); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrFormat saying %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := Decode(body(2, "a", "b")); err != nil {
+		t.Errorf("two good empty sections: %v", err)
+	}
 	// Encode refuses what Decode would.
 	for _, s := range []Section{{ID: ""}, {ID: "a b"}, {ID: strings.Repeat("x", MaxIDLen+1)}, {ID: "big", Data: make([]byte, MaxSectionSize+1)}} {
 		if _, err := Encode(&File{Sections: []Section{s}}); err == nil {
