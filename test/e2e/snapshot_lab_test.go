@@ -106,7 +106,10 @@ mark "snap.restore2-first $first2"
 mark "snap.run-on2 $(waittick $((later + 3)))"
 mark "snap.genid2 $(lastgenid)"
 paddock snapshot ls web
+# The stop, on the connection and on a new one: after the rollback the
+# old connection is out of step (images/virtioguest's snapshot-guest).
 echo stop >&4
+echo stop | nc 10.0.2.15 5011 &
 paddock logs -f web > /tmp/final.log
 for k in snap.stopped snap.umount snap.fsck; do
 	mark "$k $(awk -v k=$k '$1 == "@@LAB" && $2 == k { print $3 }' /tmp/final.log | tail -1)"
@@ -120,6 +123,9 @@ if ! grep -q 'snap.stopped' /tmp/final.log; then
 	tail -n 20 /var/lib/paddock/vms/web/console.log
 	echo "== the console stream's last lines"
 	tail -n 5 /tmp/final.log
+	echo "== the last ticks L1's server has, and L1's TCP sockets"
+	tail -n 3 /tmp/tcp.log
+	cat /proc/net/tcp
 fi
 mark "snap.end-state $(state)"
 # After the rollback L1 holds ticks of the abandoned run the guest never

@@ -4,7 +4,13 @@
 # (10.0.2.1:5010, one connection for the whole run), is appended to
 # /counter.txt on the ext4 disk vda (left in the page cache, not synced)
 # and printed as a marker. It stops when L1 sends "stop" on the
-# connection (or after 600 ticks), then unmounts the disk and checks it.
+# connection or on a new connection to its port 5011 (or after 600
+# ticks), then unmounts the disk and checks it. After a rollback to an
+# older snapshot the old connection is out of step with L1's end (L1 has
+# acknowledged bytes the rolled-back guest has not sent yet, and the
+# guest drops L1's segments as acknowledging unsent data until it has),
+# so a "stop" sent on it may arrive minutes late; the listening socket
+# takes a fresh connection at once.
 # Snapshots taken and restored meanwhile must leave the connection, the
 # file and the count going on as if nothing happened, but for the VM
 # generation ID: whenever it, the count of the GED's interrupts or the
@@ -25,8 +31,9 @@ ip addr add 10.0.2.15/24 dev eth0
 mkfifo /tmp/out
 nc 10.0.2.1 5010 < /tmp/out > /tmp/in &
 exec 3> /tmp/out
+nc -l -p 5011 > /tmp/ctl &
 n=0
-while [ $n -lt 600 ] && ! grep -q stop /tmp/in 2>/dev/null; do
+while [ $n -lt 600 ] && ! grep -q stop /tmp/in /tmp/ctl 2>/dev/null; do
 	n=$((n + 1))
 	echo "tick $n" >&3
 	echo "$n" >> /mnt/counter.txt
