@@ -7,10 +7,10 @@
 # connection or on a new connection to its port 5011 (or after 600
 # ticks), then unmounts the disk and checks it. After a rollback to an
 # older snapshot the old connection is out of step with L1's end (L1 has
-# acknowledged bytes the rolled-back guest has not sent yet, and the
-# guest drops L1's segments as acknowledging unsent data until it has),
-# so a "stop" sent on it may arrive minutes late; the listening socket
-# takes a fresh connection at once.
+# acknowledged bytes the rolled-back guest has not sent again yet, and
+# TCP drops a segment that acknowledges unsent data), and a "stop" sent
+# on it once came too late (docs/lab.md); the listening socket takes a
+# fresh connection at once.
 # Snapshots taken and restored meanwhile must leave the connection, the
 # file and the count going on as if nothing happened, but for the VM
 # generation ID: whenever it, the count of the GED's interrupts or the
