@@ -11,6 +11,7 @@ import (
 	"github.com/paddock-vm/paddock/images/hello"
 	"github.com/paddock-vm/paddock/images/initramfs"
 	"github.com/paddock-vm/paddock/images/kmod"
+	"github.com/paddock-vm/paddock/internal/testguest"
 	"github.com/paddock-vm/paddock/test/lab"
 )
 
@@ -83,7 +84,8 @@ echo "@@LAB managed.left $(paddock ls -q | wc -l)"
 
 // TestManagedLab runs a stock Debian guest as a managed VM in the nested
 // lab: started detached, its console attached and detached while it keeps
-// running, and stopped through the ACPI power button within the timeout.
+// running, and stopped through the ACPI power button within the timeout;
+// then a guest that triple-faults on purpose, whose shutdown L1 counts.
 // One L1 boot runs every step.
 func TestManagedLab(t *testing.T) {
 	l := lab.New(t)
@@ -96,17 +98,26 @@ func TestManagedLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A guest that triple-faults on purpose: the lab counts its shutdown
+	// (lab.StepResult.L2Shutdowns).
+	reset, err := testguest.BuildIn(t.TempDir(), "reset", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sc := lab.Scenario{
 		WithPaddock: true,
 		WithVmlinux: true,
 		Files: map[string]lab.File{
 			managedLabInitrd:  {Source: initrd},
 			"/guest/web.yaml": {Data: []byte(managedLabVM)},
+			"/guest/reset":    {Source: reset},
+			"/guest/tf.yaml":  {Data: []byte("name: tf\nmemory: 64MiB\nkernel: /guest/reset\nconsole: stdio\n")},
 		},
 		Steps: []lab.Step{
 			{Name: "managed/up", Script: managedUpStep, Timeout: 5 * time.Minute},
 			{Name: "managed/console", Script: managedConsoleStep, Timeout: 3 * time.Minute},
 			{Name: "managed/stop", Script: managedStopStep, Timeout: 4 * time.Minute},
+			{Name: "managed/triplefault", Script: "paddock run -f /guest/tf.yaml > /dev/null 2>&1\necho \"@@LAB managed.tf-rc $?\"\n", Timeout: time.Minute},
 		},
 	}
 	res, err := l.Run(ctx, sc)
@@ -134,6 +145,14 @@ func TestManagedLab(t *testing.T) {
 	expectMarker(t, stop, "managed.left", "0")
 	if d := stop.End - stop.Begin; d > 0 {
 		t.Logf("the stop step (ACPI shutdown of the stock guest, then rm) took %.1fs of L1 wall time", d.Seconds())
+	}
+
+	// paddock run ends with the reboot status (3) on the triple fault,
+	// and L1 counted the one shutdown.
+	tf := managedStep(t, res, "managed/triplefault")
+	expectMarker(t, tf, "managed.tf-rc", "3")
+	if tf.L2Shutdowns != 1 {
+		t.Errorf("L1 counted %d L2 shutdowns in the triple-fault step, want 1 (-1: it could not count them)", tf.L2Shutdowns)
 	}
 }
 

@@ -185,7 +185,7 @@ func newMonitor(steps []Step, boot time.Duration, echo func(Line)) *monitor {
 	m := &monitor{res: &Result{}, steps: map[string]time.Duration{}, boot: boot, grace: defaultGrace, echo: echo}
 	for _, s := range steps {
 		m.steps[s.Name] = s.Timeout
-		m.res.Steps = append(m.res.Steps, StepResult{Name: s.Name})
+		m.res.Steps = append(m.res.Steps, StepResult{Name: s.Name, L2Shutdowns: -1})
 	}
 	m.deadline, m.why = boot, "L1 to boot and load kvm-amd (l1.ready)"
 	return m
@@ -244,6 +244,12 @@ func (m *monitor) marker(mk Marker) {
 	case "step.timeout":
 		if m.current != nil && len(f) >= 1 && f[0] == m.current.Name {
 			m.current.TimedOut = true
+		}
+	case "step.l2-shutdowns":
+		if m.current != nil && len(f) >= 2 && f[0] == m.current.Name {
+			if n, err := strconv.Atoi(f[1]); err == nil && n >= 0 {
+				m.current.L2Shutdowns = n
+			}
 		}
 	case "step.end":
 		if m.current == nil || len(f) < 2 || f[0] != m.current.Name {

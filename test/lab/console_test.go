@@ -108,6 +108,8 @@ func TestMonitorSteps(t *testing.T) {
 		"@@LAB step.begin a",
 		"@@LAB a.value 42",
 		"@@LAB step.end nosuch 3", // a guest can print anything: ignored
+		"@@LAB step.l2-shutdowns nosuch 5",
+		"@@LAB step.l2-shutdowns a 2",
 		"@@LAB step.end a 0",
 		"@@LAB step.begin qemu/pvh",
 		"@@LAB vmm.exec qemu pvh 1.1",
@@ -116,19 +118,19 @@ func TestMonitorSteps(t *testing.T) {
 		"@@LAB step.end qemu/pvh 137",
 		"@@LAB l1.done 9.9",
 	)
-	if err := m.finish(14*time.Second, true); err != nil {
+	if err := m.finish(16*time.Second, true); err != nil {
 		t.Fatal(err)
 	}
 	r := m.res
-	if !r.ExitOK || len(r.Markers) != 12 || len(r.Lines) != 13 {
+	if !r.ExitOK || len(r.Markers) != 14 || len(r.Lines) != 15 {
 		t.Fatalf("ExitOK=%v markers=%d lines=%d", r.ExitOK, len(r.Markers), len(r.Lines))
 	}
 	a, _ := r.Step("a")
-	if !a.Done || a.RC != 0 || a.Begin != 4*time.Second || a.End != 7*time.Second || len(a.Markers) != 1 || a.Markers[0].Value != "42" || a.Markers[0].Step != "a" {
+	if !a.Done || a.RC != 0 || a.Begin != 4*time.Second || a.End != 9*time.Second || a.L2Shutdowns != 2 || len(a.Markers) != 1 || a.Markers[0].Value != "42" || a.Markers[0].Step != "a" {
 		t.Errorf("step a: %+v", a)
 	}
 	p, _ := r.Step("qemu/pvh")
-	if !p.Done || p.RC != 137 || !p.TimedOut {
+	if !p.Done || p.RC != 137 || !p.TimedOut || p.L2Shutdowns != -1 {
 		t.Errorf("step qemu/pvh: %+v", p)
 	}
 	if d, err := p.Between("vmm.exec", "l2.init"); err != nil || d != time.Second {
@@ -142,7 +144,7 @@ func TestMonitorSteps(t *testing.T) {
 	} else if f, err := mk.Float(); err != nil || f != 0.9 {
 		t.Errorf("Float = %v, %v", f, err)
 	}
-	if !strings.Contains(r.Transcript(), "[  10.000] \x1b[?7l@@LAB l2.init 0.9") {
+	if !strings.Contains(r.Transcript(), "[  12.000] \x1b[?7l@@LAB l2.init 0.9") {
 		t.Errorf("transcript keeps raw lines with timestamps:\n%s", r.Transcript())
 	}
 	if tail := r.Tail(2); strings.Count(tail, "\n") != 2 || !strings.Contains(tail, "l1.done") {

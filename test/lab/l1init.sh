@@ -41,6 +41,18 @@ if [ -c /dev/kvm ]; then
 else
 	echo "@@LAB l1.kvm missing"
 fi
+# L2 shutdowns (triple faults), counted per step: a VMM in L1 gets each
+# as a KVM_EXIT_SHUTDOWN (8) exit to user space, which the tracepoint
+# kvm:kvm_userspace_exit records (lab.StepResult.L2Shutdowns).
+l2trace=
+tr=/sys/kernel/tracing
+ev=$tr/events/kvm/kvm_userspace_exit
+if mount -t tracefs tracefs $tr 2>/dev/null && [ -d $ev ] &&
+	echo 'reason == 8' > $ev/filter && echo 1 > $ev/enable; then
+	l2trace=$tr/trace
+else
+	echo "@@LAB l1.l2trace missing"
+fi
 mark l1.ready "$(cut -d' ' -f1 /proc/uptime)"
 
 # A heartbeat, so the host can tell a frozen L1 from a quiet step (see
@@ -98,6 +110,7 @@ run_step() {
 }
 
 while read -r n name timeout interactive; do
+	[ -n "$l2trace" ] && : > $l2trace # empties the trace buffer
 	mark step.begin "$name"
 	if [ "$interactive" = 1 ]; then
 		# The console becomes the step's controlling terminal.
@@ -107,6 +120,7 @@ while read -r n name timeout interactive; do
 		run_step "$n" "$name" "$timeout"
 		rc=$?
 	fi
+	[ -n "$l2trace" ] && mark step.l2-shutdowns "$name $(grep -c kvm_userspace_exit $l2trace)"
 	mark step.end "$name $rc"
 	last_rc=$rc
 done < /lab/steps.list
