@@ -330,6 +330,11 @@ func (n *native) RemoveSnapshot(ctx context.Context, v *store.VM, snap string) e
 		if err != nil {
 			return err
 		}
+		// A VMM killed a moment ago may hold the disks a little longer
+		// than its run lock (store.VM.WaitLastHolderExited).
+		if err := v.WaitLastHolderExited(exitGrace); err != nil {
+			return err
+		}
 		if err := deleteDiskSnapshots(meta, vm); err != nil {
 			return err
 		}

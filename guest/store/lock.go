@@ -124,14 +124,16 @@ func (v *VM) AcquireRunLock(pid int, runID string) (*RunLock, error) {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: %w", v.Name, ErrNotFound)
 	}
-	// Written, then cut to size: the file names a pid at every instant
-	// (WaitLastHolderExited reads it after a VMM was killed).
+	// Emptied first, then written: while this VMM takes the lock, the
+	// file names no pid rather than the last holder's, which a kill
+	// (guest's sigkill) must not take for this VMM's. A VMM killed in
+	// that instant leaves no pid to wait for (WaitLastHolderExited).
 	content := strconv.Itoa(pid) + " " + runID + "\n"
-	if _, err := f.WriteAt([]byte(content), 0); err != nil {
+	if err := f.Truncate(0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
 	}
-	if err := f.Truncate(int64(len(content))); err != nil {
+	if _, err := f.WriteAt([]byte(content), 0); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("store: VM %s: run lock: %w", v.Name, err)
 	}
@@ -192,7 +194,8 @@ func (v *VM) RunHolder() (Holder, error) {
 func readHolder(f *os.File) (pid int, runID string) {
 	buf := make([]byte, 128)
 	n, _ := f.ReadAt(buf, 0)
-	ps, id, ok := strings.Cut(strings.TrimSpace(string(buf[:n])), " ")
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	ps, id, ok := strings.Cut(strings.TrimSpace(line), " ")
 	if p, err := strconv.Atoi(ps); ok && err == nil && p > 0 {
 		return p, id
 	}
@@ -240,8 +243,9 @@ func (v *VM) WaitRunUnlocked(timeout time.Duration) error {
 // WaitLastHolderExited waits, up to timeout, for the process the run
 // lock file names (the holder, or the last one once the lock is free) to
 // finish exiting, if it is exiting: ErrWaitTimeout if it still is then.
-// A command that starts a VMM calls it first, whether or not it waited
-// for the run lock itself.
+// A command that opens a stopped VM's disks (a start, a restore, the
+// removal of a snapshot) calls it first, whether or not it waited for
+// the run lock itself.
 //
 // A VMM killed by a signal lets go of its files one by one as it exits,
 // the highest descriptor first (docs/hosts.md). Its run lock, on a

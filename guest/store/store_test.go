@@ -367,6 +367,9 @@ func TestWaitRunUnlockedWaitsForFiles(t *testing.T) {
 	}
 }
 
+// TestProcExiting reads PF_EXITING from stat files: this process's (not
+// exiting), and made-up ones with a command name holding spaces and
+// parentheses, with and without the flag, cut short, and missing.
 func TestProcExiting(t *testing.T) {
 	if procExiting(procRoot, os.Getpid()) {
 		t.Errorf("this process: exiting")

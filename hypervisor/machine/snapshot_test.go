@@ -308,24 +308,38 @@ func TestRestoreClockContinues(t *testing.T) {
 	if st.Clock == 0 {
 		t.Fatal("the saved state has no clock")
 	}
+	saved := time.Now()
 	// The snapshot lies on disk for a while: the scenario, not a wait
 	// for anything.
 	time.Sleep(500 * time.Millisecond)
-	m := restoreFrom(t, cfg, st, dir)
-	rep := newReporter(t, m, 0)
-	began := time.Now()
-	run := runMachine(t, m)
-	rep.wait(t, 1, run) // Run has set the clock: the guest ran
-	c, err := m.vm.Clock()
-	ran := time.Since(began)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A millisecond of slack either way: KVM computes the clock it sets
-	// and the one it reports by different paths.
-	const slack = uint64(time.Millisecond)
-	if c.Clock+slack < st.Clock || c.Clock > st.Clock+uint64(ran)+slack {
-		t.Errorf("the restored guest's clock is %d ns, %+d ns from the saved %d ns, %v after its Run began; want between 0 and that", c.Clock, int64(c.Clock-st.Clock), st.Clock, ran)
+	// A forward jump shows only if the restored guest's run, until the
+	// clock is read, is shorter than the time on disk: on a machine so
+	// loaded that it is not, the restore is made again (3 tries).
+	for try := 1; ; try++ {
+		m := restoreFrom(t, cfg, st, dir)
+		rep := newReporter(t, m, 0)
+		began := time.Now()
+		run := runMachine(t, m)
+		rep.wait(t, 1, run) // Run has set the clock: the guest ran
+		c, err := m.vm.Clock()
+		ran := time.Since(began)
+		run.stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if onDisk := began.Sub(saved); ran >= onDisk/2 {
+			if try == 3 {
+				t.Fatalf("the restored guest took %v to run, more than half the %v its snapshot lay on disk, in 3 tries: the test cannot tell a jump forward", ran, onDisk)
+			}
+			continue
+		}
+		// A millisecond of slack either way: KVM computes the clock it
+		// sets and the one it reports by different paths.
+		const slack = uint64(time.Millisecond)
+		if c.Clock+slack < st.Clock || c.Clock > st.Clock+uint64(ran)+slack {
+			t.Errorf("the restored guest's clock is %d ns, %+d ns from the saved %d ns, %v after its Run began; want between 0 and that", c.Clock, int64(c.Clock-st.Clock), st.Clock, ran)
+		}
+		return
 	}
 }
 
@@ -460,6 +474,7 @@ func tscWritable(t *testing.T, sys *kvm.System) bool {
 	if err != nil || len(got) != 1 {
 		t.Fatalf("read the TSC back: %v", err)
 	}
-	// Within a minute of the value written, at any plausible rate.
-	return got[0].Data >= to && got[0].Data-to < 60*10e9
+	// Within a minute of the value written, at any rate up to 10 GHz.
+	const minute = 60 * 10_000_000_000
+	return got[0].Data >= to && got[0].Data-to < minute
 }

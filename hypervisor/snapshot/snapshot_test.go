@@ -196,6 +196,7 @@ func TestHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = b[:len(b)-4]
+	upToCount := b // the magic, version and header, without the count
 	b = le.AppendUint32(b, 1)
 	b = le.AppendUint16(b, 1)
 	b = append(b, 'x')
@@ -206,15 +207,14 @@ func TestHostile(t *testing.T) {
 	// The same valid header, then a section count and sections as a
 	// hostile writer makes them: each refused by its own cap or check.
 	body := func(count uint32, ids ...string) []byte {
-		b := append([]byte(nil), b[:len(b)-4-2-1-4]...) // up to the count
-		b = le.AppendUint32(b, count)
+		out := le.AppendUint32(append([]byte(nil), upToCount...), count)
 		for _, id := range ids {
-			b = le.AppendUint16(b, uint16(len(id)))
-			b = append(b, id...)
-			b = le.AppendUint32(b, 0)                   // no data
-			b = le.AppendUint32(b, sectionSum(id, nil)) // its checksum
+			out = le.AppendUint16(out, uint16(len(id)))
+			out = append(out, id...)
+			out = le.AppendUint32(out, 0)                   // no data
+			out = le.AppendUint32(out, sectionSum(id, nil)) // its checksum
 		}
-		return b
+		return out
 	}
 	for _, tc := range []struct {
 		name string

@@ -158,7 +158,8 @@ type StepResult struct {
 	RC       int
 	TimedOut bool
 	// L2Shutdowns counts the shutdowns (triple faults) of guests of VMMs
-	// in L1 during the step, -1 when L1 could not count them. The
+	// in L1 during the step; -1 when L1 could not count them, or the
+	// step did not end (killed by the host, or L1 died). The
 	// emulated AMD-V makes healthy guests triple-fault now and then
 	// (docs/lab.md): a failed test with one to account for says so.
 	L2Shutdowns int

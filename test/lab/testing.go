@@ -137,7 +137,7 @@ func (l *Lab) saveTranscripts() {
 		l.tb.Logf("L1 run %d transcript: %s\n--- tail ---\n%s", i+1, p, r.Tail(25))
 		for _, st := range r.Steps {
 			if st.L2Shutdowns > 0 {
-				l.tb.Logf("L1 run %d, step %s: %d shutdown(s) (triple faults) of a guest in L1, which the emulated AMD-V causes now and then (docs/lab.md)", i+1, st.Name, st.L2Shutdowns)
+				l.tb.Logf("L1 run %d, step %s: %d shutdown(s) (triple faults) of a guest in L1: the step's own doing, or the emulated AMD-V's, which causes them now and then (docs/lab.md)", i+1, st.Name, st.L2Shutdowns)
 			}
 		}
 	}
