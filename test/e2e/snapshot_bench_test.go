@@ -66,10 +66,40 @@ var snapshotBenchQEMU = strings.Join([]string{
 // pings the guest every 10 ms, in the background, and writes L1's uptime
 // to /tmp/t1 when the first echo reply comes; since prints the seconds
 // from its argument to then.
+//
+// trace_start and phases split a restore in two, from a tracing
+// instance of its own (L1's /init counts L2 shutdowns in the global
+// one): trace_start marks the command's start and records the
+// tracepoint kvm:kvm_entry until the first kvm:kvm_exit, whose trigger
+// turns it off: the one event is the restored guest's first
+// instruction, and the guest's later entries cost nearly nothing (a
+// trigger on an event of its own would turn it off before it is
+// recorded); listen marks the first echo reply. phases
+// KEY prints KEY.first-entry, the milliseconds from the command to the
+// guest's first instruction (what the VMM does), and KEY.guest, from
+// there to the reply (what the restored guest does, in this lab mostly
+// nested page faults and TCG translating the guest's code anew).
 const snapshotBenchCommon = `
+T=/sys/kernel/tracing/instances/sbench
 up() { cut -d' ' -f1 /proc/uptime; }
-listen() { rm -f /tmp/t1; ( ping -i 0.01 -w 600 10.0.2.15 | ( grep -m1 -q 'bytes from'; up > /tmp/t1 ) ) & lpid=$!; }
+listen() { rm -f /tmp/t1; ( ping -i 0.01 -w 600 10.0.2.15 | ( grep -m1 -q 'bytes from'; echo reply 2> /dev/null > $T/trace_marker; up > /tmp/t1 ) ) & lpid=$!; }
 since() { awk -v a="$1" -v b="$(cat /tmp/t1)" 'BEGIN { printf "%.2f", b - a }'; }
+trace_start() {
+	mkdir -p $T && echo 0 > $T/tracing_on && echo > $T/trace || return
+	echo '!disable_event:kvm:kvm_entry' > $T/events/kvm/kvm_exit/trigger 2> /dev/null
+	echo 'disable_event:kvm:kvm_entry:1' > $T/events/kvm/kvm_exit/trigger &&
+		echo 1 > $T/events/kvm/kvm_entry/enable && echo 1 > $T/tracing_on && echo t0 > $T/trace_marker
+}
+phases() {
+	echo 0 > $T/tracing_on
+	awk -v k="$1" '
+		function ts(l) { match(l, / [0-9]+\.[0-9]+: /); return substr(l, RSTART + 1, RLENGTH - 3) + 0 }
+		/tracing_mark_write: t0/ { t0 = ts($0) }
+		/ kvm_entry: / && !e { e = ts($0) }
+		/tracing_mark_write: reply/ { r = ts($0) }
+		END { if (t0 && e && r) printf "@@LAB %s.first-entry %.1f\n@@LAB %s.guest %.1f\n", k, (e - t0) * 1000, k, (r - e) * 1000 }
+	' $T/trace
+}
 `
 
 // snapshotBenchPaddock is one paddock round: boot the guest until it
@@ -83,83 +113,136 @@ wait $lpid
 paddock snapshot create --stop sb s%[1]d
 echo "@@LAB sbench.save $?"
 listen
+trace_start
 t0=$(up)
 taskset -c 0 paddock snapshot restore sb s%[1]d
 echo "@@LAB sbench.restore $?"
 wait $lpid
 echo "@@LAB sbench.seconds $(since $t0)"
+phases sbench.seconds
 paddock kill sb > /dev/null
 paddock snapshot rm sb s%[1]d > /dev/null
 `, r)}
 }
 
-// snapshotBenchQEMURound is one QEMU round: boot the guest until it
-// answers, migrate it to a file (QEMU's save of a running VM: it stops
-// the guest for the last pass) and quit, then time two restores of that
-// file, each a new QEMU to the guest's first echo reply: with -incoming
-// file: (QEMU reads the file itself, its fastest plain restore), and
-// with -incoming exec:cat (the file through a pipe, as libvirt's `virsh
-// restore` feeds QEMU from its I/O helper). (A guest stopped before the
-// migration would stay paused on the new QEMU, which keeps the source's
-// state.)
+// snapshotBenchQEMURound is one QEMU round. It boots the guest until it
+// answers, migrates it to a file (QEMU's save of a running VM: it stops
+// the guest for the last pass) and quits, then times two restores of
+// that file, each a new QEMU to the guest's first echo reply: with
+// -incoming file: (QEMU reads the file itself, its fastest plain
+// restore), and with -incoming exec:cat (the file through a pipe, as
+// libvirt's `virsh restore` feeds QEMU from its I/O helper). (A guest
+// stopped before the migration would stay paused on the new QEMU, which
+// keeps the source's state.) Then it boots the guest again on a disk of
+// its own, saves it with savevm (the memory into the qcow2 disk, beside
+// the disk's internal snapshot) and times a new QEMU started with
+// -loadvm: QEMU's own snapshot restore, which rolls disk and memory back
+// together as paddock's does.
 //
 // The quit is written only once the monitor has echoed the migrate
 // command: HMP's migrate holds the monitor until the migration ends,
 // but a quit read together with it ran at once and left the file cut
-// short ("Read section footer failed" on the restore, in two runs). A
-// new QEMU that exits before the guest answers ends the round at once,
-// its exit status marked, instead of leaving the pings to their
-// deadline.
+// short ("Read section footer failed" on the restore, in two runs); the
+// quit after savevm waits for info snapshots to list the snapshot. The
+// migration file is removed before savevm, and the savevm disk after its
+// restore: L1's root is a tmpfs of half its memory, which both files at
+// once, with the guests' RAM, would fill. A new QEMU that exits before
+// the guest answers ends the round at once, its exit status marked,
+// instead of leaving the pings to their deadline.
 func snapshotBenchQEMURound(r int, fill string) lab.Step {
-	restore := func(marker, incoming string) string {
+	qemu := strings.ReplaceAll(snapshotBenchQEMU, "@@FILL@@", fill)
+	// restore times a new QEMU run with args, marked as marker.
+	restore := func(marker, args string) string {
 		return `
 listen
+trace_start
 t0=$(up)
-( taskset -c 0 ` + strings.ReplaceAll(snapshotBenchQEMU, "@@FILL@@", fill) + ` -monitor none -incoming '` + incoming + `' & echo $! > /tmp/qemu.pid; wait $!; echo "@@LAB ` + marker + `.qemu-exit $?"; kill $lpid 2> /dev/null ) &
+( taskset -c 0 ` + args + ` & echo $! > /tmp/qemu.pid; wait $!; echo "@@LAB ` + marker + `.qemu-exit $?"; kill $lpid 2> /dev/null ) &
 wait $lpid
 echo "@@LAB ` + marker + ` $(since $t0)"
+phases ` + marker + `
 kill $(cat /tmp/qemu.pid)
 wait
 `
 	}
-	return lab.Step{Name: fmt.Sprintf("sbench/qemu/%d", r), Timeout: 8 * time.Minute, Script: snapshotBenchCommon + fmt.Sprintf(`
-rm -f /tmp/qmon /tmp/qout /tmp/qemu.state /tmp/qemu.pid
+	// boot starts QEMU with args and its monitor on fifos (fd 5 writes
+	// to it), and waits for the guest to answer; until is what the
+	// monitor prints when the quit may follow.
+	boot := func(args, until string) string {
+		return fmt.Sprintf(`
+rm -f /tmp/qmon /tmp/qout
 mkfifo /tmp/qmon /tmp/qout
 exec 5<>/tmp/qmon
 listen
-taskset -c 0 %[1]s -monitor stdio <&5 > /tmp/qout 2>&1 &
+taskset -c 0 %s -monitor stdio <&5 > /tmp/qout 2>&1 &
 q=$!
-{ grep -m1 -q 'migrate file:' && echo quit >&5; cat > /dev/null; } < /tmp/qout &
+{ grep -m1 -qE '%s' && echo quit >&5; cat > /dev/null; } < /tmp/qout &
 wait $lpid
+`, args, until)
+	}
+	lvDisk := fmt.Sprintf("/tmp/sb-lv%d.qcow2", r)
+	lvQEMU := strings.ReplaceAll(qemu, "/tmp/sb-qemu.qcow2", lvDisk)
+	return lab.Step{Name: fmt.Sprintf("sbench/qemu/%d", r), Timeout: 8 * time.Minute, Script: snapshotBenchCommon + `
+rm -f /tmp/qemu.state /tmp/qemu.pid` +
+		boot(qemu, "migrate file:") + `
 echo 'migrate file:/tmp/qemu.state' >&5
 wait $q
 echo "@@LAB sbench.save $?"
 exec 5>&-
 ls -l /tmp/qemu.state
-`, strings.ReplaceAll(snapshotBenchQEMU, "@@FILL@@", fill)) +
-		restore("sbench.seconds", "file:/tmp/qemu.state") +
-		restore("sbench.pipe-seconds", "exec:cat /tmp/qemu.state") + `
-echo "@@LAB sbench.restore 0"
+` +
+		restore("sbench.seconds", qemu+" -monitor none -incoming 'file:/tmp/qemu.state'") +
+		restore("sbench.pipe-seconds", qemu+" -monitor none -incoming 'exec:cat /tmp/qemu.state'") + fmt.Sprintf(`
 rm -f /tmp/qemu.state
-`}
+qemu-img create -q -f qcow2 %[1]s 64M
+`, lvDisk) +
+		boot(lvQEMU, fmt.Sprintf("lv%d .*20[0-9][0-9]-[0-9][0-9]-", r)) + fmt.Sprintf(`
+echo 'savevm lv%[1]d' >&5
+echo 'info snapshots' >&5
+wait $q
+echo "@@LAB sbench.savevm $?"
+exec 5>&-
+`, r) +
+		restore("sbench.loadvm-seconds", fmt.Sprintf("%s -monitor none -loadvm lv%d", lvQEMU, r)) + fmt.Sprintf(`
+rm -f %s
+echo "@@LAB sbench.restore 0"
+`, lvDisk)}
+}
+
+// snapshotBenchRestores are the restores a round times: paddock's, and
+// QEMU's three (the marker of each is its figure's seconds; the markers
+// with .first-entry and .guest appended split it, in milliseconds).
+var snapshotBenchRestores = []struct{ step, marker, figure, label string }{
+	{"paddock", "sbench.seconds", "paddock", "paddock snapshot restore"},
+	{"qemu", "sbench.seconds", "qemu", "QEMU -incoming file:"},
+	{"qemu", "sbench.pipe-seconds", "qemu-pipe", "QEMU -incoming exec:cat"},
+	{"qemu", "sbench.loadvm-seconds", "qemu-loadvm", "QEMU -loadvm"},
 }
 
 // BenchmarkSnapshotRestoreLab compares restoring a running stock Debian
 // guest (512 MiB, 256 of them filled with data, a qcow2 disk, a NIC) in
 // the nested lab: paddock snapshot restore (a new VMM maps the memory
-// file and loads the state) against QEMU started with -incoming from a
-// file it migrated the same guest to (QEMU reads all of the saved RAM
-// before the guest runs), timed from the command to the guest's first
-// answer on the network (an echo reply to L1's pings, every 10 ms), in
-// L1 wall time. QEMU restores the file twice a round: reading it itself
-// (-incoming file:, the peer: "x-..." are QEMU's time over paddock's,
-// the target is 10 or more; paired: the geometric mean of each round's
-// ratio), and through a pipe from cat (-incoming exec:cat, as libvirt's
-// restore feeds QEMU: qemu-pipe-best-s, x-pipe-paired). Timings are
-// emulated: compare only the ratios. PADDOCK_SNAPSHOT_BENCH_FILL sets
-// the data the guest holds (in L1, QEMU's file restore was hardly slower
-// with 400 MiB than with 256: most of its time is its own start;
-// docs/lab.md).
+// file and loads the state) against QEMU restoring the same guest (QEMU
+// reads all of the saved RAM before the guest runs), timed from the
+// command to the guest's first answer on the network (an echo reply to
+// L1's pings, every 10 ms), in L1 wall time. QEMU restores three ways
+// a round: from a file it migrated the guest to, reading it itself
+// (-incoming file:, its fastest restore and the peer: "x-..." are its
+// time over paddock's, the target is 10 or more; paired: the geometric
+// mean of each round's ratio); the same file through a pipe from cat
+// (-incoming exec:cat, as libvirt's `virsh restore` feeds QEMU:
+// x-pipe-...); and from an internal snapshot savevm wrote into the
+// guest's qcow2 disk (-loadvm, QEMU's own snapshot restore, which rolls
+// disk and memory back together as paddock's does: x-loadvm-...).
+//
+// Each restore is also split at the guest's first instruction (an L1
+// tracepoint): the log gives, for each, the median milliseconds from the
+// command to there (what the VMM does) and from there to the reply (what
+// the restored guest does), the figures docs/lab.md weighs the target
+// against. Timings are emulated: compare only the ratios.
+// PADDOCK_SNAPSHOT_BENCH_FILL sets the data the guest holds (in L1,
+// QEMU's file restore was hardly slower with 400 MiB than with 256: most
+// of its time is its own start; docs/lab.md).
 //
 //	go test ./test/e2e -run '^$' -bench SnapshotRestoreLab -benchtime 1x
 func BenchmarkSnapshotRestoreLab(b *testing.B) {
@@ -180,7 +263,10 @@ func BenchmarkSnapshotRestoreLab(b *testing.B) {
 	for r := 0; r < rounds; r++ {
 		sc.Steps = append(sc.Steps, snapshotBenchPaddock(r), snapshotBenchQEMURound(r, fill))
 	}
+	// figures[f] are the seconds of restore kind f, one a round;
+	// phases[f] its first-entry and guest milliseconds.
 	figures := map[string][]float64{}
+	phases := map[string][2][]float64{}
 	for b.Loop() {
 		res, err := l.Run(ctx, sc)
 		if err != nil {
@@ -193,39 +279,65 @@ func BenchmarkSnapshotRestoreLab(b *testing.B) {
 				if !ok || !st.Done {
 					b.Fatalf("step %s did not finish; transcript tail:\n%s", name, res.Tail(40))
 				}
-				for _, k := range []string{"sbench.save", "sbench.restore"} {
+				want := []string{"sbench.save", "sbench.restore"}
+				if vmm == "qemu" {
+					want = append(want, "sbench.savevm")
+				}
+				for _, k := range want {
 					if mk, ok := st.Marker(k); !ok || strings.TrimSpace(mk.Value) != "0" {
 						b.Fatalf("%s: %s = %q; transcript tail:\n%s", name, k, mk.Value, res.Tail(40))
 					}
 				}
-				kinds := []struct{ marker, figure string }{{"sbench.seconds", vmm}}
-				if vmm == "qemu" {
-					kinds = append(kinds, struct{ marker, figure string }{"sbench.pipe-seconds", "qemu-pipe"})
-				}
-				for _, k := range kinds {
-					mk, ok := st.Marker(k.marker)
-					v, err := strconv.ParseFloat(strings.TrimSpace(mk.Value), 64)
-					if !ok || err != nil || v <= 0 {
-						b.Fatalf("%s: %s = %q (%v); transcript tail:\n%s", name, k.marker, mk.Value, err, res.Tail(40))
-					}
-					figures[k.figure] = append(figures[k.figure], v)
-					b.Logf("%s: %.2fs to the guest's first echo reply (%s)", name, v, k.figure)
-				}
+			}
+			for _, k := range snapshotBenchRestores {
+				name := fmt.Sprintf("sbench/%s/%d", k.step, r)
+				st, _ := res.Step(name)
+				v := snapshotBenchFigure(b, res, st, k.marker)
+				figures[k.figure] = append(figures[k.figure], v)
+				entry := snapshotBenchFigure(b, res, st, k.marker+".first-entry")
+				guest := snapshotBenchFigure(b, res, st, k.marker+".guest")
+				ph := phases[k.figure]
+				ph[0], ph[1] = append(ph[0], entry), append(ph[1], guest)
+				phases[k.figure] = ph
+				b.Logf("%s: %.2fs to the guest's first echo reply (%s): %.0f ms to its first instruction, %.0f ms from there", name, v, k.label, entry, guest)
 			}
 		}
 	}
-	ps, qs, pipes := figures["paddock"], figures["qemu"], figures["qemu-pipe"]
-	p, q, qp := best(ps, false), best(qs, false), best(pipes, false)
+	ps, qs := figures["paddock"], figures["qemu"]
+	p, q := best(ps, false), best(qs, false)
 	paired, wins := pairedRatio(ps, qs, false)
-	pipePaired, _ := pairedRatio(ps, pipes, false)
 	b.ReportMetric(p, "paddock-best-s")
 	b.ReportMetric(q, "qemu-best-s")
 	b.ReportMetric(q/p, "x-best")
 	b.ReportMetric(median(qs)/median(ps), "x-median")
 	b.ReportMetric(paired, "x-paired")
-	b.ReportMetric(qp, "qemu-pipe-best-s")
-	b.ReportMetric(pipePaired, "x-pipe-paired")
+	for _, peer := range []string{"pipe", "loadvm"} {
+		fs := figures["qemu-"+peer]
+		pp, _ := pairedRatio(ps, fs, false)
+		b.ReportMetric(best(fs, false), "qemu-"+peer+"-best-s")
+		b.ReportMetric(median(fs)/median(ps), "x-"+peer+"-median")
+		b.ReportMetric(pp, "x-"+peer+"-paired")
+	}
 	b.ReportMetric(0, "ns/op")
-	b.Logf("restore to the guest answering on the network, L1 seconds: paddock best %.2f median %.2f; QEMU -incoming file: best %.2f median %.2f, QEMU/paddock %.1fx (median %.1fx, paired %.1fx, paddock faster in %d of %d rounds); QEMU -incoming exec:cat best %.2f median %.2f, %.1fx (median %.1fx, paired %.1fx)",
-		p, median(ps), q, median(qs), q/p, median(qs)/median(ps), paired, wins, len(ps), qp, median(pipes), qp/p, median(pipes)/median(ps), pipePaired)
+	b.Logf("restore to the guest answering on the network, L1 seconds: paddock best %.2f median %.2f; QEMU -incoming file: best %.2f median %.2f, QEMU/paddock %.1fx (median %.1fx, paired %.1fx, paddock faster in %d of %d rounds)",
+		p, median(ps), q, median(qs), q/p, median(qs)/median(ps), paired, wins, len(ps))
+	for _, k := range snapshotBenchRestores {
+		fs, ph := figures[k.figure], phases[k.figure]
+		pp, _ := pairedRatio(ps, fs, false)
+		b.Logf("%-26s median %.2f s (%.1fx paddock's median, paired %.1fx): %4.0f ms to the guest's first instruction, %4.0f ms from there to the reply (medians)",
+			k.label, median(fs), median(fs)/median(ps), pp, median(ph[0]), median(ph[1]))
+	}
+}
+
+// snapshotBenchFigure returns the positive number step st marked as key,
+// or fails b. (The phases' markers are missing when L1 has no tracefs or
+// no tracepoint kvm:kvm_entry.)
+func snapshotBenchFigure(b *testing.B, res *lab.Result, st *lab.StepResult, key string) float64 {
+	b.Helper()
+	mk, ok := st.Marker(key)
+	v, err := strconv.ParseFloat(strings.TrimSpace(mk.Value), 64)
+	if !ok || err != nil || v <= 0 {
+		b.Fatalf("%s: marker %s = %q (%v); transcript tail:\n%s", st.Name, key, mk.Value, err, res.Tail(40))
+	}
+	return v
 }
