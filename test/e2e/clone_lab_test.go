@@ -69,20 +69,38 @@ mark "clone.start-at $(up)"
 paddock clone bb-tpl c -n $n --start > /tmp/clone.out; mark "clone.rc $?"
 mark "clone.running-at $(up)"
 cat /tmp/clone.out
+` + stallDumpScript + `
+# follow VM: the VM's console until it ends, in /tmp/VM.log. A clone
+# boots, checks and powers off in seconds (two minutes on a loaded
+# host); one still running after 300 s has stalled inside L1's KVM
+# (the emulated AMD-V, docs/lab.md): its machine state is dumped to its
+# VMM log and it is killed, and /tmp/VM.stalled says so.
+follow() {
+	timeout 300 sh -c "paddock logs -f $1 | tr -d '\r' > /tmp/$1.log"
+	w=$?
+	# 124: coreutils' timeout; 143 (SIGTERM): busybox's.
+	if { [ $w = 124 ] || [ $w = 143 ]; } && paddock ls | grep -q "^$1 *running"; then
+		echo "$1: still running after 300 s: stalled"
+		stalldump $1
+		paddock kill $1 > /dev/null
+		touch /tmp/$1.stalled
+	fi
+}
 i=1
 while [ $i -le $n ]; do
-	paddock logs -f c-$i | tr -d '\r' > /tmp/c-$i.log
+	follow c-$i
 	i=$((i + 1))
 done
 mark "clone.stopped-at $(up)"
 # Why a clone's console ended early, if one did: its exit and VMM's log.
-# Guests booting at once in L1 triple-fault now and then, or their kernel
-# takes a double fault and panics (the emulated AMD-V, docs/lab.md; the
-# guest's panic=-1 makes that a reboot, which ends the VM): a clone
-# whose boot ended so boots again, twice at most, and the test says so
-# (c-N.emulator-faults, the last count).
+# Guests booting at once in L1 triple-fault now and then, their kernel
+# takes a double fault and panics, or their vCPU stalls (the emulated
+# AMD-V, docs/lab.md; the guest's panic=-1 makes a panic a reboot,
+# which ends the VM): a clone whose boot ended so boots again, twice at
+# most, and the test says so (c-N.emulator-faults, the last count).
 emulator_fault() {
-	paddock inspect $1 | grep -q 'triple-faulted' ||
+	rm /tmp/$1.stalled 2> /dev/null ||
+		paddock inspect $1 | grep -q 'triple-faulted' ||
 		grep -q 'Kernel panic - not syncing: Fatal exception' /tmp/$1.log
 }
 i=1
@@ -97,7 +115,7 @@ while [ $i -le $n ]; do
 			mark "c-$i.emulator-faults $k"
 			grep -m1 -B2 -A8 'Kernel panic - not syncing: Fatal exception' /tmp/c-$i.log | sed "s/^/c-$i| /"
 			paddock start c-$i > /dev/null
-			paddock logs -f c-$i | tr -d '\r' > /tmp/c-$i.log
+			follow c-$i
 		done
 	fi
 	i=$((i + 1))
@@ -149,7 +167,7 @@ func checkCloneLab(t *testing.T, st *lab.StepResult) {
 	for i := 1; i <= cloneLabCount; i++ {
 		c := fmt.Sprintf("c-%d", i)
 		if n := lastMarker(st, c+".emulator-faults"); n != "" {
-			t.Logf("%s triple-faulted or its kernel panicked in its boot %s time(s), and it was started again (the emulated AMD-V: docs/lab.md)", c, n)
+			t.Logf("%s triple-faulted, its kernel panicked or its vCPU stalled in its boot %s time(s), and it was started again (the emulated AMD-V: docs/lab.md)", c, n)
 		}
 		uuid := markerValue(st, c+".paddock-uuid")
 		if len(uuid) != 36 {
