@@ -81,6 +81,15 @@ paddock template create tpl --from web --memory; mark "l1.template $?"
 sha256sum $H/templates/tpl/disks/* $H/templates/tpl/memory > /tmp/bases.sum
 paddock clone tpl c -n %[1]d --start > /dev/null; mark "l1.clone $?"
 clones="%[2]s"
+# remake VM WHY: the VM made and started again from the template, WHY
+# marked as VM.again; waitfor's status.
+remake() {
+	why $1
+	mark "$1.again $2"
+	paddock rm --force $1 > /dev/null
+	paddock clone tpl $1 --start > /dev/null
+	waitfor $1 warm.httpd
+}
 for vm in $clones; do
 	waitfor $vm warm.httpd; rc=$?
 	# Guests in L1 triple-fault or stall now and then (the emulated
@@ -95,12 +104,8 @@ for vm in $clones; do
 		else
 			break
 		fi
-		why $vm
 		k=$((k + 1))
-		mark "$vm.again $k $how"
-		paddock rm --force $vm > /dev/null
-		paddock clone tpl $vm --start > /dev/null
-		waitfor $vm warm.httpd; rc=$?
+		remake $vm "$k $how"; rc=$?
 	done
 	mark "l1.ready-$vm $rc"
 	[ $rc = 0 ] || why $vm
@@ -116,12 +121,8 @@ for vm in $clones; do
 	# same way, twice at most.
 	k=0
 	while [ "$got" != $vm ] && [ $k -lt 2 ] && paddock inspect $vm | grep -q 'triple-faulted'; do
-		why $vm
 		k=$((k + 1))
-		mark "$vm.again http-$k triple-fault"
-		paddock rm --force $vm > /dev/null
-		paddock clone tpl $vm --start > /dev/null
-		waitfor $vm warm.httpd || break
+		remake $vm "http-$k triple-fault" || break
 		got=$(http $vm)
 	done
 	mark "l1.http-$vm $got"
