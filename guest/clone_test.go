@@ -238,6 +238,10 @@ func TestCloneTenantLockFree(t *testing.T) {
 	var mu sync.Mutex
 	free := map[string]error{}
 	testHookCloneSetUp = func(name string) {
+		// The clones are set up in parallel: one probe at a time, or
+		// one hook's probe would find the lock another hook holds.
+		mu.Lock()
+		defer mu.Unlock()
 		f, err := os.OpenFile(lockPath, os.O_RDWR, 0)
 		if err == nil {
 			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
@@ -250,9 +254,7 @@ func TestCloneTenantLockFree(t *testing.T) {
 				}
 			}
 		}
-		mu.Lock()
 		free[name] = err
-		mu.Unlock()
 	}
 	defer func() { testHookCloneSetUp = nil }()
 	if _, err := m.Clone(context.Background(), "web-tpl", "k", CloneOptions{Numbered: true, Count: 3}); err != nil {
