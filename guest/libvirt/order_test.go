@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"testing"
@@ -119,6 +120,11 @@ func TestReplyFirstRefuses(t *testing.T) {
 		binary.BigEndian.PutUint32(b, n)
 		return b
 	}
+	// hugeHeader starts a stream packet of call 7 as long as libvirt
+	// allows; replyFirst refuses to hold it on its header alone.
+	hugeHeader := length(maxPacket)[:packetHeader]
+	binary.BigEndian.PutUint32(hugeHeader[16:], typeStream)
+	binary.BigEndian.PutUint32(hugeHeader[20:], 7)
 	for _, tc := range []struct {
 		name string
 		host []byte
@@ -131,6 +137,8 @@ func TestReplyFirstRefuses(t *testing.T) {
 		{"another protocol", []byte("HTTP/1.1 503 Service Unavailable\r\n\r\n"),
 			`the host does not speak libvirt's protocol: it sent "HTTP/1.1 503 Service Unavail"`},
 		{"too much stream before its reply", bytes.Join([][]byte{bigData7, bigData7, reply7}, nil),
+			"the host does not speak libvirt's protocol: more than 32 MiB of a stream came before the reply to its call"},
+		{"the header of a stream packet too long to hold", bytes.Join([][]byte{data7, hugeHeader}, nil),
 			"the host does not speak libvirt's protocol: more than 32 MiB of a stream came before the reply to its call"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -187,7 +195,7 @@ func FuzzReplyFirst(f *testing.F) {
 		}
 		checkHeld(t, c)
 		sent, rest := splitPackets(host)
-		if errors.Is(err, errBadPacket) != (len(rest) >= packetHeader && !valid(rest)) {
+		if errors.Is(err, errBadPacket) != (len(rest) >= packetHeader && (!valid(rest) || holdsTooMuch(called, sent, rest))) {
 			t.Errorf("read: %v, with %d bytes after the last whole packet", err, len(rest))
 		}
 		got, cut := splitPackets(out)
@@ -216,6 +224,33 @@ func FuzzReplyFirst(f *testing.F) {
 			}
 		}
 	})
+}
+
+// holdsTooMuch reports whether replyFirst, reading the packets sent
+// after calls of the serials called, would have to hold more than
+// maxHeld bytes of stream before the calls' replies for the packet whose
+// header rest starts with: it refuses such a packet on its header, before
+// its payload comes. (The whole packets sent cannot cross maxHeld: a
+// fuzzer's input is far shorter.) Precondition: len(rest) >=
+// packetHeader.
+func holdsTooMuch(called map[uint32]bool, sent [][]byte, rest []byte) bool {
+	waiting := maps.Clone(called)
+	heldFor := map[uint32]int{}
+	held := 0
+	for _, p := range sent {
+		switch h := parseHeader(p); {
+		case !waiting[h.serial]:
+		case h.stream():
+			heldFor[h.serial] += len(p)
+			held += len(p)
+		case h.reply():
+			held -= heldFor[h.serial]
+			delete(heldFor, h.serial)
+			delete(waiting, h.serial)
+		}
+	}
+	h := parseHeader(rest)
+	return waiting[h.serial] && h.stream() && held+int(h.length) > maxHeld
 }
 
 // splitPackets cuts b into packets at their lengths; rest is what follows
