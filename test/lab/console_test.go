@@ -202,6 +202,32 @@ func TestEmulatorFailure(t *testing.T) {
 	}
 }
 
+// TestFaulted: a step with RetryFaults that timed out, or in which a
+// guest triple-faulted, makes the run one to boot again, named with the
+// step; the same in a step without RetryFaults, a step not counted (-1)
+// or not in the result, does not.
+func TestFaulted(t *testing.T) {
+	sc := Scenario{Steps: []Step{{Name: "a", RetryFaults: true}, {Name: "b", RetryFaults: true}, {Name: "c"}}}
+	for _, tt := range []struct {
+		name  string
+		steps []StepResult
+		want  string
+	}{
+		{"clean", []StepResult{{Name: "a"}, {Name: "b"}, {Name: "c"}}, ""},
+		{"timed out", []StepResult{{Name: "a", TimedOut: true, L2Shutdowns: 1}, {Name: "b"}}, "step a timed out"},
+		{"triple faults", []StepResult{{Name: "a"}, {Name: "b", L2Shutdowns: 2}}, "step b: 2 triple fault(s) of a guest in L1"},
+		{"both", []StepResult{{Name: "a", L2Shutdowns: 1}, {Name: "b", TimedOut: true}},
+			"step a: 1 triple fault(s) of a guest in L1; step b timed out"},
+		{"not counted", []StepResult{{Name: "a", L2Shutdowns: -1}}, ""},
+		{"a step without RetryFaults", []StepResult{{Name: "c", TimedOut: true, L2Shutdowns: 3}}, ""},
+		{"a step of another scenario", []StepResult{{Name: "d", TimedOut: true}}, ""},
+	} {
+		if got := faulted(sc, &Result{Steps: tt.steps}); got != tt.want {
+			t.Errorf("%s: faulted = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestMonitorDeadlines(t *testing.T) {
 	m := newMonitor([]Step{{Name: "s", Timeout: 10 * time.Second}}, time.Minute, nil)
 	m.grace = 5 * time.Second

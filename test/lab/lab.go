@@ -51,8 +51,9 @@ type Options struct {
 	// mean L1 froze. Default 60s.
 	FreezeTimeout time.Duration
 	// Attempts is how many times Run boots L1 for a scenario whose L1
-	// froze, or vanished in the middle without a word from its kernel
-	// (and only then); default 2. TCG's emulated AMD-V very rarely loses
+	// froze, or vanished in the middle without a word from its kernel,
+	// or one of whose steps with RetryFaults faulted (and only then);
+	// default 2. TCG's emulated AMD-V very rarely loses
 	// an interrupt and leaves L1 halted for ever, or resets L1 on the
 	// spot while L2 runs (the lab is software all the way down, docs/lab.md; no
 	// L1 process can reset L1 silently). A kernel panic or oops in L1 is
@@ -216,12 +217,21 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) (*Result, error) {
 		if sc.Attempts != 0 {
 			attempts = sc.Attempts
 		}
-		if emulatorFailure(err) && attempt < attempts && ctx.Err() == nil {
-			froze = append(froze, err.Error())
-			if l.tb != nil {
-				l.tb.Logf("lab: L1 attempt %d failed in the emulator; booting it again. %v", attempt, err)
+		if attempt < attempts && ctx.Err() == nil {
+			why := ""
+			switch {
+			case emulatorFailure(err):
+				why = err.Error()
+			case err == nil:
+				why = faulted(sc, res)
 			}
-			continue
+			if why != "" {
+				froze = append(froze, why)
+				if l.tb != nil {
+					l.tb.Logf("lab: L1 attempt %d failed in the emulator; booting it again. %s", attempt, why)
+				}
+				continue
+			}
 		}
 		res.Froze = froze
 		return res, err
@@ -248,6 +258,26 @@ func emulatorFailure(err error) bool {
 		}
 	}
 	return false
+}
+
+// faulted says which steps of sc with RetryFaults had a guest
+// triple-fault or timed out in res, or "" if none did.
+func faulted(sc Scenario, res *Result) string {
+	var why []string
+	for _, s := range sc.Steps {
+		if !s.RetryFaults {
+			continue
+		}
+		st, ok := res.Step(s.Name)
+		switch {
+		case !ok:
+		case st.TimedOut:
+			why = append(why, fmt.Sprintf("step %s timed out", s.Name))
+		case st.L2Shutdowns > 0:
+			why = append(why, fmt.Sprintf("step %s: %d triple fault(s) of a guest in L1", s.Name, st.L2Shutdowns))
+		}
+	}
+	return strings.Join(why, "; ")
 }
 
 // emulatorPanics are the L1 kernel deaths that TCG's emulated AMD-V

@@ -214,6 +214,31 @@ func TestHarnessFailures(t *testing.T) {
 			t.Errorf("earlier attempts %q with Attempts 1, want none", res.Froze)
 		}
 	})
+	t.Run("step-faults", func(t *testing.T) {
+		// A step with RetryFaults that times out boots L1 again, once
+		// (the lab's two attempts); the last attempt's result is
+		// returned as it is, for the test to fail on.
+		l := New(t)
+		res, err := l.Run(context.Background(), Scenario{Steps: []Step{
+			{Name: "hang", Script: "echo '@@LAB hang.started'\nsleep 60\n", Timeout: 3 * time.Second, RetryFaults: true},
+			{Name: "after", Script: "echo '@@LAB after.ran yes'\n"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Froze) != 1 || res.Froze[0] != "step hang timed out" {
+			t.Errorf("earlier attempts %q, want one whose step hang timed out", res.Froze)
+		}
+		if st, ok := res.Step("hang"); !ok || !st.TimedOut {
+			t.Errorf("step hang of the last attempt: %+v, want timed out", st)
+		}
+		if v, ok := res.Marker("after.ran"); !ok || v.Value != "yes" {
+			t.Errorf("the step after the hang did not run in the last attempt: %+v", v)
+		}
+		if n := strings.Count(res.Transcript(), "@@LAB hang.started"); n != 1 {
+			t.Errorf("the last attempt's transcript shows step hang starting %d times, want 1", n)
+		}
+	})
 	t.Run("context-cancel", func(t *testing.T) {
 		l := New(t)
 		ctx, cancel := context.WithCancelCause(context.Background())

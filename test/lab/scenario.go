@@ -62,6 +62,14 @@ type Step struct {
 	// Interactive runs the step on the console as its controlling terminal
 	// (stdin included), without an L1 watchdog.
 	Interactive bool
+	// RetryFaults puts a triple fault of a guest in L1 during this step
+	// (StepResult.L2Shutdowns), and the step's timing out, down to the
+	// emulated AMD-V, which makes healthy guests triple-fault, or stall
+	// inside L1's KVM, now and then (docs/lab.md): Run then boots L1
+	// again for the whole scenario, within its attempts, and says why
+	// (Result.Froze). For a step none of whose guests may triple-fault or
+	// hang, and that does not start its guests again itself.
+	RetryFaults bool
 }
 
 // DefaultStepTimeout is a step's timeout when it sets none.
@@ -145,7 +153,8 @@ type Result struct {
 	// QEMUPid is the L1 QEMU's process id (gone when Run returns).
 	QEMUPid int
 	// Froze lists earlier attempts of this scenario whose L1 froze or
-	// reset silently and was booted again (see Options.Attempts).
+	// reset silently, or in which a step with RetryFaults faulted, and
+	// which were booted again (see Options.Attempts).
 	Froze []string
 }
 
