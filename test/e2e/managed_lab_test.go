@@ -114,9 +114,9 @@ func TestManagedLab(t *testing.T) {
 			"/guest/tf.yaml":  {Data: []byte("name: tf\nmemory: 64MiB\nkernel: /guest/reset\nconsole: stdio\n")},
 		},
 		Steps: []lab.Step{
-			{Name: "managed/up", Script: managedUpStep, Timeout: 5 * time.Minute},
-			{Name: "managed/console", Script: managedConsoleStep, Timeout: 3 * time.Minute},
-			{Name: "managed/stop", Script: managedStopStep, Timeout: 4 * time.Minute},
+			{Name: "managed/up", Script: managedUpStep, Timeout: 5 * time.Minute, RetryFaults: true},
+			{Name: "managed/console", Script: managedConsoleStep, Timeout: 3 * time.Minute, RetryFaults: true},
+			{Name: "managed/stop", Script: managedStopStep, Timeout: 4 * time.Minute, RetryFaults: true},
 			{Name: "managed/triplefault", Script: "paddock run -f /guest/tf.yaml > /dev/null 2>&1\necho \"@@LAB managed.tf-rc $?\"\n", Timeout: time.Minute},
 		},
 	}
