@@ -67,6 +67,9 @@ const (
 	// MissingKey's value names an optional tool a test ran without
 	// (HasTool), outside CI.
 	MissingKey = "paddock.missing"
+	// RetryKey's value says why the lab booted L1 again for a test (the
+	// emulator's failure, test/lab's Run).
+	RetryKey = "paddock.retry"
 )
 
 // EnvCI is the environment variable that marks a CI run: when it holds a

@@ -33,6 +33,7 @@ type test struct {
 	children  int
 	layer     testenv.Layer // the highest layer the test declared itself
 	missing   []string      // optional tools it ran without (testenv.HasTool)
+	retries   []string      // why the lab booted L1 again for it (testenv.RetryKey)
 	// output is what the test printed while it runs; it is dropped when
 	// the test ends, after a failed test's is shown.
 	output     strings.Builder
@@ -125,6 +126,8 @@ func (r *Report) Event(e Event) {
 			}
 		case testenv.MissingKey:
 			t.missing = append(t.missing, e.Value)
+		case testenv.RetryKey:
+			t.retries = append(t.retries, e.Value)
 		}
 	case "pass":
 		t.state = e.Action

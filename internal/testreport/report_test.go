@@ -168,6 +168,47 @@ func (s stream) check(t *testing.T, sum Summary) {
 	}
 }
 
+// TestRetried: each time the lab booted L1 again for a test (its
+// testenv.RetryKey attribute) is listed in the summary with why, whether
+// the test then passed or failed.
+func TestRetried(t *testing.T) {
+	r := NewReport(&bytes.Buffer{})
+	const p = "example.com/e2e"
+	for _, e := range []Event{
+		{Action: "run", Package: p, Test: "TestA"},
+		{Action: "attr", Package: p, Test: "TestA", Key: testenv.LayerKey, Value: string(testenv.Lab)},
+		{Action: "attr", Package: p, Test: "TestA", Key: testenv.RetryKey, Value: "step a timed out"},
+		{Action: "pass", Package: p, Test: "TestA"},
+		{Action: "run", Package: p, Test: "TestB"},
+		{Action: "attr", Package: p, Test: "TestB", Key: testenv.RetryKey, Value: "lab: L1 froze"},
+		{Action: "attr", Package: p, Test: "TestB", Key: testenv.RetryKey, Value: "step b: 1 triple fault(s) of a guest in L1"},
+		{Action: "fail", Package: p, Test: "TestB"},
+		{Action: "run", Package: p, Test: "TestC"},
+		{Action: "pass", Package: p, Test: "TestC"},
+		{Action: "fail", Package: p},
+	} {
+		r.Event(e)
+	}
+	sum := r.Summary()
+	var got []string
+	for _, n := range sum.Retried {
+		got = append(got, n.String())
+	}
+	want := []string{
+		p + " TestA: step a timed out",
+		p + " TestB: lab: L1 froze",
+		p + " TestB: step b: 1 triple fault(s) of a guest in L1",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("retried %q, want %q", got, want)
+	}
+	var out bytes.Buffer
+	sum.Write(&out, nil)
+	if !strings.Contains(out.String(), "booted L1 again after the emulator failed (docs/lab.md):\n  "+want[0]+"\n") {
+		t.Errorf("the summary does not list the retries:\n%s", out.String())
+	}
+}
+
 // TestShowsFailuresOnly checks the terminal output of the sample stream:
 // go test's package lines and the failed test's output, without passing
 // tests' logs and without go test -v's framing.

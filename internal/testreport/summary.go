@@ -16,8 +16,9 @@ type Counts struct {
 // Named is a test (or a package, Test empty) with something to say about it.
 type Named struct {
 	Package, Test string
-	// Why is a skip's reason, an optional tool that was missing, or why
-	// a package failed without a failed test.
+	// Why is a skip's reason, an optional tool that was missing, why the
+	// lab booted L1 again, or why a package failed without a failed
+	// test.
 	Why string
 }
 
@@ -43,6 +44,10 @@ type Summary struct {
 	Skipped []Named
 	// Missing lists tests that ran without an optional tool (outside CI).
 	Missing []Named
+	// Retried lists, passed or not, the tests for which the lab booted
+	// L1 again after the emulator failed (test/lab's Run), once for each
+	// time: a fault of paddock's that comes and goes shows here.
+	Retried []Named
 	// Failed lists failed tests (not the parents of a failed subtest),
 	// packages that failed to build, and packages that failed with no
 	// failed test to show for it.
@@ -68,6 +73,9 @@ func (r *Report) Summary() Summary {
 	for _, t := range r.order {
 		for _, m := range t.missing {
 			s.Missing = append(s.Missing, Named{t.pkg, t.name, m})
+		}
+		for _, why := range t.retries {
+			s.Retried = append(s.Retried, Named{t.pkg, t.name, why})
 		}
 		failed := t.state != "pass" && t.state != "skip" // "run": the stream ended first
 		if t.children > 0 && !(failed && !failedChild[t]) {
@@ -164,7 +172,8 @@ type Fuzz struct {
 }
 
 // Write prints the summary: a table of the layers, then the skipped
-// tests, the tests that ran without an optional tool and the failed ones.
+// tests, the tests that ran without an optional tool, those whose L1
+// the lab booted again, and the failed ones.
 func (s Summary) Write(w io.Writer, fz *Fuzz) {
 	fmt.Fprintf(w, "\n%-10s %8s %8s %8s\n", "tests", "ran", "failed", "skipped")
 	for _, l := range testenv.Layers {
@@ -189,6 +198,7 @@ func (s Summary) Write(w io.Writer, fz *Fuzz) {
 	}
 	list(w, "skipped (with CI=true each fails instead)", s.Skipped)
 	list(w, "ran without an optional tool (with CI=true each fails instead)", s.Missing)
+	list(w, "booted L1 again after the emulator failed (docs/lab.md)", s.Retried)
 	list(w, "failed", s.Failed)
 }
 
