@@ -24,7 +24,8 @@ build:
 # oracle tests under the race detector; then every fuzz target briefly.
 # internal/testreport shows go test's usual lines (failed tests' output,
 # ok/FAIL per package), then how many tests ran, failed and were skipped
-# in each layer, the fuzz count, and the skipped tests with their reasons.
+# in each layer, the fuzz count, the skipped tests with their reasons, and
+# the lab tests whose L1 was booted again after the emulator failed.
 # It exits with go test's status; under CI=true a skipped test fails the
 # run (docs/architecture.md, "Tests").
 test: setup lint

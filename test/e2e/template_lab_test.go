@@ -534,19 +534,6 @@ func lastMarker(st *lab.StepResult, key string) string {
 	return v
 }
 
-// sinceLast returns st with only the markers from its last marker key
-// on: the last attempt of a step that tries again.
-func sinceLast(st *lab.StepResult, key string) *lab.StepResult {
-	out := *st
-	for i := len(st.Markers) - 1; i >= 0; i-- {
-		if st.Markers[i].Key == key {
-			out.Markers = st.Markers[i:]
-			break
-		}
-	}
-	return &out
-}
-
 // l1Seconds is the L1 uptime between two markers whose values start with
 // L1's uptime.
 func l1Seconds(st *lab.StepResult, from, to string) (float64, error) {

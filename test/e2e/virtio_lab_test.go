@@ -225,6 +225,9 @@ func TestVirtioLab(t *testing.T) {
 		WithPaddock: true,
 		WithVmlinux: true,
 		Files:       files,
+		// Its steps' guest faults (RetryFaults) share the attempts with
+		// an L1 that froze or reset (docs/lab.md).
+		Attempts: 3,
 		Steps: []lab.Step{
 			{Name: "virtio/check", Script: virtioCheckStep, Timeout: 2 * bootTimeout, RetryFaults: true},
 			{Name: "virtio/intx", Script: "paddock run -f /guest/intx.yaml\necho \"@@LAB vmm.rc $?\"\n", Timeout: bootTimeout, RetryFaults: true},

@@ -202,27 +202,34 @@ func TestEmulatorFailure(t *testing.T) {
 	}
 }
 
-// TestFaulted: a step with RetryFaults that timed out, or in which a
-// guest triple-faulted, makes the run one to boot again, named with the
-// step; the same in a step without RetryFaults, a step not counted (-1)
-// or not in the result, does not.
+// TestFaulted: a step with RetryFaults that timed out (by L1's watchdog,
+// or by the host's deadline while it ran), or in which a guest
+// triple-faulted, makes the run one to boot again, named with the step;
+// the same in a step without RetryFaults, a step not counted (-1) or not
+// in the result, or a host timeout in a step not begun or done, does not.
 func TestFaulted(t *testing.T) {
 	sc := Scenario{Steps: []Step{{Name: "a", RetryFaults: true}, {Name: "b", RetryFaults: true}, {Name: "c"}}}
+	hostTimeout := &RunError{Err: fmt.Errorf("%w after 300s waiting for step b", ErrTimeout)}
 	for _, tt := range []struct {
 		name  string
 		steps []StepResult
+		err   error
 		want  string
 	}{
-		{"clean", []StepResult{{Name: "a"}, {Name: "b"}, {Name: "c"}}, ""},
-		{"timed out", []StepResult{{Name: "a", TimedOut: true, L2Shutdowns: 1}, {Name: "b"}}, "step a timed out"},
-		{"triple faults", []StepResult{{Name: "a"}, {Name: "b", L2Shutdowns: 2}}, "step b: 2 triple fault(s) of a guest in L1"},
-		{"both", []StepResult{{Name: "a", L2Shutdowns: 1}, {Name: "b", TimedOut: true}},
-			"step a: 1 triple fault(s) of a guest in L1; step b timed out"},
-		{"not counted", []StepResult{{Name: "a", L2Shutdowns: -1}}, ""},
-		{"a step without RetryFaults", []StepResult{{Name: "c", TimedOut: true, L2Shutdowns: 3}}, ""},
-		{"a step of another scenario", []StepResult{{Name: "d", TimedOut: true}}, ""},
+		{"clean", []StepResult{{Name: "a", Done: true}, {Name: "b", Done: true}, {Name: "c", Done: true}}, nil, ""},
+		{"timed out", []StepResult{{Name: "a", TimedOut: true}, {Name: "b"}}, nil, "step a timed out"},
+		{"triple faults", []StepResult{{Name: "a"}, {Name: "b", L2Shutdowns: 2}}, nil, "step b: 2 triple fault(s) of a guest in L1"},
+		{"both", []StepResult{{Name: "a", L2Shutdowns: 1, TimedOut: true}, {Name: "b", TimedOut: true}}, nil,
+			"step a: 1 triple fault(s) of a guest in L1; step a timed out; step b timed out"},
+		{"the host's deadline", []StepResult{{Name: "a", Done: true, Begin: time.Second}, {Name: "b", Begin: 2 * time.Second, L2Shutdowns: -1}}, hostTimeout,
+			"step b timed out, and the host ended L1"},
+		{"the host's deadline before the step", []StepResult{{Name: "a", Done: true, Begin: time.Second}, {Name: "b", L2Shutdowns: -1}}, hostTimeout, ""},
+		{"no deadline, a step cut short", []StepResult{{Name: "b", Begin: time.Second, L2Shutdowns: -1}}, nil, ""},
+		{"not counted", []StepResult{{Name: "a", L2Shutdowns: -1}}, nil, ""},
+		{"a step without RetryFaults", []StepResult{{Name: "c", TimedOut: true, L2Shutdowns: 3, Begin: time.Second}}, hostTimeout, ""},
+		{"a step of another scenario", []StepResult{{Name: "d", TimedOut: true}}, nil, ""},
 	} {
-		if got := faulted(sc, &Result{Steps: tt.steps}); got != tt.want {
+		if got := faulted(sc, &Result{Steps: tt.steps}, tt.err); got != tt.want {
 			t.Errorf("%s: faulted = %q, want %q", tt.name, got, tt.want)
 		}
 	}
