@@ -120,11 +120,13 @@ func TestReplyFirstRefuses(t *testing.T) {
 		binary.BigEndian.PutUint32(b, n)
 		return b
 	}
-	// hugeHeader starts a stream packet of call 7 as long as libvirt
-	// allows; replyFirst refuses to hold it on its header alone.
-	hugeHeader := length(maxPacket)[:packetHeader]
-	binary.BigEndian.PutUint32(hugeHeader[16:], typeStream)
-	binary.BigEndian.PutUint32(hugeHeader[20:], 7)
+	// streamHeader starts a stream packet of call 7 of n bytes.
+	streamHeader := func(n uint32) []byte {
+		b := length(n)[:packetHeader]
+		binary.BigEndian.PutUint32(b[16:], typeStream)
+		binary.BigEndian.PutUint32(b[20:], 7)
+		return b
+	}
 	for _, tc := range []struct {
 		name string
 		host []byte
@@ -138,7 +140,7 @@ func TestReplyFirstRefuses(t *testing.T) {
 			`the host does not speak libvirt's protocol: it sent "HTTP/1.1 503 Service Unavail"`},
 		{"too much stream before its reply", bytes.Join([][]byte{bigData7, bigData7, reply7}, nil),
 			"the host does not speak libvirt's protocol: more than 32 MiB of a stream came before the reply to its call"},
-		{"the header of a stream packet too long to hold", bytes.Join([][]byte{data7, hugeHeader}, nil),
+		{"the header of a stream packet too long to hold", bytes.Join([][]byte{data7, streamHeader(maxHeld - uint32(len(data7)) + 1)}, nil),
 			"the host does not speak libvirt's protocol: more than 32 MiB of a stream came before the reply to its call"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,6 +158,21 @@ func TestReplyFirstRefuses(t *testing.T) {
 				t.Errorf("read after the error: %v", err)
 			}
 		})
+	}
+}
+
+// TestReplyFirstHoldsUpToMax: stream packets that fill maxHeld exactly
+// before their call's reply are held, not refused: reading ends only
+// because the host's bytes do, in the middle of the last packet.
+func TestReplyFirstHoldsUpToMax(t *testing.T) {
+	hdr := slices.Clone(data7[:packetHeader])
+	binary.BigEndian.PutUint32(hdr, maxHeld-uint32(len(data7)))
+	c, out, err := readThrough([]uint32{7}, bytes.Join([][]byte{data7, hdr}, nil))
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("read: %v, want the host's bytes to end", err)
+	}
+	if len(out) != 0 || c.broken() != nil {
+		t.Errorf("read %q, broken %v: want nothing read and nothing refused", out, c.broken())
 	}
 }
 
@@ -227,30 +244,31 @@ func FuzzReplyFirst(f *testing.F) {
 }
 
 // holdsTooMuch reports whether replyFirst, reading the packets sent
-// after calls of the serials called, would have to hold more than
-// maxHeld bytes of stream before the calls' replies for the packet whose
-// header rest starts with: it refuses such a packet on its header, before
-// its payload comes. (The whole packets sent cannot cross maxHeld: a
-// fuzzer's input is far shorter.) Precondition: len(rest) >=
+// after calls of the serials called, then the header rest starts with,
+// would have to hold more than maxHeld bytes of stream before the calls'
+// replies: it refuses the packet that would cross the bound on its
+// header, before its payload comes. Precondition: len(rest) >=
 // packetHeader.
 func holdsTooMuch(called map[uint32]bool, sent [][]byte, rest []byte) bool {
 	waiting := maps.Clone(called)
 	heldFor := map[uint32]int{}
 	held := 0
-	for _, p := range sent {
+	for _, p := range append(slices.Clone(sent), rest) {
 		switch h := parseHeader(p); {
 		case !waiting[h.serial]:
 		case h.stream():
-			heldFor[h.serial] += len(p)
-			held += len(p)
+			if held+int(h.length) > maxHeld {
+				return true
+			}
+			heldFor[h.serial] += int(h.length)
+			held += int(h.length)
 		case h.reply():
 			held -= heldFor[h.serial]
 			delete(heldFor, h.serial)
 			delete(waiting, h.serial)
 		}
 	}
-	h := parseHeader(rest)
-	return waiting[h.serial] && h.stream() && held+int(h.length) > maxHeld
+	return false
 }
 
 // splitPackets cuts b into packets at their lengths; rest is what follows
