@@ -189,6 +189,7 @@ func TestHarnessFailures(t *testing.T) {
 		// An immediate reset (no panic, no shutdown) looks like TCG
 		// resetting L1: Run boots L1 once more, then reports it.
 		l := New(t)
+		l.retriesExpected = true
 		res, err := l.Run(context.Background(), Scenario{Steps: []Step{
 			{Name: "reset", Script: "echo b > /proc/sysrq-trigger\nsleep 60\n", Timeout: time.Minute},
 		}})
@@ -219,6 +220,7 @@ func TestHarnessFailures(t *testing.T) {
 		// (the lab's two attempts); the last attempt's result is
 		// returned as it is, for the test to fail on.
 		l := New(t)
+		l.retriesExpected = true
 		res, err := l.Run(context.Background(), Scenario{Steps: []Step{
 			{Name: "hang", Script: "echo '@@LAB hang.started'\nsleep 60\n", Timeout: 3 * time.Second, RetryFaults: true},
 			{Name: "after", Script: "echo '@@LAB after.ran yes'\n"},
